@@ -1,0 +1,1 @@
+"""Consumer: takes tasks from god in batches, runs them in worker processes, sends results."""

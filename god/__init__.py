@@ -1,0 +1,1 @@
+"""God: the coordinator that serves the task and result queues and records results."""

@@ -1,0 +1,51 @@
+"""God's command line: parse, validate, set up logging, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from loguru import logger
+
+from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS
+from god.service import GodOptions, run_god
+from shared.config import DEFAULT_PORT, GOD_BIND_HOST, load_settings
+from shared.errors import GodError
+from shared.log import setup_logging
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+@app.command()
+def main(
+    address: Annotated[str, typer.Option(
+        envvar="GOD_ADDRESS", help="HOST:PORT to listen on; port 0 picks a free port.",
+    )] = f"{GOD_BIND_HOST}:{DEFAULT_PORT}",
+    authkey_file: Annotated[Optional[Path], typer.Option(
+        envvar="GOD_AUTHKEY_FILE",
+        help="File holding the authkey. Default: GOD_AUTHKEY, else a generated key file.",
+    )] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Append every result to this file as a JSON line.")] = None,
+    capacity: Annotated[int, typer.Option(min=1, help="Tasks waiting before producers are made to wait.")] = CAPACITY,
+    lease_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds without a heartbeat before a consumer's tasks are served again.",
+    )] = LEASE_S,
+    max_attempts: Annotated[int, typer.Option(
+        min=1, help="Times a task is served to consumers that die before it is dead-lettered.",
+    )] = MAX_ATTEMPTS,
+    quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_json: Annotated[bool, typer.Option(help="Write logs as JSON lines.")] = False,
+) -> None:
+    """Serve the task and result queues, and print and record results."""
+    setup_logging("god", level=log_level, json=log_json)
+    try:
+        settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True)
+        options = GodOptions(results_path=results, capacity=capacity, lease_s=lease_timeout,
+                             max_attempts=max_attempts, quiet=quiet)
+        code = run_god(settings, options)
+    except GodError as e:
+        logger.bind(role="god").error(str(e))
+        raise typer.Exit(e.exit_code) from None
+    raise typer.Exit(code)

@@ -1,0 +1,74 @@
+"""God's process: the server thread, the monitor loop, signals, and a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from loguru import logger
+
+from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, Broker
+from god.monitor import Monitor
+from god.server import GodServer
+from shared import exitcodes
+from shared.config import Settings, format_address, hostname
+
+TICK_S = 0.2  # seconds between monitor rounds when no result arrives (reaping, stop checks)
+
+
+@dataclass(frozen=True, slots=True)
+class GodOptions:
+    """God's knobs beyond address and key."""
+
+    results_path: Path | None = None
+    capacity: int = CAPACITY
+    lease_s: float = LEASE_S
+    max_attempts: int = MAX_ATTEMPTS
+    quiet: bool = False
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the handler only flips a bool (nothing else is signal-safe)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+
+def client_address(address: tuple[str, int]) -> str:
+    """The address clients should use: a wildcard bind is reached through this host's name."""
+    host, port = address
+    if host in ("0.0.0.0", "::", ""):
+        return format_address((hostname(), port))
+    return format_address(address)
+
+
+def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout) -> int:
+    """Serve until SIGINT/SIGTERM, printing and recording results; returns the exit code."""
+    log = logger.bind(role="god")
+    broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts)
+    monitor = Monitor(broker, out=out, results_path=options.results_path, quiet=options.quiet)
+    server = GodServer(broker, settings)
+    address = server.start()
+    out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
+    out.flush()
+    log.info("listening on {}; authkey from {}", format_address(address), settings.authkey_source)
+    if options.results_path is not None:
+        log.info("appending results to {}", options.results_path)
+
+    stop = _StopFlag()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stop.requested:
+        monitor.step(TICK_S)
+    log.info("stopping on {}", stop.signal_name)
+    monitor.close()
+    return exitcodes.OK

@@ -1,0 +1,1 @@
+"""Producer: puts tasks on god in batches: the tutorial's random rounds, or JSON lines."""

@@ -1,0 +1,109 @@
+"""The producer's command line: parse, validate, set up logging, run."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, Optional
+
+import typer
+from loguru import logger
+
+from producer.producer import Producer
+from producer.sources import json_lines, random_rounds
+from shared import exitcodes
+from shared.config import CLIENT_HOST, DEFAULT_PORT, GIVE_UP_AFTER_S, load_settings
+from shared.errors import ConfigError, GodError, Interrupted
+from shared.log import setup_logging
+
+BATCH = 1000  # tasks per put when reading a file
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+class _Signals:
+    """First SIGINT/SIGTERM: stop after the batch in hand is confirmed. Second: stop now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def requested(self) -> bool:
+        return self.count > 0
+
+
+def _sleep(seconds: float, stop: _Signals) -> None:
+    end = time.monotonic() + seconds
+    while not stop.requested() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))
+
+
+def _batches(source: str | None, rounds: int | None, per_round: int) -> tuple[Iterator[list[Any]], str]:
+    if source is None:
+        return random_rounds(rounds, per_round), "round"
+    if source == "-":
+        return json_lines(sys.stdin, name="stdin", batch_size=BATCH), "batch"
+    try:
+        f = open(source, encoding="utf-8")  # closed at exit; the producer reads it to the end
+    except OSError as e:
+        raise ConfigError(f"--from {source}: cannot read it ({e.strerror})") from None
+    return json_lines(f, name=source, batch_size=BATCH), "batch"
+
+
+@app.command()
+def main(
+    address: Annotated[str, typer.Option(envvar="GOD_ADDRESS", help="God's HOST:PORT.")] = f"{CLIENT_HOST}:{DEFAULT_PORT}",
+    authkey_file: Annotated[Optional[Path], typer.Option(
+        envvar="GOD_AUTHKEY_FILE", help="File holding the authkey. Default: GOD_AUTHKEY, else god's key file here.",
+    )] = None,
+    rounds: Annotated[Optional[int], typer.Option(min=1, help="Rounds of random integers. Default: until stopped.")] = None,
+    per_round: Annotated[int, typer.Option(min=1, help="Random integers (0..999) per round.")] = 10,
+    interval: Annotated[float, typer.Option(min=0, help="Seconds between rounds.")] = 3.0,
+    from_: Annotated[Optional[str], typer.Option(
+        "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
+    )] = None,
+    give_up_after: Annotated[float, typer.Option(help="Seconds to keep retrying an unreachable god.")] = GIVE_UP_AFTER_S,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_json: Annotated[bool, typer.Option(help="Write logs as JSON lines.")] = False,
+) -> None:
+    """Put tasks on god: rounds of random integers like the tutorial, or JSON lines."""
+    setup_logging("producer", level=log_level, json=log_json)
+    log = logger.bind(role="producer")
+    stop = _Signals()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    producer = None
+    try:
+        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after)
+        batches, unit = _batches(from_, rounds, per_round)
+        producer = Producer(settings, should_stop=stop.requested)
+        producer.connect()
+        for n, batch in enumerate(batches, 1):
+            producer.put_many(batch)
+            total = f"/{rounds}" if unit == "round" and rounds else ""
+            log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch), producer.accepted)
+            if stop.requested():
+                break
+            if unit == "round" and (rounds is None or n < rounds):
+                _sleep(interval, stop)
+            if stop.requested():
+                break
+    except KeyboardInterrupt:
+        log.error("stopped at once; {} tasks were put", producer.accepted if producer else 0)
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    except Interrupted as e:
+        log.error("{}; {} tasks were put", e, producer.accepted if producer else 0)
+        raise typer.Exit(e.exit_code) from None
+    except GodError as e:
+        log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
+        raise typer.Exit(e.exit_code) from None
+    log.info("done: god accepted all {} tasks", producer.accepted)
+    raise typer.Exit(exitcodes.OK)

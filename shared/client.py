@@ -1,0 +1,193 @@
+"""The reconnecting client producers and consumers use to call god's broker.
+
+One GodClient is one connection, for one thread. It talks to the broker object that god
+registers under the fixed id ``broker``: connect, handshake, ``accept_connection``, then
+calls, one round trip each (the stock proxy needs four connections before its first call).
+
+A call that fails between send and reply leaves a connection out of step (the next call
+would read the old reply), so after any such failure the connection is thrown away and a
+new one is made; what was not confirmed is sent again, which the broker makes safe (task
+ids dedupe puts, lease sequence numbers make a retried lease return the same tasks, a
+re-sent result is a counted duplicate).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from multiprocessing import AuthenticationError, connection
+from multiprocessing.managers import convert_to_error
+from typing import Any
+
+from loguru import logger
+
+from shared import transport
+from shared.config import Settings, format_address
+from shared.errors import AuthError, Interrupted, UnreachableError
+from shared.manager import BROKER
+from shared.records import Leased, ResultIn, TaskIn, describe
+
+BACKOFF_FIRST_S = 0.1  # first wait after a failure
+BACKOFF_MAX_S = 5.0  # longest wait between attempts
+#: Bound on any one reply. Broker calls that wait (lease, put_many) are asked to return
+#: well within it, so hitting it means god (or the path to it) stopped answering.
+REPLY_TIMEOUT_S = 30.0
+STOP_CHECK_S = 0.1  # how often a retry wait looks at the stop flag
+
+
+class GodClient:
+    """A typed, reconnecting connection to god's broker, for one thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        role: str,
+        info: dict[str, Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.role = role
+        self.info = info or {}
+        self.server_info: dict[str, Any] = {}
+        self._should_stop = should_stop or (lambda: False)
+        self._conn: connection.Connection | None = None
+        self._where = format_address(settings.address)
+        self._log = logger.bind(role=role)
+
+    # -- connection management ------------------------------------------------------------
+
+    def _open(self) -> connection.Connection:
+        conn = transport.connect(self.settings.address, self.settings.authkey, recv_timeout=REPLY_TIMEOUT_S)
+        try:
+            self._exchange(conn, None, "accept_connection", (self.name,))
+            self.server_info = self._exchange(conn, BROKER, "hello", (self.name, self.role, self.info))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        self._drop()
+
+    @staticmethod
+    def _exchange(conn: connection.Connection, ident: str | None, method: str, args: tuple[Any, ...]) -> Any:
+        conn.send((ident, method, args, {}))
+        kind, result = conn.recv()
+        if kind == "#RETURN":
+            return result
+        raise convert_to_error(kind, result)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call a broker method, reconnecting and re-sending until god answers or we give up.
+
+        Raises:
+            AuthError: god refused our key (not retried: it will not change by waiting).
+            UnreachableError: no answer for ``settings.give_up_after`` seconds.
+            Interrupted: the stop event was set while we waited to retry.
+        """
+        failing_since: float | None = None
+        attempt = 0
+        while True:
+            try:
+                conn = self._conn if self._conn is not None else self._open()
+                try:
+                    conn.send((BROKER, method, args, {}))
+                    kind, result = conn.recv()
+                except BaseException:
+                    self._drop()  # out of step now, whatever happened
+                    raise
+            except AuthenticationError:
+                raise AuthError(
+                    f"god at {self._where} refused our authkey ({self.settings.authkey_source}); "
+                    "check that every role uses the same key"
+                ) from None
+            except (OSError, EOFError) as e:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                waited = now - failing_since
+                if waited >= self.settings.give_up_after:
+                    raise UnreachableError(
+                        f"god not reachable at {self._where} after {waited:.0f}s: {_reason(e)}"
+                    ) from None
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = min(delay, self.settings.give_up_after - waited)
+                attempt += 1
+                self._log.warning(
+                    "god at {} not answering ({}); retry {} in {:.1f}s, giving up in {:.0f}s",
+                    self._where, _reason(e), attempt, delay, self.settings.give_up_after - waited,
+                )
+                self._sleep(delay)
+                continue
+            if failing_since is not None:
+                self._log.info("god at {} answers again", self._where)
+            if kind == "#RETURN":
+                return result
+            raise convert_to_error(kind, result)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in short slices, so a stop request (a flag set by a signal) ends the wait."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._should_stop():
+                raise Interrupted(f"stopped while waiting for god at {self._where}")
+            time.sleep(min(left, STOP_CHECK_S))
+
+    # -- typed broker API -------------------------------------------------------------------
+
+    def connect(self) -> dict[str, Any]:
+        """Make sure a connection is open (retrying like any call); returns god's hello."""
+        self.call("heartbeat", self.name)
+        return self.server_info
+
+    def put_many(self, tasks: list[TaskIn], timeout: float) -> int:
+        """Offer tasks; returns how many of them (a prefix) god holds now."""
+        return int(self.call("put_many", self.name, tasks, timeout))
+
+    def lease(self, max_n: int, timeout: float, seq: int) -> list[Leased]:
+        """Lease up to max_n tasks, waiting up to timeout for the first one."""
+        return list(self.call("lease", self.name, max_n, timeout, seq))
+
+    def ack_many(self, results: list[ResultIn]) -> int:
+        """Send results; returns how many were new (the rest were duplicates)."""
+        return int(self.call("ack_many", self.name, results))
+
+    def heartbeat(self) -> bool:
+        """Keep our leases alive; False if god had already given us up."""
+        return bool(self.call("heartbeat", self.name))
+
+    def release(self, task_ids: list[str], crashed: list[str] | None = None) -> int:
+        """Hand back leased tasks: unstarted ones, and ones whose worker died running them."""
+        return int(self.call("release", self.name, task_ids, crashed or []))
+
+    def bye(self) -> None:
+        """Say we are leaving; god hands back anything still leased to us."""
+        self.call("bye", self.name)
+
+    def stats(self) -> dict[str, Any]:
+        """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, ..."""
+        return dict(self.call("stats"))
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "connection closed"
+    if isinstance(e, BlockingIOError):
+        return f"no reply within {REPLY_TIMEOUT_S:.0f}s"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return describe(e)

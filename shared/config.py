@@ -1,0 +1,159 @@
+"""Settings for every role: address parsing and authkey resolution; the only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+DEFAULT_PORT = 5678
+GOD_BIND_HOST = "0.0.0.0"  # god listens on every interface unless told otherwise
+CLIENT_HOST = "127.0.0.1"  # producers and consumers look for god here unless told otherwise
+ENV_AUTHKEY = "GOD_AUTHKEY"
+ENV_ADDRESS = "GOD_ADDRESS"
+ENV_AUTHKEY_FILE = "GOD_AUTHKEY_FILE"
+GIVE_UP_AFTER_S = 180.0  # seconds a client keeps retrying an unreachable god
+KEY_BYTES = 32  # entropy of a generated authkey
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a role needs to reach (or be) god. The key never shows in repr or logs."""
+
+    address: Address
+    authkey: bytes = field(repr=False)
+    authkey_source: str
+    give_up_after: float = GIVE_UP_AFTER_S
+
+
+def parse_address(text: str, *, default_host: str) -> Address:
+    """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[IPv6]:PORT``.
+
+    Raises:
+        ConfigError: naming the text and what is wrong with it.
+    """
+    raw = text.strip()
+    if not raw:
+        raise ConfigError("address is empty: expected HOST:PORT, e.g. 127.0.0.1:5678")
+    host, port_text = raw, ""
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise ConfigError(f"address {text!r} has '[' without ']': expected [IPv6]:PORT")
+        host, rest = raw[1:end], raw[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"address {text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    elif raw.count(":") > 1:
+        raise ConfigError(f"address {text!r}: write an IPv6 address as [ADDR]:PORT")
+    host = host or default_host
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"address {text!r}: port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def format_address(address: Address) -> str:
+    """Render an address the way parse_address reads it back."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hostname() -> str:
+    """This machine's short name, used in ids and log lines."""
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def state_dir() -> Path:
+    """Where god keeps its generated authkey (and, later, its journal)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "god"
+
+
+def default_authkey_path() -> Path:
+    """The file a key-less god writes its key to, and key-less clients read it from."""
+    return state_dir() / "authkey"
+
+
+def read_authkey_file(path: Path) -> bytes:
+    """Read a key file; surrounding whitespace (a trailing newline) is not part of the key."""
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"authkey file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"authkey file {path} is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"authkey file {path} is not readable (permission denied)") from None
+    except OSError as e:
+        raise ConfigError(f"authkey file {path} cannot be read: {e.strerror}") from None
+    if not key:
+        raise ConfigError(f"authkey file {path} is empty")
+    return key
+
+
+def _generate_authkey(path: Path) -> bytes:
+    key = secrets.token_hex(KEY_BYTES).encode()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # O_EXCL: two gods starting at once must not overwrite each other's key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_authkey_file(path)
+    except OSError as e:
+        raise ConfigError(f"cannot write a generated authkey to {path}: {e.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return key
+
+
+def resolve_authkey(authkey_file: Path | None, *, generate: bool) -> tuple[bytes, str]:
+    """Find the authkey: --authkey-file (or GOD_AUTHKEY_FILE), then GOD_AUTHKEY, then the default file.
+
+    Args:
+        authkey_file: the path given on the command line or in GOD_AUTHKEY_FILE.
+        generate: god passes True: with no key anywhere it makes one in the default file.
+
+    Returns:
+        The key and a description of where it came from (safe to log: no key material).
+
+    Raises:
+        ConfigError: the key is missing, empty or unreadable.
+    """
+    if authkey_file is not None:
+        return read_authkey_file(authkey_file), f"file {authkey_file}"
+    env_key = os.environ.get(ENV_AUTHKEY)
+    if env_key is not None:
+        if not env_key.strip():
+            raise ConfigError(f"{ENV_AUTHKEY} is set but empty")
+        return env_key.strip().encode(), f"environment variable {ENV_AUTHKEY}"
+    path = default_authkey_path()
+    if path.exists():
+        return read_authkey_file(path), f"file {path}"
+    if generate:
+        return _generate_authkey(path), f"generated, written to {path} (mode 0600)"
+    raise ConfigError(
+        f"no authkey: set {ENV_AUTHKEY} or pass --authkey-file "
+        f"(a god started without a key writes one to {path} on its own machine)"
+    )
+
+
+def load_settings(
+    address: str, authkey_file: Path | None, *, default_host: str, generate_key: bool = False,
+    give_up_after: float = GIVE_UP_AFTER_S,
+) -> Settings:
+    """Validate everything a role needs before it binds, connects or forks."""
+    if give_up_after <= 0:
+        raise ConfigError(f"--give-up-after must be positive, got {give_up_after}")
+    addr = parse_address(address, default_host=default_host)
+    key, source = resolve_authkey(authkey_file, generate=generate_key)
+    return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after)

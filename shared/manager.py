@@ -1,0 +1,30 @@
+"""GodManager and every name god registers, in one place."""
+
+from __future__ import annotations
+
+from multiprocessing.managers import BaseManager
+
+from shared import transport
+
+BROKER = "broker"  #: our API; also the fixed object id GodClient calls without a 'create'
+PQ = "pq"  #: tutorial-style task queue view
+CQ = "cq"  #: tutorial-style result queue view
+TASK_QUEUE = "get_task_queue"  #: the tutorial's name for the task queue
+RESULT_QUEUE = "get_result_queue"  #: the tutorial's name for the result queue
+REGISTERED = (BROKER, PQ, CQ, TASK_QUEUE, RESULT_QUEUE)
+
+#: The broker methods a client may call; god-internal methods stay unreachable.
+BROKER_METHODS = ("hello", "put_many", "lease", "ack_many", "heartbeat", "release", "bye", "stats")
+#: The methods of the queue views, as a tutorial client expects from queue.Queue.
+QUEUE_METHODS = ("put", "put_nowait", "get", "get_nowait", "empty", "qsize", "full")
+
+
+class GodManager(BaseManager):
+    """Client view of god: registered names, no callables (god/server.py adds them)."""
+
+    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
+        super().__init__(address=address, authkey=authkey, serializer=transport.SERIALIZER)
+
+
+for _name in REGISTERED:
+    GodManager.register(_name)
