@@ -177,6 +177,9 @@ class Broker:
 
     # -- the client API (BROKER_METHODS) ---------------------------------------------------
 
+    def ping(self) -> None:
+        """Do nothing: a round trip that proves the connection works."""
+
     def hello(self, name: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
         """Register a producer or consumer; returns the parameters it must follow."""
         with self._lock:

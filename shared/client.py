@@ -151,7 +151,7 @@ class GodClient:
 
     def connect(self) -> dict[str, Any]:
         """Make sure a connection is open (retrying like any call); returns god's hello."""
-        self.call("heartbeat", self.name)
+        self.call("ping")
         return self.server_info
 
     def put_many(self, tasks: list[TaskIn], timeout: float) -> int:

@@ -1,0 +1,65 @@
+"""Fixtures: an isolated environment per test, and real role processes cleaned up afterwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Proc
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A fresh random authkey, and a state dir of this test's own (no stray key files)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("GOD_")}
+    e.update(GOD_AUTHKEY=os.urandom(32).hex(), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
+    return e
+
+
+@pytest.fixture
+def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
+    """Start role processes (``spawn("consumer", "--burst")``); every one is stopped at teardown."""
+    procs: list[Proc] = []
+
+    def start(role: str, *args: str, env_extra: dict[str, str] | None = None, **kw: object) -> Proc:
+        p = Proc(["-m", role, *args], {**env, **(env_extra or {})}, **kw)  # type: ignore[arg-type]
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+class God:
+    """A running god: its process, the address it listens on, and its results file."""
+
+    def __init__(self, proc: Proc, address: str, results: Path) -> None:
+        self.proc, self.address, self.results = proc, address, results
+
+
+@pytest.fixture
+def start_god(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., God]:
+    """Start god on 127.0.0.1 and a free port; returns once it says it listens."""
+
+    def start(*args: str, port: int = 0) -> God:
+        results = tmp_path / "results.jsonl"
+        p = spawn("god", "--address", f"127.0.0.1:{port}", "--results", str(results), *args)
+        m = p.wait_for(r"listening on (\S+:\d+)")
+        return God(p, m.group(1), results)
+
+    return start
+
+
+@pytest.fixture
+def god(start_god: Callable[..., God]) -> God:
+    """A god with default settings but a short lease, so lost consumers are noticed quickly."""
+    return start_god("--lease-timeout", "1")
+
+
+def addr_env(g: God) -> dict[str, str]:
+    return {"GOD_ADDRESS": g.address}
+

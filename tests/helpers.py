@@ -1,0 +1,134 @@
+"""Helpers for tests that run real god, producer and consumer processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+POLL_S = 0.02
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
+    """Poll pred until it returns something truthy; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+class Proc:
+    """A role running as a real process, its output collected by reader threads."""
+
+    def __init__(self, args: list[str], env: dict[str, str], *, stdin: Any = subprocess.DEVNULL,
+                 new_session: bool = False) -> None:
+        self.args = args
+        self.new_session = new_session
+        self.popen = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.popen.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.popen.stderr, self.err), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        with stream:
+            for line in stream:
+                into.append(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_for(self, pattern: str, timeout: float = 15, stream: str = "out") -> re.Match[str]:
+        """Wait for a line matching pattern on stdout (or stderr); returns the match."""
+        lines = self.out if stream == "out" else self.err
+        rx = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            for line in list(lines):
+                m = rx.search(line)
+                if m:
+                    return m
+            if self.popen.poll() is not None:
+                self.drain()
+                raise AssertionError(f"{self.args[1]} exited {self.popen.returncode} before {pattern!r}:\n{self.text()}")
+            return None
+
+        return wait_until(found, timeout, f"{pattern!r} from {self.args[1]}")  # type: ignore[no-any-return]
+
+    def drain(self) -> None:
+        """Let the reader threads collect what the process wrote before it exited."""
+        for t in self._readers:
+            t.join(5)
+
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for exit; returns the exit code with all output collected."""
+        code = self.popen.wait(timeout)
+        self.drain()
+        return code
+
+    def text(self) -> str:
+        return "\n".join(self.out + self.err)
+
+    def _own_group(self) -> bool:
+        return bool(self.new_session)
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+
+    def stop(self) -> None:
+        """Terminate, wait, kill: used in teardown, also when the test failed."""
+        # A process started in its own session may have left workers behind: end the group.
+        group = self._own_group()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.popen.poll() is None:
+                self.popen.send_signal(sig)
+                try:
+                    self.popen.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        if group:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.drain()
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The results file as a list of records (empty when it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_results(path: Path, n: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """Wait until the results file holds results for n distinct task ids; returns all records."""
+
+    def enough() -> list[dict[str, Any]] | None:
+        records = read_results(path)
+        return records if len({r["id"] for r in records}) >= n else None
+
+    return wait_until(enough, timeout, f"results for {n} tasks in {path.name}")  # type: ignore[no-any-return]

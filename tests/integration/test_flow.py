@@ -1,0 +1,99 @@
+"""The whole system as users run it: real god, producers and consumers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumer.tasks import square
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, read_results, wait_for_results, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_tutorial_flow_end_to_end(god: God, spawn: Callable[..., Proc]) -> None:
+    # Given god, two consumers and a producer of three rounds
+    env = addr_env(god)
+    consumers = [spawn("consumer", "--processes", "1", env_extra=env) for _ in range(2)]
+    producer = spawn("producer", "--rounds", "3", "--per-round", "10", "--interval", "0.1", env_extra=env)
+    # When the producer is done and the results are in
+    assert producer.wait() == 0, producer.text()
+    results = wait_for_results(god.results, 30)
+    # Then every task has exactly one correct result, and god printed them the tutorial's way
+    assert len(results) == 30
+    assert len({r["id"] for r in results}) == 30
+    assert all(r["ok"] and r["value"] == square(r["payload"]) for r in results)
+    god.proc.wait_for(r"^\d+ \* \d+ = \d+$")
+    for c in consumers:
+        c.signal(signal.SIGTERM)
+        assert c.wait() == 0, c.text()
+    god.proc.signal(signal.SIGTERM)
+    assert god.proc.wait() == 0
+    assert any(line.startswith("final: done 30") for line in god.proc.out), god.proc.text()
+
+
+def test_tasks_from_a_file_and_a_failing_task_function(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    # Given a file of ten tasks, one of which makes the task function raise
+    src = tmp_path / "tasks.jsonl"
+    src.write_text("".join(f"{n}\n" for n in range(10, 20)))
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
+    # When a burst consumer runs them
+    c = spawn("consumer", "--task", "tests.tasks:fail_on_13", "--processes", "2", "--burst", env_extra=env)
+    assert c.wait() == 0, c.text()
+    # Then the failure is a result with the error and traceback, and the others succeeded
+    results = wait_for_results(god.results, 10)
+    by_payload = {r["payload"]: r for r in results}
+    assert sorted(by_payload) == list(range(10, 20))
+    bad = by_payload[13]
+    assert bad["ok"] is False and bad["error"] == "ValueError: 13 is unlucky"
+    assert "Traceback" in bad["traceback"] and "fail_on_13" in bad["traceback"]
+    assert all(r["ok"] for p, r in by_payload.items() if p != 13)
+    god.proc.wait_for(r"failed.*ValueError: 13 is unlucky")
+
+
+def test_killed_consumer_tasks_are_redelivered_and_finished_exactly_once(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given 12 tasks of 0.3 s and a consumer that takes them
+    src = tmp_path / "slow.jsonl"
+    src.write_text("".join(json.dumps({"n": n, "s": 0.3}) + "\n" for n in range(12)))
+    env = addr_env(god)
+    victim = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
+    wait_until(lambda: read_results(god.results), 20, "the first result")
+    # When it is SIGKILLed with its workers (a host going down) while it holds tasks
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    # Then another consumer finishes every task, and each task id has exactly one result
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    results = wait_for_results(god.results, 12, timeout=40)
+    counts = Counter(r["id"] for r in results)
+    assert len(counts) == 12 and set(counts.values()) == {1}, counts
+    assert sorted(r["value"] for r in results) == sorted(square(n) for n in range(12))
+    assert any(r["attempts"] >= 2 for r in results), "no task was redelivered: the kill came too late"
+    god.proc.wait_for(r"consumer \S+ lost", stream="err")
+
+
+def test_a_full_queue_makes_the_producer_wait_and_nothing_is_dropped(
+    start_god: Callable[..., God], spawn: Callable[..., Proc]
+) -> None:
+    # Given a god that holds 5 tasks at most
+    g = start_god("--capacity", "5")
+    env = addr_env(g)
+    # When a producer puts 40 in one round
+    producer = spawn("producer", "--rounds", "1", "--per-round", "40", env_extra=env)
+    # Then it says it is waiting, and finishes once a consumer makes room
+    producer.wait_for(r"queue is full", stream="err")
+    assert producer.popen.poll() is None
+    spawn("consumer", "--processes", "1", env_extra=env)
+    assert producer.wait() == 0, producer.text()
+    results = wait_for_results(g.results, 40)
+    assert len({r["id"] for r in results}) == 40

@@ -1,0 +1,24 @@
+"""Task functions the integration tests hand to real consumers (``--task tests.tasks:NAME``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from consumer.tasks import square
+
+
+def slow(payload: dict[str, Any]) -> str:
+    """Square payload['n'] after payload['s'] seconds: a task long enough to be caught running."""
+    time.sleep(payload["s"])
+    return square(payload["n"])
+
+
+def fail_on_13(n: int) -> str:
+    """Square n, but raise for 13."""
+    if n == 13:
+        raise ValueError("13 is unlucky")
+    return square(n)
+
+
+NOT_CALLABLE = 42

@@ -1,0 +1,84 @@
+"""Address parsing and authkey resolution."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from shared import config
+from shared.errors import ConfigError
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("example.org:80", ("example.org", 80)),
+    ("example.org", ("example.org", 5678)),
+    (":0", ("dflt", 0)),
+    ("[::1]:9000", ("::1", 9000)),
+    ("10.0.0.1:65535", ("10.0.0.1", 65535)),
+])
+def test_addresses_parse(text: str, expected: tuple[str, int]) -> None:
+    assert config.parse_address(text, default_host="dflt") == expected
+
+
+@pytest.mark.parametrize("text,says", [
+    ("host:port", "'port' is not a number"),
+    ("host:70000", "not a number from 0 to 65535"),
+    ("", "empty"),
+    ("::1:5", "IPv6"),
+    ("[::1", "without ']'"),
+])
+def test_bad_addresses_are_named(text: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        config.parse_address(text, default_host="h")
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("GOD_AUTHKEY", raising=False)
+    return tmp_path / "god" / "authkey"
+
+
+def test_god_without_a_key_generates_a_private_one_and_clients_find_it(state: Path) -> None:
+    key, source = config.resolve_authkey(None, generate=True)
+    assert len(key) == 64 and str(state) in source
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert config.resolve_authkey(None, generate=False)[0] == key
+    assert config.resolve_authkey(None, generate=True)[0] == key  # reused, not replaced
+
+
+def test_a_client_without_any_key_is_told_where_to_get_one(state: Path) -> None:
+    with pytest.raises(ConfigError, match="no authkey: set GOD_AUTHKEY"):
+        config.resolve_authkey(None, generate=False)
+
+
+def test_key_file_beats_environment_beats_default(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config.resolve_authkey(None, generate=True)
+    monkeypatch.setenv("GOD_AUTHKEY", "from-env")
+    assert config.resolve_authkey(None, generate=False)[0] == b"from-env"
+    f = tmp_path / "k"
+    f.write_text("from-file\n")
+    assert config.resolve_authkey(f, generate=False) == (b"from-file", f"file {f}")
+
+
+@pytest.mark.parametrize("content,says", [("", "is empty"), (None, "does not exist")])
+def test_bad_key_files_are_named(tmp_path: Path, content: str | None, says: str, state: Path) -> None:
+    f = tmp_path / "key"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(ConfigError, match=says):
+        config.resolve_authkey(f, generate=False)
+
+
+def test_an_empty_key_in_the_environment_is_refused(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOD_AUTHKEY", "  ")
+    with pytest.raises(ConfigError, match="GOD_AUTHKEY is set but empty"):
+        config.resolve_authkey(None, generate=True)
+
+
+def test_settings_never_show_the_key(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOD_AUTHKEY", "s3cret-value")
+    s = config.load_settings("h:1", None, default_host="h")
+    assert "s3cret" not in repr(s)

@@ -1,0 +1,71 @@
+"""Task functions, records, sources and the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from consumer.tasks import resolve_task, square
+from god.server import GodServerManager
+from producer.sources import json_lines, random_rounds
+from shared.errors import ConfigError
+from shared.manager import REGISTERED, GodManager
+from shared.records import Result, failure
+
+
+def test_square_says_what_the_tutorial_says() -> None:
+    assert square(3411) == "3411 * 3411 = 11634921"
+
+
+def test_resolve_task_finds_module_functions() -> None:
+    assert resolve_task("consumer.tasks:square") is square
+    assert resolve_task("os.path:join")("a", "b") == "a/b"
+
+
+@pytest.mark.parametrize("spec,says", [
+    ("nocolon", "not of the form module:function"),
+    ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+    ("consumer.tasks:nope", "has no attribute 'nope'"),
+    ("tests.tasks:NOT_CALLABLE", "is a int, not a function"),
+])
+def test_resolve_task_names_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        resolve_task(spec)
+
+
+def test_a_failure_carries_type_message_and_traceback() -> None:
+    try:
+        1 / 0
+    except ZeroDivisionError as e:
+        tid, ok, value, error, tb = failure("t", e)
+    assert (tid, ok, value, error) == ("t", False, None, "ZeroDivisionError: division by zero")
+    assert tb is not None and "Traceback" in tb and "1 / 0" in tb
+
+
+def test_a_result_is_one_json_line_with_the_named_fields() -> None:
+    r = Result(id="t", payload={"x": object}, ok=True, value="v", consumer="c", attempts=2)
+    d = json.loads(r.to_json())
+    assert {"id", "payload", "ok", "value", "error", "consumer", "attempts"} <= set(d)
+    assert (d["id"], d["value"], d["attempts"]) == ("t", "v", 2)
+
+
+def test_random_rounds_are_the_tutorials_integers() -> None:
+    rounds = list(random_rounds(3, 10))
+    assert [len(r) for r in rounds] == [10, 10, 10]
+    assert all(0 <= n <= 999 for r in rounds for n in r)
+
+
+def test_json_lines_yields_what_came_before_a_bad_line_then_names_it() -> None:
+    lines = ["1\n", "\n", '{"a": 2}\n', "oops\n", "4\n"]
+    out = []
+    with pytest.raises(ConfigError, match=r"in.jsonl:4: not valid JSON"):
+        for batch in json_lines(lines, name="in.jsonl", batch_size=10):
+            out.append(batch)
+    assert out == [[1, {"a": 2}]]
+
+
+def test_server_and_client_register_the_same_names() -> None:
+    assert set(GodServerManager._registry) == set(REGISTERED)
+    assert set(GodManager._registry) == set(REGISTERED)
+    assert all(GodManager._registry[n][0] is None for n in REGISTERED)  # no callables leak to clients
