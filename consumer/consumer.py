@@ -34,6 +34,7 @@ BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
 COLLECT_WAIT_S = 0.2  # seconds the collector waits for worker output per round
 TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
+DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to hand results back
 
 
 class State(Enum):
@@ -101,9 +102,10 @@ class Consumer:
         self._threads: list[threading.Thread] = []
         self._log = logger.bind(role="consumer")
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes}
+        self._drain_started: float | None = None
         self._clients = [
-            GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stopping)
-            for _ in range(3)
+            GodClient(settings, name=self.name, role="consumer", info=info, should_stop=stop)
+            for stop in (self._stop_leasing, self._stop_acking, self._stopping)
         ]
         self._lease_client, self._ack_client, self._beat_client = self._clients
 
@@ -111,6 +113,15 @@ class Consumer:
 
     def _stopping(self) -> bool:
         return self._threads_stop or self._signals > 1
+
+    def _stop_leasing(self) -> bool:
+        return self._stopping() or self._signals > 0
+
+    def _stop_acking(self) -> bool:
+        # While draining, results are worth a short wait for god, not an endless one: god
+        # serves again whatever we could not hand back.
+        drain = self._drain_started
+        return self._stopping() or (drain is not None and time.monotonic() - drain > DRAIN_RETRY_S)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The first signal only sets a flag (the main loop drains); the second stops now.
@@ -170,7 +181,12 @@ class Consumer:
                 self._room.wait(LEASE_WAIT_S)
                 return
         self._lease_seq += 1
-        tasks = self._lease_client.lease(want, BURST_WAIT_S if self.burst else LEASE_WAIT_S, self._lease_seq)
+        try:
+            tasks = self._lease_client.lease(want, BURST_WAIT_S if self.burst else LEASE_WAIT_S, self._lease_seq)
+        except Interrupted:
+            if self._fatal is None and self._signals:
+                return  # a stop was asked for while god was away: drain next round
+            raise
         if tasks:
             self._dispatch(tasks)
         elif self.burst and self._idle():
@@ -178,6 +194,7 @@ class Consumer:
 
     def _begin_drain(self, reason: str) -> None:
         self.state, self.reason = State.DRAINING, reason
+        self._drain_started = time.monotonic()
         self._log.info("consumer {}: {}; finishing running tasks, handing back the rest", self.name, reason)
         with self._lock:
             workers = list(self._workers)

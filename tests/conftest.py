@@ -30,7 +30,7 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
         return p
 
     yield start
-    for p in procs:
+    for p in reversed(procs):  # clients before god, so none is left waiting for it
         p.stop()
 
 

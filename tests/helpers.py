@@ -108,7 +108,7 @@ class Proc:
                 try:
                     self.popen.wait(5)
                 except subprocess.TimeoutExpired:
-                    pass
+                    sys.stderr.write(f"DEBUG {self.args} did not stop on {sig}\n{self.text()}\n")
         if group:
             try:
                 os.killpg(self.popen.pid, signal.SIGKILL)
@@ -124,11 +124,12 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_for_results(path: Path, n: int, timeout: float = 30) -> list[dict[str, Any]]:
-    """Wait until the results file holds results for n distinct task ids; returns all records."""
+def wait_for_results(path: Path, n: int, timeout: float = 30, *, distinct: bool = True) -> list[dict[str, Any]]:
+    """Wait until the results file holds n results (for n distinct task ids); returns all records."""
 
     def enough() -> list[dict[str, Any]] | None:
         records = read_results(path)
-        return records if len({r["id"] for r in records}) >= n else None
+        count = len({r["id"] for r in records}) if distinct else len(records)
+        return records if count >= n else None
 
     return wait_until(enough, timeout, f"results for {n} tasks in {path.name}")  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from consumer.tasks import square
 
 def slow(payload: dict[str, Any]) -> str:
     """Square payload['n'] after payload['s'] seconds: a task long enough to be caught running."""
+    print(f"slow task {payload['n']} started", file=sys.stderr, flush=True)
     time.sleep(payload["s"])
     return square(payload["n"])
 

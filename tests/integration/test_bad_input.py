@@ -1,0 +1,92 @@
+"""Every mistake a user can make gets one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import exitcodes
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, wait_for_results
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assert_clean_failure(p: Proc, code: int, says: str) -> None:
+    assert p.wait() == code, p.text()
+    text = p.text()
+    assert says in text, text
+    assert "Traceback" not in text, text
+
+
+@pytest.mark.parametrize("role", ["producer", "consumer"])
+def test_wrong_authkey_is_refused_clearly(god: God, spawn: Callable[..., Proc], role: str) -> None:
+    p = spawn(role, "--rounds", "1", env_extra={**addr_env(god), "GOD_AUTHKEY": "not-the-key"}) if role == "producer" \
+        else spawn(role, env_extra={**addr_env(god), "GOD_AUTHKEY": "not-the-key"})
+    assert_clean_failure(p, exitcodes.AUTH, f"god at {god.address} refused our authkey")
+
+
+@pytest.mark.parametrize("role", ["producer", "consumer"])
+def test_unreachable_god_is_named_after_a_bounded_wait(spawn: Callable[..., Proc], role: str) -> None:
+    port = closed_port()
+    p = spawn(role, "--give-up-after", "1", env_extra={"GOD_ADDRESS": f"127.0.0.1:{port}"})
+    assert_clean_failure(p, exitcodes.UNREACHABLE, f"god not reachable at 127.0.0.1:{port} after 1s")
+
+
+@pytest.mark.parametrize("role", ["god", "producer", "consumer"])
+def test_an_address_that_does_not_parse(spawn: Callable[..., Proc], role: str) -> None:
+    p = spawn(role, "--address", "somehost:http")
+    assert_clean_failure(p, exitcodes.CONFIG, "port 'http' is not a number")
+
+
+def test_port_already_in_use(god: God, spawn: Callable[..., Proc]) -> None:
+    p = spawn("god", "--address", god.address)
+    assert_clean_failure(p, exitcodes.ADDRESS_IN_USE, f"cannot listen on {god.address}: the port is already in use")
+
+
+@pytest.mark.parametrize("spec,says", [
+    ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
+    ("consumer.tasks:nope", "has no attribute 'nope'"),
+    ("square", "is not of the form module:function"),
+])
+def test_a_task_that_does_not_import_fails_before_connecting(spawn: Callable[..., Proc], spec: str, says: str) -> None:
+    # No god runs: the task is checked first, so the error comes at once.
+    p = spawn("consumer", "--task", spec, env_extra={"GOD_ADDRESS": f"127.0.0.1:{closed_port()}"})
+    assert_clean_failure(p, exitcodes.CONFIG, says)
+
+
+def test_a_bad_json_line_is_named_and_the_lines_before_it_are_kept(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    src = tmp_path / "tasks.jsonl"
+    src.write_text("1\n2\n{oops\n4\n")
+    p = spawn("producer", "--from", str(src), env_extra=addr_env(god))
+    assert_clean_failure(p, exitcodes.CONFIG, f"{src}:3: not valid JSON")
+    spawn("consumer", "--burst", "--processes", "1", env_extra=addr_env(god))
+    assert sorted(r["payload"] for r in wait_for_results(god.results, 2)) == [1, 2]
+
+
+def test_a_missing_key_file_and_a_client_without_any_key(spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    p = spawn("consumer", "--authkey-file", str(tmp_path / "nope"))
+    assert_clean_failure(p, exitcodes.CONFIG, f"authkey file {tmp_path / 'nope'} does not exist")
+    p = spawn("producer", env_extra={"GOD_AUTHKEY": ""})
+    assert_clean_failure(p, exitcodes.CONFIG, "GOD_AUTHKEY is set but empty")
+
+
+def test_the_key_never_shows_in_output(god: God, spawn: Callable[..., Proc], env: dict[str, str]) -> None:
+    assert spawn("producer", "--rounds", "1", env_extra=addr_env(god)).wait() == 0
+    c = spawn("consumer", "--burst", "--processes", "1", "--log-level", "DEBUG", env_extra=addr_env(god))
+    assert c.wait() == 0
+    wait_for_results(god.results, 10)
+    for p in (god.proc, c):
+        assert env["GOD_AUTHKEY"] not in p.text()
+    assert env["GOD_AUTHKEY"] not in god.results.read_text()

@@ -1,0 +1,74 @@
+"""Stopping: one signal drains and exits 0, a second exits at once; nothing is lost either way."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import exitcodes
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, read_results, wait_for_results, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def slow_tasks(tmp_path: Path, n: int, seconds: float) -> Path:
+    src = tmp_path / "slow.jsonl"
+    src.write_text("".join(json.dumps({"n": i, "s": seconds}) + "\n" for i in range(n)))
+    return src
+
+
+def test_one_sigterm_drains_and_hands_back_the_rest(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    # Given a consumer working through 8 tasks of 0.4 s with one worker
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 8, 0.4)), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    wait_for_results(god.results, 1)
+    # When it gets one SIGTERM
+    c.signal(signal.SIGTERM)
+    # Then it finishes what runs, exits 0, and the rest goes back unstarted (attempt not used up)
+    assert c.wait(15) == 0, c.text()
+    done_first = len(read_results(god.results))
+    assert done_first < 8, "the consumer finished everything before the signal: nothing was handed back"
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
+    results = wait_for_results(god.results, 8)
+    assert set(Counter(r["id"] for r in results).values()) == {1}
+    assert all(r["attempts"] == 1 for r in results)
+
+
+def test_a_second_sigterm_exits_at_once_with_a_non_zero_code(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a consumer running a 30 s task
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 1, 30)), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    c.wait_for("slow task 0 started", stream="err")
+    # When it gets two SIGTERMs
+    c.signal(signal.SIGTERM)
+    c.wait_for("SIGTERM received", stream="err")
+    started = time.monotonic()
+    c.signal(signal.SIGTERM)
+    # Then it exits promptly, non-zero, and says why
+    assert c.wait(10) == exitcodes.INTERRUPTED, c.text()
+    assert time.monotonic() - started < 8
+    assert "stopped at once" in c.text()
+
+
+def test_a_consumer_waiting_for_a_gone_god_stops_on_one_signal(
+    start_god: Callable[..., God], spawn: Callable[..., Proc]
+) -> None:
+    g = start_god()
+    c = spawn("consumer", "--processes", "1", env_extra=addr_env(g))
+    c.wait_for("running", stream="err")
+    g.proc.signal(signal.SIGTERM)
+    assert g.proc.wait() == 0
+    c.wait_for("not answering", stream="err")
+    c.signal(signal.SIGTERM)
+    assert c.wait(15) == 0, c.text()
