@@ -18,7 +18,7 @@ from enum import Enum, auto
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from loguru import logger
 
@@ -319,10 +319,10 @@ class Consumer:
                 results: list[ResultIn] = []
                 unstarted: list[str] = []
                 crashed: list[str] = []
-                for conn in wait(list(conns), COLLECT_WAIT_S):
-                    w = conns[conn]  # type: ignore[index]
+                for conn in cast(list[Connection], wait(list(conns), COLLECT_WAIT_S)):
+                    w = conns[conn]
                     try:
-                        msg = conn.recv()  # type: ignore[union-attr]
+                        msg: Any = conn.recv()
                     except (EOFError, OSError):
                         u, c = self._worker_exited(w)
                         unstarted += u

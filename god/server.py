@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+from typing import cast
 
 from god.broker import Broker
 from god.views import ResultQueueView, TaskQueueView
@@ -75,9 +76,9 @@ class GodServer:
             raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
         # Our clients call the broker under a fixed id, with no 'create'/'incref' round
         # trips first; the refcount of 1 keeps the server from ever disposing of it.
-        server.id_to_obj[BROKER] = (self.broker, frozenset(BROKER_METHODS), None)
-        server.id_to_refcount[BROKER] = 1
-        self.address = server.address
+        server.id_to_obj[BROKER] = (self.broker, frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
+        server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
+        self.address = cast(Address, server.address)
         self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)
         self._thread.start()
         return self.address

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection
-from multiprocessing.managers import convert_to_error
+from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
 from typing import Any
 
 from loguru import logger

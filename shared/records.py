@@ -11,7 +11,7 @@ import json
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 #: A task as a producer puts it: (task_id, payload).
 TaskIn = tuple[str, Any]
@@ -20,8 +20,14 @@ Leased = tuple[str, Any, int]
 #: A result as a consumer acks it: (task_id, ok, value, error, traceback).
 ResultIn = tuple[str, bool, Any, "str | None", "str | None"]
 
-ID, PAYLOAD, ATTEMPT = 0, 1, 2
-OK, VALUE, ERROR, TRACEBACK = 1, 2, 3, 4
+# Final: mypy then reads them as literals and keeps each tuple field's own type.
+ID: Final = 0
+PAYLOAD: Final = 1
+ATTEMPT: Final = 2
+OK: Final = 1
+VALUE: Final = 2
+ERROR: Final = 3
+TRACEBACK: Final = 4
 
 
 def success(task_id: str, value: Any) -> ResultIn:

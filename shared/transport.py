@@ -106,4 +106,4 @@ def _client(address: Address, authkey: bytes | None = None) -> connection.Connec
     return connect(tuple(address), authkey)  # type: ignore[arg-type]
 
 
-managers.listener_client[SERIALIZER] = (GodListener, _client)
+managers.listener_client[SERIALIZER] = (GodListener, _client)  # type: ignore[attr-defined]

@@ -123,7 +123,7 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(broker: Broker,
     s = broker.stats()
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
     (wire, payload, consumer, attempts), = broker.take_results()
-    assert wire[1] is False and "dead letter" in wire[3] and attempts == 3
+    assert wire[1] is False and wire[3] is not None and "dead letter" in wire[3] and attempts == 3
     assert "p/0" in broker.dead_letters()
 
 
