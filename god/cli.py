@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from loguru import logger
 
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS
 from god.service import GodOptions, run_god
+from shared.cli import AuthkeyFileOption, LogJsonOption, LogLevelOption, new_app, run_role
 from shared.config import DEFAULT_PORT, GOD_BIND_HOST, load_settings
-from shared.errors import GodError
 from shared.log import setup_logging
 
-app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+app = new_app()
 
 
 @app.command()
@@ -22,10 +21,7 @@ def main(
     address: Annotated[str, typer.Option(
         envvar="GOD_ADDRESS", help="HOST:PORT to listen on; port 0 picks a free port.",
     )] = f"{GOD_BIND_HOST}:{DEFAULT_PORT}",
-    authkey_file: Annotated[Optional[Path], typer.Option(
-        envvar="GOD_AUTHKEY_FILE",
-        help="File holding the authkey. Default: GOD_AUTHKEY, else a generated key file.",
-    )] = None,
+    authkey_file: AuthkeyFileOption = None,
     results: Annotated[Optional[Path], typer.Option(help="Append every result to this file as a JSON line.")] = None,
     capacity: Annotated[int, typer.Option(min=1, help="Tasks waiting before producers are made to wait.")] = CAPACITY,
     lease_timeout: Annotated[float, typer.Option(
@@ -35,17 +31,16 @@ def main(
         min=1, help="Times a task is served to consumers that die before it is dead-lettered.",
     )] = MAX_ATTEMPTS,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    log_json: Annotated[bool, typer.Option(help="Write logs as JSON lines.")] = False,
+    log_level: LogLevelOption = "INFO",
+    log_json: LogJsonOption = False,
 ) -> None:
     """Serve the task and result queues, and print and record results."""
     setup_logging("god", level=log_level, json=log_json)
-    try:
+
+    def body() -> int:
         settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True)
         options = GodOptions(results_path=results, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, quiet=quiet)
-        code = run_god(settings, options)
-    except GodError as e:
-        logger.bind(role="god").error(str(e))
-        raise typer.Exit(e.exit_code) from None
-    raise typer.Exit(code)
+        return run_god(settings, options)
+
+    run_role("god", body)

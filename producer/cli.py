@@ -6,7 +6,6 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Optional
 
@@ -16,13 +15,17 @@ from loguru import logger
 from producer.producer import Producer
 from producer.sources import json_lines, random_rounds
 from shared import exitcodes
-from shared.config import CLIENT_HOST, DEFAULT_PORT, GIVE_UP_AFTER_S, load_settings
+from shared.cli import (
+    CLIENT_ADDRESS, GIVE_UP_AFTER, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
+    new_app,
+)
+from shared.config import CLIENT_HOST, load_settings
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
 
-app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+app = new_app()
 
 
 class _Signals:
@@ -60,19 +63,17 @@ def _batches(source: str | None, rounds: int | None, per_round: int) -> tuple[It
 
 @app.command()
 def main(
-    address: Annotated[str, typer.Option(envvar="GOD_ADDRESS", help="God's HOST:PORT.")] = f"{CLIENT_HOST}:{DEFAULT_PORT}",
-    authkey_file: Annotated[Optional[Path], typer.Option(
-        envvar="GOD_AUTHKEY_FILE", help="File holding the authkey. Default: GOD_AUTHKEY, else god's key file here.",
-    )] = None,
+    address: AddressOption = CLIENT_ADDRESS,
+    authkey_file: AuthkeyFileOption = None,
     rounds: Annotated[Optional[int], typer.Option(min=1, help="Rounds of random integers. Default: until stopped.")] = None,
     per_round: Annotated[int, typer.Option(min=1, help="Random integers (0..999) per round.")] = 10,
     interval: Annotated[float, typer.Option(min=0, help="Seconds between rounds.")] = 3.0,
     from_: Annotated[Optional[str], typer.Option(
         "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
     )] = None,
-    give_up_after: Annotated[float, typer.Option(help="Seconds to keep retrying an unreachable god.")] = GIVE_UP_AFTER_S,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    log_json: Annotated[bool, typer.Option(help="Write logs as JSON lines.")] = False,
+    give_up_after: GiveUpOption = GIVE_UP_AFTER,
+    log_level: LogLevelOption = "INFO",
+    log_json: LogJsonOption = False,
 ) -> None:
     """Put tasks on god: rounds of random integers like the tutorial, or JSON lines."""
     setup_logging("producer", level=log_level, json=log_json)
