@@ -91,6 +91,7 @@ class Monitor:
         """Record what is left and print the final summary."""
         self._record(self.broker.take_results())
         stats = self.broker.stats()
-        self._print("final: " + summary_line(stats, self.rate))
+        total = stats["done"] + stats["failed"] + stats["dead"]
+        self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
         if self._results is not None:
             self._results.close()

@@ -110,10 +110,10 @@ class GodClient:
                 except BaseException:
                     self._drop()  # out of step now, whatever happened
                     raise
-            except AuthenticationError:
+            except AuthenticationError as e:
                 raise AuthError(
                     f"god at {self._where} refused our authkey ({self.settings.authkey_source}); "
-                    "check that every role uses the same key"
+                    f"check that every role uses the same key, and that god runs there ({e})"
                 ) from None
             except (OSError, EOFError) as e:
                 now = time.monotonic()
@@ -187,7 +187,7 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, EOFError):
         return "connection closed"
     if isinstance(e, BlockingIOError):
-        return f"no reply within {REPLY_TIMEOUT_S:.0f}s"
+        return "no reply in time"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     return describe(e)

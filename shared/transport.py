@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from multiprocessing import connection, managers
+from multiprocessing import AuthenticationError, connection, managers
 from typing import Any
 
 from shared.config import Address
@@ -91,8 +91,11 @@ def connect(
         sock.close()
     try:
         if authkey is not None:
-            connection.answer_challenge(conn, authkey)
-            connection.deliver_challenge(conn, authkey)
+            try:
+                connection.answer_challenge(conn, authkey)
+                connection.deliver_challenge(conn, authkey)
+            except AssertionError:  # 3.11 asserts on a malformed challenge
+                raise AuthenticationError("the peer does not speak the manager handshake") from None
         with socket.socket(fileno=os.dup(conn.fileno())) as s:
             set_recv_timeout(s, recv_timeout)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,3 +91,22 @@ def test_the_key_never_shows_in_output(god: God, spawn: Callable[..., Proc], env
     for p in (god.proc, c):
         assert env["GOD_AUTHKEY"] not in p.text()
     assert env["GOD_AUTHKEY"] not in god.results.read_text()
+
+
+def test_a_port_where_no_god_speaks_is_named(spawn: Callable[..., Proc]) -> None:
+    # Given a listener that answers the handshake with something else
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+
+        def answer_garbage() -> None:
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"\x00\x00\x00\x10HTTP/1.1 400 Bad")
+                conn.recv(100)
+
+        t = threading.Thread(target=answer_garbage, daemon=True)
+        t.start()
+        p = spawn("producer", "--give-up-after", "2", env_extra={"GOD_ADDRESS": f"127.0.0.1:{port}"})
+        assert_clean_failure(p, exitcodes.AUTH, "does not speak the manager handshake")
