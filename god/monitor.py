@@ -14,6 +14,7 @@ from shared.records import Result
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
+WRITE_ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error
 
 
 def summary_line(stats: dict[str, Any], rate: float) -> str:
@@ -38,6 +39,9 @@ class Monitor:
                 self._results = open(results_path, "a", encoding="utf-8")
             except OSError as e:
                 raise ConfigError(f"cannot open results file {results_path}: {e.strerror}") from None
+        self.results_path = results_path
+        self.unwritten: list[str] = []  # result lines the file refused; written when it takes them
+        self._write_error_at = 0.0
         self._window_start = time.monotonic()
         self._window_count = 0
         self._summarising = False
@@ -49,6 +53,7 @@ class Monitor:
     def step(self, timeout: float) -> None:
         """One round: wait up to timeout for results, reap lost consumers, record and print."""
         self.broker.results_ready.wait(timeout)
+        self._write_results()
         for name, n in self.broker.reap():
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} tasks served again",
                               name, self.broker.lease_s, n)
@@ -69,8 +74,8 @@ class Monitor:
             return
         results = [Result.from_wire(r, payload=p, consumer=c, attempts=a) for r, p, c, a in batch]
         if self._results is not None:
-            self._results.write("".join(r.to_json() + "\n" for r in results))
-            self._results.flush()
+            self.unwritten += [r.to_json() + "\n" for r in results]
+            self._write_results()
         if self.quiet:
             return
         lines = []
@@ -83,6 +88,36 @@ class Monitor:
         if lines:
             self._print("\n".join(lines))
 
+    def _write_results(self) -> None:
+        """Append what the file has not taken yet; on a full or broken disk keep it and say so."""
+        if self._results is None or not self.unwritten:
+            return
+        try:
+            self._results.write("".join(self.unwritten))
+            self._results.flush()
+        except OSError as e:
+            # Some lines may have reached the file before the error; rewinding the buffer
+            # is not possible, so the file may repeat lines from this batch once it recovers.
+            self._reopen()
+            now = time.monotonic()
+            if now - self._write_error_at > WRITE_ERROR_EVERY_S:
+                self._write_error_at = now
+                self._log.error("cannot write results file {}: {}; {} results kept in memory, retrying",
+                                self.results_path, e.strerror or e, len(self.unwritten))
+            return
+        self.unwritten = []
+
+    def _reopen(self) -> None:
+        if self._results is not None:
+            try:
+                self._results.close()
+            except OSError:
+                pass
+            try:
+                self._results = open(self.results_path, "a", encoding="utf-8")  # type: ignore[arg-type]
+            except OSError:
+                pass
+
     def _print(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -94,4 +129,8 @@ class Monitor:
         total = stats["done"] + stats["failed"] + stats["dead"]
         self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
         if self._results is not None:
-            self._results.close()
+            self._write_results()
+            try:
+                self._results.close()
+            except OSError:
+                pass

@@ -71,4 +71,8 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
         monitor.step(TICK_S)
     log.info("stopping on {}", stop.signal_name)
     monitor.close()
+    if monitor.unwritten:
+        log.error("{} results could not be written to {} (they were printed above)",
+                  len(monitor.unwritten), options.results_path)
+        return exitcodes.FAILED
     return exitcodes.OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -110,3 +111,20 @@ def test_a_port_where_no_god_speaks_is_named(spawn: Callable[..., Proc]) -> None
         t.start()
         p = spawn("producer", "--give-up-after", "2", env_extra={"GOD_ADDRESS": f"127.0.0.1:{port}"})
         assert_clean_failure(p, exitcodes.AUTH, "does not speak the manager handshake")
+
+
+def test_a_results_file_on_a_full_disk_is_reported_and_god_keeps_serving(spawn: Callable[..., Proc]) -> None:
+    # Given a god whose results file is /dev/full (every write fails with ENOSPC)
+    p = spawn("god", "--address", "127.0.0.1:0", "--results", "/dev/full")
+    address = p.wait_for(r"listening on (\S+:\d+)").group(1)
+    env = {"GOD_ADDRESS": address}
+    # When tasks run
+    assert spawn("producer", "--rounds", "1", "--per-round", "3", env_extra=env).wait() == 0
+    assert spawn("consumer", "--burst", "--processes", "1", env_extra=env).wait() == 0
+    # Then god says so once, still prints the results, and exits non-zero naming what was not written
+    p.wait_for(r"cannot write results file /dev/full: No space left on device", stream="err")
+    p.wait_for(r"^\d+ \* \d+ = \d+$")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == exitcodes.FAILED
+    assert "3 results could not be written to /dev/full" in p.text()
+    assert "Traceback" not in p.text()
