@@ -33,7 +33,7 @@ class Monitor:
         self.broker = broker
         self.out = out
         self.quiet = quiet
-        self._results = None
+        self._results: TextIO | None = None
         if results_path is not None:
             try:
                 self._results = open(results_path, "a", encoding="utf-8")
@@ -108,13 +108,13 @@ class Monitor:
         self.unwritten = []
 
     def _reopen(self) -> None:
-        if self._results is not None:
+        if self._results is not None and self.results_path is not None:
             try:
                 self._results.close()
             except OSError:
                 pass
             try:
-                self._results = open(self.results_path, "a", encoding="utf-8")  # type: ignore[arg-type]
+                self._results = open(self.results_path, "a", encoding="utf-8")
             except OSError:
                 pass
 
