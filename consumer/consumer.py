@@ -25,7 +25,7 @@ from loguru import logger
 from consumer.worker import worker_main
 from shared import exitcodes
 from shared.client import GodClient
-from shared.config import Settings, hostname
+from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
 from shared.records import ID, Leased, ResultIn
 
@@ -147,7 +147,7 @@ class Consumer:
                 self._threads.append(t)
             self.state = State.RUNNING
             self._log.info("consumer {} running {} in {} processes, god at {}", self.name, self.task_spec,
-                           self.processes, self._lease_client._where)
+                           self.processes, format_address(self.settings.address))
             while self.state is State.RUNNING:
                 self.step()
             self._wait_drained()
