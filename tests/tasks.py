@@ -24,3 +24,10 @@ def fail_on_13(n: int) -> str:
 
 
 NOT_CALLABLE = 42
+
+
+def unpicklable_on_7(n: int) -> object:
+    """Square n, but return something pickle cannot carry for 7."""
+    if n == 7:
+        return lambda: n
+    return square(n)

@@ -97,3 +97,20 @@ def test_a_full_queue_makes_the_producer_wait_and_nothing_is_dropped(
     assert producer.wait() == 0, producer.text()
     results = wait_for_results(g.results, 40)
     assert len({r["id"] for r in results}) == 40
+
+
+def test_a_result_that_cannot_be_pickled_fails_that_task_only(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given tasks 5..9, where the task function returns a lambda for 7
+    src = tmp_path / "tasks.jsonl"
+    src.write_text("".join(f"{n}\n" for n in range(5, 10)))
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
+    # When one worker runs them all in one batch
+    c = spawn("consumer", "--task", "tests.tasks:unpicklable_on_7", "--processes", "1", "--burst", env_extra=env)
+    assert c.wait() == 0, c.text()
+    # Then 7 fails saying why, and the others of its batch succeed
+    by_payload = {r["payload"]: r for r in wait_for_results(god.results, 5)}
+    assert by_payload[7]["ok"] is False and "cannot be pickled" in by_payload[7]["error"]
+    assert all(by_payload[n]["value"] == square(n) for n in (5, 6, 8, 9))
