@@ -10,10 +10,10 @@ import typer
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
-    CLIENT_ADDRESS, GIVE_UP_AFTER, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
+    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
     new_app, run_role,
 )
-from shared.config import CLIENT_HOST, load_settings
+from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings
 from shared.log import setup_logging
 
 PREFETCH = 100  # most tasks queued at one worker; fewer when tasks are slow
@@ -31,7 +31,7 @@ def main(
         min=1, help="Most tasks queued at each worker (fewer when tasks are slow).",
     )] = PREFETCH,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
-    give_up_after: GiveUpOption = GIVE_UP_AFTER,
+    give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
 ) -> None:

@@ -16,10 +16,10 @@ from producer.producer import Producer
 from producer.sources import json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
-    CLIENT_ADDRESS, GIVE_UP_AFTER, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
+    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
     new_app,
 )
-from shared.config import CLIENT_HOST, load_settings
+from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import setup_logging
 
@@ -71,7 +71,7 @@ def main(
     from_: Annotated[Optional[str], typer.Option(
         "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
     )] = None,
-    give_up_after: GiveUpOption = GIVE_UP_AFTER,
+    give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from loguru import logger
 
-from shared.config import CLIENT_HOST, DEFAULT_PORT, GIVE_UP_AFTER_S
+from shared.config import CLIENT_HOST, DEFAULT_PORT
 from shared.errors import GodError
 
 CLIENT_ADDRESS = f"{CLIENT_HOST}:{DEFAULT_PORT}"
@@ -21,7 +21,6 @@ AuthkeyFileOption = Annotated[Optional[Path], typer.Option(
 GiveUpOption = Annotated[float, typer.Option(help="Seconds to keep retrying an unreachable god.")]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
-GIVE_UP_AFTER = GIVE_UP_AFTER_S
 
 
 def new_app() -> typer.Typer:

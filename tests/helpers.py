@@ -133,3 +133,9 @@ def wait_for_results(path: Path, n: int, timeout: float = 30, *, distinct: bool 
         return records if count >= n else None
 
     return wait_until(enough, timeout, f"results for {n} tasks in {path.name}")  # type: ignore[no-any-return]
+
+
+def write_tasks(path: Path, payloads: list[Any]) -> Path:
+    """Write payloads as a JSON-lines task file for ``producer --from``; returns the path."""
+    path.write_text("".join(json.dumps(p) + "\n" for p in payloads))
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections import Counter
@@ -13,7 +12,7 @@ import pytest
 
 from consumer.tasks import square
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until
+from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,8 +40,7 @@ def test_tutorial_flow_end_to_end(god: God, spawn: Callable[..., Proc]) -> None:
 
 def test_tasks_from_a_file_and_a_failing_task_function(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
     # Given a file of ten tasks, one of which makes the task function raise
-    src = tmp_path / "tasks.jsonl"
-    src.write_text("".join(f"{n}\n" for n in range(10, 20)))
+    src = write_tasks(tmp_path / "tasks.jsonl", list(range(10, 20)))
     env = addr_env(god)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     # When a burst consumer runs them
@@ -63,8 +61,7 @@ def test_killed_consumer_tasks_are_redelivered_and_finished_exactly_once(
     god: God, spawn: Callable[..., Proc], tmp_path: Path
 ) -> None:
     # Given 12 tasks of 0.3 s and a consumer that takes them
-    src = tmp_path / "slow.jsonl"
-    src.write_text("".join(json.dumps({"n": n, "s": 0.3}) + "\n" for n in range(12)))
+    src = write_tasks(tmp_path / "slow.jsonl", [{"n": n, "s": 0.3} for n in range(12)])
     env = addr_env(god)
     victim = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
@@ -103,8 +100,7 @@ def test_a_result_that_cannot_be_pickled_fails_that_task_only(
     god: God, spawn: Callable[..., Proc], tmp_path: Path
 ) -> None:
     # Given tasks 5..9, where the task function returns a lambda for 7
-    src = tmp_path / "tasks.jsonl"
-    src.write_text("".join(f"{n}\n" for n in range(5, 10)))
+    src = write_tasks(tmp_path / "tasks.jsonl", list(range(5, 10)))
     env = addr_env(god)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     # When one worker runs them all in one batch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import Counter
@@ -13,15 +12,13 @@ import pytest
 
 from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until
+from tests.helpers import Proc, read_results, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def slow_tasks(tmp_path: Path, n: int, seconds: float) -> Path:
-    src = tmp_path / "slow.jsonl"
-    src.write_text("".join(json.dumps({"n": i, "s": seconds}) + "\n" for i in range(n)))
-    return src
+    return write_tasks(tmp_path / "slow.jsonl", [{"n": i, "s": seconds} for i in range(n)])
 
 
 def test_one_sigterm_drains_and_hands_back_the_rest(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
