@@ -9,6 +9,7 @@ without sleeping; only the waits inside ``put_many`` and ``lease`` use real time
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 from collections import deque
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from god.journal import Journal, Recovered, dumps
 from shared.records import OK, VALUE, ERROR, Leased, ResultIn, TaskIn
 
 LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
@@ -82,8 +84,10 @@ class Broker:
         lease_s: float = LEASE_S,
         max_attempts: int = MAX_ATTEMPTS,
         now: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self.capacity = capacity
+        self.journal = journal
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self._now = now
@@ -105,6 +109,9 @@ class Broker:
         self._outbox: deque[Outgoing] = deque()
         self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
         self._dead: dict[str, tuple[Any, str, int]] = {}
+        # Tutorial tasks get ids unique to this run: a restarted god must not take them
+        # for tasks of the last run that its journal knows are done.
+        self._tutorial_run = f"{TUTORIAL_PREFIX}{secrets.token_hex(4)}:"
         self._tutorial_ids = itertools.count(1)
         self._counts = dict.fromkeys(
             ("accepted", "done", "failed", "dead", "duplicates", "redelivered", "handed_out"), 0
@@ -155,7 +162,7 @@ class Broker:
 
     def _requeue(self, c: ConsumerState, ids: list[str], *, counted: bool, reason: str) -> int:
         """Put tasks leased to c back at the front, or dead-letter those out of attempts."""
-        back = []
+        back: list[str] = []
         for tid in ids:
             if self._owner.get(tid) != c.name:
                 continue  # finished meanwhile, or given to another consumer since
@@ -169,6 +176,8 @@ class Broker:
             back.append(tid)
         self._queue.extendleft(reversed(back))
         self._counts["redelivered"] += len(back)
+        if counted and back and self.journal is not None:
+            self.journal.set_attempts([(tid, self._attempts[tid]) for tid in back])
         if back:
             self._not_empty.notify_all()
         if len(back) < len(ids):
@@ -198,17 +207,24 @@ class Broker:
     def put_many(self, producer: str, tasks: list[TaskIn], timeout: float = 0.0) -> int:
         """Queue tasks whose ids are new; waits up to timeout for room when the queue is full.
 
+        With a journal, returns only once the tasks it counts are committed to it.
+
         Returns:
             How many tasks, from the front of the list, are now taken care of (queued now
             or before): the caller offers the rest again. Fewer than len(tasks) means full.
         """
+        journal = self.journal
+        # Pickled before taking the lock, so other clients do not wait on it.
+        blobs = [dumps(t[1]) for t in tasks] if journal is not None else []
         i, n, accepted = 0, len(tasks), 0
+        ticket = 0
         deadline: float | None = None
         with self._lock:
             p = self._producer(producer)
             seen, queue, payloads = self._seen, self._queue, self._tasks
             while True:
                 room = self.capacity - self._pending
+                start, rows = i, []
                 while i < n:
                     tid, payload = tasks[i]
                     if tid in seen:
@@ -219,9 +235,15 @@ class Broker:
                         queue.append(tid)
                         room -= 1
                         accepted += 1
+                        if blobs:
+                            rows.append((tid, blobs[i]))
                     else:
                         break
                     i += 1
+                if journal is not None and i > start:
+                    # Appended under the lock, so a re-sent put that finds these ids seen
+                    # waits for this same commit (the current ticket) before confirming.
+                    ticket = journal.add_tasks(rows) if rows else journal.ticket
                 if accepted:
                     p.put += accepted
                     self._counts["accepted"] += accepted
@@ -233,6 +255,8 @@ class Broker:
                     deadline = time.monotonic() + timeout
                 if not _wait(self._not_full, deadline):
                     break
+        if journal is not None and ticket:
+            journal.wait(ticket)
         return i
 
     def lease(self, consumer: str, max_n: int, timeout: float = 0.0, seq: int | None = None) -> list[Leased]:
@@ -360,6 +384,20 @@ class Broker:
 
     # -- god's own side (not reachable by clients) -----------------------------------------
 
+    def restore(self, recovered: Recovered) -> None:
+        """Take over what a journal held: its tasks wait again, its results stay done."""
+        with self._lock:
+            for tid, payload, attempts in recovered.pending:
+                if tid not in self._seen:
+                    self._seen.add(tid)
+                    self._tasks[tid] = payload
+                    self._queue.append(tid)
+                    if attempts:
+                        self._attempts[tid] = attempts
+            self._seen.update(recovered.done_ids)
+            if self._queue:
+                self._not_empty.notify_all()
+
     def reap(self) -> list[tuple[str, int]]:
         """Give up consumers silent for longer than lease_s; their tasks are served again.
 
@@ -402,7 +440,7 @@ class Broker:
     def put_one(self, payload: Any, timeout: float | None) -> bool:
         """Queue one payload from a tutorial client under a fresh id; False if still full."""
         with self._lock:
-            tid = f"{TUTORIAL_PREFIX}{next(self._tutorial_ids)}"
+            tid = f"{self._tutorial_run}{next(self._tutorial_ids)}"
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = 3600.0 if deadline is None else max(0.0, deadline - time.monotonic())
@@ -420,6 +458,8 @@ class Broker:
                 if tid is not None:
                     self._attempts.pop(tid, None)
                     self._counts["handed_out"] += 1
+                    if self.journal is not None:
+                        self.journal.drop_tasks([tid])
                     self._not_full.notify_all()
                     return True, self._tasks.pop(tid)
                 if not _wait(self._not_empty, deadline):

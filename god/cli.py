@@ -10,7 +10,8 @@ import typer
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS
 from god.service import GodOptions, run_god
 from shared.cli import AuthkeyFileOption, LogJsonOption, LogLevelOption, new_app, run_role
-from shared.config import DEFAULT_PORT, GOD_BIND_HOST, load_settings
+from shared.config import DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, load_settings
+from shared.errors import UsageError
 from shared.log import setup_logging
 
 app = new_app()
@@ -23,6 +24,13 @@ def main(
     )] = f"{GOD_BIND_HOST}:{DEFAULT_PORT}",
     authkey_file: AuthkeyFileOption = None,
     results: Annotated[Optional[Path], typer.Option(help="Append every result to this file as a JSON line.")] = None,
+    journal: Annotated[Optional[Path], typer.Option(
+        help="Keep tasks and results in this SQLite file, so a restarted god loses nothing. "
+        "Default: journal-PORT.sqlite3 in god's state directory.",
+    )] = None,
+    no_journal: Annotated[bool, typer.Option(
+        "--no-journal", help="Keep everything in memory only: a god that stops loses its queue.",
+    )] = False,
     capacity: Annotated[int, typer.Option(min=1, help="Tasks waiting before producers are made to wait.")] = CAPACITY,
     lease_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds without a heartbeat before a consumer's tasks are served again.",
@@ -38,8 +46,11 @@ def main(
     setup_logging("god", level=log_level, json=log_json)
 
     def body() -> int:
+        if journal is not None and no_journal:
+            raise UsageError("--journal and --no-journal contradict each other; give one")
         settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True)
-        options = GodOptions(results_path=results, capacity=capacity, lease_s=lease_timeout,
+        journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
+        options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, quiet=quiet)
         return run_god(settings, options)
 

@@ -9,12 +9,12 @@ from typing import Any, TextIO
 from loguru import logger
 
 from god.broker import Broker
-from shared.errors import ConfigError
+from god.journal import Journal, Recovered
+from god.results import ResultsFile
 from shared.records import Result
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
-WRITE_ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error
 
 
 def summary_line(stats: dict[str, Any], rate: float) -> str:
@@ -27,21 +27,24 @@ def summary_line(stats: dict[str, Any], rate: float) -> str:
 
 
 class Monitor:
-    """Turns what the broker records into lines on screen and JSON lines in the results file."""
+    """Turns what the broker records into lines on screen, journal rows and results-file lines.
 
-    def __init__(self, broker: Broker, *, out: TextIO, results_path: Path | None, quiet: bool = False) -> None:
+    A result is committed to the journal before it goes to the results file, and the
+    journal then notes how far the file got: so a restarted god writes what the file
+    missed (``catch_up``) and nothing twice.
+    """
+
+    def __init__(
+        self, broker: Broker, *, out: TextIO, results_path: Path | None, quiet: bool = False,
+        journal: Journal | None = None,
+    ) -> None:
         self.broker = broker
         self.out = out
         self.quiet = quiet
-        self._results: TextIO | None = None
-        if results_path is not None:
-            try:
-                self._results = open(results_path, "a", encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"cannot open results file {results_path}: {e.strerror}") from None
-        self.results_path = results_path
-        self.unwritten: list[str] = []  # result lines the file refused; written when it takes them
-        self._write_error_at = 0.0
+        self.journal = journal
+        self.results_path = results_path.resolve() if results_path is not None else None
+        self.results = ResultsFile(self.results_path) if self.results_path is not None else None
+        self._sink_seq = 0  # journal seq of the newest result handed to the sink
         self._window_start = time.monotonic()
         self._window_count = 0
         self._summarising = False
@@ -50,10 +53,35 @@ class Monitor:
         self.rate = 0.0
         self._log = logger.bind(role="god")
 
+    @property
+    def unwritten(self) -> list[str]:
+        """Result lines the results file has refused so far."""
+        return self.results.unwritten if self.results is not None else []
+
+    def catch_up(self, recovered: Recovered) -> int:
+        """Write the results a killed god journaled but never got into the results file.
+
+        Returns:
+            How many lines were written now.
+        """
+        if not recovered.unwritten:
+            return 0
+        lines = [line + "\n" for _, _, line in recovered.unwritten]
+        if self.results is not None and recovered.results_path == str(self.results_path):
+            there = self.results.ids_after(recovered.results_offset)
+            lines = [line + "\n" for _, tid, line in recovered.unwritten if tid not in there]
+        self._sink_seq = recovered.unwritten[-1][0]
+        if self.results is not None:
+            self._write(lines)
+        else:
+            self._mark_written()
+        return len(lines)
+
     def step(self, timeout: float) -> None:
         """One round: wait up to timeout for results, reap lost consumers, record and print."""
         self.broker.results_ready.wait(timeout)
-        self._write_results()
+        if self.unwritten:
+            self._write([])
         for name, n in self.broker.reap():
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} tasks served again",
                               name, self.broker.lease_s, n)
@@ -73,11 +101,30 @@ class Monitor:
         if not batch:
             return
         results = [Result.from_wire(r, payload=p, consumer=c, attempts=a) for r, p, c, a in batch]
-        if self._results is not None:
-            self.unwritten += [r.to_json() + "\n" for r in results]
-            self._write_results()
-        if self.quiet:
-            return
+        lines = [r.to_json() + "\n" for r in results]
+        if self.journal is not None:
+            rows = [(r.id, line[:-1]) for r, line in zip(results, lines) if r.id is not None]
+            if rows:
+                ticket, self._sink_seq = self.journal.add_results(rows)
+                self.journal.wait(ticket)
+        if self.results is not None:
+            self._write(lines)
+        else:
+            self._mark_written()
+        if not self.quiet:
+            self._show(results)
+
+    def _write(self, lines: list[str]) -> None:
+        assert self.results is not None
+        if self.results.write(lines):
+            self._mark_written()
+
+    def _mark_written(self) -> None:
+        if self.journal is not None and self._sink_seq:
+            where = self.results.offset if self.results is not None else 0
+            self.journal.mark_written(self._sink_seq, str(self.results_path) if self.results_path else None, where)
+
+    def _show(self, results: list[Result]) -> None:
         lines = []
         for r in results:
             self._window_count += 1
@@ -87,36 +134,6 @@ class Monitor:
                 lines.append(r.line())  # rare and important: always shown
         if lines:
             self._print("\n".join(lines))
-
-    def _write_results(self) -> None:
-        """Append what the file has not taken yet; on a full or broken disk keep it and say so."""
-        if self._results is None or not self.unwritten:
-            return
-        try:
-            self._results.write("".join(self.unwritten))
-            self._results.flush()
-        except OSError as e:
-            # Some lines may have reached the file before the error; rewinding the buffer
-            # is not possible, so the file may repeat lines from this batch once it recovers.
-            self._reopen()
-            now = time.monotonic()
-            if now - self._write_error_at > WRITE_ERROR_EVERY_S:
-                self._write_error_at = now
-                self._log.error("cannot write results file {}: {}; {} results kept in memory, retrying",
-                                self.results_path, e.strerror or e, len(self.unwritten))
-            return
-        self.unwritten = []
-
-    def _reopen(self) -> None:
-        if self._results is not None and self.results_path is not None:
-            try:
-                self._results.close()
-            except OSError:
-                pass
-            try:
-                self._results = open(self.results_path, "a", encoding="utf-8")
-            except OSError:
-                pass
 
     def _print(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -128,9 +145,7 @@ class Monitor:
         stats = self.broker.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
         self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
-        if self._results is not None:
-            self._write_results()
-            try:
-                self._results.close()
-            except OSError:
-                pass
+        if self.results is not None:
+            if self.unwritten:
+                self._write([])
+            self.results.close()

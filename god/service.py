@@ -7,15 +7,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, Broker
+from god.journal import Journal
 from god.monitor import Monitor
 from god.server import GodServer
 from shared import exitcodes
 from shared.config import Settings, format_address, hostname
+
+if TYPE_CHECKING:
+    from loguru import Logger  # only in loguru's type stubs
 
 TICK_S = 0.2  # seconds between monitor rounds when no result arrives (reaping, stop checks)
 
@@ -25,6 +29,7 @@ class GodOptions:
     """God's knobs beyond address and key."""
 
     results_path: Path | None = None
+    journal_path: Path | None = None  # None: no journal, everything in memory only
     capacity: int = CAPACITY
     lease_s: float = LEASE_S
     max_attempts: int = MAX_ATTEMPTS
@@ -54,8 +59,32 @@ def client_address(address: tuple[str, int]) -> str:
 def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout) -> int:
     """Serve until SIGINT/SIGTERM, printing and recording results; returns the exit code."""
     log = logger.bind(role="god")
-    broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts)
-    monitor = Monitor(broker, out=out, results_path=options.results_path, quiet=options.quiet)
+    journal = Journal(options.journal_path) if options.journal_path is not None else None
+    try:
+        return _serve(settings, options, journal, out, log)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out: TextIO, log: Logger) -> int:
+    broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
+                    journal=journal)
+    monitor = Monitor(broker, out=out, results_path=options.results_path, quiet=options.quiet, journal=journal)
+    if journal is None:
+        log.info("no journal: tasks and results live in memory only and are lost if god stops")
+    else:
+        recovered = journal.recover()
+        broker.restore(recovered)
+        journal.start()
+        caught_up = monitor.catch_up(recovered)
+        if recovered.pending or recovered.done_ids:
+            log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "
+                     "{} tasks already done and not run again{}", journal.path, len(recovered.pending),
+                     len(recovered.done_ids),
+                     f"; wrote {caught_up} results the results file had missed" if caught_up else "")
+        else:
+            log.info("journal {}: empty, starting fresh", journal.path)
     server = GodServer(broker, settings)
     address = server.start()
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
@@ -72,7 +101,8 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
     log.info("stopping on {}", stop.signal_name)
     monitor.close()
     if monitor.unwritten:
-        log.error("{} results could not be written to {} (they were printed above)",
-                  len(monitor.unwritten), options.results_path)
+        log.error("{} results could not be written to {} (they were printed above{})",
+                  len(monitor.unwritten), options.results_path,
+                  "; the journal has them and the next god writes them" if journal else "")
         return exitcodes.FAILED
     return exitcodes.OK

@@ -74,7 +74,7 @@ def hostname() -> str:
 
 
 def state_dir() -> Path:
-    """Where god keeps its generated authkey (and, later, its journal)."""
+    """Where god keeps its generated authkey and its journal."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "god"
 
@@ -82,6 +82,11 @@ def state_dir() -> Path:
 def default_authkey_path() -> Path:
     """The file a key-less god writes its key to, and key-less clients read it from."""
     return state_dir() / "authkey"
+
+
+def default_journal_path(port: int) -> Path:
+    """God's journal unless told otherwise: one per port, so two gods on one host do not share."""
+    return state_dir() / f"journal-{port}.sqlite3"
 
 
 def read_authkey_file(path: Path) -> bytes:

@@ -18,6 +18,12 @@ class GodError(Exception):
         return self.message
 
 
+class UsageError(GodError):
+    """Options that cannot be used together."""
+
+    exit_code = exitcodes.USAGE
+
+
 class ConfigError(GodError):
     """A setting (flag, environment variable, file) has a value we cannot use."""
 

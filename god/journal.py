@@ -1,0 +1,262 @@
+"""God's journal: accepted tasks and recorded results in SQLite, so a restarted god loses nothing.
+
+One writer thread owns the connection and commits whatever piled up since its last commit
+in one transaction (group commit): a producer's put is confirmed only once its tasks are
+committed, so a god killed with SIGKILL has every confirmed task in the journal. Results
+are committed before they reach the results file, and the journal remembers how far the
+file got, so a restart writes the results the file missed and none twice.
+
+WAL with ``synchronous=NORMAL``: a commit survives the god process dying (SIGKILL, OOM),
+not the machine losing power before the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from loguru import logger
+
+from shared.config import hostname
+from shared.errors import ConfigError
+
+APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
+SCHEMA_VERSION = 1
+RETRY_S = 1.0  # seconds between attempts to commit while the disk refuses
+ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the log
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, payload BLOB NOT NULL, attempts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS results (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, line TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+"""
+
+# What the writer thread applies, in order: (statement, rows) pairs.
+_PUT = "INSERT OR IGNORE INTO tasks (id, payload, attempts) VALUES (?, ?, 0)"
+_DROP = "DELETE FROM tasks WHERE id = ?"
+_ATTEMPTS = "UPDATE tasks SET attempts = ? WHERE id = ?"
+_RESULT = "INSERT OR IGNORE INTO results (seq, id, line) VALUES (?, ?, ?)"
+_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What a journal held when god started."""
+
+    pending: list[tuple[str, Any, int]] = field(default_factory=list)  # (id, payload, attempts), in order
+    done_ids: list[str] = field(default_factory=list)
+    unwritten: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, id, line) the sink never took
+    results_path: str | None = None  # the results file the last god wrote, and how far
+    results_offset: int = 0
+
+
+def dumps(payload: Any) -> bytes:
+    """A payload as the journal stores it."""
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class Journal:
+    """A SQLite journal with one writer thread; every method but ``recover`` is thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lockfile = _lock(path)
+        try:
+            self._db = _open(path)
+        except BaseException:
+            self._lockfile.close()
+            raise
+        self._cond = threading.Condition()
+        self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._ticket = 0  # ops appended so far
+        self._committed = 0  # ops committed so far
+        self._closing = False
+        self._next_seq = 1 + (self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0])
+        self._log = logger.bind(role="god")
+        self._error_at = 0.0
+        self._thread = threading.Thread(target=self._write_loop, name="god-journal", daemon=True)
+
+    def recover(self) -> Recovered:
+        """Read what the last god left; call once, before ``start``."""
+        db = self._db
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        written = int(meta.get("written_seq", 0))
+        r = Recovered(results_path=meta.get("results_path"), results_offset=int(meta.get("results_offset", 0)))
+        # A task can be committed after its result (they come from different threads): it is done.
+        db.execute("DELETE FROM tasks WHERE id IN (SELECT id FROM results)")
+        db.commit()
+        r.pending = [(tid, pickle.loads(blob), attempts)
+                     for tid, blob, attempts in db.execute("SELECT id, payload, attempts FROM tasks ORDER BY rowid")]
+        r.done_ids = [tid for (tid,) in db.execute("SELECT id FROM results WHERE id IS NOT NULL")]
+        r.unwritten = list(db.execute("SELECT seq, id, line FROM results WHERE seq > ? AND line IS NOT NULL ORDER BY seq",
+                                      (written,)))
+        return r
+
+    def start(self) -> None:
+        """Start committing."""
+        self._thread.start()
+
+    # -- appending (any thread) ------------------------------------------------------------
+
+    def _append(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        with self._cond:
+            self._ops.append((sql, rows))
+            self._ticket += 1
+            self._cond.notify_all()
+            return self._ticket
+
+    def add_tasks(self, rows: list[tuple[str, bytes]]) -> int:
+        """Journal accepted tasks as (id, pickled payload); returns the ticket to ``wait`` for."""
+        return self._append(_PUT, rows)
+
+    def drop_tasks(self, ids: list[str]) -> int:
+        """Forget tasks handed out at most once (to tutorial clients)."""
+        return self._append(_DROP, [(tid,) for tid in ids])
+
+    def set_attempts(self, rows: list[tuple[str, int]]) -> int:
+        """Remember how many times tasks were served to consumers that died."""
+        return self._append(_ATTEMPTS, [(a, tid) for tid, a in rows])
+
+    def add_results(self, rows: list[tuple[str, str]]) -> tuple[int, int]:
+        """Journal results as (task id, JSON line); returns (ticket, seq of the last one)."""
+        with self._cond:
+            first = self._next_seq
+            self._next_seq += len(rows)
+            self._append(_RESULT, [(first + i, tid, line) for i, (tid, line) in enumerate(rows)])
+            return self._append(_DROP, [(tid,) for tid, _ in rows]), self._next_seq - 1
+
+    def mark_written(self, seq: int, path: str | None, offset: int) -> None:
+        """The results sink took every result up to seq; the file (if any) ends at offset."""
+        self._append(_META, [("written_seq", seq), ("results_path", path), ("results_offset", offset)])
+
+    @property
+    def ticket(self) -> int:
+        """The ticket of the last op appended."""
+        with self._cond:
+            return self._ticket
+
+    def wait(self, ticket: int) -> None:
+        """Block until the op with this ticket is committed.
+
+        After ``close`` an op that missed the last commit never will be: the caller waits
+        until the process ends, so what it was confirming stays unconfirmed.
+        """
+        with self._cond:
+            while self._committed < ticket:
+                self._cond.wait()
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ops and not self._closing:
+                    self._cond.wait()
+                if not self._ops:
+                    return
+                ops, upto = self._ops, self._ticket
+                self._ops = []
+            if not self._commit(ops):
+                with self._cond:
+                    self._ops[:0] = ops  # try again, in the same order, with what came since
+                    if self._closing:
+                        return
+                    self._cond.wait(RETRY_S)
+                continue
+            with self._cond:
+                self._committed = upto
+                self._cond.notify_all()
+
+    def _commit(self, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> bool:
+        try:
+            with self._db:  # one transaction; rolled back if any statement fails
+                for sql, rows in ops:
+                    self._db.executemany(sql, rows)
+            return True
+        except sqlite3.Error as e:
+            now = time.monotonic()
+            if now - self._error_at > ERROR_EVERY_S:
+                self._error_at = now
+                self._log.error("cannot write journal {}: {}; confirmations wait, retrying every {:.0f}s",
+                                self.path, e, RETRY_S)
+            return False
+
+    def close(self) -> None:
+        """Commit what is pending, stop the writer and close the file."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._lockfile.close()
+
+
+def _lock(path: Path) -> TextIO:
+    """Hold PATH.lock for as long as god runs, so a second god on the same journal refuses."""
+    where = f"journal {path}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(f"{path}.lock", "a+", encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot use {where}: {e.strerror} ({e.filename}); "
+                          "give god a writable --journal PATH, or --no-journal") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ConfigError(f"{where} is in use by another god ({holder}); stop it first, "
+                          "or give this god its own --journal PATH") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {hostname()}\n")
+    f.flush()
+    return f
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (or create) the journal and check that it is one; the caller holds the lock."""
+    where = f"journal {path}"
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
+    except sqlite3.Error as e:
+        raise ConfigError(f"cannot open {where}: {e}") from None
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (app_id or tables):
+            raise ConfigError(f"{where} is a SQLite file but not a god journal; "
+                              "give god another --journal PATH")
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"{where} was written by a newer god (version {version}); use that god")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.commit()
+    except sqlite3.DatabaseError as e:
+        db.close()
+        if "not a database" in str(e) or "malformed" in str(e):
+            raise ConfigError(f"{where} is damaged or not a journal ({e}); move it away, "
+                              "or give god another --journal PATH") from None
+        raise ConfigError(f"cannot use {where}: {e}; give god a writable --journal PATH, "
+                          "or --no-journal") from None
+    except ConfigError:
+        db.close()
+        raise
+    return db

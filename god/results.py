@@ -1,0 +1,94 @@
+"""The results file: JSON lines appended in batches, kept in memory while the disk refuses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from loguru import logger
+
+from shared.errors import ConfigError
+
+ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the log
+
+
+class ResultsFile:
+    """Appends result lines; lines the file refuses (full disk) wait and go with the next write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.unwritten: list[str] = []  # lines the file has not taken yet, oldest first
+        self._f: BinaryIO | None = None
+        self._error_at = 0.0
+        self._log = logger.bind(role="god")
+        try:
+            self._f = open(path, "ab")
+        except OSError as e:
+            raise ConfigError(f"cannot open results file {path}: {e.strerror}") from None
+
+    @property
+    def offset(self) -> int:
+        """Bytes in the file after the last successful write."""
+        return self._f.tell() if self._f is not None else 0
+
+    def write(self, lines: list[str]) -> bool:
+        """Append lines (each ending in a newline) after any still unwritten; True once all are in."""
+        self.unwritten += lines
+        if not self.unwritten:
+            return True
+        try:
+            if self._f is None:
+                self._f = open(self.path, "ab")
+            self._f.write("".join(self.unwritten).encode())
+            self._f.flush()
+        except OSError as e:
+            # The buffer may have reached the file in part; the reopened file goes on
+            # from its real end, so a line may be cut short there, never lost.
+            self._close()
+            now = time.monotonic()
+            if now - self._error_at > ERROR_EVERY_S:
+                self._error_at = now
+                self._log.error("cannot write results file {}: {}; {} results kept in memory, retrying",
+                                self.path, e.strerror or e, len(self.unwritten))
+            return False
+        self.unwritten = []
+        return True
+
+    def ids_after(self, offset: int) -> set[str]:
+        """Task ids of the lines past offset; a line cut short by a crash is removed first.
+
+        God calls this on start, before writing, to learn which results the last god wrote
+        after its journal last heard from the file.
+        """
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            tail = f.read()
+        complete = tail[: tail.rfind(b"\n") + 1]
+        if len(complete) < len(tail):
+            os.truncate(self.path, offset + len(complete))
+            if self._f is not None:
+                self._f.seek(0, os.SEEK_END)
+        ids = set()
+        for raw in complete.splitlines():
+            try:
+                tid = json.loads(raw).get("id")
+            except (ValueError, AttributeError):
+                continue  # not one of ours; leave it alone
+            if isinstance(tid, str):
+                ids.add(tid)
+        return ids
+
+    def _close(self) -> None:
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+
+    def close(self) -> None:
+        """Close the file (what it refused stays in ``unwritten``)."""
+        self._close()
