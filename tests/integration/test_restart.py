@@ -1,0 +1,88 @@
+"""A god killed and started again on its journal: nothing lost, nothing run or recorded twice."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumer.tasks import square
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, read_results, wait_for_results, write_tasks
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def port_of(g: God) -> int:
+    return int(g.address.rsplit(":", 1)[1])
+
+
+def test_a_killed_god_restarted_on_its_journal_loses_and_repeats_nothing(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given 60 tasks put, and a consumer part way through them
+    journal = ("--journal", str(tmp_path / "journal.sqlite3"))
+    god = start_god("--lease-timeout", "1", *journal)
+    env = addr_env(god)
+    src = write_tasks(tmp_path / "tasks.jsonl", [{"n": i, "s": 0.05} for i in range(60)])
+    assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
+    consumer = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    wait_for_results(god.results, 10)
+    # When god is killed outright and started again on the same journal and port
+    god.proc.signal(signal.SIGKILL)
+    god.proc.wait()
+    again = start_god("--lease-timeout", "1", *journal, port=port_of(god))
+    again.proc.wait_for(r"journal .*: \d+ tasks to serve .*, \d+ tasks already done", stream="err")
+
+    # Then the consumer carries on against the new god and every task has one result line
+    results = wait_for_results(again.results, 60, timeout=60)
+    again.proc.signal(signal.SIGTERM)
+    assert again.proc.wait() == 0, again.proc.text()
+    results = read_results(again.results)
+    lines_per_id = Counter(r["id"] for r in results)
+    assert len(lines_per_id) == 60 and max(lines_per_id.values()) == 1, lines_per_id.most_common(3)
+    assert sorted(r["payload"]["n"] for r in results) == list(range(60))
+    assert all(r["ok"] and r["value"] == square(r["payload"]["n"]) for r in results)
+    assert consumer.popen.poll() is None  # it waited for god instead of giving up
+
+
+def test_a_second_god_on_the_same_journal_refuses(start_god: Callable[..., God], spawn: Callable[..., Proc],
+                                                    tmp_path: Path) -> None:
+    journal = tmp_path / "shared.sqlite3"
+    start_god("--journal", str(journal))
+    second = spawn("god", "--address", "127.0.0.1:0", "--journal", str(journal))
+    assert second.wait() == 3
+    assert f"journal {journal} is in use by another god (pid" in second.text()
+    assert "Traceback" not in second.text()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not a database" * 200, "is damaged or not a journal"),
+    (b"", "empty, starting fresh"),
+])
+def test_god_names_a_journal_it_cannot_use(spawn: Callable[..., Proc], tmp_path: Path, content: bytes,
+                                           message: str) -> None:
+    journal = tmp_path / "j.sqlite3"
+    journal.write_bytes(content)
+    g = spawn("god", "--address", "127.0.0.1:0", "--journal", str(journal))
+    if not content:  # an empty file is a new journal
+        g.wait_for(message, stream="err")
+        return
+    assert g.wait() == 3
+    assert message in g.text() and str(journal) in g.text()
+    assert "Traceback" not in g.text()
+    assert journal.read_bytes() == content  # left alone for the user to look at
+
+
+def test_journal_and_no_journal_together_is_a_usage_error(spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    g = spawn("god", "--address", "127.0.0.1:0", "--journal", str(tmp_path / "j"), "--no-journal")
+    assert g.wait() == 2
+    assert "--journal and --no-journal" in g.text()
+
+
+def test_without_a_journal_god_says_what_a_restart_loses(spawn: Callable[..., Proc]) -> None:
+    g = spawn("god", "--address", "127.0.0.1:0", "--no-journal")
+    g.wait_for("no journal: tasks and results live in memory only", stream="err")

@@ -1,0 +1,165 @@
+"""The journal, the results file and the broker's recovery, on temporary files: no sockets."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from god.broker import Broker
+from god.journal import Journal
+from god.monitor import Monitor
+from god.results import ResultsFile
+from shared.errors import ConfigError
+from shared.records import failure, success
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "j" / "journal.sqlite3"
+
+
+@pytest.fixture
+def journal(path: Path) -> Iterator[Journal]:
+    j = Journal(path)
+    j.recover()
+    j.start()
+    yield j
+    j.close()
+
+
+def reopen(j: Journal) -> Journal:
+    """Close a journal and open it again, the way a restarted god does."""
+    j.close()
+    again = Journal(j.path)
+    return again
+
+
+def run(broker: Broker, n: int) -> list[str]:
+    """Put n tasks, lease them all, and return their ids."""
+    broker.put_many("p", [(f"p/{i}", i) for i in range(n)])
+    return [t[0] for t in broker.lease("c", n)]
+
+
+def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:
+    b = Broker(journal=journal)
+    leased = run(b, 5)
+    b.ack_many("c", [success(leased[1], 1), failure(leased[3], ValueError("x"))])
+    m = Monitor(b, out=io.StringIO(), results_path=None, quiet=True, journal=journal)
+    m.step(0)  # journals the two results
+
+    again = reopen(journal)
+    try:
+        r = again.recover()
+        assert [(tid, p) for tid, p, _ in r.pending] == [("p/0", 0), ("p/2", 2), ("p/4", 4)]
+        assert sorted(r.done_ids) == ["p/1", "p/3"]
+        b2 = Broker(journal=again)
+        b2.restore(r)
+        assert [t[0] for t in b2.lease("c", 10)] == ["p/0", "p/2", "p/4"]
+        assert b2.put_many("p", [("p/1", 1)]) == 1 and b2.stats()["pending"] == 0  # done: not again
+        assert b2.ack_many("c", [success("p/3", 9)]) == 0  # a late result of a done task: a duplicate
+    finally:
+        again.close()
+
+
+def test_attempts_of_tasks_that_killed_their_consumer_survive_a_restart(journal: Journal) -> None:
+    b = Broker(journal=journal, max_attempts=3)
+    tid = run(b, 1)[0]
+    b.release("c", [], crashed=[tid])
+    b.lease("c", 1)
+    b.release("c", [], crashed=[tid])
+    again = reopen(journal)
+    try:
+        r = again.recover()
+        assert r.pending == [(tid, 0, 2)]
+        b2 = Broker(journal=again, max_attempts=3)
+        b2.restore(r)
+        again.start()
+        assert b2.lease("c", 1)[0][2] == 3  # the third and last attempt
+        b2.release("c", [], crashed=[tid])
+        assert b2.stats()["dead"] == 1
+    finally:
+        again.close()
+
+
+def test_a_second_journal_on_the_same_file_is_refused(journal: Journal) -> None:
+    with pytest.raises(ConfigError, match=r"in use by another god \(pid \d+ on "):
+        Journal(journal.path)
+
+
+def test_a_file_that_is_not_a_journal_is_refused(path: Path) -> None:
+    path.parent.mkdir()
+    path.write_bytes(b"hello, this is not SQLite at all" * 100)
+    with pytest.raises(ConfigError, match="damaged or not a journal"):
+        Journal(path)
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="a SQLite file but not a god journal"):
+        Journal(path)
+
+
+def read_only_dir(tmp_path: Path) -> Path:
+    """A directory this process cannot create files in (root writes anywhere but sysfs)."""
+    if os.geteuid() == 0:
+        return Path("/sys/god-test")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    return ro
+
+
+def test_a_journal_in_a_read_only_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot use journal .*(Permission denied|Operation not permitted)"):
+        Journal(read_only_dir(tmp_path) / "journal.sqlite3")
+
+
+def test_results_file_drops_a_line_cut_short_and_reads_the_ids_after_an_offset(tmp_path: Path) -> None:
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"id": "a"}\n')
+    offset = p.stat().st_size
+    with open(p, "a") as f:
+        f.write('{"id": "b"}\n{"id": "c", "val')
+    rf = ResultsFile(p)
+    assert rf.ids_after(offset) == {"b"}
+    assert rf.write(['{"id": "c"}\n'])
+    rf.close()
+    assert [json.loads(line)["id"] for line in p.read_text().splitlines()] == ["a", "b", "c"]
+
+
+def test_a_restarted_god_writes_the_results_its_file_missed_and_no_others(journal: Journal, tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    b = Broker(journal=journal)
+    leased = run(b, 3)
+    m = Monitor(b, out=io.StringIO(), results_path=results, quiet=True, journal=journal)
+    b.ack_many("c", [success(leased[0], 0)])
+    m.step(0)  # p/0: journaled, written, marked written
+    # A god killed between journaling results and writing them: p/1 reached the file,
+    # p/2 did not, and neither was marked written.
+    ticket, _ = journal.add_results([("p/1", json.dumps({"id": "p/1"})), ("p/2", json.dumps({"id": "p/2"}))])
+    journal.wait(ticket)
+    m.results.close()  # type: ignore[union-attr]
+    with open(results, "a") as f:
+        f.write(json.dumps({"id": "p/1"}) + "\n")
+
+    again = reopen(journal)
+    try:
+        r = again.recover()
+        again.start()
+        m2 = Monitor(Broker(journal=again), out=io.StringIO(), results_path=results, quiet=True, journal=again)
+        assert m2.catch_up(r) == 1
+        m2.close()
+        assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["p/0", "p/1", "p/2"]
+    finally:
+        again.close()
+    third = Journal(journal.path)
+    try:
+        assert third.recover().unwritten == []  # caught up, and the journal knows it
+    finally:
+        third.close()
