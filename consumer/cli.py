@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -31,6 +31,10 @@ def main(
         min=1, help="Most tasks queued at each worker (fewer when tasks are slow).",
     )] = PREFETCH,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
+    task_timeout: Annotated[Optional[float], typer.Option(
+        min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
+        "its result is a failure that says it timed out. Default: no limit.",
+    )] = None,
     give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
@@ -42,6 +46,6 @@ def main(
         settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, processes=processes, prefetch=prefetch, burst=burst,
-                        log_level=log_level, log_json=log_json).run()
+                        task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()
 
     run_role("consumer", body)

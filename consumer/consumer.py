@@ -27,7 +27,7 @@ from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
-from shared.records import ID, Leased, ResultIn
+from shared.records import ID, Leased, ResultIn, failure
 
 LEASE_WAIT_S = 1.0  # seconds a lease call waits at god for the first task
 BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
@@ -35,6 +35,9 @@ COLLECT_WAIT_S = 0.2  # seconds the collector waits for worker output per round
 TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to hand results back
+FAST_DEATH_S = 1.0  # a worker dying sooner than this after its start counts towards a backoff
+RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
+RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
 
 
 class State(Enum):
@@ -59,6 +62,9 @@ class WorkerHandle:
     tasks_out: Connection
     results_in: Connection
     started: Any  # shared counter, incremented by the worker before each task
+    busy_since: Any  # shared monotonic time its running task started; 0 between tasks
+    born: float = field(default_factory=time.monotonic)
+    timed_out: bool = False  # killed by the consumer for running over --task-timeout
     inflight: deque[Leased] = field(default_factory=deque)
     completed: int = 0
     finished: bool = False  # drained: it said which tasks it did not start
@@ -75,6 +81,7 @@ class Consumer:
         processes: int,
         prefetch: int,
         burst: bool = False,
+        task_timeout: float | None = None,
         log_level: str = "INFO",
         log_json: bool = False,
     ) -> None:
@@ -83,6 +90,7 @@ class Consumer:
         self.processes = processes
         self.prefetch = prefetch
         self.burst = burst
+        self.task_timeout = task_timeout
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
@@ -93,6 +101,8 @@ class Consumer:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._workers: list[WorkerHandle] = []
+        self._respawns: list[tuple[float, int]] = []  # (when, index) of workers to start again
+        self._fast_deaths = 0  # workers in a row that died within FAST_DEATH_S of starting
         self._avg_task_s: float | None = None
         self._lease_seq = 0
         self._signals = 0
@@ -241,15 +251,16 @@ class Consumer:
         tasks_in, tasks_out = self._ctx.Pipe(duplex=False)
         results_in, results_out = self._ctx.Pipe(duplex=False)
         started = self._ctx.RawValue("q", 0)
+        busy_since = self._ctx.RawValue("d", 0.0)
         p = self._ctx.Process(
             target=worker_main, name=f"worker-{index}", daemon=True,
-            args=(self.task_spec, tasks_in, results_out, started, *self._log_args),
+            args=(self.task_spec, tasks_in, results_out, started, busy_since, *self._log_args),
         )
         p.start()
         # Our copies of the worker's ends must go, or its death would never read as EOF.
         tasks_in.close()
         results_out.close()
-        return WorkerHandle(index, p, tasks_out, results_in, started)
+        return WorkerHandle(index, p, tasks_out, results_in, started, busy_since)
 
     def _slots(self) -> int:
         if self._avg_task_s is None:
@@ -278,44 +289,109 @@ class Consumer:
             for w in live:
                 n = max(0, slots - len(w.inflight))
                 plan[w], i = tasks[i : i + n], i + n
-            for t in tasks[i:]:  # more than the room we asked for (a worker was replaced meanwhile)
-                plan[min(live, key=lambda w: len(w.inflight) + len(plan[w]))].append(t)
+            if live:
+                for t in tasks[i:]:  # more than the room we asked for (a worker was replaced meanwhile)
+                    plan[min(live, key=lambda w: len(w.inflight) + len(plan[w]))].append(t)
             for w, batch in plan.items():
                 w.inflight.extend(batch)
+        if not live:  # every worker died meanwhile and waits out its backoff: god serves them again
+            self._lease_client.release([t[ID] for t in tasks])
         for w, batch in plan.items():  # outside the lock: a full pipe must not stall the collector
             if batch:
                 self._send(w, ("tasks", batch))
 
-    def _worker_exited(self, w: WorkerHandle) -> tuple[list[str], list[str]]:
-        """A worker's results pipe closed: replace it if it died; returns (unstarted, crashed)."""
+    def _running_task(self, w: WorkerHandle) -> str | None:
+        """The id of the task w is running, or was when it died (lock held)."""
+        running = w.started.value - w.completed  # started, and no result read yet
+        return w.inflight[running - 1][ID] if 0 < running <= len(w.inflight) else None
+
+    def _worker_exited(self, w: WorkerHandle) -> tuple[list[str], list[str], list[ResultIn]]:
+        """A worker's results pipe closed: replace it if it died.
+
+        Returns:
+            (unstarted task ids, the id of the task it died running, a failure for the task
+            it was stopped for running over --task-timeout).
+        """
         w.process.join(JOIN_S)
+        timed_out: list[ResultIn] = []
         with self._lock:
             self._workers.remove(w)
             if w.finished:
-                return [], []
-            held = [t[ID] for t in w.inflight]
-            running = w.started.value - w.completed
-            crashed = held[running - 1 : running] if running > 0 else []
-            unstarted = [tid for tid in held if tid not in crashed]
+                return [], [], []
+            running = self._running_task(w)
+            crashed = [running] if running is not None else []
+            unstarted = [t[ID] for t in w.inflight if t[ID] != running]
+            if w.timed_out and crashed:
+                timed_out = [failure(crashed.pop(), TimeoutError(
+                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"))]
+            delay = self._respawn_delay(w)
             if self.state is State.RUNNING:
-                self._workers.append(self._spawn(w.index))
+                if delay:
+                    self._respawns.append((time.monotonic() + delay, w.index))
+                else:
+                    self._workers.append(self._spawn(w.index))
             self._room.notify_all()
         self._log.warning(
-            "worker {} (pid {}) died with exit code {}{}; {}", w.index, w.process.pid, w.process.exitcode,
-            f" while running task {crashed[0]}" if crashed else "",
-            "started a new one" if self.state is State.RUNNING else "not replaced while stopping",
+            "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
+            "was stopped" if w.timed_out else "died", w.process.exitcode,
+            f" while running task {running}" if running else "",
+            "not replaced while stopping" if self.state is not State.RUNNING else
+            f"starting a new one in {delay:.1f}s ({self._fast_deaths} died within {FAST_DEATH_S:g}s of starting)"
+            if delay else "started a new one",
         )
-        return unstarted, crashed
+        return unstarted, crashed, timed_out
+
+    def _respawn_delay(self, w: WorkerHandle) -> float:
+        """Replace at once, unless workers keep dying as soon as they start (lock held)."""
+        if w.timed_out or time.monotonic() - w.born >= FAST_DEATH_S:
+            self._fast_deaths = 0
+            return 0.0
+        self._fast_deaths += 1
+        if self._fast_deaths < 2:
+            return 0.0
+        return float(min(RESPAWN_MAX_S, RESPAWN_FIRST_S * 2 ** (self._fast_deaths - 2)))
+
+    def _respawn_due(self) -> None:
+        """Start the workers whose backoff is over."""
+        now = time.monotonic()
+        with self._lock:
+            due = [i for when, i in self._respawns if when <= now]
+            self._respawns = [(when, i) for when, i in self._respawns if when > now]
+            if self.state is State.RUNNING:
+                for index in due:
+                    self._workers.append(self._spawn(index))
+                if due:
+                    self._room.notify_all()
+
+    def _stop_overdue(self) -> None:
+        """Kill workers whose task runs over --task-timeout; their exit is handled as a death."""
+        if self.task_timeout is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for w in self._workers:
+                since = w.busy_since.value
+                if since and not w.timed_out and now - since > self.task_timeout:
+                    w.timed_out = True
+                    self._log.warning("worker {} (pid {}): task {} ran over --task-timeout {:g}s; stopping it",
+                                      w.index, w.process.pid, self._running_task(w), self.task_timeout)
+                    w.process.kill()
 
     # -- collector and heartbeat threads --------------------------------------------------
 
     def _collect_loop(self) -> None:
         try:
             while not self._threads_stop:
+                self._stop_overdue()
+                self._respawn_due()
                 with self._lock:
                     conns = {w.results_in: w for w in self._workers}
+                    waiting = bool(self._respawns) and self.state is State.RUNNING
                 if not conns:
-                    return  # every worker drained and gone
+                    if not waiting:
+                        return  # every worker drained and gone
+                    time.sleep(COLLECT_WAIT_S)
+                    continue
                 results: list[ResultIn] = []
                 unstarted: list[str] = []
                 crashed: list[str] = []
@@ -324,9 +400,10 @@ class Consumer:
                     try:
                         msg: Any = conn.recv()
                     except (EOFError, OSError):
-                        u, c = self._worker_exited(w)
+                        u, c, r = self._worker_exited(w)
                         unstarted += u
                         crashed += c
+                        results += r
                         continue
                     if msg[0] == "results":
                         results += msg[1]

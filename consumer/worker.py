@@ -43,12 +43,14 @@ def _send_results(conn: Connection, results: list[ResultIn], spent: float) -> No
 
 
 def worker_main(
-    task_spec: str, tasks_in: Connection, results_out: Connection, started: Any, log_level: str, log_json: bool
+    task_spec: str, tasks_in: Connection, results_out: Connection, started: Any, busy_since: Any,
+    log_level: str, log_json: bool,
 ) -> None:
     """Run tasks until told to drain or until the consumer goes away.
 
     ``started`` is a shared counter incremented before each task, so the consumer knows
-    which task was running if this process dies.
+    which task was running if this process dies. ``busy_since`` holds the monotonic time
+    the running task started (0 between tasks), for the consumer's ``--task-timeout``.
     """
     # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -79,11 +81,13 @@ def worker_main(
             continue
         task = todo.popleft()
         started.value += 1
+        busy_since.value = time.monotonic()  # the clock is system-wide, so the consumer can compare
         t0 = time.perf_counter()
         try:
             r = success(task[ID], fn(task[PAYLOAD]))
         except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
             r = failure(task[ID], e)
+        busy_since.value = 0.0
         now = time.perf_counter()
         spent += now - t0
         results.append(r)

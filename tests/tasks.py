@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -30,4 +31,18 @@ def unpicklable_on_7(n: int) -> object:
     """Square n, but return something pickle cannot carry for 7."""
     if n == 7:
         return lambda: n
+    return square(n)
+
+
+def exit_on_13(n: int) -> str:
+    """Square n, but end the worker process outright for 13 (a poison task)."""
+    if n == 13:
+        os._exit(3)
+    return square(n)
+
+
+def hang_on_13(n: int) -> str:
+    """Square n, but hang for 13 (a stuck task)."""
+    if n == 13:
+        time.sleep(600)
     return square(n)
