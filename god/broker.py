@@ -23,6 +23,7 @@ from shared.records import OK, VALUE, ERROR, Leased, ResultIn, TaskIn
 LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
 BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
 CAPACITY = 1_000_000  # tasks waiting in the queue before producers are made to wait
+MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
 FORGET_S = 300.0  # seconds a lost consumer or an idle producer stays in the stats
 CQ_KEEP = 100_000  # results kept for tutorial clients that read the result queue
@@ -83,6 +84,7 @@ class Broker:
         capacity: int = CAPACITY,
         lease_s: float = LEASE_S,
         max_attempts: int = MAX_ATTEMPTS,
+        max_payload: int = MAX_PAYLOAD,
         now: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
     ) -> None:
@@ -90,6 +92,7 @@ class Broker:
         self.journal = journal
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.max_payload = max_payload
         self._now = now
         self._started = now()
         self._lock = threading.Lock()
@@ -202,6 +205,7 @@ class Broker:
             "heartbeat_s": self.lease_s / BEATS_PER_LEASE,
             "capacity": self.capacity,
             "max_attempts": self.max_attempts,
+            "max_payload": self.max_payload,
         }
 
     def put_many(self, producer: str, tasks: list[TaskIn], timeout: float = 0.0) -> int:

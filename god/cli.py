@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS
+from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from shared.cli import AuthkeyFileOption, LogJsonOption, LogLevelOption, new_app, run_role
 from shared.config import DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, load_settings
@@ -38,6 +38,9 @@ def main(
     max_attempts: Annotated[int, typer.Option(
         min=1, help="Times a task is served to consumers that die before it is dead-lettered.",
     )] = MAX_ATTEMPTS,
+    max_payload: Annotated[int, typer.Option(
+        min=1, help="Largest task payload producers may put, in bytes (pickled).",
+    )] = MAX_PAYLOAD,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
@@ -51,7 +54,7 @@ def main(
         settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
-                             max_attempts=max_attempts, quiet=quiet)
+                             max_attempts=max_attempts, max_payload=max_payload, quiet=quiet)
         return run_god(settings, options)
 
     run_role("god", body)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
-from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, Broker
+from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
 from god.journal import Journal
 from god.monitor import Monitor
 from god.server import GodServer
@@ -33,6 +33,7 @@ class GodOptions:
     capacity: int = CAPACITY
     lease_s: float = LEASE_S
     max_attempts: int = MAX_ATTEMPTS
+    max_payload: int = MAX_PAYLOAD
     quiet: bool = False
 
 
@@ -69,7 +70,7 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
 
 def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out: TextIO, log: Logger) -> int:
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                    journal=journal)
+                    max_payload=options.max_payload, journal=journal)
     monitor = Monitor(broker, out=out, results_path=options.results_path, quiet=options.quiet, journal=journal)
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")

@@ -13,7 +13,7 @@ import typer
 from loguru import logger
 
 from producer.producer import Producer
-from producer.sources import json_lines, random_rounds
+from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
     CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
@@ -49,7 +49,7 @@ def _sleep(seconds: float, stop: _Signals) -> None:
         time.sleep(min(left, 0.1))
 
 
-def _batches(source: str | None, rounds: int | None, per_round: int) -> tuple[Iterator[list[Any]], str]:
+def _batches(source: str | None, rounds: int | None, per_round: int) -> tuple[Iterator[Batch], str]:
     if source is None:
         return random_rounds(rounds, per_round), "round"
     if source == "-":
@@ -88,9 +88,9 @@ def main(
         producer = Producer(settings, should_stop=stop.requested)
         producer.connect()
         for n, batch in enumerate(batches, 1):
-            producer.put_many(batch)
+            producer.put_many(batch.payloads, batch.where)
             total = f"/{rounds}" if unit == "round" and rounds else ""
-            log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch), producer.accepted)
+            log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch.payloads), producer.accepted)
             if stop.requested():
                 break
             if unit == "round" and (rounds is None or n < rounds):

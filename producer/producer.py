@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +13,43 @@ from loguru import logger
 
 from shared.client import GodClient
 from shared.config import Settings, hostname
-from shared.errors import Interrupted
-from shared.records import TaskIn
+from shared.errors import ConfigError, Interrupted
+from shared.records import TaskIn, describe
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
+MAX_PAYLOAD = 16 * 2**20  # bytes, until god says its own limit
+
+
+class PayloadError(ConfigError):
+    """A payload that cannot go to god: it cannot be pickled, or it is over god's size limit."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index  # of the bad payload in its batch; the ones before it can be put
+
+
+def check_payloads(payloads: list[Any], where: Callable[[int], str], max_payload: int) -> None:
+    """Make sure god can take every payload: picklable, and at most max_payload bytes each.
+
+    One pickle of the whole batch settles the usual case; only a batch that fails or is
+    over the limit as a whole is looked at payload by payload.
+
+    Raises:
+        PayloadError: naming where the first bad payload came from.
+    """
+    try:
+        if len(pickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)) <= max_payload:
+            return
+    except Exception:  # pickle raises many kinds: PicklingError, TypeError, RecursionError, ...
+        pass
+    for i, p in enumerate(payloads):
+        try:
+            size = len(pickle.dumps(p, pickle.HIGHEST_PROTOCOL))
+        except Exception as e:
+            raise PayloadError(f"{where(i)}: the payload cannot be pickled ({describe(e)})", index=i) from None
+        if size > max_payload:
+            raise PayloadError(f"{where(i)}: the payload is {size:,} bytes, over god's --max-payload of "
+                               f"{max_payload:,}; send a path to the data instead", index=i)
 
 
 class Producer:
@@ -37,12 +71,23 @@ class Producer:
         """Reach god (retrying as configured); returns its parameters."""
         return self.client.connect()
 
-    def put_many(self, payloads: list[Any]) -> list[str]:
+    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None) -> list[str]:
         """Put one batch; returns the task ids once god holds every task.
 
+        A payload god cannot take stops the batch there: the ones before it are put, then
+        PayloadError says where it came from (``where(i)``, else its place in the batch).
+
         Raises:
+            PayloadError: a payload cannot be pickled or is too big.
             Interrupted: a stop was requested while god's queue was full.
         """
+        try:
+            check_payloads(payloads, where or (lambda i: f"payload {i + 1} of the batch"),
+                           int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
+        except PayloadError as e:
+            if e.index:
+                self.put_many(payloads[: e.index])
+            raise
         tasks: list[TaskIn] = [(f"{self.name}/{next(self._seq)}", p) for p in payloads]
         i, waiting = 0, False
         while i < len(tasks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import ConfigError
@@ -12,16 +13,31 @@ from shared.errors import ConfigError
 LOW, HIGH = 0, 999  # the tutorial's random integers, inclusive
 
 
-def random_rounds(rounds: int | None, per_round: int, rng: random.Random | None = None) -> Iterator[list[int]]:
-    """Yield ``rounds`` lists (forever with None) of ``per_round`` random integers 0..999."""
+@dataclass(slots=True)
+class Batch:
+    """Payloads to put together, and where each came from (for error messages)."""
+
+    payloads: list[Any]
+    name: str  # the file ("tasks.jsonl", "stdin") or the round ("round 3")
+    lines: list[int] | None = None  # line of each payload in the file
+
+    def where(self, i: int) -> str:
+        """``tasks.jsonl:12`` or ``round 3, task 4``: where payload i came from."""
+        if self.lines is not None:
+            return f"{self.name}:{self.lines[i]}"
+        return f"{self.name}, task {i + 1}"
+
+
+def random_rounds(rounds: int | None, per_round: int, rng: random.Random | None = None) -> Iterator[Batch]:
+    """Yield ``rounds`` batches (forever with None) of ``per_round`` random integers 0..999."""
     rng = rng or random.Random()
     n = 0
     while rounds is None or n < rounds:
         n += 1
-        yield [rng.randint(LOW, HIGH) for _ in range(per_round)]
+        yield Batch([rng.randint(LOW, HIGH) for _ in range(per_round)], f"round {n}")
 
 
-def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[list[Any]]:
+def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[Batch]:
     """Yield batches of payloads, one per non-blank JSON line.
 
     A bad line ends the stream with an error naming it, after the lines before it have
@@ -30,18 +46,21 @@ def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[
     Raises:
         ConfigError: ``NAME:LINE: not valid JSON (...)``.
     """
-    batch: list[Any] = []
+    batch = Batch([], name, [])
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            batch.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if batch:
+            batch.payloads.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError) as e:
+            if batch.payloads:
                 yield batch
-            raise ConfigError(f"{name}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if len(batch) >= batch_size:
+            why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise ConfigError(f"{name}:{lineno}: not valid JSON ({why})") from None
+        assert batch.lines is not None
+        batch.lines.append(lineno)
+        if len(batch.payloads) >= batch_size:
             yield batch
-            batch = []
-    if batch:
+            batch = Batch([], name, [])
+    if batch.payloads:
         yield batch

@@ -77,6 +77,30 @@ def test_a_bad_json_line_is_named_and_the_lines_before_it_are_kept(
     assert sorted(r["payload"] for r in wait_for_results(god.results, 2)) == [1, 2]
 
 
+@pytest.mark.parametrize("god_args, line3, says", [
+    ((), "[" * 600 + "]" * 600, "the payload cannot be pickled (RecursionError"),
+    (("--max-payload", "1000"), '"' + "x" * 2000 + '"', "the payload is 2,0"),
+])
+def test_a_payload_god_cannot_take_is_named_and_the_lines_before_it_are_kept(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path,
+    god_args: tuple[str, ...], line3: str, says: str,
+) -> None:
+    g = start_god(*god_args)
+    src = tmp_path / "tasks.jsonl"
+    src.write_text(f"1\n2\n{line3}\n4\n")
+    p = spawn("producer", "--from", str(src), env_extra=addr_env(g))
+    assert_clean_failure(p, exitcodes.CONFIG, f"{src}:3: {says}")
+    if god_args:
+        assert "over god's --max-payload of 1,000" in p.text()
+    spawn("consumer", "--burst", "--processes", "1", env_extra=addr_env(g))
+    assert sorted(r["payload"] for r in wait_for_results(g.results, 2)) == [1, 2]
+
+
+def test_a_results_file_god_cannot_open_is_named(spawn: Callable[..., Proc]) -> None:
+    p = spawn("god", "--address", "127.0.0.1:0", "--results", "/sys/god-results.jsonl")
+    assert_clean_failure(p, exitcodes.CONFIG, "cannot open results file /sys/god-results.jsonl")
+
+
 def test_a_missing_key_file_and_a_client_without_any_key(spawn: Callable[..., Proc], tmp_path: Path) -> None:
     p = spawn("consumer", "--authkey-file", str(tmp_path / "nope"))
     assert_clean_failure(p, exitcodes.CONFIG, f"authkey file {tmp_path / 'nope'} does not exist")

@@ -52,8 +52,9 @@ def test_a_result_is_one_json_line_with_the_named_fields() -> None:
 
 def test_random_rounds_are_the_tutorials_integers() -> None:
     rounds = list(random_rounds(3, 10))
-    assert [len(r) for r in rounds] == [10, 10, 10]
-    assert all(0 <= n <= 999 for r in rounds for n in r)
+    assert [len(r.payloads) for r in rounds] == [10, 10, 10]
+    assert all(0 <= n <= 999 for r in rounds for n in r.payloads)
+    assert rounds[2].where(3) == "round 3, task 4"
 
 
 def test_json_lines_yields_what_came_before_a_bad_line_then_names_it() -> None:
@@ -62,7 +63,13 @@ def test_json_lines_yields_what_came_before_a_bad_line_then_names_it() -> None:
     with pytest.raises(ConfigError, match=r"in.jsonl:4: not valid JSON"):
         for batch in json_lines(lines, name="in.jsonl", batch_size=10):
             out.append(batch)
-    assert out == [[1, {"a": 2}]]
+    assert [b.payloads for b in out] == [[1, {"a": 2}]]
+    assert out[0].where(1) == "in.jsonl:3"
+
+
+def test_json_lines_names_a_line_nested_too_deeply_to_read() -> None:
+    with pytest.raises(ConfigError, match=r"deep.jsonl:2: not valid JSON \(nested too deeply\)"):
+        list(json_lines(["1\n", "[" * 100_000 + "]" * 100_000], name="deep.jsonl", batch_size=10))
 
 
 def test_server_and_client_register_the_same_names() -> None:
