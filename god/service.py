@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
         log.info("appending results to {}", options.results_path)
 
     stop = _StopFlag()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stop.requested:

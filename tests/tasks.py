@@ -46,3 +46,9 @@ def hang_on_13(n: int) -> str:
     if n == 13:
         time.sleep(600)
     return square(n)
+
+
+def nap(n: int) -> str:
+    """Square n after a few milliseconds: long enough that kills land while tasks run."""
+    time.sleep(0.004)
+    return square(n)

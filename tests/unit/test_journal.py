@@ -6,6 +6,7 @@ import io
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,30 @@ def test_a_restarted_god_writes_the_results_its_file_missed_and_no_others(journa
         assert third.recover().unwritten == []  # caught up, and the journal knows it
     finally:
         third.close()
+
+
+def test_a_put_is_confirmed_only_once_its_tasks_are_committed(path: Path) -> None:
+    j = Journal(path)
+    j.recover()  # the writer is not started yet: nothing can commit
+    b = Broker(journal=j)
+    returned: list[int] = []
+    t, resent = (threading.Thread(target=lambda: returned.append(b.put_many("p", [("p/0", 0)]))) for _ in range(2))
+    t.start()
+    try:
+        t.join(0.3)
+        assert t.is_alive() and not returned  # still waiting for the commit
+        resent.start()
+        resent.join(0.3)
+        assert resent.is_alive()  # a re-sent put of the same task waits for that commit too
+    finally:
+        j.start()
+        for thread in (t, resent):
+            if thread.ident is not None:
+                thread.join(5)
+        j.close()
+    assert returned == [1, 1]
+    again = Journal(path)
+    try:
+        assert [tid for tid, _, _ in again.recover().pending] == ["p/0"]
+    finally:
+        again.close()
