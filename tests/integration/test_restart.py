@@ -20,8 +20,9 @@ def port_of(g: God) -> int:
     return int(g.address.rsplit(":", 1)[1])
 
 
-def test_a_killed_god_restarted_on_its_journal_loses_and_repeats_nothing(
-    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, sig: signal.Signals
 ) -> None:
     # Given 60 tasks put, and a consumer part way through them
     journal = ("--journal", str(tmp_path / "journal.sqlite3"))
@@ -31,9 +32,9 @@ def test_a_killed_god_restarted_on_its_journal_loses_and_repeats_nothing(
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     consumer = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
     wait_for_results(god.results, 10)
-    # When god is killed outright and started again on the same journal and port
-    god.proc.signal(signal.SIGKILL)
-    god.proc.wait()
+    # When god is killed outright (or stopped) and started again on the same journal and port
+    god.proc.signal(sig)
+    assert god.proc.wait() == (-9 if sig == signal.SIGKILL else 0), god.proc.text()
     again = start_god("--lease-timeout", "1", *journal, port=port_of(god))
     again.proc.wait_for(r"journal .*: \d+ tasks to serve .*, \d+ tasks already done", stream="err")
 
