@@ -12,32 +12,24 @@ import os
 import signal
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from enum import Enum, auto
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, cast
 
 from loguru import logger
 
-from consumer.worker import worker_main
+from consumer.pool import WorkerPool
 from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
-from shared.records import ID, Leased, ResultIn, failure
+from shared.records import ID, Leased, ResultIn
 
 LEASE_WAIT_S = 1.0  # seconds a lease call waits at god for the first task
 BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
 COLLECT_WAIT_S = 0.2  # seconds the collector waits for worker output per round
-TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
-JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to hand results back
-FAST_DEATH_S = 1.0  # a worker dying sooner than this after its start counts towards a backoff
-RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
-RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
 
 
 class State(Enum):
@@ -51,23 +43,6 @@ class State(Enum):
 
 class ColdStop(BaseException):
     """Raised by the second SIGINT/SIGTERM: stop now, let god serve our tasks again."""
-
-
-@dataclass(eq=False)
-class WorkerHandle:
-    """One worker process and what the consumer has handed it."""
-
-    index: int
-    process: BaseProcess
-    tasks_out: Connection
-    results_in: Connection
-    started: Any  # shared counter, incremented by the worker before each task
-    busy_since: Any  # shared monotonic time its running task started; 0 between tasks
-    born: float = field(default_factory=time.monotonic)
-    timed_out: bool = False  # killed by the consumer for running over --task-timeout
-    inflight: deque[Leased] = field(default_factory=deque)
-    completed: int = 0
-    finished: bool = False  # drained: it said which tasks it did not start
 
 
 class Consumer:
@@ -88,22 +63,14 @@ class Consumer:
         self.settings = settings
         self.task_spec = task_spec
         self.processes = processes
-        self.prefetch = prefetch
         self.burst = burst
-        self.task_timeout = task_timeout
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
         self.done = 0
         self.failed = 0
-        self._log_args = (log_level, log_json)
-        self._ctx = mp.get_context("spawn")
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self._workers: list[WorkerHandle] = []
-        self._respawns: list[tuple[float, int]] = []  # (when, index) of workers to start again
-        self._fast_deaths = 0  # workers in a row that died within FAST_DEATH_S of starting
-        self._avg_task_s: float | None = None
+        self.pool = WorkerPool(mp.get_context("spawn"), task_spec=task_spec, processes=processes,
+                               prefetch=prefetch, task_timeout=task_timeout, log_args=(log_level, log_json))
         self._lease_seq = 0
         self._signals = 0
         self._signal_name = ""
@@ -149,8 +116,7 @@ class Consumer:
         try:
             hello = self._lease_client.connect()
             self._heartbeat_s = float(hello.get("heartbeat_s", 1.0))
-            with self._lock:
-                self._workers = [self._spawn(i) for i in range(self.processes)]
+            self.pool.start()
             for target in (self._collect_loop, self._heartbeat_loop):
                 t = threading.Thread(target=target, name=target.__name__, daemon=True)
                 t.start()
@@ -185,10 +151,10 @@ class Consumer:
         if self._fatal is not None:
             self.state = State.STOPPED
             return
-        with self._lock:
-            want = self._free_slots()
+        with self.pool.lock:
+            want = self.pool.free_slots()
             if want <= 0:
-                self._room.wait(LEASE_WAIT_S)
+                self.pool.room.wait(LEASE_WAIT_S)
                 return
         self._lease_seq += 1
         try:
@@ -199,17 +165,14 @@ class Consumer:
             raise
         if tasks:
             self._dispatch(tasks)
-        elif self.burst and self._idle():
+        elif self.burst and self.pool.idle():
             self._begin_drain("the queue is empty (--burst)")
 
     def _begin_drain(self, reason: str) -> None:
         self.state, self.reason = State.DRAINING, reason
         self._drain_started = time.monotonic()
         self._log.info("consumer {}: {}; finishing running tasks, handing back the rest", self.name, reason)
-        with self._lock:
-            workers = list(self._workers)
-        for w in workers:
-            self._send(w, ("drain",))
+        self.pool.drain()
 
     def _wait_drained(self) -> None:
         collector, beater = self._threads
@@ -226,16 +189,7 @@ class Consumer:
 
     def _teardown(self) -> None:
         self._threads_stop = True
-        with self._lock:
-            workers = list(self._workers)
-        for w in workers:
-            if w.process.is_alive():
-                w.process.terminate()
-        for w in workers:
-            w.process.join(JOIN_S)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join(JOIN_S)
+        self.pool.terminate()
         for c in self._clients:
             c.close()
         self.state = State.STOPPED
@@ -245,150 +199,22 @@ class Consumer:
             self._fatal = e
         self._threads_stop = True
 
-    # -- workers -------------------------------------------------------------------------
-
-    def _spawn(self, index: int) -> WorkerHandle:
-        tasks_in, tasks_out = self._ctx.Pipe(duplex=False)
-        results_in, results_out = self._ctx.Pipe(duplex=False)
-        started = self._ctx.RawValue("q", 0)
-        busy_since = self._ctx.RawValue("d", 0.0)
-        p = self._ctx.Process(
-            target=worker_main, name=f"worker-{index}", daemon=True,
-            args=(self.task_spec, tasks_in, results_out, started, busy_since, *self._log_args),
-        )
-        p.start()
-        # Our copies of the worker's ends must go, or its death would never read as EOF.
-        tasks_in.close()
-        results_out.close()
-        return WorkerHandle(index, p, tasks_out, results_in, started, busy_since)
-
-    def _slots(self) -> int:
-        if self._avg_task_s is None:
-            return 1
-        return max(1, min(self.prefetch, int(TARGET_QUEUED_S / max(self._avg_task_s, 1e-9))))
-
-    def _free_slots(self) -> int:
-        slots = self._slots()
-        return sum(max(0, slots - len(w.inflight)) for w in self._workers if not w.finished)
-
-    def _idle(self) -> bool:
-        with self._lock:
-            return all(not w.inflight for w in self._workers)
-
-    def _send(self, w: WorkerHandle, msg: tuple[Any, ...]) -> None:
-        try:
-            w.tasks_out.send(msg)
-        except OSError:
-            pass  # it died; the collector hands back what it held
-
     def _dispatch(self, tasks: list[Leased]) -> None:
-        with self._lock:
-            live = [w for w in self._workers if not w.finished]
-            plan: dict[WorkerHandle, list[Leased]] = {w: [] for w in live}
-            slots, i = self._slots(), 0
-            for w in live:
-                n = max(0, slots - len(w.inflight))
-                plan[w], i = tasks[i : i + n], i + n
-            if live:
-                for t in tasks[i:]:  # more than the room we asked for (a worker was replaced meanwhile)
-                    plan[min(live, key=lambda w: len(w.inflight) + len(plan[w]))].append(t)
-            for w, batch in plan.items():
-                w.inflight.extend(batch)
-        if not live:  # every worker died meanwhile and waits out its backoff: god serves them again
-            self._lease_client.release([t[ID] for t in tasks])
-        for w, batch in plan.items():  # outside the lock: a full pipe must not stall the collector
-            if batch:
-                self._send(w, ("tasks", batch))
-
-    def _running_task(self, w: WorkerHandle) -> str | None:
-        """The id of the task w is running, or was when it died (lock held)."""
-        running = w.started.value - w.completed  # started, and no result read yet
-        return w.inflight[running - 1][ID] if 0 < running <= len(w.inflight) else None
-
-    def _worker_exited(self, w: WorkerHandle) -> tuple[list[str], list[str], list[ResultIn]]:
-        """A worker's results pipe closed: replace it if it died.
-
-        Returns:
-            (unstarted task ids, the id of the task it died running, a failure for the task
-            it was stopped for running over --task-timeout).
-        """
-        w.process.join(JOIN_S)
-        timed_out: list[ResultIn] = []
-        with self._lock:
-            self._workers.remove(w)
-            if w.finished:
-                return [], [], []
-            running = self._running_task(w)
-            crashed = [running] if running is not None else []
-            unstarted = [t[ID] for t in w.inflight if t[ID] != running]
-            if w.timed_out and crashed:
-                timed_out = [failure(crashed.pop(), TimeoutError(
-                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"))]
-            delay = self._respawn_delay(w)
-            if self.state is State.RUNNING:
-                if delay:
-                    self._respawns.append((time.monotonic() + delay, w.index))
-                else:
-                    self._workers.append(self._spawn(w.index))
-            self._room.notify_all()
-        self._log.warning(
-            "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
-            "was stopped" if w.timed_out else "died", w.process.exitcode,
-            f" while running task {running}" if running else "",
-            "not replaced while stopping" if self.state is not State.RUNNING else
-            f"starting a new one in {delay:.1f}s ({self._fast_deaths} died within {FAST_DEATH_S:g}s of starting)"
-            if delay else "started a new one",
-        )
-        return unstarted, crashed, timed_out
-
-    def _respawn_delay(self, w: WorkerHandle) -> float:
-        """Replace at once, unless workers keep dying as soon as they start (lock held)."""
-        if w.timed_out or time.monotonic() - w.born >= FAST_DEATH_S:
-            self._fast_deaths = 0
-            return 0.0
-        self._fast_deaths += 1
-        if self._fast_deaths < 2:
-            return 0.0
-        return float(min(RESPAWN_MAX_S, RESPAWN_FIRST_S * 2 ** (self._fast_deaths - 2)))
-
-    def _respawn_due(self) -> None:
-        """Start the workers whose backoff is over."""
-        now = time.monotonic()
-        with self._lock:
-            due = [i for when, i in self._respawns if when <= now]
-            self._respawns = [(when, i) for when, i in self._respawns if when > now]
-            if self.state is State.RUNNING:
-                for index in due:
-                    self._workers.append(self._spawn(index))
-                if due:
-                    self._room.notify_all()
-
-    def _stop_overdue(self) -> None:
-        """Kill workers whose task runs over --task-timeout; their exit is handled as a death."""
-        if self.task_timeout is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            for w in self._workers:
-                since = w.busy_since.value
-                if since and not w.timed_out and now - since > self.task_timeout:
-                    w.timed_out = True
-                    self._log.warning("worker {} (pid {}): task {} ran over --task-timeout {:g}s; stopping it",
-                                      w.index, w.process.pid, self._running_task(w), self.task_timeout)
-                    w.process.kill()
+        left = self.pool.dispatch(tasks)
+        if left:  # every worker died meanwhile and waits out its backoff: god serves them again
+            self._lease_client.release([t[ID] for t in left])
 
     # -- collector and heartbeat threads --------------------------------------------------
 
     def _collect_loop(self) -> None:
         try:
             while not self._threads_stop:
-                self._stop_overdue()
-                self._respawn_due()
-                with self._lock:
-                    conns = {w.results_in: w for w in self._workers}
-                    waiting = bool(self._respawns) and self.state is State.RUNNING
+                self.pool.stop_overdue()
+                self.pool.respawn_due()
+                with self.pool.lock:
+                    conns = {w.results_in: w for w in self.pool.workers}
                 if not conns:
-                    if not waiting:
+                    if not self.pool.waiting_to_respawn():
                         return  # every worker drained and gone
                     time.sleep(COLLECT_WAIT_S)
                     continue
@@ -400,19 +226,19 @@ class Consumer:
                     try:
                         msg: Any = conn.recv()
                     except (EOFError, OSError):
-                        u, c, r = self._worker_exited(w)
-                        unstarted += u
-                        crashed += c
-                        results += r
+                        gone = self.pool.exited(w)
+                        unstarted += gone.unstarted
+                        crashed += gone.crashed
+                        results += gone.timed_out
+                        self._count(gone.timed_out)
                         continue
                     if msg[0] == "results":
                         results += msg[1]
-                        self._took(w, msg[1], msg[2])
+                        self.pool.took(w, len(msg[1]), msg[2])
+                        self._count(msg[1])
                     elif msg[0] == "unstarted":
                         unstarted += msg[1]
-                        with self._lock:
-                            w.inflight.clear()
-                            w.finished = True
+                        self.pool.drained(w)
                 if results:
                     self._ack_client.ack_many(results)
                 if unstarted or crashed:
@@ -420,18 +246,10 @@ class Consumer:
         except GodError as e:
             self._fail(e)
 
-    def _took(self, w: WorkerHandle, results: list[ResultIn], spent: float) -> None:
-        n = len(results)
-        with self._lock:
-            for _ in range(n):
-                w.inflight.popleft()
-            w.completed += n
-            per_task = spent / n
-            self._avg_task_s = per_task if self._avg_task_s is None else 0.8 * self._avg_task_s + 0.2 * per_task
-            self._room.notify_all()
+    def _count(self, results: list[ResultIn]) -> None:
         ok = sum(1 for r in results if r[1])
         self.done += ok
-        self.failed += n - ok
+        self.failed += len(results) - ok
 
     def _heartbeat_loop(self) -> None:
         try:

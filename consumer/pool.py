@@ -1,0 +1,261 @@
+"""A consumer's worker processes: start them, feed them, replace the dead, stop the overdue.
+
+No network here: the consumer decides what to lease, ack and release; the pool says which
+tasks each worker holds, and what became of them when a worker died.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from loguru import logger
+
+from consumer.worker import worker_main
+from shared.records import ID, Leased, ResultIn, failure
+
+TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
+JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
+FAST_DEATH_S = 1.0  # a worker dying sooner than this after its start counts towards a backoff
+RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
+RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One worker process and what the consumer has handed it."""
+
+    index: int
+    process: BaseProcess
+    tasks_out: Connection
+    results_in: Connection
+    started: Any  # shared counter, incremented by the worker before each task
+    busy_since: Any  # shared monotonic time its running task started; 0 between tasks
+    inflight: deque[Leased] = field(default_factory=deque)
+    completed: int = 0
+    finished: bool = False  # drained: it said which tasks it did not start
+    born: float = field(default_factory=time.monotonic)
+    timed_out: bool = False  # killed for running over --task-timeout
+
+
+@dataclass(slots=True)
+class Exit:
+    """What became of a dead worker's tasks."""
+
+    unstarted: list[str] = field(default_factory=list)  # to hand back, no attempt used
+    crashed: list[str] = field(default_factory=list)  # the task it died running: an attempt used
+    timed_out: list[ResultIn] = field(default_factory=list)  # failures for the task it was stopped for
+
+
+class WorkerPool:
+    """``processes`` worker processes, each with a queue of leased tasks; thread-safe.
+
+    ``room`` is notified whenever a worker can take more (a result came, a worker started).
+    Dead workers are replaced while ``replacing`` is true; the consumer clears it to drain.
+    """
+
+    def __init__(
+        self, ctx: SpawnContext, *, task_spec: str, processes: int, prefetch: int,
+        task_timeout: float | None = None, log_args: tuple[str, bool] = ("INFO", False),
+    ) -> None:
+        self.task_spec = task_spec
+        self.processes = processes
+        self.prefetch = prefetch
+        self.task_timeout = task_timeout
+        self.replacing = True
+        self._ctx = ctx
+        self._log_args = log_args
+        self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)
+        self.workers: list[WorkerHandle] = []
+        self._respawns: list[tuple[float, int]] = []  # (when, index) of workers to start again
+        self._fast_deaths = 0  # workers in a row that died within FAST_DEATH_S of starting
+        self._avg_task_s: float | None = None
+        self._log = logger.bind(role="consumer")
+
+    def start(self) -> None:
+        """Start every worker process."""
+        with self.lock:
+            self.workers = [self._spawn(i) for i in range(self.processes)]
+
+    def _spawn(self, index: int) -> WorkerHandle:
+        tasks_in, tasks_out = self._ctx.Pipe(duplex=False)
+        results_in, results_out = self._ctx.Pipe(duplex=False)
+        started = self._ctx.RawValue("q", 0)
+        busy_since = self._ctx.RawValue("d", 0.0)
+        p = self._ctx.Process(
+            target=worker_main, name=f"worker-{index}", daemon=True,
+            args=(self.task_spec, tasks_in, results_out, started, busy_since, *self._log_args),
+        )
+        p.start()
+        # Our copies of the worker's ends must go, or its death would never read as EOF.
+        tasks_in.close()
+        results_out.close()
+        return WorkerHandle(index, p, tasks_out, results_in, started, busy_since)
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def _slots(self) -> int:
+        if self._avg_task_s is None:
+            return 1
+        return max(1, min(self.prefetch, int(TARGET_QUEUED_S / max(self._avg_task_s, 1e-9))))
+
+    def free_slots(self) -> int:
+        """How many more tasks the workers should be given now (lock held)."""
+        slots = self._slots()
+        return sum(max(0, slots - len(w.inflight)) for w in self.workers if not w.finished)
+
+    def idle(self) -> bool:
+        """True when no worker holds a task."""
+        with self.lock:
+            return all(not w.inflight for w in self.workers)
+
+    def waiting_to_respawn(self) -> bool:
+        """True while a dead worker waits out its backoff before it is replaced."""
+        with self.lock:
+            return bool(self._respawns) and self.replacing
+
+    @staticmethod
+    def send(w: WorkerHandle, msg: tuple[Any, ...]) -> None:
+        """Send a message to a worker; a dead one is dealt with when its results pipe ends."""
+        try:
+            w.tasks_out.send(msg)
+        except OSError:
+            pass
+
+    def dispatch(self, tasks: list[Leased]) -> list[Leased]:
+        """Hand tasks to the workers with room, in batches; returns those no worker could take."""
+        with self.lock:
+            live = [w for w in self.workers if not w.finished]
+            if not live:  # every worker died meanwhile and waits out its backoff
+                return tasks
+            plan: dict[WorkerHandle, list[Leased]] = {w: [] for w in live}
+            slots, i = self._slots(), 0
+            for w in live:
+                n = max(0, slots - len(w.inflight))
+                plan[w], i = tasks[i : i + n], i + n
+            for t in tasks[i:]:  # more than the room asked for (a worker was replaced meanwhile)
+                plan[min(live, key=lambda w: len(w.inflight) + len(plan[w]))].append(t)
+            for w, batch in plan.items():
+                w.inflight.extend(batch)
+        for w, batch in plan.items():  # outside the lock: a full pipe must not stall the collector
+            if batch:
+                self.send(w, ("tasks", batch))
+        return []
+
+    def drain(self) -> None:
+        """Tell every worker to finish its running task and say which it did not start."""
+        with self.lock:
+            self.replacing = False
+            workers = list(self.workers)
+        for w in workers:
+            self.send(w, ("drain",))
+
+    def took(self, w: WorkerHandle, n: int, spent: float) -> None:
+        """A worker sent n results that took spent seconds of its time."""
+        with self.lock:
+            for _ in range(n):
+                w.inflight.popleft()
+            w.completed += n
+            per_task = spent / n
+            self._avg_task_s = per_task if self._avg_task_s is None else 0.8 * self._avg_task_s + 0.2 * per_task
+            self.room.notify_all()
+
+    def drained(self, w: WorkerHandle) -> None:
+        """A worker said which tasks it did not start, and is ending."""
+        with self.lock:
+            w.inflight.clear()
+            w.finished = True
+
+    # -- deaths, replacements, timeouts -----------------------------------------------------
+
+    def _running_task(self, w: WorkerHandle) -> str | None:
+        """The id of the task w is running, or was when it died (lock held)."""
+        running = w.started.value - w.completed  # started, and no result read yet
+        return w.inflight[running - 1][ID] if 0 < running <= len(w.inflight) else None
+
+    def exited(self, w: WorkerHandle) -> Exit:
+        """A worker's results pipe closed: replace it if it died; says what became of its tasks."""
+        w.process.join(JOIN_S)
+        out = Exit()
+        with self.lock:
+            self.workers.remove(w)
+            if w.finished:
+                return out
+            running = self._running_task(w)
+            out.unstarted = [t[ID] for t in w.inflight if t[ID] != running]
+            if running is not None and w.timed_out:
+                out.timed_out = [failure(running, TimeoutError(
+                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"))]
+            elif running is not None:
+                out.crashed = [running]
+            delay = self._respawn_delay(w)
+            replacing = self.replacing
+            if replacing and delay:
+                self._respawns.append((time.monotonic() + delay, w.index))
+            elif replacing:
+                self.workers.append(self._spawn(w.index))
+            self.room.notify_all()
+        self._log.warning(
+            "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
+            "was stopped" if w.timed_out else "died", w.process.exitcode,
+            f" while running task {running}" if running else "",
+            "not replaced while stopping" if not replacing else
+            f"starting a new one in {delay:.1f}s ({self._fast_deaths} died within {FAST_DEATH_S:g}s of starting)"
+            if delay else "started a new one",
+        )
+        return out
+
+    def _respawn_delay(self, w: WorkerHandle) -> float:
+        """Replace at once, unless workers keep dying as soon as they start (lock held)."""
+        if w.timed_out or time.monotonic() - w.born >= FAST_DEATH_S:
+            self._fast_deaths = 0
+            return 0.0
+        self._fast_deaths += 1
+        if self._fast_deaths < 2:
+            return 0.0
+        return float(min(RESPAWN_MAX_S, RESPAWN_FIRST_S * 2 ** (self._fast_deaths - 2)))
+
+    def respawn_due(self) -> None:
+        """Start the workers whose backoff is over."""
+        now = time.monotonic()
+        with self.lock:
+            due = [i for when, i in self._respawns if when <= now]
+            self._respawns = [(when, i) for when, i in self._respawns if when > now]
+            if self.replacing and due:
+                self.workers += [self._spawn(index) for index in due]
+                self.room.notify_all()
+
+    def stop_overdue(self) -> None:
+        """Kill workers whose task runs over --task-timeout; their exit then reads as a death."""
+        if self.task_timeout is None:
+            return
+        now = time.monotonic()
+        with self.lock:
+            for w in self.workers:
+                since = w.busy_since.value
+                if since and not w.timed_out and now - since > self.task_timeout:
+                    w.timed_out = True
+                    self._log.warning("worker {} (pid {}): task {} ran over --task-timeout {:g}s; stopping it",
+                                      w.index, w.process.pid, self._running_task(w), self.task_timeout)
+                    w.process.kill()
+
+    def terminate(self) -> None:
+        """Stop every worker: ask (SIGTERM), wait, then kill."""
+        with self.lock:
+            self.replacing = False
+            workers = list(self.workers)
+        for w in workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        for w in workers:
+            w.process.join(JOIN_S)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(JOIN_S)
