@@ -2,9 +2,10 @@
 
 One writer thread owns the connection and commits whatever piled up since its last commit
 in one transaction (group commit): a producer's put is confirmed only once its tasks are
-committed, so a god killed with SIGKILL has every confirmed task in the journal. Results
-are committed before they reach the results file, and the journal remembers how far the
-file got, so a restart writes the results the file missed and none twice.
+committed, so a god killed with SIGKILL has every confirmed task in the journal. Of a
+result the journal keeps the task id and whether it succeeded, after the results file has
+the line, with how far the file got; a restarted god reads the file past that point for
+results written just before the crash (``recover``), so nothing is run or written twice.
 
 WAL with ``synchronous=NORMAL``: a commit survives the god process dying (SIGKILL, OOM),
 not the machine losing power before the next checkpoint.
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 
@@ -34,15 +36,16 @@ ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the 
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, payload BLOB NOT NULL, attempts INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS results (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, line TEXT);
+CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, ok INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
-# What the writer thread applies, in order: (statement, rows) pairs.
+#: What the writer thread applies, in order: a statement and its rows.
+Op = tuple[str, list[tuple[Any, ...]]]
 _PUT = "INSERT OR IGNORE INTO tasks (id, payload, attempts) VALUES (?, ?, 0)"
 _DROP = "DELETE FROM tasks WHERE id = ?"
 _ATTEMPTS = "UPDATE tasks SET attempts = ? WHERE id = ?"
-_RESULT = "INSERT OR IGNORE INTO results (seq, id, line) VALUES (?, ?, ?)"
+_RESULT = "INSERT OR IGNORE INTO results (id, ok) VALUES (?, ?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
@@ -52,9 +55,7 @@ class Recovered:
 
     pending: list[tuple[str, Any, int]] = field(default_factory=list)  # (id, payload, attempts), in order
     done_ids: list[str] = field(default_factory=list)
-    unwritten: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, id, line) the sink never took
-    results_path: str | None = None  # the results file the last god wrote, and how far
-    results_offset: int = 0
+    found_in_file: int = 0  # results the last god wrote to the results file but did not journal
 
 
 def dumps(payload: Any) -> bytes:
@@ -74,29 +75,33 @@ class Journal:
             self._lockfile.close()
             raise
         self._cond = threading.Condition()
-        self._ops: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._ops: list[Op] = []
         self._ticket = 0  # ops appended so far
         self._committed = 0  # ops committed so far
         self._closing = False
-        self._next_seq = 1 + (self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0])
         self._log = logger.bind(role="god")
         self._error_at = 0.0
         self._thread = threading.Thread(target=self._write_loop, name="god-journal", daemon=True)
 
-    def recover(self) -> Recovered:
-        """Read what the last god left; call once, before ``start``."""
+    def recover(self, results: ResultsFile | None = None) -> Recovered:
+        """Read what the last god left; call once, before ``start``.
+
+        With the results file the last god wrote to, the results it wrote after its last
+        journal entry are journaled now, so those tasks are done, not served again.
+        """
         db = self._db
+        r = Recovered()
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        written = int(meta.get("written_seq", 0))
-        r = Recovered(results_path=meta.get("results_path"), results_offset=int(meta.get("results_offset", 0)))
+        if results is not None and meta.get("results_path") == str(results.path):
+            found = results.ids_after(int(meta.get("results_offset", 0)))
+            r.found_in_file = len(found)
+            self._apply(self._result_ops(found, str(results.path), results.offset))
         # A task can be committed after its result (they come from different threads): it is done.
         db.execute("DELETE FROM tasks WHERE id IN (SELECT id FROM results)")
         db.commit()
         r.pending = [(tid, pickle.loads(blob), attempts)
                      for tid, blob, attempts in db.execute("SELECT id, payload, attempts FROM tasks ORDER BY rowid")]
-        r.done_ids = [tid for (tid,) in db.execute("SELECT id FROM results WHERE id IS NOT NULL")]
-        r.unwritten = list(db.execute("SELECT seq, id, line FROM results WHERE seq > ? AND line IS NOT NULL ORDER BY seq",
-                                      (written,)))
+        r.done_ids = [tid for (tid,) in db.execute("SELECT id FROM results")]
         return r
 
     def start(self) -> None:
@@ -124,17 +129,19 @@ class Journal:
         """Remember how many times tasks were served to consumers that died."""
         return self._append(_ATTEMPTS, [(a, tid) for tid, a in rows])
 
-    def add_results(self, rows: list[tuple[str, str]]) -> tuple[int, int]:
-        """Journal results as (task id, JSON line); returns (ticket, seq of the last one)."""
+    def add_results(self, done: list[tuple[str, bool]], path: str | None = None, offset: int = 0) -> int:
+        """Journal results as (task id, ok); with the results file they are in, and its new size."""
         with self._cond:
-            first = self._next_seq
-            self._next_seq += len(rows)
-            self._append(_RESULT, [(first + i, tid, line) for i, (tid, line) in enumerate(rows)])
-            return self._append(_DROP, [(tid,) for tid, _ in rows]), self._next_seq - 1
+            for op in self._result_ops(done, path, offset):
+                ticket = self._append(*op)
+            return ticket
 
-    def mark_written(self, seq: int, path: str | None, offset: int) -> None:
-        """The results sink took every result up to seq; the file (if any) ends at offset."""
-        self._append(_META, [("written_seq", seq), ("results_path", path), ("results_offset", offset)])
+    @staticmethod
+    def _result_ops(done: list[tuple[str, bool]], path: str | None, offset: int) -> list[Op]:
+        ops: list[Op] = [(_RESULT, list(done)), (_DROP, [(tid,) for tid, _ in done])]
+        if path is not None:
+            ops.append((_META, [("results_path", path), ("results_offset", offset)]))
+        return ops
 
     @property
     def ticket(self) -> int:
@@ -174,11 +181,14 @@ class Journal:
                 self._committed = upto
                 self._cond.notify_all()
 
-    def _commit(self, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> bool:
+    def _apply(self, ops: list[Op]) -> None:
+        with self._db:  # one transaction; rolled back if any statement fails
+            for sql, rows in ops:
+                self._db.executemany(sql, rows)
+
+    def _commit(self, ops: list[Op]) -> bool:
         try:
-            with self._db:  # one transaction; rolled back if any statement fails
-                for sql, rows in ops:
-                    self._db.executemany(sql, rows)
+            self._apply(ops)
             return True
         except sqlite3.Error as e:
             now = time.monotonic()

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from god.broker import Broker
-from god.journal import Journal, Recovered
+from god.journal import Journal
 from god.results import ResultsFile
 from shared.records import Result
 
@@ -27,11 +27,10 @@ def summary_line(stats: dict[str, Any], rate: float) -> str:
 
 
 class Monitor:
-    """Turns what the broker records into lines on screen, journal rows and results-file lines.
+    """Turns what the broker records into lines on screen, results-file lines and journal rows.
 
-    A result is committed to the journal before it goes to the results file, and the
-    journal then notes how far the file got: so a restarted god writes what the file
-    missed (``catch_up``) and nothing twice.
+    A result goes to the results file first, then to the journal with the file's new size;
+    a restarted god finds in the file what a crash kept from the journal (Journal.recover).
     """
 
     def __init__(
@@ -42,9 +41,7 @@ class Monitor:
         self.out = out
         self.quiet = quiet
         self.journal = journal
-        self.results_path = results_path.resolve() if results_path is not None else None
-        self.results = ResultsFile(self.results_path) if self.results_path is not None else None
-        self._sink_seq = 0  # journal seq of the newest result handed to the sink
+        self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
         self._window_start = time.monotonic()
         self._window_count = 0
         self._summarising = False
@@ -58,30 +55,11 @@ class Monitor:
         """Result lines the results file has refused so far."""
         return self.results.unwritten if self.results is not None else []
 
-    def catch_up(self, recovered: Recovered) -> int:
-        """Write the results a killed god journaled but never got into the results file.
-
-        Returns:
-            How many lines were written now.
-        """
-        if not recovered.unwritten:
-            return 0
-        lines = [line + "\n" for _, _, line in recovered.unwritten]
-        if self.results is not None and recovered.results_path == str(self.results_path):
-            there = self.results.ids_after(recovered.results_offset)
-            lines = [line + "\n" for _, tid, line in recovered.unwritten if tid not in there]
-        self._sink_seq = recovered.unwritten[-1][0]
-        if self.results is not None:
-            self._write(lines)
-        else:
-            self._mark_written()
-        return len(lines)
-
     def step(self, timeout: float) -> None:
         """One round: wait up to timeout for results, reap lost consumers, record and print."""
         self.broker.results_ready.wait(timeout)
         if self.unwritten:
-            self._write([])
+            self._write([], [])
         for name, n in self.broker.reap():
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} tasks served again",
                               name, self.broker.lease_s, n)
@@ -101,28 +79,19 @@ class Monitor:
         if not batch:
             return
         results = [Result.from_wire(r, payload=p, consumer=c, attempts=a) for r, p, c, a in batch]
-        lines = [r.to_json() + "\n" for r in results]
-        if self.journal is not None:
-            rows = [(r.id, line[:-1]) for r, line in zip(results, lines) if r.id is not None]
-            if rows:
-                ticket, self._sink_seq = self.journal.add_results(rows)
-                self.journal.wait(ticket)
+        done = [(r.id, r.ok) for r in results if r.id is not None]
         if self.results is not None:
-            self._write(lines)
-        else:
-            self._mark_written()
+            self._write([r.to_json() + "\n" for r in results], done)
+        elif self.journal is not None and done:
+            self.journal.add_results(done)
         if not self.quiet:
             self._show(results)
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, lines: list[str], done: list[tuple[str, bool]]) -> None:
         assert self.results is not None
-        if self.results.write(lines):
-            self._mark_written()
-
-    def _mark_written(self) -> None:
-        if self.journal is not None and self._sink_seq:
-            where = self.results.offset if self.results is not None else 0
-            self.journal.mark_written(self._sink_seq, str(self.results_path) if self.results_path else None, where)
+        written = self.results.write(lines, done)
+        if written and self.journal is not None:
+            self.journal.add_results(written, str(self.results.path), self.results.offset)
 
     def _show(self, results: list[Result]) -> None:
         lines = []
@@ -147,5 +116,5 @@ class Monitor:
         self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
         if self.results is not None:
             if self.unwritten:
-                self._write([])
+                self._write([], [])
             self.results.close()

@@ -1,4 +1,9 @@
-"""The results file: JSON lines appended in batches, kept in memory while the disk refuses them."""
+"""The results file: JSON lines appended in batches, kept in memory while the disk refuses them.
+
+It is the one place results are kept in full. God's journal records only which tasks have
+a result and how far this file got, so a restarted god reads the lines written after that
+point (``ids_after``) to learn which results its predecessor wrote just before it died.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,17 @@ from shared.errors import ConfigError
 ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the log
 
 
+#: What the journal keeps of a result written here: (task id, ok).
+Done = tuple[str, bool]
+
+
 class ResultsFile:
     """Appends result lines; lines the file refuses (full disk) wait and go with the next write."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.unwritten: list[str] = []  # lines the file has not taken yet, oldest first
+        self._unwritten_done: list[Done] = []  # the task ids among them
         self._f: BinaryIO | None = None
         self._error_at = 0.0
         self._log = logger.bind(role="god")
@@ -34,11 +44,17 @@ class ResultsFile:
         """Bytes in the file after the last successful write."""
         return self._f.tell() if self._f is not None else 0
 
-    def write(self, lines: list[str]) -> bool:
-        """Append lines (each ending in a newline) after any still unwritten; True once all are in."""
+    def write(self, lines: list[str], done: list[Done]) -> list[Done] | None:
+        """Append lines (each ending in a newline) after any still unwritten.
+
+        Returns:
+            The (id, ok) of every result now in the file that was not before, or None if
+            the file refused them (they wait for the next call).
+        """
         self.unwritten += lines
+        self._unwritten_done += done
         if not self.unwritten:
-            return True
+            return []
         try:
             if self._f is None:
                 self._f = open(self.path, "ab")
@@ -53,17 +69,20 @@ class ResultsFile:
                 self._error_at = now
                 self._log.error("cannot write results file {}: {}; {} results kept in memory, retrying",
                                 self.path, e.strerror or e, len(self.unwritten))
-            return False
-        self.unwritten = []
-        return True
+            return None
+        written, self.unwritten, self._unwritten_done = self._unwritten_done, [], []
+        return written
 
-    def ids_after(self, offset: int) -> set[str]:
-        """Task ids of the lines past offset; a line cut short by a crash is removed first.
+    def ids_after(self, offset: int) -> list[Done]:
+        """The results in lines past offset; a line cut short by a crash is removed first.
 
         God calls this on start, before writing, to learn which results the last god wrote
-        after its journal last heard from the file.
+        after its journal last heard from the file. A file shorter than offset was replaced
+        since: all of it is read.
         """
         with open(self.path, "rb") as f:
+            if f.seek(0, os.SEEK_END) < offset:
+                offset = 0
             f.seek(offset)
             tail = f.read()
         complete = tail[: tail.rfind(b"\n") + 1]
@@ -71,15 +90,16 @@ class ResultsFile:
             os.truncate(self.path, offset + len(complete))
             if self._f is not None:
                 self._f.seek(0, os.SEEK_END)
-        ids = set()
+        found: list[Done] = []
         for raw in complete.splitlines():
             try:
-                tid = json.loads(raw).get("id")
+                record = json.loads(raw)
+                tid, ok = record.get("id"), record.get("ok")
             except (ValueError, AttributeError):
                 continue  # not one of ours; leave it alone
             if isinstance(tid, str):
-                ids.add(tid)
-        return ids
+                found.append((tid, bool(ok)))
+        return found
 
     def _close(self) -> None:
         if self._f is not None:

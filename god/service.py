@@ -76,15 +76,15 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
     else:
-        recovered = journal.recover()
+        recovered = journal.recover(monitor.results)
         broker.restore(recovered)
         journal.start()
-        caught_up = monitor.catch_up(recovered)
         if recovered.pending or recovered.done_ids:
             log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "
                      "{} tasks already done and not run again{}", journal.path, len(recovered.pending),
                      len(recovered.done_ids),
-                     f"; wrote {caught_up} results the results file had missed" if caught_up else "")
+                     f" ({recovered.found_in_file} of them found in the results file)"
+                     if recovered.found_in_file else "")
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
     server = GodServer(broker, settings)
@@ -106,6 +106,6 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
     if monitor.unwritten:
         log.error("{} results could not be written to {} (they were printed above{})",
                   len(monitor.unwritten), options.results_path,
-                  "; the journal has them and the next god writes them" if journal else "")
+                  "; their tasks are served again when god next starts on this journal" if journal else "")
         return exitcodes.FAILED
     return exitcodes.OK

@@ -121,49 +121,43 @@ def test_a_journal_in_a_read_only_directory_is_refused(tmp_path: Path) -> None:
         Journal(read_only_dir(tmp_path) / "journal.sqlite3")
 
 
-def test_results_file_drops_a_line_cut_short_and_reads_the_ids_after_an_offset(tmp_path: Path) -> None:
+def test_results_file_drops_a_line_cut_short_and_reads_the_results_after_an_offset(tmp_path: Path) -> None:
     p = tmp_path / "r.jsonl"
-    p.write_text('{"id": "a"}\n')
+    p.write_text('{"id": "a", "ok": true}\n')
     offset = p.stat().st_size
     with open(p, "a") as f:
-        f.write('{"id": "b"}\n{"id": "c", "val')
+        f.write('{"id": "b", "ok": false}\n{"id": "c", "val')
     rf = ResultsFile(p)
-    assert rf.ids_after(offset) == {"b"}
-    assert rf.write(['{"id": "c"}\n'])
+    assert rf.ids_after(offset) == [("b", False)]
+    assert rf.ids_after(10**9) == [("a", True), ("b", False)]  # shorter than the offset: a new file
+    assert rf.write(['{"id": "c", "ok": true}\n'], [("c", True)]) == [("c", True)]
     rf.close()
     assert [json.loads(line)["id"] for line in p.read_text().splitlines()] == ["a", "b", "c"]
 
 
-def test_a_restarted_god_writes_the_results_its_file_missed_and_no_others(journal: Journal, tmp_path: Path) -> None:
+def test_results_a_killed_god_wrote_but_did_not_journal_are_not_run_again(journal: Journal, tmp_path: Path) -> None:
     results = tmp_path / "r.jsonl"
     b = Broker(journal=journal)
     leased = run(b, 3)
     m = Monitor(b, out=io.StringIO(), results_path=results, quiet=True, journal=journal)
     b.ack_many("c", [success(leased[0], 0)])
-    m.step(0)  # p/0: journaled, written, marked written
-    # A god killed between journaling results and writing them: p/1 reached the file,
-    # p/2 did not, and neither was marked written.
-    ticket, _ = journal.add_results([("p/1", json.dumps({"id": "p/1"})), ("p/2", json.dumps({"id": "p/2"}))])
-    journal.wait(ticket)
-    m.results.close()  # type: ignore[union-attr]
+    m.step(0)  # p/0: written, then journaled
+    m.close()
+    # A god killed after writing p/1's line, before journaling it, and while writing p/2's
     with open(results, "a") as f:
-        f.write(json.dumps({"id": "p/1"}) + "\n")
+        f.write(json.dumps({"id": "p/1", "ok": False}) + "\n" + '{"id": "p/2", "ok"')
 
     again = reopen(journal)
+    rf = ResultsFile(results.resolve())
     try:
-        r = again.recover()
-        again.start()
-        m2 = Monitor(Broker(journal=again), out=io.StringIO(), results_path=results, quiet=True, journal=again)
-        assert m2.catch_up(r) == 1
-        m2.close()
-        assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["p/0", "p/1", "p/2"]
+        r = again.recover(rf)
+        assert r.found_in_file == 1
+        assert sorted(r.done_ids) == ["p/0", "p/1"]
+        assert [tid for tid, _, _ in r.pending] == ["p/2"]  # its line was cut short: it runs again
+        assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["p/0", "p/1"]
     finally:
+        rf.close()
         again.close()
-    third = Journal(journal.path)
-    try:
-        assert third.recover().unwritten == []  # caught up, and the journal knows it
-    finally:
-        third.close()
 
 
 def test_a_put_is_confirmed_only_once_its_tasks_are_committed(path: Path) -> None:
