@@ -24,9 +24,9 @@ cleanup() {  # newest first: consumers say goodbye before god stops
 }
 trap cleanup EXIT
 
-echo "== god on $GOD_ADDRESS (results file: $work/results.jsonl, logs: $work/*.log)"
+echo "== god on $GOD_ADDRESS (results: $work/results.jsonl, journal: $work/journal.sqlite3, logs: $work/*.log)"
 # Process substitution, not a pipe: $! must be god's own pid for the stop to reach it.
-$py -m god --results "$work/results.jsonl" 2>"$work/god.log" > >(tee "$work/god.out") &
+$py -m god --results "$work/results.jsonl" --journal "$work/journal.sqlite3" 2>"$work/god.log" > >(tee "$work/god.out") &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$work/god.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/god.out" || { echo "god did not start:"; cat "$work/god.log"; exit 1; }
