@@ -10,10 +10,11 @@ import typer
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
-    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
+    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption,
     new_app, run_role,
 )
-from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings
+from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
 from shared.log import setup_logging
 
 PREFETCH = 100  # most tasks queued at one worker; fewer when tasks are slow
@@ -36,6 +37,9 @@ def main(
         "its result is a failure that says it timed out. Default: no limit.",
     )] = None,
     give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
 ) -> None:
@@ -43,7 +47,8 @@ def main(
     setup_logging("consumer", level=log_level, json=log_json)
 
     def body() -> int:
-        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after)
+        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
+                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, processes=processes, prefetch=prefetch, burst=burst,
                         task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()

@@ -9,8 +9,11 @@ import typer
 
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
-from shared.cli import AuthkeyFileOption, LogJsonOption, LogLevelOption, new_app, run_role
-from shared.config import DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, load_settings
+from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
+from shared.cli import (
+    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, new_app, run_role,
+)
+from shared.config import DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, load_settings, tls_files
 from shared.errors import UsageError
 from shared.log import setup_logging
 
@@ -41,6 +44,18 @@ def main(
     max_payload: Annotated[int, typer.Option(
         min=1, help="Largest task payload producers may put, in bytes (pickled).",
     )] = MAX_PAYLOAD,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="Connections god serves at once (each costs a thread); more are turned away.",
+    )] = MAX_CONNECTIONS,
+    handshake_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds a new connection has to finish the TLS and authkey handshakes.",
+    )] = HANDSHAKE_S,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds a connection may wait without a request before god closes it.",
+    )] = IDLE_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
@@ -51,10 +66,12 @@ def main(
     def body() -> int:
         if journal is not None and no_journal:
             raise UsageError("--journal and --no-journal contradict each other; give one")
-        settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True)
+        tls = tls_files(tls_cert, tls_key, tls_ca, server=True)
+        settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True, tls=tls)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
-                             max_attempts=max_attempts, max_payload=max_payload, quiet=quiet)
+                             max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
+                             max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout)
         return run_god(settings, options)
 
     run_role("god", body)

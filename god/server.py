@@ -5,10 +5,14 @@ from __future__ import annotations
 import errno
 import socket
 import threading
-from typing import cast
+from multiprocessing import AuthenticationError, connection, managers
+from traceback import format_exc
+from typing import Any, cast
 
 from god.broker import Broker
+from god.door import Door, peer_of
 from god.views import ResultQueueView, TaskQueueView
+from shared import transport
 from shared.config import Address, Settings, format_address
 from shared.errors import AddressInUseError, ConfigError
 from shared.manager import BROKER, BROKER_METHODS, CQ, PQ, QUEUE_METHODS, RESULT_QUEUE, TASK_QUEUE, GodManager
@@ -46,12 +50,88 @@ for _name in (CQ, RESULT_QUEUE):
     GodServerManager.register(_name, callable=get_result_queue, exposed=QUEUE_METHODS)
 
 
+class DoorServer(managers.Server):
+    """The stock manager Server with god's door: a connection limit, handshake and idle timeouts,
+    and refused peers logged. Only connection handling differs; requests are served as ever.
+    """
+
+    door: Door
+    listener: connection.Listener
+    authkey: bytes
+
+    def accepter(self) -> None:
+        """Accept connections; each admitted one gets a thread of its own."""
+        while True:
+            try:
+                c = self.listener.accept()
+            except OSError:
+                continue
+            if not self.door.admit(c):
+                c.close()
+                continue
+            threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
+
+    def handle_request(self, conn: connection.Connection) -> None:
+        """One connection: the handshakes within the door's time, then its requests."""
+        try:
+            self._handle_request(conn)
+        except SystemExit:
+            pass  # serve_client() calls sys.exit(0) on EOF
+        finally:
+            conn.close()
+            self.door.left(conn)
+
+    def _handle_request(self, c: connection.Connection) -> None:
+        # The stock method, with the handshake bounded in time and its failures logged
+        # (the stock one sends a traceback to a peer that failed to authenticate).
+        try:
+            transport.set_timeout(c, self.door.handshake_s)
+            connection.deliver_challenge(c, self.authkey)
+            connection.answer_challenge(c, self.authkey)
+            transport.set_timeout(c, None)
+        except AuthenticationError as e:
+            self.door.wrong_key(c, f"wrong authkey ({e})")
+            return
+        except (OSError, EOFError, AssertionError) as e:
+            # Timed out, went away, not TLS, or not the manager protocol: nothing to answer.
+            self.door.log.warning("handshake", "dropped {}: no handshake ({})", peer_of(c), _why(e))
+            return
+        request = None
+        try:
+            request = c.recv()
+            ignore, funcname, args, kwds = request
+            assert funcname in self.public, f"{funcname!r} unrecognized"
+            func = getattr(self, funcname)
+        except (EOFError, OSError):
+            return
+        except Exception:
+            msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
+        else:
+            try:
+                msg = ("#RETURN", func(c, *args, **kwds))
+            except Exception:
+                msg = ("#TRACEBACK", format_exc())
+        try:
+            c.send(msg)
+        except Exception:
+            pass  # the peer went away
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "closed"
+    if isinstance(e, (TimeoutError, BlockingIOError)):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
 class GodServer:
     """The manager server bound to god's address, served by a thread of this process."""
 
-    def __init__(self, broker: Broker, settings: Settings) -> None:
+    def __init__(self, broker: Broker, settings: Settings, door: Door | None = None) -> None:
         self.broker = broker
         self.settings = settings
+        self.door = door or Door()
         self.address: Address = settings.address
         self._thread: threading.Thread | None = None
 
@@ -64,10 +144,12 @@ class GodServer:
         """
         global _broker
         _broker = self.broker
-        manager = GodServerManager(self.settings.address, self.settings.authkey)
         where = format_address(self.settings.address)
+        tls = self.settings.tls
+        transport.server_tls = transport.server_context(tls) if tls is not None else None
         try:
-            server = manager.get_server()
+            server = DoorServer(getattr(GodServerManager, "_registry"), self.settings.address,
+                                self.settings.authkey, transport.SERIALIZER)
         except socket.gaierror as e:
             raise ConfigError(f"cannot listen on {where}: unknown host ({e.strerror})") from None
         except OSError as e:
@@ -78,6 +160,7 @@ class GodServer:
         # trips first; the refcount of 1 keeps the server from ever disposing of it.
         server.id_to_obj[BROKER] = (self.broker, frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
         server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
+        server.door = self.door
         self.address = cast(Address, server.address)
         self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)
         self._thread.start()

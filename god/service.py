@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import ipaddress
 import signal
 import sys
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from loguru import logger
 
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
+from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
 from god.monitor import Monitor
 from god.server import GodServer
@@ -22,6 +24,7 @@ from shared.config import Settings, format_address, hostname
 if TYPE_CHECKING:
     from loguru import Logger  # only in loguru's type stubs
 
+SHORT_KEY = 16  # bytes; a shorter authkey on a reachable port draws a warning
 TICK_S = 0.2  # seconds between monitor rounds when no result arrives (reaping, stop checks)
 
 
@@ -36,6 +39,9 @@ class GodOptions:
     max_attempts: int = MAX_ATTEMPTS
     max_payload: int = MAX_PAYLOAD
     quiet: bool = False
+    max_connections: int = MAX_CONNECTIONS
+    handshake_s: float = HANDSHAKE_S
+    idle_s: float = IDLE_S
 
 
 class _StopFlag:
@@ -56,6 +62,13 @@ def client_address(address: tuple[str, int]) -> str:
     if host in ("0.0.0.0", "::", ""):
         return format_address((hostname(), port))
     return format_address(address)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout) -> int:
@@ -87,11 +100,17 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
                      if recovered.found_in_file else "")
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
-    server = GodServer(broker, settings)
+    door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
+    server = GodServer(broker, settings, door)
     address = server.start()
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()
-    log.info("listening on {}; authkey from {}", format_address(address), settings.authkey_source)
+    log.info("listening on {}{}; authkey from {}", format_address(address), " with TLS" if settings.tls else "",
+             settings.authkey_source)
+    if len(settings.authkey) < SHORT_KEY and not _loopback(address[0]):
+        log.warning("the authkey is only {} bytes and god listens beyond this machine: a short key can be "
+                    "guessed; use 32 random bytes (python3 -c 'import secrets; print(secrets.token_hex(32))')",
+                    len(settings.authkey))
     if options.results_path is not None:
         log.info("appending results to {}", options.results_path)
 
@@ -101,6 +120,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
     signal.signal(signal.SIGTERM, stop)
     while not stop.requested:
         monitor.step(TICK_S)
+        door.close_idle()
     log.info("stopping on {}", stop.signal_name)
     monitor.close()
     if monitor.unwritten:

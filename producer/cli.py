@@ -16,10 +16,11 @@ from producer.producer import Producer
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
-    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption,
+    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption,
     new_app,
 )
-from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings
+from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import setup_logging
 
@@ -72,6 +73,9 @@ def main(
         "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
     )] = None,
     give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
 ) -> None:
@@ -83,7 +87,8 @@ def main(
     signal.signal(signal.SIGTERM, stop)
     producer = None
     try:
-        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after)
+        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
+                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
         batches, unit = _batches(from_, rounds, per_round)
         producer = Producer(settings, should_stop=stop.requested)
         producer.connect()

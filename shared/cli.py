@@ -19,6 +19,16 @@ AuthkeyFileOption = Annotated[Optional[Path], typer.Option(
     envvar="GOD_AUTHKEY_FILE", help="File holding the authkey. Default: GOD_AUTHKEY, else god's key file here.",
 )]
 GiveUpOption = Annotated[float, typer.Option(help="Seconds to keep retrying an unreachable god.")]
+TlsCertOption = Annotated[Optional[Path], typer.Option(
+    envvar="GOD_TLS_CERT", help="TLS certificate (PEM) to present: god's own, or a client's for mutual TLS.",
+)]
+TlsKeyOption = Annotated[Optional[Path], typer.Option(
+    envvar="GOD_TLS_KEY", help="Private key of --tls-cert (PEM), if not in the same file.",
+)]
+TlsCaOption = Annotated[Optional[Path], typer.Option(
+    envvar="GOD_TLS_CA", help="CA certificate (PEM) that checks the peer: god's certificate for a client; "
+    "for god, client certificates become required.",
+)]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 

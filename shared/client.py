@@ -14,6 +14,7 @@ re-sent result is a counted duplicate).
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection
@@ -24,7 +25,7 @@ from loguru import logger
 
 from shared import transport
 from shared.config import Settings, format_address
-from shared.errors import AuthError, Interrupted, UnreachableError
+from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from shared.manager import BROKER
 from shared.records import Leased, ResultIn, TaskIn, describe
 
@@ -56,12 +57,14 @@ class GodClient:
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
         self._where = format_address(settings.address)
+        self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
         self._log = logger.bind(role=role)
 
     # -- connection management ------------------------------------------------------------
 
     def _open(self) -> connection.Connection:
-        conn = transport.connect(self.settings.address, self.settings.authkey, recv_timeout=REPLY_TIMEOUT_S)
+        conn = transport.connect(self.settings.address, self.settings.authkey, recv_timeout=REPLY_TIMEOUT_S,
+                                 tls=self._tls)
         try:
             self._exchange(conn, None, "accept_connection", (self.name,))
             self.server_info = self._exchange(conn, BROKER, "hello", (self.name, self.role, self.info))
@@ -116,6 +119,8 @@ class GodClient:
                     f"check that every role uses the same key, and that god runs there ({e})"
                 ) from None
             except (OSError, EOFError) as e:
+                if isinstance(e, ssl.SSLError) and not isinstance(e, _TLS_TRANSIENT):
+                    raise ConfigError(_tls_problem(self._where, e)) from None  # waiting will not fix it
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
@@ -183,7 +188,28 @@ class GodClient:
         return dict(self.call("stats"))
 
 
+#: TLS errors that mean the connection went away, not that TLS is set up wrong.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _tls_problem(where: str, e: ssl.SSLError) -> str:
+    """One line on a TLS failure that a retry will not cure."""
+    reason = getattr(e, "reason", None) or str(e)
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return (f"god at {where}: its TLS certificate does not check out against --tls-ca "
+                f"({e.verify_message or reason})")
+    if reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+        return (f"god at {where} does not speak TLS ({reason}): start god with --tls-cert/--tls-key, "
+                "or drop --tls-ca/GOD_TLS_CA here")
+    if "ALERT" in reason or "CERTIFICATE_REQUIRED" in reason:
+        return (f"god at {where} refused our TLS certificate ({reason}): god asks for client certificates "
+                "signed by its --tls-ca; give --tls-cert/--tls-key")
+    return f"TLS with god at {where} failed: {reason}"
+
+
 def _reason(e: BaseException) -> str:
+    if isinstance(e, transport.HandshakeTimeout):
+        return f"{e}; if god serves TLS, give --tls-ca"
     if isinstance(e, EOFError):
         return "connection closed"
     if isinstance(e, BlockingIOError):

@@ -23,6 +23,15 @@ Address = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS files: god's or a client's own certificate and key, and the CA that checks the peer."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """What a role needs to reach (or be) god. The key never shows in repr or logs."""
 
@@ -30,6 +39,7 @@ class Settings:
     authkey: bytes = field(repr=False)
     authkey_source: str
     give_up_after: float = GIVE_UP_AFTER_S
+    tls: Tls | None = None
 
 
 def parse_address(text: str, *, default_host: str) -> Address:
@@ -152,13 +162,35 @@ def resolve_authkey(authkey_file: Path | None, *, generate: bool) -> tuple[bytes
     )
 
 
+def tls_files(cert: Path | None, key: Path | None, ca: Path | None, *, server: bool) -> Tls | None:
+    """The TLS files a role was given, checked for sense; None when TLS is off.
+
+    God serves TLS when it has a certificate (``ca`` then means: require client
+    certificates signed by it). A client uses TLS when it has a CA to check god against,
+    or a certificate of its own to present.
+
+    Raises:
+        ConfigError: a combination that cannot work, or a file that is not there.
+    """
+    if cert is None and key is None and ca is None:
+        return None
+    if key is not None and cert is None:
+        raise ConfigError("--tls-key needs --tls-cert (the certificate it belongs to)")
+    if server and cert is None:
+        raise ConfigError("god's --tls-ca (require client certificates) needs --tls-cert and --tls-key for god itself")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+    return Tls(cert=cert, key=key, ca=ca)
+
+
 def load_settings(
     address: str, authkey_file: Path | None, *, default_host: str, generate_key: bool = False,
-    give_up_after: float = GIVE_UP_AFTER_S,
+    give_up_after: float = GIVE_UP_AFTER_S, tls: Tls | None = None,
 ) -> Settings:
     """Validate everything a role needs before it binds, connects or forks."""
     if give_up_after <= 0:
         raise ConfigError(f"--give-up-after must be positive, got {give_up_after}")
     addr = parse_address(address, default_host=default_host)
     key, source = resolve_authkey(authkey_file, generate=generate_key)
-    return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after)
+    return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after, tls=tls)

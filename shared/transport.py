@@ -1,22 +1,30 @@
-"""The socket layer under multiprocessing.managers: TCP_NODELAY, keepalive and timeouts.
+"""The socket layer under multiprocessing.managers: TCP_NODELAY, keepalive, timeouts, TLS.
 
 ``multiprocessing.managers.listener_client`` maps a serializer name to a (Listener, Client)
 pair; registering ours under SERIALIZER is the supported hook for changing how connections
 are made while keeping the stock wire format, so tutorial clients still talk to god.
+
+TLS wraps the same byte stream: the stock Connection reads and writes its descriptor with
+os.read/os.write, which would bypass the TLS layer, so TlsConnection sends and receives
+through the SSLSocket instead. The authkey handshake then runs inside TLS as before.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import socket
+import ssl
 import struct
 from multiprocessing import AuthenticationError, connection, managers
 from typing import Any
 
-from shared.config import Address
+from shared.config import Address, Tls
+from shared.errors import ConfigError
 
 SERIALIZER = "god"
-CONNECT_TIMEOUT_S = 5.0  # seconds for TCP connect and the authkey handshake
+CONNECT_TIMEOUT_S = 5.0  # seconds for TCP connect and the TLS and authkey handshakes
+READ_CHUNK = 1 << 20  # bytes asked of a TLS socket per read
 BACKLOG = 128  # the stock Server asks for 16, too few for a cluster starting at once
 KEEPALIVE_IDLE_S = 5  # seconds of silence before the kernel probes a peer
 KEEPALIVE_INTERVAL_S = 2  # seconds between probes
@@ -50,6 +58,104 @@ def set_recv_timeout(sock: socket.socket, seconds: float | None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", secs, usecs))
 
 
+class HandshakeTimeout(OSError):
+    """God accepted the connection but sent no authkey challenge in time."""
+
+
+class TlsConnection(connection.Connection):
+    """A manager Connection over TLS: the same framing, read and written through an SSLSocket."""
+
+    def __init__(self, sock: ssl.SSLSocket, *, handshaken: bool) -> None:
+        super().__init__(sock.fileno())
+        self.tls_socket = sock
+        self._handshaken = handshaken
+
+    def _handshake(self) -> None:
+        # God's side defers the TLS handshake to the connection's own thread, so a peer
+        # that never completes it holds up no one (the accepting thread least of all).
+        if not self._handshaken:
+            self.tls_socket.do_handshake()
+            self._handshaken = True
+
+    def _send(self, buf: Any, write: Any = None) -> None:
+        self._handshake()
+        self.tls_socket.sendall(buf)
+
+    def _recv(self, size: int, read: Any = None) -> io.BytesIO:
+        self._handshake()
+        buf = io.BytesIO()
+        remaining = size
+        while remaining > 0:
+            chunk = self.tls_socket.recv(min(remaining, READ_CHUNK))
+            if not chunk:
+                if remaining == size:
+                    raise EOFError
+                raise OSError("got end of file during message")
+            buf.write(chunk)
+            remaining -= len(chunk)
+        return buf
+
+    def _close(self, _close: Any = None) -> None:
+        self.tls_socket.close()
+
+
+def set_timeout(conn: connection.Connection, seconds: float | None) -> None:
+    """Bound every later read on a connection (None: no bound), plain or TLS."""
+    if isinstance(conn, TlsConnection):
+        conn.tls_socket.settimeout(seconds)
+        return
+    with socket.socket(fileno=os.dup(conn.fileno())) as s:
+        set_recv_timeout(s, seconds)
+
+
+def shutdown(conn: connection.Connection) -> None:
+    """End a connection from another thread: a read blocked on it returns end of file."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as s:
+            s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+def server_context(tls: Tls) -> ssl.SSLContext:
+    """God's TLS context: its certificate, and with ``tls.ca`` client certificates required.
+
+    Raises:
+        ConfigError: a file is missing or not what it should be.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _load(ctx, tls, server=True)
+    if tls.ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_context(tls: Tls) -> ssl.SSLContext:
+    """A client's TLS context: god's certificate checked against ``tls.ca``, ours presented if given."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    _load(ctx, tls, server=False)
+    return ctx
+
+
+def _load(ctx: ssl.SSLContext, tls: Tls, *, server: bool) -> None:
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    what = "--tls-cert/--tls-key"
+    try:
+        if tls.cert is not None:
+            ctx.load_cert_chain(tls.cert, tls.key)
+        what = "--tls-ca"
+        if tls.ca is not None:
+            ctx.load_verify_locations(tls.ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"cannot use {what} ({tls.ca if what == '--tls-ca' else tls.cert}): "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+
+
+#: God's TLS context while it serves over TLS; the Listener reads it (the stock Server
+#: builds the Listener itself, from the serializer name only).
+server_tls: ssl.SSLContext | None = None
+
+
 class GodListener(connection.Listener):
     """A Listener whose accepted connections are tuned like ours."""
 
@@ -59,36 +165,55 @@ class GodListener(connection.Listener):
         super().__init__(address, family, max(backlog, BACKLOG), authkey)
 
     def accept(self) -> connection.Connection:
-        """Accept one connection and tune its socket before anything is read from it."""
+        """Accept one connection, tune its socket, and wrap it in TLS when god serves TLS.
+
+        The connection gets a ``peer`` attribute: the address it came from, for god's logs.
+        """
         c = super().accept()
-        with socket.socket(fileno=os.dup(c.fileno())) as s:
-            tune_socket(s)
+        peer = self.last_accepted
+        if server_tls is not None:
+            sock = socket.socket(fileno=c.fileno())
+            c._handle = None  # type: ignore[attr-defined]  # the socket owns the descriptor now
+            tune_socket(sock)
+            c = TlsConnection(server_tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
+                              handshaken=False)
+        else:
+            with socket.socket(fileno=os.dup(c.fileno())) as s:
+                tune_socket(s)
+        c.peer = peer  # type: ignore[attr-defined]
         return c
 
 
 def connect(
-    address: Address, authkey: bytes | None = None, *, recv_timeout: float | None = None
+    address: Address, authkey: bytes | None = None, *, recv_timeout: float | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> connection.Connection:
-    """Open a tuned connection to god and do the authkey handshake.
+    """Open a tuned connection to god (over TLS with a context) and do the authkey handshake.
 
     Args:
         address: (host, port) of god.
         authkey: the shared key; None skips the handshake (the stock Client's behaviour).
         recv_timeout: bound on every later read, so a god that stops answering is noticed.
+        tls: a client context (``client_context``): god's certificate must check out.
 
     Raises:
-        OSError: the connection could not be made (refused, unreachable, timed out).
+        OSError: the connection could not be made (refused, unreachable, timed out);
+            HandshakeTimeout if god sent no challenge in time; ssl.SSLError if TLS failed.
         multiprocessing.AuthenticationError: the peer rejected our key, or we rejected its.
     """
     sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
     try:
         tune_socket(sock)
-        # The handshake must not hang on a peer that accepted and then went silent.
-        set_recv_timeout(sock, CONNECT_TIMEOUT_S)
-        sock.setblocking(True)
-        conn = connection.Connection(sock.detach())
+        if tls is not None:
+            tls_sock = tls.wrap_socket(sock, server_hostname=address[0])  # handshakes, bounded by the timeout
+            conn: connection.Connection = TlsConnection(tls_sock, handshaken=True)
+        else:
+            # The handshake must not hang on a peer that accepted and then went silent.
+            set_recv_timeout(sock, CONNECT_TIMEOUT_S)
+            sock.setblocking(True)
+            conn = connection.Connection(sock.detach())
     finally:
-        sock.close()
+        sock.close()  # detached into the connection (or the TLS socket) by now, unless it failed
     try:
         if authkey is not None:
             try:
@@ -96,8 +221,9 @@ def connect(
                 connection.deliver_challenge(conn, authkey)
             except AssertionError:  # 3.11 asserts on a malformed challenge
                 raise AuthenticationError("the peer does not speak the manager handshake") from None
-        with socket.socket(fileno=os.dup(conn.fileno())) as s:
-            set_recv_timeout(s, recv_timeout)
+            except (BlockingIOError, TimeoutError):
+                raise HandshakeTimeout(f"no authkey challenge within {CONNECT_TIMEOUT_S:g}s") from None
+        set_timeout(conn, recv_timeout)
     except BaseException:
         conn.close()
         raise

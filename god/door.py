@@ -1,0 +1,130 @@
+"""God's door: who gets a connection thread, for how long, and what god says about the rest.
+
+Every connection costs god a thread. A bounded number are let in; one that has not finished
+the TLS and authkey handshakes within HANDSHAKE_S is closed, and so is one that waits idle
+for a request longer than the idle timeout (our clients reconnect without a word). Peers
+refused for a wrong key, and connections turned away at the limit, are logged at most once
+per LOG_EVERY_S per kind, with how many were not logged in between.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing import connection
+from typing import Any
+
+from loguru import logger
+
+from shared import transport
+
+MAX_CONNECTIONS = 1000  # connection threads god allows at once
+HANDSHAKE_S = 10.0  # seconds a new connection has for the TLS and authkey handshakes
+IDLE_S = 300.0  # seconds an authenticated connection may wait without a request
+LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
+
+
+def peer_of(conn: connection.Connection) -> str:
+    """HOST:PORT of the peer, as the listener saw it."""
+    peer = getattr(conn, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "?")
+
+
+@dataclass(slots=True)
+class _Entry:
+    conn: connection.Connection
+    waiting_since: float | None = None  # reading, with no request in hand, since then
+
+
+class RateLimitedLog:
+    """Log a kind of line at most once per period, saying how many were held back."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S, now: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self._now = now
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._log = logger.bind(role="god")
+
+    def warning(self, kind: str, message: str, *args: Any) -> bool:
+        """Log now unless this kind was logged within the period; True if it was logged."""
+        with self._lock:
+            now = self._now()
+            if now - self._last.get(kind, -self.every_s - 1) < self.every_s:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return False
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        suffix = f" ({held} more like it in the last {self.every_s:.0f}s not logged)" if held else ""
+        self._log.warning(message + suffix, *args)
+        return True
+
+
+class Door:
+    """Counts, times and, when needed, closes god's connections; thread-safe."""
+
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, handshake_s: float = HANDSHAKE_S,
+                 idle_s: float = IDLE_S) -> None:
+        self.max_connections = max_connections
+        self.handshake_s = handshake_s
+        self.idle_s = idle_s
+        self.refused = 0
+        self._open: dict[int, _Entry] = {}
+        self._lock = threading.Lock()
+        self.log = RateLimitedLog()
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def admit(self, conn: connection.Connection) -> bool:
+        """A new connection: True if it may have a thread; at the limit it is refused."""
+        with self._lock:
+            if len(self._open) >= self.max_connections:
+                full = True
+            else:
+                full = False
+                self._open[id(conn)] = entry = _Entry(conn)
+        if full:
+            self.refused += 1
+            self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
+                             self.max_connections, peer_of(conn))
+            return False
+        original = conn.recv
+
+        def recv() -> Any:  # serve_client reads requests through this: idle time is time spent here
+            entry.waiting_since = time.monotonic()
+            try:
+                return original()
+            finally:
+                entry.waiting_since = None
+
+        conn.recv = recv  # type: ignore[method-assign]
+        return True
+
+    def left(self, conn: connection.Connection) -> None:
+        """A connection's thread is done with it."""
+        with self._lock:
+            self._open.pop(id(conn), None)
+
+    def wrong_key(self, conn: connection.Connection, why: str) -> None:
+        """A peer failed the authkey handshake."""
+        self.refused += 1
+        self.log.warning("key", "refused {}: {}", peer_of(conn), why)
+
+    def close_idle(self) -> int:
+        """Close connections idle for longer than the idle timeout; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            idle = [e.conn for e in self._open.values()
+                    if e.waiting_since is not None and now - e.waiting_since > self.idle_s]
+        for conn in idle:
+            logger.bind(role="god").debug("closing {}: idle for over {:.0f}s", peer_of(conn), self.idle_s)
+            transport.shutdown(conn)
+        return len(idle)
