@@ -15,9 +15,11 @@ class Relay:
     and see a dropped link exactly as a cut cable or a reset by a firewall would show it.
     """
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, record: bool = False) -> None:
         self.target = target
         self.cuts = 0
+        self.record = record
+        self.seen = bytearray()  # every byte relayed either way, when recording
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -50,6 +52,9 @@ class Relay:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(BUFFER):
+                if self.record:
+                    with self._lock:
+                        self.seen += data
                 dst.sendall(data)
         except OSError:
             pass

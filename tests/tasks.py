@@ -52,3 +52,8 @@ def nap(n: int) -> str:
     """Square n after a few milliseconds: long enough that kills land while tasks run."""
     time.sleep(0.004)
     return square(n)
+
+
+def echo(payload: Any) -> Any:
+    """Return the payload as it came."""
+    return payload

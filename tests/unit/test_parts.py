@@ -1,12 +1,14 @@
-"""Task functions, records, sources and the registry."""
+"""Task functions, records, sources, the registry and the rate-limited log."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from loguru import logger
 
 from consumer.tasks import resolve_task, square
+from god.door import RateLimitedLog
 from god.server import GodServerManager
 from producer.sources import json_lines, random_rounds
 from shared.errors import ConfigError
@@ -77,3 +79,20 @@ def test_server_and_client_register_the_same_names() -> None:
     assert set(server_registry) == set(client_registry) == set(REGISTERED)
     assert all(client_registry[n][0] is None for n in REGISTERED)  # no callables leak to clients
     assert all(callable(server_registry[n][0]) for n in REGISTERED)  # no callables leak to clients
+
+
+def test_rate_limited_log_holds_back_repeats_and_says_how_many() -> None:
+    t = [0.0]
+    log = RateLimitedLog(every_s=10, now=lambda: t[0])
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
+    try:
+        assert log.warning("key", "refused {}", "a")
+        assert not log.warning("key", "refused {}", "b")
+        assert not log.warning("key", "refused {}", "c")
+        assert log.warning("limit", "full")  # another kind is not held back
+        t[0] = 11.0
+        assert log.warning("key", "refused {}", "d")
+    finally:
+        logger.remove(sink)
+    assert lines == ["refused a", "full", "refused d (2 more like it in the last 10s not logged)"]

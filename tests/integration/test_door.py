@@ -1,0 +1,161 @@
+"""God's door: refused keys logged, slow or silent connections bounded, TLS on the wire."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import exitcodes
+from shared.client import GodClient
+from shared.config import Settings
+from tests.certs import Certs, make_certs
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, wait_for_results, wait_until
+from tests.integration.test_bad_input import assert_clean_failure
+from tests.integration.test_soak import proc_status
+from tests.relay import Relay
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def settings_for(g: God, env: dict[str, str]) -> Settings:
+    host, port = g.address.rsplit(":", 1)
+    return Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
+
+
+def test_a_peer_with_a_wrong_key_is_logged_by_god(god: God, spawn: Callable[..., Proc]) -> None:
+    p = spawn("producer", "--rounds", "1", env_extra={**addr_env(god), "GOD_AUTHKEY": "not-the-key"})
+    assert p.wait() == exitcodes.AUTH
+    god.proc.wait_for(r"refused 127\.0\.0\.1:\d+: wrong authkey", stream="err")
+
+
+def test_silent_connections_are_dropped_and_a_flood_is_bounded(
+    start_god: Callable[..., God], spawn: Callable[..., Proc]
+) -> None:
+    # Given a god that serves 4 connections at most and gives each 1 s to shake hands
+    g = start_god("--max-connections", "4", "--handshake-timeout", "1")
+    host, port = g.address.rsplit(":", 1)
+    base = proc_status(g.proc.pid)["threads"]
+    # When 30 connections open and never say a word
+    flood = [socket.create_connection((host, int(port))) for _ in range(30)]
+    try:
+        # Then god turns away what is over its limit, says so, and its threads stay bounded
+        g.proc.wait_for(r"connection limit of 4 reached: turned away 127\.0\.0\.1:\d+", stream="err")
+        assert proc_status(g.proc.pid)["threads"] <= base + 4
+        # and drops the silent ones after the handshake timeout, so a real client gets in
+        g.proc.wait_for(r"dropped 127\.0\.0\.1:\d+: no handshake \(timed out\)", stream="err")
+        assert spawn("producer", "--rounds", "1", env_extra=addr_env(g)).wait() == 0
+    finally:
+        for s in flood:
+            s.close()
+
+
+def test_an_idle_connection_is_closed_and_our_client_reconnects_unnoticed(
+    start_god: Callable[..., God], env: dict[str, str]
+) -> None:
+    g = start_god("--idle-timeout", "0.5")
+    base = proc_status(g.proc.pid)["threads"]
+    client = GodClient(settings_for(g, env), name="idler", role="producer")
+    try:
+        client.stats()
+        assert proc_status(g.proc.pid)["threads"] == base + 1
+        wait_until(lambda: proc_status(g.proc.pid)["threads"] == base, 10, "god to close the idle connection")
+        assert client.stats()["pending"] == 0  # a new connection, made without a word
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_a_short_key_on_a_reachable_address_draws_a_warning(
+    spawn: Callable[..., Proc], host: str, warned: bool
+) -> None:
+    g = spawn("god", "--address", f"{host}:0", "--no-journal", env_extra={"GOD_AUTHKEY": "short"})
+    g.wait_for("listening on")
+    g.wait_for(r"authkey from", stream="err")
+    assert ("the authkey is only 5 bytes" in g.text()) is warned
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+MARKER = "PLAINTEXT-MARKER-7f3a9c"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    r = Relay(("127.0.0.1", 1), record=True)
+    yield r
+    r.close()
+
+
+def tls_god(start_god: Callable[..., God], certs: Certs, *extra: str) -> God:
+    return start_god("--tls-cert", str(certs.god_cert), "--tls-key", str(certs.god_key), *extra)
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain (control)"])
+def test_with_tls_no_payload_or_result_crosses_the_wire_in_clear(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], certs: Certs, relay: Relay, tmp_path: Path, tls: bool
+) -> None:
+    g = tls_god(start_god, certs) if tls else start_god()
+    host, port = g.address.rsplit(":", 1)
+    relay.target = (host, int(port))
+    env = {"GOD_ADDRESS": relay.address, **({"GOD_TLS_CA": str(certs.ca)} if tls else {})}
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(json.dumps({"secret": f"{MARKER}-{i}"}) + "\n" for i in range(5)))
+    assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", "--burst", env_extra=env)
+    assert c.wait() == 0, c.text()
+    results = wait_for_results(g.results, 5)
+    assert all(r["value"]["secret"].startswith(MARKER) for r in results)
+    assert len(relay.seen) > 1000
+    assert (MARKER.encode() in relay.seen) is not tls
+
+
+def test_a_plain_client_against_a_tls_god_is_told_why(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], certs: Certs
+) -> None:
+    g = tls_god(start_god, certs)
+    p = spawn("producer", "--rounds", "1", "--give-up-after", "1", env_extra=addr_env(g))
+    assert_clean_failure(p, exitcodes.UNREACHABLE, "if god serves TLS, give --tls-ca")
+
+
+def test_a_tls_client_against_a_plain_god_is_told_why(god: God, spawn: Callable[..., Proc], certs: Certs) -> None:
+    p = spawn("consumer", env_extra={**addr_env(god), "GOD_TLS_CA": str(certs.ca)})
+    assert_clean_failure(p, exitcodes.CONFIG, "does not speak TLS (WRONG_VERSION_NUMBER)")
+
+
+def test_a_god_certificate_from_another_ca_is_refused(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], certs: Certs
+) -> None:
+    g = tls_god(start_god, certs)
+    p = spawn("producer", "--rounds", "1", env_extra={**addr_env(g), "GOD_TLS_CA": str(certs.other_ca)})
+    assert_clean_failure(p, exitcodes.CONFIG, "its TLS certificate does not check out against --tls-ca")
+
+
+def test_mutual_tls_lets_in_only_clients_with_a_certificate(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], certs: Certs
+) -> None:
+    g = tls_god(start_god, certs, "--tls-ca", str(certs.ca))
+    env = {**addr_env(g), "GOD_TLS_CA": str(certs.ca)}
+    without = spawn("producer", "--rounds", "1", env_extra=env)
+    assert_clean_failure(without, exitcodes.CONFIG, "refused our TLS certificate")
+    with_cert = spawn("producer", "--rounds", "1", "--per-round", "3", env_extra={
+        **env, "GOD_TLS_CERT": str(certs.client_cert), "GOD_TLS_KEY": str(certs.client_key)})
+    assert with_cert.wait() == 0, with_cert.text()
+
+
+def test_tls_files_that_do_not_fit_are_named(spawn: Callable[..., Proc], tmp_path: Path, certs: Certs) -> None:
+    p = spawn("god", "--address", "127.0.0.1:0", "--tls-cert", str(tmp_path / "nope.pem"))
+    assert_clean_failure(p, exitcodes.CONFIG, "--tls-cert")
+    p = spawn("god", "--address", "127.0.0.1:0", "--tls-ca", str(certs.ca))
+    assert_clean_failure(p, exitcodes.CONFIG, "god's --tls-ca (require client certificates) needs --tls-cert")
+    p = spawn("god", "--address", "127.0.0.1:0", "--tls-cert", str(certs.ca), "--tls-key", str(certs.god_key))
+    assert_clean_failure(p, exitcodes.CONFIG, "cannot use --tls-cert/--tls-key")
