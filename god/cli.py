@@ -1,7 +1,8 @@
-"""God's command line: parse, validate, set up logging, run."""
+"""God's command line: ``python -m god`` serves; ``python -m god status`` asks a running god."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,18 +11,26 @@ import typer
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
+from god.monitor import status_text
 from shared.cli import (
-    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, new_app, run_role,
+    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption, new_app, run_role,
 )
-from shared.config import DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, load_settings, tls_files
+from shared.client import GodClient
+from shared.config import (
+    CLIENT_HOST, DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, format_address, hostname, load_settings, tls_files,
+)
 from shared.errors import UsageError
 from shared.log import setup_logging
+
+STATUS_GIVE_UP_S = 5.0  # seconds status keeps trying an unreachable god: someone is waiting
 
 app = new_app()
 
 
-@app.command()
+@app.callback(invoke_without_command=True)
 def main(
+    ctx: typer.Context,
     address: Annotated[str, typer.Option(
         envvar="GOD_ADDRESS", help="HOST:PORT to listen on; port 0 picks a free port.",
     )] = f"{GOD_BIND_HOST}:{DEFAULT_PORT}",
@@ -61,6 +70,8 @@ def main(
     log_json: LogJsonOption = False,
 ) -> None:
     """Serve the task and result queues, and print and record results."""
+    if ctx.invoked_subcommand is not None:
+        return  # god's own options do not apply to a subcommand
     setup_logging("god", level=log_level, json=log_json)
 
     def body() -> int:
@@ -73,5 +84,34 @@ def main(
                              max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout)
         return run_god(settings, options)
+
+    run_role("god", body)
+
+
+@app.command()
+def status(
+    address: AddressOption = CLIENT_ADDRESS,
+    authkey_file: AuthkeyFileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    give_up_after: GiveUpOption = STATUS_GIVE_UP_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
+    log_level: LogLevelOption = "ERROR",
+    log_json: LogJsonOption = False,
+) -> None:
+    """Print a running god's counts, consumers and producers, once."""
+    setup_logging("god", level=log_level, json=log_json)
+
+    def body() -> int:
+        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
+                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
+        client = GodClient(settings, name=f"status@{hostname()}", role="status")
+        try:
+            stats = client.stats()
+        finally:
+            client.close()
+        typer.echo(json.dumps(stats) if as_json else status_text(format_address(settings.address), stats))
+        return 0
 
     run_role("god", body)

@@ -26,6 +26,19 @@ def summary_line(stats: dict[str, Any], rate: float) -> str:
     )
 
 
+def status_text(where: str, stats: dict[str, Any]) -> str:
+    """God's figures for a person: the summary line, then a line per consumer and producer."""
+    lines = [f"god at {where}, up {stats['uptime_s']:.0f}s: " + summary_line(stats, 0.0).rsplit(" | ", 2)[0]
+             + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"]
+    for c in stats["consumers"]:
+        lines.append(f"  consumer {c['name']} on {c['host']}: {c['processes']} processes, "
+                     f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
+                     f"in flight {c['in_flight']}, last heard {c['last_seen_s']:.1f}s ago")
+    for p in stats["producers"]:
+        lines.append(f"  producer {p['name']} on {p['host']}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
+    return "\n".join(lines)
+
+
 class Monitor:
     """Turns what the broker records into lines on screen, results-file lines and journal rows.
 
