@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Proc
+from tests.helpers import REPO, Proc
 
 
 @pytest.fixture
@@ -24,8 +24,12 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
     """Start role processes (``spawn("consumer", "--burst")``); every one is stopped at teardown."""
     procs: list[Proc] = []
 
-    def start(role: str, *args: str, env_extra: dict[str, str] | None = None, **kw: object) -> Proc:
-        p = Proc(["-m", role, *args], {**env, **(env_extra or {})}, **kw)  # type: ignore[arg-type]
+    def start(role: str, *args: str, env_extra: dict[str, str] | None = None, script: bool = False,
+              **kw: object) -> Proc:
+        # script=True runs scripts/ROLE.sh instead of python -m ROLE
+        program = str(REPO / "scripts" / f"{role}.sh") if script else None
+        p = Proc([*args] if script else ["-m", role, *args], {**env, **(env_extra or {})},
+                 program=program, **kw)  # type: ignore[arg-type]
         procs.append(p)
         return p
 

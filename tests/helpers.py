@@ -34,11 +34,13 @@ class Proc:
     """A role running as a real process, its output collected by reader threads."""
 
     def __init__(self, args: list[str], env: dict[str, str], *, stdin: Any = subprocess.DEVNULL,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, program: str | None = None) -> None:
+        """Run ``python ARGS`` (a role: ``["-m", "god", ...]``), or ``program ARGS``."""
         self.args = args
+        self.name = Path(program).name if program else args[1]
         self.new_session = new_session
         self.popen = subprocess.Popen(
-            [sys.executable, *args], cwd=REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
+            [program or sys.executable, *args], cwd=REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=new_session,
         )
         self.out: list[str] = []
@@ -72,10 +74,10 @@ class Proc:
                     return m
             if self.popen.poll() is not None:
                 self.drain()
-                raise AssertionError(f"{self.args[1]} exited {self.popen.returncode} before {pattern!r}:\n{self.text()}")
+                raise AssertionError(f"{self.name} exited {self.popen.returncode} before {pattern!r}:\n{self.text()}")
             return None
 
-        return wait_until(found, timeout, f"{pattern!r} from {self.args[1]}")  # type: ignore[no-any-return]
+        return wait_until(found, timeout, f"{pattern!r} from {self.name}")  # type: ignore[no-any-return]
 
     def drain(self) -> None:
         """Let the reader threads collect what the process wrote before it exited."""

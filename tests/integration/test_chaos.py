@@ -84,7 +84,7 @@ def test_chaos_every_task_gets_exactly_one_result(
         try:
             wait_until(lambda: done() >= threshold, 60, f"{threshold} results before '{fault}'")
         except AssertionError:
-            tails = "\n".join(f"--- {p.args[1]} {p.pid}\n" + "\n".join(p.err[-15:]) for p in [g.proc, *consumers])
+            tails = "\n".join(f"--- {p.name} {p.pid}\n" + "\n".join(p.err[-15:]) for p in [g.proc, *consumers])
             raise AssertionError(f"stuck after {log}:\n{god_stats(g, env)}\n{tails}") from None
         time.sleep(rng.uniform(0, 0.3))  # a random moment, not a synchronisation
         at = f"at {done()} results"

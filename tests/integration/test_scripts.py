@@ -1,0 +1,52 @@
+"""The launch scripts on this machine, and god's status command."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import exitcodes
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, wait_for_results
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_role_scripts_exec_the_role_so_signals_reach_it(spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    g = spawn("god", "--address", "127.0.0.1:0", "--results", str(results), "--no-journal", script=True)
+    address = g.wait_for(r"listening on (\S+:\d+)").group(1)
+    env = {"GOD_ADDRESS": address}
+    assert spawn("producer", "--rounds", "1", "--per-round", "3", env_extra=env, script=True).wait() == 0
+    c = spawn("consumer", "--processes", "1", env_extra=env, script=True)
+    wait_for_results(results, 3)
+    # Each script's own pid is its role's: one SIGTERM drains the consumer and stops god cleanly
+    for p in (c, g):
+        p.signal(signal.SIGTERM)
+        assert p.wait() == 0, p.text()
+    assert "stopping on SIGTERM" in g.text()
+
+
+def test_status_prints_gods_counts_and_json(god: God, spawn: Callable[..., Proc]) -> None:
+    env = addr_env(god)
+    assert spawn("producer", "--rounds", "1", "--per-round", "4", env_extra=env).wait() == 0
+    text = spawn("god", "status", env_extra=env)
+    assert text.wait() == 0, text.text()
+    assert f"god at {god.address}" in text.text() and "pending 4" in text.text()
+    assert "producer " in text.text() and "put 4" in text.text()
+    as_json = spawn("god", "status", "--json", env_extra=env)
+    assert as_json.wait() == 0
+    stats = json.loads("\n".join(as_json.out))
+    assert (stats["pending"], stats["in_flight"], stats["done"]) == (4, 0, 0)
+    spawn("consumer", "--burst", "--processes", "1", env_extra=env).wait()
+    wait_for_results(god.results, 4)
+
+
+def test_status_of_an_unreachable_god_says_so(spawn: Callable[..., Proc]) -> None:
+    p = spawn("god", "status", "--give-up-after", "0.5", env_extra={"GOD_ADDRESS": "127.0.0.1:1"})
+    assert p.wait() == exitcodes.UNREACHABLE
+    assert "god not reachable at 127.0.0.1:1" in p.text() and "Traceback" not in p.text()
