@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from god.journal import Journal, Recovered, dumps
+from god.mailbox import Arrivals, Mailboxes, Posted
 from shared.records import OK, VALUE, ERROR, Leased, ResultIn, TaskIn
 
 LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
@@ -110,11 +111,14 @@ class Broker:
         self._consumers: dict[str, ConsumerState] = {}
         self._producers: dict[str, ProducerState] = {}
         self._outbox: deque[Outgoing] = deque()
+        self.mailboxes = Mailboxes()  # results kept for producers that wait for theirs
+        self._arrivals = Arrivals()
         self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
         self._dead: dict[str, tuple[Any, str, int]] = {}
         # Tutorial tasks get ids unique to this run: a restarted god must not take them
         # for tasks of the last run that its journal knows are done.
-        self._tutorial_run = f"{TUTORIAL_PREFIX}{secrets.token_hex(4)}:"
+        self.run = secrets.token_hex(6)  # this god's life: restarts get another
+        self._tutorial_run = f"{TUTORIAL_PREFIX}{self.run}:"
         self._tutorial_ids = itertools.count(1)
         self._counts = dict.fromkeys(
             ("accepted", "done", "failed", "dead", "duplicates", "redelivered", "handed_out"), 0
@@ -152,6 +156,8 @@ class Broker:
 
     def _finish(self, tid: str, r: ResultIn, payload: Any, consumer: str, attempts: int) -> None:
         self._outbox.append((r, payload, consumer, attempts))
+        if self.mailboxes:
+            self.mailboxes.post(tid, (r, payload, consumer, attempts))
         if tid.startswith(TUTORIAL_PREFIX):
             self._cq.append(r[VALUE] if r[OK] else r[ERROR])
             self._cq_ready.notify()
@@ -173,6 +179,8 @@ class Broker:
             c.leased.pop(tid, None)
             if not counted:
                 self._attempts[tid] = max(0, self._attempts.get(tid, 1) - 1)
+                if not self._attempts[tid]:
+                    self._arrivals.served(-1)  # never really served: it waits again
             elif self._attempts.get(tid, 0) >= self.max_attempts:
                 self._dead_letter(tid, f"{reason}; {self._attempts.get(tid, 0)} attempts")
                 continue
@@ -200,12 +208,15 @@ class Broker:
                 c.host, c.processes = str(info.get("host", "")), int(info.get("processes", 0))
             elif role == "producer":
                 self._producer(name).host = str(info.get("host", ""))
+                if info.get("results"):
+                    self.mailboxes.open(name)
         return {
             "lease_s": self.lease_s,
             "heartbeat_s": self.lease_s / BEATS_PER_LEASE,
             "capacity": self.capacity,
             "max_attempts": self.max_attempts,
             "max_payload": self.max_payload,
+            "run": self.run,
         }
 
     def put_many(self, producer: str, tasks: list[TaskIn], timeout: float = 0.0) -> int:
@@ -251,6 +262,7 @@ class Broker:
                 if accepted:
                     p.put += accepted
                     self._counts["accepted"] += accepted
+                    self._arrivals.accepted(accepted, self._now())
                     accepted = 0
                     self._not_empty.notify_all()
                 if i >= n or timeout <= 0:
@@ -285,6 +297,8 @@ class Broker:
                     break
                 a = attempts.get(tid, 0) + 1
                 attempts[tid] = a
+                if a == 1:
+                    self._arrivals.served()
                 owner[tid] = consumer
                 leased[tid] = None
                 batch.append((tid, self._tasks[tid], a))
@@ -353,6 +367,26 @@ class Broker:
                 n += self._requeue(c, list(crashed), counted=True, reason=f"its worker on {consumer} died")
             return n
 
+    def results_for(
+        self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
+        check: list[str] | None = None,
+    ) -> tuple[list[Posted], list[str]]:
+        """Results of the producer's own tasks, numbered; those up to ``confirmed`` it has already.
+
+        Only for a producer whose hello asked for results; waits up to timeout for the first.
+        ``run`` is the god run the numbers came from (a restarted god numbers anew).
+
+        Returns:
+            (the results, the ids in ``check`` that are done but whose results this god
+            never had: finished before it restarted).
+        """
+        with self._lock:
+            self._producer(producer)
+            gone = [tid for tid in check or () if tid in self._seen and tid not in self._tasks]
+        if run != self.run:
+            confirmed = 0
+        return self.mailboxes.take(producer, confirmed, max_n, timeout if not gone else 0.0), gone
+
     def bye(self, consumer: str) -> None:
         """A consumer leaves: anything still leased to it goes back, unstarted."""
         with self._lock:
@@ -369,6 +403,7 @@ class Broker:
                 "pending": self._pending,
                 "in_flight": len(self._owner),
                 "capacity": self.capacity,
+                "oldest_waiting_s": self._arrivals.oldest_age(now) if self._pending > 0 else 0.0,
                 "uptime_s": now - self._started,
                 "consumers_alive": sum(c.alive for c in self._consumers.values()),
                 "consumers": [
@@ -391,6 +426,7 @@ class Broker:
     def restore(self, recovered: Recovered) -> None:
         """Take over what a journal held: its tasks wait again, its results stay done."""
         with self._lock:
+            fresh = 0
             for tid, payload, attempts in recovered.pending:
                 if tid not in self._seen:
                     self._seen.add(tid)
@@ -398,6 +434,9 @@ class Broker:
                     self._queue.append(tid)
                     if attempts:
                         self._attempts[tid] = attempts
+                    else:
+                        fresh += 1
+            self._arrivals.accepted(fresh, self._now())
             self._seen.update(recovered.done_ids)
             if self._queue:
                 self._not_empty.notify_all()
@@ -424,6 +463,7 @@ class Broker:
             for name, p in list(self._producers.items()):
                 if now - p.last_seen > FORGET_S:
                     del self._producers[name]
+                    self.mailboxes.close(name)
         return lost
 
     def take_results(self) -> list[Outgoing]:
@@ -460,7 +500,8 @@ class Broker:
             while True:
                 tid = self._pop_next()
                 if tid is not None:
-                    self._attempts.pop(tid, None)
+                    if not self._attempts.pop(tid, 0):
+                        self._arrivals.served()
                     self._counts["handed_out"] += 1
                     if self.journal is not None:
                         self.journal.drop_tasks([tid])

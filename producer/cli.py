@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from types import FrameType
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -21,7 +22,7 @@ from shared.cli import (
     new_app,
 )
 from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
-from shared.errors import ConfigError, GodError, Interrupted
+from shared.errors import ConfigError, GodError, Interrupted, UsageError
 from shared.log import setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
@@ -72,6 +73,12 @@ def main(
     from_: Annotated[Optional[str], typer.Option(
         "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
     )] = None,
+    wait: Annotated[bool, typer.Option(
+        help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
+    )] = False,
+    results: Annotated[Optional[Path], typer.Option(
+        help="With --wait: write the results to this file as JSON lines instead of printing them.",
+    )] = None,
     give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -90,7 +97,9 @@ def main(
         settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
                                  tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
         batches, unit = _batches(from_, rounds, per_round)
-        producer = Producer(settings, should_stop=stop.requested)
+        if results is not None and not wait:
+            raise UsageError("--results needs --wait (god's own --results records every result)")
+        producer = Producer(settings, should_stop=stop.requested, results=wait)
         producer.connect()
         for n, batch in enumerate(batches, 1):
             producer.put_many(batch.payloads, batch.where)
@@ -112,4 +121,41 @@ def main(
         log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
         raise typer.Exit(e.exit_code) from None
     log.info("done: god accepted all {} tasks", producer.accepted)
+    if not wait:
+        raise typer.Exit(exitcodes.OK)
+    try:
+        failed = _wait_for_results(producer, results)
+    except (Interrupted, KeyboardInterrupt) as e:
+        log.error("stopped while waiting: {} results outstanding", len(producer.waiting))
+        raise typer.Exit(exitcodes.INTERRUPTED if isinstance(e, KeyboardInterrupt) else e.exit_code) from None
+    except GodError as e:
+        log.error("{} ({} results outstanding)", e, len(producer.waiting))
+        raise typer.Exit(e.exit_code) from None
+    lost = len(producer.lost_in_restart)
+    if failed or lost:
+        log.error("{} of {} tasks failed{}", failed, producer.accepted,
+                  f"; {lost} finished before god restarted: see god's results file" if lost else "")
+        raise typer.Exit(exitcodes.FAILED)
+    log.info("all {} tasks succeeded", producer.accepted)
     raise typer.Exit(exitcodes.OK)
+
+
+def _wait_for_results(producer: Producer, path: Path | None) -> int:
+    """Print (or write to path) each result of the producer's tasks as it comes; returns the failures."""
+    failed = 0
+    try:
+        out = open(path, "a", encoding="utf-8") if path is not None else None
+    except OSError as e:
+        raise ConfigError(f"--results {path}: cannot write it ({e.strerror})") from None
+    try:
+        for r in producer.results():
+            failed += not r.ok
+            if out is not None:
+                out.write(r.to_json() + "\n")
+                out.flush()
+            else:
+                typer.echo(r.line())
+    finally:
+        if out is not None:
+            out.close()
+    return failed

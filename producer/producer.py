@@ -1,4 +1,15 @@
-"""Puts batches of tasks on god under producer-made ids, waiting while god's queue is full."""
+"""The producer, as a Python API: put tasks on god, and iterate over their results.
+
+    from producer import connect
+
+    with connect(results=True) as god:          # GOD_ADDRESS and GOD_AUTHKEY, as the CLI reads them
+        god.put_many(["https://example.org/"])
+        for result in god.results():            # until every task put so far has its result
+            for link in result.value or []:
+                god.put(link)                   # more work: results() waits for it too
+
+The command line (``python -m producer``) is built on the same class.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +17,23 @@ import itertools
 import os
 import pickle
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any
 
 from loguru import logger
 
 from shared.client import GodClient
-from shared.config import Settings, hostname
+from shared.config import (
+    CLIENT_HOST, DEFAULT_PORT, GIVE_UP_AFTER_S, Settings, address_from_env, hostname, load_settings,
+)
 from shared.errors import ConfigError, Interrupted
-from shared.records import TaskIn, describe
+from shared.records import Result, TaskIn, describe
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
+RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
+RESULTS_BATCH = 1000  # results fetched per call
 MAX_PAYLOAD = 16 * 2**20  # bytes, until god says its own limit
 
 
@@ -58,14 +75,36 @@ class Producer:
     Ids make re-sending safe: a batch re-sent after a dropped connection is not queued twice.
     """
 
-    def __init__(self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False
+    ) -> None:
+        """A producer; with ``results`` god keeps the results of its tasks for ``results()``."""
         self.name = f"{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._should_stop = should_stop
-        self.client = GodClient(settings, name=self.name, role="producer", info={"host": hostname()},
-                                should_stop=should_stop)
+        self.client = GodClient(settings, name=self.name, role="producer",
+                                info={"host": hostname(), "results": results}, should_stop=should_stop)
         self._seq = itertools.count(1)
         self.accepted = 0
+        self.keeps_results = results
+        self.waiting: dict[str, None] = {}  # ids put whose results have not come yet, in order
+        self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
+        self._confirmed = 0  # the last result number taken from god's mailbox
+        self._run = ""  # the god run those numbers belong to
         self._log = logger.bind(role="producer")
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection to god."""
+        self.client.close()
+
+    def put(self, payload: Any) -> str:
+        """Put one task; returns its id once god holds it."""
+        return self.put_many([payload])[0]
 
     def connect(self) -> dict[str, Any]:
         """Reach god (retrying as configured); returns its parameters."""
@@ -103,4 +142,65 @@ class Producer:
         if waiting:
             self._log.info("god has room again; all {} tasks of the batch put", len(tasks))
         self.accepted += len(tasks)
-        return [t[0] for t in tasks]
+        ids = [t[0] for t in tasks]
+        if self.keeps_results:
+            self.waiting.update(dict.fromkeys(ids))
+        return ids
+
+    def results(self, timeout: float | None = None) -> Iterator[Result]:
+        """Yield the results of this producer's tasks as they come, until none is outstanding.
+
+        Tasks put while iterating are waited for too. A god that restarts meanwhile has
+        lost the results it had not handed over yet: those ids end up in
+        ``lost_in_restart`` (their results are in god's results file) instead.
+
+        Raises:
+            ConfigError: the producer was not made with ``results=True``.
+            TimeoutError: timeout seconds passed with tasks still outstanding.
+        """
+        if not self.keeps_results:
+            raise ConfigError("results() needs a producer made with results=True (connect(results=True))")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.waiting:
+            if self._should_stop():
+                raise Interrupted(f"stopped with {len(self.waiting)} results outstanding")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.waiting)} results still outstanding after {timeout}s")
+            run = str(self.client.server_info.get("run", ""))
+            check = list(self.waiting) if run and self._run and run != self._run else None
+            if run != self._run:
+                self._run, self._confirmed = run, 0
+            posted, gone = self.client.results_for(run, self._confirmed, RESULTS_BATCH, RESULTS_WAIT_S, check)
+            for tid in gone:
+                if self.waiting.pop(tid, 0) is None:
+                    self.lost_in_restart.append(tid)
+            if gone:
+                self._log.warning("god restarted: {} tasks had finished before, their results are in god's "
+                                  "results file, not here", len(gone))
+            for number, (r, payload, consumer, attempts) in posted:
+                self._confirmed = number
+                if self.waiting.pop(r[0], 0) is None:  # not a duplicate
+                    yield Result.from_wire(r, payload=payload, consumer=consumer, attempts=attempts)
+
+
+def connect(
+    address: str | None = None, *, results: bool = False, give_up_after: float = GIVE_UP_AFTER_S,
+    settings: Settings | None = None,
+) -> Producer:
+    """A connected producer: god's address and key from the environment, as the CLI finds them.
+
+    Args:
+        address: god's HOST:PORT; default GOD_ADDRESS, else 127.0.0.1:5678.
+        results: keep the results of this producer's tasks for ``Producer.results()``.
+        give_up_after: seconds to keep trying an unreachable god.
+        settings: everything ready-made instead (address, key, TLS).
+
+    Raises:
+        GodError: no key, a bad address, or god unreachable (UnreachableError).
+    """
+    if settings is None:
+        text = address or address_from_env(f"{CLIENT_HOST}:{DEFAULT_PORT}")
+        settings = load_settings(text, None, default_host=CLIENT_HOST, give_up_after=give_up_after)
+    producer = Producer(settings, results=results)
+    producer.connect()
+    return producer

@@ -179,6 +179,13 @@ class GodClient:
         """Hand back leased tasks: unstarted ones, and ones whose worker died running them."""
         return int(self.call("release", self.name, task_ids, crashed or []))
 
+    def results_for(
+        self, run: str, confirmed: int, max_n: int, timeout: float, check: list[str] | None = None
+    ) -> tuple[list[tuple[int, tuple[Any, ...]]], list[str]]:
+        """Results of our own tasks (numbered, after ``confirmed``), and ids in check done before god restarted."""
+        posted, gone = self.call("results_for", self.name, run, confirmed, max_n, timeout, check)
+        return list(posted), list(gone)
+
     def bye(self) -> None:
         """Say we are leaving; god hands back anything still leased to us."""
         self.call("bye", self.name)

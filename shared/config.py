@@ -94,6 +94,11 @@ def default_authkey_path() -> Path:
     return state_dir() / "authkey"
 
 
+def address_from_env(default: str) -> str:
+    """GOD_ADDRESS, or default: for programs that use the API rather than a command line."""
+    return os.environ.get(ENV_ADDRESS) or default
+
+
 def default_journal_path(port: int) -> Path:
     """God's journal unless told otherwise: one per port, so two gods on one host do not share."""
     return state_dir() / f"journal-{port}.sqlite3"

@@ -14,7 +14,9 @@ RESULT_QUEUE = "get_result_queue"  #: the tutorial's name for the result queue
 REGISTERED = (BROKER, PQ, CQ, TASK_QUEUE, RESULT_QUEUE)
 
 #: The broker methods a client may call; god-internal methods stay unreachable.
-BROKER_METHODS = ("ping", "hello", "put_many", "lease", "ack_many", "heartbeat", "release", "bye", "stats")
+BROKER_METHODS = (
+    "ping", "hello", "put_many", "lease", "ack_many", "heartbeat", "release", "bye", "stats", "results_for",
+)
 #: The methods of the queue views, as a tutorial client expects from queue.Queue.
 QUEUE_METHODS = ("put", "put_nowait", "get", "get_nowait", "empty", "qsize", "full")
 

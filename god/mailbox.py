@@ -1,0 +1,107 @@
+"""Results kept for the producers that asked for them (``--wait``, the Python API).
+
+A producer that says so in its hello gets a mailbox: every result of a task it put is
+posted there, numbered, and stays until the producer confirms it has it (the number it
+sends with its next call). A retried call after a lost reply so gets the same results
+again, and nothing is dropped. Mailboxes live in god's memory: a restarted god starts
+without them (the results stay in its results file).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+#: What a mailbox holds: (number, (wire result, payload, consumer, attempts)).
+Posted = tuple[int, tuple[Any, ...]]
+
+
+class Mailboxes:
+    """One mailbox per producer that wants its results; thread-safe."""
+
+    def __init__(self) -> None:
+        self._boxes: dict[str, deque[Posted]] = {}
+        self._numbers: dict[str, int] = {}
+        self._cond = threading.Condition()
+
+    def __bool__(self) -> bool:
+        return bool(self._boxes)
+
+    def open(self, producer: str) -> None:
+        """Keep results for this producer from now on (again after a reconnect: same box)."""
+        with self._cond:
+            self._boxes.setdefault(producer, deque())
+            self._numbers.setdefault(producer, 0)
+
+    def post(self, task_id: str, item: tuple[Any, ...]) -> None:
+        """A result: into its producer's mailbox, if it has one (ids are PRODUCER/SEQ)."""
+        producer = task_id.rpartition("/")[0]
+        with self._cond:
+            box = self._boxes.get(producer)
+            if box is None:
+                return
+            self._numbers[producer] += 1
+            box.append((self._numbers[producer], item))
+            self._cond.notify_all()
+
+    def take(self, producer: str, confirmed: int, max_n: int, timeout: float) -> list[Posted]:
+        """Drop what the producer confirmed (numbers up to ``confirmed``), then return up to
+        max_n results, waiting up to timeout for the first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            box = self._boxes.get(producer)
+            if box is None:
+                return []
+            while box and box[0][0] <= confirmed:
+                box.popleft()
+            while not box and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+                box = self._boxes.get(producer)
+                if box is None:
+                    return []
+            return [box[i] for i in range(min(max_n, len(box)))]
+
+    def close(self, producer: str) -> None:
+        """Forget a producer's mailbox (it is gone for good)."""
+        with self._cond:
+            self._boxes.pop(producer, None)
+            self._numbers.pop(producer, None)
+            self._cond.notify_all()
+
+    def sizes(self) -> dict[str, int]:
+        """Results waiting in each mailbox."""
+        with self._cond:
+            return {p: len(b) for p, b in self._boxes.items()}
+
+
+class Arrivals:
+    """When the tasks still waiting arrived, by the second, for the oldest waiting task's age.
+
+    Counting beats a time stamp per task (a million queued tasks would carry 80 MB of them):
+    tasks leave the queue for the first time in the order they came, so the oldest one
+    never served is the one after ``served`` in arrival order. A task served and requeued
+    is older still; the age reported is then a lower bound. Call under the broker's lock.
+    """
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[float]] = deque()  # [second it started, tasks accepted up to then]
+        self._accepted = 0
+        self._served = 0
+
+    def accepted(self, n: int, now: float) -> None:
+        self._accepted += n
+        if self._buckets and now - self._buckets[-1][0] < 1.0:
+            self._buckets[-1][1] = self._accepted
+        else:
+            self._buckets.append([now, self._accepted])
+
+    def served(self, n: int = 1) -> None:
+        self._served += n
+
+    def oldest_age(self, now: float) -> float:
+        """Seconds since the oldest task never served arrived; 0 when there is none."""
+        while self._buckets and self._buckets[0][1] <= self._served:
+            self._buckets.popleft()
+        return now - self._buckets[0][0] if self._buckets else 0.0
