@@ -385,6 +385,9 @@ class Broker:
             gone = [tid for tid in check or () if tid in self._seen and tid not in self._tasks]
         if run != self.run:
             confirmed = 0
+        if gone:  # done, but not if their results wait in the mailbox
+            held = self.mailboxes.holds(producer)
+            gone = [tid for tid in gone if tid not in held]
         return self.mailboxes.take(producer, confirmed, max_n, timeout if not gone else 0.0), gone
 
     def bye(self, consumer: str) -> None:

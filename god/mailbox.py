@@ -9,6 +9,7 @@ without them (the results stay in its results file).
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -63,6 +64,11 @@ class Mailboxes:
                     return []
             return [box[i] for i in range(min(max_n, len(box)))]
 
+    def holds(self, producer: str) -> set[str]:
+        """Ids of the tasks whose results wait in the producer's mailbox."""
+        with self._cond:
+            return {item[0][0] for _, item in self._boxes.get(producer, ())}
+
     def close(self, producer: str) -> None:
         """Forget a producer's mailbox (it is gone for good)."""
         with self._cond:
@@ -85,23 +91,32 @@ class Arrivals:
     is older still; the age reported is then a lower bound. Call under the broker's lock.
     """
 
+    KEEP = 4096  # seconds of arrivals kept before the fully served ones are pruned
+
     def __init__(self) -> None:
-        self._buckets: deque[list[float]] = deque()  # [second it started, tasks accepted up to then]
+        self._times: list[float] = []  # second each bucket started
+        self._upto: list[int] = []  # tasks accepted up to the end of each bucket
         self._accepted = 0
         self._served = 0
 
     def accepted(self, n: int, now: float) -> None:
+        if not n:
+            return
         self._accepted += n
-        if self._buckets and now - self._buckets[-1][0] < 1.0:
-            self._buckets[-1][1] = self._accepted
-        else:
-            self._buckets.append([now, self._accepted])
+        if self._times and now - self._times[-1] < 1.0:
+            self._upto[-1] = self._accepted
+            return
+        self._times.append(now)
+        self._upto.append(self._accepted)
+        if len(self._times) > 2 * self.KEEP:
+            drop = min(bisect.bisect_right(self._upto, self._served), self.KEEP)
+            del self._times[:drop], self._upto[:drop]
 
     def served(self, n: int = 1) -> None:
+        """n tasks left the queue for the first time (negative: came back unstarted)."""
         self._served += n
 
     def oldest_age(self, now: float) -> float:
         """Seconds since the oldest task never served arrived; 0 when there is none."""
-        while self._buckets and self._buckets[0][1] <= self._served:
-            self._buckets.popleft()
-        return now - self._buckets[0][0] if self._buckets else 0.0
+        i = bisect.bisect_right(self._upto, self._served)
+        return now - self._times[i] if i < len(self._times) else 0.0

@@ -57,3 +57,8 @@ def nap(n: int) -> str:
 def echo(payload: Any) -> Any:
     """Return the payload as it came."""
     return payload
+
+
+def links(n: int) -> list[int]:
+    """A crawler's page: the links found on page n (a binary tree of pages 0..30)."""
+    return [c for c in (2 * n + 1, 2 * n + 2) if c <= 30]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from god.broker import TUTORIAL_PREFIX, Broker
+from god.journal import Recovered
 from shared.records import success
 
 
@@ -166,3 +167,44 @@ def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(broker: Br
     broker.ack_many("c", [success(tid, "6 * 6 = 36")])
     assert broker.get_value(timeout=0) == (True, "6 * 6 = 36")
     assert broker.stats()["handed_out"] == 1
+
+
+def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(broker: Broker) -> None:
+    broker.hello("p", "producer", {"results": True})
+    broker.put_many("p", [("p/1", 1), ("p/2", 2)])
+    broker.put_many("q", [("q/1", 9)])  # another producer's task
+    leased = broker.lease("c", 3)
+    broker.ack_many("c", [success(t[0], t[1] * 10) for t in leased])
+    posted, gone = broker.results_for("p", broker.run, 0, 10)
+    assert [(n, item[0][0], item[0][2]) for n, item in posted] == [(1, "p/1", 10), (2, "p/2", 20)]
+    assert gone == []
+    again, _ = broker.results_for("p", broker.run, 0, 10)  # a retried call: the same, nothing lost
+    assert [n for n, _ in again] == [1, 2]
+    assert broker.results_for("p", broker.run, 2, 10) == ([], [])  # confirmed: gone from the box
+    assert broker.results_for("q", broker.run, 0, 10) == ([], [])  # q did not ask: no box
+
+
+def test_results_numbered_by_an_earlier_god_do_not_drop_this_ones(broker: Broker) -> None:
+    broker.hello("p", "producer", {"results": True})
+    broker.put_many("p", [("p/1", 1)])
+    broker.ack_many("c", [success("p/1", 1)])
+    broker.restore(Recovered(done_ids=["p/0"]))  # done before god restarted: seen, no result here
+    posted, gone = broker.results_for("p", "an-earlier-run", 5, 10, check=["p/1", "p/0", "p/9"])
+    assert [n for n, _ in posted] == [1]  # numbers from another run are ignored
+    assert gone == ["p/0"]  # p/1's result is here; p/9 god never saw
+
+
+def test_the_oldest_waiting_tasks_age(clock: Clock) -> None:
+    b = Broker(now=clock)
+    assert b.stats()["oldest_waiting_s"] == 0.0
+    b.put_many("p", tasks(2))
+    clock.t += 5
+    b.put_many("p", tasks(2, prefix="q/"))
+    clock.t += 3
+    assert b.stats()["oldest_waiting_s"] == 8.0
+    b.lease("c", 2)  # the two oldest
+    assert b.stats()["oldest_waiting_s"] == 3.0
+    b.release("c", ["p/0"])  # back, unstarted: the oldest again
+    assert b.stats()["oldest_waiting_s"] == 8.0
+    b.lease("c", 10)
+    assert b.stats()["oldest_waiting_s"] == 0.0

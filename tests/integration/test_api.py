@@ -1,0 +1,63 @@
+"""Producers that wait for their results: the CLI's --wait and the Python API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumer.tasks import square
+from producer import connect
+from shared import exitcodes
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, write_tasks
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_wait_prints_the_results_and_fails_if_one_failed(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    env = addr_env(god)
+    spawn("consumer", "--task", "tests.tasks:fail_on_13", "--processes", "1", env_extra=env)
+    p = spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [11, 12, 13, 14])), "--wait",
+              env_extra=env)
+    assert p.wait() == exitcodes.FAILED
+    failing = [line for line in p.out if "failed (13): ValueError: 13 is unlucky" in line]
+    assert len(failing) == 1
+    assert sorted(line for line in p.out if line not in failing) == [square(11), square(12), square(14)]
+    assert "1 of 4 tasks failed" in p.text()
+
+
+def test_wait_writes_the_results_to_a_file_and_exits_0_when_all_succeed(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    env = addr_env(god)
+    spawn("consumer", "--processes", "1", env_extra=env)
+    out = tmp_path / "mine.jsonl"
+    p = spawn("producer", "--rounds", "2", "--per-round", "5", "--interval", "0", "--wait", "--results", str(out),
+              env_extra=env)
+    assert p.wait() == 0, p.text()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 10 and all(r["ok"] and r["value"] == square(r["payload"]) for r in records)
+
+
+def test_a_crawler_puts_work_it_finds_in_its_results(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given consumers whose task returns the links found on a page
+    spawn("consumer", "--task", "tests.tasks:links", "--processes", "2", env_extra=addr_env(god))
+    monkeypatch.setenv("GOD_ADDRESS", god.address)
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    # When a program puts the first page, and every link it gets back, through the API
+    visited = []
+    with connect(results=True, give_up_after=10) as g:
+        g.put(0)
+        for result in g.results(timeout=30):
+            assert result.ok, result.error
+            visited.append(result.payload)
+            g.put_many(result.value)
+    # Then it has seen every page once, and its iteration ended when no task was outstanding
+    assert sorted(visited) == list(range(31))
