@@ -65,6 +65,9 @@ def main(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_ca: TlsCaOption = None,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: god's own).",
+    )] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
@@ -82,7 +85,8 @@ def main(
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
-                             max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout)
+                             max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
+                             metrics_port=metrics_port)
         return run_god(settings, options)
 
     run_role("god", body)

@@ -16,6 +16,7 @@ from loguru import logger
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
+from god.metrics import MetricsServer
 from god.monitor import Monitor
 from god.server import GodServer
 from shared import exitcodes
@@ -42,6 +43,7 @@ class GodOptions:
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
     idle_s: float = IDLE_S
+    metrics_port: int | None = None  # serve Prometheus metrics on god's host at this port
 
 
 class _StopFlag:
@@ -113,6 +115,10 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
                     len(settings.authkey))
     if options.results_path is not None:
         log.info("appending results to {}", options.results_path)
+    metrics = None
+    if options.metrics_port is not None:
+        metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
+        log.info("metrics on http://{}/metrics", format_address((address[0], metrics.port)))
 
     stop = _StopFlag()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
@@ -122,6 +128,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
         monitor.step(TICK_S)
         door.close_idle()
     log.info("stopping on {}", stop.signal_name)
+    if metrics is not None:
+        metrics.close()
     monitor.close()
     if monitor.unwritten:
         log.error("{} results could not be written to {} (they were printed above{})",

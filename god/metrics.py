@@ -1,0 +1,90 @@
+"""God's figures for Prometheus: ``--metrics-port`` serves them as text on GET /metrics.
+
+Counts only, no payloads or results, and no key: bind it where only your monitoring
+reaches (it listens on god's host).
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from shared.errors import AddressInUseError, ConfigError
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: (name, type, help, stats key or None): one sample each, from god's stats.
+_SIMPLE = (
+    ("god_tasks_accepted_total", "counter", "Tasks accepted from producers.", "accepted"),
+    ("god_duplicates_total", "counter", "Results dropped because the task already had one.", "duplicates"),
+    ("god_redeliveries_total", "counter", "Tasks served again after their consumer died or was lost.", "redelivered"),
+    ("god_dead_letters_total", "counter", "Tasks given up after too many attempts.", "dead"),
+    ("god_queue_depth", "gauge", "Tasks waiting to be served.", "pending"),
+    ("god_queue_capacity", "gauge", "Tasks that may wait before producers are made to wait.", "capacity"),
+    ("god_oldest_waiting_task_age_seconds", "gauge", "Age of the oldest task never served yet.", "oldest_waiting_s"),
+    ("god_consumers_alive", "gauge", "Consumers whose heartbeat god hears.", "consumers_alive"),
+    ("god_uptime_seconds", "gauge", "Seconds since god started.", "uptime_s"),
+)
+
+
+def render(stats: dict[str, Any], rate: float) -> str:
+    """God's stats in the Prometheus text format."""
+    out = [
+        "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), done, failed, dead.",
+        "# TYPE god_tasks gauge",
+    ]
+    for state in ("pending", "in_flight", "done", "failed", "dead"):
+        out.append(f'god_tasks{{state="{state}"}} {stats[state]}')
+    out += [
+        "# HELP god_results_per_second Results recorded per second, over the last second or so.",
+        "# TYPE god_results_per_second gauge",
+        f"god_results_per_second {rate:.3f}",
+    ]
+    for name, kind, text, key in _SIMPLE:
+        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats[key]}"]
+    out += ["# HELP god_consumer_done_total Tasks done by each consumer.", "# TYPE god_consumer_done_total counter"]
+    for c in stats["consumers"]:
+        out.append(f'god_consumer_done_total{{consumer="{_label(c["name"])}",host="{_label(c["host"])}"}} {c["done"]}')
+    return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class MetricsServer:
+    """An HTTP server in a daemon thread that answers GET /metrics with ``render(*figures())``."""
+
+    def __init__(self, host: str, port: int, figures: Callable[[], tuple[dict[str, Any], float]]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics here")
+                    return
+                body = render(*figures()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # a scrape every few seconds is not news
+
+        where = f"{host}:{port}"
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(f"--metrics-port: cannot listen on {where}: the port is already in use") from None
+            raise ConfigError(f"--metrics-port: cannot listen on {where}: {e.strerror or e}") from None
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, name="god-metrics", daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
