@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.live import Live
 
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
+from god.live import render
 from god.monitor import status_text
 from shared.cli import (
     CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
@@ -69,6 +73,10 @@ def main(
         min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: god's own).",
     )] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
+    plain: Annotated[bool, typer.Option(
+        help="Plain lines (results, then a summary line a second) instead of the live view. "
+        "Always so when the output is not a terminal.",
+    )] = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
 ) -> None:
@@ -86,7 +94,7 @@ def main(
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
-                             metrics_port=metrics_port)
+                             metrics_port=metrics_port, live=sys.stdout.isatty() and not plain)
         return run_god(settings, options)
 
     run_role("god", body)
@@ -97,6 +105,8 @@ def status(
     address: AddressOption = CLIENT_ADDRESS,
     authkey_file: AuthkeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    watch: Annotated[bool, typer.Option(help="Show the live view, refreshed every --interval seconds, until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
     give_up_after: GiveUpOption = STATUS_GIVE_UP_S,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -111,11 +121,30 @@ def status(
         settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
                                  tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
         client = GodClient(settings, name=f"status@{hostname()}", role="status")
+        where = format_address(settings.address)
         try:
+            if watch:
+                return _watch(client, where, interval)
             stats = client.stats()
         finally:
             client.close()
-        typer.echo(json.dumps(stats) if as_json else status_text(format_address(settings.address), stats))
+        typer.echo(json.dumps(stats) if as_json else status_text(where, stats))
         return 0
 
     run_role("god", body)
+
+
+def _watch(client: GodClient, where: str, interval: float) -> int:
+    """The live view of a god elsewhere, until Ctrl-C."""
+    stats = client.stats()
+    last, last_at = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
+    try:
+        with Live(render(stats, 0.0, where), refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                stats = client.stats()
+                total, now = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
+                live.update(render(stats, (total - last) / (now - last_at), where))
+                last, last_at = total, now
+    except KeyboardInterrupt:
+        return 0

@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loguru import logger
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from god.broker import Broker
 from god.journal import Journal
+from god.live import render
 from god.results import ResultsFile
+from shared.log import redirect_logging
 from shared.records import Result
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
@@ -55,6 +60,8 @@ class Monitor:
         self.quiet = quiet
         self.journal = journal
         self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
+        self._live: Live | None = None
+        self._where = ""
         self._window_start = time.monotonic()
         self._window_count = 0
         self._summarising = False
@@ -83,7 +90,9 @@ class Monitor:
             total = stats["done"] + stats["failed"] + stats["dead"]
             self.rate = (total - self._last_total) / (now - self._last_rate_at)
             self._last_total, self._last_rate_at = total, now
-            if self._window_count > PRINT_PER_S and not self.quiet:
+            if self._live is not None:
+                self._live.update(render(stats, self.rate, self._where))
+            elif self._window_count > PRINT_PER_S and not self.quiet:
                 self._print(summary_line(stats, self.rate))
             self._summarising = self._window_count > PRINT_PER_S
             self._window_start, self._window_count = now, 0
@@ -117,7 +126,20 @@ class Monitor:
         if lines:
             self._print("\n".join(lines))
 
+    def start_live(self, where: str) -> None:
+        """Show the live view at the bottom of the terminal; results scroll above it."""
+        self._where = where
+        console = Console(file=self.out)
+        self._live = Live(render(self.broker.stats(), 0.0, where), console=console, refresh_per_second=4,
+                          redirect_stdout=False, redirect_stderr=False)
+        self._live.start()
+        live = self._live
+        redirect_logging(lambda line: live.console.print(Text(line.rstrip("\n")), soft_wrap=True))
+
     def _print(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(Text(text))
+            return
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -126,6 +148,11 @@ class Monitor:
         self._record(self.broker.take_results())
         stats = self.broker.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
+        if self._live is not None:
+            self._live.update(render(stats, self.rate, self._where))
+            self._live.stop()
+            self._live = None
+            redirect_logging(None)
         self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
         if self.results is not None:
             if self.unwritten:

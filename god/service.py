@@ -44,6 +44,7 @@ class GodOptions:
     handshake_s: float = HANDSHAKE_S
     idle_s: float = IDLE_S
     metrics_port: int | None = None  # serve Prometheus metrics on god's host at this port
+    live: bool = False  # the live view in god's terminal, instead of summary lines
 
 
 class _StopFlag:
@@ -120,6 +121,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
         metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
         log.info("metrics on http://{}/metrics", format_address((address[0], metrics.port)))
 
+    if options.live:
+        monitor.start_live(format_address(address))
     stop = _StopFlag()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
     signal.signal(signal.SIGINT, stop)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from loguru import logger
 
@@ -14,15 +16,20 @@ FORMAT = (
 )
 
 
-def setup_logging(role: str, *, level: str = "INFO", json: bool = False) -> None:
-    """Send logs to stderr, each line naming role, host and process.
+_options: dict[str, Any] = {"level": "INFO", "json": False}
+
+
+def setup_logging(role: str, *, level: str = "INFO", json: bool = False,
+                  sink: Callable[[str], None] | None = None) -> None:
+    """Send logs to stderr (or to sink), each line naming role, host and process.
 
     ``diagnose=False`` keeps variable values (an authkey among them) out of tracebacks.
     """
+    _options.update(role=role, level=level, json=json)
     logger.remove()
     logger.configure(extra={"role": role, "host": hostname()})
     logger.add(
-        sys.stderr,
+        sink or sys.stderr,
         level=level.upper(),
         format=FORMAT,
         serialize=json,
@@ -30,3 +37,8 @@ def setup_logging(role: str, *, level: str = "INFO", json: bool = False) -> None
         diagnose=False,
         colorize=None if not json else False,
     )
+
+
+def redirect_logging(sink: Callable[[str], None] | None) -> None:
+    """Send logs to sink (None: stderr again), set up as before; god's live view prints them above itself."""
+    setup_logging(_options.get("role", "god"), level=_options["level"], json=_options["json"], sink=sink)

@@ -1,0 +1,58 @@
+"""The live view: god's figures as rich tables, for god's terminal and ``god status --watch``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds / 3600:.0f}h{seconds % 3600 / 60:02.0f}m"
+
+
+def render(stats: dict[str, Any], rate: float, where: str = "") -> RenderableType:
+    """Totals, then a row per consumer and per producer."""
+    totals = Table.grid(padding=(0, 3))
+    for _ in range(4):
+        totals.add_column(justify="left")
+    totals.add_row(
+        f"[bold]done[/] {stats['done']:,}", f"[bold red]failed[/] {stats['failed']:,}",
+        f"[bold red]dead[/] {stats['dead']:,}", f"[bold]rate[/] {rate:,.0f}/s",
+    )
+    totals.add_row(
+        f"[bold]waiting[/] {stats['pending']:,} / {stats['capacity']:,}", f"[bold]in flight[/] {stats['in_flight']:,}",
+        f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
+        f"[bold]duplicates[/] {stats['duplicates']:,}  [bold]redelivered[/] {stats['redelivered']:,}",
+    )
+    consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)
+    for name, justify in (("consumer", "left"), ("host", "left"), ("processes", "right"), ("done", "right"),
+                          ("failed", "right"), ("in flight", "right"), ("heartbeat", "right"), ("state", "left")):
+        consumers.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in stats["consumers"]:
+        consumers.add_row(
+            c["name"], c["host"], str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["in_flight"]),
+            f"{_age(c['last_seen_s'])} ago", Text("alive", style="green") if c["alive"] else Text("lost", style="red"),
+        )
+    producers = Table(title="producers", title_justify="left")
+    for name, justify in (("producer", "left"), ("host", "left"), ("put", "right"), ("duplicates", "right"),
+                          ("last heard", "right")):
+        producers.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for p in stats["producers"]:
+        producers.add_row(p["name"], p["host"], f"{p['put']:,}", f"{p['duplicates']:,}", f"{_age(p['last_seen_s'])} ago")
+    title = Text(f"god {where}  up {_age(stats['uptime_s'])}", style="bold")
+    return Group(title, totals, consumers, producers)
+
+
+def render_text(stats: dict[str, Any], rate: float, where: str = "", width: int = 120) -> str:
+    """The live view as plain text (for tests and logs)."""
+    console = Console(width=width, record=True, file=None, force_terminal=False, color_system=None)
+    with console.capture() as capture:
+        console.print(render(stats, rate, where))
+    return capture.get()
