@@ -135,9 +135,18 @@ def status(
 
 
 def _watch(client: GodClient, where: str, interval: float) -> int:
-    """The live view of a god elsewhere, until Ctrl-C."""
+    """The live view of a god elsewhere until Ctrl-C; on a pipe, a block of lines per refresh."""
     stats = client.stats()
     last, last_at = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
+    if not sys.stdout.isatty():
+        try:
+            while True:
+                typer.echo(status_text(where, stats) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+                stats = client.stats()
+        except KeyboardInterrupt:
+            return 0
     try:
         with Live(render(stats, 0.0, where), refresh_per_second=4) as live:
             while True:

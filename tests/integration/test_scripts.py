@@ -55,8 +55,8 @@ def test_status_of_an_unreachable_god_says_so(spawn: Callable[..., Proc]) -> Non
 def test_status_watch_refreshes_until_ctrl_c(god: God, spawn: Callable[..., Proc]) -> None:
     env = addr_env(god)
     w = spawn("god", "status", "--watch", "--interval", "0.2", env_extra=env)
-    w.wait_for(rf"god {god.address}\s+up")
+    w.wait_for(rf"god at {god.address}, up")
     assert spawn("producer", "--rounds", "1", "--per-round", "7", env_extra=env).wait() == 0
-    w.wait_for(r"waiting 7 / ")  # a later refresh shows the new tasks
+    w.wait_for(r"pending 7 ")  # a later refresh shows the new tasks
     w.signal(signal.SIGINT)
     assert w.wait() == 0, w.text()
