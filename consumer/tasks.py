@@ -1,13 +1,20 @@
-"""Task functions: the tutorial's square, and resolving ``module:function`` to a callable."""
+"""Task functions that ship with the consumer, and resolving ``module:function`` to a callable.
+
+- ``consumer.tasks:square``: the tutorial's task (the default).
+- ``consumer.tasks:file_digest``: size and SHA-256 of a file on a disk every consumer
+  mounts; the payload is the path (the tutorial's advice: send the path, not the file).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from typing import Any, Protocol
 
 from shared.errors import ConfigError
 
 DEFAULT_TASK = "consumer.tasks:square"
+CHUNK = 1 << 20  # bytes read at a time by file_digest
 
 
 class TaskFunction(Protocol):
@@ -19,6 +26,17 @@ class TaskFunction(Protocol):
 def square(n: int) -> str:
     """The tutorial's task: ``square(3411) == "3411 * 3411 = 11634921"``."""
     return f"{n} * {n} = {n * n}"
+
+
+def file_digest(path: str) -> dict[str, Any]:
+    """``{"path", "size", "sha256"}`` of the file at path; a missing or unreadable file fails the task."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"path": path, "size": size, "sha256": digest.hexdigest()}
 
 
 def resolve_task(spec: str) -> TaskFunction:

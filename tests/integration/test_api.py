@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from consumer.tasks import square
 from producer import connect
 from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, write_tasks
+from tests.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,3 +62,23 @@ def test_a_crawler_puts_work_it_finds_in_its_results(
             g.put_many(result.value)
     # Then it has seen every page once, and its iteration ended when no task was outstanding
     assert sorted(visited) == list(range(31))
+
+
+def test_the_file_task_reports_size_and_sha256_of_paths_on_a_shared_disk(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    files = {tmp_path / "a.bin": b"hello\n", tmp_path / "b.bin": bytes(range(256)) * 5000}
+    for path, data in files.items():
+        path.write_bytes(data)
+    missing = tmp_path / "missing.bin"
+    env = addr_env(god)
+    src = write_tasks(tmp_path / "paths.jsonl", [str(p) for p in [*files, missing]])
+    p = spawn("producer", "--from", str(src), "--wait", env_extra=env)
+    c = spawn("consumer", "--task", "consumer.tasks:file_digest", "--processes", "1", "--burst", env_extra=env)
+    assert c.wait() == 0, c.text()
+    assert p.wait() == exitcodes.FAILED  # the missing file
+    by_path = {r["payload"]: r for r in wait_for_results(god.results, 3)}
+    for path, data in files.items():
+        assert by_path[str(path)]["value"] == {"path": str(path), "size": len(data),
+                                               "sha256": hashlib.sha256(data).hexdigest()}
+    assert by_path[str(missing)]["ok"] is False and "FileNotFoundError" in by_path[str(missing)]["error"]
