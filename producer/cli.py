@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ import typer
 from loguru import logger
 
 from producer.producer import Producer
+from producer.progress import PutProgress
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
@@ -63,6 +65,18 @@ def _batches(source: str | None, rounds: int | None, per_round: int) -> tuple[It
     return json_lines(f, name=source, batch_size=BATCH), "batch"
 
 
+def _total(source: str | None, rounds: int | None) -> float | None:
+    """What the progress bar counts up to: rounds, or the input file's size (None: unknown)."""
+    if source is None:
+        return rounds
+    if source == "-":
+        return None
+    try:
+        return float(os.path.getsize(source))
+    except OSError:
+        return None
+
+
 @app.command()
 def main(
     address: AddressOption = CLIENT_ADDRESS,
@@ -101,16 +115,18 @@ def main(
             raise UsageError("--results needs --wait (god's own --results records every result)")
         producer = Producer(settings, should_stop=stop.requested, results=wait)
         producer.connect()
-        for n, batch in enumerate(batches, 1):
-            producer.put_many(batch.payloads, batch.where)
-            total = f"/{rounds}" if unit == "round" and rounds else ""
-            log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch.payloads), producer.accepted)
-            if stop.requested():
-                break
-            if unit == "round" and (rounds is None or n < rounds):
-                _sleep(interval, stop)
-            if stop.requested():
-                break
+        with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
+            for n, batch in enumerate(batches, 1):
+                producer.put_many(batch.payloads, batch.where)
+                bar.advance(len(batch.payloads), batch.size if unit == "batch" else 1)
+                total = f"/{rounds}" if unit == "round" and rounds else ""
+                log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch.payloads), producer.accepted)
+                if stop.requested():
+                    break
+                if unit == "round" and (rounds is None or n < rounds):
+                    _sleep(interval, stop)
+                if stop.requested():
+                    break
     except KeyboardInterrupt:
         log.error("stopped at once; {} tasks were put", producer.accepted if producer else 0)
         raise typer.Exit(exitcodes.INTERRUPTED) from None

@@ -20,6 +20,7 @@ class Batch:
     payloads: list[Any]
     name: str  # the file ("tasks.jsonl", "stdin") or the round ("round 3")
     lines: list[int] | None = None  # line of each payload in the file
+    size: int = 0  # characters of the file these payloads came from (blank lines included)
 
     def where(self, i: int) -> str:
         """``tasks.jsonl:12`` or ``round 3, task 4``: where payload i came from."""
@@ -48,6 +49,7 @@ def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[
     """
     batch = Batch([], name, [])
     for lineno, line in enumerate(lines, 1):
+        batch.size += len(line)
         if not line.strip():
             continue
         try:
