@@ -16,7 +16,7 @@ from god.journal import Journal
 from god.live import render
 from god.results import ResultsFile
 from shared.log import redirect_logging
-from shared.records import Result
+from shared.records import ERROR, ID, OK, TRACEBACK, VALUE, Result, json_line
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
@@ -100,14 +100,15 @@ class Monitor:
     def _record(self, batch: list[Any]) -> None:
         if not batch:
             return
-        results = [Result.from_wire(r, payload=p, consumer=c, attempts=a) for r, p, c, a in batch]
-        done = [(r.id, r.ok) for r in results if r.id is not None]
+        done = [(r[ID], r[OK]) for r, _, _, _ in batch if r[ID] is not None]
         if self.results is not None:
-            self._write([r.to_json() + "\n" for r in results], done)
+            now = time.time()
+            self._write([json_line(r[ID], p, r[OK], r[VALUE], r[ERROR], r[TRACEBACK], c, a, now) + "\n"
+                         for r, p, c, a in batch], done)
         elif self.journal is not None and done:
             self.journal.add_results(done)
         if not self.quiet:
-            self._show(results)
+            self._show(batch)
 
     def _write(self, lines: list[str], done: list[tuple[str, bool]]) -> None:
         assert self.results is not None
@@ -115,14 +116,14 @@ class Monitor:
         if written and self.journal is not None:
             self.journal.add_results(written, str(self.results.path), self.results.offset)
 
-    def _show(self, results: list[Result]) -> None:
+    def _show(self, batch: list[Any]) -> None:
+        """Print results a person can follow: at most PRINT_PER_S a second, and every dead letter."""
         lines = []
-        for r in results:
+        for r, p, c, a in batch:
             self._window_count += 1
-            if not self._summarising and self._window_count <= PRINT_PER_S:
-                lines.append(r.line())
-            elif r.error is not None and r.error.startswith("dead letter"):
-                lines.append(r.line())  # rare and important: always shown
+            shown = not self._summarising and self._window_count <= PRINT_PER_S
+            if shown or (r[ERROR] is not None and r[ERROR].startswith("dead letter")):
+                lines.append(Result.from_wire(r, payload=p, consumer=c, attempts=a).line())
         if lines:
             self._print("\n".join(lines))
 
