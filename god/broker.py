@@ -229,8 +229,9 @@ class Broker:
             or before): the caller offers the rest again. Fewer than len(tasks) means full.
         """
         journal = self.journal
-        # Pickled before taking the lock, so other clients do not wait on it.
-        blobs = [dumps(t[1]) for t in tasks] if journal is not None else []
+        # Pickled whole before taking the lock, so other clients do not wait on it: the
+        # journal row when every task is new and there is room (the usual case).
+        whole = dumps(tasks) if journal is not None else b""
         i, n, accepted = 0, len(tasks), 0
         ticket = 0
         deadline: float | None = None
@@ -240,25 +241,31 @@ class Broker:
             while True:
                 room = self.capacity - self._pending
                 start, rows = i, []
+                dupes = False
                 while i < n:
                     tid, payload = tasks[i]
                     if tid in seen:
                         p.duplicates += 1
+                        dupes = True
                     elif room > 0:
                         seen.add(tid)
                         payloads[tid] = payload
                         queue.append(tid)
                         room -= 1
                         accepted += 1
-                        if blobs:
-                            rows.append((tid, blobs[i]))
+                        rows.append(tid)
                     else:
                         break
                     i += 1
                 if journal is not None and i > start:
                     # Appended under the lock, so a re-sent put that finds these ids seen
                     # waits for this same commit (the current ticket) before confirming.
-                    ticket = journal.add_tasks(rows) if rows else journal.ticket
+                    if not rows:
+                        ticket = journal.ticket
+                    elif start == 0 and i == n and not dupes:
+                        ticket = journal.add_tasks(rows, whole)
+                    else:  # some were there already, or there was no room for all: journal the new ones
+                        ticket = journal.add_tasks(rows, dumps([(tid, payloads[tid]) for tid in rows]))
                 if accepted:
                     p.put += accepted
                     self._counts["accepted"] += accepted
@@ -469,13 +476,28 @@ class Broker:
                     self.mailboxes.close(name)
         return lost
 
-    def take_results(self) -> list[Outgoing]:
-        """Everything recorded since the last call, oldest first, for printing and files."""
+    def take_results(self, batches: list[list[str]] | None = None) -> tuple[list[Outgoing], int]:
+        """Everything recorded since the last call, oldest first, for printing and files.
+
+        Args:
+            batches: id lists of the journal's oldest task batches.
+
+        Returns:
+            (the results, how many of ``batches``, from the first, have no task waiting or
+            running). Both come from one moment: a finished task of those batches has its
+            result in this call's results, or an earlier one's.
+        """
         self.results_ready.clear()
         with self._lock:
             out = list(self._outbox)
             self._outbox.clear()
-        return out
+            finished = 0
+            tasks = self._tasks
+            for ids in batches or ():
+                if any(tid in tasks for tid in ids):
+                    break
+                finished += 1
+        return out, finished
 
     def dead_letters(self) -> dict[str, tuple[Any, str, int]]:
         """Dead-lettered tasks: id -> (payload, reason, attempts)."""

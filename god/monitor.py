@@ -20,6 +20,8 @@ from shared.records import ERROR, ID, OK, TRACEBACK, VALUE, Result, json_line
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
+COMPACT_EVERY_S = 1.0  # seconds between releases of finished task batches from the journal
+COMPACT_BATCHES = 16  # oldest journal task batches looked at each time
 
 
 def summary_line(stats: dict[str, Any], rate: float) -> str:
@@ -61,6 +63,7 @@ class Monitor:
         self.journal = journal
         self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
         self._live: Live | None = None
+        self._compacted_at = time.monotonic()
         self._where = ""
         self._window_start = time.monotonic()
         self._window_count = 0
@@ -83,8 +86,15 @@ class Monitor:
         for name, n in self.broker.reap():
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} tasks served again",
                               name, self.broker.lease_s, n)
-        self._record(self.broker.take_results())
         now = time.monotonic()
+        compacting = self.journal is not None and now - self._compacted_at >= COMPACT_EVERY_S
+        batch, finished = self.broker.take_results(
+            self.journal.oldest_open(COMPACT_BATCHES) if self.journal is not None and compacting else None)
+        self._record(batch)
+        if compacting and self.journal is not None:
+            self._compacted_at = now
+            if finished and not self.unwritten:  # results the file refused are not journaled yet
+                self.journal.compact(finished)
         if now - self._window_start >= SUMMARY_EVERY_S:
             stats = self.broker.stats()
             total = stats["done"] + stats["failed"] + stats["dead"]
@@ -146,7 +156,7 @@ class Monitor:
 
     def close(self) -> None:
         """Record what is left and print the final summary."""
-        self._record(self.broker.take_results())
+        self._record(self.broker.take_results()[0])
         stats = self.broker.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
         if self._live is not None:

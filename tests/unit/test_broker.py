@@ -43,7 +43,7 @@ def test_tasks_are_leased_in_order_and_acked_once() -> None:
     assert b.ack_many("c", [success(t, f"v{t}") for t in ids(got)]) == 3
     s = b.stats()
     assert (s["done"], s["pending"], s["in_flight"]) == (3, 0, 0)
-    assert [r[0][0] for r in b.take_results()] == ["p/0", "p/1", "p/2"]
+    assert [r[0][0] for r in b.take_results()[0]] == ["p/0", "p/1", "p/2"]
 
 
 def test_a_resent_batch_is_not_queued_twice(broker: Broker) -> None:
@@ -58,7 +58,7 @@ def test_first_result_wins_and_later_ones_are_counted_duplicates(broker: Broker)
     broker.lease("c", 1)
     assert broker.ack_many("c", [success("p/0", "first")]) == 1
     assert broker.ack_many("c", [success("p/0", "second")]) == 0
-    results = broker.take_results()
+    results, _ = broker.take_results()
     assert [r[0][2] for r in results] == ["first"]
     assert broker.stats()["duplicates"] == 1
 
@@ -123,7 +123,7 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(broker: Broker,
     assert broker.lease("c", 1) == []
     s = broker.stats()
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
-    (wire, payload, consumer, attempts), = broker.take_results()
+    (wire, payload, consumer, attempts), = broker.take_results()[0]
     assert wire[1] is False and wire[3] is not None and "dead letter" in wire[3] and attempts == 3
     assert "p/0" in broker.dead_letters()
 

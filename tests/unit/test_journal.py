@@ -185,3 +185,50 @@ def test_a_put_is_confirmed_only_once_its_tasks_are_committed(path: Path) -> Non
         assert [tid for tid, _, _ in again.recover().pending] == ["p/0"]
     finally:
         again.close()
+
+
+def task_rows(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM task_batches").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_task_batch_is_released_once_none_of_its_tasks_waits_or_runs(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("god.monitor.COMPACT_EVERY_S", 0.0)
+    b = Broker(journal=journal)
+    b.put_many("p", [("p/0", 0), ("p/1", 1)])
+    b.put_many("p", [("p/2", 2)])
+    m = Monitor(b, out=io.StringIO(), results_path=None, quiet=True, journal=journal)
+    leased = b.lease("c", 3)
+    b.ack_many("c", [success(t[0], 0) for t in leased[:2]])  # the first batch is done, p/2 runs
+    m.step(0)
+    journal.wait(journal.ticket)
+    assert task_rows(journal.path) == 1
+    assert journal.oldest_open(10) == [["p/2"]]
+    b.ack_many("c", [success("p/2", 0)])
+    m.step(0)
+    journal.wait(journal.ticket)
+    assert task_rows(journal.path) == 0
+
+
+def test_no_batch_is_released_while_the_results_file_refuses_its_results(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("god.monitor.COMPACT_EVERY_S", 0.0)
+    b = Broker(journal=journal)
+    b.put_many("p", [("p/0", 0)])
+    m = Monitor(b, out=io.StringIO(), results_path=Path("/dev/full"), quiet=True, journal=journal)
+    b.ack_many("c", [success(t[0], 0) for t in b.lease("c", 1)])
+    m.step(0)  # the line is refused: not journaled, so the task must stay in the journal
+    journal.wait(journal.ticket)
+    assert task_rows(journal.path) == 1
+    m.results.close()  # type: ignore[union-attr]
+    again = reopen(journal)
+    try:
+        assert [tid for tid, _, _ in again.recover().pending] == ["p/0"]  # served again after a restart
+    finally:
+        again.close()
