@@ -17,7 +17,7 @@ from shared.cli import (
 from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
 from shared.log import setup_logging
 
-PREFETCH = 100  # most tasks queued at one worker; fewer when tasks are slow
+PREFETCH = 1000  # most tasks queued at one worker; fewer when tasks are slow (TARGET_QUEUED_S)
 
 app = new_app()
 
