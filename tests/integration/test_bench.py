@@ -1,0 +1,31 @@
+"""The benchmark runs and reports; speed itself is never asserted here (bench.py reports it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    p = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--sections", "throughput,connect",
+         "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=280,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    for row in ("throughput, tutorial pattern", "throughput, god, journal on", "throughput, god, --no-journal",
+                "connect + first call, stock manager", "connect + first call, GodClient", "x tutorial"):
+        assert row in p.stdout, p.stdout
+    figures = json.loads(out.read_text())
+    throughput = figures["throughput"]
+    assert throughput["journal"]["tasks"] == throughput["no_journal"]["tasks"] == 20_000
+    assert all(throughput[k]["tasks_per_s"] > 0 and throughput[k]["ratio"] > 0 for k in ("journal", "no_journal"))
+    assert figures["connect"]["ours"]["n"] == 50
