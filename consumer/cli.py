@@ -11,10 +11,9 @@ from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
     CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption,
-    new_app, run_role,
+    TlsCertOption, TlsKeyOption, client_settings, new_app, run_role,
 )
-from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
+from shared.config import GIVE_UP_AFTER_S
 from shared.log import setup_logging
 
 PREFETCH = 1000  # most tasks queued at one worker; fewer when tasks are slow (TARGET_QUEUED_S)
@@ -47,8 +46,7 @@ def main(
     setup_logging("consumer", level=log_level, json=log_json)
 
     def body() -> int:
-        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
-                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
+        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, processes=processes, prefetch=prefetch, burst=burst,
                         task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()

@@ -18,11 +18,11 @@ from god.live import render
 from god.monitor import status_text
 from shared.cli import (
     CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, new_app, run_role,
+    TlsCertOption, TlsKeyOption, client_settings, new_app, run_role,
 )
 from shared.client import GodClient
 from shared.config import (
-    CLIENT_HOST, DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, format_address, hostname, load_settings, tls_files,
+    DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, format_address, hostname, load_settings, tls_files,
 )
 from shared.errors import UsageError
 from shared.log import setup_logging
@@ -118,8 +118,7 @@ def status(
     setup_logging("god", level=log_level, json=log_json)
 
     def body() -> int:
-        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
-                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
+        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
         client = GodClient(settings, name=f"status@{hostname()}", role="status")
         where = format_address(settings.address)
         try:

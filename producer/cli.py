@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from loguru import logger
@@ -20,10 +20,9 @@ from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
     CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption,
-    new_app,
+    TlsCertOption, TlsKeyOption, client_settings, new_app,
 )
-from shared.config import CLIENT_HOST, GIVE_UP_AFTER_S, load_settings, tls_files
+from shared.config import GIVE_UP_AFTER_S
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
 from shared.log import setup_logging
 
@@ -108,8 +107,7 @@ def main(
     signal.signal(signal.SIGTERM, stop)
     producer = None
     try:
-        settings = load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
-                                 tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
+        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
         batches, unit = _batches(from_, rounds, per_round)
         if results is not None and not wait:
             raise UsageError("--results needs --wait (god's own --results records every result)")

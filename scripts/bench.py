@@ -18,7 +18,6 @@ import os
 import platform
 import queue
 import secrets
-import socket
 import statistics
 import subprocess
 import sys

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from loguru import logger
 
-from shared.config import CLIENT_HOST, DEFAULT_PORT
+from shared.config import CLIENT_HOST, DEFAULT_PORT, Settings, load_settings, tls_files
 from shared.errors import GodError
 
 CLIENT_ADDRESS = f"{CLIENT_HOST}:{DEFAULT_PORT}"
@@ -31,6 +31,15 @@ TlsCaOption = Annotated[Optional[Path], typer.Option(
 )]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
+
+
+def client_settings(
+    address: str, authkey_file: Path | None, give_up_after: float,
+    tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
+) -> Settings:
+    """The settings of a role that connects to god (producer, consumer, status), from its options."""
+    return load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
+                         tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
 
 
 def new_app() -> typer.Typer:
