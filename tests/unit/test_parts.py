@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -13,7 +14,7 @@ from god.server import GodServerManager
 from producer.sources import json_lines, random_rounds
 from shared.errors import ConfigError
 from shared.manager import REGISTERED, GodManager
-from shared.records import Result, failure
+from shared.records import Result, failure, json_line
 
 
 def test_square_says_what_the_tutorial_says() -> None:
@@ -96,3 +97,17 @@ def test_rate_limited_log_holds_back_repeats_and_says_how_many() -> None:
     finally:
         logger.remove(sink)
     assert lines == ["refused a", "full", "refused d (2 more like it in the last 10s not logged)"]
+
+
+@pytest.mark.parametrize("fields", [
+    ("a/1", 5, True, "5 * 5 = 25", None, None, "c", 1, 1763849.25),
+    ("a/2", {"n": [1, 2.5, 'x\u00e9"\\\n']}, False, None, 'ValueError: bad "x"\n', "Traceback\n  line\n", "vm:1", 3, 0.1),
+    (None, None, True, b"bytes", None, None, "tutorial", 1, 2.0),
+    ("\u00e9/3", "na\u00efve \x00 \u2028", True, 10**30, None, None, "c", 1, 5e-7),
+    ("t", True, True, float("inf"), None, None, "c", 1, 1.0),
+    ("f", 2.5, True, float("nan"), None, None, "c", 1, 1.0),
+])
+def test_result_lines_are_what_json_dumps_writes(fields: tuple[Any, ...]) -> None:
+    names = ("id", "payload", "ok", "value", "error", "traceback", "consumer", "attempts", "time")
+    expected = json.dumps(dict(zip(names, fields)), default=repr, ensure_ascii=False)
+    assert json_line(*fields) == expected
