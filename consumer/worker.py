@@ -15,9 +15,10 @@ from typing import Any
 
 from consumer.tasks import resolve_task
 from shared.log import setup_logging
-from shared.records import ID, PAYLOAD, Leased, ResultIn, failure, success
+from shared.records import ID, PAYLOAD, Leased, ResultIn, failure
 
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
+POLL_EVERY = 64  # tasks run between looks for new messages while there is work in hand
 
 # Messages from the consumer: ("tasks", [Leased, ...]) or ("drain",).
 # Messages to the consumer: ("results", [ResultIn, ...], seconds spent) and, last, ("unstarted", [id, ...]).
@@ -59,13 +60,20 @@ def worker_main(
     todo: deque[Leased] = deque()
     results: list[ResultIn] = []
     spent = 0.0
-    last_flush = time.perf_counter()
+    last_flush = last_poll = now = time.monotonic()
+    since_poll = 0
     draining = False
     while True:
-        if not todo or tasks_in.poll():
+        # Look for new messages when out of work, else every POLL_EVERY tasks or FLUSH_S
+        # seconds: a poll is a system call, and at tiny tasks it cost more than the task
+        # (py-spy and CPU time of the workers: 3.4 us a task with a poll each, 0.9 without).
+        since_poll += 1
+        due = since_poll >= POLL_EVERY or now - last_poll >= FLUSH_S
+        if not todo or (due and tasks_in.poll()):
+            since_poll, last_poll = 0, now
             if results:
                 _send_results(results_out, results, spent)
-                results, spent, last_flush = [], 0.0, time.perf_counter()
+                results, spent, last_flush = [], 0.0, time.monotonic()
             try:
                 msg = tasks_in.recv()
             except EOFError:
@@ -74,6 +82,8 @@ def worker_main(
                 todo.extend(msg[1])
             else:
                 draining = True
+        elif due:
+            since_poll, last_poll = 0, now
         if draining:
             results_out.send(("unstarted", [t[ID] for t in todo]))
             return
@@ -81,16 +91,16 @@ def worker_main(
             continue
         task = todo.popleft()
         started.value += 1
-        busy_since.value = time.monotonic()  # the clock is system-wide, so the consumer can compare
-        t0 = time.perf_counter()
+        # One clock for both: monotonic is system-wide, so the consumer can compare busy_since.
+        busy_since.value = t0 = time.monotonic()
         try:
-            r = success(task[ID], fn(task[PAYLOAD]))
+            r: ResultIn = (task[ID], True, fn(task[PAYLOAD]), None, None)  # records.success, inlined: hot loop
         except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
             r = failure(task[ID], e)
         busy_since.value = 0.0
-        now = time.perf_counter()
+        now = time.monotonic()
         spent += now - t0
         results.append(r)
         if not todo or now - last_flush >= FLUSH_S:
             _send_results(results_out, results, spent)
-            results, spent, last_flush = [], 0.0, time.perf_counter()
+            results, spent, last_flush = [], 0.0, time.monotonic()
