@@ -178,7 +178,16 @@ class God:
             c.close()
 
     def wait_consumers(self, n: int) -> None:
+        """Wait until n consumers are connected and every process started here has settled
+        (64 workers importing on 2 cores take seconds of CPU: not part of a run)."""
         _until(lambda: self.stats()["consumers_alive"] >= n, 120, f"{n} consumers")
+        last = _tree_cpu(os.getpid())
+        for _ in range(600):
+            time.sleep(0.25)
+            now = _tree_cpu(os.getpid())
+            if now - last < 3:  # clock ticks in a quarter second, all processes together
+                return
+            last = now
 
     def rss_kb(self) -> dict[str, int]:
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
@@ -203,6 +212,29 @@ def god(work: Path, *args: str) -> Iterator[God]:
         yield g
     finally:
         g.close()
+
+
+def _tree_cpu(root: int) -> int:
+    """CPU clock ticks used so far by every process under root."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    total, todo = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, ()):
+            total += ticks.get(child, 0)
+            todo.append(child)
+    return total
 
 
 def _until(pred: Callable[[], Any], timeout: float, what: str) -> None:
