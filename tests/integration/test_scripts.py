@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +16,7 @@ import pytest
 
 from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results
+from tests.helpers import REPO, Proc, wait_for_results
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,3 +65,34 @@ def test_status_watch_refreshes_until_ctrl_c(god: God, spawn: Callable[..., Proc
     w.wait_for(r"pending 7 ")  # a later refresh shows the new tasks
     w.signal(signal.SIGINT)
     assert w.wait() == 0, w.text()
+
+
+def test_the_producer_shows_a_progress_bar_on_a_terminal(god: God, env: dict[str, str], tmp_path: Path) -> None:
+    # Given a producer whose stderr is a terminal (a pseudo-terminal here)
+    src = tmp_path / "t.jsonl"
+    src.write_text("".join(f"{i}\n" for i in range(3000)))
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "producer", "--from", str(src)], cwd=REPO,
+                         env={**env, **addr_env(god), "COLUMNS": "100"}, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    out = b""
+    try:
+        while True:  # read until the producer closes its end
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(leader)
+    text = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", out).decode(errors="replace")
+    # Then it drew a bar that reached the end, with the count of tasks put, and logged above it
+    assert "putting the file" in text and "100%" in text and "3,000 tasks put" in text, text[-2000:]
+    assert "done: god accepted all 3000 tasks" in text
