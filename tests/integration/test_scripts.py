@@ -16,7 +16,7 @@ import pytest
 
 from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import REPO, Proc, wait_for_results
+from tests.helpers import REPO, Proc, wait_for_results, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,3 +96,40 @@ def test_the_producer_shows_a_progress_bar_on_a_terminal(god: God, env: dict[str
     # Then it drew a bar that reached the end, with the count of tasks put, and logged above it
     assert "putting the file" in text and "100%" in text and "3,000 tasks put" in text, text[-2000:]
     assert "done: god accepted all 3000 tasks" in text
+
+
+def test_god_shows_the_live_view_on_a_terminal(env: dict[str, str], spawn: Callable[..., Proc]) -> None:
+    # Given god with its output on a terminal (a pseudo-terminal here)
+    leader, follower = pty.openpty()
+    g = subprocess.Popen([sys.executable, "-m", "god", "--address", "127.0.0.1:0", "--no-journal"], cwd=REPO,
+                         env={**env, "COLUMNS": "120", "LINES": "40"}, stdin=subprocess.DEVNULL, stdout=follower,
+                         stderr=follower)
+    os.close(follower)
+    out = bytearray()
+
+    def screen() -> str:
+        try:
+            out.extend(os.read(leader, 65536))
+        except OSError:
+            pass
+        return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.decode(errors="replace"))
+
+    try:
+        os.set_blocking(leader, False)
+        address = wait_until(lambda: re.search(r"listening on (\S+:\d+)", screen()), 15, "god to listen").group(1)
+        env_god = {"GOD_ADDRESS": address}
+        assert spawn("producer", "--rounds", "1", "--per-round", "5", env_extra=env_god).wait() == 0
+        spawn("consumer", "--processes", "1", env_extra=env_god)
+        # Then the view shows the totals, a row for the consumer, and results scroll above it
+        wait_until(lambda: "done 5" in screen() and "alive" in screen(), 20, "the live view to show the work")
+        text = screen()
+        assert f"god {address}" in text and "consumers (1 alive)" in text and "producers" in text
+        assert re.search(r"\d+ \* \d+ = \d+", text)  # a result, printed the tutorial's way
+    finally:
+        g.terminate()
+        try:
+            g.wait(15)
+        except subprocess.TimeoutExpired:
+            g.kill()
+            g.wait()
+        os.close(leader)
