@@ -112,6 +112,7 @@ class Broker:
         self._producers: dict[str, ProducerState] = {}
         self._outbox: deque[Outgoing] = deque()
         self.mailboxes = Mailboxes()  # results kept for producers that wait for theirs
+        self.more_figures: Callable[[], dict[str, Any]] = dict  # the door's, once god serves
         self._arrivals = Arrivals()
         self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
         self._dead: dict[str, tuple[Any, str, int]] = {}
@@ -422,6 +423,7 @@ class Broker:
                 "oldest_waiting_s": self._arrivals.oldest_age(now) if self._pending > 0 else 0.0,
                 "uptime_s": now - self._started,
                 "consumers_alive": sum(c.alive for c in self._consumers.values()),
+                **self.more_figures(),
                 "consumers": [
                     {
                         "name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,

@@ -78,10 +78,10 @@ class Door:
         self._lock = threading.Lock()
         self.log = RateLimitedLog()
 
-    @property
-    def open_connections(self) -> int:
+    def figures(self) -> dict[str, int]:
+        """Connections open now, and connections refused so far (wrong key or over the limit)."""
         with self._lock:
-            return len(self._open)
+            return {"connections": len(self._open), "refused": self.refused}
 
     def admit(self, conn: connection.Connection) -> bool:
         """A new connection: True if it may have a thread; at the limit it is refused."""

@@ -76,10 +76,6 @@ class Mailboxes:
             self._numbers.pop(producer, None)
             self._cond.notify_all()
 
-    def sizes(self) -> dict[str, int]:
-        """Results waiting in each mailbox."""
-        with self._cond:
-            return {p: len(b) for p, b in self._boxes.items()}
 
 
 class Arrivals:

@@ -27,6 +27,9 @@ _SIMPLE = (
     ("god_oldest_waiting_task_age_seconds", "gauge", "Age of the oldest task never served yet.", "oldest_waiting_s"),
     ("god_consumers_alive", "gauge", "Consumers whose heartbeat god hears.", "consumers_alive"),
     ("god_uptime_seconds", "gauge", "Seconds since god started.", "uptime_s"),
+    ("god_connections", "gauge", "Connections god serves now.", "connections"),
+    ("god_connections_refused_total", "counter", "Connections refused: wrong key, or over --max-connections.",
+     "refused"),
 )
 
 
@@ -44,7 +47,7 @@ def render(stats: dict[str, Any], rate: float) -> str:
         f"god_results_per_second {rate:.3f}",
     ]
     for name, kind, text, key in _SIMPLE:
-        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats[key]}"]
+        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats.get(key, 0)}"]
     out += ["# HELP god_consumer_done_total Tasks done by each consumer.", "# TYPE god_consumer_done_total counter"]
     for c in stats["consumers"]:
         out.append(f'god_consumer_done_total{{consumer="{_label(c["name"])}",host="{_label(c["host"])}"}} {c["done"]}')

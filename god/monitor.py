@@ -36,7 +36,8 @@ def summary_line(stats: dict[str, Any], rate: float) -> str:
 def status_text(where: str, stats: dict[str, Any]) -> str:
     """God's figures for a person: the summary line, then a line per consumer and producer."""
     lines = [f"god at {where}, up {stats['uptime_s']:.0f}s: " + summary_line(stats, 0.0).rsplit(" | ", 2)[0]
-             + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"]
+             + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"
+             + (f" | connections {stats['connections']} | refused {stats['refused']}" if "connections" in stats else "")]
     for c in stats["consumers"]:
         lines.append(f"  consumer {c['name']} on {c['host']}: {c['processes']} processes, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "

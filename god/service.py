@@ -104,6 +104,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
+    broker.more_figures = door.figures
     server = GodServer(broker, settings, door)
     address = server.start()
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")

@@ -31,6 +31,9 @@ def test_a_peer_with_a_wrong_key_is_logged_by_god(god: God, spawn: Callable[...,
     p = spawn("producer", "--rounds", "1", env_extra={**addr_env(god), "GOD_AUTHKEY": "not-the-key"})
     assert p.wait() == exitcodes.AUTH
     god.proc.wait_for(r"refused 127\.0\.0\.1:\d+: wrong authkey", stream="err")
+    status = spawn("god", "status", "--json", env_extra=addr_env(god))
+    assert status.wait() == 0
+    assert json.loads("\n".join(status.out))["refused"] == 1  # counted, for status and metrics
 
 
 def test_silent_connections_are_dropped_and_a_flood_is_bounded(

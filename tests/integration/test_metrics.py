@@ -42,6 +42,8 @@ def test_metrics_count_tasks_by_state(start_god: Callable[..., God], spawn: Call
     assert after['god_tasks{state="pending"}'] == 0 and after["god_queue_depth"] == 0
     assert {"god_duplicates_total", "god_redeliveries_total", "god_dead_letters_total",
             "god_results_per_second"} <= after.keys()
+    assert after["god_connections"] >= 2  # the consumer's lease and ack connections (and its heartbeat, once it beats)
+    assert after["god_connections_refused_total"] == 0
     assert any(re.match(r'god_consumer_done_total\{consumer="[^"]+",host="[^"]+"\}', k) for k in after)
     with pytest.raises(urllib.error.HTTPError, match="404"):
         urllib.request.urlopen(url.replace("/metrics", "/other"), timeout=5)
