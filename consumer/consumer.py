@@ -75,7 +75,7 @@ class Consumer:
         self._signals = 0
         self._signal_name = ""
         self._fatal: GodError | None = None
-        self._threads_stop = False
+        self._threads_stopped = threading.Event()  # set: the collector and heartbeat threads end
         self._threads: list[threading.Thread] = []
         self._log = logger.bind(role="consumer")
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes}
@@ -90,6 +90,10 @@ class Consumer:
 
     def _stopping(self) -> bool:
         return self._threads_stop or self._signals > 1
+
+    @property
+    def _threads_stop(self) -> bool:
+        return self._threads_stopped.is_set()
 
     def _stop_leasing(self) -> bool:
         return self._stopping() or self._signals > 0
@@ -178,7 +182,7 @@ class Consumer:
         collector, beater = self._threads
         while collector.is_alive():  # short joins, so a second signal gets through
             collector.join(0.2)
-        self._threads_stop = True  # no heartbeat may follow our goodbye
+        self._threads_stopped.set()  # no heartbeat may follow our goodbye
         beater.join()
         if self._fatal is None:
             try:
@@ -188,7 +192,7 @@ class Consumer:
         self.state = State.STOPPED
 
     def _teardown(self) -> None:
-        self._threads_stop = True
+        self._threads_stopped.set()
         self.pool.terminate()
         for c in self._clients:
             c.close()
@@ -197,7 +201,7 @@ class Consumer:
     def _fail(self, e: GodError) -> None:
         if self._fatal is None:
             self._fatal = e
-        self._threads_stop = True
+        self._threads_stopped.set()
 
     def _dispatch(self, tasks: list[Leased]) -> None:
         left = self.pool.dispatch(tasks)
@@ -253,12 +257,9 @@ class Consumer:
 
     def _heartbeat_loop(self) -> None:
         try:
-            while not self._threads_stop:
-                beat_at = time.monotonic() + self._heartbeat_s
-                while not self._threads_stop and time.monotonic() < beat_at:
-                    time.sleep(0.05)
-                if self._threads_stop:
-                    return
+            # An event, not a polled flag: a stop ends the wait at once, and an idle consumer
+            # does not wake twenty times a second to look.
+            while not self._threads_stopped.wait(self._heartbeat_s):
                 if not self._beat_client.heartbeat():
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:

@@ -99,6 +99,7 @@ class GodClient:
 
         Raises:
             AuthError: god refused our key (not retried: it will not change by waiting).
+            ConfigError: TLS set up so that it cannot work (not retried either).
             UnreachableError: no answer for ``settings.give_up_after`` seconds.
             Interrupted: the stop event was set while we waited to retry.
         """
