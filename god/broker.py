@@ -162,7 +162,7 @@ class Broker:
     def _finish(self, tid: str, r: ResultIn, payload: Any, consumer: str, attempts: int) -> None:
         self._outbox.append((r, payload, consumer, attempts))
         if self.mailboxes:
-            self.mailboxes.post(tid, (r, payload, consumer, attempts))
+            self.mailboxes.post(tid, (r, consumer, attempts))  # the producer has the payload
         if tid.startswith(TUTORIAL_PREFIX):
             self._cq.append(r[VALUE] if r[OK] else r[ERROR])
             self._cq_ready.notify()

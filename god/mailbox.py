@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-#: What a mailbox holds: (number, (wire result, payload, consumer, attempts)).
+#: What a mailbox holds: (number, (wire result, consumer, attempts)).
 Posted = tuple[int, tuple[Any, ...]]
 
 

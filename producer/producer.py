@@ -34,6 +34,7 @@ from shared.records import Result, TaskIn, describe
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
 RESULTS_BATCH = 1000  # results fetched per call
+_GONE = object()  # not waited for (any more)
 MAX_PAYLOAD = 16 * 2**20  # bytes, until god says its own limit
 
 
@@ -86,7 +87,9 @@ class Producer:
         self._seq = itertools.count(1)
         self.accepted = 0
         self.keeps_results = results
-        self.waiting: dict[str, None] = {}  # ids put whose results have not come yet, in order
+        # Tasks put whose results have not come yet, in order: id -> payload. The producer keeps
+        # its payloads, so god does not send them back with the results.
+        self.waiting: dict[str, Any] = {}
         self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
         self._confirmed = 0  # the last result number taken from god's mailbox
         self._run = ""  # the god run those numbers belong to
@@ -144,7 +147,7 @@ class Producer:
         self.accepted += len(tasks)
         ids = [t[0] for t in tasks]
         if self.keeps_results:
-            self.waiting.update(dict.fromkeys(ids))
+            self.waiting.update(zip(ids, payloads))
         return ids
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
@@ -172,14 +175,15 @@ class Producer:
                 self._run, self._confirmed = run, 0
             posted, gone = self.client.results_for(run, self._confirmed, RESULTS_BATCH, RESULTS_WAIT_S, check)
             for tid in gone:
-                if self.waiting.pop(tid, 0) is None:
+                if self.waiting.pop(tid, _GONE) is not _GONE:
                     self.lost_in_restart.append(tid)
             if gone:
                 self._log.warning("god restarted: {} tasks had finished before, their results are in god's "
                                   "results file, not here", len(gone))
-            for number, (r, payload, consumer, attempts) in posted:
+            for number, (r, consumer, attempts) in posted:
                 self._confirmed = number
-                if self.waiting.pop(r[0], 0) is None:  # not a duplicate
+                payload = self.waiting.pop(r[0], _GONE)
+                if payload is not _GONE:  # not a duplicate
                     yield Result.from_wire(r, payload=payload, consumer=consumer, attempts=attempts)
 
 
