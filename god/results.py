@@ -63,7 +63,7 @@ class ResultsFile:
         except OSError as e:
             # The buffer may have reached the file in part; the reopened file goes on
             # from its real end, so a line may be cut short there, never lost.
-            self._close()
+            self.close()
             now = time.monotonic()
             if now - self._error_at > ERROR_EVERY_S:
                 self._error_at = now
@@ -101,14 +101,11 @@ class ResultsFile:
                 found.append((tid, bool(ok)))
         return found
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the file (what it refused stays in ``unwritten``); the next write reopens it."""
         if self._f is not None:
             try:
                 self._f.close()
             except OSError:
                 pass
             self._f = None
-
-    def close(self) -> None:
-        """Close the file (what it refused stays in ``unwritten``)."""
-        self._close()
