@@ -39,6 +39,7 @@ from shared.config import Settings  # noqa: E402
 
 KEY = secrets.token_hex(16)
 WARMUP = 10  # round trips not counted: the worker starting and connecting, caches filling
+READY = "ready"  # a tutorial worker's first result: it is connected
 PY = sys.executable
 
 
@@ -80,12 +81,31 @@ def _tutorial_queues(address: tuple[str, int]) -> tuple[Any, Any]:
 
 def _tutorial_worker(address: tuple[str, int]) -> None:
     tasks, results = _tutorial_queues(address)
+    results.put(READY)
     while True:
-        try:
-            n = tasks.get(timeout=1)
-        except queue.Empty:
+        n = tasks.get(timeout=60)
+        if n is None:
             return
         results.put(n if isinstance(n, bytes) else f"{n} * {n} = {n * n}")
+
+
+@contextmanager
+def tutorial_workers(address: tuple[str, int], tasks: Any, results: Any, k: int) -> Iterator[None]:
+    """k worker processes, every one connected before the clock starts; stopped afterwards."""
+    workers = [Process(target=_tutorial_worker, args=(address,)) for _ in range(k)]
+    for w in workers:
+        w.start()
+    for _ in range(k):
+        assert results.get(timeout=120) == READY
+    try:
+        yield
+    finally:
+        for _ in range(k):
+            tasks.put(None)
+        for w in workers:
+            w.join(10)
+            if w.is_alive():
+                w.kill()
 
 
 @contextmanager
@@ -98,38 +118,31 @@ def tutorial_server() -> Iterator[tuple[str, int]]:
         m.shutdown()
 
 
-def tutorial_throughput(n: int) -> dict[str, float]:
-    """The tutorial's master: put every task, then get every result; two workers meanwhile."""
+def tutorial_throughput(n: int, workers: int = 2) -> dict[str, float]:
+    """The tutorial's master: put every task, then get every result; the workers meanwhile."""
     with tutorial_server() as address:
         tasks, results = _tutorial_queues(address)
-        workers = [Process(target=_tutorial_worker, args=(address,)) for _ in range(2)]
-        for w in workers:
-            w.start()
-        tasks.qsize()  # every proxy connected before the clock starts
-        t0 = time.perf_counter()
-        for i in range(n):
-            tasks.put(i)
-        for _ in range(n):
-            results.get(timeout=60)
-        elapsed = time.perf_counter() - t0
-        for p in workers:
-            p.join(10)
+        with tutorial_workers(address, tasks, results, workers):
+            t0 = time.perf_counter()
+            for i in range(n):
+                tasks.put(i)
+            for _ in range(n):
+                results.get(timeout=60)
+            elapsed = time.perf_counter() - t0
     return {"tasks": n, "seconds": elapsed, "tasks_per_s": n / elapsed}
 
 
 def tutorial_latency(n: int, payload: Any = 7) -> dict[str, float]:
     with tutorial_server() as address:
         tasks, results = _tutorial_queues(address)
-        worker = Process(target=_tutorial_worker, args=(address,))
-        worker.start()
         samples = []
-        for i in range(n + WARMUP):
-            t0 = time.perf_counter()
-            tasks.put(payload)
-            results.get(timeout=30)
-            if i >= WARMUP:
-                samples.append(time.perf_counter() - t0)
-        worker.join(10)
+        with tutorial_workers(address, tasks, results, 1):
+            for i in range(n + WARMUP):
+                t0 = time.perf_counter()
+                tasks.put(payload)
+                results.get(timeout=30)
+                if i >= WARMUP:
+                    samples.append(time.perf_counter() - t0)
     return _percentiles(samples)
 
 
@@ -237,12 +250,12 @@ def _tree_cpu(root: int) -> int:
     return total
 
 
-def _until(pred: Callable[[], Any], timeout: float, what: str) -> None:
+def _until(pred: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 class LineCounter:
@@ -250,6 +263,7 @@ class LineCounter:
 
     def __init__(self, path: Path) -> None:
         self.path, self.count, self._pos = path, 0, 0
+        self.first: tuple[float, int] | None = None  # (when, count) lines were first seen
 
     def __call__(self) -> int:
         if self.path.exists():
@@ -258,6 +272,8 @@ class LineCounter:
                 chunk = f.read()
             self._pos += len(chunk)
             self.count += chunk.count(b"\n")
+            if self.first is None and self.count:
+                self.first = (time.perf_counter(), self.count)
         return self.count
 
 
@@ -272,14 +288,19 @@ def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 1, pr
         lines = LineCounter(g.results)
         t0 = time.perf_counter()
         g.spawn("producer", "--from", str(src))
-        _until(lambda: lines() >= n, 600, f"{n} results")
-        elapsed = time.perf_counter() - t0
+        _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
+        end = time.perf_counter()
         rss = g.rss_kb()
-    return {"tasks": n, "seconds": elapsed, "tasks_per_s": n / elapsed, "god_peak_kb": rss["peak_kb"]}
+    assert lines.first is not None
+    first_at, first_count = lines.first
+    return {"tasks": n, "seconds": end - t0, "tasks_per_s": n / (end - t0), "god_peak_kb": rss["peak_kb"],
+            # the producer process starting (imports, connecting, reading) is outside this one
+            "first_result_s": first_at - t0, "steady_tasks_per_s": (n - first_count) / (end - first_at)}
 
 
-def ours_latency(work: Path, n: int, payload: Any = 7, task: str = "consumer.tasks:square") -> dict[str, float]:
-    with god(work, "--no-journal") as g:
+def ours_latency(work: Path, n: int, payload: Any = 7, task: str = "consumer.tasks:square", *,
+                 journal: bool = False) -> dict[str, float]:
+    with god(work, *(() if journal else ("--no-journal",))) as g:
         g.spawn("consumer", "--processes", "1", "--task", task)
         g.wait_consumers(1)
         samples = []
@@ -343,7 +364,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
                 r["ratio"] = r["tasks_per_s"] / base["tasks_per_s"]
                 out["throughput"]["journal" if journal else "no_journal"] = r
         if "latency" in sections:
-            out["latency"] = {"tutorial": tutorial_latency(lat_n), "ours": ours_latency(work, lat_n)}
+            out["latency"] = {"tutorial": tutorial_latency(lat_n), "ours": ours_latency(work, lat_n),
+                              "ours_journal": ours_latency(work, lat_n, journal=True)}
         if "payloads" in sections:
             out["payloads"] = {}
             for size in (1024, 16 * 1024, 32 * 1024, 64 * 1024, 1024 * 1024):
@@ -357,23 +379,29 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
         if "consumers" in sections:
             out["consumers"] = {}
             for k in ((1, 8) if quick else (1, 4, 16, 64)):
-                out["consumers"][str(k)] = ours_throughput(work, n // 2, journal=False, consumers=k, processes=1)
+                out["consumers"][str(k)] = {
+                    "ours": ours_throughput(work, n // 2, journal=False, consumers=k, processes=1),
+                    "tutorial": tutorial_throughput(n // 20, workers=k),
+                }
         if "million" in sections:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
     return out
 
 
+WHAT = 54  # characters of the table's first column
+
+
 def table(r: dict[str, Any]) -> str:
     """The figures as a table for a person."""
     rows = [f"bench on {r['machine']['cpus']} CPUs, Python {r['machine']['python']}{' (quick)' if r['quick'] else ''}",
-            f"{'what':46} {'tasks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'god MB':>8} {'x tutorial':>10}"]
+            f"{'what':{WHAT}} {'tasks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'god MB':>8} {'x tutorial':>10}"]
 
     def row(what: str, tps: float | None = None, p50: float | None = None, p99: float | None = None,
             mb: float | None = None, ratio: float | None = None) -> None:
         cells = [f"{tps:10,.0f}" if tps is not None else f"{'':10}", f"{p50:8.2f}" if p50 is not None else f"{'':8}",
                  f"{p99:8.2f}" if p99 is not None else f"{'':8}", f"{mb:8.0f}" if mb is not None else f"{'':8}",
                  f"{ratio:10.1f}" if ratio is not None else f"{'':10}"]
-        rows.append(f"{what:46} " + " ".join(cells))
+        rows.append(f"{what:{WHAT}} " + " ".join(cells))
 
     if "throughput" in r:
         t = r["throughput"]
@@ -382,10 +410,14 @@ def table(r: dict[str, Any]) -> str:
             x = t[key]
             row(f"throughput, god, {name} ({x['tasks']:,} tasks)", x["tasks_per_s"], mb=x["god_peak_kb"] / 1024,
                 ratio=x["ratio"])
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+            x = t[key]
+            row(f"  {name}, from the first result ({x['first_result_s']:.2f}s in)", x["steady_tasks_per_s"],
+                ratio=x["steady_tasks_per_s"] / t["tutorial"]["tasks_per_s"])
     if "latency" in r:
-        for who in ("tutorial", "ours"):
+        for who, name in (("tutorial", "tutorial pattern"), ("ours", "god, --no-journal"), ("ours_journal", "god, journal on")):
             x = r["latency"][who]
-            row(f"single-task latency, {'tutorial pattern' if who == 'tutorial' else 'god'}", None, x["p50_ms"], x["p99_ms"])
+            row(f"single-task latency, {name}", None, x["p50_ms"], x["p99_ms"])
     if "payloads" in r:
         for size, x in r["payloads"].items():
             for who in ("tutorial", "ours"):
@@ -398,10 +430,13 @@ def table(r: dict[str, Any]) -> str:
             row(f"connect + first call, {'stock manager' if who == 'tutorial' else 'GodClient'}", None,
                 x["p50_ms"], x["p99_ms"])
     if "consumers" in r:
-        peak = max(x["tasks_per_s"] for x in r["consumers"].values())
-        for k, x in r["consumers"].items():
-            row(f"{k} consumer processes ({x['tasks_per_s'] / peak:.0%} of peak)", x["tasks_per_s"],
-                mb=x["god_peak_kb"] / 1024)
+        for who, name in (("ours", "god"), ("tutorial", "tutorial pattern")):
+            peak = max(x[who]["tasks_per_s"] for x in r["consumers"].values())
+            for k, x in r["consumers"].items():
+                y = x[who]
+                row(f"{name}, {k} consumer process{'es' if k != '1' else ''} ({y['tasks_per_s'] / peak:.0%} of peak)",
+                    y["tasks_per_s"],
+                    mb=y["god_peak_kb"] / 1024 if "god_peak_kb" in y else None)
     if "million" in r:
         x = r["million"]
         row(f"{x['tasks']:,} tasks queued ({x['bytes_per_task']:.0f} B/task)", x["tasks"] / x["put_seconds"],
