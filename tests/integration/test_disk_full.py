@@ -52,7 +52,8 @@ with open(filler, "wb", buffering=0) as f:  # take every free block
 
 # 200 KiB of payloads: more than the journal can write on a full disk
 done = []
-t = threading.Thread(target=lambda: done.append(b.put_many("p", [(f"p/{i}", "x" * 2048) for i in range(10, 110)])))
+t = threading.Thread(target=lambda: done.append(b.put_many("p", [(f"p/{i}", "x" * 2048) for i in range(10, 110)])),
+                     daemon=True)
 t.start()
 deadline = time.monotonic() + 10
 while not errors and time.monotonic() < deadline:
