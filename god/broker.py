@@ -32,6 +32,10 @@ TUTORIAL_PREFIX = "tutorial:"  # ids of tasks put through the queue views
 
 _MISSING = object()
 
+
+def _nothing() -> None:
+    pass
+
 #: A result as the monitor takes it: (wire result, payload, consumer, attempts).
 Outgoing = tuple[ResultIn, Any, str, int]
 
@@ -113,6 +117,9 @@ class Broker:
         self._outbox: deque[Outgoing] = deque()
         self.mailboxes = Mailboxes()  # results kept for producers that wait for theirs
         self.more_figures: Callable[[], dict[str, Any]] = dict  # the door's, once god serves
+        # Called after a change that may let a waiting call go on (tasks to lease, room to
+        # put, results to fetch): the hub, once god serves, retries the calls it holds.
+        self.changed: Callable[[], None] = _nothing
         self._arrivals = Arrivals()
         self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
         self._dead: dict[str, tuple[Any, str, int]] = {}
@@ -198,6 +205,8 @@ class Broker:
             self._not_empty.notify()
         if len(back) < len(ids):
             self.results_ready.set()
+        if ids:
+            self.changed()
         return len(back)
 
     # -- the client API (BROKER_METHODS) ---------------------------------------------------
@@ -233,59 +242,71 @@ class Broker:
             How many tasks, from the front of the list, are now taken care of (queued now
             or before): the caller offers the rest again. Fewer than len(tasks) means full.
         """
-        journal = self.journal
         # Pickled whole before taking the lock, so other clients do not wait on it: the
         # journal row when every task is new and there is room (the usual case).
-        whole = dumps(tasks) if journal is not None else b""
-        i, n, accepted = 0, len(tasks), 0
-        ticket = 0
-        deadline: float | None = None
+        whole = dumps(tasks) if self.journal is not None else None
+        i, ticket = self.offer(producer, tasks, 0, whole)
+        deadline = time.monotonic() + timeout
+        while i < len(tasks) and timeout > 0:
+            with self._lock:
+                if self._pending >= self.capacity and not _wait(self._not_full, deadline):
+                    break
+            i, more = self.offer(producer, tasks, i)
+            ticket = max(ticket, more)
+        if self.journal is not None and ticket:
+            self.journal.wait(ticket)
+        return i
+
+    def offer(self, producer: str, tasks: list[TaskIn], start: int = 0, whole: bytes | None = None) -> tuple[int, int]:
+        """Queue what there is room for, from tasks[start:], without waiting.
+
+        Args:
+            whole: ``dumps(tasks)``, made by the caller outside the lock, for the journal.
+
+        Returns:
+            (how many from the front are taken care of, the journal ticket to wait for
+            before confirming them; 0 without a journal).
+        """
+        journal = self.journal
+        i, n, accepted, ticket = start, len(tasks), 0, 0
         with self._lock:
             p = self._producer(producer)
             seen, queue, payloads = self._seen, self._queue, self._tasks
-            while True:
-                room = self.capacity - self._pending
-                start, rows = i, []
-                dupes = False
-                while i < n:
-                    tid, payload = tasks[i]
-                    if tid in seen:
-                        p.duplicates += 1
-                        dupes = True
-                    elif room > 0:
-                        seen.add(tid)
-                        payloads[tid] = payload
-                        queue.append(tid)
-                        room -= 1
-                        accepted += 1
-                        rows.append(tid)
-                    else:
-                        break
-                    i += 1
-                if journal is not None and i > start:
-                    # Appended under the lock, so a re-sent put that finds these ids seen
-                    # waits for this same commit (the current ticket) before confirming.
-                    if not rows:
-                        ticket = journal.ticket
-                    elif start == 0 and i == n and not dupes:
-                        ticket = journal.add_tasks(rows, whole)
-                    else:  # some were there already, or there was no room for all: journal the new ones
-                        ticket = journal.add_tasks(rows, dumps([(tid, payloads[tid]) for tid in rows]))
-                if accepted:
-                    p.put += accepted
-                    self._counts["accepted"] += accepted
-                    self._arrivals.accepted(accepted, self._now())
-                    accepted = 0
-                    self._not_empty.notify()
-                if i >= n or timeout <= 0:
+            room = self.capacity - self._pending
+            rows = []
+            dupes = False
+            while i < n:
+                tid, payload = tasks[i]
+                if tid in seen:
+                    p.duplicates += 1
+                    dupes = True
+                elif room > 0:
+                    seen.add(tid)
+                    payloads[tid] = payload
+                    queue.append(tid)
+                    room -= 1
+                    accepted += 1
+                    rows.append(tid)
+                else:
                     break
-                if deadline is None:
-                    deadline = time.monotonic() + timeout
-                if not _wait(self._not_full, deadline):
-                    break
-        if journal is not None and ticket:
-            journal.wait(ticket)
-        return i
+                i += 1
+            if journal is not None and i > start:
+                # Appended under the lock, so a re-sent put that finds these ids seen
+                # waits for this same commit (the current ticket) before confirming.
+                if not rows:
+                    ticket = journal.ticket
+                elif start == 0 and i == n and not dupes and whole is not None:
+                    ticket = journal.add_tasks(rows, whole)
+                else:  # some were there already, or there was no room for all: journal the new ones
+                    ticket = journal.add_tasks(rows, dumps([(tid, payloads[tid]) for tid in rows]))
+            if accepted:
+                p.put += accepted
+                self._counts["accepted"] += accepted
+                self._arrivals.accepted(accepted, self._now())
+                self._not_empty.notify()
+        if accepted:
+            self.changed()
+        return i, ticket
 
     def lease(self, consumer: str, max_n: int, timeout: float = 0.0, seq: int | None = None) -> list[Leased]:
         """Lease up to max_n tasks, waiting up to timeout for the first.
@@ -301,25 +322,53 @@ class Broker:
                 deadline = time.monotonic() + timeout
                 while self._pending <= 0 and _wait(self._not_empty, deadline):
                     pass
-            batch: list[Leased] = []
-            attempts, owner, leased = self._attempts, self._owner, c.leased
-            while len(batch) < max_n:
-                tid = self._pop_next()
-                if tid is None:
-                    break
-                a = attempts.get(tid, 0) + 1
-                attempts[tid] = a
-                if a == 1:
-                    self._arrivals.served()
-                owner[tid] = consumer
-                leased[tid] = None
-                batch.append((tid, self._tasks[tid], a))
-            c.lease_seq, c.last_batch = seq, batch
-            if batch:
-                self._not_full.notify_all()
-            if batch and self._pending > 0:
-                self._not_empty.notify()  # pass it on: one waiter woken per round, not all of them
-            return batch
+            batch = self._lease_now(c, max_n, seq)
+        if batch:
+            self.changed()
+        return batch
+
+    def has_waiting(self) -> bool:
+        """Whether tasks wait to be leased: a hint, read without the lock."""
+        return self._pending > 0
+
+    def has_room(self) -> bool:
+        """Whether a put would find room: a hint, read without the lock."""
+        return self._pending < self.capacity
+
+    def try_lease(self, consumer: str, max_n: int, seq: int | None = None) -> list[Leased] | None:
+        """``lease`` without waiting, for a caller that waits elsewhere: None (and nothing
+        recorded, so the same seq may try again) while no task waits."""
+        with self._lock:
+            c = self._consumer(consumer)
+            if seq is not None and seq == c.lease_seq:
+                return [t for t in c.last_batch if t[0] in c.leased]
+            if self._pending <= 0:
+                return None
+            batch = self._lease_now(c, max_n, seq)
+        self.changed()
+        return batch
+
+    def _lease_now(self, c: ConsumerState, max_n: int, seq: int | None) -> list[Leased]:
+        """Lease up to max_n waiting tasks to c (lock held)."""
+        batch: list[Leased] = []
+        attempts, owner, leased = self._attempts, self._owner, c.leased
+        while len(batch) < max_n:
+            tid = self._pop_next()
+            if tid is None:
+                break
+            a = attempts.get(tid, 0) + 1
+            attempts[tid] = a
+            if a == 1:
+                self._arrivals.served()
+            owner[tid] = c.name
+            leased[tid] = None
+            batch.append((tid, self._tasks[tid], a))
+        c.lease_seq, c.last_batch = seq, batch
+        if batch:
+            self._not_full.notify_all()
+        if batch and self._pending > 0:
+            self._not_empty.notify()  # pass it on: one waiter woken per round, not all of them
+        return batch
 
     def ack_many(self, consumer: str, results: list[ResultIn]) -> int:
         """Record results; the first result for a task id wins, later ones are counted duplicates.
@@ -358,6 +407,7 @@ class Broker:
                 new += 1
         if new:
             self.results_ready.set()
+            self.changed()
         return new
 
     def heartbeat(self, consumer: str) -> bool:
@@ -539,6 +589,7 @@ class Broker:
                     if self.journal is not None:
                         self.journal.drop_tasks([tid])
                     self._not_full.notify_all()
+                    self.changed()
                     if self._pending > 0:
                         self._not_empty.notify()  # pass it on to the next waiter
                     return True, self._tasks.pop(tid)

@@ -108,6 +108,13 @@ class Door:
         conn.recv = recv  # type: ignore[method-assign]
         return True
 
+    def waiting(self, conn: connection.Connection, idle: bool) -> None:
+        """The hub says whether a connection it serves now waits for a request (idle time counts)."""
+        with self._lock:
+            entry = self._open.get(id(conn))
+            if entry is not None:
+                entry.waiting_since = time.monotonic() if idle else None
+
     def left(self, conn: connection.Connection) -> None:
         """A connection's thread is done with it."""
         with self._lock:

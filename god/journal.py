@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -88,6 +89,7 @@ class Journal:
         self._ticket = 0  # ops appended so far
         self._committed = 0  # ops committed so far
         self._closing = False
+        self.on_commit: Callable[[], None] = lambda: None  # after each commit (the hub's wake-up)
         self._next_seq = 1 + self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM task_batches").fetchone()[0]
         self._open: deque[tuple[int, list[str]]] = deque()  # task batches with tasks not done, oldest first
         self._log = logger.bind(role="god")
@@ -201,6 +203,11 @@ class Journal:
         with self._cond:
             return self._ticket
 
+    def committed(self, ticket: int) -> bool:
+        """True once the op with this ticket is committed."""
+        with self._cond:
+            return self._committed >= ticket
+
     def wait(self, ticket: int) -> None:
         """Block until the op with this ticket is committed.
 
@@ -232,6 +239,7 @@ class Journal:
             with self._cond:
                 self._committed = upto
                 self._cond.notify_all()
+            self.on_commit()
 
     def _apply(self, ops: list[Op]) -> None:
         with self._db:  # one transaction; rolled back if any statement fails

@@ -11,11 +11,14 @@ from typing import Any, cast
 
 from god.broker import Broker
 from god.door import Door, peer_of
+from god.hub import Hub
 from god.views import ResultQueueView, TaskQueueView
 from shared import transport
 from shared.config import Address, Settings, format_address
 from shared.errors import AddressInUseError, ConfigError
-from shared.manager import BROKER, BROKER_METHODS, CQ, PQ, QUEUE_METHODS, RESULT_QUEUE, TASK_QUEUE, GodManager
+from shared.manager import (
+    ACCEPT_BROKER, BROKER, BROKER_METHODS, CQ, PQ, QUEUE_METHODS, RESULT_QUEUE, TASK_QUEUE, GodManager,
+)
 
 # The registered callables run in server threads and must reach god's one broker; they are
 # module-level functions (a lambda cannot be pickled under spawn/forkserver), so it lives here.
@@ -56,6 +59,7 @@ class DoorServer(managers.Server):
     """
 
     door: Door
+    hub: Hub
     listener: connection.Listener
     authkey: bytes
 
@@ -72,16 +76,20 @@ class DoorServer(managers.Server):
             threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
 
     def handle_request(self, conn: connection.Connection) -> None:
-        """One connection: the handshakes within the door's time, then its requests."""
+        """One connection: the handshakes within the door's time, then its requests (or the
+        hub serves them, for our clients)."""
+        adopted = False
         try:
-            self._handle_request(conn)
+            adopted = self._handle_request(conn)
         except SystemExit:
             pass  # serve_client() calls sys.exit(0) on EOF
         finally:
-            conn.close()
-            self.door.left(conn)
+            if not adopted:
+                conn.close()
+                self.door.left(conn)
 
-    def _handle_request(self, c: connection.Connection) -> None:
+    def _handle_request(self, c: connection.Connection) -> bool:
+        """Returns True if the hub took the connection over."""
         # The stock method, with the handshake bounded in time and its failures logged
         # (the stock one sends a traceback to a peer that failed to authenticate).
         try:
@@ -91,19 +99,23 @@ class DoorServer(managers.Server):
             transport.set_timeout(c, None)
         except AuthenticationError as e:
             self.door.wrong_key(c, f"wrong authkey ({e})")
-            return
+            return False
         except (OSError, EOFError, AssertionError) as e:
             # Timed out, went away, not TLS, or not the manager protocol: nothing to answer.
             self.door.log.warning("handshake", "dropped {}: no handshake ({})", peer_of(c), _why(e))
-            return
+            return False
         request = None
         try:
             request = c.recv()
             ignore, funcname, args, kwds = request
+            if funcname == ACCEPT_BROKER:  # our client: the hub serves it from now on
+                c.send(("#RETURN", None))
+                self.hub.adopt(c)
+                return True
             assert funcname in self.public, f"{funcname!r} unrecognized"
             func = getattr(self, funcname)
         except (EOFError, OSError):
-            return
+            return False
         except Exception:
             msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
         else:
@@ -115,6 +127,7 @@ class DoorServer(managers.Server):
             c.send(msg)
         except Exception:
             pass  # the peer went away
+        return False
 
 
 def _why(e: BaseException) -> str:
@@ -161,6 +174,8 @@ class GodServer:
         server.id_to_obj[BROKER] = (self.broker, frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
         server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
         server.door = self.door
+        server.hub = Hub(self.broker, self.door)
+        server.hub.start()
         self.address = cast(Address, server.address)
         self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)
         self._thread.start()

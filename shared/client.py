@@ -1,8 +1,9 @@
 """The reconnecting client producers and consumers use to call god's broker.
 
 One GodClient is one connection, for one thread. It talks to the broker object that god
-registers under the fixed id ``broker``: connect, handshake, ``accept_connection``, then
-calls, one round trip each (the stock proxy needs four connections before its first call).
+registers under the fixed id ``broker``: connect, handshake, ``accept_broker`` (god's hub
+serves the connection from then on), then calls, one round trip each (the stock proxy needs
+four connections before its first call).
 
 A call that fails between send and reply leaves a connection out of step (the next call
 would read the old reply), so after any such failure the connection is thrown away and a
@@ -26,7 +27,7 @@ from loguru import logger
 from shared import transport
 from shared.config import Settings, format_address
 from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
-from shared.manager import BROKER
+from shared.manager import ACCEPT_BROKER, BROKER
 from shared.records import Leased, ResultIn, TaskIn, describe
 
 BACKOFF_FIRST_S = 0.1  # first wait after a failure
@@ -66,7 +67,7 @@ class GodClient:
         conn = transport.connect(self.settings.address, self.settings.authkey, recv_timeout=REPLY_TIMEOUT_S,
                                  tls=self._tls)
         try:
-            self._exchange(conn, None, "accept_connection", (self.name,))
+            self._exchange(conn, None, ACCEPT_BROKER, (self.name,))
             self.server_info = self._exchange(conn, BROKER, "hello", (self.name, self.role, self.info))
         except BaseException:
             conn.close()

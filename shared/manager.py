@@ -17,6 +17,9 @@ REGISTERED = (BROKER, PQ, CQ, TASK_QUEUE, RESULT_QUEUE)
 BROKER_METHODS = (
     "ping", "hello", "put_many", "lease", "ack_many", "heartbeat", "release", "bye", "stats", "results_for",
 )
+#: A connection's first request that asks god's hub to serve its broker calls (in place
+#: of the stock 'accept_connection', which gives the connection a server thread).
+ACCEPT_BROKER = "accept_broker"
 #: The methods of the queue views, as a tutorial client expects from queue.Queue.
 QUEUE_METHODS = ("put", "put_nowait", "get", "get_nowait", "empty", "qsize", "full")
 
