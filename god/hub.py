@@ -101,6 +101,9 @@ class Hub:
         self._woken = False
         self._dirty = False  # something changed that may let a parked call go on
         self._parked: list[Parked] = []
+        self._urgent: deque[Peer] = deque()  # peers with replies to calls that waited
+        self._replies: deque[Peer] = deque()  # peers with other replies to send
+        self._retrying = False
         self._ident: int | None = None
         self._log = logger.bind(role="god")
         self._thread = threading.Thread(target=self._run, name="god-hub", daemon=True)
@@ -167,6 +170,13 @@ class Hub:
                 self._close(peer)
         if self._parked and (self._dirty or any(p.deadline <= time.monotonic() for p in self._parked)):
             self._retry()
+        # Replies go out once the round is done: first those of calls that waited (a lease's
+        # tasks, a producer's results: what a task's path waits on), then the rest.
+        for queue in (self._urgent, self._replies):
+            while queue:
+                peer = queue.popleft()
+                if not peer.closed:
+                    self._flush(peer)
 
     def _take_wake_ups(self) -> None:
         try:
@@ -248,7 +258,7 @@ class Hub:
             peer.out.append(header + data)
         peer.busy = False
         self.door.waiting(peer.conn, True)
-        self._flush(peer)
+        (self._urgent if self._retrying else self._replies).append(peer)
 
     def _flush(self, peer: Peer) -> None:
         out = peer.out
@@ -349,14 +359,18 @@ class Hub:
         self._dirty = False
         parked, self._parked = self._parked, []
         now = time.monotonic()
-        for p in parked:
-            # A lease goes on after its peer is gone: what it leases, or the empty lease at
-            # its deadline, is recorded under its seq, so the consumer's retry gets the same
-            # answer instead of waiting anew each time (its reply timeout may be shorter).
-            if p.peer.closed and p.kind != "lease":
-                continue
-            if not self._go_on(p, p.deadline <= now):
-                self._parked.append(p)
+        self._retrying = True
+        try:
+            for p in parked:
+                # A lease goes on after its peer is gone: what it leases, or the empty lease
+                # at its deadline, is recorded under its seq, so the consumer's retry gets the
+                # same answer instead of waiting anew each time (its reply timeout may be shorter).
+                if p.peer.closed and p.kind != "lease":
+                    continue
+                if not self._go_on(p, p.deadline <= now):
+                    self._parked.append(p)
+        finally:
+            self._retrying = False
 
     def _go_on(self, p: Parked, late: bool) -> bool:
         """Try a parked call again; True once it is answered (or handed to another wait)."""
