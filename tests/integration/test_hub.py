@@ -1,0 +1,93 @@
+"""God's hub: our clients' connections cost no thread each, and no peer can hold the others up."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import connection
+
+import pytest
+
+from shared import transport
+from shared.client import GodClient
+from shared.config import Settings
+from shared.manager import ACCEPT_BROKER, BROKER
+from tests.conftest import God
+from tests.helpers import wait_until
+from tests.integration.test_door import settings_for
+from tests.integration.test_soak import proc_status
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def call_with_deadline(settings: Settings, method: str, *args: object) -> object:
+    """One call on a fresh connection that gives up after 5 s instead of retrying."""
+    quick = Settings(settings.address, settings.authkey, settings.authkey_source, give_up_after=5)
+    c = GodClient(quick, name="bystander", role="status")
+    try:
+        return c.call(method, *args)
+    finally:
+        c.close()
+
+
+@contextmanager
+def raw_peer(settings: Settings) -> Iterator[connection.Connection]:
+    """An authenticated connection handed to the hub, for sending bytes by hand."""
+    conn = transport.connect(settings.address, settings.authkey, recv_timeout=10)
+    try:
+        conn.send((None, ACCEPT_BROKER, ("raw",), {}))
+        assert conn.recv() == ("#RETURN", None)
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_connections_do_not_cost_god_a_thread_each(god: God, env: dict[str, str]) -> None:
+    # Given god's thread count at rest
+    settings = settings_for(god, env)
+    base = proc_status(god.proc.pid)["threads"]
+    clients = [GodClient(settings, name=f"c{i}", role="status") for i in range(100)]
+    try:
+        # When 100 clients connect and each makes a call
+        for c in clients:
+            c.stats()
+        # Then god counts 100 connections, and its threads go back to what they were
+        assert call_with_deadline(settings, "stats")["connections"] >= 101  # type: ignore[index]
+        wait_until(lambda: proc_status(god.proc.pid)["threads"] <= base + 1, 10, "handshake threads to end")
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_peer_stalled_in_the_middle_of_a_request_holds_up_no_one(god: God, env: dict[str, str]) -> None:
+    settings = settings_for(god, env)
+    body = pickle.dumps((BROKER, "ping", (), {}))
+    with raw_peer(settings) as peer:
+        # Given a peer that sent the header and half of a request, then stopped
+        peer._send(struct.pack("!i", len(body)) + body[: len(body) // 2])  # type: ignore[attr-defined]
+        # When another client calls, it is answered
+        assert call_with_deadline(settings, "stats")["pending"] == 0  # type: ignore[index]
+        # Then the stalled peer, once it sends the rest, gets its own answer
+        peer._send(body[len(body) // 2 :])  # type: ignore[attr-defined]
+        assert peer.recv() == ("#RETURN", None)
+
+
+def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict[str, str]) -> None:
+    settings = settings_for(god, env)
+    producer = GodClient(settings, name="p", role="producer")
+    try:
+        # Given 24 MiB of tasks waiting
+        assert producer.put_many([(f"p/{i}", b"x" * 2**20) for i in range(24)], 5) == 24
+        with raw_peer(settings) as peer:
+            # When a peer leases them all and never reads the reply (far more than socket buffers hold)
+            peer.send((BROKER, "lease", ("raw", 24, 0.0, 1), {}))
+            # Then god still answers everyone else
+            stats = call_with_deadline(settings, "stats")
+            assert stats["in_flight"] == 24 and stats["pending"] == 0  # type: ignore[index]
+            # and the slow peer gets the whole reply when it reads at last
+            kind, batch = peer.recv()
+            assert kind == "#RETURN" and [t[0] for t in batch] == [f"p/{i}" for i in range(24)]
+    finally:
+        producer.close()
