@@ -58,7 +58,7 @@ def main(
         min=1, help="Largest task payload producers may put, in bytes (pickled).",
     )] = MAX_PAYLOAD,
     max_connections: Annotated[int, typer.Option(
-        min=1, help="Connections god serves at once (each costs a thread); more are turned away.",
+        min=1, help="Connections god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
     handshake_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds a new connection has to finish the TLS and authkey handshakes.",

@@ -1,8 +1,10 @@
-"""God's door: who gets a connection thread, for how long, and what god says about the rest.
+"""God's door: which connections god serves, for how long, and what god says about the rest.
 
-Every connection costs god a thread. A bounded number are let in; one that has not finished
-the TLS and authkey handshakes within HANDSHAKE_S is closed, and so is one that waits idle
-for a request longer than the idle timeout (our clients reconnect without a word). Peers
+Every new connection gets a thread for its handshakes; after them the hub serves it (or,
+for a tutorial client's proxy, that thread goes on serving it). A bounded number are let
+in; one that has not finished the TLS and authkey handshakes within HANDSHAKE_S is closed,
+and so is one that waits idle for a request longer than the idle timeout (our clients
+reconnect without a word). Peers
 refused for a wrong key, and connections turned away at the limit, are logged at most once
 per LOG_EVERY_S per kind, with how many were not logged in between.
 """
@@ -20,7 +22,7 @@ from loguru import logger
 
 from shared import transport
 
-MAX_CONNECTIONS = 1000  # connection threads god allows at once
+MAX_CONNECTIONS = 1000  # connections god serves at once
 HANDSHAKE_S = 10.0  # seconds a new connection has for the TLS and authkey handshakes
 IDLE_S = 300.0  # seconds an authenticated connection may wait without a request
 LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
@@ -84,7 +86,7 @@ class Door:
             return {"connections": len(self._open), "refused": self.refused}
 
     def admit(self, conn: connection.Connection) -> bool:
-        """A new connection: True if it may have a thread; at the limit it is refused."""
+        """A new connection: True if it may be served; at the limit it is refused."""
         with self._lock:
             if len(self._open) >= self.max_connections:
                 full = True
@@ -116,7 +118,7 @@ class Door:
                 entry.waiting_since = time.monotonic() if idle else None
 
     def left(self, conn: connection.Connection) -> None:
-        """A connection's thread is done with it."""
+        """A connection is closed (by its thread, or by the hub)."""
         with self._lock:
             self._open.pop(id(conn), None)
 

@@ -10,6 +10,7 @@ from multiprocessing import connection
 
 import pytest
 
+import shared.client
 from shared import transport
 from shared.client import GodClient
 from shared.config import Settings
@@ -20,6 +21,12 @@ from tests.integration.test_door import settings_for
 from tests.integration.test_soak import proc_status
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def short_replies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A god that stops answering shows as a failed call within seconds, not a hung test."""
+    monkeypatch.setattr(shared.client, "REPLY_TIMEOUT_S", 3.0)
 
 
 def call_with_deadline(settings: Settings, method: str, *args: object) -> object:
