@@ -22,6 +22,10 @@ PRINT_PER_S = 20  # result lines a second a person can follow; above that, a sum
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
 COMPACT_EVERY_S = 1.0  # seconds between releases of finished task batches from the journal
 COMPACT_BATCHES = 16  # oldest journal task batches looked at each time
+#: Seconds the monitor lets results gather after the first one. Woken for each result, it
+#: took the GIL from the hub right when the hub was sending that result on to its producer
+#: and the next task to a consumer: single-task latency 0.30 ms, 0.24 ms with this pause.
+GATHER_S = 0.002
 
 
 def summary_line(stats: dict[str, Any], rate: float) -> str:
@@ -81,7 +85,8 @@ class Monitor:
 
     def step(self, timeout: float) -> None:
         """One round: wait up to timeout for results, reap lost consumers, record and print."""
-        self.broker.results_ready.wait(timeout)
+        if self.broker.results_ready.wait(timeout):
+            time.sleep(GATHER_S)
         if self.unwritten:
             self._write([], [])
         for name, n in self.broker.reap():
