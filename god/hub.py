@@ -188,7 +188,15 @@ class Hub:
             self._woken = False
             arrivals, self._arrivals = self._arrivals, []
         for conn in arrivals:
-            self._register(conn)
+            try:
+                self._register(conn)
+            except Exception as e:  # it could not be set up: this connection goes, the others stay
+                self._log.warning("closing {}: {}", peer_of(conn), e)
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+                self.door.left(conn)
         self._dirty = True
 
     def _register(self, conn: connection.Connection) -> None:
@@ -200,7 +208,11 @@ class Hub:
         peer = Peer(conn, sock, peer_of(conn))
         self._sel.register(sock, selectors.EVENT_READ, peer)
         self.door.waiting(conn, True)
-        self._read(peer)  # TLS may hold bytes already read off the socket
+        try:
+            self._read(peer)  # the first request may be here already (TLS may even hold it)
+        except Exception as e:
+            self._log.warning("closing {}: {}", peer.name, e)
+            self._close(peer)
 
     # -- reading and writing -----------------------------------------------------------------
 

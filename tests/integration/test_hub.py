@@ -98,3 +98,16 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
             assert kind == "#RETURN" and [t[0] for t in batch] == [f"p/{i}" for i in range(24)]
     finally:
         producer.close()
+
+
+def test_a_peer_that_sends_garbage_is_closed_and_god_goes_on(god: God, env: dict[str, str]) -> None:
+    settings = settings_for(god, env)
+    with raw_peer(settings) as peer:
+        # When a peer sends a frame that is not a pickled request
+        peer._send(struct.pack("!i", 5) + b"hello")  # type: ignore[attr-defined]
+        # Then god closes that connection and says so
+        with pytest.raises((EOFError, OSError)):
+            peer.recv()
+        god.proc.wait_for(r"closing 127\.0\.0\.1:\d+: ", stream="err")
+    # and everyone else is served as before
+    assert call_with_deadline(settings, "stats")["pending"] == 0  # type: ignore[index]
