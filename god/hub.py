@@ -166,8 +166,7 @@ class Hub:
                 if mask & selectors.EVENT_READ and not peer.closed:
                     self._read(peer)
             except Exception as e:
-                self._log.warning("closing {}: {}", peer.name, e)
-                self._close(peer)
+                self._drop(peer, str(e))
         if self._parked and (self._dirty or any(p.deadline <= time.monotonic() for p in self._parked)):
             self._retry()
         # Replies go out once the round is done: first those of calls that waited (a lease's
@@ -211,8 +210,7 @@ class Hub:
         try:
             self._read(peer)  # the first request may be here already (TLS may even hold it)
         except Exception as e:
-            self._log.warning("closing {}: {}", peer.name, e)
-            self._close(peer)
+            self._drop(peer, str(e))
 
     # -- reading and writing -----------------------------------------------------------------
 
@@ -234,8 +232,7 @@ class Hub:
             if request is None:
                 return
             if peer.busy:  # our clients wait for each reply; this one did not
-                self._log.warning("closing {}: a request before the reply to the last one", peer.name)
-                self._close(peer)
+                self._drop(peer, "a request before the reply to the last one")
                 return
             self._request(peer, request)
 
@@ -293,6 +290,11 @@ class Hub:
         if events != peer.events:
             peer.events = events
             self._sel.modify(peer.sock, events, peer)
+
+    def _drop(self, peer: Peer, why: str) -> None:
+        """Close a connection that broke the protocol (or made the hub fail), saying why."""
+        self._log.warning("closing {}: {}", peer.name, why)
+        self._close(peer)
 
     def _close(self, peer: Peer) -> None:
         if peer.closed:
