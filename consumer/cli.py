@@ -14,11 +14,30 @@ from shared.cli import (
     TlsCertOption, TlsKeyOption, client_settings, new_app, run_role,
 )
 from shared.config import GIVE_UP_AFTER_S
+from shared.errors import ConfigError
 from shared.log import setup_logging
+from shared.records import DEFAULT_QUEUE, check_queue
 
 PREFETCH = 1000  # most tasks queued at one worker; fewer when tasks are slow (TARGET_QUEUED_S)
 
 app = new_app()
+
+
+def parse_queues(text: str) -> tuple[str, ...]:
+    """``a,b,c`` as queue names, in order.
+
+    Raises:
+        ConfigError: naming the name that breaks the rule.
+    """
+    names = tuple(name.strip() for name in text.split(","))
+    try:
+        for name in names:
+            check_queue(name)
+    except ValueError as e:
+        raise ConfigError(f"--queues: {e}") from None
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--queues {text!r} names a queue twice")
+    return names
 
 
 @app.command()
@@ -26,6 +45,9 @@ def main(
     address: AddressOption = CLIENT_ADDRESS,
     authkey_file: AuthkeyFileOption = None,
     task: Annotated[str, typer.Option(help="The task function, module:function.")] = DEFAULT_TASK,
+    queues: Annotated[str, typer.Option(
+        help="The queues to serve, in order: a queue is served only when those before it have nothing waiting.",
+    )] = DEFAULT_QUEUE,
     processes: Annotated[int, typer.Option(min=1, help="Worker processes. Default: the CPU count.")] = os.cpu_count() or 1,
     prefetch: Annotated[int, typer.Option(
         min=1, help="Most tasks queued at each worker (fewer when tasks are slow).",
@@ -48,7 +70,8 @@ def main(
     def body() -> int:
         settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
-        return Consumer(settings, task_spec=task, processes=processes, prefetch=prefetch, burst=burst,
+        return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
+                        prefetch=prefetch, burst=burst,
                         task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()
 
     run_role("consumer", body)

@@ -24,7 +24,7 @@ from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
-from shared.records import ID, Leased, ResultIn
+from shared.records import A_FAILED, A_HI, A_LO, DEFAULT_QUEUE, G_FIRST, G_HI, G_LO, G_PRODUCER, Ack, Grant, Run
 
 LEASE_WAIT_S = 1.0  # seconds a lease call waits at god for the first task
 BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
@@ -55,6 +55,7 @@ class Consumer:
         task_spec: str,
         processes: int,
         prefetch: int,
+        queues: tuple[str, ...] = (DEFAULT_QUEUE,),
         burst: bool = False,
         task_timeout: float | None = None,
         log_level: str = "INFO",
@@ -63,13 +64,14 @@ class Consumer:
         self.settings = settings
         self.task_spec = task_spec
         self.processes = processes
+        self.queues = queues
         self.burst = burst
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
         self.done = 0
         self.failed = 0
-        self.pool = WorkerPool(mp.get_context("spawn"), task_spec=task_spec, processes=processes,
+        self.pool = WorkerPool(mp.get_context("spawn"), task_spec=task_spec, consumer=self.name, processes=processes,
                                prefetch=prefetch, task_timeout=task_timeout, log_args=(log_level, log_json))
         self._lease_seq = 0
         self._signals = 0
@@ -126,8 +128,8 @@ class Consumer:
                 t.start()
                 self._threads.append(t)
             self.state = State.RUNNING
-            self._log.info("consumer {} running {} in {} processes, god at {}", self.name, self.task_spec,
-                           self.processes, format_address(self.settings.address))
+            self._log.info("consumer {} running {} in {} processes on queues {}, god at {}", self.name, self.task_spec,
+                           self.processes, ",".join(self.queues), format_address(self.settings.address))
             while self.state is State.RUNNING:
                 self.step()
             self._wait_drained()
@@ -162,7 +164,8 @@ class Consumer:
                 return
         self._lease_seq += 1
         try:
-            tasks = self._lease_client.lease(want, BURST_WAIT_S if self.burst else LEASE_WAIT_S, self._lease_seq)
+            tasks = self._lease_client.lease(self.queues, want, BURST_WAIT_S if self.burst else LEASE_WAIT_S,
+                                             self._lease_seq)
         except Interrupted:
             if self._fatal is None and self._signals:
                 return  # a stop was asked for while god was away: drain next round
@@ -203,10 +206,10 @@ class Consumer:
             self._fatal = e
         self._threads_stopped.set()
 
-    def _dispatch(self, tasks: list[Leased]) -> None:
-        left = self.pool.dispatch(tasks)
+    def _dispatch(self, grants: list[Grant]) -> None:
+        left = self.pool.dispatch(grants)
         if left:  # every worker died meanwhile and waits out its backoff: god serves them again
-            self._lease_client.release([t[ID] for t in left])
+            self._lease_client.release([(g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI]) for g in left])
 
     # -- collector and heartbeat threads --------------------------------------------------
 
@@ -222,9 +225,9 @@ class Consumer:
                         return  # every worker drained and gone
                     time.sleep(COLLECT_WAIT_S)
                     continue
-                results: list[ResultIn] = []
-                unstarted: list[str] = []
-                crashed: list[str] = []
+                results: list[Ack] = []
+                unstarted: list[Run] = []
+                crashed: list[Run] = []
                 for conn in cast(list[Connection], wait(list(conns), COLLECT_WAIT_S)):
                     w = conns[conn]
                     try:
@@ -238,7 +241,7 @@ class Consumer:
                         continue
                     if msg[0] == "results":
                         results += msg[1]
-                        self.pool.took(w, len(msg[1]), msg[2])
+                        self.pool.took(w, msg[2], msg[3])
                         self._count(msg[1])
                     elif msg[0] == "unstarted":
                         unstarted += msg[1]
@@ -250,10 +253,11 @@ class Consumer:
         except GodError as e:
             self._fail(e)
 
-    def _count(self, results: list[ResultIn]) -> None:
-        ok = sum(1 for r in results if r[1])
-        self.done += ok
-        self.failed += len(results) - ok
+    def _count(self, acks: list[Ack]) -> None:
+        for a in acks:
+            failed = len(a[A_FAILED])
+            self.done += a[A_HI] - a[A_LO] - failed
+            self.failed += failed
 
     def _heartbeat_loop(self) -> None:
         try:

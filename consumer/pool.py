@@ -6,6 +6,7 @@ tasks each worker holds, and what became of them when a worker died.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections import deque
@@ -17,8 +18,8 @@ from typing import Any
 
 from loguru import logger
 
-from consumer.worker import worker_main
-from shared.records import ID, Leased, ResultIn, failure
+from consumer.worker import Acks, worker_main
+from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Ack, Grant, Run, failure
 
 TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
@@ -37,7 +38,9 @@ class WorkerHandle:
     results_in: Connection
     started: Any  # shared counter, incremented by the worker before each task
     busy_since: Any  # shared monotonic time its running task started; 0 between tasks
-    inflight: deque[Leased] = field(default_factory=deque)
+    inflight: deque[Grant] = field(default_factory=deque)  # runs handed to it, payloads as lists
+    held: int = 0  # tasks in inflight without a result read yet
+    at: int = 0  # the seq of inflight[0]'s first task without a result read yet
     completed: int = 0
     finished: bool = False  # drained: it said which tasks it did not start
     born: float = field(default_factory=time.monotonic)
@@ -48,9 +51,9 @@ class WorkerHandle:
 class Exit:
     """What became of a dead worker's tasks."""
 
-    unstarted: list[str] = field(default_factory=list)  # to hand back, no attempt used
-    crashed: list[str] = field(default_factory=list)  # the task it died running: an attempt used
-    timed_out: list[ResultIn] = field(default_factory=list)  # failures for the task it was stopped for
+    unstarted: list[Run] = field(default_factory=list)  # to hand back, no attempt used
+    crashed: list[Run] = field(default_factory=list)  # the task it died running: an attempt used
+    timed_out: list[Ack] = field(default_factory=list)  # the failure of the task it was stopped for
 
 
 class WorkerPool:
@@ -61,10 +64,11 @@ class WorkerPool:
     """
 
     def __init__(
-        self, ctx: SpawnContext, *, task_spec: str, processes: int, prefetch: int,
+        self, ctx: SpawnContext, *, task_spec: str, consumer: str, processes: int, prefetch: int,
         task_timeout: float | None = None, log_args: tuple[str, bool] = ("INFO", False),
     ) -> None:
         self.task_spec = task_spec
+        self.consumer = consumer
         self.processes = processes
         self.prefetch = prefetch
         self.task_timeout = task_timeout
@@ -91,7 +95,7 @@ class WorkerPool:
         busy_since = self._ctx.RawValue("d", 0.0)
         p = self._ctx.Process(
             target=worker_main, name=f"worker-{index}", daemon=True,
-            args=(self.task_spec, tasks_in, results_out, started, busy_since, *self._log_args),
+            args=(self.task_spec, self.consumer, tasks_in, results_out, started, busy_since, *self._log_args),
         )
         p.start()
         # Our copies of the worker's ends must go, or its death would never read as EOF.
@@ -109,12 +113,12 @@ class WorkerPool:
     def free_slots(self) -> int:
         """How many more tasks the workers should be given now (lock held)."""
         slots = self._slots()
-        return sum(max(0, slots - len(w.inflight)) for w in self.workers if not w.finished)
+        return sum(max(0, slots - w.held) for w in self.workers if not w.finished)
 
     def idle(self) -> bool:
         """True when no worker holds a task."""
         with self.lock:
-            return all(not w.inflight for w in self.workers)
+            return all(not w.held for w in self.workers)
 
     def waiting_to_respawn(self) -> bool:
         """True while a dead worker waits out its backoff before it is replaced."""
@@ -129,24 +133,37 @@ class WorkerPool:
         except OSError:
             pass
 
-    def dispatch(self, tasks: list[Leased]) -> list[Leased]:
-        """Hand tasks to the workers with room, in batches; returns those no worker could take."""
+    def dispatch(self, grants: list[Grant]) -> list[Grant]:
+        """Hand the granted tasks to the workers with room, in runs; returns those no worker could take."""
+        pieces = [_listed(g) for g in grants]
         with self.lock:
             live = [w for w in self.workers if not w.finished]
             if not live:  # every worker died meanwhile and waits out its backoff
-                return tasks
-            plan: dict[WorkerHandle, list[Leased]] = {w: [] for w in live}
-            slots, i = self._slots(), 0
-            for w in live:
-                n = max(0, slots - len(w.inflight))
-                plan[w], i = tasks[i : i + n], i + n
-            for t in tasks[i:]:  # more than the room asked for (a worker was replaced meanwhile)
-                plan[min(live, key=lambda w: len(w.inflight) + len(plan[w]))].append(t)
-            for w, batch in plan.items():
-                w.inflight.extend(batch)
-        for w, batch in plan.items():  # outside the lock: a full pipe must not stall the collector
-            if batch:
-                self.send(w, ("tasks", batch))
+                return grants
+            plan: dict[WorkerHandle, list[Grant]] = {w: [] for w in live}
+            room = {w: max(0, self._slots() - w.held) for w in live}
+            load = {w: w.held for w in live}
+            for g in pieces:
+                lo = g[G_LO]
+                while lo < g[G_HI]:
+                    w = next((w for w in live if room[w] > 0), None)
+                    if w is None:  # more than the room asked for (a worker was replaced meanwhile)
+                        w = min(live, key=load.__getitem__)
+                        n = g[G_HI] - lo
+                    else:
+                        n = min(g[G_HI] - lo, room[w])
+                        room[w] -= n
+                    plan[w].append(_part(g, lo, lo + n))
+                    load[w] += n
+                    lo += n
+            for w, runs in plan.items():
+                if runs and not w.inflight:
+                    w.at = runs[0][G_LO]
+                w.inflight.extend(runs)
+                w.held += sum(g[G_HI] - g[G_LO] for g in runs)
+        for w, runs in plan.items():  # outside the lock: a full pipe must not stall the collector
+            if runs:
+                self.send(w, ("tasks", runs))
         return []
 
     def drain(self) -> None:
@@ -160,8 +177,16 @@ class WorkerPool:
     def took(self, w: WorkerHandle, n: int, spent: float) -> None:
         """A worker sent n results that took spent seconds of its time."""
         with self.lock:
-            for _ in range(n):
-                w.inflight.popleft()
+            w.held -= n
+            left = n
+            while left and w.inflight:
+                g = w.inflight[0]
+                k = min(left, g[G_HI] - w.at)
+                w.at += k
+                left -= k
+                if w.at >= g[G_HI]:
+                    w.inflight.popleft()
+                    w.at = w.inflight[0][G_LO] if w.inflight else 0
             w.completed += n
             per_task = spent / n
             self._avg_task_s = per_task if self._avg_task_s is None else 0.8 * self._avg_task_s + 0.2 * per_task
@@ -171,14 +196,22 @@ class WorkerPool:
         """A worker said which tasks it did not start, and is ending."""
         with self.lock:
             w.inflight.clear()
+            w.held = 0
             w.finished = True
 
     # -- deaths, replacements, timeouts -----------------------------------------------------
 
-    def _running_task(self, w: WorkerHandle) -> str | None:
-        """The id of the task w is running, or was when it died (lock held)."""
-        running = w.started.value - w.completed  # started, and no result read yet
-        return w.inflight[running - 1][ID] if 0 < running <= len(w.inflight) else None
+    def _running_task(self, w: WorkerHandle) -> tuple[Grant, int] | None:
+        """The grant and seq of the task w is running, or was when it died (lock held)."""
+        k = w.started.value - w.completed - 1  # started, and no result read yet: the k-th held task
+        if k < 0:
+            return None
+        for i, g in enumerate(w.inflight):
+            lo = w.at if i == 0 else g[G_LO]
+            if k < g[G_HI] - lo:
+                return g, lo + k
+            k -= g[G_HI] - lo
+        return None
 
     def exited(self, w: WorkerHandle) -> Exit:
         """A worker's results pipe closed: replace it if it died; says what became of its tasks."""
@@ -189,12 +222,22 @@ class WorkerPool:
             if w.finished:
                 return out
             running = self._running_task(w)
-            out.unstarted = [t[ID] for t in w.inflight if t[ID] != running]
+            seq = running[1] if running is not None else 0
+            for i, g in enumerate(w.inflight):
+                lo = w.at if i == 0 else g[G_LO]
+                parts = ((lo, g[G_HI]),) if running is None or g is not running[0] else ((lo, seq), (seq + 1, g[G_HI]))
+                for a, z in parts:
+                    if z > a:
+                        out.unstarted.append((g[G_PRODUCER], g[G_FIRST], a, z))
             if running is not None and w.timed_out:
-                out.timed_out = [failure(running, TimeoutError(
-                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"))]
+                g, seq = running
+                acks = Acks(self.consumer)
+                acks.add(g, seq, g[G_PAYLOADS][seq - g[G_LO]], failure(TimeoutError(
+                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped")))
+                out.timed_out = acks.take()[0]
             elif running is not None:
-                out.crashed = [running]
+                g, seq = running
+                out.crashed = [(g[G_PRODUCER], g[G_FIRST], seq, seq + 1)]
             delay = self._respawn_delay(w)
             replacing = self.replacing
             if replacing and delay:
@@ -205,7 +248,7 @@ class WorkerPool:
         self._log.warning(
             "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
             "was stopped" if w.timed_out else "died", w.process.exitcode,
-            f" while running task {running}" if running else "",
+            f" while running task {running[0][G_PRODUCER]}/{running[1]}" if running else "",
             "not replaced while stopping" if not replacing else
             f"starting a new one in {delay:.1f}s ({self._fast_deaths} died within {FAST_DEATH_S:g}s of starting)"
             if delay else "started a new one",
@@ -242,8 +285,10 @@ class WorkerPool:
                 since = w.busy_since.value
                 if since and not w.timed_out and now - since > self.task_timeout:
                     w.timed_out = True
+                    running = self._running_task(w)
                     self._log.warning("worker {} (pid {}): task {} ran over --task-timeout {:g}s; stopping it",
-                                      w.index, w.process.pid, self._running_task(w), self.task_timeout)
+                                      w.index, w.process.pid,
+                                      f"{running[0][G_PRODUCER]}/{running[1]}" if running else "?", self.task_timeout)
                     w.process.kill()
 
     def terminate(self) -> None:
@@ -259,3 +304,21 @@ class WorkerPool:
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join(JOIN_S)
+
+
+def _listed(g: Grant) -> Grant:
+    """The grant with its payloads as a list (god sends a whole batch as the producer's pickle)."""
+    payloads = g[G_PAYLOADS]
+    if isinstance(payloads, bytes):
+        return (*g[:G_PAYLOADS], pickle.loads(payloads), *g[G_PAYLOADS + 1 :])
+    return g
+
+
+def _part(g: Grant, lo: int, hi: int) -> Grant:
+    """Tasks [lo, hi) of a grant whose payloads are a list."""
+    if lo == g[G_LO] and hi == g[G_HI]:
+        return g
+    payloads = g[G_PAYLOADS]
+    assert isinstance(payloads, list)
+    return (*g[:G_LO], lo, hi, g[G_ATTEMPT], payloads[lo - g[G_LO] : hi - g[G_LO]],  # type: ignore[return-value]
+            *g[G_PAYLOADS + 1 :])

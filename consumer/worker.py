@@ -1,7 +1,9 @@
-"""A worker process: runs task functions on batches its consumer sends, returns results.
+"""A worker process: runs task functions on the runs of tasks its consumer sends, returns acks.
 
 No network here: the consumer process talks to god, so a task that holds the CPU (or
-the GIL) for minutes never makes its consumer miss a heartbeat.
+the GIL) for minutes never makes its consumer miss a heartbeat. The worker formats each
+result's JSON line itself (it has the id, payload, attempt and time), so god only appends
+lines, and acks a run of a grant at a time.
 """
 
 from __future__ import annotations
@@ -13,38 +15,112 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from consumer.tasks import resolve_task
+from consumer.tasks import TaskFunction, resolve_task
+from shared.errors import ConfigError
 from shared.log import setup_logging
-from shared.records import ID, PAYLOAD, Leased, ResultIn, failure
+from shared.records import (
+    G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, Ack, Grant, Run, Value, failure,
+    json_line, task_id,
+)
 
+_PLAIN = (str, int, float, bool, type(None))  # values that always pickle
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
 POLL_EVERY = 64  # tasks run between looks for new messages while there is work in hand
 
-# Messages from the consumer: ("tasks", [Leased, ...]) or ("drain",).
-# Messages to the consumer: ("results", [ResultIn, ...], seconds spent) and, last, ("unstarted", [id, ...]).
+# Messages from the consumer: ("tasks", [Grant with a list of payloads, ...]) or ("drain",).
+# Messages to the consumer: ("results", [Ack, ...], tasks, seconds spent) and, last,
+# ("unstarted", [Run, ...]).
 
 
-def _picklable(results: list[ResultIn]) -> list[ResultIn]:
-    """Replace results whose value cannot be pickled by failures that say so."""
-    out = []
-    for r in results:
-        try:
-            pickle.dumps(r)
-            out.append(r)
-        except Exception as e:
-            out.append(failure(r[ID], TypeError(f"the task's return value cannot be pickled: {e}")))
-    return out
+class Acks:
+    """Results of the tasks of one grant after another, cut into acks of runs."""
+
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self.done: list[Ack] = []  # closed runs
+        self.count = 0  # tasks in them
+        self._grant: Grant | None = None
+        self._lo = 0
+        self._lines: list[str] = []
+        self._failed: list[int] = []
+        self._values: list[Value] = []
+
+    def add(self, g: Grant, seq: int, payload: Any, v: Value) -> None:
+        """The result of task seq of grant g (each grant's tasks in order)."""
+        if g is not self._grant:
+            self.close()
+            self._grant, self._lo = g, seq
+        ok = v[0]
+        self._lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, ok, v[1], v[2], v[3], self.consumer,
+                                     g[G_ATTEMPT], time.time(), g[G_QUEUE], g[G_TASK]))
+        if not ok:
+            self._failed.append(seq)
+        if g[G_KEEP]:
+            self._values.append(v)
+
+    def close(self) -> None:
+        """End the open run: it becomes an ack."""
+        g = self._grant
+        if g is None or not self._lines:
+            return
+        n = len(self._lines)
+        values = pickle.dumps(self._values, pickle.HIGHEST_PROTOCOL) if g[G_KEEP] else None
+        self.done.append((g[G_PRODUCER], g[G_FIRST], self._lo, self._lo + n, "\n".join(self._lines) + "\n",
+                          tuple(self._failed), values))
+        self.count += n
+        self._lo += n
+        self._lines, self._failed, self._values = [], [], []
+
+    def take(self) -> tuple[list[Ack], int]:
+        """The acks so far, and how many tasks they hold."""
+        self.close()
+        out, n = self.done, self.count
+        self.done, self.count = [], 0
+        return out, n
 
 
-def _send_results(conn: Connection, results: list[ResultIn], spent: float) -> None:
+def _unpicklable(value: Any) -> str | None:
+    """Why the value cannot be pickled; None if it can."""
     try:
-        conn.send(("results", results, spent))
-    except (pickle.PicklingError, TypeError, AttributeError):
-        conn.send(("results", _picklable(results), spent))
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        return None
+    except Exception as e:
+        return f"the task's return value cannot be pickled: {e}"
+
+
+def unstarted(todo: deque[Grant], at: int) -> list[Run]:
+    """The runs of tasks not started: of the first grant from seq at, then every other one."""
+    runs: list[Run] = []
+    for i, g in enumerate(todo):
+        lo = at if i == 0 else g[G_LO]
+        if lo < g[G_HI]:
+            runs.append((g[G_PRODUCER], g[G_FIRST], lo, g[G_HI]))
+    return runs
+
+
+class Functions:
+    """Task functions by name, imported on first use and kept; the consumer's own for None."""
+
+    def __init__(self, default: str, consumer: str) -> None:
+        self.consumer = consumer
+        self._fns: dict[str | None, TaskFunction | str] = {None: resolve_task(default)}
+
+    def get(self, name: str | None) -> TaskFunction | str:
+        """The function, or why it cannot be had (a message naming it and this consumer)."""
+        fn = self._fns.get(name)
+        if fn is None:
+            assert name is not None
+            try:
+                fn = resolve_task(name)
+            except ConfigError as e:
+                fn = f"task function {name!r} cannot be used on consumer {self.consumer}: " \
+                     f"{str(e).removeprefix(f'--task {name!r}: ')}"
+            self._fns[name] = fn
+        return fn
 
 
 def worker_main(
-    task_spec: str, tasks_in: Connection, results_out: Connection, started: Any, busy_since: Any,
+    task_spec: str, consumer: str, tasks_in: Connection, results_out: Connection, started: Any, busy_since: Any,
     log_level: str, log_json: bool,
 ) -> None:
     """Run tasks until told to drain or until the consumer goes away.
@@ -56,9 +132,10 @@ def worker_main(
     # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging("consumer", level=log_level, json=log_json)
-    fn = resolve_task(task_spec)
-    todo: deque[Leased] = deque()
-    results: list[ResultIn] = []
+    fns = Functions(task_spec, consumer)
+    todo: deque[Grant] = deque()
+    acks = Acks(consumer)
+    at = 0  # the next seq of todo[0]
     spent = 0.0
     last_flush = last_poll = now = time.monotonic()
     since_poll = 0
@@ -71,36 +148,57 @@ def worker_main(
         due = since_poll >= POLL_EVERY or now - last_poll >= FLUSH_S
         if not todo or (due and tasks_in.poll()):
             since_poll, last_poll = 0, now
-            if results:
-                _send_results(results_out, results, spent)
-                results, spent, last_flush = [], 0.0, time.monotonic()
+            out, n = acks.take()
+            if n:
+                results_out.send(("results", out, n, spent))
+                spent, last_flush = 0.0, time.monotonic()
             try:
                 msg = tasks_in.recv()
             except EOFError:
                 return  # the consumer is gone; god serves our tasks again
             if msg[0] == "tasks":
+                if not todo and msg[1]:
+                    at = msg[1][0][G_LO]
                 todo.extend(msg[1])
             else:
                 draining = True
         elif due:
             since_poll, last_poll = 0, now
         if draining:
-            results_out.send(("unstarted", [t[ID] for t in todo]))
+            out, n = acks.take()
+            if n:
+                results_out.send(("results", out, n, spent))
+            results_out.send(("unstarted", unstarted(todo, at)))
             return
         if not todo:
             continue
-        task = todo.popleft()
+        g = todo[0]
+        seq = at
+        payload = g[G_PAYLOADS][seq - g[G_LO]]
+        at += 1
+        if at >= g[G_HI]:
+            todo.popleft()
+            if todo:
+                at = todo[0][G_LO]
+        fn = fns.get(g[G_TASK])
         started.value += 1
         # One clock for both: monotonic is system-wide, so the consumer can compare busy_since.
         busy_since.value = t0 = time.monotonic()
-        try:
-            r: ResultIn = (task[ID], True, fn(task[PAYLOAD]), None, None)  # records.success, inlined: hot loop
-        except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
-            r = failure(task[ID], e)
+        if isinstance(fn, str):
+            v: Value = (False, None, fn, None)
+        else:
+            try:
+                value = fn(payload)
+            except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
+                v = failure(e)
+            else:  # a value must be able to reach whoever waits for it
+                why = None if type(value) in _PLAIN else _unpicklable(value)
+                v = (True, value, None, None) if why is None else failure(TypeError(why))
         busy_since.value = 0.0
         now = time.monotonic()
         spent += now - t0
-        results.append(r)
+        acks.add(g, seq, payload, v)
         if not todo or now - last_flush >= FLUSH_S:
-            _send_results(results_out, results, spent)
-            results, spent, last_flush = [], 0.0, time.monotonic()
+            out, n = acks.take()
+            results_out.send(("results", out, n, spent))
+            spent, last_flush = 0.0, time.monotonic()

@@ -1,83 +1,158 @@
-"""The broker: god's task queue, leases, acks, dedupe, dead letters and counts.
+"""Task rules: batches on named queues with priorities, leases, acks, dedupe, redelivery, dead letters.
 
-A plain object with one lock: no sockets and no threads of its own. God's server threads
-call it (one thread per client connection), god's monitor calls ``reap`` and
-``take_results``. Lease times come from the injected clock, so tests expire leases
-without sleeping; only the waits inside ``put_many`` and ``lease`` use real time.
+A producer's put stays one unit from the wire to the journal: a ``Batch`` with the
+producer's name, a range of sequence numbers and its payloads as the one pickled blob the
+producer sent. Queues hold ``Slice``s (a run of a batch), a lease hands out slices, an ack
+settles a run; which tasks of a batch are done is one byte each in a bytearray, read and
+written with C calls over whole runs. Per-task Python objects exist only on the paths of
+exceptions: a slice carved for a redelivery, a batch whose payloads are unpickled because
+it is leased in parts, a dead letter.
+
+A plain object with one lock: no sockets, no threads and no waiting of its own. Calls
+return at once; a caller that waits for tasks, room or results parks in ``god/waits.py``,
+which ``on_change`` wakes. The clock is injected, so tests expire leases without sleeping.
 """
 
 from __future__ import annotations
 
-import itertools
+import pickle
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from god.journal import Journal, Recovered, dumps
-from god.mailbox import Arrivals, Mailboxes, Posted
-from shared.records import OK, VALUE, ERROR, Leased, ResultIn, TaskIn
+from god.mailbox import Mailboxes, Posted
+from god.peers import ConsumerState, Peers
+from shared.records import (
+    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, PRIORITIES, PUT_FIRST, PUT_N,
+    PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, V_ERROR, V_OK, V_VALUE, Ack,
+    Grant, Put, Run, Value,
+    json_line, split_id, task_id,
+)
+from shared.stats import ConsumerFigures, ProducerFigures, QueueFigures, Stats
 
 LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
 BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
-CAPACITY = 1_000_000  # tasks waiting in the queue before producers are made to wait
+CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
-FORGET_S = 300.0  # seconds a lost consumer or an idle producer stays in the stats
 CQ_KEEP = 100_000  # results kept for tutorial clients that read the result queue
-TUTORIAL_PREFIX = "tutorial:"  # ids of tasks put through the queue views
+DEAD_KEEP = 10_000  # dead letters kept in memory for ``dead_letters``
+TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue views
 
-_MISSING = object()
+_ONE = b"\x01"
+
+
+class JournalLike(Protocol):
+    """What the broker tells the journal, under its lock (god/journal.py)."""
+
+    @property
+    def ticket(self) -> int: ...
+
+    def add_batch(self, producer: str, put: Put) -> int: ...
+
+    def add_done(self, runs: list[Run]) -> int: ...
+
+    def committed(self, ticket: int) -> bool: ...
+
+    def set_attempts(self, rows: list[tuple[str, int, int, int, int]]) -> int: ...
+
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    """A producer's put: n tasks numbered first..first+n-1, on one queue, at one priority."""
+
+    producer: str
+    first: int
+    n: int
+    queue: str
+    task: str | None
+    priority: int
+    blob: bytes | None  # the payloads as the producer pickled them (None: made here from a list)
+    keep: bool  # someone waits for the values: the ack carries them
+    at: float  # when god took it (its clock)
+    payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
+    done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
+    left: int = field(init=False)  # tasks without a result
+    out: list[Slice] = field(default_factory=list)  # its leased slices
+
+    def __post_init__(self) -> None:
+        self.done = bytearray(self.n)
+        self.left = self.n
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.producer, self.first
+
+    def payload_list(self) -> list[Any]:
+        if self.payloads is None:
+            assert self.blob is not None
+            self.payloads = pickle.loads(self.blob)
+        return self.payloads
+
+    def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
+        """Payloads of offsets [lo, hi): the producer's blob as it came when that is all of them."""
+        if lo == 0 and hi == self.n and self.blob is not None:
+            return self.blob
+        return self.payload_list()[lo:hi]
+
+    def undone(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The runs of offsets in [lo, hi) without a result."""
+        done = self.done
+        if done.find(1, lo, hi) == -1:
+            return [(lo, hi)] if hi > lo else []
+        runs = []
+        i = lo
+        while i < hi:
+            start = done.find(0, i, hi)
+            if start == -1:
+                break
+            end = done.find(1, start, hi)
+            end = hi if end == -1 else end
+            runs.append((start, end))
+            i = end
+        return runs
+
+
+@dataclass(eq=False, slots=True)
+class Slice:
+    """A run [lo, hi) of a batch's offsets, waiting in its queue or leased to a consumer."""
+
+    batch: Batch
+    lo: int
+    hi: int
+    tries: int  # waiting: leases so far; leased: this lease's attempt
+    owner: ConsumerState | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Queue:
+    """One named queue: waiting slices by priority, and its counts."""
+
+    name: str
+    levels: list[deque[Slice]] = field(default_factory=lambda: [deque() for _ in PRIORITIES])
+    pending: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    def oldest(self) -> float | None:
+        """When the oldest waiting batch came (its clock); None when nothing waits."""
+        if self.pending <= 0:
+            return None
+        return min((level[0].batch.at for level in self.levels if level), default=None)
+
+
+#: What the monitor takes: result lines (each ending in a newline) and the runs they settle.
+Outgoing = tuple[str, list[Run]]
 
 
 def _nothing() -> None:
     pass
-
-#: A result as the monitor takes it: (wire result, payload, consumer, attempts).
-Outgoing = tuple[ResultIn, Any, str, int]
-
-
-@dataclass(slots=True)
-class ConsumerState:
-    """What god knows of one consumer."""
-
-    name: str
-    last_seen: float
-    host: str = ""
-    processes: int = 0
-    alive: bool = True
-    leased: dict[str, None] = field(default_factory=dict)  # an ordered set of task ids
-    done: int = 0
-    failed: int = 0
-    lost: int = 0
-    lease_seq: int | None = None
-    last_batch: list[Leased] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ProducerState:
-    """What god knows of one producer."""
-
-    name: str
-    last_seen: float
-    host: str = ""
-    put: int = 0
-    duplicates: int = 0
-
-
-def _wait(cond: threading.Condition, deadline: float | None) -> bool:
-    """Wait on cond until notified or the deadline (None: no deadline); False once past it."""
-    if deadline is None:
-        cond.wait()
-        return True
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return False
-    cond.wait(remaining)
-    return True
 
 
 class Broker:
@@ -91,353 +166,397 @@ class Broker:
         max_attempts: int = MAX_ATTEMPTS,
         max_payload: int = MAX_PAYLOAD,
         now: Callable[[], float] = time.monotonic,
-        journal: Journal | None = None,
+        journal: JournalLike | None = None,
+        on_change: Callable[[], None] = _nothing,
+        figures: Callable[[], dict[str, int]] = dict,
     ) -> None:
+        """Args:
+            journal: told of every accepted batch, settled handout and counted attempt.
+            on_change: called after a change that may let a waiting call go on (tasks to
+                lease, room to put, results to fetch).
+            figures: more counts for ``stats`` (the door's connections and refusals).
+        """
         self.capacity = capacity
-        self.journal = journal
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.max_payload = max_payload
+        self.journal = journal
         self._now = now
+        self._on_change = on_change
+        self._figures = figures
         self._started = now()
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
-        self._cq_ready = threading.Condition(self._lock)
-        self.results_ready = threading.Event()
-
-        self._queue: deque[str] = deque()  # ids waiting, next first; may hold stale ids
-        self._stale = 0  # ids in _queue that were finished while waiting
-        self._tasks: dict[str, Any] = {}  # payload of every task not finished yet
-        self._attempts: dict[str, int] = {}  # leases so far, of tasks not finished yet
-        self._owner: dict[str, str] = {}  # consumer holding each leased task
-        self._seen: set[str] = set()  # every id ever accepted: dedupes puts and results
-        self._consumers: dict[str, ConsumerState] = {}
-        self._producers: dict[str, ProducerState] = {}
-        self._outbox: deque[Outgoing] = deque()
+        self.results_ready = threading.Event()  # set when results wait for the monitor
+        self.peers = Peers()
         self.mailboxes = Mailboxes()  # results kept for producers that wait for theirs
-        self.more_figures: Callable[[], dict[str, Any]] = dict  # the door's, once god serves
-        # Called after a change that may let a waiting call go on (tasks to lease, room to
-        # put, results to fetch): the hub, once god serves, retries the calls it holds.
-        self.changed: Callable[[], None] = _nothing
-        self._arrivals = Arrivals()
-        self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
-        self._dead: dict[str, tuple[Any, str, int]] = {}
-        # Tutorial tasks get ids unique to this run: a restarted god must not take them
-        # for tasks of the last run that its journal knows are done.
+        self._queues: dict[str, Queue] = {}
+        self._batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
+        self._upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)
+        self._pending = 0  # tasks waiting, all queues
+        self._outbox: list[Outgoing] = []
+        self._dead: deque[tuple[str, Any, str, int]] = deque(maxlen=DEAD_KEEP)
+        self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
+                                      "handed_out"), 0)
+        # Tutorial clients: tasks get ids unique to this run (a restarted god must not take
+        # them for tasks of the last run), and each one handed out waits for a value on the
+        # result queue view, oldest first.
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
-        self._tutorial_run = f"{TUTORIAL_PREFIX}{self.run}:"
-        self._tutorial_ids = itertools.count(1)
-        self._counts = dict.fromkeys(
-            ("accepted", "done", "failed", "dead", "duplicates", "redelivered", "handed_out"), 0
-        )
+        self._tutorial = f"{TUTORIAL}:{self.run}"
+        self._tutorial_seq = 0
+        self._handed: deque[tuple[Batch, int]] = deque(maxlen=CQ_KEEP)
+        self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
 
     # -- helpers (lock held) ------------------------------------------------------------
 
-    @property
-    def _pending(self) -> int:
-        return len(self._queue) - self._stale
+    def _queue(self, name: str) -> Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = Queue(name)
+        return q
 
-    def _consumer(self, name: str) -> ConsumerState:
-        c = self._consumers.get(name)
-        now = self._now()
-        if c is None:
-            c = self._consumers[name] = ConsumerState(name, now)
-        c.last_seen = now
-        c.alive = True
-        return c
+    def _take(self, producer: str, put: Put, keep: bool, blob: bytes | None, payloads: list[Any] | None) -> int:
+        """Queue a batch if there is room: its ticket (0 without a journal), or -1 if full."""
+        if self._pending >= self.capacity:
+            return -1
+        n = put[PUT_N]
+        b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
+                  self._now(), payloads)
+        self._batches[b.key] = b
+        self._upto[producer] = put[PUT_FIRST] + n - 1
+        q = self._queue(b.queue)
+        q.levels[b.priority].append(Slice(b, 0, n, 0))
+        q.pending += n
+        self._pending += n
+        self._counts["accepted"] += n
+        return self.journal.add_batch(producer, put) if self.journal is not None else 0
 
-    def _producer(self, name: str) -> ProducerState:
-        p = self._producers.get(name)
-        if p is None:
-            p = self._producers[name] = ProducerState(name, self._now())
-        p.last_seen = self._now()
-        return p
+    def _settle(self, b: Batch, lo: int, hi: int) -> None:
+        """Offsets [lo, hi) of b, none done before, are done now: count them off where they were."""
+        b.done[lo:hi] = _ONE * (hi - lo)
+        b.left -= hi - lo
+        held = 0
+        for s in list(b.out):
+            overlap = min(s.hi, hi) - max(s.lo, lo)
+            if overlap > 0:
+                held += overlap
+                if b.done.find(0, s.lo, s.hi) == -1:  # all of the slice is done
+                    b.out.remove(s)
+                    if s.owner is not None:
+                        s.owner.leased.pop(s, None)
+        q = self._queues[b.queue]
+        q.in_flight -= held
+        waiting = hi - lo - held  # a late result for a task that waited to be served again
+        q.pending -= waiting
+        self._pending -= waiting
+        if b.left == 0:
+            del self._batches[b.key]
 
-    # Waiters for tasks are woken one at a time: whoever takes tasks wakes the next waiter
-    # if some are left. notify_all woke every waiting lease (64 consumers: 64 threads per
-    # put, all but one going back to sleep), which cost more than the puts themselves.
+    def _unlease(self, s: Slice) -> None:
+        b = s.batch
+        if s in b.out:
+            b.out.remove(s)
+        if s.owner is not None:
+            s.owner.leased.pop(s, None)
 
-    def _pop_next(self) -> str | None:
-        while self._queue:
-            tid = self._queue.popleft()
-            if tid in self._tasks and tid not in self._owner:
-                return tid
-            self._stale -= 1
-        return None
+    def _requeue(self, s: Slice, *, counted: bool, reason: str) -> int:
+        """A leased slice goes back to the front of its level, or to the dead letters once its
+        tasks were served max_attempts times; returns how many went back."""
+        b = s.batch
+        runs = b.undone(s.lo, s.hi)
+        if counted and runs and s.tries >= self.max_attempts:
+            self._dead_letter(b, runs, f"{reason}; {s.tries} attempts", s.tries)  # settles s as well
+            return 0
+        self._unlease(s)
+        total = sum(hi - lo for lo, hi in runs)
+        if not total:
+            return 0
+        q = self._queues[b.queue]
+        q.in_flight -= total
+        tries = s.tries if counted else s.tries - 1
+        level = q.levels[b.priority]
+        for lo, hi in reversed(runs):
+            level.appendleft(Slice(b, lo, hi, tries))
+        q.pending += total
+        self._pending += total
+        self._counts["redelivered"] += total
+        if counted and self.journal is not None:
+            self.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries) for lo, hi in runs])
+        return total
 
-    def _finish(self, tid: str, r: ResultIn, payload: Any, consumer: str, attempts: int) -> None:
-        self._outbox.append((r, payload, consumer, attempts))
-        if self.mailboxes:
-            self.mailboxes.post(tid, (r, consumer, attempts))  # the producer has the payload
-        if tid.startswith(TUTORIAL_PREFIX):
-            self._cq.append(r[VALUE] if r[OK] else r[ERROR])
-            self._cq_ready.notify()
+    def _dead_letter(self, b: Batch, runs: list[tuple[int, int]], reason: str, attempts: int) -> None:
+        error = f"dead letter: {reason}"
+        payloads = b.payload_list()
+        at = time.time()
+        for lo, hi in runs:
+            lines = []
+            for i in range(lo, hi):
+                tid = task_id(b.producer, b.first + i)
+                lines.append(json_line(tid, payloads[i], False, None, error, None, "god", attempts, at, b.queue,
+                                       b.task) + "\n")
+                self._dead.append((tid, payloads[i], reason, attempts))
+            dead: Value = (False, None, error, None)
+            values = [dead] * (hi - lo) if b.keep else None
+            self._record(b, lo, hi, "".join(lines), values, "god", attempts)
+            self._settle(b, lo, hi)
+            n = hi - lo
+            self._counts["dead"] += n
+            self._queues[b.queue].dead += n
+        self.results_ready.set()
 
-    def _dead_letter(self, tid: str, reason: str) -> None:
-        payload = self._tasks.pop(tid)
-        attempts = self._attempts.pop(tid, 0)
-        self._dead[tid] = (payload, reason, attempts)
-        self._counts["dead"] += 1
-        self._finish(tid, (tid, False, None, f"dead letter: {reason}", None), payload, "god", attempts)
+    def _record(self, b: Batch, lo: int, hi: int, lines: str, values: list[Value] | bytes | None,
+                consumer: str, attempt: int) -> None:
+        """Results for offsets [lo, hi) of b: to the monitor, and to whoever waits for the values."""
+        first = b.first
+        self._outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
+        if values is None or not b.keep:
+            return
+        if b.producer.startswith(TUTORIAL):
+            vals: list[Value] = pickle.loads(values) if isinstance(values, bytes) else values
+            self._cq.extend(v[V_VALUE] if v[V_OK] else v[V_ERROR] for v in vals)
+        else:
+            blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+            self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
 
-    def _requeue(self, c: ConsumerState, ids: list[str], *, counted: bool, reason: str) -> int:
-        """Put tasks leased to c back at the front, or dead-letter those out of attempts."""
-        back: list[str] = []
-        for tid in ids:
-            if self._owner.get(tid) != c.name:
-                continue  # finished meanwhile, or given to another consumer since
-            del self._owner[tid]
-            c.leased.pop(tid, None)
-            if not counted:
-                self._attempts[tid] = max(0, self._attempts.get(tid, 1) - 1)
-                if not self._attempts[tid]:
-                    self._arrivals.served(-1)  # never really served: it waits again
-            elif self._attempts.get(tid, 0) >= self.max_attempts:
-                self._dead_letter(tid, f"{reason}; {self._attempts.get(tid, 0)} attempts")
+    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, tries: int) -> tuple[Slice, Grant]:
+        s = Slice(b, lo, hi, tries + 1, c)
+        b.out.append(s)
+        c.leased[s] = None
+        return s, (b.producer, b.first, b.first + lo, b.first + hi, tries + 1, b.payloads_of(lo, hi), b.task,
+                   b.queue, b.keep)
+
+    def _lease_now(self, c: ConsumerState, queues: tuple[str, ...], max_n: int) -> list[tuple[Slice, Grant]]:
+        """Lease up to max_n waiting tasks to c: queues in order, higher priority first."""
+        out: list[tuple[Slice, Grant]] = []
+        want = max_n
+        for name in queues:
+            q = self._queues.get(name)
+            if q is None or q.pending <= 0:
                 continue
-            back.append(tid)
-        self._queue.extendleft(reversed(back))
-        self._counts["redelivered"] += len(back)
-        if counted and back and self.journal is not None:
-            self.journal.set_attempts([(tid, self._attempts[tid]) for tid in back])
-        if back:
-            self._not_empty.notify()
-        if len(back) < len(ids):
-            self.results_ready.set()
-        if ids:
-            self.changed()
-        return len(back)
+            for level in reversed(q.levels):
+                while want > 0 and level:
+                    s = level[0]
+                    b = s.batch
+                    if s.hi - s.lo > want:  # lease the front of it; the rest waits on
+                        lo, hi = s.lo, s.lo + want
+                        s.lo = hi
+                    else:
+                        level.popleft()
+                        lo, hi = s.lo, s.hi
+                    for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
+                        out.append(self._grant(c, b, rlo, rhi, s.tries))
+                        n = rhi - rlo
+                        want -= n
+                        q.pending -= n
+                        q.in_flight += n
+                        self._pending -= n
+                if want <= 0:
+                    return out
+        return out
 
-    # -- the client API (BROKER_METHODS) ---------------------------------------------------
+    # -- what clients call (god/api.py) -------------------------------------------------
 
-    def ping(self) -> None:
-        """Do nothing: a round trip that proves the connection works."""
-
-    def hello(self, name: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
-        """Register a producer or consumer; returns the parameters it must follow."""
+    def hello_consumer(self, name: str, host: str, processes: int) -> None:
+        """A consumer says who it is."""
         with self._lock:
-            if role == "consumer":
-                c = self._consumer(name)
-                c.host, c.processes = str(info.get("host", "")), int(info.get("processes", 0))
-            elif role == "producer":
-                self._producer(name).host = str(info.get("host", ""))
-                if info.get("results"):
-                    self.mailboxes.open(name)
-        return {
-            "lease_s": self.lease_s,
-            "heartbeat_s": self.lease_s / BEATS_PER_LEASE,
-            "capacity": self.capacity,
-            "max_attempts": self.max_attempts,
-            "max_payload": self.max_payload,
-            "run": self.run,
-        }
+            c = self.peers.consumer(name, self._now())
+            c.host, c.processes = host, processes
 
-    def put_many(self, producer: str, tasks: list[TaskIn], timeout: float = 0.0) -> int:
-        """Queue tasks whose ids are new; waits up to timeout for room when the queue is full.
+    def hello_producer(self, name: str, host: str, results: bool) -> None:
+        """A producer says who it is, and whether god should keep its results for it."""
+        with self._lock:
+            self.peers.producer(name, self._now()).host = host
+        if results:
+            self.mailboxes.open(name)
 
-        With a journal, returns only once the tasks it counts are committed to it.
+    def offer(self, producer: str, put: Put) -> tuple[bool, int]:
+        """Take a batch whole if there is room (a re-sent one is taken care of already).
 
         Returns:
-            How many tasks, from the front of the list, are now taken care of (queued now
-            or before): the caller offers the rest again. Fewer than len(tasks) means full.
-        """
-        # Pickled whole before taking the lock, so other clients do not wait on it: the
-        # journal row when every task is new and there is room (the usual case).
-        whole = dumps(tasks) if self.journal is not None else None
-        i, ticket = self.offer(producer, tasks, 0, whole)
-        deadline = time.monotonic() + timeout
-        while i < len(tasks) and timeout > 0:
-            with self._lock:
-                if self._pending >= self.capacity and not _wait(self._not_full, deadline):
-                    break
-            i, more = self.offer(producer, tasks, i)
-            ticket = max(ticket, more)
-        if self.journal is not None and ticket:
-            self.journal.wait(ticket)
-        return i
-
-    def offer(self, producer: str, tasks: list[TaskIn], start: int = 0, whole: bytes | None = None) -> tuple[int, int]:
-        """Queue what there is room for, from tasks[start:], without waiting.
-
-        Args:
-            whole: ``dumps(tasks)``, made by the caller outside the lock, for the journal.
-
-        Returns:
-            (how many from the front are taken care of, the journal ticket to wait for
-            before confirming them; 0 without a journal).
-        """
-        journal = self.journal
-        i, n, accepted, ticket = start, len(tasks), 0, 0
-        with self._lock:
-            p = self._producer(producer)
-            seen, queue, payloads = self._seen, self._queue, self._tasks
-            room = self.capacity - self._pending
-            rows = []
-            dupes = False
-            while i < n:
-                tid, payload = tasks[i]
-                if tid in seen:
-                    p.duplicates += 1
-                    dupes = True
-                elif room > 0:
-                    seen.add(tid)
-                    payloads[tid] = payload
-                    queue.append(tid)
-                    room -= 1
-                    accepted += 1
-                    rows.append(tid)
-                else:
-                    break
-                i += 1
-            if journal is not None and i > start:
-                # Appended under the lock, so a re-sent put that finds these ids seen
-                # waits for this same commit (the current ticket) before confirming.
-                if not rows:
-                    ticket = journal.ticket
-                elif start == 0 and i == n and not dupes and whole is not None:
-                    ticket = journal.add_tasks(rows, whole)
-                else:  # some were there already, or there was no room for all: journal the new ones
-                    ticket = journal.add_tasks(rows, dumps([(tid, payloads[tid]) for tid in rows]))
-            if accepted:
-                p.put += accepted
-                self._counts["accepted"] += accepted
-                self._arrivals.accepted(accepted, self._now())
-                self._not_empty.notify()
-        if accepted:
-            self.changed()
-        return i, ticket
-
-    def lease(self, consumer: str, max_n: int, timeout: float = 0.0, seq: int | None = None) -> list[Leased]:
-        """Lease up to max_n tasks, waiting up to timeout for the first.
-
-        A retried call (same seq as the consumer's last lease, whose reply was lost) gets
-        the same tasks again, so no task is left leased to a consumer that never saw it.
+            (taken, the journal ticket its confirmation waits for; 0: none).
         """
         with self._lock:
-            c = self._consumer(consumer)
+            p = self.peers.producer(producer, self._now())
+            if put[PUT_FIRST] <= self._upto.get(producer, 0):
+                p.duplicates += put[PUT_N]
+                return True, self.journal.ticket if self.journal is not None else 0
+            ticket = self._take(producer, put, producer in self.mailboxes, put[PUT_PAYLOADS], None)
+            if ticket < 0:
+                return False, 0
+            p.put += put[PUT_N]
+        self._on_change()
+        return True, ticket
+
+    def try_lease(self, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None) -> list[Grant] | None:
+        """Lease up to max_n tasks from the queues, in their order; None (nothing recorded, so
+        the same seq may try again) while none waits there.
+
+        A retried call (the same seq as the consumer's last lease, whose reply was lost) gets
+        the same grants again, so no task is left leased to a consumer that never saw it.
+        """
+        with self._lock:
+            c = self.peers.consumer(consumer, self._now())
+            c.queues = queues
             if seq is not None and seq == c.lease_seq:
-                return [t for t in c.last_batch if t[0] in c.leased]
-            if timeout > 0 and self._pending <= 0:
-                deadline = time.monotonic() + timeout
-                while self._pending <= 0 and _wait(self._not_empty, deadline):
-                    pass
-            batch = self._lease_now(c, max_n, seq)
-        if batch:
-            self.changed()
-        return batch
+                return [g for s, g in c.last_grants if s in c.leased]
+            if not any(q.pending > 0 for q in map(self._queues.get, queues) if q is not None):
+                return None
+            leased = self._lease_now(c, queues, max_n)
+            c.lease_seq, c.last_grants = seq, leased
+        self._on_change()  # room for puts
+        return [g for _, g in leased]
 
-    def has_waiting(self) -> bool:
-        """Whether tasks wait to be leased: a hint, read without the lock."""
-        return self._pending > 0
+    def lease_nothing(self, consumer: str, seq: int | None) -> list[Grant]:
+        """Answer a lease that found nothing in time: recorded under seq, so a retry gets the same."""
+        with self._lock:
+            c = self.peers.consumer(consumer, self._now())
+            if seq is not None and seq == c.lease_seq:
+                return [g for s, g in c.last_grants if s in c.leased]
+            c.lease_seq, c.last_grants = seq, []
+            return []
+
+    def has_waiting(self, queues: tuple[str, ...]) -> bool:
+        """Whether tasks wait on any of these queues: a hint, read without the lock."""
+        qs = self._queues
+        return any(name in qs and qs[name].pending > 0 for name in queues)
 
     def has_room(self) -> bool:
         """Whether a put would find room: a hint, read without the lock."""
         return self._pending < self.capacity
 
-    def try_lease(self, consumer: str, max_n: int, seq: int | None = None) -> list[Leased] | None:
-        """``lease`` without waiting, for a caller that waits elsewhere: None (and nothing
-        recorded, so the same seq may try again) while no task waits."""
-        with self._lock:
-            c = self._consumer(consumer)
-            if seq is not None and seq == c.lease_seq:
-                return [t for t in c.last_batch if t[0] in c.leased]
-            if self._pending <= 0:
-                return None
-            batch = self._lease_now(c, max_n, seq)
-        self.changed()
-        return batch
-
-    def _lease_now(self, c: ConsumerState, max_n: int, seq: int | None) -> list[Leased]:
-        """Lease up to max_n waiting tasks to c (lock held)."""
-        batch: list[Leased] = []
-        attempts, owner, leased = self._attempts, self._owner, c.leased
-        while len(batch) < max_n:
-            tid = self._pop_next()
-            if tid is None:
-                break
-            a = attempts.get(tid, 0) + 1
-            attempts[tid] = a
-            if a == 1:
-                self._arrivals.served()
-            owner[tid] = c.name
-            leased[tid] = None
-            batch.append((tid, self._tasks[tid], a))
-        c.lease_seq, c.last_batch = seq, batch
-        if batch:
-            self._not_full.notify_all()
-        if batch and self._pending > 0:
-            self._not_empty.notify()  # pass it on: one waiter woken per round, not all of them
-        return batch
-
-    def ack_many(self, consumer: str, results: list[ResultIn]) -> int:
-        """Record results; the first result for a task id wins, later ones are counted duplicates.
+    def ack_many(self, consumer: str, acks: list[Ack]) -> int:
+        """Record results; the first result for a task wins, later ones are counted duplicates.
 
         Returns:
             How many results were new.
         """
         new = 0
         with self._lock:
-            c = self._consumer(consumer)
-            tasks, owner, consumers, counts = self._tasks, self._owner, self._consumers, self._counts
-            for r in results:
-                tid = r[0]
-                payload = tasks.pop(tid, _MISSING)
-                if payload is _MISSING:
-                    if tid in self._seen:
-                        counts["duplicates"] += 1
+            c = self.peers.consumer(consumer, self._now())
+            batches, counts = self._batches, self._counts
+            for a in acks:
+                b = batches.get((a[A_PRODUCER], a[A_FIRST]))
+                lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
+                if b is None or not 0 <= lo < hi <= b.n:
+                    new += self._ack_unknown(c, a)
+                    continue
+                lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
+                runs = b.undone(lo, hi)
+                if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
+                    keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
+                    counts["duplicates"] += hi - lo - len(keep)
+                    if not keep:
                         continue
-                    # A task god does not know (it restarted without a journal): keep the result.
-                    self._seen.add(tid)
-                    payload = None
+                    lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
+                    failed = tuple(f for f in failed if f - b.first in keep)
+                    if values is not None:
+                        values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
+                n = sum(rhi - rlo for rlo, rhi in runs)
+                attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
+                if len(runs) == 1:
+                    self._record(b, runs[0][0], runs[0][1], lines, values, consumer, attempt)
                 else:
-                    holder = owner.pop(tid, None)
-                    if holder is None:
-                        self._stale += 1  # it was waiting in the queue again
-                    else:
-                        consumers[holder].leased.pop(tid, None)
-                attempts = self._attempts.pop(tid, 1)
-                if r[OK]:
-                    c.done += 1
-                    counts["done"] += 1
-                else:
-                    c.failed += 1
-                    counts["failed"] += 1
-                self._finish(tid, r, payload, consumer, attempts)
-                new += 1
+                    self._record_runs(b, runs, lines, values, consumer, attempt)
+                for rlo, rhi in runs:
+                    self._settle(b, rlo, rhi)
+                q = self._queues[b.queue]
+                nf = len(failed)
+                c.done += n - nf
+                c.failed += nf
+                q.done += n - nf
+                q.failed += nf
+                counts["done"] += n - nf
+                counts["failed"] += nf
+                new += n
         if new:
             self.results_ready.set()
-            self.changed()
+            self._on_change()
         return new
+
+    def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,
+                     consumer: str, attempt: int) -> None:
+        """Record results that are several runs of b (some in between had results already)."""
+        parts = lines.split("\n")
+        vals = pickle.loads(values) if values is not None else None
+        i = 0
+        for lo, hi in runs:
+            k = hi - lo
+            self._record(b, lo, hi, "".join(p + "\n" for p in parts[i : i + k]),
+                         vals[i : i + k] if vals is not None else None, consumer, attempt)
+            i += k
+
+    def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:
+        """Results for a batch god does not hold: done before (duplicates), or put to a god that
+        restarted without a journal (kept: nobody else will run them)."""
+        producer, n = a[A_PRODUCER], a[A_HI] - a[A_LO]
+        if a[A_HI] - 1 <= self._upto.get(producer, 0) or producer.startswith(TUTORIAL):
+            self._counts["duplicates"] += n
+            return 0
+        self._outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))
+        self._upto[producer] = max(self._upto.get(producer, 0), a[A_HI] - 1)
+        nf = len(a[A_FAILED])
+        c.done += n - nf
+        c.failed += nf
+        q = self._queue(DEFAULT_QUEUE)
+        q.done += n - nf
+        q.failed += nf
+        self._counts["done"] += n - nf
+        self._counts["failed"] += nf
+        return n
 
     def heartbeat(self, consumer: str) -> bool:
         """Keep a consumer's leases alive; False if it had been given up (its tasks requeued)."""
         with self._lock:
-            c = self._consumers.get(consumer)
+            c = self.peers.consumers.get(consumer)
             was_alive = c is not None and c.alive
-            self._consumer(consumer)
+            self.peers.consumer(consumer, self._now())
             return was_alive
 
-    def release(self, consumer: str, task_ids: list[str], crashed: list[str] | None = None) -> int:
-        """Take back leased tasks: ``task_ids`` were not started; ``crashed`` killed their worker.
+    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
+        """Take back leased runs: ``unstarted`` were not started; ``crashed`` killed their worker.
 
         Returns:
             How many went back to the queue.
         """
         with self._lock:
-            c = self._consumer(consumer)
-            n = self._requeue(c, list(task_ids), counted=False, reason="released")
-            if crashed:
-                n += self._requeue(c, list(crashed), counted=True, reason=f"its worker on {consumer} died")
-            return n
+            c = self.peers.consumer(consumer, self._now())
+            n = sum(self._take_back(c, r, counted=False, reason="released") for r in unstarted)
+            n += sum(self._take_back(c, r, counted=True, reason=f"its worker on {consumer} died")
+                     for r in crashed or ())
+        self.results_ready.set()
+        self._on_change()
+        return n
 
-    def results_for(
-        self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
-        check: list[str] | None = None,
-    ) -> tuple[list[Posted], list[str]]:
+    def _take_back(self, c: ConsumerState, r: Run, *, counted: bool, reason: str) -> int:
+        b = self._batches.get((r[R_PRODUCER], r[R_FIRST]))
+        if b is None:
+            return 0
+        lo, hi = r[R_LO] - b.first, r[R_HI] - b.first
+        n = 0
+        for s in [s for s in b.out if s.owner is c and s.lo < hi and lo < s.hi]:
+            self._unlease(s)
+            for a, z in ((s.lo, max(lo, s.lo)), (min(hi, s.hi), s.hi)):
+                if z > a:  # the parts the consumer still holds
+                    kept = Slice(b, a, z, s.tries, c)
+                    b.out.append(kept)
+                    c.leased[kept] = None
+            taken = Slice(b, max(lo, s.lo), min(hi, s.hi), s.tries, c)
+            b.out.append(taken)
+            c.leased[taken] = None
+            n += self._requeue(taken, counted=counted, reason=reason)
+        return n
+
+    def bye(self, consumer: str) -> None:
+        """A consumer leaves: anything still leased to it goes back, unstarted."""
+        with self._lock:
+            c = self.peers.consumers.pop(consumer, None)
+            for s in list(c.leased) if c is not None else ():
+                self._requeue(s, counted=False, reason="consumer left")
+        self._on_change()
+
+    def results_for(self, producer: str, run: str, confirmed: int, max_n: int,
+                    check: list[str] | None = None) -> tuple[list[Posted], list[str]]:
         """Results of the producer's own tasks, numbered; those up to ``confirmed`` it has already.
 
-        Only for a producer whose hello asked for results; waits up to timeout for the first.
         ``run`` is the god run the numbers came from (a restarted god numbers anew).
 
         Returns:
@@ -445,69 +564,92 @@ class Broker:
             never had: finished before it restarted).
         """
         with self._lock:
-            self._producer(producer)
-            gone = [tid for tid in check or () if tid in self._seen and tid not in self._tasks]
+            self.peers.producer(producer, self._now())
+            gone = [tid for tid in check or () if self._done_before(tid)]
         if run != self.run:
             confirmed = 0
         if gone:  # done, but not if their results wait in the mailbox
             held = self.mailboxes.holds(producer)
-            gone = [tid for tid in gone if tid not in held]
-        return self.mailboxes.take(producer, confirmed, max_n, timeout if not gone else 0.0), gone
+            gone = [tid for tid in gone if split_id(tid)[1] not in held]
+        return self.mailboxes.take(producer, confirmed, max_n), gone
 
-    def bye(self, consumer: str) -> None:
-        """A consumer leaves: anything still leased to it goes back, unstarted."""
-        with self._lock:
-            c = self._consumers.pop(consumer, None)
-            if c is not None and c.leased:
-                self._requeue(c, list(c.leased), counted=False, reason="consumer left")
+    def _done_before(self, tid: str) -> bool:
+        producer, seq = split_id(tid)
+        if seq > self._upto.get(producer, 0):
+            return False
+        for b in self._batches.values():
+            if b.producer == producer and b.first <= seq < b.first + b.n:
+                return bool(b.done[seq - b.first])
+        return True
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """A snapshot of every count, for the monitor and ``status``."""
         with self._lock:
             now = self._now()
-            return {
-                **self._counts,
-                "pending": self._pending,
-                "in_flight": len(self._owner),
-                "capacity": self.capacity,
-                "oldest_waiting_s": self._arrivals.oldest_age(now) if self._pending > 0 else 0.0,
-                "uptime_s": now - self._started,
-                "consumers_alive": sum(c.alive for c in self._consumers.values()),
-                **self.more_figures(),
-                "consumers": [
-                    {
-                        "name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,
-                        "in_flight": len(c.leased), "done": c.done, "failed": c.failed,
-                        "lost": c.lost, "last_seen_s": now - c.last_seen,
-                    }
-                    for c in self._consumers.values()
-                ],
-                "producers": [
-                    {"name": p.name, "host": p.host, "put": p.put, "duplicates": p.duplicates,
-                     "last_seen_s": now - p.last_seen}
-                    for p in self._producers.values()
-                ],
+            queues: dict[str, QueueFigures] = {}
+            for name, q in self._queues.items():
+                oldest = q.oldest()
+                queues[name] = {
+                    "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
+                    "dead": q.dead, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
+                    "consumers": sum(1 for c in self.peers.consumers.values() if c.alive and name in c.queues),
+                }
+            oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
+            consumers: list[ConsumerFigures] = [
+                {"name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,
+                 "in_flight": sum(s.batch.done.count(0, s.lo, s.hi) for s in c.leased), "done": c.done,
+                 "failed": c.failed, "lost": c.lost, "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
+                for c in self.peers.consumers.values()
+            ]
+            producers: list[ProducerFigures] = [
+                {"name": p.name, "host": p.host, "put": p.put, "duplicates": p.duplicates,
+                 "last_seen_s": now - p.last_seen}
+                for p in self.peers.producers.values()
+            ]
+            counts = self._counts
+            stats: Stats = {
+                "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
+                "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
+                "handed_out": counts["handed_out"], "pending": self._pending,
+                "in_flight": sum(q.in_flight for q in self._queues.values()), "capacity": self.capacity,
+                "oldest_waiting_s": oldest_all, "uptime_s": now - self._started,
+                "consumers_alive": self.peers.alive(), "connections": 0, "refused": 0,
+                "consumers": consumers, "producers": producers, "queues": queues,
             }
+        more = self._figures()
+        stats["connections"] = more.get("connections", 0)
+        stats["refused"] = more.get("refused", 0)
+        return stats
 
     # -- god's own side (not reachable by clients) -----------------------------------------
 
-    def restore(self, recovered: Recovered) -> None:
-        """Take over what a journal held: its tasks wait again, its results stay done."""
+    def restore(self, batches: list[tuple[str, Put, bytearray, list[tuple[int, int, int]]]],
+                upto: dict[str, int]) -> None:
+        """Take over what a journal held: (producer, put, done bytes, attempts as (lo, hi, tries)
+        offsets) of each batch with tasks not done, in order; and each producer's last seq."""
         with self._lock:
-            fresh = 0
-            for tid, payload, attempts in recovered.pending:
-                if tid not in self._seen:
-                    self._seen.add(tid)
-                    self._tasks[tid] = payload
-                    self._queue.append(tid)
-                    if attempts:
-                        self._attempts[tid] = attempts
-                    else:
-                        fresh += 1
-            self._arrivals.accepted(fresh, self._now())
-            self._seen.update(recovered.done_ids)
-            if self._queue:
-                self._not_empty.notify()
+            self._upto.update(upto)
+            for producer, put, done, tries in batches:
+                b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
+                          put[PUT_PAYLOADS], producer in self.mailboxes, self._now())
+                b.done[:] = done
+                b.left = done.count(0)
+                if not b.left:
+                    continue
+                self._batches[b.key] = b
+                self._upto[producer] = max(self._upto.get(producer, 0), b.first + b.n - 1)
+                q = self._queue(b.queue)
+                marks = [0] * b.n
+                for lo, hi, n in tries:
+                    marks[lo:hi] = [n] * (hi - lo)
+                for lo, hi in b.undone(0, b.n):
+                    start = lo
+                    for i in range(lo + 1, hi + 1):  # runs of equal attempts
+                        if i == hi or marks[i] != marks[start]:
+                            q.levels[b.priority].append(Slice(b, start, i, marks[start]))
+                            start = i
+                    q.pending += hi - lo
+                    self._pending += hi - lo
 
     def reap(self) -> list[tuple[str, int]]:
         """Give up consumers silent for longer than lease_s; their tasks are served again.
@@ -518,27 +660,26 @@ class Broker:
         lost = []
         with self._lock:
             now = self._now()
-            for name, c in list(self._consumers.items()):
-                silent = now - c.last_seen
-                if c.alive and silent > self.lease_s:
-                    c.alive, c.lost = False, c.lost + 1
-                    ids = list(c.leased)
-                    c.lease_seq, c.last_batch = None, []
-                    self._requeue(c, ids, counted=True, reason=f"consumer {name} was lost")
-                    lost.append((name, len(ids)))
-                elif not c.alive and silent > FORGET_S:
-                    del self._consumers[name]
-            for name, p in list(self._producers.items()):
-                if now - p.last_seen > FORGET_S:
-                    del self._producers[name]
-                    self.mailboxes.close(name)
+            for c in self.peers.silent(now, self.lease_s):
+                c.alive, c.lost = False, c.lost + 1
+                c.lease_seq, c.last_grants = None, []
+                slices = list(c.leased)
+                n = sum(s.batch.done.count(0, s.lo, s.hi) for s in slices)
+                for s in slices:
+                    self._requeue(s, counted=True, reason=f"consumer {c.name} was lost")
+                lost.append((c.name, n))
+            for name in self.peers.forget(now):
+                self.mailboxes.close(name)
+        if lost:
+            self.results_ready.set()
+            self._on_change()
         return lost
 
-    def take_results(self, batches: list[list[str]] | None = None) -> tuple[list[Outgoing], int]:
+    def take_results(self, batches: list[tuple[str, int]] | None = None) -> tuple[list[Outgoing], int]:
         """Everything recorded since the last call, oldest first, for printing and files.
 
         Args:
-            batches: id lists of the journal's oldest task batches.
+            batches: (producer, first) of the journal's oldest open batches.
 
         Returns:
             (the results, how many of ``batches``, from the first, have no task waiting or
@@ -547,74 +688,82 @@ class Broker:
         """
         self.results_ready.clear()
         with self._lock:
-            out = list(self._outbox)
-            self._outbox.clear()
+            out, self._outbox = self._outbox, []
             finished = 0
-            tasks = self._tasks
-            for ids in batches or ():
-                if any(tid in tasks for tid in ids):
+            for key in batches or ():
+                if key in self._batches:
                     break
                 finished += 1
         return out, finished
 
-    def dead_letters(self) -> dict[str, tuple[Any, str, int]]:
-        """Dead-lettered tasks: id -> (payload, reason, attempts)."""
+    def dead_letters(self) -> list[tuple[str, Any, str, int]]:
+        """The last dead-lettered tasks: (id, payload, reason, attempts)."""
         with self._lock:
-            return dict(self._dead)
+            return list(self._dead)
 
     # -- the tutorial's queue views (god/views.py) ----------------------------------------
 
-    def put_one(self, payload: Any, timeout: float | None) -> bool:
-        """Queue one payload from a tutorial client under a fresh id; False if still full."""
+    def put_one(self, payload: Any) -> bool:
+        """Queue one payload from a tutorial client under a fresh id; False while god is full."""
         with self._lock:
-            tid = f"{self._tutorial_run}{next(self._tutorial_ids)}"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 3600.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            if self.put_many("tutorial", [(tid, payload)], wait) == 1:
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
+            seq = self._tutorial_seq + 1
+            put: Put = (seq, 1, pickle.dumps([payload], pickle.HIGHEST_PROTOCOL), DEFAULT_QUEUE, None, 0)
+            if self._take(self._tutorial, put, True, put[PUT_PAYLOADS], [payload]) < 0:
                 return False
+            self._tutorial_seq = seq
+        self._on_change()
+        return True
 
-    def take_one(self, timeout: float | None) -> tuple[bool, Any]:
+    def take_one(self) -> tuple[bool, Any]:
         """Hand one task's payload to a tutorial client, at most once (it cannot ack)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while True:
-                tid = self._pop_next()
-                if tid is not None:
-                    if not self._attempts.pop(tid, 0):
-                        self._arrivals.served()
-                    self._counts["handed_out"] += 1
-                    if self.journal is not None:
-                        self.journal.drop_tasks([tid])
-                    self._not_full.notify_all()
-                    self.changed()
-                    if self._pending > 0:
-                        self._not_empty.notify()  # pass it on to the next waiter
-                    return True, self._tasks.pop(tid)
-                if not _wait(self._not_empty, deadline):
-                    return False, None
+            q = self._queues.get(DEFAULT_QUEUE)
+            if q is None or q.pending <= 0:
+                return False, None
+            # A stand-in consumer, not among the peers: the task is settled at once.
+            s, _ = self._lease_now(ConsumerState(TUTORIAL, self._now()), (DEFAULT_QUEUE,), 1)[0]
+            b, i = s.batch, s.lo
+            payload = b.payload_list()[i]
+            self._settle(b, i, i + 1)
+            self._counts["handed_out"] += 1
+            self._handed.append((b, i))
+            if self.journal is not None:
+                self.journal.add_done([(b.producer, b.first, b.first + i, b.first + i + 1)])
+        self._on_change()
+        return True, payload
 
     def put_value(self, value: Any) -> None:
-        """Record a result a tutorial client put on the result queue (it has no task id)."""
+        """A tutorial client put a value on the result queue: the result of the oldest task
+        handed out through the task queue view that has none yet (exact with one tutorial
+        worker), or of no task."""
         with self._lock:
-            self._counts["done"] += 1
-            self._outbox.append(((None, True, value, None, None), None, "tutorial", 1))  # type: ignore[arg-type]
             self._cq.append(value)
-            self._cq_ready.notify()
+            self._counts["done"] += 1
+            if not self._handed:
+                self._outbox.append((json_line(None, None, True, value, None, None, TUTORIAL, 1, time.time()) + "\n", []))
+            else:
+                b, i = self._handed.popleft()
+                q = self._queue(b.queue)
+                q.done += 1
+                tid = task_id(b.producer, b.first + i)
+                line = json_line(tid, b.payload_list()[i], True, value, None, None, TUTORIAL, 1, time.time(), b.queue,
+                                 b.task) + "\n"
+                self._outbox.append((line, []))
+                if b.keep and not b.producer.startswith(TUTORIAL):
+                    blob = pickle.dumps([(True, value, None, None)], pickle.HIGHEST_PROTOCOL)
+                    self.mailboxes.post(b.producer, (b.first + i, b.first + i + 1, blob, TUTORIAL, 1))
         self.results_ready.set()
+        self._on_change()
 
-    def get_value(self, timeout: float | None) -> tuple[bool, Any]:
+    def get_value(self) -> tuple[bool, Any]:
         """Take the next result for a tutorial client reading the result queue."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while not self._cq:
-                if not _wait(self._cq_ready, deadline):
-                    return False, None
+            if not self._cq:
+                return False, None
             return True, self._cq.popleft()
 
     def queue_sizes(self) -> tuple[int, int]:
-        """(tasks waiting, results waiting for tutorial readers)."""
+        """(tasks waiting on the default queue, results waiting for tutorial readers)."""
         with self._lock:
-            return self._pending, len(self._cq)
+            q = self._queues.get(DEFAULT_QUEUE)
+            return (q.pending if q is not None else 0), len(self._cq)

@@ -1,16 +1,16 @@
-"""God's journal: accepted tasks and recorded results in SQLite, so a restarted god loses nothing.
+"""God's journal: accepted batches and settled runs in SQLite, so a restarted god loses nothing.
 
 One writer thread owns the connection and commits whatever piled up since its last commit
-in one transaction (group commit): a producer's put is confirmed only once its tasks are
-committed, so a god killed with SIGKILL has every confirmed task in the journal. Of a
-result the journal keeps the task id and whether it succeeded, after the results file has
-the line, with how far the file got; a restarted god reads the file past that point for
+in one transaction (group commit): a producer's put is confirmed only once its batch is
+committed, so a god killed with SIGKILL has every confirmed task in the journal. Of
+results the journal keeps which runs of which batches are done, after the results file has
+their lines, with how far the file got; a restarted god reads the file past that point for
 results written just before the crash (``recover``), so nothing is run or written twice.
 
-Rows hold batches, not tasks: a put's tasks are one pickled row, a round of results another.
-A row per task cost 4 us of god's time per task in B-tree work (measured with py-spy and a
-micro-benchmark); a row per batch about 0.4 us. A task batch is deleted once none of its
-tasks is waiting or running (``compact``, driven by the monitor, which knows).
+A put is one row, its payloads the blob the producer sent (never unpickled here); a round
+of results is one row of runs. A batch is deleted once none of its tasks is waiting or
+running (``compact``, driven by the monitor, which knows), and its producer's last seq goes
+to ``producers``, which is what tells a re-sent put from a new one after a restart.
 
 WAL with ``synchronous=NORMAL``: a commit survives the god process dying (SIGKILL, OOM),
 not the machine losing power before the next checkpoint.
@@ -18,6 +18,7 @@ not the machine losing power before the next checkpoint.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import itertools
 import os
@@ -25,7 +26,7 @@ import pickle
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,48 +37,64 @@ from loguru import logger
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
+from shared.records import (
+    DEFAULT_QUEUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO,
+    R_PRODUCER, Put, Run, split_id,
+)
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 2  # 1: a row per task (never released)
-RECOVERED_BATCH = 1000  # tasks per row when recovery rewrites what is still pending
+SCHEMA_VERSION = 3  # 1: a row per task (never released); 2: rows of (id, payload) lists
 RETRY_S = 1.0  # seconds between attempts to commit while the disk refuses
 ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the log
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS task_batches (seq INTEGER PRIMARY KEY, tasks BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS done_batches (seq INTEGER PRIMARY KEY, done BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS attempts (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
+    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, payloads BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
-_PUT = "INSERT INTO task_batches (seq, tasks) VALUES (?, ?)"
-_RELEASE = "DELETE FROM task_batches WHERE seq = ?"
-_ATTEMPTS = "INSERT OR REPLACE INTO attempts (id, n) VALUES (?, ?)"
-_DONE = "INSERT INTO done_batches (done) VALUES (?)"
+_PUT = "INSERT INTO batches (seq, producer, first, n, queue, task, priority, payloads) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_RELEASE = "DELETE FROM batches WHERE seq = ?"
+_UPTO = ("INSERT INTO producers (name, upto) VALUES (?, ?) "
+         "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto)")
+_ATTEMPTS = "INSERT INTO attempts (rows) VALUES (?)"
+_DONE = "INSERT INTO done (runs) VALUES (?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+#: A batch as recovered: (producer, put, done byte per task, attempts as (lo, hi, tries) offsets).
+Held = tuple[str, Put, bytearray, list[tuple[int, int, int]]]
 
 
 @dataclass(slots=True)
 class Recovered:
     """What a journal held when god started."""
 
-    pending: list[tuple[str, Any, int]] = field(default_factory=list)  # (id, payload, attempts), in order
-    done_ids: list[str] = field(default_factory=list)
+    batches: list[Held] = field(default_factory=list)  # with tasks not done, in order
+    upto: dict[str, int] = field(default_factory=dict)  # each producer's last seq taken
+    pending: int = 0  # tasks to serve again
+    done: int = 0  # tasks of those batches already done
     found_in_file: int = 0  # results the last god wrote to the results file but did not journal
 
 
 def dumps(obj: Any) -> bytes:
-    """Tasks (a list of (id, payload)) or results as the journal stores them."""
+    """Rows of runs as the journal stores them."""
     return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Journal:
     """A SQLite journal with one writer thread; every method but ``recover`` is thread-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, on_commit: Callable[[], None] = lambda: None) -> None:
+        """Args:
+            on_commit: called after each commit, from the writer thread (god: the waits' wake-up).
+        """
         self.path = path
+        self.on_commit = on_commit
         self._lockfile = _lock(path)
         try:
             self._db = _open(path)
@@ -89,9 +106,8 @@ class Journal:
         self._ticket = 0  # ops appended so far
         self._committed = 0  # ops committed so far
         self._closing = False
-        self.on_commit: Callable[[], None] = lambda: None  # after each commit (the hub's wake-up)
-        self._next_seq = 1 + self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM task_batches").fetchone()[0]
-        self._open: deque[tuple[int, list[str]]] = deque()  # task batches with tasks not done, oldest first
+        self._next_seq = 1 + self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()[0]
+        self._open: deque[tuple[int, str, int, int]] = deque()  # (seq, producer, first, last) of open batches
         self._log = logger.bind(role="god")
         self._error_at = 0.0
         self._thread = threading.Thread(target=self._write_loop, name="god-journal", daemon=True)
@@ -100,40 +116,81 @@ class Journal:
         """Read what the last god left, and rewrite it compactly; call once, before ``start``.
 
         With the results file the last god wrote to, the results it wrote after its last
-        journal entry are journaled now, so those tasks are done, not served again.
+        journal entry count as done too, so those tasks are not served again.
         """
         db = self._db
         r = Recovered()
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        done: set[str] = set()
-        for (blob,) in db.execute("SELECT done FROM done_batches"):
-            done.update(tid for tid, _ in pickle.loads(blob))
+        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, payloads FROM batches ORDER BY seq")
+        held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
+        firsts: dict[str, list[int]] = defaultdict(list)
+        for seq, producer, first, n, queue, task, priority, payloads in rows:
+            held[producer, first] = (seq, (first, n, payloads, queue, task, priority), bytearray(n))
+            firsts[producer].append(first)
+        for p in firsts.values():
+            p.sort()
+
+        def mark(producer: str, lo: int, hi: int, first: int | None = None) -> None:
+            if first is None:  # find the batch holding lo
+                fs = firsts.get(producer, [])
+                i = bisect.bisect_right(fs, lo) - 1
+                if i < 0:
+                    return
+                first = fs[i]
+            h = held.get((producer, first))
+            if h is not None:
+                n = h[1][PUT_N]
+                a, z = max(lo - first, 0), min(hi - first, n)
+                if z > a:
+                    h[2][a:z] = b"\x01" * (z - a)
+
+        for (blob,) in db.execute("SELECT runs FROM done"):
+            for run in pickle.loads(blob):
+                mark(run[R_PRODUCER], run[R_LO], run[R_HI], run[R_FIRST])
         if results is not None and meta.get("results_path") == str(results.path):
             found = results.ids_after(int(meta.get("results_offset", 0)))
             r.found_in_file = len(found)
-            self._apply(self._result_ops(found, str(results.path), results.offset))
-            done.update(tid for tid, _ in found)
-        attempts = dict(db.execute("SELECT id, n FROM attempts"))
-        pending: dict[str, tuple[str, Any, int]] = {}
-        for (blob,) in db.execute("SELECT tasks FROM task_batches ORDER BY seq"):
-            for tid, payload in pickle.loads(blob):
-                if tid not in done and tid not in pending:
-                    pending[tid] = (tid, payload, attempts.get(tid, 0))
-        r.pending = list(pending.values())
-        r.done_ids = list(done)
-        # Rewrite: what is pending in full batches, the done ids in one row, attempts of pending tasks only.
+            for tid in found:
+                try:
+                    producer, seq = split_id(tid)
+                except ValueError:
+                    continue
+                mark(producer, seq, seq + 1)
+        tries: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
+        for (blob,) in db.execute("SELECT rows FROM attempts ORDER BY seq"):
+            for producer, first, lo, hi, n in pickle.loads(blob):
+                tries[producer, first].append((lo - first, hi - first, n))
+        r.upto = dict(db.execute("SELECT name, upto FROM producers"))
+        for (producer, first), (_, put, done) in held.items():
+            r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
+            left = done.count(0)
+            if left:
+                r.batches.append((producer, put, done, tries.get((producer, first), [])))
+                r.pending += left
+                r.done += put[PUT_N] - left
+        # Rewrite: the open batches, one row of their done runs, their attempts; the rest goes.
         with db:
-            db.execute("DELETE FROM task_batches")
-            db.execute("DELETE FROM done_batches")
+            db.execute("DELETE FROM done")
             db.execute("DELETE FROM attempts")
-            if done:
-                db.execute(_DONE, (dumps([(tid, None) for tid in done]),))
-            for i in range(0, len(r.pending), RECOVERED_BATCH):
-                chunk = r.pending[i : i + RECOVERED_BATCH]
-                db.execute(_PUT, (self._next_seq, dumps([(tid, payload) for tid, payload, _ in chunk])))
-                self._open.append((self._next_seq, [tid for tid, _, _ in chunk]))
-                self._next_seq += 1
-            db.executemany(_ATTEMPTS, [(tid, n) for tid, _, n in r.pending if n])
+            db.executemany(_UPTO, list(r.upto.items()))
+            open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _ in r.batches}
+            db.executemany(_RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
+            runs: list[Run] = []
+            rows_t: list[tuple[str, int, int, int, int]] = []
+            for producer, put, done, t in r.batches:
+                first = put[PUT_FIRST]
+                i = 0
+                while (i := done.find(1, i)) != -1:
+                    end = done.find(0, i)
+                    end = len(done) if end == -1 else end
+                    runs.append((producer, first, first + i, first + end))
+                    i = end
+                rows_t += [(producer, first, first + lo, first + hi, n) for lo, hi, n in t]
+                self._open.append((held[producer, first][0], producer, first, first + put[PUT_N] - 1))
+            if runs:
+                db.execute(_DONE, (dumps(runs),))
+            if rows_t:
+                db.execute(_ATTEMPTS, (dumps(rows_t),))
         return r
 
     def start(self) -> None:
@@ -149,53 +206,52 @@ class Journal:
             self._cond.notify_all()
             return self._ticket
 
-    def add_tasks(self, ids: list[str], blob: bytes) -> int:
-        """Journal accepted tasks: their ids, and ``dumps`` of their (id, payload) list.
+    def add_batch(self, producer: str, put: Put) -> int:
+        """Journal an accepted batch, its payloads as the producer pickled them.
 
         Returns:
-            The ticket to ``wait`` for.
+            The ticket to wait for.
         """
         with self._cond:
             seq = self._next_seq
             self._next_seq += 1
-            self._open.append((seq, ids))
-            return self._append(_PUT, [(seq, blob)])
+            first, n = put[PUT_FIRST], put[PUT_N]
+            self._open.append((seq, producer, first, first + n - 1))
+            return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
+                                        put[PUT_PAYLOADS])])
 
-    def drop_tasks(self, ids: list[str]) -> int:
-        """Tasks handed out at most once (to tutorial clients): done, with no result."""
-        return self._append(_DONE, [(dumps([(tid, None) for tid in ids]),)])
+    def add_done(self, runs: list[Run]) -> int:
+        """Runs done with no result line (handed out at most once, to tutorial clients)."""
+        return self._append(_DONE, [(dumps(runs),)])
 
-    def set_attempts(self, rows: list[tuple[str, int]]) -> int:
-        """Remember how many times tasks were served to consumers that died."""
-        return self._append(_ATTEMPTS, rows)
+    def set_attempts(self, rows: list[tuple[str, int, int, int, int]]) -> int:
+        """Remember how many times runs were served to consumers that died: (producer, first, lo, hi, n)."""
+        return self._append(_ATTEMPTS, [(dumps(rows),)])
 
-    def add_results(self, done: list[tuple[str, bool]], path: str | None = None, offset: int = 0) -> int:
-        """Journal results as (task id, ok); with the results file they are in, and its new size."""
+    def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
+        """Journal runs with results; with the results file they are in, and its new size."""
         with self._cond:
-            for op in self._result_ops(done, path, offset):
-                ticket = self._append(*op)
+            ticket = self._ticket
+            if runs:
+                ticket = self._append(_DONE, [(dumps(runs),)])
+            if path is not None:
+                ticket = self._append(_META, [("results_path", path), ("results_offset", offset)])
             return ticket
 
-    @staticmethod
-    def _result_ops(done: list[tuple[str, bool]], path: str | None, offset: int) -> list[Op]:
-        ops: list[Op] = [(_DONE, [(dumps(done),)])] if done else []
-        if path is not None:
-            ops.append((_META, [("results_path", path), ("results_offset", offset)]))
-        return ops
-
-    def oldest_open(self, n: int) -> list[list[str]]:
-        """The ids of the n oldest task batches still held, oldest first (for ``compact``)."""
+    def oldest_open(self, n: int) -> list[tuple[str, int]]:
+        """(producer, first) of the n oldest batches still held, oldest first (for ``compact``)."""
         with self._cond:
-            return [ids for _, ids in itertools.islice(self._open, n)]
+            return [(producer, first) for _, producer, first, _ in itertools.islice(self._open, n)]
 
     def compact(self, n: int) -> None:
-        """Release the n oldest task batches: the caller saw none of their tasks waiting or
-        running, and has journaled every result it took (this op comes after those)."""
+        """Release the n oldest batches: the caller saw none of their tasks waiting or running,
+        and has journaled every result it took (this op comes after those)."""
         if n <= 0:
             return
         with self._cond:
-            seqs = [(self._open.popleft()[0],) for _ in range(min(n, len(self._open)))]
-            self._append(_RELEASE, seqs)
+            gone = [self._open.popleft() for _ in range(min(n, len(self._open)))]
+            self._append(_UPTO, [(producer, last) for _, producer, _, last in gone])
+            self._append(_RELEASE, [(seq,) for seq, _, _, _ in gone])
 
     @property
     def ticket(self) -> int:
@@ -209,7 +265,7 @@ class Journal:
             return self._committed >= ticket
 
     def wait(self, ticket: int) -> None:
-        """Block until the op with this ticket is committed.
+        """Block until the op with this ticket is committed (for tests and tools).
 
         After ``close`` an op that missed the last commit never will be: the caller waits
         until the process ends, so what it was confirming stays unconfirmed.
@@ -298,7 +354,8 @@ def _lock(path: Path) -> TextIO:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """Open (or create) the journal and check that it is one; the caller holds the lock."""
+    """Open (or create) the journal, check that it is one, bring an older one up to date;
+    the caller holds the lock."""
     where = f"journal {path}"
     try:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
@@ -311,17 +368,26 @@ def _open(path: Path) -> sqlite3.Connection:
         if app_id != APPLICATION_ID and (app_id or tables):
             raise ConfigError(f"{where} is a SQLite file but not a god journal; "
                               "give god another --journal PATH")
-        if 0 < version < SCHEMA_VERSION:
-            raise ConfigError(f"{where} is in an older format ({version}) than this god reads ({SCHEMA_VERSION}); "
+        if 0 < version < 2:
+            raise ConfigError(f"{where} is in an older format ({version}) than this god reads (2 or {SCHEMA_VERSION}); "
                               "let its god finish the work, or move it away")
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{where} was written by a newer god (version {version}); use that god")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.commit()
+        db.execute("BEGIN IMMEDIATE")  # explicit: DDL would commit on its own, and a migration is all or nothing
+        try:
+            if version == 2:
+                _migrate_2(db)
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
     except sqlite3.DatabaseError as e:
         db.close()
         if "not a database" in str(e) or "malformed" in str(e):
@@ -333,3 +399,49 @@ def _open(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _old_id(tid: str) -> tuple[str, int]:
+    """(producer, seq) of a version 2 id: PRODUCER/SEQ, or a tutorial task's tutorial:RUN:N."""
+    try:
+        return split_id(tid)
+    except ValueError:
+        producer, _, seq = tid.rpartition(":")
+        return producer, int(seq)
+
+
+def _migrate_2(db: sqlite3.Connection) -> None:
+    """Version 2 (rows of (id, payload) lists, done ids, attempts by id) to 3, in the caller's
+    transaction: each run of consecutive seqs not done becomes a batch on the default queue."""
+    done = {tid for (blob,) in db.execute("SELECT done FROM done_batches") for tid, _ in pickle.loads(blob)}
+    attempts = dict(db.execute("SELECT id, n FROM attempts"))
+    upto: dict[str, int] = {}
+    for tid in done:
+        producer, seq = _old_id(tid)
+        upto[producer] = max(upto.get(producer, 0), seq)
+    batches: list[tuple[str, int, list[Any]]] = []
+    tries: list[tuple[str, int, int, int, int]] = []
+    for (blob,) in db.execute("SELECT tasks FROM task_batches ORDER BY seq"):
+        for tid, payload in pickle.loads(blob):
+            producer, seq = _old_id(tid)
+            upto[producer] = max(upto.get(producer, 0), seq)
+            if tid in done:
+                continue
+            last = batches[-1] if batches else None
+            if last is not None and last[0] == producer and last[1] + len(last[2]) == seq:
+                last[2].append(payload)
+            else:
+                batches.append((producer, seq, [payload]))
+            if attempts.get(tid):
+                tries.append((producer, batches[-1][1], seq, seq + 1, attempts[tid]))
+    db.execute("DROP TABLE task_batches")
+    db.execute("DROP TABLE done_batches")
+    db.execute("DROP TABLE attempts")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, dumps(payloads))
+                          for i, (producer, first, payloads) in enumerate(batches, 1)])
+    db.executemany(_UPTO, list(upto.items()))
+    if tries:
+        db.execute(_ATTEMPTS, (dumps(tries),))

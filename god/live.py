@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from shared.stats import Stats
 
 
 def _age(seconds: float) -> str:
@@ -17,8 +18,8 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.0f}h{seconds % 3600 / 60:02.0f}m"
 
 
-def render(stats: dict[str, Any], rate: float, where: str = "") -> RenderableType:
-    """Totals, then a row per consumer and per producer."""
+def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
+    """Totals, then a row per queue, per consumer and per producer."""
     totals = Table.grid(padding=(0, 3))
     for _ in range(4):
         totals.add_column(justify="left")
@@ -31,13 +32,21 @@ def render(stats: dict[str, Any], rate: float, where: str = "") -> RenderableTyp
         f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
         f"[bold]duplicates[/] {stats['duplicates']:,}  [bold]redelivered[/] {stats['redelivered']:,}",
     )
+    queues = Table(title="queues", title_justify="left", expand=False)
+    for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("done", "right"),
+                          ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"), ("consumers", "right")):
+        queues.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for qname, q in sorted(stats["queues"].items()):
+        queues.add_row(qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['done']:,}", f"{q['failed']:,}",
+                       f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]))
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)
-    for name, justify in (("consumer", "left"), ("host", "left"), ("processes", "right"), ("done", "right"),
+    for name, justify in (("consumer", "left"), ("host", "left"), ("queues", "left"), ("processes", "right"),
+                          ("done", "right"),
                           ("failed", "right"), ("in flight", "right"), ("heartbeat", "right"), ("state", "left")):
         consumers.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in stats["consumers"]:
         consumers.add_row(
-            c["name"], c["host"], str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["in_flight"]),
+            c["name"], c["host"], ",".join(c["queues"]), str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["in_flight"]),
             f"{_age(c['last_seen_s'])} ago", Text("alive", style="green") if c["alive"] else Text("lost", style="red"),
         )
     producers = Table(title="producers", title_justify="left")
@@ -47,10 +56,10 @@ def render(stats: dict[str, Any], rate: float, where: str = "") -> RenderableTyp
     for p in stats["producers"]:
         producers.add_row(p["name"], p["host"], f"{p['put']:,}", f"{p['duplicates']:,}", f"{_age(p['last_seen_s'])} ago")
     title = Text(f"god {where}  up {_age(stats['uptime_s'])}", style="bold")
-    return Group(title, totals, consumers, producers)
+    return Group(title, totals, queues, consumers, producers)
 
 
-def render_text(stats: dict[str, Any], rate: float, where: str = "", width: int = 120) -> str:
+def render_text(stats: Stats, rate: float, where: str = "", width: int = 120) -> str:
     """The live view as plain text (for tests and logs)."""
     console = Console(width=width, record=True, file=None, force_terminal=False, color_system=None)
     with console.capture() as capture:

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from shared.errors import AddressInUseError, ConfigError
+from shared.stats import Stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -33,7 +34,7 @@ _SIMPLE = (
 )
 
 
-def render(stats: dict[str, Any], rate: float) -> str:
+def render(stats: Stats, rate: float) -> str:
     """God's stats in the Prometheus text format."""
     out = [
         "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), done, failed, dead.",
@@ -48,6 +49,15 @@ def render(stats: dict[str, Any], rate: float) -> str:
     ]
     for name, kind, text, key in _SIMPLE:
         out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats.get(key, 0)}"]
+    out += ["# HELP god_queue_tasks Tasks of each queue by state.", "# TYPE god_queue_tasks gauge"]
+    for name, q in sorted(stats["queues"].items()):
+        for state, n in (("pending", q["pending"]), ("in_flight", q["in_flight"]), ("done", q["done"]),
+                         ("failed", q["failed"]), ("dead", q["dead"])):
+            out.append(f'god_queue_tasks{{queue="{_label(name)}",state="{state}"}} {n}')
+    out += ["# HELP god_queue_oldest_waiting_task_age_seconds Age of the oldest task waiting on each queue.",
+            "# TYPE god_queue_oldest_waiting_task_age_seconds gauge"]
+    out += [f'god_queue_oldest_waiting_task_age_seconds{{queue="{_label(name)}"}} {q["oldest_waiting_s"]:.3f}'
+            for name, q in sorted(stats["queues"].items())]
     out += ["# HELP god_consumer_done_total Tasks done by each consumer.", "# TYPE god_consumer_done_total counter"]
     for c in stats["consumers"]:
         out.append(f'god_consumer_done_total{{consumer="{_label(c["name"])}",host="{_label(c["host"])}"}} {c["done"]}')
@@ -61,7 +71,7 @@ def _label(value: str) -> str:
 class MetricsServer:
     """An HTTP server in a daemon thread that answers GET /metrics with ``render(*figures())``."""
 
-    def __init__(self, host: str, port: int, figures: Callable[[], tuple[dict[str, Any], float]]) -> None:
+    def __init__(self, host: str, port: int, figures: Callable[[], tuple[Stats, float]]) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the http.server name)
                 if self.path.split("?")[0] != "/metrics":

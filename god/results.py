@@ -16,12 +16,11 @@ from typing import BinaryIO
 from loguru import logger
 
 from shared.errors import ConfigError
+from shared.records import Run
 
 ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the log
 
 
-#: What the journal keeps of a result written here: (task id, ok).
-Done = tuple[str, bool]
 
 
 class ResultsFile:
@@ -30,7 +29,7 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.unwritten: list[str] = []  # lines the file has not taken yet, oldest first
-        self._unwritten_done: list[Done] = []  # the task ids among them
+        self._unwritten_done: list[Run] = []  # the runs of tasks they settle
         self._f: BinaryIO | None = None
         self._error_at = 0.0
         self._log = logger.bind(role="god")
@@ -44,11 +43,11 @@ class ResultsFile:
         """Bytes in the file after the last successful write."""
         return self._f.tell() if self._f is not None else 0
 
-    def write(self, lines: list[str], done: list[Done]) -> list[Done] | None:
+    def write(self, lines: list[str], done: list[Run]) -> list[Run] | None:
         """Append lines (each ending in a newline) after any still unwritten.
 
         Returns:
-            The (id, ok) of every result now in the file that was not before, or None if
+            The runs of every result now in the file that was not before, or None if
             the file refused them (they wait for the next call).
         """
         self.unwritten += lines
@@ -73,8 +72,8 @@ class ResultsFile:
         written, self.unwritten, self._unwritten_done = self._unwritten_done, [], []
         return written
 
-    def ids_after(self, offset: int) -> list[Done]:
-        """The results in lines past offset; a line cut short by a crash is removed first.
+    def ids_after(self, offset: int) -> list[str]:
+        """The task ids of the results in lines past offset; a line cut short by a crash is removed first.
 
         God calls this on start, before writing, to learn which results the last god wrote
         after its journal last heard from the file. A file shorter than offset was replaced
@@ -90,15 +89,14 @@ class ResultsFile:
             os.truncate(self.path, offset + len(complete))
             if self._f is not None:
                 self._f.seek(0, os.SEEK_END)
-        found: list[Done] = []
+        found: list[str] = []
         for raw in complete.splitlines():
             try:
-                record = json.loads(raw)
-                tid, ok = record.get("id"), record.get("ok")
+                tid = json.loads(raw).get("id")
             except (ValueError, AttributeError):
                 continue  # not one of ours; leave it alone
             if isinstance(tid, str):
-                found.append((tid, bool(ok)))
+                found.append(tid)
         return found
 
     def close(self) -> None:

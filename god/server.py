@@ -9,37 +9,62 @@ from multiprocessing import AuthenticationError, connection, managers
 from traceback import format_exc
 from typing import Any, cast
 
+from god.api import Api
 from god.broker import Broker
 from god.door import Door, peer_of
 from god.hub import Hub
 from god.views import ResultQueueView, TaskQueueView
+from god.waits import Wait, Waits
 from shared import transport
 from shared.config import Address, Settings, format_address
 from shared.errors import AddressInUseError, ConfigError
 from shared.manager import (
-    ACCEPT_BROKER, BROKER, BROKER_METHODS, CQ, PQ, QUEUE_METHODS, RESULT_QUEUE, TASK_QUEUE, GodManager,
+    ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS, RESULT_QUEUES, TASK_QUEUES, GodManager,
 )
 
 # The registered callables run in server threads and must reach god's one broker; they are
 # module-level functions (a lambda cannot be pickled under spawn/forkserver), so it lives here.
-_broker: Broker | None = None
+_served: tuple[Broker, Waits, Api] | None = None
 
 
-def get_broker() -> Broker:
-    """The broker this process serves."""
-    if _broker is None:
+def _god() -> tuple[Broker, Waits, Api]:
+    if _served is None:
         raise RuntimeError("god's broker is not set up")
-    return _broker
+    return _served
+
+
+class ThreadApi:
+    """The Api for a connection a stock server thread serves: a call that waits blocks the thread."""
+
+    def __init__(self, api: Api, waits: Waits) -> None:
+        self._api, self._waits = api, waits
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+
+        def call(*args: Any, **kwds: Any) -> Any:
+            reply = method(*args, **kwds)
+            return self._waits.call(reply) if isinstance(reply, Wait) else reply
+
+        return call
+
+
+def get_broker() -> ThreadApi:
+    """The broker API this process serves."""
+    _, waits, api = _god()
+    return ThreadApi(api, waits)
 
 
 def get_task_queue() -> TaskQueueView:
-    """A queue-shaped view of the tasks, for tutorial clients."""
-    return TaskQueueView(get_broker())
+    """A queue-shaped view of the default queue's tasks, for tutorial clients."""
+    broker, waits, _ = _god()
+    return TaskQueueView(broker, waits)
 
 
 def get_result_queue() -> ResultQueueView:
     """A queue-shaped view of the results, for tutorial clients."""
-    return ResultQueueView(get_broker())
+    broker, waits, _ = _god()
+    return ResultQueueView(broker, waits)
 
 
 class GodServerManager(GodManager):
@@ -47,9 +72,9 @@ class GodServerManager(GodManager):
 
 
 GodServerManager.register(BROKER, callable=get_broker, exposed=BROKER_METHODS)
-for _name in (PQ, TASK_QUEUE):
+for _name in TASK_QUEUES:
     GodServerManager.register(_name, callable=get_task_queue, exposed=QUEUE_METHODS)
-for _name in (CQ, RESULT_QUEUE):
+for _name in RESULT_QUEUES:
     GodServerManager.register(_name, callable=get_result_queue, exposed=QUEUE_METHODS)
 
 
@@ -141,10 +166,12 @@ def _why(e: BaseException) -> str:
 class GodServer:
     """The manager server bound to god's address, served by a thread of this process."""
 
-    def __init__(self, broker: Broker, settings: Settings, door: Door | None = None) -> None:
+    def __init__(self, broker: Broker, api: Api, waits: Waits, settings: Settings, door: Door) -> None:
         self.broker = broker
+        self.api = api
+        self.waits = waits
         self.settings = settings
-        self.door = door or Door()
+        self.door = door
         self.address: Address = settings.address
         self._thread: threading.Thread | None = None
 
@@ -155,8 +182,8 @@ class GodServer:
             AddressInUseError: another process holds the port.
             ConfigError: the host cannot be bound here.
         """
-        global _broker
-        _broker = self.broker
+        global _served
+        _served = (self.broker, self.waits, self.api)
         where = format_address(self.settings.address)
         tls = self.settings.tls
         transport.server_tls = transport.server_context(tls) if tls is not None else None
@@ -171,10 +198,10 @@ class GodServer:
             raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
         # Our clients call the broker under a fixed id, with no 'create'/'incref' round
         # trips first; the refcount of 1 keeps the server from ever disposing of it.
-        server.id_to_obj[BROKER] = (self.broker, frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
+        server.id_to_obj[BROKER] = (ThreadApi(self.api, self.waits), frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
         server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
         server.door = self.door
-        server.hub = Hub(self.broker, self.door)
+        server.hub = Hub(self.api, self.waits, self.door)
         server.hub.start()
         self.address = cast(Address, server.address)
         self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
+from god.api import Api
 from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
 from god.metrics import MetricsServer
 from god.monitor import Monitor
+from god.record import Record
 from god.server import GodServer
+from god.waits import Waits
 from shared import exitcodes
 from shared.config import Settings, format_address, hostname
 
@@ -77,35 +80,38 @@ def _loopback(host: str) -> bool:
 def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout) -> int:
     """Serve until SIGINT/SIGTERM, printing and recording results; returns the exit code."""
     log = logger.bind(role="god")
-    journal = Journal(options.journal_path) if options.journal_path is not None else None
+    waits = Waits()
+    journal = Journal(options.journal_path, on_commit=waits.changed) if options.journal_path is not None else None
     try:
-        return _serve(settings, options, journal, out, log)
+        return _serve(settings, options, journal, waits, out, log)
     finally:
         if journal is not None:
             journal.close()
+        waits.close()
 
 
-def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out: TextIO, log: Logger) -> int:
+def _serve(settings: Settings, options: GodOptions, journal: Journal | None, waits: Waits, out: TextIO,
+           log: Logger) -> int:
+    door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                    max_payload=options.max_payload, journal=journal)
-    monitor = Monitor(broker, out=out, results_path=options.results_path, quiet=options.quiet, journal=journal)
+                    max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures)
+    record = Record(broker, results_path=options.results_path, journal=journal)
+    monitor = Monitor(broker, record, out=out, quiet=options.quiet)
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
     else:
-        recovered = journal.recover(monitor.results)
-        broker.restore(recovered)
+        recovered = journal.recover(record.results)
+        broker.restore(recovered.batches, recovered.upto)
         journal.start()
-        if recovered.pending or recovered.done_ids:
+        if recovered.pending or recovered.done:
             log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "
-                     "{} tasks already done and not run again{}", journal.path, len(recovered.pending),
-                     len(recovered.done_ids),
-                     f" ({recovered.found_in_file} of them found in the results file)"
+                     "{} tasks already done and not run again{}", journal.path, recovered.pending,
+                     recovered.done,
+                     f" ({recovered.found_in_file} found in the results file)"
                      if recovered.found_in_file else "")
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
-    door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
-    broker.more_figures = door.figures
-    server = GodServer(broker, settings, door)
+    server = GodServer(broker, Api(broker, waits, journal=journal), waits, settings, door)
     address = server.start()
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()
@@ -135,9 +141,9 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, out
     if metrics is not None:
         metrics.close()
     monitor.close()
-    if monitor.unwritten:
+    if record.unwritten:
         log.error("{} results could not be written to {} (they were printed above{})",
-                  len(monitor.unwritten), options.results_path,
+                  record.unwritten, options.results_path,
                   "; their tasks are served again when god next starts on this journal" if journal else "")
         return exitcodes.FAILED
     return exitcodes.OK

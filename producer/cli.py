@@ -24,6 +24,7 @@ from shared.cli import (
 )
 from shared.config import GIVE_UP_AFTER_S
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
+from shared.records import DEFAULT_QUEUE
 from shared.log import setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
@@ -86,6 +87,12 @@ def main(
     from_: Annotated[Optional[str], typer.Option(
         "--from", help="Put one task per JSON line of this file ('-' for stdin) instead of random rounds.",
     )] = None,
+    queue: Annotated[str, typer.Option(help="The queue the tasks go on.")] = DEFAULT_QUEUE,
+    task: Annotated[Optional[str], typer.Option(
+        help="The task function, module:function, that runs these tasks on whichever consumer takes them. "
+        "Default: each consumer's own --task.",
+    )] = None,
+    priority: Annotated[int, typer.Option(help="0 to 9: higher goes first on its queue.")] = 0,
     wait: Annotated[bool, typer.Option(
         help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
     )] = False,
@@ -111,7 +118,8 @@ def main(
         batches, unit = _batches(from_, rounds, per_round)
         if results is not None and not wait:
             raise UsageError("--results needs --wait (god's own --results records every result)")
-        producer = Producer(settings, should_stop=stop.requested, results=wait)
+        producer = Producer(settings, should_stop=stop.requested, results=wait, queue=queue, task=task,
+                            priority=priority)
         producer.connect()
         with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
             for n, batch in enumerate(batches, 1):

@@ -13,7 +13,6 @@ The command line (``python -m producer``) is built on the same class.
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 import secrets
@@ -25,11 +24,9 @@ from typing import Any
 from loguru import logger
 
 from shared.client import GodClient
-from shared.config import (
-    CLIENT_HOST, DEFAULT_PORT, GIVE_UP_AFTER_S, Settings, address_from_env, hostname, load_settings,
-)
+from shared.config import GIVE_UP_AFTER_S, Settings, client_settings_from_env, hostname
 from shared.errors import ConfigError, Interrupted
-from shared.records import Result, TaskIn, describe
+from shared.records import DEFAULT_QUEUE, Put, Result, Value, check_priority, check_queue, describe, task_id
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
@@ -46,18 +43,23 @@ class PayloadError(ConfigError):
         self.index = index  # of the bad payload in its batch; the ones before it can be put
 
 
-def check_payloads(payloads: list[Any], where: Callable[[int], str], max_payload: int) -> None:
+def check_payloads(payloads: list[Any], where: Callable[[int], str], max_payload: int) -> bytes:
     """Make sure god can take every payload: picklable, and at most max_payload bytes each.
 
-    One pickle of the whole batch settles the usual case; only a batch that fails or is
-    over the limit as a whole is looked at payload by payload.
+    One pickle of the whole batch settles the usual case, and is what goes to god; only a
+    batch that fails or is over the limit as a whole is looked at payload by payload.
+
+    Returns:
+        The batch's payloads, pickled.
 
     Raises:
         PayloadError: naming where the first bad payload came from.
     """
+    blob = None
     try:
-        if len(pickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)) <= max_payload:
-            return
+        blob = pickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)
+        if len(blob) <= max_payload:
+            return blob
     except Exception:  # pickle raises many kinds: PicklingError, TypeError, RecursionError, ...
         pass
     for i, p in enumerate(payloads):
@@ -68,6 +70,8 @@ def check_payloads(payloads: list[Any], where: Callable[[int], str], max_payload
         if size > max_payload:
             raise PayloadError(f"{where(i)}: the payload is {size:,} bytes, over god's --max-payload of "
                                f"{max_payload:,}; send a path to the data instead", index=i)
+    assert blob is not None  # every payload pickles on its own, so the list did
+    return blob
 
 
 class Producer:
@@ -77,19 +81,27 @@ class Producer:
     """
 
     def __init__(
-        self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False
+        self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False,
+        queue: str = DEFAULT_QUEUE, task: str | None = None, priority: int = 0,
     ) -> None:
-        """A producer; with ``results`` god keeps the results of its tasks for ``results()``."""
+        """A producer; with ``results`` god keeps the results of its tasks for ``results()``.
+
+        ``queue``, ``task`` and ``priority`` are what its puts use unless they say otherwise.
+
+        Raises:
+            ConfigError: a queue name, task name or priority that god would refuse.
+        """
+        self.queue, self.task, self.priority = _checked(queue, task, priority)
         self.name = f"{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._should_stop = should_stop
         self.client = GodClient(settings, name=self.name, role="producer",
                                 info={"host": hostname(), "results": results}, should_stop=should_stop)
-        self._seq = itertools.count(1)
+        self._seq = 1  # the next task's number
         self.accepted = 0
         self.keeps_results = results
-        # Tasks put whose results have not come yet, in order: id -> payload. The producer keeps
-        # its payloads, so god does not send them back with the results.
-        self.waiting: dict[str, Any] = {}
+        # Tasks put whose results have not come yet, in order: seq -> (payload, queue, task).
+        # The producer keeps its payloads, so god does not send them back with the results.
+        self.waiting: dict[int, tuple[Any, str, str | None]] = {}
         self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
         self._confirmed = 0  # the last result number taken from god's mailbox
         self._run = ""  # the god run those numbers belong to
@@ -105,50 +117,59 @@ class Producer:
         """Close the connection to god."""
         self.client.close()
 
-    def put(self, payload: Any) -> str:
+    def put(self, payload: Any, *, queue: str | None = None, task: str | None = None,
+            priority: int | None = None) -> str:
         """Put one task; returns its id once god holds it."""
-        return self.put_many([payload])[0]
+        return self.put_many([payload], queue=queue, task=task, priority=priority)[0]
 
     def connect(self) -> dict[str, Any]:
         """Reach god (retrying as configured); returns its parameters."""
         return self.client.connect()
 
-    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None) -> list[str]:
+    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, *, queue: str | None = None,
+                 task: str | None = None, priority: int | None = None) -> list[str]:
         """Put one batch; returns the task ids once god holds every task.
+
+        ``queue`` (default: the producer's, else ``default``), ``task`` (``module:function``;
+        default: the producer's, else whatever each consumer runs) and ``priority`` (0-9,
+        higher first; default: the producer's, else 0) apply to the whole batch.
 
         A payload god cannot take stops the batch there: the ones before it are put, then
         PayloadError says where it came from (``where(i)``, else its place in the batch).
 
         Raises:
+            ConfigError: a queue name, task name or priority god would refuse.
             PayloadError: a payload cannot be pickled or is too big.
-            Interrupted: a stop was requested while god's queue was full.
+            Interrupted: a stop was requested while god was full.
         """
+        queue, task, priority = _checked(self.queue if queue is None else queue, self.task if task is None else task,
+                                         self.priority if priority is None else priority)
+        if not payloads:
+            return []
         try:
-            check_payloads(payloads, where or (lambda i: f"payload {i + 1} of the batch"),
-                           int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
+            blob = check_payloads(payloads, where or (lambda i: f"payload {i + 1} of the batch"),
+                                  int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
         except PayloadError as e:
             if e.index:
-                self.put_many(payloads[: e.index])
+                self.put_many(payloads[: e.index], queue=queue, task=task, priority=priority)
             raise
-        tasks: list[TaskIn] = [(f"{self.name}/{next(self._seq)}", p) for p in payloads]
-        i, waiting = 0, False
-        while i < len(tasks):
-            i += self.client.put_many(tasks[i:] if i else tasks, PUT_WAIT_S)
-            if i < len(tasks):
-                if self._should_stop():
-                    self.accepted += i
-                    raise Interrupted(f"stopped while god's queue was full: {len(tasks) - i} tasks not put")
-                if not waiting:
-                    self._log.warning("god's queue is full ({} capacity); waiting to put {} more tasks",
-                                      self.client.server_info.get("capacity", "?"), len(tasks) - i)
-                    waiting = True
+        first, n = self._seq, len(payloads)
+        put: Put = (first, n, blob, queue, task, priority)
+        waiting = False
+        while not self.client.put_many(put, PUT_WAIT_S):
+            if self._should_stop():
+                raise Interrupted(f"stopped while god was full: {n} tasks not put")
+            if not waiting:
+                self._log.warning("god's queues are full ({} tasks waiting, its --capacity); waiting to put {} more",
+                                  self.client.server_info.get("capacity", "?"), n)
+                waiting = True
         if waiting:
-            self._log.info("god has room again; all {} tasks of the batch put", len(tasks))
-        self.accepted += len(tasks)
-        ids = [t[0] for t in tasks]
+            self._log.info("god has room again; all {} tasks of the batch put", n)
+        self._seq += n
+        self.accepted += n
         if self.keeps_results:
-            self.waiting.update(zip(ids, payloads))
-        return ids
+            self.waiting.update((first + i, (p, queue, task)) for i, p in enumerate(payloads))
+        return [task_id(self.name, seq) for seq in range(first, first + n)]
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield the results of this producer's tasks as they come, until none is outstanding.
@@ -170,32 +191,38 @@ class Producer:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self.waiting)} results still outstanding after {timeout}s")
             run = str(self.client.server_info.get("run", ""))
-            check = list(self.waiting) if run and self._run and run != self._run else None
+            check = [task_id(self.name, seq) for seq in self.waiting] if run and self._run and run != self._run else None
             if run != self._run:
                 self._run, self._confirmed = run, 0
             posted, gone = self.client.results_for(run, self._confirmed, RESULTS_BATCH, RESULTS_WAIT_S, check)
             for tid in gone:
-                if self.waiting.pop(tid, _GONE) is not _GONE:
+                if self.waiting.pop(int(tid.rpartition("/")[2]), _GONE) is not _GONE:
                     self.lost_in_restart.append(tid)
             if gone:
                 self._log.warning("god restarted: {} tasks had finished before, their results are in god's "
                                   "results file, not here", len(gone))
-            for number, (r, consumer, attempts) in posted:
+            for number, (lo, _, blob, consumer, attempts) in posted:
                 self._confirmed = number
-                payload = self.waiting.pop(r[0], _GONE)
-                if payload is not _GONE:  # not a duplicate
-                    yield Result.from_wire(r, payload=payload, consumer=consumer, attempts=attempts)
+                values: list[Value] = pickle.loads(blob)
+                for seq, v in enumerate(values, lo):
+                    held = self.waiting.pop(seq, None)
+                    if held is not None:  # not a duplicate
+                        payload, queue, task = held
+                        yield Result.made(task_id(self.name, seq), payload, v, consumer=consumer, attempts=attempts,
+                                          queue=queue, task=task)
 
 
 def connect(
     address: str | None = None, *, results: bool = False, give_up_after: float = GIVE_UP_AFTER_S,
-    settings: Settings | None = None,
+    settings: Settings | None = None, queue: str = DEFAULT_QUEUE, task: str | None = None, priority: int = 0,
 ) -> Producer:
-    """A connected producer: god's address and key from the environment, as the CLI finds them.
+    """A connected producer: god's address, key and TLS files from the environment, as the CLI
+    finds them (GOD_ADDRESS, GOD_AUTHKEY or GOD_AUTHKEY_FILE, GOD_TLS_CA, GOD_TLS_CERT, GOD_TLS_KEY).
 
     Args:
         address: god's HOST:PORT; default GOD_ADDRESS, else 127.0.0.1:5678.
         results: keep the results of this producer's tasks for ``Producer.results()``.
+        queue, task, priority: what its puts use unless they say otherwise.
         give_up_after: seconds to keep trying an unreachable god.
         settings: everything ready-made instead (address, key, TLS).
 
@@ -203,8 +230,23 @@ def connect(
         GodError: no key, a bad address, or god unreachable (UnreachableError).
     """
     if settings is None:
-        text = address or address_from_env(f"{CLIENT_HOST}:{DEFAULT_PORT}")
-        settings = load_settings(text, None, default_host=CLIENT_HOST, give_up_after=give_up_after)
-    producer = Producer(settings, results=results)
+        settings = client_settings_from_env(address, give_up_after=give_up_after)
+    producer = Producer(settings, results=results, queue=queue, task=task, priority=priority)
     producer.connect()
     return producer
+
+
+def _checked(queue: str, task: str | None, priority: int) -> tuple[str, str | None, int]:
+    """The queue, task and priority of a put, if god would take them.
+
+    Raises:
+        ConfigError: naming what is wrong.
+    """
+    try:
+        check_queue(queue)
+        check_priority(priority)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if task is not None and (not isinstance(task, str) or ":" not in task or task.startswith(":")):
+        raise ConfigError(f"task {task!r} is not of the form module:function")
+    return queue, task, priority

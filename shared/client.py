@@ -28,7 +28,8 @@ from shared import transport
 from shared.config import Settings, format_address
 from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from shared.manager import ACCEPT_BROKER, BROKER
-from shared.records import Leased, ResultIn, TaskIn, describe
+from shared.records import Ack, Grant, Put, Run, describe
+from shared.stats import Stats
 
 BACKOFF_FIRST_S = 0.1  # first wait after a failure
 BACKOFF_MAX_S = 5.0  # longest wait between attempts
@@ -161,25 +162,25 @@ class GodClient:
         self.call("ping")
         return self.server_info
 
-    def put_many(self, tasks: list[TaskIn], timeout: float) -> int:
-        """Offer tasks; returns how many of them (a prefix) god holds now."""
-        return int(self.call("put_many", self.name, tasks, timeout))
+    def put_many(self, put: Put, timeout: float) -> int:
+        """Offer a batch; returns its size once god holds it, or 0 if god stayed full for timeout."""
+        return int(self.call("put_many", self.name, put, timeout))
 
-    def lease(self, max_n: int, timeout: float, seq: int) -> list[Leased]:
-        """Lease up to max_n tasks, waiting up to timeout for the first one."""
-        return list(self.call("lease", self.name, max_n, timeout, seq))
+    def lease(self, queues: tuple[str, ...], max_n: int, timeout: float, seq: int) -> list[Grant]:
+        """Lease up to max_n tasks from the queues, in order, waiting up to timeout for the first one."""
+        return list(self.call("lease", self.name, queues, max_n, timeout, seq))
 
-    def ack_many(self, results: list[ResultIn]) -> int:
+    def ack_many(self, acks: list[Ack]) -> int:
         """Send results; returns how many were new (the rest were duplicates)."""
-        return int(self.call("ack_many", self.name, results))
+        return int(self.call("ack_many", self.name, acks))
 
     def heartbeat(self) -> bool:
         """Keep our leases alive; False if god had already given us up."""
         return bool(self.call("heartbeat", self.name))
 
-    def release(self, task_ids: list[str], crashed: list[str] | None = None) -> int:
-        """Hand back leased tasks: unstarted ones, and ones whose worker died running them."""
-        return int(self.call("release", self.name, task_ids, crashed or []))
+    def release(self, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
+        """Hand back leased runs: unstarted ones, and ones whose worker died running them."""
+        return int(self.call("release", self.name, unstarted, crashed or []))
 
     def results_for(
         self, run: str, confirmed: int, max_n: int, timeout: float, check: list[str] | None = None
@@ -192,9 +193,10 @@ class GodClient:
         """Say we are leaving; god hands back anything still leased to us."""
         self.call("bye", self.name)
 
-    def stats(self) -> dict[str, Any]:
-        """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, ..."""
-        return dict(self.call("stats"))
+    def stats(self) -> Stats:
+        """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, queues, ..."""
+        stats: Stats = self.call("stats")
+        return stats
 
 
 #: TLS errors that mean the connection went away, not that TLS is set up wrong.

@@ -16,6 +16,9 @@ CLIENT_HOST = "127.0.0.1"  # producers and consumers look for god here unless to
 ENV_AUTHKEY = "GOD_AUTHKEY"
 ENV_ADDRESS = "GOD_ADDRESS"
 ENV_AUTHKEY_FILE = "GOD_AUTHKEY_FILE"
+ENV_TLS_CERT = "GOD_TLS_CERT"
+ENV_TLS_KEY = "GOD_TLS_KEY"
+ENV_TLS_CA = "GOD_TLS_CA"
 GIVE_UP_AFTER_S = 180.0  # seconds a client keeps retrying an unreachable god
 KEY_BYTES = 32  # entropy of a generated authkey
 
@@ -92,11 +95,6 @@ def state_dir() -> Path:
 def default_authkey_path() -> Path:
     """The file a key-less god writes its key to, and key-less clients read it from."""
     return state_dir() / "authkey"
-
-
-def address_from_env(default: str) -> str:
-    """GOD_ADDRESS, or default: for programs that use the API rather than a command line."""
-    return os.environ.get(ENV_ADDRESS) or default
 
 
 def default_journal_path(port: int) -> Path:
@@ -199,3 +197,21 @@ def load_settings(
     addr = parse_address(address, default_host=default_host)
     key, source = resolve_authkey(authkey_file, generate=generate_key)
     return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after, tls=tls)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def client_settings_from_env(address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S) -> Settings:
+    """A client's settings from the environment, as the command line reads it: GOD_ADDRESS
+    (unless address is given), GOD_AUTHKEY_FILE or GOD_AUTHKEY, GOD_TLS_CERT, GOD_TLS_KEY, GOD_TLS_CA.
+
+    Raises:
+        ConfigError: naming the setting that cannot be used.
+    """
+    text = address or os.environ.get(ENV_ADDRESS) or f"{CLIENT_HOST}:{DEFAULT_PORT}"
+    tls = tls_files(_env_path(ENV_TLS_CERT), _env_path(ENV_TLS_KEY), _env_path(ENV_TLS_CA), server=False)
+    return load_settings(text, _env_path(ENV_AUTHKEY_FILE), default_host=CLIENT_HOST, give_up_after=give_up_after,
+                         tls=tls)

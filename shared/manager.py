@@ -11,7 +11,12 @@ PQ = "pq"  #: tutorial-style task queue view
 CQ = "cq"  #: tutorial-style result queue view
 TASK_QUEUE = "get_task_queue"  #: the tutorial's name for the task queue
 RESULT_QUEUE = "get_result_queue"  #: the tutorial's name for the result queue
-REGISTERED = (BROKER, PQ, CQ, TASK_QUEUE, RESULT_QUEUE)
+TASK_QUEUE_CAMEL = "getTaskQueue"  #: another tutorial's names for them
+RESULT_QUEUE_CAMEL = "getResultQueue"
+#: Every name of a view of the default queue's tasks, and of its results.
+TASK_QUEUES = (PQ, TASK_QUEUE, TASK_QUEUE_CAMEL)
+RESULT_QUEUES = (CQ, RESULT_QUEUE, RESULT_QUEUE_CAMEL)
+REGISTERED = (BROKER, *TASK_QUEUES, *RESULT_QUEUES)
 
 #: The broker methods a client may call; god-internal methods stay unreachable.
 BROKER_METHODS = (

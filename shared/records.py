@@ -1,51 +1,137 @@
-"""Wire records: tasks and results as plain tuples on the wire, and the Result god records.
+"""Wire records: task ids, puts, grants and acks as plain tuples, and the Result god records.
 
-Batches cross the network as lists of plain tuples: pickle handles those in C, about 20x
-faster per item than frozen dataclasses (measured: 0.06 us vs 1.1 us to load one record),
-and every task crosses the wire three times. Code reads them through the index names below.
+Task ids are ``PRODUCER/SEQ``: the producer's name (it has no ``/``) and the producer's own
+sequence number, counting from 1. A producer's tasks are put in batches of consecutive
+numbers, so god names a batch by (producer, first) and a run of its tasks by [lo, hi):
+god's hot path never builds a Python object per task.
+
+Batches cross the network as plain tuples: pickle handles those in C, about 20x faster per
+item than frozen dataclasses (measured: 0.06 us vs 1.1 us to load one record). Each tuple
+type has its own index names below, and code reads fields only through them.
 """
 
 from __future__ import annotations
 
 import json
 import json.encoder
+import re
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
-#: A task as a producer puts it: (task_id, payload).
-TaskIn = tuple[str, Any]
-#: A task as a consumer leases it: (task_id, payload, attempt), attempt counting from 1.
-Leased = tuple[str, Any, int]
-#: A result as a consumer acks it: (task_id, ok, value, error, traceback).
-ResultIn = tuple[str, bool, Any, "str | None", "str | None"]
+DEFAULT_QUEUE = "default"
+QUEUE_RULE = "[A-Za-z0-9_.-], 1 to 64 characters"
+_QUEUE_RX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+PRIORITIES = range(10)  # 0..9, higher first
+
+#: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
+#: task function or None for the consumer's own, priority).
+Put = tuple[int, int, bytes, str, "str | None", int]
+PUT_FIRST: Final = 0
+PUT_N: Final = 1
+PUT_PAYLOADS: Final = 2
+PUT_QUEUE: Final = 3
+PUT_TASK: Final = 4
+PUT_PRIORITY: Final = 5
+
+#: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
+#: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep).
+#: ``keep``: someone waits for the values (a producer's results(), a tutorial reader), so
+#: the ack carries them.
+Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool]
+G_PRODUCER: Final = 0
+G_FIRST: Final = 1
+G_LO: Final = 2
+G_HI: Final = 3
+G_ATTEMPT: Final = 4
+G_PAYLOADS: Final = 5
+G_TASK: Final = 6
+G_QUEUE: Final = 7
+G_KEEP: Final = 8
+
+#: Results of a run of tasks of one grant: (producer, batch's first seq, lo, hi, their JSON
+#: lines joined by newlines (with a final one), seqs of those that failed, values or None).
+#: ``values`` (only when the grant said keep) is a pickled list of Value, one per task.
+Ack = tuple[str, int, int, int, str, tuple[int, ...], "bytes | None"]
+A_PRODUCER: Final = 0
+A_FIRST: Final = 1
+A_LO: Final = 2
+A_HI: Final = 3
+A_LINES: Final = 4
+A_FAILED: Final = 5
+A_VALUES: Final = 6
+
+#: A run of tasks of one batch, handed back: (producer, batch's first seq, lo, hi).
+Run = tuple[str, int, int, int]
+R_PRODUCER: Final = 0
+R_FIRST: Final = 1
+R_LO: Final = 2
+R_HI: Final = 3
+
+#: What a task gave: (ok, value, error, traceback).
+Value = tuple[bool, Any, "str | None", "str | None"]
+V_OK: Final = 0
+V_VALUE: Final = 1
+V_ERROR: Final = 2
+V_TRACEBACK: Final = 3
 
 _dumps = json.JSONEncoder(default=repr, ensure_ascii=False).encode
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # C, as json.dumps uses
 
-# Final: mypy then reads them as literals and keeps each tuple field's own type.
-ID: Final = 0
-PAYLOAD: Final = 1
-ATTEMPT: Final = 2
-OK: Final = 1
-VALUE: Final = 2
-ERROR: Final = 3
-TRACEBACK: Final = 4
+
+def task_id(producer: str, seq: int) -> str:
+    """The id of a producer's seq-th task."""
+    return f"{producer}/{seq}"
+
+
+def split_id(tid: str) -> tuple[str, int]:
+    """(producer, seq) of a task id.
+
+    Raises:
+        ValueError: not of the form PRODUCER/SEQ.
+    """
+    producer, sep, seq = tid.rpartition("/")
+    if not sep or not producer or not seq.isdigit():
+        raise ValueError(f"task id {tid!r} is not PRODUCER/SEQ")
+    return producer, int(seq)
+
+
+def check_queue(name: str) -> str:
+    """The queue name, if it follows the rule.
+
+    Raises:
+        ValueError: naming the rule.
+    """
+    if not isinstance(name, str) or not _QUEUE_RX.fullmatch(name):
+        raise ValueError(f"queue name {name!r} is not allowed: use {QUEUE_RULE}")
+    return name
+
+
+def check_priority(priority: int) -> int:
+    """The priority, if it is a whole number from 0 to 9.
+
+    Raises:
+        ValueError: naming the range.
+    """
+    if type(priority) is not int or priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} is not a whole number from 0 to 9")
+    return priority
 
 
 def json_line(tid: str | None, payload: Any, ok: bool, value: Any, error: str | None, tb: str | None,
-              consumer: str, attempts: int, at: float) -> str:
+              consumer: str, attempts: int, at: float, queue: str = DEFAULT_QUEUE, task: str | None = None) -> str:
     """A result as god records it, one JSON line (no newline); what ``Result.to_json`` gives.
 
-    God writes one for every result, so this is its hottest code: fields are formatted
-    one by one, strings and integers without the general encoder (0.8 us a result against
-    2 us for json.dumps of a dict, and 40 us through a Result and dataclasses.asdict).
+    Every result goes through here, so fields are formatted one by one, strings and
+    integers without the general encoder (0.8 us a result against 2 us for json.dumps of a
+    dict, and 40 us through a Result and dataclasses.asdict).
     """
     return (f'{{"id": {_string(tid)}, "payload": {_value(payload)}, "ok": {"true" if ok else "false"}, '
             f'"value": {_value(value)}, "error": {_string(error)}, "traceback": {_string(tb)}, '
-            f'"consumer": {_string(consumer)}, "attempts": {attempts}, "time": {at!r}}}')
+            f'"consumer": {_string(consumer)}, "attempts": {attempts}, "time": {at!r}, '
+            f'"queue": {_string(queue)}, "task": {_string(task)}}}')
 
 
 def _string(s: str | None) -> str:
@@ -63,15 +149,10 @@ def _value(v: Any) -> str:
     return _dumps(v)
 
 
-def success(task_id: str, value: Any) -> ResultIn:
-    """The wire result of a task function that returned ``value``."""
-    return (task_id, True, value, None, None)
-
-
-def failure(task_id: str, exc: BaseException) -> ResultIn:
-    """The wire result of a task function that raised ``exc``: type, message and traceback."""
+def failure(exc: BaseException) -> Value:
+    """What a task function that raised ``exc`` gave: type, message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return (task_id, False, None, describe(exc), tb)
+    return (False, None, describe(exc), tb)
 
 
 def describe(exc: BaseException) -> str:
@@ -93,16 +174,28 @@ class Result:
     consumer: str = ""
     attempts: int = 1
     time: float = 0.0
+    queue: str = DEFAULT_QUEUE
+    task: str | None = None
 
     @classmethod
-    def from_wire(cls, r: ResultIn, *, payload: Any, consumer: str, attempts: int) -> Result:
-        """Build the record god keeps from an acked wire result."""
-        return cls(r[ID], payload, r[OK], r[VALUE], r[ERROR], r[TRACEBACK], consumer, attempts, time.time())
+    def made(cls, tid: str | None, payload: Any, v: Value, *, consumer: str, attempts: int, queue: str = DEFAULT_QUEUE,
+             task: str | None = None, at: float | None = None) -> Result:
+        """The record of a task that gave v."""
+        return cls(tid, payload, v[V_OK], v[V_VALUE], v[V_ERROR], v[V_TRACEBACK], consumer, attempts,
+                   time.time() if at is None else at, queue, task)
+
+    @classmethod
+    def from_json(cls, line: str) -> Result:
+        """Read back a results line (values JSON could not carry come back as their repr)."""
+        d = json.loads(line)
+        return cls(d.get("id"), d.get("payload"), bool(d.get("ok")), d.get("value"), d.get("error"),
+                   d.get("traceback"), d.get("consumer") or "", int(d.get("attempts") or 1),
+                   float(d.get("time") or 0.0), d.get("queue") or DEFAULT_QUEUE, d.get("task"))
 
     def to_json(self) -> str:
         """One JSON line; values JSON cannot carry are written as their repr."""
         return json_line(self.id, self.payload, self.ok, self.value, self.error, self.traceback, self.consumer,
-                         self.attempts, self.time)
+                         self.attempts, self.time, self.queue, self.task)
 
     def line(self) -> str:
         """What a person reads: the tutorial's ``3411 * 3411 = 11634921``, or why it failed."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import socket
 import ssl
 import struct
@@ -97,6 +98,41 @@ class TlsConnection(connection.Connection):
 
     def _close(self, _close: Any = None) -> None:
         self.tls_socket.close()
+
+
+#: The manager's framing: a signed 4-byte length (-1, then an 8-byte length, for 2 GiB and
+#: over), then the pickled message; what Connection.send_bytes and recv_bytes read and write.
+_HEADER = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+SPLIT_AT = 16 * 1024  # frames bigger than this go out as header and body (as the stock Connection)
+
+
+def frame(msg: Any) -> list[bytes]:
+    """A message as the manager frames it: one piece, or header and body for a big one."""
+    data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+    n = len(data)
+    header = _HEADER.pack(n) if n <= 0x7FFFFFFF else _HEADER.pack(-1) + _LONG.pack(n)
+    return [header, data] if n > SPLIT_AT else [header + data]
+
+
+def unframe(buf: bytearray) -> tuple[bool, Any]:
+    """Take the first whole message off the front of buf: (True, message), or (False, None)
+    while it has not all come."""
+    if len(buf) < 4:
+        return False, None
+    (n,) = _HEADER.unpack_from(buf)
+    start = 4
+    if n == -1:
+        if len(buf) < 12:
+            return False, None
+        (n,) = _LONG.unpack_from(buf, 4)
+        start = 12
+    if len(buf) < start + n:
+        return False, None
+    with memoryview(buf) as view, view[start : start + n] as body:
+        msg = pickle.loads(body)
+    del buf[: start + n]
+    return True, msg
 
 
 def set_timeout(conn: connection.Connection, seconds: float | None) -> None:

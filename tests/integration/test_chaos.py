@@ -19,6 +19,7 @@ import pytest
 from consumer.tasks import square
 from shared.client import GodClient
 from shared.config import Settings
+from shared.stats import Stats
 from tests.conftest import God
 from tests.helpers import Proc, read_results, wait_until, write_tasks
 from tests.relay import Relay
@@ -40,7 +41,7 @@ def target(g: God) -> tuple[str, int]:
     return host, int(port)
 
 
-def god_stats(g: God, env: dict[str, str]) -> dict[str, object]:
+def god_stats(g: God, env: dict[str, str]) -> Stats:
     settings = Settings(target(g), env["GOD_AUTHKEY"].encode(), "test", give_up_after=10)
     client = GodClient(settings, name="chaos-test", role="observer")
     try:

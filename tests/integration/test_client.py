@@ -23,7 +23,7 @@ def test_a_reply_that_comes_too_late_is_never_read_as_the_next_calls(
     try:
         # When the lease times out at the client, which tries again until one gets through in time
         before = client.stats()
-        client.call("lease", "late-reader", 5, 1.0, 1)
+        client.call("lease", "late-reader", ("default",), 5, 1.0, 1)
         # Then the next call gets its own reply, not a lease reply left over on the old connection
         after = client.stats()
     finally:

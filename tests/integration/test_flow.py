@@ -82,13 +82,13 @@ def test_killed_consumer_tasks_are_redelivered_and_finished_exactly_once(
 def test_a_full_queue_makes_the_producer_wait_and_nothing_is_dropped(
     start_god: Callable[..., God], spawn: Callable[..., Proc]
 ) -> None:
-    # Given a god that holds 5 tasks at most
+    # Given a god that takes a batch while fewer than 5 tasks wait
     g = start_god("--capacity", "5")
     env = addr_env(g)
-    # When a producer puts 40 in one round
-    producer = spawn("producer", "--rounds", "1", "--per-round", "40", env_extra=env)
-    # Then it says it is waiting, and finishes once a consumer makes room
-    producer.wait_for(r"queue is full", stream="err")
+    # When a producer puts 4 rounds of 10
+    producer = spawn("producer", "--rounds", "4", "--per-round", "10", "--interval", "0", env_extra=env)
+    # Then god takes the first round, the producer says it is waiting, and finishes once a consumer makes room
+    producer.wait_for(r"god's queues are full", stream="err")
     assert producer.popen.poll() is None
     spawn("consumer", "--processes", "1", env_extra=env)
     assert producer.wait() == 0, producer.text()

@@ -14,6 +14,7 @@ import shared.client
 from shared import transport
 from shared.client import GodClient
 from shared.config import Settings
+from shared.records import G_HI, G_LO, G_PAYLOADS, G_PRODUCER
 from shared.manager import ACCEPT_BROKER, BROKER
 from tests.conftest import God
 from tests.helpers import wait_until
@@ -86,16 +87,18 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
     producer = GodClient(settings, name="p", role="producer")
     try:
         # Given 24 MiB of tasks waiting
-        assert producer.put_many([(f"p/{i}", b"x" * 2**20) for i in range(24)], 5) == 24
+        payloads = [b"x" * 2**20] * 24
+        assert producer.put_many((1, 24, pickle.dumps(payloads), "default", None, 0), 5) == 24
         with raw_peer(settings) as peer:
             # When a peer leases them all and never reads the reply (far more than socket buffers hold)
-            peer.send((BROKER, "lease", ("raw", 24, 0.0, 1), {}))
+            peer.send((BROKER, "lease", ("raw", ("default",), 24, 0.0, 1), {}))
             # Then god still answers everyone else
             stats = call_with_deadline(settings, "stats")
             assert stats["in_flight"] == 24 and stats["pending"] == 0  # type: ignore[index]
             # and the slow peer gets the whole reply when it reads at last
-            kind, batch = peer.recv()
-            assert kind == "#RETURN" and [t[0] for t in batch] == [f"p/{i}" for i in range(24)]
+            kind, grants = peer.recv()
+            assert kind == "#RETURN" and [(g[G_PRODUCER], g[G_LO], g[G_HI]) for g in grants] == [("p", 1, 25)]
+            assert pickle.loads(grants[0][G_PAYLOADS]) == payloads
     finally:
         producer.close()
 

@@ -1,210 +1,339 @@
-"""The broker's rules, with a fake clock: no sockets, no sleeps."""
+"""God's task rules on the path production uses (API, waits, broker), with a fake clock:
+no sockets, no sleeps."""
 
 from __future__ import annotations
 
+import json
+import pickle
+import threading
+from collections.abc import Iterator
+
 import pytest
 
-from god.broker import TUTORIAL_PREFIX, Broker
-from god.journal import Recovered
-from shared.records import success
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from god.broker import TUTORIAL
+from god.views import ResultQueueView, TaskQueueView
+from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
+from tests.core import Core, payloads_of, seqs
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def core() -> Iterator[Core]:
+    c = Core(capacity=100, lease_s=5.0, max_attempts=3)
+    yield c
+    c.close()
 
 
-@pytest.fixture
-def broker(clock: Clock) -> Broker:
-    return Broker(capacity=100, lease_s=5.0, max_attempts=3, now=clock)
+def lines(core: Core) -> list[dict[str, object]]:
+    """The result lines the monitor would write now, read back."""
+    out, _ = core.broker.take_results()
+    return [json.loads(line) for text, _ in out for line in text.splitlines()]
 
 
-def tasks(n: int, prefix: str = "p/") -> list[tuple[str, int]]:
-    return [(f"{prefix}{i}", i) for i in range(n)]
-
-
-def ids(leased: list[tuple[str, int, int]]) -> list[str]:
-    return [t[0] for t in leased]
-
-
-def test_tasks_are_leased_in_order_and_acked_once() -> None:
-    b = Broker()
-    assert b.put_many("p", tasks(3)) == 3
-    got = b.lease("c", 10)
-    assert got == [("p/0", 0, 1), ("p/1", 1, 1), ("p/2", 2, 1)]
-    assert b.ack_many("c", [success(t, f"v{t}") for t in ids(got)]) == 3
-    s = b.stats()
+def test_tasks_are_leased_in_order_and_acked_once(core: Core) -> None:
+    assert core.put("p", [10, 11, 12]).result() == 3
+    got = core.lease("c", 10)
+    assert [(g[G_PRODUCER], g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got] == [("p", 1, 4, 1)]
+    assert payloads_of(got[0]) == [10, 11, 12]
+    assert core.ack("c", got) == 3
+    s = core.broker.stats()
     assert (s["done"], s["pending"], s["in_flight"]) == (3, 0, 0)
-    assert [r[0][0] for r in b.take_results()[0]] == ["p/0", "p/1", "p/2"]
+    assert [(r["id"], r["payload"], r["value"], r["queue"]) for r in lines(core)] == [
+        ("p/1", 10, 10, "default"), ("p/2", 11, 11, "default"), ("p/3", 12, 12, "default")]
 
 
-def test_a_resent_batch_is_not_queued_twice(broker: Broker) -> None:
-    broker.put_many("p", tasks(3))
-    assert broker.put_many("p", tasks(3)) == 3  # all taken care of ...
-    assert broker.stats()["pending"] == 3  # ... but only once
-    assert broker.stats()["producers"][0]["duplicates"] == 3
+def test_a_batch_is_leased_in_slices_and_acked_in_parts(core: Core) -> None:
+    core.put("p", list(range(10)))
+    a, b = core.lease("a", 4), core.lease("b", 100)
+    assert (seqs(a), seqs(b)) == (list(range(1, 5)), list(range(5, 11)))
+    assert payloads_of(a[0]) == [0, 1, 2, 3] and payloads_of(b[0]) == list(range(4, 10))
+    assert core.ack("b", b, only=(7, 9)) == 2  # a worker's flush: part of a grant
+    s = core.broker.stats()
+    assert (s["done"], s["in_flight"]) == (2, 8)
+    assert core.ack("b", b) == 4  # the rest of it; 7 and 8 again are duplicates
+    assert core.ack("a", a, fail={2}) == 4
+    s = core.broker.stats()
+    assert (s["done"], s["failed"], s["duplicates"], s["in_flight"], s["pending"]) == (9, 1, 2, 0, 0)
+    assert sorted(str(r["id"]) for r in lines(core)) == sorted(f"p/{i}" for i in range(1, 11))
 
 
-def test_first_result_wins_and_later_ones_are_counted_duplicates(broker: Broker) -> None:
-    broker.put_many("p", tasks(1))
-    broker.lease("c", 1)
-    assert broker.ack_many("c", [success("p/0", "first")]) == 1
-    assert broker.ack_many("c", [success("p/0", "second")]) == 0
-    results, _ = broker.take_results()
-    assert [r[0][2] for r in results] == ["first"]
-    assert broker.stats()["duplicates"] == 1
+def test_a_resent_put_is_not_queued_twice(core: Core) -> None:
+    core.put("p", [1, 2, 3], first=1)
+    assert core.put("p", [1, 2, 3], first=1).result() == 3  # taken care of ...
+    s = core.broker.stats()
+    assert s["pending"] == 3 and s["producers"][0]["duplicates"] == 3  # ... but only once
 
 
-def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(broker: Broker, clock: Clock) -> None:
-    broker.put_many("p", tasks(4))
-    assert ids(broker.lease("dead", 2)) == ["p/0", "p/1"]
-    clock.t += 5.1
-    assert broker.reap() == [("dead", 2)]
-    got = broker.lease("alive", 10)
-    assert ids(got) == ["p/0", "p/1", "p/2", "p/3"]
-    assert [t[2] for t in got] == [2, 2, 1, 1]  # attempts counted
-    assert broker.stats()["redelivered"] == 2
+def test_first_result_wins_and_later_ones_are_counted_duplicates(core: Core) -> None:
+    core.put("p", [1])
+    got = core.lease("c", 1)
+    assert core.ack("c", got, "first") == 1
+    assert core.ack("c", got, "second") == 0
+    assert [r["value"] for r in lines(core)] == ["first"]
+    assert core.broker.stats()["duplicates"] == 1
 
 
-def test_heartbeats_keep_a_long_task_from_being_served_twice(broker: Broker, clock: Clock) -> None:
-    broker.put_many("p", tasks(1))
-    broker.lease("c", 1)
+def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(core: Core) -> None:
+    core.put("p", [0, 1, 2, 3])
+    assert seqs(core.lease("dead", 2)) == [1, 2]
+    core.clock.t += 5.1
+    assert core.broker.reap() == [("dead", 2)]
+    got = core.lease("alive", 10)
+    assert seqs(got) == [1, 2, 3, 4]
+    assert [g[G_ATTEMPT] for g in got] == [2, 1]  # attempts counted
+    assert core.broker.stats()["redelivered"] == 2
+
+
+def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None:
+    core.put("p", [1])
+    core.lease("c", 1)
     for _ in range(10):
-        clock.t += 4
-        assert broker.heartbeat("c") is True
-        assert broker.reap() == []
-    assert broker.lease("other", 1) == []
-    assert broker.stats()["in_flight"] == 1
+        core.clock.t += 4
+        assert core.call("heartbeat", "c").result() is True
+        assert core.broker.reap() == []
+    assert core.lease("other", 1) == []
+    assert core.broker.stats()["in_flight"] == 1
 
 
-def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_counts(
-    broker: Broker, clock: Clock
-) -> None:
-    broker.put_many("p", tasks(1))
-    broker.lease("c", 1)
-    clock.t += 6
-    broker.reap()
-    assert broker.heartbeat("c") is False  # it had been given up
-    assert broker.ack_many("c", [success("p/0", "late")]) == 1  # requeued copy now stale
-    assert broker.lease("other", 1) == []
-    assert broker.stats()["pending"] == 0
+def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_counts(core: Core) -> None:
+    core.put("p", [1])
+    got = core.lease("c", 1)
+    core.clock.t += 6
+    core.broker.reap()
+    assert core.call("heartbeat", "c").result() is False  # it had been given up
+    assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
+    assert core.lease("other", 1) == []
+    assert core.broker.stats()["pending"] == 0
 
 
-def test_full_queue_takes_a_prefix_and_the_rest_later(broker: Broker) -> None:
-    broker.capacity = 3
-    assert broker.put_many("p", tasks(5), timeout=0) == 3
-    assert broker.stats()["pending"] == 3
-    broker.lease("c", 2)
-    assert broker.put_many("p", tasks(5)[3:], timeout=0) == 2
-    assert broker.stats()["pending"] == 3
+def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) -> None:
+    core.broker.capacity = 3
+    core.put("p", [1, 2, 3])
+    waiting = core.put("p", [4, 5], timeout=2.0)
+    assert not waiting.done  # parked: no room
+    core.step()
+    assert not waiting.done
+    core.lease("c", 1)  # room: the lease wakes the parked put
+    core.step()
+    assert waiting.result() == 2
+    assert core.broker.stats()["pending"] == 4
 
 
-def test_a_retried_lease_returns_the_same_tasks(broker: Broker) -> None:
-    broker.put_many("p", tasks(5))
-    first = broker.lease("c", 2, seq=7)
-    assert broker.lease("c", 2, seq=7) == first  # the reply was lost; the retry sees it again
-    assert ids(broker.lease("c", 2, seq=8)) == ["p/2", "p/3"]
+def test_a_put_that_finds_no_room_in_time_is_answered_0(core: Core) -> None:
+    core.broker.capacity = 1
+    core.put("p", [1])
+    waiting = core.put("p", [2], timeout=2.0)
+    core.clock.t += 2.1
+    core.step()
+    assert waiting.result() == 0 and core.broker.stats()["pending"] == 1
 
 
-def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(broker: Broker, clock: Clock) -> None:
-    broker.put_many("p", tasks(1))
+def test_a_waiting_lease_is_answered_by_a_put_or_empty_at_its_deadline(core: Core) -> None:
+    lease = core.call("lease", "c", ("default",), 10, 1.0, 1)
+    assert not lease.done
+    core.put("p", [7, 8])  # the put wakes it
+    core.step()
+    assert seqs(lease.result()) == [1, 2]
+    empty = core.call("lease", "c", ("default",), 10, 1.0, 2)
+    core.step()
+    assert not empty.done
+    core.clock.t += 1.5
+    core.step()
+    assert empty.result() == []
+    # a retry of the same lease (its reply lost) gets the same answer at once
+    assert core.lease("c", 10, timeout=1.0, seq=2) == []
+
+
+def test_a_retried_lease_returns_the_same_tasks(core: Core) -> None:
+    core.put("p", [1, 2, 3, 4, 5])
+    first = core.lease("c", 2, seq=7)
+    assert core.lease("c", 2, seq=7) == first  # the reply was lost; the retry sees it again
+    assert seqs(core.lease("c", 2, seq=8)) == [3, 4]
+
+
+def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> None:
+    core.put("p", ["poison"])
     for attempt in range(3):
-        assert ids(broker.lease(f"c{attempt}", 1)) == ["p/0"]
-        clock.t += 6
-        broker.reap()
-    assert broker.lease("c", 1) == []
-    s = broker.stats()
+        assert seqs(core.lease(f"c{attempt}", 1)) == [1]
+        core.clock.t += 6
+        core.broker.reap()
+    assert core.lease("c", 1) == []
+    s = core.broker.stats()
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
-    (wire, payload, consumer, attempts), = broker.take_results()[0]
-    assert wire[1] is False and wire[3] is not None and "dead letter" in wire[3] and attempts == 3
-    assert "p/0" in broker.dead_letters()
+    (r,) = lines(core)
+    assert r["ok"] is False and "dead letter" in str(r["error"]) and r["attempts"] == 3 and r["payload"] == "poison"
+    assert [tid for tid, *_ in core.broker.dead_letters()] == ["p/1"]
 
 
-def test_released_unstarted_tasks_do_not_use_up_attempts(broker: Broker) -> None:
-    broker.put_many("p", tasks(2))
-    broker.lease("c", 2)
-    assert broker.release("c", ["p/0"], crashed=["p/1"]) == 2
-    got = broker.lease("c2", 2)
-    assert [(t[0], t[2]) for t in got] == [("p/1", 2), ("p/0", 1)] or [(t[0], t[2]) for t in got] == [
-        ("p/0", 1), ("p/1", 2)]
+def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
+    core.put("p", [0, 1, 2, 3])
+    core.lease("c", 4)
+    # the worker died running 2; 3 and 4 it had not started; 1 it finished (acked on)
+    assert core.release("c", [("p", 1, 3, 5)], crashed=[("p", 1, 2, 3)]) == 3
+    got = core.lease("c2", 10)
+    assert [(g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got] == [(2, 3, 2), (3, 5, 1)]
+    assert core.broker.stats()["in_flight"] == 4  # 1 is still c's
 
 
-def test_a_consumer_cannot_release_a_task_now_held_by_another(broker: Broker, clock: Clock) -> None:
-    broker.put_many("p", tasks(1))
-    broker.lease("a", 1)
-    clock.t += 6
-    broker.reap()
-    broker.lease("b", 1)
-    assert broker.release("a", ["p/0"]) == 0
-    assert broker.stats()["in_flight"] == 1
+def test_a_consumer_cannot_release_a_task_now_held_by_another(core: Core) -> None:
+    core.put("p", [1])
+    core.lease("a", 1)
+    core.clock.t += 6
+    core.broker.reap()
+    core.lease("b", 1)
+    assert core.release("a", [("p", 1, 1, 2)]) == 0
+    assert core.broker.stats()["in_flight"] == 1
 
 
-def test_bye_hands_back_what_is_still_leased(broker: Broker) -> None:
-    broker.put_many("p", tasks(2))
-    broker.lease("c", 2)
-    broker.bye("c")
-    s = broker.stats()
+def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
+    core.put("p", [1, 2])
+    core.lease("c", 2)
+    core.call("bye", "c").result()
+    s = core.broker.stats()
     assert (s["pending"], s["in_flight"], s["consumers"]) == (2, 0, [])
 
 
-def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(broker: Broker) -> None:
-    assert broker.put_one(5, timeout=0) is True
-    assert broker.take_one(timeout=0) == (True, 5)
-    assert broker.take_one(timeout=0) == (False, None)
-    broker.put_value("5 * 5 = 25")
-    assert broker.get_value(timeout=0) == (True, "5 * 5 = 25")
-    broker.put_one(6, timeout=0)
-    (tid, payload, _), = broker.lease("c", 1)
-    assert tid.startswith(TUTORIAL_PREFIX)
-    broker.ack_many("c", [success(tid, "6 * 6 = 36")])
-    assert broker.get_value(timeout=0) == (True, "6 * 6 = 36")
-    assert broker.stats()["handed_out"] == 1
+def test_priorities_are_exact_and_first_in_first_out_within_a_level(core: Core) -> None:
+    core.put("p", ["low 1"], priority=0)
+    core.put("p", ["high 1"], priority=9)
+    core.put("p", ["mid"], priority=5)
+    core.put("p", ["high 2"], priority=9)
+    core.put("p", ["low 2"], priority=0)
+    order = [payloads_of(g)[0] for g in (core.lease("c", 1)[0] for _ in range(5))]
+    assert order == ["high 1", "high 2", "mid", "low 1", "low 2"]
 
 
-def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(broker: Broker) -> None:
-    broker.hello("p", "producer", {"results": True})
-    broker.put_many("p", [("p/1", 1), ("p/2", 2)])
-    broker.put_many("q", [("q/1", 9)])  # another producer's task
-    leased = broker.lease("c", 3)
-    broker.ack_many("c", [success(t[0], t[1] * 10) for t in leased])
-    posted, gone = broker.results_for("p", broker.run, 0, 10)
-    assert [(n, item[0][0], item[0][2]) for n, item in posted] == [(1, "p/1", 10), (2, "p/2", 20)]
+def test_a_redelivered_task_keeps_its_priority_and_goes_first_within_its_level(core: Core) -> None:
+    core.put("p", ["a", "b"], priority=5)
+    core.put("p", ["top"], priority=9)
+    assert payloads_of(core.lease("dead", 1)[0]) == ["top"]
+    assert payloads_of(core.lease("dead", 1)[0]) == ["a"]
+    core.clock.t += 6
+    core.broker.reap()
+    got = core.lease("c", 10)
+    assert [payloads_of(g) for g in got] == [["top"], ["a"], ["b"]]
+
+
+def test_queues_are_served_in_the_consumers_order_and_keep_task_and_queue(core: Core) -> None:
+    core.put("p", ["page"], queue="pages", task="crawl:page")
+    core.put("p", ["img"], queue="images", task="crawl:image")
+    core.put("p", ["other"], queue="other")
+    got = core.lease("c", 1, queues=("images", "pages"))
+    assert [(g[G_QUEUE], g[G_TASK], payloads_of(g)) for g in got] == [("images", "crawl:image", ["img"])]
+    got = core.lease("c", 10, queues=("images", "pages"))
+    assert [(g[G_QUEUE], payloads_of(g)) for g in got] == [("pages", ["page"])]
+    core.ack("c", got)
+    s = core.broker.stats()
+    assert s["queues"]["other"]["pending"] == 1 and s["queues"]["pages"]["done"] == 1
+    assert s["queues"]["images"]["in_flight"] == 1 and s["queues"]["images"]["consumers"] == 1
+    assert [(r["queue"], r["task"]) for r in lines(core)] == [("pages", "crawl:page")]
+
+
+def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> None:
+    with pytest.raises(ValueError, match="queue name 'a b' is not allowed"):
+        core.put("p", [1], queue="a b").result()
+    with pytest.raises(ValueError, match="priority 10"):
+        core.put("p", [1], priority=10).result()
+    with pytest.raises(ValueError, match="queue name"):
+        core.lease("c", 1, queues=("x" * 65,))
+    assert core.broker.stats()["pending"] == 0
+
+
+def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core) -> None:
+    pq, cq = TaskQueueView(core.broker, core.waits), ResultQueueView(core.broker, core.waits)
+    pq.put(5)
+    assert pq.get(False) == 5
+    with pytest.raises(Exception):  # queue.Empty: it is not handed out twice
+        pq.get(False)
+    cq.put("5 * 5 = 25")
+    assert cq.get(False) == "5 * 5 = 25"
+    pq.put(6)
+    (g,) = core.lease("c", 1)
+    assert g[G_PRODUCER].startswith(TUTORIAL)
+    core.ack("c", [g], "6 * 6 = 36")
+    assert cq.get(False) == "6 * 6 = 36"
+    s = core.broker.stats()
+    assert (s["handed_out"], s["done"], s["pending"]) == (1, 2, 0)
+
+
+def test_a_tutorial_get_blocks_until_a_put_and_the_waits_answer_it(core: Core) -> None:
+    pq = TaskQueueView(core.broker, core.waits)
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(pq.get(True, 10)), daemon=True)  # get(True, timeout)
+    t.start()
+    while not len(core.waits):  # the thread parks its call
+        t.join(0.001)
+    core.put("p", ["work"])
+    while t.is_alive():  # the serving thread's rounds answer it
+        core.step()
+        t.join(0.001)
+    assert got == ["work"]
+
+
+def test_a_value_put_on_the_result_view_reaches_the_producer_that_waits(core: Core) -> None:
+    # Given our producer that waits for results, and a tutorial worker that takes its task
+    core.call("hello", "p", "producer", {"results": True}).result()
+    core.put("p", [3])
+    pq, cq = TaskQueueView(core.broker, core.waits), ResultQueueView(core.broker, core.waits)
+    assert pq.get(False) == 3
+    # When the worker puts its value on the result queue
+    cq.put("3 * 3 = 9")
+    # Then it is that task's result, in the producer's mailbox and in the results file
+    posted, _ = core.call("results_for", "p", core.broker.run, 0, 10, 0.0, None).result()
+    ((_, (lo, hi, blob, consumer, _)),) = posted
+    assert (lo, hi, pickle.loads(blob)) == (1, 2, [(True, "3 * 3 = 9", None, None)])
+    assert [(r["id"], r["payload"], r["value"]) for r in lines(core)] == [("p/1", 3, "3 * 3 = 9")]
+
+
+def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(core: Core) -> None:
+    core.call("hello", "p", "producer", {"results": True}).result()
+    core.put("p", [1, 2])
+    core.put("q", [9])  # another producer's task
+    grants = core.lease("c", 3)
+    assert all(g[-1] == (g[G_PRODUCER] == "p") for g in grants)  # keep: only p's values travel
+    core.ack("c", grants)
+    run = core.broker.run
+    posted, gone = core.call("results_for", "p", run, 0, 10, 0.0, None).result()
+    assert [(n, item[0], item[1], pickle.loads(item[2])) for n, item in posted] == [
+        (1, 1, 3, [(True, 1, None, None), (True, 2, None, None)])]
     assert gone == []
-    again, _ = broker.results_for("p", broker.run, 0, 10)  # a retried call: the same, nothing lost
-    assert [n for n, _ in again] == [1, 2]
-    assert broker.results_for("p", broker.run, 2, 10) == ([], [])  # confirmed: gone from the box
-    assert broker.results_for("q", broker.run, 0, 10) == ([], [])  # q did not ask: no box
+    again, _ = core.call("results_for", "p", run, 0, 10, 0.0, None).result()  # a retried call: the same
+    assert [n for n, _ in again] == [1]
+    assert core.call("results_for", "p", run, 1, 10, 0.0, None).result() == ([], [])  # confirmed: gone
+    assert core.call("results_for", "q", run, 0, 10, 0.0, None).result() == ([], [])  # q did not ask
 
 
-def test_results_numbered_by_an_earlier_god_do_not_drop_this_ones(broker: Broker) -> None:
-    broker.hello("p", "producer", {"results": True})
-    broker.put_many("p", [("p/1", 1)])
-    broker.ack_many("c", [success("p/1", 1)])
-    broker.restore(Recovered(done_ids=["p/0"]))  # done before god restarted: seen, no result here
-    posted, gone = broker.results_for("p", "an-earlier-run", 5, 10, check=["p/1", "p/0", "p/9"])
+def test_a_producer_waiting_for_results_is_answered_when_they_come(core: Core) -> None:
+    core.call("hello", "p", "producer", {"results": True}).result()
+    core.put("p", [1])
+    fetch = core.call("results_for", "p", core.broker.run, 0, 10, 1.0, None)
+    assert not fetch.done
+    core.ack("c", core.lease("c", 1))
+    core.step()
+    posted, gone = fetch.result()
+    assert len(posted) == 1 and gone == []
+
+
+def test_results_numbered_by_an_earlier_god_do_not_drop_this_ones(core: Core) -> None:
+    core.call("hello", "p", "producer", {"results": True}).result()
+    core.broker.restore([], {"p": 5})  # p's tasks up to 5 were done before god restarted
+    core.put("p", [6], first=6)
+    core.ack("c", core.lease("c", 1))
+    posted, gone = core.call("results_for", "p", "an-earlier-run", 5, 10, 0.0, ["p/6", "p/4", "p/9"]).result()
     assert [n for n, _ in posted] == [1]  # numbers from another run are ignored
-    assert gone == ["p/0"]  # p/1's result is here; p/9 god never saw
+    assert gone == ["p/4"]  # p/6's result is here; p/9 god never saw
 
 
-def test_the_oldest_waiting_tasks_age(clock: Clock) -> None:
-    b = Broker(now=clock)
+def test_the_oldest_waiting_tasks_age(core: Core) -> None:
+    b = core.broker
     assert b.stats()["oldest_waiting_s"] == 0.0
-    b.put_many("p", tasks(2))
-    clock.t += 5
-    b.put_many("p", tasks(2, prefix="q/"))
-    clock.t += 3
+    core.put("p", [1, 2])
+    core.clock.t += 5
+    core.put("q", [1, 2])
+    core.clock.t += 3
     assert b.stats()["oldest_waiting_s"] == 8.0
-    b.lease("c", 2)  # the two oldest
+    core.lease("c", 2)  # the two oldest
     assert b.stats()["oldest_waiting_s"] == 3.0
-    b.release("c", ["p/0"])  # back, unstarted: the oldest again
+    core.release("c", [("p", 1, 1, 2)])  # back, unstarted: the oldest again
     assert b.stats()["oldest_waiting_s"] == 8.0
-    b.lease("c", 10)
+    core.lease("c", 10)
     assert b.stats()["oldest_waiting_s"] == 0.0

@@ -1,23 +1,22 @@
-"""The journal, the results file and the broker's recovery, on temporary files: no sockets."""
+"""The journal, the results file and recovery, on temporary files: no sockets."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import pickle
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from god.broker import Broker
-from god.journal import Journal
-from god.monitor import Monitor
+from god.journal import Journal, Recovered
+from god.record import Record
 from god.results import ResultsFile
 from shared.errors import ConfigError
-from shared.records import failure, success
+from shared.records import G_ATTEMPT, G_QUEUE, G_TASK
+from tests.core import Core, payloads_of, seqs
 
 
 @pytest.fixture
@@ -34,56 +33,72 @@ def journal(path: Path) -> Iterator[Journal]:
     j.close()
 
 
-def reopen(j: Journal) -> Journal:
-    """Close a journal and open it again, the way a restarted god does."""
+def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
+    """Close a journal and open it again, the way a restarted god does: a new core on it."""
     j.close()
     again = Journal(j.path)
-    return again
-
-
-def run(broker: Broker, n: int) -> list[str]:
-    """Put n tasks, lease them all, and return their ids."""
-    broker.put_many("p", [(f"p/{i}", i) for i in range(n)])
-    return [t[0] for t in broker.lease("c", n)]
+    r = again.recover(results)
+    core = Core(journal=again)
+    core.broker.restore(r.batches, r.upto)
+    again.start()
+    return again, r, core
 
 
 def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:
-    b = Broker(journal=journal)
-    leased = run(b, 5)
-    b.ack_many("c", [success(leased[1], 1), failure(leased[3], ValueError("x"))])
-    m = Monitor(b, out=io.StringIO(), results_path=None, quiet=True, journal=journal)
-    m.step(0)  # journals the two results
+    core = Core(journal=journal)
+    assert core.settle(core.put("p", [0, 1, 2, 3, 4], queue="q", task="m:f", priority=3)) == 5
+    grants = core.lease("c", 5, queues=("q",))
+    core.ack("c", grants, only=(2, 3))
+    core.ack("c", grants, only=(4, 5), fail={4})
+    Record(core.broker, results_path=None, journal=journal).take()  # journals the two results
 
-    again = reopen(journal)
+    again, r, core2 = restarted(journal)
     try:
-        r = again.recover()
-        assert [(tid, p) for tid, p, _ in r.pending] == [("p/0", 0), ("p/2", 2), ("p/4", 4)]
-        assert sorted(r.done_ids) == ["p/1", "p/3"]
-        b2 = Broker(journal=again)
-        b2.restore(r)
-        assert [t[0] for t in b2.lease("c", 10)] == ["p/0", "p/2", "p/4"]
-        assert b2.put_many("p", [("p/1", 1)]) == 1 and b2.stats()["pending"] == 0  # done: not again
-        assert b2.ack_many("c", [success("p/3", 9)]) == 0  # a late result of a done task: a duplicate
+        assert (r.pending, r.done) == (3, 2)
+        got = core2.lease("c", 10, queues=("q",))
+        assert seqs(got) == [1, 3, 5] and [payloads_of(g) for g in got] == [[0], [2], [4]]
+        assert {(g[G_QUEUE], g[G_TASK]) for g in got} == {("q", "m:f")}  # queue, task and priority kept
+        assert core2.settle(core2.put("p", [0, 1, 2, 3, 4], first=1)) == 5  # a re-sent put: not again
+        assert core2.broker.stats()["pending"] == 0
+        assert core2.ack("c", [g for g in grants], only=(2, 3)) == 0  # a late result of a done task
+    finally:
+        again.close()
+
+
+def test_a_producers_finished_batches_are_not_taken_again_after_a_restart(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    core = Core(journal=journal)
+    core.settle(core.put("p", [1, 2]))
+    core.ack("c", core.lease("c", 2))
+    record = Record(core.broker, results_path=None, journal=journal)
+    record.take()
+    record.take()  # releases the finished batch
+    journal.wait(journal.ticket)
+    assert batch_rows(journal.path) == 0
+    again, r, core2 = restarted(journal)
+    try:
+        assert r.upto == {"p": 2}
+        assert core2.settle(core2.put("p", [1, 2], first=1)) == 2 and core2.broker.stats()["pending"] == 0
     finally:
         again.close()
 
 
 def test_attempts_of_tasks_that_killed_their_consumer_survive_a_restart(journal: Journal) -> None:
-    b = Broker(journal=journal, max_attempts=3)
-    tid = run(b, 1)[0]
-    b.release("c", [], crashed=[tid])
-    b.lease("c", 1)
-    b.release("c", [], crashed=[tid])
-    again = reopen(journal)
+    core = Core(journal=journal, max_attempts=3)
+    core.settle(core.put("p", ["poison", "fine"]))
+    core.lease("c", 2)
+    core.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
+    core.lease("c", 1)
+    core.release("c", [], crashed=[("p", 1, 1, 2)])
+    again, r, core2 = restarted(journal)
     try:
-        r = again.recover()
-        assert r.pending == [(tid, 0, 2)]
-        b2 = Broker(journal=again, max_attempts=3)
-        b2.restore(r)
-        again.start()
-        assert b2.lease("c", 1)[0][2] == 3  # the third and last attempt
-        b2.release("c", [], crashed=[tid])
-        assert b2.stats()["dead"] == 1
+        assert r.pending == 2
+        got = core2.lease("c", 2)
+        assert [(seqs([g]), g[G_ATTEMPT]) for g in got] == [([1], 3), ([2], 1)]  # the last attempt
+        core2.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
+        assert core2.broker.stats()["dead"] == 1
     finally:
         again.close()
 
@@ -128,33 +143,32 @@ def test_results_file_drops_a_line_cut_short_and_reads_the_results_after_an_offs
     with open(p, "a") as f:
         f.write('{"id": "b", "ok": false}\n{"id": "c", "val')
     rf = ResultsFile(p)
-    assert rf.ids_after(offset) == [("b", False)]
-    assert rf.ids_after(10**9) == [("a", True), ("b", False)]  # shorter than the offset: a new file
-    assert rf.write(['{"id": "c", "ok": true}\n'], [("c", True)]) == [("c", True)]
+    assert rf.ids_after(offset) == ["b"]
+    assert rf.ids_after(10**9) == ["a", "b"]  # shorter than the offset: a new file
+    assert rf.write(['{"id": "c", "ok": true}\n'], [("c", 1, 1, 2)]) == [("c", 1, 1, 2)]
     rf.close()
     assert [json.loads(line)["id"] for line in p.read_text().splitlines()] == ["a", "b", "c"]
 
 
 def test_results_a_killed_god_wrote_but_did_not_journal_are_not_run_again(journal: Journal, tmp_path: Path) -> None:
     results = tmp_path / "r.jsonl"
-    b = Broker(journal=journal)
-    leased = run(b, 3)
-    m = Monitor(b, out=io.StringIO(), results_path=results, quiet=True, journal=journal)
-    b.ack_many("c", [success(leased[0], 0)])
-    m.step(0)  # p/0: written, then journaled
-    m.close()
-    # A god killed after writing p/1's line, before journaling it, and while writing p/2's
+    core = Core(journal=journal)
+    core.settle(core.put("p", [0, 1, 2]))
+    grants = core.lease("c", 3)
+    record = Record(core.broker, results_path=results, journal=journal)
+    core.ack("c", grants, only=(1, 2))
+    record.take()  # p/1: written, then journaled
+    record.close()
+    # A god killed after writing p/2's line, before journaling it, and while writing p/3's
     with open(results, "a") as f:
-        f.write(json.dumps({"id": "p/1", "ok": False}) + "\n" + '{"id": "p/2", "ok"')
+        f.write(json.dumps({"id": "p/2", "ok": False}) + "\n" + '{"id": "p/3", "ok"')
 
-    again = reopen(journal)
     rf = ResultsFile(results.resolve())
+    again, r, core2 = restarted(journal, rf)
     try:
-        r = again.recover(rf)
-        assert r.found_in_file == 1
-        assert sorted(r.done_ids) == ["p/0", "p/1"]
-        assert [tid for tid, _, _ in r.pending] == ["p/2"]  # its line was cut short: it runs again
-        assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["p/0", "p/1"]
+        assert r.found_in_file == 1 and (r.pending, r.done) == (1, 2)
+        assert seqs(core2.lease("c", 10)) == [3]  # its line was cut short: it runs again
+        assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["p/1", "p/2"]
     finally:
         rf.close()
         again.close()
@@ -163,72 +177,124 @@ def test_results_a_killed_god_wrote_but_did_not_journal_are_not_run_again(journa
 def test_a_put_is_confirmed_only_once_its_tasks_are_committed(path: Path) -> None:
     j = Journal(path)
     j.recover()  # the writer is not started yet: nothing can commit
-    b = Broker(journal=j)
-    returned: list[int] = []
-    t, resent = (threading.Thread(target=lambda: returned.append(b.put_many("p", [("p/0", 0)]))) for _ in range(2))
-    t.start()
+    core = Core(journal=j)
     try:
-        t.join(0.3)
-        assert t.is_alive() and not returned  # still waiting for the commit
-        resent.start()
-        resent.join(0.3)
-        assert resent.is_alive()  # a re-sent put of the same task waits for that commit too
-    finally:
+        put = core.put("p", [0], first=1)
+        resent = core.put("p", [0], first=1)
+        core.step()
+        assert not put.done  # still waiting for the commit
+        assert not resent.done  # a re-sent put of the same task waits for that commit too
         j.start()
-        for thread in (t, resent):
-            if thread.ident is not None:
-                thread.join(5)
+        assert core.settle(put) == 1 and core.settle(resent) == 1
+    finally:
         j.close()
-    assert returned == [1, 1]
     again = Journal(path)
     try:
-        assert [tid for tid, _, _ in again.recover().pending] == ["p/0"]
+        assert again.recover().pending == 1
     finally:
         again.close()
 
 
-def task_rows(path: Path) -> int:
+def batch_rows(path: Path) -> int:
     db = sqlite3.connect(path)
     try:
-        return int(db.execute("SELECT count(*) FROM task_batches").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM batches").fetchone()[0])
     finally:
         db.close()
 
 
-def test_a_task_batch_is_released_once_none_of_its_tasks_waits_or_runs(
+def test_a_batch_is_released_once_none_of_its_tasks_waits_or_runs(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.monitor.COMPACT_EVERY_S", 0.0)
-    b = Broker(journal=journal)
-    b.put_many("p", [("p/0", 0), ("p/1", 1)])
-    b.put_many("p", [("p/2", 2)])
-    m = Monitor(b, out=io.StringIO(), results_path=None, quiet=True, journal=journal)
-    leased = b.lease("c", 3)
-    b.ack_many("c", [success(t[0], 0) for t in leased[:2]])  # the first batch is done, p/2 runs
-    m.step(0)
+    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    core = Core(journal=journal)
+    core.settle(core.put("p", [0, 1]))
+    core.settle(core.put("p", [2]))
+    record = Record(core.broker, results_path=None, journal=journal)
+    grants = core.lease("c", 3)
+    core.ack("c", grants, only=(1, 3))  # the first batch is done, p/3 runs
+    record.take()
+    record.take()
     journal.wait(journal.ticket)
-    assert task_rows(journal.path) == 1
-    assert journal.oldest_open(10) == [["p/2"]]
-    b.ack_many("c", [success("p/2", 0)])
-    m.step(0)
+    assert batch_rows(journal.path) == 1
+    assert journal.oldest_open(10) == [("p", 3)]
+    core.ack("c", grants, only=(3, 4))
+    record.take()
+    record.take()
     journal.wait(journal.ticket)
-    assert task_rows(journal.path) == 0
+    assert batch_rows(journal.path) == 0
 
 
 def test_no_batch_is_released_while_the_results_file_refuses_its_results(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.monitor.COMPACT_EVERY_S", 0.0)
-    b = Broker(journal=journal)
-    b.put_many("p", [("p/0", 0)])
-    m = Monitor(b, out=io.StringIO(), results_path=Path("/dev/full"), quiet=True, journal=journal)
-    b.ack_many("c", [success(t[0], 0) for t in b.lease("c", 1)])
-    m.step(0)  # the line is refused: not journaled, so the task must stay in the journal
+    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    core = Core(journal=journal)
+    core.settle(core.put("p", [0]))
+    record = Record(core.broker, results_path=Path("/dev/full"), journal=journal)
+    core.ack("c", core.lease("c", 1))
+    record.take()  # the line is refused: not journaled, so the task must stay in the journal
+    record.take()
     journal.wait(journal.ticket)
-    assert task_rows(journal.path) == 1
-    m.results.close()  # type: ignore[union-attr]
-    again = reopen(journal)
+    assert batch_rows(journal.path) == 1
+    assert record.results is not None
+    record.results.close()
+    again, r, _ = restarted(journal)
     try:
-        assert [tid for tid, _, _ in again.recover().pending] == ["p/0"]  # served again after a restart
+        assert r.pending == 1  # served again after a restart
     finally:
         again.close()
+
+
+def version_2_journal(path: Path) -> None:
+    """A journal as the previous version wrote it: rows of (id, payload) lists, done ids, attempts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE task_batches (seq INTEGER PRIMARY KEY, tasks BLOB NOT NULL);
+        CREATE TABLE done_batches (seq INTEGER PRIMARY KEY, done BLOB NOT NULL);
+        CREATE TABLE attempts (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+        PRAGMA application_id=1198482465;
+        PRAGMA user_version=2;
+    """)
+    rows = [[("p/1", "a"), ("p/2", "b"), ("p/3", "c")], [("tutorial:abc:1", 7), ("p/4", "d")]]
+    db.executemany("INSERT INTO task_batches (tasks) VALUES (?)", [(pickle.dumps(r),) for r in rows])
+    db.execute("INSERT INTO done_batches (done) VALUES (?)", (pickle.dumps([("p/2", True), ("p/0", True)]),))
+    db.execute("INSERT INTO attempts (id, n) VALUES ('p/3', 2)")
+    db.commit()
+    db.close()
+
+
+def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
+    # Given a version 2 journal with tasks waiting, one done, one with attempts
+    version_2_journal(path)
+    # When god opens it
+    j = Journal(path)
+    try:
+        r = j.recover()
+        core = Core(journal=j)
+        core.broker.restore(r.batches, r.upto)
+        j.start()
+        # Then what waited is served, in order, with its attempts, and done tasks are not
+        got = core.lease("c", 10)
+        assert [(g[0], seqs([g]), payloads_of(g), g[G_ATTEMPT]) for g in got] == [
+            ("p", [1], ["a"], 1), ("p", [3], ["c"], 3), ("tutorial:abc", [1], [7], 1), ("p", [4], ["d"], 1)]
+        assert core.settle(core.put("p", ["again"], first=2)) == 1  # p/2 was done: a re-sent put
+        assert core.broker.stats()["pending"] == 0
+    finally:
+        j.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()
+
+
+def test_a_journal_older_than_the_previous_version_is_refused_and_left_alone(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE tasks (id TEXT); PRAGMA application_id=1198482465; PRAGMA user_version=1;")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=r"older format \(1\).*let its god finish the work, or move it away"):
+        Journal(path)
+    assert path.read_bytes() == before

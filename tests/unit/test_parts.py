@@ -41,16 +41,17 @@ def test_a_failure_carries_type_message_and_traceback() -> None:
     try:
         1 / 0
     except ZeroDivisionError as e:
-        tid, ok, value, error, tb = failure("t", e)
-    assert (tid, ok, value, error) == ("t", False, None, "ZeroDivisionError: division by zero")
+        ok, value, error, tb = failure(e)
+    assert (ok, value, error) == (False, None, "ZeroDivisionError: division by zero")
     assert tb is not None and "Traceback" in tb and "1 / 0" in tb
 
 
 def test_a_result_is_one_json_line_with_the_named_fields() -> None:
     r = Result(id="t", payload={"x": object}, ok=True, value="v", consumer="c", attempts=2)
     d = json.loads(r.to_json())
-    assert {"id", "payload", "ok", "value", "error", "consumer", "attempts"} <= set(d)
-    assert (d["id"], d["value"], d["attempts"]) == ("t", "v", 2)
+    assert {"id", "payload", "ok", "value", "error", "consumer", "attempts", "queue", "task"} <= set(d)
+    assert (d["id"], d["value"], d["attempts"], d["queue"], d["task"]) == ("t", "v", 2, "default", None)
+    assert Result.from_json(r.to_json()).value == "v"
 
 
 def test_random_rounds_are_the_tutorials_integers() -> None:
@@ -100,15 +101,16 @@ def test_rate_limited_log_holds_back_repeats_and_says_how_many() -> None:
 
 
 @pytest.mark.parametrize("fields", [
-    ("a/1", 5, True, "5 * 5 = 25", None, None, "c", 1, 1763849.25),
-    ("a/2", {"n": [1, 2.5, 'x\u00e9"\\\n']}, False, None, 'ValueError: bad "x"\n', "Traceback\n  line\n", "vm:1", 3, 0.1),
-    (None, None, True, b"bytes", None, None, "tutorial", 1, 2.0),
-    ("\u00e9/3", "na\u00efve \x00 \u2028", True, 10**30, None, None, "c", 1, 5e-7),
-    ("t", True, True, float("inf"), None, None, "c", 1, 1.0),
-    ("f", 2.5, True, float("nan"), None, None, "c", 1, 1.0),
+    ("a/1", 5, True, "5 * 5 = 25", None, None, "c", 1, 1763849.25, "default", None),
+    ("a/2", {"n": [1, 2.5, 'x\u00e9"\\\n']}, False, None, 'ValueError: bad "x"\n', "Traceback\n  line\n", "vm:1", 3, 0.1,
+     "images", "crawl:fetch"),
+    (None, None, True, b"bytes", None, None, "tutorial", 1, 2.0, "default", None),
+    ("\u00e9/3", "na\u00efve \x00 \u2028", True, 10**30, None, None, "c", 1, 5e-7, "q.1-_", "m:f"),
+    ("t", True, True, float("inf"), None, None, "c", 1, 1.0, "default", None),
+    ("f", 2.5, True, float("nan"), None, None, "c", 1, 1.0, "default", None),
 ])
 def test_result_lines_are_what_json_dumps_writes(fields: tuple[Any, ...]) -> None:
-    names = ("id", "payload", "ok", "value", "error", "traceback", "consumer", "attempts", "time")
+    names = ("id", "payload", "ok", "value", "error", "traceback", "consumer", "attempts", "time", "queue", "task")
     expected = json.dumps(dict(zip(names, fields)), default=repr, ensure_ascii=False)
     assert json_line(*fields) == expected
 

@@ -1,0 +1,167 @@
+"""What our clients may call on god (``shared.manager.BROKER_METHODS``), over the broker.
+
+Each method answers at once, or returns a ``Wait`` that the caller parks (god/waits.py):
+a lease waiting for tasks, a put waiting for room or for its journal commit, a producer
+waiting for its results. Arguments from the wire are checked here, so a bad one is an
+error for that call alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from god.broker import BEATS_PER_LEASE, Broker, JournalLike
+from god.mailbox import Posted
+from god.waits import Wait, Waits
+from shared.records import (
+    PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, Ack, Grant, Put, Run, check_priority,
+    check_queue,
+)
+
+
+class _Lease(Wait):
+    def __init__(self, broker: Broker, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None,
+                 deadline: float) -> None:
+        self.broker, self.consumer, self.queues, self.max_n, self.seq = broker, consumer, queues, max_n, seq
+        self.deadline = deadline
+        self.tried = False
+
+    def attempt(self, late: bool) -> tuple[bool, Any]:
+        b = self.broker
+        # The first try looks at the consumer's last lease too (a retry gets its answer again);
+        # later ones only when tasks wait, which is read without the lock.
+        if not self.tried or b.has_waiting(self.queues):
+            self.tried = True
+            grants = b.try_lease(self.consumer, self.queues, self.max_n, self.seq)
+            if grants is not None:
+                return True, grants
+        if late:  # recorded under its seq, so the consumer's retry gets the same answer
+            return True, b.lease_nothing(self.consumer, self.seq)
+        return False, None
+
+
+class _Put(Wait):
+    """A put waits for room, then (without a deadline) for its journal commit."""
+
+    def __init__(self, broker: Broker, journal: JournalLike | None, producer: str, put: Put,
+                 deadline: float) -> None:
+        self.broker, self.journal, self.producer, self.put = broker, journal, producer, put
+        self.taken, self.ticket = False, 0
+        self.deadline = deadline
+
+    def attempt(self, late: bool) -> tuple[bool, Any]:
+        if not self.taken and self.broker.has_room():
+            self.taken, self.ticket = self.broker.offer(self.producer, self.put)
+        if not self.taken:
+            return (True, 0) if late else (False, None)
+        self.deadline = math.inf  # a confirmation never goes out before its commit
+        if self.ticket and self.journal is not None and not self.journal.committed(self.ticket):
+            return False, None
+        return True, self.put[PUT_N]
+
+
+class _Results(Wait):
+    def __init__(self, broker: Broker, producer: str, run: str, confirmed: int, max_n: int, deadline: float) -> None:
+        self.broker, self.producer, self.run, self.confirmed, self.max_n = broker, producer, run, confirmed, max_n
+        self.deadline = deadline
+
+    def attempt(self, late: bool) -> tuple[bool, Any]:
+        posted, _ = self.broker.results_for(self.producer, self.run, self.confirmed, self.max_n)
+        if posted or late:
+            return True, (posted, [])
+        return False, None
+
+
+class Api:
+    """The broker methods our clients call; some return a Wait to park."""
+
+    def __init__(self, broker: Broker, waits: Waits, *, journal: JournalLike | None = None) -> None:
+        self.broker = broker
+        self.waits = waits
+        self.journal = journal
+
+    def _deadline(self, timeout: float) -> float:
+        return self.waits.now() + max(0.0, float(timeout))
+
+    def ping(self) -> None:
+        """Do nothing: a round trip that proves the connection works."""
+
+    def hello(self, name: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
+        """Register a producer or consumer; returns the parameters it must follow."""
+        b = self.broker
+        if role == "consumer":
+            b.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)))
+        elif role == "producer":
+            b.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
+        return {
+            "lease_s": b.lease_s,
+            "heartbeat_s": b.lease_s / BEATS_PER_LEASE,
+            "capacity": b.capacity,
+            "max_attempts": b.max_attempts,
+            "max_payload": b.max_payload,
+            "run": b.run,
+        }
+
+    def put_many(self, producer: str, put: Put, timeout: float = 0.0) -> int | Wait:
+        """Queue a batch whole; waits up to timeout for room, and for its journal commit.
+
+        Returns:
+            The batch's size once god holds it (now or from before), or 0 if god stayed full.
+        """
+        _check_put(producer, put)
+        wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout))
+        answered, reply = wait.attempt(timeout <= 0)
+        return reply if answered else wait
+
+    def lease(self, consumer: str, queues: tuple[str, ...], max_n: int, timeout: float = 0.0,
+              seq: int | None = None) -> list[Grant] | Wait:
+        """Lease up to max_n tasks from the queues, in order, waiting up to timeout for the first."""
+        queues = tuple(check_queue(q) for q in queues)
+        wait = _Lease(self.broker, consumer, queues, int(max_n), seq, self._deadline(timeout))
+        answered, reply = wait.attempt(timeout <= 0)
+        return reply if answered else wait
+
+    def ack_many(self, consumer: str, acks: list[Ack]) -> int:
+        """Record results; returns how many were new."""
+        return self.broker.ack_many(consumer, acks)
+
+    def heartbeat(self, consumer: str) -> bool:
+        """Keep a consumer's leases alive; False if god had given it up."""
+        return self.broker.heartbeat(consumer)
+
+    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
+        """Hand back leased runs: unstarted ones, and ones whose worker died running them."""
+        return self.broker.release(consumer, unstarted, crashed)
+
+    def bye(self, consumer: str) -> None:
+        """A consumer leaves; what it still holds goes back."""
+        self.broker.bye(consumer)
+
+    def results_for(self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
+                    check: list[str] | None = None) -> tuple[list[Posted], list[str]] | Wait:
+        """Results of the producer's own tasks, waiting up to timeout for the first."""
+        posted, gone = self.broker.results_for(producer, run, confirmed, max_n, check)
+        if posted or gone or timeout <= 0:
+            return posted, gone
+        return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout))
+
+    def stats(self) -> Any:
+        """God's counts (shared.stats.Stats)."""
+        return self.broker.stats()
+
+
+def _check_put(producer: str, put: Put) -> None:
+    if not isinstance(put, tuple) or len(put) != 6:
+        raise ValueError("a put is (first, n, payloads, queue, task, priority)")
+    if "/" in producer:
+        raise ValueError(f"producer name {producer!r} has a '/'")
+    if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
+        raise ValueError("a put's first seq and count are whole numbers from 1")
+    if not isinstance(put[PUT_PAYLOADS], bytes):
+        raise ValueError("a put's payloads are one pickled list")
+    check_queue(put[PUT_QUEUE])
+    check_priority(put[PUT_PRIORITY])
+    task = put[PUT_TASK]
+    if task is not None and (not isinstance(task, str) or ":" not in task):
+        raise ValueError(f"task {task!r} is not module:function")

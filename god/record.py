@@ -1,0 +1,68 @@
+"""The durable record of results: lines to the results file first, then the runs they settle
+to the journal, with how far the file got; and the release of finished batches."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from god.broker import Broker, Outgoing
+from god.journal import Journal
+from god.results import ResultsFile
+from shared.records import Run
+
+COMPACT_EVERY_S = 1.0  # seconds between releases of finished batches from the journal
+COMPACT_BATCHES = 64  # oldest journal batches looked at each time
+
+
+class Record:
+    """Takes the broker's results and keeps them: the results file, then the journal.
+
+    A restarted god finds in the file what a crash kept from the journal (Journal.recover).
+    """
+
+    def __init__(self, broker: Broker, *, results_path: Path | None, journal: Journal | None) -> None:
+        self.broker = broker
+        self.journal = journal
+        self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
+        self._compacted_at = time.monotonic()
+
+    @property
+    def unwritten(self) -> int:
+        """Results the results file has refused so far."""
+        return sum(text.count("\n") for text in self.results.unwritten) if self.results is not None else 0
+
+    def take(self) -> list[Outgoing]:
+        """Take what the broker recorded since the last call and keep it; returns it."""
+        if self.unwritten:
+            self._write([], [])
+        now = time.monotonic()
+        journal = self.journal
+        compacting = journal is not None and now - self._compacted_at >= COMPACT_EVERY_S
+        out, finished = self.broker.take_results(
+            journal.oldest_open(COMPACT_BATCHES) if journal is not None and compacting else None)
+        if out:
+            runs = [r for _, rs in out for r in rs]
+            if self.results is not None:
+                self._write([lines for lines, _ in out], runs)
+            elif journal is not None and runs:
+                journal.add_results(runs)
+        if compacting and journal is not None:
+            self._compacted_at = now
+            if finished and not self.unwritten:  # results the file refused are not journaled yet
+                journal.compact(finished)
+        return out
+
+    def _write(self, lines: list[str], runs: list[Run]) -> None:
+        assert self.results is not None
+        written = self.results.write(lines, runs)
+        if written is not None and self.journal is not None:
+            self.journal.add_results(written, str(self.results.path), self.results.offset)
+
+    def close(self) -> None:
+        """Keep what is left, and close the results file."""
+        self.take()
+        if self.results is not None:
+            if self.unwritten:
+                self._write([], [])
+            self.results.close()

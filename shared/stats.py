@@ -1,0 +1,66 @@
+"""God's figures, as ``stats()`` returns them: the one schema that status, the live view and
+metrics read (and ``god status --json`` prints)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class ConsumerFigures(TypedDict):
+    """One consumer."""
+
+    name: str
+    host: str
+    processes: int
+    alive: bool
+    in_flight: int
+    done: int
+    failed: int
+    lost: int  # times god gave it up
+    last_seen_s: float
+    queues: list[str]  # the queues it serves, in its order
+
+
+class ProducerFigures(TypedDict):
+    """One producer."""
+
+    name: str
+    host: str
+    put: int
+    duplicates: int  # tasks it sent again that god had already
+    last_seen_s: float
+
+
+class QueueFigures(TypedDict):
+    """One named queue."""
+
+    pending: int
+    in_flight: int
+    done: int
+    failed: int
+    dead: int
+    oldest_waiting_s: float
+    consumers: int  # alive consumers that serve it
+
+
+class Stats(TypedDict):
+    """Everything god counts."""
+
+    accepted: int
+    done: int
+    failed: int
+    dead: int
+    duplicates: int
+    redelivered: int
+    handed_out: int  # tasks taken through the tutorial's task queue view (at most once)
+    pending: int
+    in_flight: int
+    capacity: int
+    oldest_waiting_s: float
+    uptime_s: float
+    consumers_alive: int
+    connections: int
+    refused: int
+    consumers: list[ConsumerFigures]
+    producers: list[ProducerFigures]
+    queues: dict[str, QueueFigures]

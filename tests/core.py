@@ -1,0 +1,137 @@
+"""God's core in one process, on the path production uses: the API our clients call, its
+waits, the broker, and a fake clock. What the hub does with a call (answer it, or park it
+and answer it on a later round) is what ``Core.call`` and ``Core.step`` do here."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections import defaultdict
+from typing import Any
+
+from consumer.worker import Acks
+from god.api import Api
+from god.broker import Broker, JournalLike
+from god.waits import Wait, Waits
+from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, Run, Value, task_id
+
+
+class Clock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Call:
+    """A call made to god: answered at once, or parked until a later step answers it."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def answer(self, value: Any, error: BaseException | None) -> None:
+        self.done, self.value, self.error = True, value, error
+
+    def result(self) -> Any:
+        assert self.done, "the call is still waiting"
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def payloads_of(g: Grant) -> list[Any]:
+    p = g[G_PAYLOADS]
+    return pickle.loads(p) if isinstance(p, bytes) else list(p)
+
+
+class Core:
+    """Broker, waits and API with a fake clock; calls as the hub makes them."""
+
+    def __init__(self, *, journal: JournalLike | None = None, **broker_args: Any) -> None:
+        self.clock = Clock()
+        self.waits = Waits(now=self.clock)
+        self.broker = Broker(now=self.clock, journal=journal, on_change=self.waits.changed, **broker_args)
+        self.api = Api(self.broker, self.waits, journal=journal)
+        self.next_seq: defaultdict[str, int] = defaultdict(lambda: 1)
+
+    def close(self) -> None:
+        self.waits.close()
+
+    def call(self, method: str, *args: Any) -> Call:
+        """Call an API method; a call that waits is parked, as the hub parks it."""
+        c = Call()
+        try:
+            reply = getattr(self.api, method)(*args)
+        except Exception as e:
+            c.answer(None, e)
+            return c
+        if isinstance(reply, Wait):
+            self.waits.park(reply, c.answer)
+        else:
+            c.answer(reply, None)
+        return c
+
+    def step(self) -> int:
+        """One round of the hub's: retry what waits; returns how many calls were answered."""
+        return self.waits.retry()
+
+    def settle(self, call: Call, timeout: float = 10.0) -> Any:
+        """Step until the call is answered (a journal commit takes real time); its result."""
+        deadline = time.monotonic() + timeout
+        while not call.done:
+            self.waits.changed()
+            self.step()
+            assert time.monotonic() < deadline, "the call was never answered"
+            if not call.done:
+                time.sleep(0.001)
+        return call.result()
+
+    # -- what producers and consumers do ----------------------------------------------------
+
+    def put(self, producer: str, payloads: list[Any], *, queue: str = DEFAULT_QUEUE, task: str | None = None,
+            priority: int = 0, first: int | None = None, timeout: float = 0.0) -> Call:
+        """A producer's put_many of one batch (numbered on from its last unless first is given)."""
+        if first is None:
+            first = self.next_seq[producer]
+        self.next_seq[producer] = max(self.next_seq[producer], first + len(payloads))
+        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority)
+        return self.call("put_many", producer, put, timeout)
+
+    def lease(self, consumer: str, n: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,), timeout: float = 0.0,
+              seq: int | None = None) -> list[Grant]:
+        """A lease that answers at once."""
+        c = self.call("lease", consumer, queues, n, timeout, seq)
+        grants: list[Grant] = c.result()
+        return grants
+
+    def ack(self, consumer: str, grants: list[Grant], value: Any = None, *,
+            fail: frozenset[int] | set[int] = frozenset(), only: tuple[int, int] | None = None) -> int:
+        """Ack the tasks of grants as a worker does (each one's value is its payload, or value);
+        fail: seqs that raised; only: ack just the seqs in [lo, hi)."""
+        acks = Acks(consumer)
+        for g in grants:
+            for seq, payload in zip(range(g[G_LO], g[G_HI]), payloads_of(g)):
+                if only is not None and not only[0] <= seq < only[1]:
+                    continue
+                v: Value = (False, None, "ValueError: no", "tb") if seq in fail else \
+                    (True, payload if value is None else value, None, None)
+                acks.add(g, seq, payload, v)
+        out: list[Ack] = acks.take()[0]
+        return int(self.call("ack_many", consumer, out).result())
+
+    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
+        return int(self.call("release", consumer, unstarted, crashed or []).result())
+
+
+def seqs(grants: list[Grant]) -> list[int]:
+    """The seqs the grants hold, in order."""
+    return [s for g in grants for s in range(g[G_LO], g[G_HI])]
+
+
+def ids(producer: str, numbers: list[int]) -> list[str]:
+    return [task_id(producer, n) for n in numbers]
