@@ -95,7 +95,8 @@ class WorkerPool:
         busy_since = self._ctx.RawValue("d", 0.0)
         p = self._ctx.Process(
             target=worker_main, name=f"worker-{index}", daemon=True,
-            args=(self.task_spec, self.consumer, tasks_in, results_out, started, busy_since, *self._log_args),
+            args=(self.task_spec, self.consumer, tasks_in, results_out, started, busy_since,
+                  self.task_timeout is not None, *self._log_args),
         )
         p.start()
         # Our copies of the worker's ends must go, or its death would never read as EOF.

@@ -12,6 +12,7 @@ import pickle
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,8 +20,8 @@ from consumer.tasks import TaskFunction, resolve_task
 from shared.errors import ConfigError
 from shared.log import setup_logging
 from shared.records import (
-    G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, Ack, Grant, Run, Value, failure,
-    json_line, task_id,
+    G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK,
+    V_VALUE, Ack, Grant, Run, Value, failure, json_line, ok_lines, task_id,
 )
 
 _PLAIN = (str, int, float, bool, type(None))  # values that always pickle
@@ -33,43 +34,57 @@ POLL_EVERY = 64  # tasks run between looks for new messages while there is work 
 
 
 class Acks:
-    """Results of the tasks of one grant after another, cut into acks of runs."""
+    """Results of the tasks of one grant after another, cut into acks of runs.
+
+    The worker's loop appends the lines of successes to ``lines`` itself, with ``ok_line``
+    and the time in ``stamp`` (the hot path); everything else goes through ``add``.
+    """
 
     def __init__(self, consumer: str) -> None:
         self.consumer = consumer
         self.done: list[Ack] = []  # closed runs
         self.count = 0  # tasks in them
-        self._grant: Grant | None = None
+        self.grant: Grant | None = None  # the open run's grant
+        self.ok_line: Callable[[int, Any, Any, str], str] = lambda seq, payload, v, at: ""
+        self.stamp = repr(time.time())  # the time written in result lines
+        self.lines: list[str] = []
         self._lo = 0
-        self._lines: list[str] = []
         self._failed: list[int] = []
         self._values: list[Value] = []
 
+    def begin(self, g: Grant, seq: int) -> None:
+        """Results of grant g follow, from seq on (each grant's tasks in order)."""
+        if g is self.grant:
+            return
+        self.close()
+        self.grant, self._lo = g, seq
+        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], g[G_TASK])
+
     def add(self, g: Grant, seq: int, payload: Any, v: Value) -> None:
-        """The result of task seq of grant g (each grant's tasks in order)."""
-        if g is not self._grant:
-            self.close()
-            self._grant, self._lo = g, seq
-        ok = v[0]
-        self._lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, ok, v[1], v[2], v[3], self.consumer,
-                                     g[G_ATTEMPT], time.time(), g[G_QUEUE], g[G_TASK]))
-        if not ok:
+        """The result of task seq of grant g."""
+        self.begin(g, seq)
+        if v[V_OK]:
+            self.lines.append(self.ok_line(seq, payload, v[V_VALUE], self.stamp))
+        else:
+            self.lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, False, v[V_VALUE], v[V_ERROR],
+                                        v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
+                                        g[G_TASK]))
             self._failed.append(seq)
         if g[G_KEEP]:
             self._values.append(v)
 
     def close(self) -> None:
         """End the open run: it becomes an ack."""
-        g = self._grant
-        if g is None or not self._lines:
+        g = self.grant
+        if g is None or not self.lines:
             return
-        n = len(self._lines)
+        n = len(self.lines)
         values = pickle.dumps(self._values, pickle.HIGHEST_PROTOCOL) if g[G_KEEP] else None
-        self.done.append((g[G_PRODUCER], g[G_FIRST], self._lo, self._lo + n, "\n".join(self._lines) + "\n",
+        self.done.append((g[G_PRODUCER], g[G_FIRST], self._lo, self._lo + n, "\n".join(self.lines) + "\n",
                           tuple(self._failed), values))
         self.count += n
         self._lo += n
-        self._lines, self._failed, self._values = [], [], []
+        self.lines, self._failed, self._values = [], [], []
 
     def take(self) -> tuple[list[Ack], int]:
         """The acks so far, and how many tasks they hold."""
@@ -121,13 +136,13 @@ class Functions:
 
 def worker_main(
     task_spec: str, consumer: str, tasks_in: Connection, results_out: Connection, started: Any, busy_since: Any,
-    log_level: str, log_json: bool,
+    timed: bool, log_level: str, log_json: bool,
 ) -> None:
     """Run tasks until told to drain or until the consumer goes away.
 
     ``started`` is a shared counter incremented before each task, so the consumer knows
-    which task was running if this process dies. ``busy_since`` holds the monotonic time
-    the running task started (0 between tasks), for the consumer's ``--task-timeout``.
+    which task was running if this process dies. With ``timed`` (a --task-timeout),
+    ``busy_since`` holds the monotonic time the running task started (0 between tasks).
     """
     # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -139,66 +154,79 @@ def worker_main(
     spent = 0.0
     last_flush = last_poll = now = time.monotonic()
     since_poll = 0
-    draining = False
+    monotonic = time.monotonic
     while True:
         # Look for new messages when out of work, else every POLL_EVERY tasks or FLUSH_S
         # seconds: a poll is a system call, and at tiny tasks it cost more than the task
         # (py-spy and CPU time of the workers: 3.4 us a task with a poll each, 0.9 without).
-        since_poll += 1
-        due = since_poll >= POLL_EVERY or now - last_poll >= FLUSH_S
-        if not todo or (due and tasks_in.poll()):
+        if not todo or ((since_poll >= POLL_EVERY or now - last_poll >= FLUSH_S) and tasks_in.poll()):
             since_poll, last_poll = 0, now
             out, n = acks.take()
             if n:
                 results_out.send(("results", out, n, spent))
-                spent, last_flush = 0.0, time.monotonic()
+                spent, last_flush = 0.0, monotonic()
             try:
                 msg = tasks_in.recv()
             except EOFError:
                 return  # the consumer is gone; god serves our tasks again
-            if msg[0] == "tasks":
-                if not todo and msg[1]:
-                    at = msg[1][0][G_LO]
-                todo.extend(msg[1])
-            else:
-                draining = True
-        elif due:
-            since_poll, last_poll = 0, now
-        if draining:
-            out, n = acks.take()
-            if n:
-                results_out.send(("results", out, n, spent))
-            results_out.send(("unstarted", unstarted(todo, at)))
-            return
-        if not todo:
+            if msg[0] != "tasks":  # drain: say which were not started, and end
+                results_out.send(("unstarted", unstarted(todo, at)))
+                return
+            if not todo and msg[1]:
+                at = msg[1][0][G_LO]
+            todo.extend(msg[1])
             continue
+        if since_poll >= POLL_EVERY:
+            since_poll, last_poll = 0, now
+        # Run the tasks of the first grant, in one loop: up to the next look for messages,
+        # or until results have waited FLUSH_S.
         g = todo[0]
-        seq = at
-        payload = g[G_PAYLOADS][seq - g[G_LO]]
-        at += 1
-        if at >= g[G_HI]:
+        fn = fns.get(g[G_TASK])
+        payloads, lo, hi = g[G_PAYLOADS], g[G_LO], g[G_HI]
+        seq, stop = at, min(hi, at + POLL_EVERY - since_poll)
+        acks.begin(g, seq)
+        acks.stamp = stamp = repr(time.time())  # a time per round of tasks: at most FLUSH_S off
+        add, lines, ok_line, fast = acks.add, acks.lines, acks.ok_line, not g[G_KEEP]
+        t0 = monotonic()
+        while seq < stop:
+            payload = payloads[seq - lo]
+            started.value += 1
+            if timed:  # one clock for both: monotonic is system-wide, so the consumer can compare
+                busy_since.value = t0
+            v: Value | None
+            if isinstance(fn, str):
+                v = (False, None, fn, None)
+            else:
+                try:
+                    value = fn(payload)
+                except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
+                    v = failure(e)
+                else:  # a value must be able to reach whoever waits for it
+                    why = None if type(value) in _PLAIN else _unpicklable(value)
+                    if why is not None:
+                        v = failure(TypeError(why))
+                    elif fast:  # the usual case: its line, without a tuple or a call
+                        lines.append(ok_line(seq, payload, value, stamp))
+                        v = None
+                    else:
+                        v = (True, value, None, None)
+            if timed:
+                busy_since.value = 0.0
+            if v is not None:
+                add(g, seq, payload, v)
+            seq += 1
+            now = monotonic()
+            spent += now - t0
+            t0 = now
+            if now - last_flush >= FLUSH_S:
+                break
+        since_poll += seq - at
+        at = seq
+        if at >= hi:
             todo.popleft()
             if todo:
                 at = todo[0][G_LO]
-        fn = fns.get(g[G_TASK])
-        started.value += 1
-        # One clock for both: monotonic is system-wide, so the consumer can compare busy_since.
-        busy_since.value = t0 = time.monotonic()
-        if isinstance(fn, str):
-            v: Value = (False, None, fn, None)
-        else:
-            try:
-                value = fn(payload)
-            except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
-                v = failure(e)
-            else:  # a value must be able to reach whoever waits for it
-                why = None if type(value) in _PLAIN else _unpicklable(value)
-                v = (True, value, None, None) if why is None else failure(TypeError(why))
-        busy_since.value = 0.0
-        now = time.monotonic()
-        spent += now - t0
-        acks.add(g, seq, payload, v)
         if not todo or now - last_flush >= FLUSH_S:
             out, n = acks.take()
             results_out.send(("results", out, n, spent))
-            spent, last_flush = 0.0, time.monotonic()
+            spent, last_flush = 0.0, monotonic()

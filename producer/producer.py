@@ -26,7 +26,9 @@ from loguru import logger
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings_from_env, hostname
 from shared.errors import ConfigError, Interrupted
-from shared.records import DEFAULT_QUEUE, Put, Result, Value, check_priority, check_queue, describe, task_id
+from shared.records import (
+    DEFAULT_QUEUE, Put, Result, TaskIds, Value, check_priority, check_queue, describe, task_id,
+)
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
@@ -127,8 +129,8 @@ class Producer:
         return self.client.connect()
 
     def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, *, queue: str | None = None,
-                 task: str | None = None, priority: int | None = None) -> list[str]:
-        """Put one batch; returns the task ids once god holds every task.
+                 task: str | None = None, priority: int | None = None) -> TaskIds:
+        """Put one batch; returns the task ids (a sequence) once god holds every task.
 
         ``queue`` (default: the producer's, else ``default``), ``task`` (``module:function``;
         default: the producer's, else whatever each consumer runs) and ``priority`` (0-9,
@@ -145,7 +147,7 @@ class Producer:
         queue, task, priority = _checked(self.queue if queue is None else queue, self.task if task is None else task,
                                          self.priority if priority is None else priority)
         if not payloads:
-            return []
+            return TaskIds(self.name, self._seq, 0)
         try:
             blob = check_payloads(payloads, where or (lambda i: f"payload {i + 1} of the batch"),
                                   int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
@@ -169,7 +171,7 @@ class Producer:
         self.accepted += n
         if self.keeps_results:
             self.waiting.update((first + i, (p, queue, task)) for i, p in enumerate(payloads))
-        return [task_id(self.name, seq) for seq in range(first, first + n)]
+        return TaskIds(self.name, first, n)
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield the results of this producer's tasks as they come, until none is outstanding.

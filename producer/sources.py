@@ -66,21 +66,26 @@ def json_lines(lines: Iterable[str], *, name: str, batch_size: int) -> Iterator[
         ConfigError: ``NAME:LINE: not valid JSON (...)``.
     """
     batch = Batch([], name, [])
+    payloads, size = batch.payloads, 0
+    numbers: list[int] = []
     for lineno, line in enumerate(lines, 1):
-        batch.size += len(line)
-        if not line.strip():
-            continue
+        size += len(line)
         try:
-            batch.payloads.append(parse_line(line))
+            payloads.append(parse_line(line))
         except (json.JSONDecodeError, RecursionError) as e:
-            if batch.payloads:
+            if not line.strip():
+                continue  # a blank line (rarer than a good one: looked at only here)
+            if payloads:
+                batch.lines, batch.size = numbers, size
                 yield batch
             why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
             raise ConfigError(f"{name}:{lineno}: not valid JSON ({why})") from None
-        assert batch.lines is not None
-        batch.lines.append(lineno)
-        if len(batch.payloads) >= batch_size:
+        numbers.append(lineno)
+        if len(numbers) >= batch_size:
+            batch.lines, batch.size = numbers, size
             yield batch
             batch = Batch([], name, [])
-    if batch.payloads:
+            payloads, numbers, size = batch.payloads, [], 0
+    if payloads:
+        batch.lines, batch.size = numbers, size
         yield batch

@@ -250,6 +250,42 @@ def _tree_cpu(root: int) -> int:
     return total
 
 
+def _children(root: int) -> list[int]:
+    """Every process under root."""
+    kids: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for child in kids.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_s(pids: list[int]) -> float:
+    """Seconds on a CPU so far of these processes, every thread (schedstat: nanoseconds)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+    return total / 1e9
+
+
+def wait_cpu_s(p: subprocess.Popen[bytes]) -> float:
+    """Wait for a process to exit; the CPU seconds it used (its own, children excluded)."""
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _until(pred: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
@@ -277,25 +313,52 @@ class LineCounter:
         return self.count
 
 
-def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 1, processes: int = 2) -> dict[str, float]:
+def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1) -> dict[str, Any]:
+    """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each process."""
     src = work / f"tasks-{n}.jsonl"
     if not src.exists():
         src.write_text("".join(f"{i}\n" for i in range(n)))
     with god(work, *(() if journal else ("--no-journal",))) as g:
-        for _ in range(consumers):
-            g.spawn("consumer", "--processes", str(processes))
+        cons = [g.spawn("consumer", "--processes", str(processes)) for _ in range(consumers)]
         g.wait_consumers(consumers)
+        cons_pids = [p.pid for p in cons] + [c for p in cons for c in _children(p.pid)]
         lines = LineCounter(g.results)
+        god_cpu, cons_cpu = cpu_s([g.proc.pid]), cpu_s(cons_pids)
         t0 = time.perf_counter()
-        g.spawn("producer", "--from", str(src))
+        producer = g.spawn("producer", "--from", str(src))
         _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
         end = time.perf_counter()
+        god_cpu, cons_cpu = cpu_s([g.proc.pid]) - god_cpu, cpu_s(cons_pids) - cons_cpu
+        producer_cpu = wait_cpu_s(producer)
         rss = g.rss_kb()
     assert lines.first is not None
     first_at, first_count = lines.first
     return {"tasks": n, "seconds": end - t0, "tasks_per_s": n / (end - t0), "god_peak_kb": rss["peak_kb"],
             # the producer process starting (imports, connecting, reading) is outside this one
-            "first_result_s": first_at - t0, "steady_tasks_per_s": (n - first_count) / (end - first_at)}
+            "first_result_s": first_at - t0, "steady_tasks_per_s": (n - first_count) / (end - first_at),
+            "cpu_us_per_task": {"god": god_cpu / n * 1e6, "consumers": cons_cpu / n * 1e6,
+                                "producer": producer_cpu / n * 1e6}}
+
+
+def ours_queues(work: Path, n: int, queues: int, *, consumers: int = 2) -> dict[str, Any]:
+    """n tiny tasks put in batches of 1,000 round the queues, by the Python API, with journal;
+    each consumer serves its share of the queues first, then the others: tasks/s."""
+    names = [f"q{i}" for i in range(queues)]
+    with god(work) as g:
+        for k in range(consumers):
+            mine = names[k::consumers]
+            g.spawn("consumer", "--processes", "1", "--queues", ",".join(mine + [q for q in names if q not in mine]))
+        g.wait_consumers(consumers)
+        lines = LineCounter(g.results)
+        t0 = time.perf_counter()
+        with producer_connect(settings=g.settings) as p:
+            for i in range(0, n, 1000):
+                p.put_many(list(range(i, min(n, i + 1000))), queue=names[i // 1000 % queues])
+        _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
+        end = time.perf_counter()
+        per_queue = {k: v["done"] for k, v in g.stats()["queues"].items()}
+    return {"tasks": n, "queues": queues, "seconds": end - t0, "tasks_per_s": n / (end - t0),
+            "done_per_queue_min": min(per_queue.values()), "done_per_queue_max": max(per_queue.values())}
 
 
 def ours_latency(work: Path, n: int, payload: Any = 7, task: str = "consumer.tasks:square", *,
@@ -389,6 +452,10 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             for k, procs in (((2, 4),) if quick else ((1, 64), (4, 16), (16, 4))):
                 out["layouts"][f"{k}x{procs}"] = ours_throughput(work, n // 2, journal=False, consumers=k,
                                                                  processes=procs)
+        if "queues" in sections:
+            k = n // 2
+            one, many = ours_queues(work, k, 1), ours_queues(work, k, 100)
+            out["queues"] = {"one": one, "hundred": many, "ratio": many["tasks_per_s"] / one["tasks_per_s"]}
         if "million" in sections:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
     return out
@@ -420,6 +487,10 @@ def table(r: dict[str, Any]) -> str:
             x = t[key]
             row(f"  {name}, from the first result ({x['first_result_s']:.2f}s in)", x["steady_tasks_per_s"],
                 ratio=x["steady_tasks_per_s"] / t["tutorial"]["tasks_per_s"])
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+            c = t[key]["cpu_us_per_task"]
+            rows.append(f"  {name}, CPU per task: god {c['god']:.2f} us, consumers {c['consumers']:.2f} us, "
+                        f"producer {c['producer']:.2f} us")
     if "latency" in r:
         for who, name in (("tutorial", "tutorial pattern"), ("ours", "god, --no-journal"), ("ours_journal", "god, journal on")):
             x = r["latency"][who]
@@ -451,6 +522,10 @@ def table(r: dict[str, Any]) -> str:
             k, procs = layout.split("x")
             row(f"god, {k} consumer{'s' if k != '1' else ''} of {procs} processes ({y['tasks_per_s'] / god_peak:.0%} of peak)",
                 y["tasks_per_s"], mb=y["god_peak_kb"] / 1024)
+    if "queues" in r:
+        q = r["queues"]
+        row(f"1 queue, 2 consumers ({q['one']['tasks']:,} tasks, Python API)", q["one"]["tasks_per_s"])
+        row(f"100 queues, 2 consumers ({q['ratio']:.0%} of 1 queue)", q["hundred"]["tasks_per_s"])
     if "million" in r:
         x = r["million"]
         row(f"{x['tasks']:,} tasks queued ({x['bytes_per_task']:.0f} B/task)", x["tasks"] / x["put_seconds"],
@@ -458,7 +533,7 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "million")
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "million")
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import json.encoder
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, overload
 
 DEFAULT_QUEUE = "default"
 QUEUE_RULE = "[A-Za-z0-9_.-], 1 to 64 characters"
@@ -86,6 +86,37 @@ def task_id(producer: str, seq: int) -> str:
     return f"{producer}/{seq}"
 
 
+class TaskIds(Sequence[str]):
+    """The ids of a run of a producer's tasks, made when asked for (a put of a million tasks
+    need not make a million strings)."""
+
+    __slots__ = ("producer", "first", "n")
+
+    def __init__(self, producer: str, first: int, n: int) -> None:
+        self.producer, self.first, self.n = producer, first, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        seqs = range(self.first, self.first + self.n)
+        if isinstance(i, slice):
+            return [task_id(self.producer, seq) for seq in seqs[i]]
+        return task_id(self.producer, seqs[i])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, Sequence) else other)
+
+    def __repr__(self) -> str:
+        return f"TaskIds({self.producer!r}, {self.first}, {self.n})"
+
+
 def split_id(tid: str) -> tuple[str, int]:
     """(producer, seq) of a task id.
 
@@ -132,6 +163,21 @@ def json_line(tid: str | None, payload: Any, ok: bool, value: Any, error: str | 
             f'"value": {_value(value)}, "error": {_string(error)}, "traceback": {_string(tb)}, '
             f'"consumer": {_string(consumer)}, "attempts": {attempts}, "time": {at!r}, '
             f'"queue": {_string(queue)}, "task": {_string(task)}}}')
+
+
+def ok_lines(producer: str, consumer: str, attempts: int, queue: str, task: str | None
+             ) -> Callable[[int, Any, Any, str], str]:
+    """``json_line`` for the successes of one grant, the time given as its repr: what is the
+    same for all of them is formatted once (0.5 us a result against 1.3 us)."""
+    head = '{"id": ' + _quote(f"{producer}/")[:-1]
+    tail = (f'"error": null, "traceback": null, "consumer": {_string(consumer)}, "attempts": {attempts}, "time": ')
+    end = f', "queue": {_string(queue)}, "task": {_string(task)}}}'
+    value = _value
+
+    def line(seq: int, payload: Any, v: Any, at: str) -> str:
+        return f'{head}{seq}", "payload": {value(payload)}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
+
+    return line
 
 
 def _string(s: str | None) -> str:
