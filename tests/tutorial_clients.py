@@ -1,6 +1,6 @@
 """Clients written the tutorial's way: a bare BaseManager subclass, registered names, queue calls.
 
-Run as ``python -m tests.tutorial_clients master|worker TASK_NAME RESULT_NAME``; god's address
+Run as ``python -m tests.tutorial_clients master|worker|seed-worker TASK_NAME RESULT_NAME``; god's address
 and key come from GOD_ADDRESS and GOD_AUTHKEY (the tutorial hard-codes them).
 """
 
@@ -35,10 +35,10 @@ def master(task, result, n=10):
         print("Result: %s" % r, flush=True)
 
 
-def worker(task, result):
+def worker(task, result, positional=False):
     while True:
         try:
-            n = task.get(timeout=3)
+            n = task.get(True, 3) if positional else task.get(timeout=3)
         except queue.Empty:
             print("task queue is empty.", flush=True)
             break
@@ -51,4 +51,7 @@ def worker(task, result):
 if __name__ == "__main__":
     role, task_name, result_name = sys.argv[1:4]
     t, r = connect(task_name, result_name)
-    master(t, r) if role == "master" else worker(t, r)
+    if role == "master":
+        master(t, r)
+    else:  # "worker", or "seed-worker": another tutorial's style, get(True, timeout)
+        worker(t, r, positional=role == "seed-worker")

@@ -12,6 +12,7 @@ import pytest
 from consumer.tasks import square
 from producer import connect
 from shared import exitcodes
+from tests.certs import make_certs
 from tests.conftest import God, addr_env
 from tests.helpers import Proc, wait_for_results, write_tasks
 
@@ -82,3 +83,21 @@ def test_the_file_task_reports_size_and_sha256_of_paths_on_a_shared_disk(
         assert by_path[str(path)]["value"] == {"path": str(path), "size": len(data),
                                                "sha256": hashlib.sha256(data).hexdigest()}
     assert by_path[str(missing)]["ok"] is False and "FileNotFoundError" in by_path[str(missing)]["error"]
+
+
+def test_connect_reads_the_key_file_and_tls_from_the_environment_as_the_cli_does(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given god with TLS, and a program that has only GOD_ADDRESS, GOD_AUTHKEY_FILE and GOD_TLS_CA
+    certs = make_certs(tmp_path / "certs")
+    g = start_god("--tls-cert", str(certs.god_cert), "--tls-key", str(certs.god_key))
+    key_file = tmp_path / "key"
+    key_file.write_text(env.pop("GOD_AUTHKEY") + "\n")
+    key_file.chmod(0o600)
+    client_env = {**addr_env(g), "GOD_AUTHKEY_FILE": str(key_file), "GOD_TLS_CA": str(certs.ca)}
+    spawn("consumer", "--processes", "1", env_extra=client_env)
+    # When it puts tasks through producer.connect()
+    p = spawn("tests.api_client", "4", "5", env_extra=client_env)
+    # Then it reaches god and gets their results
+    assert p.wait(30) == 0, p.text()
+    assert sorted(p.out) == [square(4), square(5)]
