@@ -10,10 +10,10 @@ import typer
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
-    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, client_settings, new_app, run_role,
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption, new_app, run_role,
 )
-from shared.config import GIVE_UP_AFTER_S
+from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError
 from shared.log import setup_logging
 from shared.records import DEFAULT_QUEUE, check_queue
@@ -42,7 +42,7 @@ def parse_queues(text: str) -> tuple[str, ...]:
 
 @app.command()
 def main(
-    address: AddressOption = CLIENT_ADDRESS,
+    address: AddressOption = None,
     authkey_file: AuthkeyFileOption = None,
     task: Annotated[str, typer.Option(help="The task function, module:function.")] = DEFAULT_TASK,
     queues: Annotated[str, typer.Option(
@@ -68,7 +68,8 @@ def main(
     setup_logging("consumer", level=log_level, json=log_json)
 
     def body() -> int:
-        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
+        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
+                                   tls_key=tls_key, tls_ca=tls_ca)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, burst=burst,

@@ -17,12 +17,12 @@ from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from god.live import render
 from god.monitor import status_text
 from shared.cli import (
-    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, client_settings, new_app, run_role,
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption, new_app, run_role,
 )
 from shared.client import GodClient
 from shared.config import (
-    DEFAULT_PORT, GOD_BIND_HOST, default_journal_path, format_address, hostname, load_settings, tls_files,
+    client_settings, default_journal_path, format_address, god_settings, hostname,
 )
 from shared.errors import UsageError
 from shared.log import setup_logging
@@ -35,9 +35,10 @@ app = new_app()
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    address: Annotated[str, typer.Option(
-        envvar="GOD_ADDRESS", help="HOST:PORT to listen on; port 0 picks a free port.",
-    )] = f"{GOD_BIND_HOST}:{DEFAULT_PORT}",
+    address: Annotated[Optional[str], typer.Option(
+        help="HOST:PORT to listen on; port 0 picks a free port. Default: GOD_ADDRESS, else 0.0.0.0:5678.",
+        show_default=False,
+    )] = None,
     authkey_file: AuthkeyFileOption = None,
     results: Annotated[Optional[Path], typer.Option(help="Append every result to this file as a JSON line.")] = None,
     journal: Annotated[Optional[Path], typer.Option(
@@ -88,8 +89,7 @@ def main(
     def body() -> int:
         if journal is not None and no_journal:
             raise UsageError("--journal and --no-journal contradict each other; give one")
-        tls = tls_files(tls_cert, tls_key, tls_ca, server=True)
-        settings = load_settings(address, authkey_file, default_host=GOD_BIND_HOST, generate_key=True, tls=tls)
+        settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
@@ -102,7 +102,7 @@ def main(
 
 @app.command()
 def status(
-    address: AddressOption = CLIENT_ADDRESS,
+    address: AddressOption = None,
     authkey_file: AuthkeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
     watch: Annotated[bool, typer.Option(help="Show the live view, refreshed every --interval seconds, until Ctrl-C.")] = False,
@@ -118,7 +118,8 @@ def status(
     setup_logging("god", level=log_level, json=log_json)
 
     def body() -> int:
-        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
+        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
+                                   tls_key=tls_key, tls_ca=tls_ca)
         client = GodClient(settings, name=f"status@{hostname()}", role="status")
         where = format_address(settings.address)
         try:

@@ -19,10 +19,10 @@ from producer.progress import PutProgress
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
-    CLIENT_ADDRESS, AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, client_settings, new_app,
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption, new_app,
 )
-from shared.config import GIVE_UP_AFTER_S
+from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
 from shared.records import DEFAULT_QUEUE
 from shared.log import setup_logging
@@ -79,7 +79,7 @@ def _total(source: str | None, rounds: int | None) -> float | None:
 
 @app.command()
 def main(
-    address: AddressOption = CLIENT_ADDRESS,
+    address: AddressOption = None,
     authkey_file: AuthkeyFileOption = None,
     rounds: Annotated[Optional[int], typer.Option(min=1, help="Rounds of random integers. Default: until stopped.")] = None,
     per_round: Annotated[int, typer.Option(min=1, help="Random integers (0..999) per round.")] = 10,
@@ -114,7 +114,8 @@ def main(
     signal.signal(signal.SIGTERM, stop)
     producer = None
     try:
-        settings = client_settings(address, authkey_file, give_up_after, tls_cert, tls_key, tls_ca)
+        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
+                                   tls_key=tls_key, tls_ca=tls_ca)
         batches, unit = _batches(from_, rounds, per_round)
         if results is not None and not wait:
             raise UsageError("--results needs --wait (god's own --results records every result)")

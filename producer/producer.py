@@ -24,7 +24,7 @@ from typing import Any
 from loguru import logger
 
 from shared.client import GodClient
-from shared.config import GIVE_UP_AFTER_S, Settings, client_settings_from_env, hostname
+from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.records import (
     DEFAULT_QUEUE, Put, Result, TaskIds, Value, check_priority, check_queue, describe, task_id,
@@ -232,7 +232,7 @@ def connect(
         GodError: no key, a bad address, or god unreachable (UnreachableError).
     """
     if settings is None:
-        settings = client_settings_from_env(address, give_up_after=give_up_after)
+        settings = client_settings(address, give_up_after=give_up_after)
     producer = Producer(settings, results=results, queue=queue, task=task, priority=priority)
     producer.connect()
     return producer

@@ -9,37 +9,30 @@ from typing import Annotated, Optional
 import typer
 from loguru import logger
 
-from shared.config import CLIENT_HOST, DEFAULT_PORT, Settings, load_settings, tls_files
 from shared.errors import GodError
 
-CLIENT_ADDRESS = f"{CLIENT_HOST}:{DEFAULT_PORT}"
-
-AddressOption = Annotated[str, typer.Option(envvar="GOD_ADDRESS", help="God's HOST:PORT.")]
+# The environment is read in shared/config.py alone; these options only say so. What a flag
+# gives wins over the environment.
+AddressOption = Annotated[Optional[str], typer.Option(
+    help="God's HOST:PORT. Default: GOD_ADDRESS, else 127.0.0.1:5678.", show_default=False,
+)]
 AuthkeyFileOption = Annotated[Optional[Path], typer.Option(
-    envvar="GOD_AUTHKEY_FILE", help="File holding the authkey. Default: GOD_AUTHKEY, else god's key file here.",
+    help="File holding the authkey. Default: GOD_AUTHKEY_FILE, else GOD_AUTHKEY, else god's key file here.",
 )]
 GiveUpOption = Annotated[float, typer.Option(help="Seconds to keep retrying an unreachable god.")]
 TlsCertOption = Annotated[Optional[Path], typer.Option(
-    envvar="GOD_TLS_CERT", help="TLS certificate (PEM) to present: god's own, or a client's for mutual TLS.",
+    help="TLS certificate (PEM) to present: god's own, or a client's for mutual TLS. Default: GOD_TLS_CERT.",
 )]
 TlsKeyOption = Annotated[Optional[Path], typer.Option(
-    envvar="GOD_TLS_KEY", help="Private key of --tls-cert (PEM), if not in the same file.",
+    help="Private key of --tls-cert (PEM), if not in the same file. Default: GOD_TLS_KEY.",
 )]
 TlsCaOption = Annotated[Optional[Path], typer.Option(
-    envvar="GOD_TLS_CA", help="CA certificate (PEM) that checks the peer: god's certificate for a client; "
-    "for god, client certificates become required.",
+    help="CA certificate (PEM) that checks the peer: god's certificate for a client; "
+    "for god, client certificates become required. Default: GOD_TLS_CA.",
 )]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 
-
-def client_settings(
-    address: str, authkey_file: Path | None, give_up_after: float,
-    tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
-) -> Settings:
-    """The settings of a role that connects to god (producer, consumer, status), from its options."""
-    return load_settings(address, authkey_file, default_host=CLIENT_HOST, give_up_after=give_up_after,
-                         tls=tls_files(tls_cert, tls_key, tls_ca, server=False))
 
 
 def new_app() -> typer.Typer:

@@ -204,14 +204,40 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
-def client_settings_from_env(address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S) -> Settings:
-    """A client's settings from the environment, as the command line reads it: GOD_ADDRESS
-    (unless address is given), GOD_AUTHKEY_FILE or GOD_AUTHKEY, GOD_TLS_CERT, GOD_TLS_KEY, GOD_TLS_CA.
+def _address(given: str | None, default: str) -> str:
+    if given is not None:
+        return given
+    env = os.environ.get(ENV_ADDRESS)
+    return env if env is not None else default
+
+
+def client_settings(
+    address: str | None = None, authkey_file: Path | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
+    tls_cert: Path | None = None, tls_key: Path | None = None, tls_ca: Path | None = None,
+) -> Settings:
+    """A producer's, consumer's or status client's settings: what is given, else the environment
+    (GOD_ADDRESS, GOD_AUTHKEY_FILE or GOD_AUTHKEY, GOD_TLS_CERT, GOD_TLS_KEY, GOD_TLS_CA), else
+    the defaults. The command line and the Python API both come here.
 
     Raises:
         ConfigError: naming the setting that cannot be used.
     """
-    text = address or os.environ.get(ENV_ADDRESS) or f"{CLIENT_HOST}:{DEFAULT_PORT}"
-    tls = tls_files(_env_path(ENV_TLS_CERT), _env_path(ENV_TLS_KEY), _env_path(ENV_TLS_CA), server=False)
-    return load_settings(text, _env_path(ENV_AUTHKEY_FILE), default_host=CLIENT_HOST, give_up_after=give_up_after,
-                         tls=tls)
+    tls = tls_files(tls_cert or _env_path(ENV_TLS_CERT), tls_key or _env_path(ENV_TLS_KEY),
+                    tls_ca or _env_path(ENV_TLS_CA), server=False)
+    return load_settings(_address(address, f"{CLIENT_HOST}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
+                         default_host=CLIENT_HOST, give_up_after=give_up_after, tls=tls)
+
+
+def god_settings(
+    address: str | None = None, authkey_file: Path | None = None, *,
+    tls_cert: Path | None = None, tls_key: Path | None = None, tls_ca: Path | None = None,
+) -> Settings:
+    """God's settings, the same way; a god with no key anywhere makes one.
+
+    Raises:
+        ConfigError: naming the setting that cannot be used.
+    """
+    tls = tls_files(tls_cert or _env_path(ENV_TLS_CERT), tls_key or _env_path(ENV_TLS_KEY),
+                    tls_ca or _env_path(ENV_TLS_CA), server=True)
+    return load_settings(_address(address, f"{GOD_BIND_HOST}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
+                         default_host=GOD_BIND_HOST, generate_key=True, tls=tls)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import Settings
 from tests.helpers import REPO, Proc
 
 
@@ -62,6 +63,12 @@ def start_god(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., God]:
 def god(start_god: Callable[..., God]) -> God:
     """A god with default settings but a short lease, so lost consumers are noticed quickly."""
     return start_god("--lease-timeout", "1")
+
+
+def settings_for(g: God, env: dict[str, str]) -> Settings:
+    """Settings for a client of this test's own, to god g."""
+    host, port = g.address.rsplit(":", 1)
+    return Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
 
 
 def addr_env(g: God) -> dict[str, str]:

@@ -11,9 +11,8 @@ import pytest
 
 from shared import exitcodes
 from shared.client import GodClient
-from shared.config import Settings
 from tests.certs import Certs, make_certs
-from tests.conftest import God, addr_env
+from tests.conftest import God, addr_env, settings_for
 from tests.helpers import Proc, wait_for_results, wait_until
 from tests.integration.test_bad_input import assert_clean_failure
 from tests.integration.test_soak import proc_status
@@ -21,10 +20,6 @@ from tests.relay import Relay
 
 pytestmark = pytest.mark.timeout(60)
 
-
-def settings_for(g: God, env: dict[str, str]) -> Settings:
-    host, port = g.address.rsplit(":", 1)
-    return Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
 
 
 def test_a_peer_with_a_wrong_key_is_logged_by_god(god: God, spawn: Callable[..., Proc]) -> None:

@@ -82,3 +82,25 @@ def test_settings_never_show_the_key(state: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GOD_AUTHKEY", "s3cret-value")
     s = config.load_settings("h:1", None, default_host="h")
     assert "s3cret" not in repr(s)
+
+
+def test_client_settings_come_from_flags_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("from-file\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    monkeypatch.setenv("GOD_ADDRESS", "coord:7000")
+    monkeypatch.setenv("GOD_AUTHKEY_FILE", str(key))
+    monkeypatch.setenv("GOD_AUTHKEY", "from-env")
+    monkeypatch.setenv("GOD_TLS_CA", str(ca))
+    s = config.client_settings()
+    assert (s.address, s.authkey, s.tls) == (("coord", 7000), b"from-file", config.Tls(ca=ca))
+    s = config.client_settings("other:1", give_up_after=3)  # a flag wins
+    assert (s.address, s.give_up_after) == (("other", 1), 3)
+    monkeypatch.setenv("GOD_ADDRESS", "")
+    with pytest.raises(ConfigError, match="address is empty"):  # set but empty: said, not ignored
+        config.client_settings()
+    monkeypatch.delenv("GOD_ADDRESS")
+    assert config.god_settings(tls_cert=ca).address == ("0.0.0.0", 5678)
