@@ -222,10 +222,7 @@ def client_settings(
     Raises:
         ConfigError: naming the setting that cannot be used.
     """
-    tls = tls_files(tls_cert or _env_path(ENV_TLS_CERT), tls_key or _env_path(ENV_TLS_KEY),
-                    tls_ca or _env_path(ENV_TLS_CA), server=False)
-    return load_settings(_address(address, f"{CLIENT_HOST}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
-                         default_host=CLIENT_HOST, give_up_after=give_up_after, tls=tls)
+    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=False, give_up_after=give_up_after)
 
 
 def god_settings(
@@ -237,7 +234,13 @@ def god_settings(
     Raises:
         ConfigError: naming the setting that cannot be used.
     """
-    tls = tls_files(tls_cert or _env_path(ENV_TLS_CERT), tls_key or _env_path(ENV_TLS_KEY),
-                    tls_ca or _env_path(ENV_TLS_CA), server=True)
-    return load_settings(_address(address, f"{GOD_BIND_HOST}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
-                         default_host=GOD_BIND_HOST, generate_key=True, tls=tls)
+    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=True)
+
+
+def _settings(address: str | None, authkey_file: Path | None, tls: tuple[Path | None, Path | None, Path | None], *,
+              god: bool, give_up_after: float = GIVE_UP_AFTER_S) -> Settings:
+    cert, key, ca = (given or _env_path(name) for given, name in zip(tls, (ENV_TLS_CERT, ENV_TLS_KEY, ENV_TLS_CA)))
+    host = GOD_BIND_HOST if god else CLIENT_HOST
+    return load_settings(_address(address, f"{host}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
+                         default_host=host, generate_key=god, give_up_after=give_up_after,
+                         tls=tls_files(cert, key, ca, server=god))
