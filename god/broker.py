@@ -21,13 +21,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from god.batches import Batch, Queue, Slice
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
-    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, PRIORITIES, PUT_FIRST, PUT_N,
+    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, PUT_FIRST, PUT_N,
     PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, V_ERROR, V_OK, V_VALUE, Ack,
     Grant, Put, Run, Value,
     json_line, split_id, task_id,
@@ -59,92 +59,6 @@ class JournalLike(Protocol):
     def committed(self, ticket: int) -> bool: ...
 
     def set_attempts(self, rows: list[tuple[str, int, int, int, int]]) -> int: ...
-
-
-@dataclass(eq=False, slots=True)
-class Batch:
-    """A producer's put: n tasks numbered first..first+n-1, on one queue, at one priority."""
-
-    producer: str
-    first: int
-    n: int
-    queue: str
-    task: str | None
-    priority: int
-    blob: bytes | None  # the payloads as the producer pickled them (None: made here from a list)
-    keep: bool  # someone waits for the values: the ack carries them
-    at: float  # when god took it (its clock)
-    payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
-    done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
-    left: int = field(init=False)  # tasks without a result
-    out: list[Slice] = field(default_factory=list)  # its leased slices
-
-    def __post_init__(self) -> None:
-        self.done = bytearray(self.n)
-        self.left = self.n
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.producer, self.first
-
-    def payload_list(self) -> list[Any]:
-        if self.payloads is None:
-            assert self.blob is not None
-            self.payloads = pickle.loads(self.blob)
-        return self.payloads
-
-    def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
-        """Payloads of offsets [lo, hi): the producer's blob as it came when that is all of them."""
-        if lo == 0 and hi == self.n and self.blob is not None:
-            return self.blob
-        return self.payload_list()[lo:hi]
-
-    def undone(self, lo: int, hi: int) -> list[tuple[int, int]]:
-        """The runs of offsets in [lo, hi) without a result."""
-        done = self.done
-        if done.find(1, lo, hi) == -1:
-            return [(lo, hi)] if hi > lo else []
-        runs = []
-        i = lo
-        while i < hi:
-            start = done.find(0, i, hi)
-            if start == -1:
-                break
-            end = done.find(1, start, hi)
-            end = hi if end == -1 else end
-            runs.append((start, end))
-            i = end
-        return runs
-
-
-@dataclass(eq=False, slots=True)
-class Slice:
-    """A run [lo, hi) of a batch's offsets, waiting in its queue or leased to a consumer."""
-
-    batch: Batch
-    lo: int
-    hi: int
-    tries: int  # waiting: leases so far; leased: this lease's attempt
-    owner: ConsumerState | None = None
-
-
-@dataclass(eq=False, slots=True)
-class Queue:
-    """One named queue: waiting slices by priority, and its counts."""
-
-    name: str
-    levels: list[deque[Slice]] = field(default_factory=lambda: [deque() for _ in PRIORITIES])
-    pending: int = 0
-    in_flight: int = 0
-    done: int = 0
-    failed: int = 0
-    dead: int = 0
-
-    def oldest(self) -> float | None:
-        """When the oldest waiting batch came (its clock); None when nothing waits."""
-        if self.pending <= 0:
-            return None
-        return min((level[0].batch.at for level in self.levels if level), default=None)
 
 
 #: What the monitor takes: result lines (each ending in a newline) and the runs they settle.

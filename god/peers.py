@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from shared.records import DEFAULT_QUEUE, Grant
 
 if TYPE_CHECKING:
-    from god.broker import Slice
+    from god.batches import Slice
 
 FORGET_S = 300.0  # seconds a lost consumer or an idle producer stays in the stats
 

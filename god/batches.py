@@ -1,0 +1,103 @@
+"""God's stored tasks: batches, the slices of them that wait or are leased, and queues.
+
+Data and its small questions only (which tasks of a run are done, which payloads to send);
+the rules that move slices between queues and consumers are in god/broker.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.records import PRIORITIES
+
+if TYPE_CHECKING:
+    from god.peers import ConsumerState
+
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    """A producer's put: n tasks numbered first..first+n-1, on one queue, at one priority."""
+
+    producer: str
+    first: int
+    n: int
+    queue: str
+    task: str | None
+    priority: int
+    blob: bytes | None  # the payloads as the producer pickled them (None: made here from a list)
+    keep: bool  # someone waits for the values: the ack carries them
+    at: float  # when god took it (its clock)
+    payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
+    done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
+    left: int = field(init=False)  # tasks without a result
+    out: list[Slice] = field(default_factory=list)  # its leased slices
+
+    def __post_init__(self) -> None:
+        self.done = bytearray(self.n)
+        self.left = self.n
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.producer, self.first
+
+    def payload_list(self) -> list[Any]:
+        if self.payloads is None:
+            assert self.blob is not None
+            self.payloads = pickle.loads(self.blob)
+        return self.payloads
+
+    def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
+        """Payloads of offsets [lo, hi): the producer's blob as it came when that is all of them."""
+        if lo == 0 and hi == self.n and self.blob is not None:
+            return self.blob
+        return self.payload_list()[lo:hi]
+
+    def undone(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The runs of offsets in [lo, hi) without a result."""
+        done = self.done
+        if done.find(1, lo, hi) == -1:
+            return [(lo, hi)] if hi > lo else []
+        runs = []
+        i = lo
+        while i < hi:
+            start = done.find(0, i, hi)
+            if start == -1:
+                break
+            end = done.find(1, start, hi)
+            end = hi if end == -1 else end
+            runs.append((start, end))
+            i = end
+        return runs
+
+
+@dataclass(eq=False, slots=True)
+class Slice:
+    """A run [lo, hi) of a batch's offsets, waiting in its queue or leased to a consumer."""
+
+    batch: Batch
+    lo: int
+    hi: int
+    tries: int  # waiting: leases so far; leased: this lease's attempt
+    owner: ConsumerState | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Queue:
+    """One named queue: waiting slices by priority, and its counts."""
+
+    name: str
+    levels: list[deque[Slice]] = field(default_factory=lambda: [deque() for _ in PRIORITIES])
+    pending: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    def oldest(self) -> float | None:
+        """When the oldest waiting batch came (its clock); None when nothing waits."""
+        if self.pending <= 0:
+            return None
+        return min((level[0].batch.at for level in self.levels if level), default=None)
