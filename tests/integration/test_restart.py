@@ -12,6 +12,7 @@ import pytest
 from consumer.tasks import square
 from tests.conftest import God, addr_env
 from tests.helpers import Proc, read_results, wait_for_results, write_tasks
+from tests.unit.test_journal import version_2_journal
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -87,3 +88,19 @@ def test_journal_and_no_journal_together_is_a_usage_error(spawn: Callable[..., P
 def test_without_a_journal_god_says_what_a_restart_loses(spawn: Callable[..., Proc]) -> None:
     g = spawn("god", "--address", "127.0.0.1:0", "--no-journal")
     g.wait_for("no journal: tasks and results live in memory only", stream="err")
+
+
+def test_a_god_started_on_a_journal_of_the_previous_version_serves_what_it_held(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a journal written by the previous version: four tasks waiting, one done
+    path = tmp_path / "old.sqlite3"
+    version_2_journal(path)
+    # When god starts on it
+    god = start_god("--journal", str(path))
+    god.proc.wait_for(r"journal .*: 4 tasks to serve", stream="err")
+    spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", "--burst", env_extra=addr_env(god))
+    # Then those four run, and the done one does not
+    results = wait_for_results(god.results, 4)
+    assert sorted((r["id"], r["value"]) for r in results) == [
+        ("p/1", "a"), ("p/3", "c"), ("p/4", "d"), ("tutorial:abc/1", 7)]
