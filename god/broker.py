@@ -28,7 +28,7 @@ from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
     A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, PUT_FIRST, PUT_N,
-    PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, V_ERROR, V_OK, V_VALUE, Ack,
+    PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, Ack,
     Grant, Put, Run, Value,
     json_line, split_id, task_id,
 )
@@ -39,7 +39,6 @@ BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
 CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
-CQ_KEEP = 100_000  # results kept for tutorial clients that read the result queue
 DEAD_KEEP = 10_000  # dead letters kept in memory for ``dead_letters``
 TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue views
 
@@ -111,14 +110,7 @@ class Broker:
         self._dead: deque[tuple[str, Any, str, int]] = deque(maxlen=DEAD_KEEP)
         self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
                                       "handed_out"), 0)
-        # Tutorial clients: tasks get ids unique to this run (a restarted god must not take
-        # them for tasks of the last run), and each one handed out waits for a value on the
-        # result queue view, oldest first.
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
-        self._tutorial = f"{TUTORIAL}:{self.run}"
-        self._tutorial_seq = 0
-        self._handed: deque[tuple[Batch, int]] = deque(maxlen=CQ_KEEP)
-        self._cq: deque[Any] = deque(maxlen=CQ_KEEP)
 
     # -- helpers (lock held) ------------------------------------------------------------
 
@@ -224,12 +216,8 @@ class Broker:
         self._outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
         if values is None or not b.keep:
             return
-        if b.producer.startswith(TUTORIAL):
-            vals: list[Value] = pickle.loads(values) if isinstance(values, bytes) else values
-            self._cq.extend(v[V_VALUE] if v[V_OK] else v[V_ERROR] for v in vals)
-        else:
-            blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
-            self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
+        blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+        self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
 
     def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, tries: int) -> tuple[Slice, Grant]:
         s = Slice(b, lo, hi, tries + 1, c)
@@ -615,69 +603,47 @@ class Broker:
         with self._lock:
             return list(self._dead)
 
-    # -- the tutorial's queue views (god/views.py) ----------------------------------------
+    # -- for the tutorial's queue views (god/views.py) -------------------------------------
 
-    def put_one(self, payload: Any) -> bool:
-        """Queue one payload from a tutorial client under a fresh id; False while god is full."""
+    def hand_out(self, queue: str) -> tuple[Batch, int, Any] | None:
+        """Take the next waiting task of a queue off it for good (at most once: it is done, with
+        no result): its batch, offset and payload; None while none waits."""
         with self._lock:
-            seq = self._tutorial_seq + 1
-            put: Put = (seq, 1, pickle.dumps([payload], pickle.HIGHEST_PROTOCOL), DEFAULT_QUEUE, None, 0)
-            if self._take(self._tutorial, put, True, put[PUT_PAYLOADS], [payload]) < 0:
-                return False
-            self._tutorial_seq = seq
-        self._on_change()
-        return True
-
-    def take_one(self) -> tuple[bool, Any]:
-        """Hand one task's payload to a tutorial client, at most once (it cannot ack)."""
-        with self._lock:
-            q = self._queues.get(DEFAULT_QUEUE)
+            q = self._queues.get(queue)
             if q is None or q.pending <= 0:
-                return False, None
+                return None
             # A stand-in consumer, not among the peers: the task is settled at once.
-            s, _ = self._lease_now(ConsumerState(TUTORIAL, self._now()), (DEFAULT_QUEUE,), 1)[0]
+            s, _ = self._lease_now(ConsumerState(TUTORIAL, self._now()), (queue,), 1)[0]
             b, i = s.batch, s.lo
             payload = b.payload_list()[i]
             self._settle(b, i, i + 1)
             self._counts["handed_out"] += 1
-            self._handed.append((b, i))
             if self.journal is not None:
                 self.journal.add_done([(b.producer, b.first, b.first + i, b.first + i + 1)])
         self._on_change()
-        return True, payload
+        return b, i, payload
 
-    def put_value(self, value: Any) -> None:
-        """A tutorial client put a value on the result queue: the result of the oldest task
-        handed out through the task queue view that has none yet (exact with one tutorial
-        worker), or of no task."""
+    def record_value(self, value: Any, task: tuple[Batch, int, Any] | None, *, post: bool) -> None:
+        """A value reported outside a lease (a tutorial worker's, on the result queue view): the
+        result of a task handed out, or of none. ``post``: to its producer's mailbox too."""
         with self._lock:
-            self._cq.append(value)
             self._counts["done"] += 1
-            if not self._handed:
-                self._outbox.append((json_line(None, None, True, value, None, None, TUTORIAL, 1, time.time()) + "\n", []))
+            at = time.time()
+            if task is None:
+                self._outbox.append((json_line(None, None, True, value, None, None, TUTORIAL, 1, at) + "\n", []))
             else:
-                b, i = self._handed.popleft()
-                q = self._queue(b.queue)
-                q.done += 1
-                tid = task_id(b.producer, b.first + i)
-                line = json_line(tid, b.payload_list()[i], True, value, None, None, TUTORIAL, 1, time.time(), b.queue,
-                                 b.task) + "\n"
-                self._outbox.append((line, []))
-                if b.keep and not b.producer.startswith(TUTORIAL):
+                b, i, payload = task
+                self._queue(b.queue).done += 1
+                self._outbox.append((json_line(task_id(b.producer, b.first + i), payload, True, value, None, None,
+                                               TUTORIAL, 1, at, b.queue, b.task) + "\n", []))
+                if post and b.keep:
                     blob = pickle.dumps([(True, value, None, None)], pickle.HIGHEST_PROTOCOL)
                     self.mailboxes.post(b.producer, (b.first + i, b.first + i + 1, blob, TUTORIAL, 1))
         self.results_ready.set()
         self._on_change()
 
-    def get_value(self) -> tuple[bool, Any]:
-        """Take the next result for a tutorial client reading the result queue."""
+    def waiting(self, queue: str) -> int:
+        """Tasks waiting on a queue."""
         with self._lock:
-            if not self._cq:
-                return False, None
-            return True, self._cq.popleft()
-
-    def queue_sizes(self) -> tuple[int, int]:
-        """(tasks waiting on the default queue, results waiting for tutorial readers)."""
-        with self._lock:
-            q = self._queues.get(DEFAULT_QUEUE)
-            return (q.pending if q is not None else 0), len(self._cq)
+            q = self._queues.get(queue)
+            return q.pending if q is not None else 0

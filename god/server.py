@@ -13,7 +13,7 @@ from god.api import Api
 from god.broker import Broker
 from god.door import Door, peer_of
 from god.hub import Hub
-from god.views import ResultQueueView, TaskQueueView
+from god.views import ResultQueueView, TaskQueueView, Tutorial
 from god.waits import Wait, Waits
 from shared import transport
 from shared.config import Address, Settings, format_address
@@ -24,10 +24,10 @@ from shared.manager import (
 
 # The registered callables run in server threads and must reach god's one broker; they are
 # module-level functions (a lambda cannot be pickled under spawn/forkserver), so it lives here.
-_served: tuple[Broker, Waits, Api] | None = None
+_served: tuple[Tutorial, Waits, Api] | None = None
 
 
-def _god() -> tuple[Broker, Waits, Api]:
+def _god() -> tuple[Tutorial, Waits, Api]:
     if _served is None:
         raise RuntimeError("god's broker is not set up")
     return _served
@@ -57,14 +57,12 @@ def get_broker() -> ThreadApi:
 
 def get_task_queue() -> TaskQueueView:
     """A queue-shaped view of the default queue's tasks, for tutorial clients."""
-    broker, waits, _ = _god()
-    return TaskQueueView(broker, waits)
+    return TaskQueueView(_god()[0])
 
 
 def get_result_queue() -> ResultQueueView:
     """A queue-shaped view of the results, for tutorial clients."""
-    broker, waits, _ = _god()
-    return ResultQueueView(broker, waits)
+    return ResultQueueView(_god()[0])
 
 
 class GodServerManager(GodManager):
@@ -183,7 +181,7 @@ class GodServer:
             ConfigError: the host cannot be bound here.
         """
         global _served
-        _served = (self.broker, self.waits, self.api)
+        _served = (Tutorial(self.broker, self.api, self.waits), self.waits, self.api)
         where = format_address(self.settings.address)
         tls = self.settings.tls
         transport.server_tls = transport.server_context(tls) if tls is not None else None

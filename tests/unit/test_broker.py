@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from god.broker import TUTORIAL
-from god.views import ResultQueueView, TaskQueueView
+from god.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, payloads_of, seqs
 
@@ -239,7 +239,8 @@ def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> N
 
 
 def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core) -> None:
-    pq, cq = TaskQueueView(core.broker, core.waits), ResultQueueView(core.broker, core.waits)
+    t = Tutorial(core.broker, core.api, core.waits)
+    pq, cq = TaskQueueView(t), ResultQueueView(t)
     pq.put(5)
     assert pq.get(False) == 5
     with pytest.raises(Exception):  # queue.Empty: it is not handed out twice
@@ -256,7 +257,7 @@ def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core
 
 
 def test_a_tutorial_get_blocks_until_a_put_and_the_waits_answer_it(core: Core) -> None:
-    pq = TaskQueueView(core.broker, core.waits)
+    pq = TaskQueueView(Tutorial(core.broker, core.api, core.waits))
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(pq.get(True, 10)), daemon=True)  # get(True, timeout)
     t.start()
@@ -273,7 +274,8 @@ def test_a_value_put_on_the_result_view_reaches_the_producer_that_waits(core: Co
     # Given our producer that waits for results, and a tutorial worker that takes its task
     core.call("hello", "p", "producer", {"results": True}).result()
     core.put("p", [3])
-    pq, cq = TaskQueueView(core.broker, core.waits), ResultQueueView(core.broker, core.waits)
+    t = Tutorial(core.broker, core.api, core.waits)
+    pq, cq = TaskQueueView(t), ResultQueueView(t)
     assert pq.get(False) == 3
     # When the worker puts its value on the result queue
     cq.put("3 * 3 = 9")
