@@ -23,7 +23,6 @@ from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCE
 
 TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
-FAST_DEATH_S = 1.0  # a worker dying sooner than this after its start counts towards a backoff
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
 RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
 
@@ -43,7 +42,6 @@ class WorkerHandle:
     at: int = 0  # the seq of inflight[0]'s first task without a result read yet
     completed: int = 0
     finished: bool = False  # drained: it said which tasks it did not start
-    born: float = field(default_factory=time.monotonic)
     timed_out: bool = False  # killed for running over --task-timeout
 
 
@@ -79,7 +77,7 @@ class WorkerPool:
         self.room = threading.Condition(self.lock)
         self.workers: list[WorkerHandle] = []
         self._respawns: list[tuple[float, int]] = []  # (when, index) of workers to start again
-        self._fast_deaths = 0  # workers in a row that died within FAST_DEATH_S of starting
+        self._fast_deaths = 0  # workers in a row that died before their first task
         self._avg_task_s: float | None = None
         self._log = logger.bind(role="consumer")
 
@@ -251,14 +249,17 @@ class WorkerPool:
             "was stopped" if w.timed_out else "died", w.process.exitcode,
             f" while running task {running[0][G_PRODUCER]}/{running[1]}" if running else "",
             "not replaced while stopping" if not replacing else
-            f"starting a new one in {delay:.1f}s ({self._fast_deaths} died within {FAST_DEATH_S:g}s of starting)"
+            f"starting a new one in {delay:.1f}s ({self._fast_deaths} in a row died before their first task)"
             if delay else "started a new one",
         )
         return out
 
     def _respawn_delay(self, w: WorkerHandle) -> float:
         """Replace at once, unless workers keep dying as soon as they start (lock held)."""
-        if w.timed_out or time.monotonic() - w.born >= FAST_DEATH_S:
+        # A worker that dies running a task (a poison task) is replaced at once: the task is
+        # god's to count and dead-letter. Only workers that die before their first one (a task
+        # module that crashes on import) would die again at once, so they are paced.
+        if w.timed_out or w.started.value > 0:
             self._fast_deaths = 0
             return 0.0
         self._fast_deaths += 1

@@ -81,7 +81,8 @@ class Slice:
     lo: int
     hi: int
     tries: int  # waiting: leases so far; leased: this lease's attempt
-    owner: ConsumerState | None = None
+    owner: ConsumerState | None = None  # leased: the consumer holding it
+    avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
 
 
 @dataclass(eq=False, slots=True)

@@ -164,9 +164,10 @@ class Broker:
         if s.owner is not None:
             s.owner.leased.pop(s, None)
 
-    def _requeue(self, s: Slice, *, counted: bool, reason: str) -> int:
+    def _requeue(self, s: Slice, *, counted: bool, reason: str, avoid: ConsumerState | None = None) -> int:
         """A leased slice goes back to the front of its level, or to the dead letters once its
-        tasks were served max_attempts times; returns how many went back."""
+        tasks were served max_attempts times; returns how many went back. ``avoid``: a consumer
+        not to serve it again while another can (its worker died running it)."""
         b = s.batch
         runs = b.undone(s.lo, s.hi)
         if counted and runs and s.tries >= self.max_attempts:
@@ -181,7 +182,7 @@ class Broker:
         tries = s.tries if counted else s.tries - 1
         level = q.levels[b.priority]
         for lo, hi in reversed(runs):
-            level.appendleft(Slice(b, lo, hi, tries))
+            level.appendleft(Slice(b, lo, hi, tries, avoid=avoid))
         q.pending += total
         self._pending += total
         self._counts["redelivered"] += total
@@ -234,15 +235,27 @@ class Broker:
             q = self._queues.get(name)
             if q is None or q.pending <= 0:
                 continue
+            others: bool | None = None  # whether another consumer alive serves q (asked when needed)
             for level in reversed(q.levels):
-                while want > 0 and level:
-                    s = level[0]
+                i = 0
+                while want > 0 and i < len(level):
+                    s = level[i]
+                    if s.avoid is c:  # it killed one of c's workers: another consumer's, if any
+                        if others is None:
+                            others = any(o is not c and o.alive and name in o.queues
+                                         for o in self.peers.consumers.values())
+                        if others:
+                            i += 1
+                            continue
                     b = s.batch
                     if s.hi - s.lo > want:  # lease the front of it; the rest waits on
                         lo, hi = s.lo, s.lo + want
                         s.lo = hi
                     else:
-                        level.popleft()
+                        if i:
+                            del level[i]
+                        else:
+                            level.popleft()
                         lo, hi = s.lo, s.hi
                     for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
                         out.append(self._grant(c, b, rlo, rhi, s.tries))
@@ -303,6 +316,8 @@ class Broker:
             if not any(q.pending > 0 for q in map(self._queues.get, queues) if q is not None):
                 return None
             leased = self._lease_now(c, queues, max_n)
+            if not leased:
+                return None  # what waits is for other consumers (it killed this one's workers)
             c.lease_seq, c.last_grants = seq, leased
         self._on_change()  # room for puts
         return [g for _, g in leased]
@@ -444,7 +459,7 @@ class Broker:
             taken = Slice(b, max(lo, s.lo), min(hi, s.hi), s.tries, c)
             b.out.append(taken)
             c.leased[taken] = None
-            n += self._requeue(taken, counted=counted, reason=reason)
+            n += self._requeue(taken, counted=counted, reason=reason, avoid=c if counted else None)
         return n
 
     def bye(self, consumer: str) -> None:

@@ -41,6 +41,13 @@ def exit_on_13(n: int) -> str:
     return square(n)
 
 
+def exit_on_tens(n: int) -> str:
+    """Square n, but end the worker process outright for 0, 10, 20, ... (poison among good tasks)."""
+    if n % 10 == 0:
+        os._exit(3)
+    return square(n)
+
+
 def hang_on_13(n: int) -> str:
     """Square n, but hang for 13 (a stuck task)."""
     if n == 13:

@@ -339,3 +339,27 @@ def test_the_oldest_waiting_tasks_age(core: Core) -> None:
     assert b.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 10)
     assert b.stats()["oldest_waiting_s"] == 0.0
+
+
+def test_a_task_that_killed_a_worker_goes_to_another_consumer_while_there_is_one(core: Core) -> None:
+    # Given two consumers on the queue, and a task that killed a worker of the first
+    core.put("p", ["poison", "fine"])
+    core.lease("other", 0)  # says hello: it serves the default queue too
+    got = core.lease("c", 2)
+    core.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
+    # When the first leases again, it gets the other task, not the one that killed its worker
+    assert [payloads_of(g) for g in core.lease("c", 10)] == [["fine"]]
+    waiting = core.call("lease", "c", ("default",), 10, 1.0, 99)
+    assert not waiting.done  # it waits rather than spinning on empty answers
+    # Then the other consumer gets it, at its second attempt
+    (g,) = core.lease("other", 10)
+    assert (payloads_of(g), g[G_ATTEMPT]) == (["poison"], 2)
+    assert seqs(got) == [1, 2]
+
+
+def test_a_task_that_killed_a_worker_comes_back_to_its_consumer_when_it_is_the_only_one(core: Core) -> None:
+    core.put("p", ["poison"])
+    core.lease("c", 1)
+    core.release("c", [], crashed=[("p", 1, 1, 2)])
+    (g,) = core.lease("c", 1)
+    assert g[G_ATTEMPT] == 2
