@@ -231,8 +231,8 @@ class WorkerPool:
             if running is not None and w.timed_out:
                 g, seq = running
                 acks = Acks(self.consumer)
-                acks.add(g, seq, g[G_PAYLOADS][seq - g[G_LO]], failure(TimeoutError(
-                    f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped")))
+                stopped = TimeoutError(f"timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped")
+                acks.add(g, seq, g[G_PAYLOADS][seq - g[G_LO]], failure(stopped), stopped)
                 out.timed_out = acks.take()[0]
             elif running is not None:
                 g, seq = running

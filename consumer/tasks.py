@@ -17,6 +17,15 @@ DEFAULT_TASK = "consumer.tasks:square"
 CHUNK = 1 << 20  # bytes read at a time by file_digest
 
 
+class Retry(Exception):
+    """Raise it from a task to have god serve the task again after ``after`` seconds (an HTTP
+    429's Retry-After), while the task has retries left (``producer --retries``)."""
+
+    def __init__(self, after: float, why: str = "") -> None:
+        super().__init__(f"asked to be tried again in {after:g}s" + (f": {why}" if why else ""))
+        self.after = float(after)
+
+
 class TaskFunction(Protocol):
     """What a consumer runs: one payload in, one picklable value out; raising fails the task."""
 

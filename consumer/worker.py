@@ -16,12 +16,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from consumer.tasks import TaskFunction, resolve_task
+from consumer.tasks import Retry, TaskFunction, resolve_task
 from shared.errors import ConfigError
 from shared.log import setup_logging
 from shared.records import (
     G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK,
-    V_VALUE, Ack, Grant, Run, Value, failure, json_line, ok_lines, task_id,
+    V_VALUE, Ack, Failed, Grant, Run, Value, failure, json_line, ok_lines, task_id,
 )
 
 _PLAIN = (str, int, float, bool, type(None))  # values that always pickle
@@ -49,7 +49,7 @@ class Acks:
         self.stamp = repr(time.time())  # the time written in result lines
         self.lines: list[str] = []
         self._lo = 0
-        self._failed: list[int] = []
+        self._failed: list[Failed] = []
         self._values: list[Value] = []
 
     def begin(self, g: Grant, seq: int) -> None:
@@ -60,8 +60,8 @@ class Acks:
         self.grant, self._lo = g, seq
         self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], g[G_TASK])
 
-    def add(self, g: Grant, seq: int, payload: Any, v: Value) -> None:
-        """The result of task seq of grant g."""
+    def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
+        """The result of task seq of grant g; exc: the exception a failed task raised, if any."""
         self.begin(g, seq)
         if v[V_OK]:
             self.lines.append(self.ok_line(seq, payload, v[V_VALUE], self.stamp))
@@ -69,7 +69,8 @@ class Acks:
             self.lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, False, v[V_VALUE], v[V_ERROR],
                                         v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
                                         g[G_TASK]))
-            self._failed.append(seq)
+            self._failed.append((seq, type(exc).__name__ if exc is not None else "Error",
+                                 exc.after if isinstance(exc, Retry) else None))
         if g[G_KEEP]:
             self._values.append(v)
 
@@ -194,17 +195,19 @@ def worker_main(
             if timed:  # one clock for both: monotonic is system-wide, so the consumer can compare
                 busy_since.value = t0
             v: Value | None
+            exc: BaseException | None = None
             if isinstance(fn, str):
                 v = (False, None, fn, None)
             else:
                 try:
                     value = fn(payload)
                 except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
-                    v = failure(e)
+                    v, exc = failure(e), e
                 else:  # a value must be able to reach whoever waits for it
                     why = None if type(value) in _PLAIN else _unpicklable(value)
                     if why is not None:
-                        v = failure(TypeError(why))
+                        exc = TypeError(why)
+                        v = failure(exc)
                     elif fast:  # the usual case: its line, without a tuple or a call
                         lines.append(ok_line(seq, payload, value, stamp))
                         v = None
@@ -213,7 +216,7 @@ def worker_main(
             if timed:
                 busy_since.value = 0.0
             if v is not None:
-                add(g, seq, payload, v)
+                add(g, seq, payload, v, exc)
             seq += 1
             now = monotonic()
             spent += now - t0

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.records import PRIORITIES
+from shared.records import PRIORITIES, RetryPolicy
 
 if TYPE_CHECKING:
     from god.peers import ConsumerState
@@ -30,10 +30,12 @@ class Batch:
     blob: bytes | None  # the payloads as the producer pickled them (None: made here from a list)
     keep: bool  # someone waits for the values: the ack carries them
     at: float  # when god took it (its clock)
+    retry: RetryPolicy | None = None  # how its failed tasks are tried again
     payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
     done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices
+    later: list[Slice] = field(default_factory=list)  # its slices waiting for a retry's time
 
     def __post_init__(self) -> None:
         self.done = bytearray(self.n)
@@ -82,6 +84,7 @@ class Slice:
     hi: int
     tries: int  # waiting: leases so far; leased: this lease's attempt
     owner: ConsumerState | None = None  # leased: the consumer holding it
+    retried: int = 0  # retries of its tasks so far (failures tried again, not deaths)
     avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
 
 
@@ -93,6 +96,7 @@ class Queue:
     levels: list[deque[Slice]] = field(default_factory=lambda: [deque() for _ in PRIORITIES])
     pending: int = 0
     in_flight: int = 0
+    scheduled: int = 0  # waiting for a retry's time
     done: int = 0
     failed: int = 0
     dead: int = 0
@@ -102,3 +106,14 @@ class Queue:
         if self.pending <= 0:
             return None
         return min((level[0].batch.at for level in self.levels if level), default=None)
+
+
+def runs_of(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted offsets as runs [lo, hi) of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for i in offsets:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs

@@ -15,7 +15,10 @@ which ``on_change`` wakes. The clock is injected, so tests expire leases without
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import pickle
+import random
 import secrets
 import threading
 import time
@@ -23,12 +26,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from god.batches import Batch, Queue, Slice
+from god.batches import Batch, Queue, Slice, runs_of
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
-    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, PUT_FIRST, PUT_N,
-    PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, Ack,
+    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_NAME, F_SEQ, PUT_FIRST,
+    PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, RP_BACKOFF,
+    RP_MAX_BACKOFF, RP_ON, RP_RETRIES, Ack, Failed,
     Grant, Put, Run, Value,
     json_line, split_id, task_id,
 )
@@ -45,6 +49,13 @@ TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue vie
 _ONE = b"\x01"
 
 
+#: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
+Tries = tuple[int, int, int, int, "float | None"]
+#: Tries of a run, as the journal keeps them: (producer, first, lo, hi, tries, retries,
+#: wall-clock time its retry is due or None).
+Attempts = tuple[str, int, int, int, int, int, "float | None"]
+
+
 class JournalLike(Protocol):
     """What the broker tells the journal, under its lock (god/journal.py)."""
 
@@ -57,7 +68,7 @@ class JournalLike(Protocol):
 
     def committed(self, ticket: int) -> bool: ...
 
-    def set_attempts(self, rows: list[tuple[str, int, int, int, int]]) -> int: ...
+    def set_attempts(self, rows: list[Attempts]) -> int: ...
 
 
 #: What the monitor takes: result lines (each ending in a newline) and the runs they settle.
@@ -109,7 +120,9 @@ class Broker:
         self._outbox: list[Outgoing] = []
         self._dead: deque[tuple[str, Any, str, int]] = deque(maxlen=DEAD_KEEP)
         self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
-                                      "handed_out"), 0)
+                                      "handed_out", "retried"), 0)
+        self._scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
+        self._order = itertools.count()  # ties in the heap go first in, first out
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
 
     # -- helpers (lock held) ------------------------------------------------------------
@@ -126,7 +139,7 @@ class Broker:
             return -1
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
-                  self._now(), payloads)
+                  self._now(), put[PUT_RETRY], payloads)
         self._batches[b.key] = b
         self._upto[producer] = put[PUT_FIRST] + n - 1
         q = self._queue(b.queue)
@@ -149,9 +162,13 @@ class Broker:
                     b.out.remove(s)
                     if s.owner is not None:
                         s.owner.leased.pop(s, None)
+        later = 0  # a late result for a task waiting for its retry's time
+        for s in b.later:
+            later += max(0, min(s.hi, hi) - max(s.lo, lo))
         q = self._queues[b.queue]
         q.in_flight -= held
-        waiting = hi - lo - held  # a late result for a task that waited to be served again
+        q.scheduled -= later
+        waiting = hi - lo - held - later  # a late result for a task that waited to be served again
         q.pending -= waiting
         self._pending -= waiting
         if b.left == 0:
@@ -170,7 +187,7 @@ class Broker:
         not to serve it again while another can (its worker died running it)."""
         b = s.batch
         runs = b.undone(s.lo, s.hi)
-        if counted and runs and s.tries >= self.max_attempts:
+        if counted and runs and s.tries - s.retried >= self.max_attempts:  # deaths, not retries
             self._dead_letter(b, runs, f"{reason}; {s.tries} attempts", s.tries)  # settles s as well
             return 0
         self._unlease(s)
@@ -182,12 +199,13 @@ class Broker:
         tries = s.tries if counted else s.tries - 1
         level = q.levels[b.priority]
         for lo, hi in reversed(runs):
-            level.appendleft(Slice(b, lo, hi, tries, avoid=avoid))
+            level.appendleft(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid))
         q.pending += total
         self._pending += total
         self._counts["redelivered"] += total
         if counted and self.journal is not None:
-            self.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries) for lo, hi in runs])
+            self.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries, s.retried, None)
+                                       for lo, hi in runs])
         return total
 
     def _dead_letter(self, b: Batch, runs: list[tuple[int, int]], reason: str, attempts: int) -> None:
@@ -220,8 +238,8 @@ class Broker:
         blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
         self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
 
-    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, tries: int) -> tuple[Slice, Grant]:
-        s = Slice(b, lo, hi, tries + 1, c)
+    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, tries: int, retried: int) -> tuple[Slice, Grant]:
+        s = Slice(b, lo, hi, tries + 1, c, retried)
         b.out.append(s)
         c.leased[s] = None
         return s, (b.producer, b.first, b.first + lo, b.first + hi, tries + 1, b.payloads_of(lo, hi), b.task,
@@ -258,7 +276,7 @@ class Broker:
                             level.popleft()
                         lo, hi = s.lo, s.hi
                     for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
-                        out.append(self._grant(c, b, rlo, rhi, s.tries))
+                        out.append(self._grant(c, b, rlo, rhi, s.tries, s.retried))
                         n = rhi - rlo
                         want -= n
                         q.pending -= n
@@ -358,15 +376,22 @@ class Broker:
                     continue
                 lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
                 runs = b.undone(lo, hi)
+                keep: set[int] | None = None  # the offsets to record, when not all of [lo, hi)
                 if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
                     keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
                     counts["duplicates"] += hi - lo - len(keep)
+                if failed and (b.retry is not None or any(f[F_AFTER] is not None for f in failed)):
+                    again = self._retry_failures(c, b, failed, keep, lo, hi)
+                    if again:  # tried again later: no result for them now
+                        keep = (set(range(lo, hi)) if keep is None else keep) - again
+                if keep is not None:
                     if not keep:
                         continue
                     lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
-                    failed = tuple(f for f in failed if f - b.first in keep)
+                    failed = tuple(f for f in failed if f[F_SEQ] - b.first in keep)
                     if values is not None:
                         values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
+                    runs = runs_of(sorted(keep))
                 n = sum(rhi - rlo for rlo, rhi in runs)
                 attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
                 if len(runs) == 1:
@@ -450,16 +475,83 @@ class Broker:
         lo, hi = r[R_LO] - b.first, r[R_HI] - b.first
         n = 0
         for s in [s for s in b.out if s.owner is c and s.lo < hi and lo < s.hi]:
-            self._unlease(s)
-            for a, z in ((s.lo, max(lo, s.lo)), (min(hi, s.hi), s.hi)):
-                if z > a:  # the parts the consumer still holds
-                    kept = Slice(b, a, z, s.tries, c)
-                    b.out.append(kept)
-                    c.leased[kept] = None
-            taken = Slice(b, max(lo, s.lo), min(hi, s.hi), s.tries, c)
-            b.out.append(taken)
-            c.leased[taken] = None
+            taken = self._carve(s, max(lo, s.lo), min(hi, s.hi))
             n += self._requeue(taken, counted=counted, reason=reason, avoid=c if counted else None)
+        return n
+
+    def _carve(self, s: Slice, lo: int, hi: int) -> Slice:
+        """Cut [lo, hi) out of a leased slice: the parts before and after stay leased to its
+        owner, and so does the part returned."""
+        self._unlease(s)
+        b, c = s.batch, s.owner
+        parts = [Slice(b, a, z, s.tries, c, s.retried) for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi)) if z > a]
+        for part in parts:
+            b.out.append(part)
+            if c is not None:
+                c.leased[part] = None
+        return next(part for part in parts if part.lo == lo)
+
+    def _retry_delay(self, b: Batch, retried: int, name: str, after: float | None) -> float | None:
+        """Seconds until a failed task of b is tried again, or None: its failure is final."""
+        policy = b.retry
+        if policy is None or retried >= policy[RP_RETRIES]:
+            return None
+        if after is not None:  # it raised consumer.Retry(after=...)
+            return max(0.0, after)
+        if policy[RP_ON] is not None and name not in policy[RP_ON]:
+            return None
+        return float(min(policy[RP_MAX_BACKOFF], policy[RP_BACKOFF] * 2**retried) * random.uniform(0.8, 1.2))
+
+    def _retry_failures(self, c: ConsumerState, b: Batch, failed: tuple[Failed, ...], eligible: set[int] | None,
+                        lo: int, hi: int) -> set[int]:
+        """Failures of b's tasks that are tried again: each waits for its time, off its queue.
+        Returns their offsets (no result is recorded for them)."""
+        again: set[int] = set()
+        now = self._now()
+        for f in failed:
+            i = f[F_SEQ] - b.first
+            if not lo <= i < hi or (eligible is not None and i not in eligible):
+                continue
+            held = next((s for s in b.out if s.lo <= i < s.hi), None)
+            delay = self._retry_delay(b, held.retried if held is not None else 0, f[F_NAME], f[F_AFTER])
+            if delay is None:
+                continue
+            again.add(i)
+            if held is None or held.owner is not c:
+                continue  # waiting, or leased to another since: it runs there, this failure is not final
+            t = self._carve(held, i, i + 1)
+            self._unlease(t)
+            later = Slice(b, i, i + 1, t.tries, retried=t.retried + 1)
+            b.later.append(later)
+            heapq.heappush(self._scheduled, (now + delay, next(self._order), later))
+            q = self._queues[b.queue]
+            q.in_flight -= 1
+            q.scheduled += 1
+            self._counts["retried"] += 1
+            if self.journal is not None:
+                self.journal.set_attempts([(b.producer, b.first, b.first + i, b.first + i + 1, later.tries,
+                                            later.retried, time.time() + delay)])
+        return again
+
+    def _tick(self, now: float) -> int:
+        """Serve the tasks whose retry's time has come, first within their level; how many."""
+        n = 0
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, _, s = heapq.heappop(self._scheduled)
+            b = s.batch
+            if s in b.later:
+                b.later.remove(s)
+            runs = b.undone(s.lo, s.hi)
+            total = sum(z - a for a, z in runs)
+            if not total:
+                continue  # a late result settled it meanwhile
+            q = self._queue(b.queue)
+            q.scheduled -= total
+            for a, z in reversed(runs):
+                q.levels[b.priority].appendleft(Slice(b, a, z, s.tries, retried=s.retried))
+            q.pending += total
+            self._pending += total
+            n += total
         return n
 
     def bye(self, consumer: str) -> None:
@@ -508,7 +600,7 @@ class Broker:
                 oldest = q.oldest()
                 queues[name] = {
                     "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
-                    "dead": q.dead, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
+                    "dead": q.dead, "scheduled": q.scheduled, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "consumers": sum(1 for c in self.peers.consumers.values() if c.alive and name in c.queues),
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
@@ -527,7 +619,8 @@ class Broker:
             stats: Stats = {
                 "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
-                "handed_out": counts["handed_out"], "pending": self._pending,
+                "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": self._pending,
+                "scheduled": sum(q.scheduled for q in self._queues.values()),
                 "in_flight": sum(q.in_flight for q in self._queues.values()), "capacity": self.capacity,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - self._started,
                 "consumers_alive": self.peers.alive(), "connections": 0, "refused": 0,
@@ -540,15 +633,16 @@ class Broker:
 
     # -- god's own side (not reachable by clients) -----------------------------------------
 
-    def restore(self, batches: list[tuple[str, Put, bytearray, list[tuple[int, int, int]]]],
-                upto: dict[str, int]) -> None:
-        """Take over what a journal held: (producer, put, done bytes, attempts as (lo, hi, tries)
-        offsets) of each batch with tasks not done, in order; and each producer's last seq."""
+    def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries]]], upto: dict[str, int]) -> None:
+        """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets)
+        of each batch with tasks not done, in order; and each producer's last seq. A retry that
+        was due while god was down is served at once."""
         with self._lock:
             self._upto.update(upto)
+            now, wall = self._now(), time.time()
             for producer, put, done, tries in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
-                          put[PUT_PAYLOADS], producer in self.mailboxes, self._now())
+                          put[PUT_PAYLOADS], producer in self.mailboxes, now, put[PUT_RETRY])
                 b.done[:] = done
                 b.left = done.count(0)
                 if not b.left:
@@ -556,20 +650,28 @@ class Broker:
                 self._batches[b.key] = b
                 self._upto[producer] = max(self._upto.get(producer, 0), b.first + b.n - 1)
                 q = self._queue(b.queue)
-                marks = [0] * b.n
-                for lo, hi, n in tries:
-                    marks[lo:hi] = [n] * (hi - lo)
+                marks: list[tuple[int, int, float | None]] = [(0, 0, None)] * b.n
+                for lo, hi, n, retried, due in tries:
+                    marks[lo:hi] = [(n, retried, due)] * (hi - lo)
                 for lo, hi in b.undone(0, b.n):
                     start = lo
                     for i in range(lo + 1, hi + 1):  # runs of equal attempts
                         if i == hi or marks[i] != marks[start]:
-                            q.levels[b.priority].append(Slice(b, start, i, marks[start]))
+                            n, retried, due = marks[start]
+                            s = Slice(b, start, i, n, retried=retried)
+                            if due is not None and due > wall:  # its retry's time is still to come
+                                b.later.append(s)
+                                heapq.heappush(self._scheduled, (now + due - wall, next(self._order), s))
+                                q.scheduled += i - start
+                            else:
+                                q.levels[b.priority].append(s)
+                                q.pending += i - start
+                                self._pending += i - start
                             start = i
-                    q.pending += hi - lo
-                    self._pending += hi - lo
 
     def reap(self) -> list[tuple[str, int]]:
-        """Give up consumers silent for longer than lease_s; their tasks are served again.
+        """Give up consumers silent for longer than lease_s, their tasks served again; and serve
+        the tasks whose retry is due.
 
         Returns:
             (consumer, tasks requeued or dead-lettered) for each consumer given up now.
@@ -577,6 +679,7 @@ class Broker:
         lost = []
         with self._lock:
             now = self._now()
+            due = self._tick(now)
             for c in self.peers.silent(now, self.lease_s):
                 c.alive, c.lost = False, c.lost + 1
                 c.lease_seq, c.last_grants = None, []
@@ -589,6 +692,7 @@ class Broker:
                 self.mailboxes.close(name)
         if lost:
             self.results_ready.set()
+        if lost or due:
             self._on_change()
         return lost
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import json
 import itertools
 import os
 import pickle
@@ -34,12 +35,13 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from god.broker import Attempts, Tries
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    DEFAULT_QUEUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_TASK, R_FIRST, R_HI, R_LO,
-    R_PRODUCER, Put, Run, split_id,
+    DEFAULT_QUEUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
+    R_PRODUCER, Put, RetryPolicy, Run, split_id,
 )
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
@@ -49,7 +51,7 @@ ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the 
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
-    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, payloads BLOB NOT NULL);
+    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, payloads BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
-_PUT = "INSERT INTO batches (seq, producer, first, n, queue, task, priority, payloads) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, payloads) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RELEASE = "DELETE FROM batches WHERE seq = ?"
 _UPTO = ("INSERT INTO producers (name, upto) VALUES (?, ?) "
          "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto)")
@@ -66,8 +69,8 @@ _ATTEMPTS = "INSERT INTO attempts (rows) VALUES (?)"
 _DONE = "INSERT INTO done (runs) VALUES (?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
-#: A batch as recovered: (producer, put, done byte per task, attempts as (lo, hi, tries) offsets).
-Held = tuple[str, Put, bytearray, list[tuple[int, int, int]]]
+#: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets).
+Held = tuple[str, Put, bytearray, list[Tries]]
 
 
 @dataclass(slots=True)
@@ -121,11 +124,13 @@ class Journal:
         db = self._db
         r = Recovered()
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, payloads FROM batches ORDER BY seq")
+        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, payloads FROM batches "
+                          "ORDER BY seq")
         held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
         firsts: dict[str, list[int]] = defaultdict(list)
-        for seq, producer, first, n, queue, task, priority, payloads in rows:
-            held[producer, first] = (seq, (first, n, payloads, queue, task, priority), bytearray(n))
+        for seq, producer, first, n, queue, task, priority, retry, payloads in rows:
+            put: Put = (first, n, payloads, queue, task, priority, _policy(retry))
+            held[producer, first] = (seq, put, bytearray(n))
             firsts[producer].append(first)
         for p in firsts.values():
             p.sort()
@@ -156,10 +161,10 @@ class Journal:
                 except ValueError:
                     continue
                 mark(producer, seq, seq + 1)
-        tries: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
+        tries: dict[tuple[str, int], list[Tries]] = defaultdict(list)
         for (blob,) in db.execute("SELECT rows FROM attempts ORDER BY seq"):
-            for producer, first, lo, hi, n in pickle.loads(blob):
-                tries[producer, first].append((lo - first, hi - first, n))
+            for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
+                tries[producer, first].append((lo - first, hi - first, n, retried, due))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         for (producer, first), (_, put, done) in held.items():
             r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
@@ -176,7 +181,7 @@ class Journal:
             open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _ in r.batches}
             db.executemany(_RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
             runs: list[Run] = []
-            rows_t: list[tuple[str, int, int, int, int]] = []
+            rows_t: list[Attempts] = []
             for producer, put, done, t in r.batches:
                 first = put[PUT_FIRST]
                 i = 0
@@ -185,7 +190,7 @@ class Journal:
                     end = len(done) if end == -1 else end
                     runs.append((producer, first, first + i, first + end))
                     i = end
-                rows_t += [(producer, first, first + lo, first + hi, n) for lo, hi, n in t]
+                rows_t += [(producer, first, first + lo, first + hi, n, retried, due) for lo, hi, n, retried, due in t]
                 self._open.append((held[producer, first][0], producer, first, first + put[PUT_N] - 1))
             if runs:
                 db.execute(_DONE, (dumps(runs),))
@@ -217,15 +222,17 @@ class Journal:
             self._next_seq += 1
             first, n = put[PUT_FIRST], put[PUT_N]
             self._open.append((seq, producer, first, first + n - 1))
+            retry = put[PUT_RETRY]
             return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
-                                        put[PUT_PAYLOADS])])
+                                        json.dumps(retry) if retry is not None else None, put[PUT_PAYLOADS])])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
         return self._append(_DONE, [(dumps(runs),)])
 
-    def set_attempts(self, rows: list[tuple[str, int, int, int, int]]) -> int:
-        """Remember how many times runs were served to consumers that died: (producer, first, lo, hi, n)."""
+    def set_attempts(self, rows: list[Attempts]) -> int:
+        """Remember how many times runs were served (to consumers that died, or as retries, and
+        when a retry is due)."""
         return self._append(_ATTEMPTS, [(dumps(rows),)])
 
     def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
@@ -401,6 +408,14 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _policy(text: str | None) -> RetryPolicy | None:
+    """A retry policy as the journal keeps it (JSON), back as a tuple."""
+    if text is None:
+        return None
+    retries, backoff, longest, on = json.loads(text)
+    return retries, backoff, longest, tuple(on) if on is not None else None
+
+
 def _old_id(tid: str) -> tuple[str, int]:
     """(producer, seq) of a version 2 id: PRODUCER/SEQ, or a tutorial task's tutorial:RUN:N."""
     try:
@@ -420,7 +435,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
         producer, seq = _old_id(tid)
         upto[producer] = max(upto.get(producer, 0), seq)
     batches: list[tuple[str, int, list[Any]]] = []
-    tries: list[tuple[str, int, int, int, int]] = []
+    tries: list[Attempts] = []
     for (blob,) in db.execute("SELECT tasks FROM task_batches ORDER BY seq"):
         for tid, payload in pickle.loads(blob):
             producer, seq = _old_id(tid)
@@ -433,14 +448,14 @@ def _migrate_2(db: sqlite3.Connection) -> None:
             else:
                 batches.append((producer, seq, [payload]))
             if attempts.get(tid):
-                tries.append((producer, batches[-1][1], seq, seq + 1, attempts[tid]))
+                tries.append((producer, batches[-1][1], seq, seq + 1, attempts[tid], 0, None))
     db.execute("DROP TABLE task_batches")
     db.execute("DROP TABLE done_batches")
     db.execute("DROP TABLE attempts")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, dumps(payloads))
+    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, dumps(payloads))
                           for i, (producer, first, payloads) in enumerate(batches, 1)])
     db.executemany(_UPTO, list(upto.items()))
     if tries:

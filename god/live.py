@@ -30,7 +30,8 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
     totals.add_row(
         f"[bold]waiting[/] {stats['pending']:,} / {stats['capacity']:,}", f"[bold]in flight[/] {stats['in_flight']:,}",
         f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
-        f"[bold]duplicates[/] {stats['duplicates']:,}  [bold]redelivered[/] {stats['redelivered']:,}",
+        f"[bold]duplicates[/] {stats['duplicates']:,}  [bold]redelivered[/] {stats['redelivered']:,}  "
+        f"[bold]retried[/] {stats['retried']:,}  [bold]scheduled[/] {stats['scheduled']:,}",
     )
     queues = Table(title="queues", title_justify="left", expand=False)
     for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("done", "right"),

@@ -22,6 +22,7 @@ _SIMPLE = (
     ("god_tasks_accepted_total", "counter", "Tasks accepted from producers.", "accepted"),
     ("god_duplicates_total", "counter", "Results dropped because the task already had one.", "duplicates"),
     ("god_redeliveries_total", "counter", "Tasks served again after their consumer died or was lost.", "redelivered"),
+    ("god_retries_total", "counter", "Failed tasks served again (producer --retries).", "retried"),
     ("god_dead_letters_total", "counter", "Tasks given up after too many attempts.", "dead"),
     ("god_queue_depth", "gauge", "Tasks waiting to be served.", "pending"),
     ("god_queue_capacity", "gauge", "Tasks that may wait before producers are made to wait.", "capacity"),
@@ -37,10 +38,11 @@ _SIMPLE = (
 def render(stats: Stats, rate: float) -> str:
     """God's stats in the Prometheus text format."""
     out = [
-        "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), done, failed, dead.",
+        "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), scheduled (a retry's time to come), "
+        "done, failed, dead.",
         "# TYPE god_tasks gauge",
     ]
-    for state in ("pending", "in_flight", "done", "failed", "dead"):
+    for state in ("pending", "in_flight", "scheduled", "done", "failed", "dead"):
         out.append(f'god_tasks{{state="{state}"}} {stats[state]}')
     out += [
         "# HELP god_results_per_second Results recorded per second, over the last second or so.",
@@ -51,7 +53,8 @@ def render(stats: Stats, rate: float) -> str:
         out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats.get(key, 0)}"]
     out += ["# HELP god_queue_tasks Tasks of each queue by state.", "# TYPE god_queue_tasks gauge"]
     for name, q in sorted(stats["queues"].items()):
-        for state, n in (("pending", q["pending"]), ("in_flight", q["in_flight"]), ("done", q["done"]),
+        for state, n in (("pending", q["pending"]), ("in_flight", q["in_flight"]), ("scheduled", q["scheduled"]),
+                         ("done", q["done"]),
                          ("failed", q["failed"]), ("dead", q["dead"])):
             out.append(f'god_queue_tasks{{queue="{_label(name)}",state="{state}"}} {n}')
     out += ["# HELP god_queue_oldest_waiting_task_age_seconds Age of the oldest task waiting on each queue.",

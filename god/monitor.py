@@ -41,7 +41,8 @@ def status_text(where: str, stats: Stats) -> str:
              + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"
              + f" | connections {stats['connections']} | refused {stats['refused']}"]
     for name, q in sorted(stats["queues"].items()):
-        lines.append(f"  queue {name}: pending {q['pending']}, in flight {q['in_flight']}, done {q['done']}, "
+        lines.append(f"  queue {name}: pending {q['pending']}, in flight {q['in_flight']}, scheduled {q['scheduled']}, "
+                     f"done {q['done']}, "
                      f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
                      f"consumers {q['consumers']}")
     for c in stats["consumers"]:

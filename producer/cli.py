@@ -24,7 +24,7 @@ from shared.cli import (
 )
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
-from shared.records import DEFAULT_QUEUE
+from shared.records import DEFAULT_QUEUE, MAX_BACKOFF_S
 from shared.log import setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
@@ -93,6 +93,17 @@ def main(
         "Default: each consumer's own --task.",
     )] = None,
     priority: Annotated[int, typer.Option(help="0 to 9: higher goes first on its queue.")] = 0,
+    retries: Annotated[int, typer.Option(
+        help="Times a task whose function raises is served again (a worker that dies is --max-attempts, at god).",
+    )] = 0,
+    retry_backoff: Annotated[float, typer.Option(
+        help="Seconds before the first retry; each next one waits twice as long (with jitter).",
+    )] = 1.0,
+    retry_max_backoff: Annotated[float, typer.Option(help="The longest wait before a retry, in seconds.")] = MAX_BACKOFF_S,
+    retry_on: Annotated[Optional[str], typer.Option(
+        help="Retry only these exceptions: class names, comma-separated (e.g. TimeoutError,ConnectionError). "
+        "Default: any.",
+    )] = None,
     wait: Annotated[bool, typer.Option(
         help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
     )] = False,
@@ -120,7 +131,9 @@ def main(
         if results is not None and not wait:
             raise UsageError("--results needs --wait (god's own --results records every result)")
         producer = Producer(settings, should_stop=stop.requested, results=wait, queue=queue, task=task,
-                            priority=priority)
+                            priority=priority, retries=retries, retry_backoff=retry_backoff,
+                            retry_max_backoff=retry_max_backoff,
+                            retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None)
         producer.connect()
         with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
             for n, batch in enumerate(batches, 1):

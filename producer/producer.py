@@ -18,6 +18,7 @@ import pickle
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -27,7 +28,8 @@ from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.records import (
-    DEFAULT_QUEUE, Put, Result, TaskIds, Value, check_priority, check_queue, describe, task_id,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, Put, Result, RetryPolicy, TaskIds, Value, check_priority, check_queue, check_retry,
+    describe, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
@@ -84,16 +86,17 @@ class Producer:
 
     def __init__(
         self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False,
-        queue: str = DEFAULT_QUEUE, task: str | None = None, priority: int = 0,
+        **options: Any,
     ) -> None:
         """A producer; with ``results`` god keeps the results of its tasks for ``results()``.
 
-        ``queue``, ``task`` and ``priority`` are what its puts use unless they say otherwise.
+        ``options`` (those of ``PutOptions``: queue, task, priority, retries, retry_backoff,
+        retry_max_backoff, retry_on) are what its puts use unless they say otherwise.
 
         Raises:
-            ConfigError: a queue name, task name or priority that god would refuse.
+            ConfigError: an option god would refuse.
         """
-        self.queue, self.task, self.priority = _checked(queue, task, priority)
+        self.options = PutOptions().given(options)
         self.name = f"{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._should_stop = should_stop
         self.client = GodClient(settings, name=self.name, role="producer",
@@ -119,22 +122,23 @@ class Producer:
         """Close the connection to god."""
         self.client.close()
 
-    def put(self, payload: Any, *, queue: str | None = None, task: str | None = None,
-            priority: int | None = None) -> str:
-        """Put one task; returns its id once god holds it."""
-        return self.put_many([payload], queue=queue, task=task, priority=priority)[0]
+    def put(self, payload: Any, **options: Any) -> str:
+        """Put one task (``options`` as for put_many); returns its id once god holds it."""
+        return self.put_many([payload], **options)[0]
 
     def connect(self) -> dict[str, Any]:
         """Reach god (retrying as configured); returns its parameters."""
         return self.client.connect()
 
-    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, *, queue: str | None = None,
-                 task: str | None = None, priority: int | None = None) -> TaskIds:
+    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, **options: Any) -> TaskIds:
         """Put one batch; returns the task ids (a sequence) once god holds every task.
 
-        ``queue`` (default: the producer's, else ``default``), ``task`` (``module:function``;
-        default: the producer's, else whatever each consumer runs) and ``priority`` (0-9,
-        higher first; default: the producer's, else 0) apply to the whole batch.
+        ``options`` override the producer's for this batch: ``queue`` (default ``default``),
+        ``task`` (``module:function``; default: whatever each consumer runs), ``priority``
+        (0-9, higher first; default 0), ``retries`` (default 0), ``retry_backoff`` (seconds
+        before the first retry, doubling for each next one, with jitter; default 1),
+        ``retry_max_backoff`` (default 300) and ``retry_on`` (exception class names that are
+        retried; default any).
 
         A payload god cannot take stops the batch there: the ones before it are put, then
         PayloadError says where it came from (``where(i)``, else its place in the batch).
@@ -144,8 +148,7 @@ class Producer:
             PayloadError: a payload cannot be pickled or is too big.
             Interrupted: a stop was requested while god was full.
         """
-        queue, task, priority = _checked(self.queue if queue is None else queue, self.task if task is None else task,
-                                         self.priority if priority is None else priority)
+        o = self.options.given(options)
         if not payloads:
             return TaskIds(self.name, self._seq, 0)
         try:
@@ -153,10 +156,10 @@ class Producer:
                                   int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
         except PayloadError as e:
             if e.index:
-                self.put_many(payloads[: e.index], queue=queue, task=task, priority=priority)
+                self.put_many(payloads[: e.index], **options)
             raise
         first, n = self._seq, len(payloads)
-        put: Put = (first, n, blob, queue, task, priority)
+        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy())
         waiting = False
         while not self.client.put_many(put, PUT_WAIT_S):
             if self._should_stop():
@@ -170,7 +173,7 @@ class Producer:
         self._seq += n
         self.accepted += n
         if self.keeps_results:
-            self.waiting.update((first + i, (p, queue, task)) for i, p in enumerate(payloads))
+            self.waiting.update((first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads))
         return TaskIds(self.name, first, n)
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
@@ -216,7 +219,7 @@ class Producer:
 
 def connect(
     address: str | None = None, *, results: bool = False, give_up_after: float = GIVE_UP_AFTER_S,
-    settings: Settings | None = None, queue: str = DEFAULT_QUEUE, task: str | None = None, priority: int = 0,
+    settings: Settings | None = None, **options: Any,
 ) -> Producer:
     """A connected producer: god's address, key and TLS files from the environment, as the CLI
     finds them (GOD_ADDRESS, GOD_AUTHKEY or GOD_AUTHKEY_FILE, GOD_TLS_CA, GOD_TLS_CERT, GOD_TLS_KEY).
@@ -224,7 +227,8 @@ def connect(
     Args:
         address: god's HOST:PORT; default GOD_ADDRESS, else 127.0.0.1:5678.
         results: keep the results of this producer's tasks for ``Producer.results()``.
-        queue, task, priority: what its puts use unless they say otherwise.
+        options: what its puts use unless they say otherwise (``PutOptions``: queue, task,
+            priority, retries, retry_backoff, retry_max_backoff, retry_on).
         give_up_after: seconds to keep trying an unreachable god.
         settings: everything ready-made instead (address, key, TLS).
 
@@ -233,22 +237,49 @@ def connect(
     """
     if settings is None:
         settings = client_settings(address, give_up_after=give_up_after)
-    producer = Producer(settings, results=results, queue=queue, task=task, priority=priority)
+    producer = Producer(settings, results=results, **options)
     producer.connect()
     return producer
 
 
-def _checked(queue: str, task: str | None, priority: int) -> tuple[str, str | None, int]:
-    """The queue, task and priority of a put, if god would take them.
+@dataclass(frozen=True, slots=True)
+class PutOptions:
+    """What a put asks of god: its queue, function, priority, and how often to retry a failure."""
 
-    Raises:
-        ConfigError: naming what is wrong.
-    """
-    try:
-        check_queue(queue)
-        check_priority(priority)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if task is not None and (not isinstance(task, str) or ":" not in task or task.startswith(":")):
-        raise ConfigError(f"task {task!r} is not of the form module:function")
-    return queue, task, priority
+    queue: str = DEFAULT_QUEUE
+    task: str | None = None  # module:function; None: each consumer's own --task
+    priority: int = 0  # 0..9, higher first
+    retries: int = 0  # times a task whose function raised is served again
+    retry_backoff: float = 1.0  # seconds before the first retry; each next one waits twice as long
+    retry_max_backoff: float = MAX_BACKOFF_S  # the longest wait before a retry
+    retry_on: tuple[str, ...] | None = None  # exception class names retried; None: any
+
+    def given(self, options: dict[str, Any]) -> PutOptions:
+        """These options, with those given (None: not given) instead, checked.
+
+        Raises:
+            ConfigError: an option that does not exist, or a value god would refuse.
+        """
+        try:
+            o = replace(self, **{k: v for k, v in options.items() if v is not None})
+        except TypeError as e:
+            raise ConfigError(f"not a put option: {e}") from None
+        if isinstance(o.retry_on, str):
+            o = replace(o, retry_on=(o.retry_on,))
+        elif o.retry_on is not None and not isinstance(o.retry_on, tuple):
+            o = replace(o, retry_on=tuple(o.retry_on))
+        try:
+            check_queue(o.queue)
+            check_priority(o.priority)
+            check_retry(o.policy())
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if o.task is not None and (not isinstance(o.task, str) or ":" not in o.task or o.task.startswith(":")):
+            raise ConfigError(f"task {o.task!r} is not of the form module:function")
+        return o
+
+    def policy(self) -> RetryPolicy | None:
+        """The retry policy god keeps with the batch (None: no retries)."""
+        if not self.retries:
+            return None
+        return self.retries, self.retry_backoff, self.retry_max_backoff, self.retry_on

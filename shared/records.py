@@ -26,15 +26,25 @@ QUEUE_RULE = "[A-Za-z0-9_.-], 1 to 64 characters"
 _QUEUE_RX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIORITIES = range(10)  # 0..9, higher first
 
+#: How a batch's failed tasks are tried again: (retries, backoff seconds, longest backoff
+#: seconds, exception class names to retry or None for any).
+RetryPolicy = tuple[int, float, float, "tuple[str, ...] | None"]
+RP_RETRIES: Final = 0
+RP_BACKOFF: Final = 1
+RP_MAX_BACKOFF: Final = 2
+RP_ON: Final = 3
+MAX_BACKOFF_S = 300.0  # the default longest wait before a retry
+
 #: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
-#: task function or None for the consumer's own, priority).
-Put = tuple[int, int, bytes, str, "str | None", int]
+#: task function or None for the consumer's own, priority, retry policy or None).
+Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None"]
 PUT_FIRST: Final = 0
 PUT_N: Final = 1
 PUT_PAYLOADS: Final = 2
 PUT_QUEUE: Final = 3
 PUT_TASK: Final = 4
 PUT_PRIORITY: Final = 5
+PUT_RETRY: Final = 6
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
 #: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep).
@@ -51,10 +61,17 @@ G_TASK: Final = 6
 G_QUEUE: Final = 7
 G_KEEP: Final = 8
 
+#: A task that failed, in an ack: (seq, the exception's class name, seconds after which it
+#: asked to be tried again (it raised consumer.Retry) or None).
+Failed = tuple[int, str, "float | None"]
+F_SEQ: Final = 0
+F_NAME: Final = 1
+F_AFTER: Final = 2
+
 #: Results of a run of tasks of one grant: (producer, batch's first seq, lo, hi, their JSON
-#: lines joined by newlines (with a final one), seqs of those that failed, values or None).
+#: lines joined by newlines (with a final one), those that failed, values or None).
 #: ``values`` (only when the grant said keep) is a pickled list of Value, one per task.
-Ack = tuple[str, int, int, int, str, tuple[int, ...], "bytes | None"]
+Ack = tuple[str, int, int, int, str, tuple[Failed, ...], "bytes | None"]
 A_PRODUCER: Final = 0
 A_FIRST: Final = 1
 A_LO: Final = 2
@@ -138,6 +155,25 @@ def check_queue(name: str) -> str:
     if not isinstance(name, str) or not _QUEUE_RX.fullmatch(name):
         raise ValueError(f"queue name {name!r} is not allowed: use {QUEUE_RULE}")
     return name
+
+
+def check_retry(policy: RetryPolicy | None) -> RetryPolicy | None:
+    """The retry policy, if it makes sense.
+
+    Raises:
+        ValueError: naming what does not.
+    """
+    if policy is None:
+        return None
+    retries, backoff, longest, on = policy
+    if type(retries) is not int or retries < 0:
+        raise ValueError(f"retries {retries!r} is not a whole number from 0")
+    for what, seconds in (("retry backoff", backoff), ("longest retry backoff", longest)):
+        if not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+            raise ValueError(f"{what} {seconds!r} is not a number of seconds from 0")
+    if on is not None and (not isinstance(on, tuple) or not all(isinstance(n, str) and n for n in on)):
+        raise ValueError(f"retry-on {on!r} is not a list of exception class names")
+    return policy
 
 
 def check_priority(priority: int) -> int:

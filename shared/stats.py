@@ -39,6 +39,7 @@ class QueueFigures(TypedDict):
     done: int
     failed: int
     dead: int
+    scheduled: int  # waiting for a retry's time
     oldest_waiting_s: float
     consumers: int  # alive consumers that serve it
 
@@ -53,7 +54,9 @@ class Stats(TypedDict):
     duplicates: int
     redelivered: int
     handed_out: int  # tasks taken through the tutorial's task queue view (at most once)
+    retried: int  # failures tried again
     pending: int
+    scheduled: int  # tasks waiting for a retry's time
     in_flight: int
     capacity: int
     oldest_waiting_s: float

@@ -13,7 +13,7 @@ from consumer.worker import Acks
 from god.api import Api
 from god.broker import Broker, JournalLike
 from god.waits import Wait, Waits
-from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, Run, Value, task_id
+from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, RetryPolicy, Run, failure, task_id
 
 
 class Clock:
@@ -94,12 +94,13 @@ class Core:
     # -- what producers and consumers do ----------------------------------------------------
 
     def put(self, producer: str, payloads: list[Any], *, queue: str = DEFAULT_QUEUE, task: str | None = None,
-            priority: int = 0, first: int | None = None, timeout: float = 0.0) -> Call:
+            priority: int = 0, first: int | None = None, timeout: float = 0.0,
+            retry: RetryPolicy | None = None) -> Call:
         """A producer's put_many of one batch (numbered on from its last unless first is given)."""
         if first is None:
             first = self.next_seq[producer]
         self.next_seq[producer] = max(self.next_seq[producer], first + len(payloads))
-        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority)
+        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry)
         return self.call("put_many", producer, put, timeout)
 
     def lease(self, consumer: str, n: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,), timeout: float = 0.0,
@@ -110,17 +111,20 @@ class Core:
         return grants
 
     def ack(self, consumer: str, grants: list[Grant], value: Any = None, *,
-            fail: frozenset[int] | set[int] = frozenset(), only: tuple[int, int] | None = None) -> int:
+            fail: frozenset[int] | set[int] = frozenset(), only: tuple[int, int] | None = None,
+            raised: BaseException | None = None) -> int:
         """Ack the tasks of grants as a worker does (each one's value is its payload, or value);
-        fail: seqs that raised; only: ack just the seqs in [lo, hi)."""
+        fail: seqs that raised (raised, else a ValueError); only: ack just the seqs in [lo, hi)."""
         acks = Acks(consumer)
         for g in grants:
             for seq, payload in zip(range(g[G_LO], g[G_HI]), payloads_of(g)):
                 if only is not None and not only[0] <= seq < only[1]:
                     continue
-                v: Value = (False, None, "ValueError: no", "tb") if seq in fail else \
-                    (True, payload if value is None else value, None, None)
-                acks.add(g, seq, payload, v)
+                if seq in fail:
+                    exc = raised if raised is not None else ValueError("no")
+                    acks.add(g, seq, payload, failure(exc), exc)
+                else:
+                    acks.add(g, seq, payload, (True, payload if value is None else value, None, None))
         out: list[Ack] = acks.take()[0]
         return int(self.call("ack_many", consumer, out).result())
 

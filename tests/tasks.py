@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from consumer.tasks import square
+from consumer.tasks import Retry, square
 
 
 def slow(payload: dict[str, Any]) -> str:
@@ -69,3 +70,25 @@ def echo(payload: Any) -> Any:
 def links(n: int) -> list[int]:
     """A crawler's page: the links found on page n (a binary tree of pages 0..30)."""
     return [c for c in (2 * n + 1, 2 * n + 2) if c <= 30]
+
+
+def flaky(payload: dict[str, Any]) -> str:
+    """Fail with ConnectionError the first payload['fails'] times it runs for payload['n'] (it
+    counts in a file under payload['dir'], so every worker and consumer sees the same count)."""
+    marks = Path(payload["dir"]) / f"tries-{payload['n']}"
+    with open(marks, "a") as f:
+        f.write(f"{time.time()}\n")
+    tries = len(marks.read_text().splitlines())
+    if tries <= payload["fails"]:
+        raise ConnectionError(f"try {tries} of {payload['n']} failed")
+    return square(payload["n"])
+
+
+def rate_limited(payload: dict[str, Any]) -> str:
+    """Ask to be tried again in payload['after'] seconds the first time it runs for payload['n']."""
+    marks = Path(payload["dir"]) / f"tries-{payload['n']}"
+    first = not marks.exists()
+    marks.write_text("tried\n")
+    if first:
+        raise Retry(after=payload["after"])
+    return square(payload["n"])

@@ -298,3 +298,22 @@ def test_a_journal_older_than_the_previous_version_is_refused_and_left_alone(pat
     with pytest.raises(ConfigError, match=r"older format \(1\).*let its god finish the work, or move it away"):
         Journal(path)
     assert path.read_bytes() == before
+
+
+def test_a_retry_waiting_for_its_time_survives_a_restart(journal: Journal) -> None:
+    # Given two failed tasks waiting for their retries: one due in about 1000 s, one due at once
+    core = Core(journal=journal)
+    core.settle(core.put("p", ["later"], retry=(2, 1000.0, 1000.0, None)))
+    core.settle(core.put("p", ["now"], retry=(2, 0.0, 0.0, None)))
+    core.ack("c", core.lease("c", 2), fail={1, 2})
+    assert core.broker.stats()["scheduled"] == 2
+    # When god restarts on its journal
+    again, r, core2 = restarted(journal)
+    try:
+        # Then the one whose time has come is served at once, its attempts counted; the other waits
+        s = core2.broker.stats()
+        assert (s["pending"], s["scheduled"]) == (1, 1)
+        (g,) = core2.lease("c", 10)
+        assert (payloads_of(g), g[G_ATTEMPT]) == (["now"], 2)
+    finally:
+        again.close()
