@@ -15,7 +15,7 @@ from god.broker import BEATS_PER_LEASE, Broker, JournalLike
 from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
-    PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put, Run,
+    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put, Run,
     check_priority, check_queue, check_retry,
 )
 
@@ -152,8 +152,8 @@ class Api:
 
 
 def _check_put(producer: str, put: Put) -> None:
-    if not isinstance(put, tuple) or len(put) != 7:
-        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry)")
+    if not isinstance(put, tuple) or len(put) != 8:
+        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due)")
     if "/" in producer:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
@@ -163,6 +163,9 @@ def _check_put(producer: str, put: Put) -> None:
     check_queue(put[PUT_QUEUE])
     check_priority(put[PUT_PRIORITY])
     check_retry(put[PUT_RETRY])
+    due = put[PUT_DUE]
+    if due is not None and (not isinstance(due, (int, float)) or not math.isfinite(due)):
+        raise ValueError(f"due time {due!r} is not a Unix time")
     task = put[PUT_TASK]
     if task is not None and (not isinstance(task, str) or ":" not in task):
         raise ValueError(f"task {task!r} is not module:function")

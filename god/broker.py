@@ -31,7 +31,7 @@ from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
     A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_NAME, F_SEQ, PUT_FIRST,
-    PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, RP_BACKOFF,
+    PUT_DUE, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO, R_PRODUCER, RP_BACKOFF,
     RP_MAX_BACKOFF, RP_ON, RP_RETRIES, Ack, Failed,
     Grant, Put, Run, Value,
     json_line, split_id, task_id,
@@ -142,12 +142,26 @@ class Broker:
                   self._now(), put[PUT_RETRY], payloads)
         self._batches[b.key] = b
         self._upto[producer] = put[PUT_FIRST] + n - 1
-        q = self._queue(b.queue)
-        q.levels[b.priority].append(Slice(b, 0, n, 0))
-        q.pending += n
-        self._pending += n
+        self._place(Slice(b, 0, n, 0), put[PUT_DUE], first=False)
         self._counts["accepted"] += n
         return self.journal.add_batch(producer, put) if self.journal is not None else 0
+
+    def _place(self, s: Slice, due: float | None, *, first: bool) -> None:
+        """A waiting slice goes on its queue (at the front of its level with first), or, when
+        due is a Unix time still to come, waits for it off the queue."""
+        b = s.batch
+        q = self._queue(b.queue)
+        n = s.hi - s.lo
+        wait = due - time.time() if due is not None else 0.0
+        if wait > 0:
+            b.later.append(s)
+            heapq.heappush(self._scheduled, (self._now() + wait, next(self._order), s))
+            q.scheduled += n
+            return
+        level = q.levels[b.priority]
+        level.appendleft(s) if first else level.append(s)
+        q.pending += n
+        self._pending += n
 
     def _settle(self, b: Batch, lo: int, hi: int) -> None:
         """Offsets [lo, hi) of b, none done before, are done now: count them off where they were."""
@@ -507,7 +521,6 @@ class Broker:
         """Failures of b's tasks that are tried again: each waits for its time, off its queue.
         Returns their offsets (no result is recorded for them)."""
         again: set[int] = set()
-        now = self._now()
         for f in failed:
             i = f[F_SEQ] - b.first
             if not lo <= i < hi or (eligible is not None and i not in eligible):
@@ -521,16 +534,13 @@ class Broker:
                 continue  # waiting, or leased to another since: it runs there, this failure is not final
             t = self._carve(held, i, i + 1)
             self._unlease(t)
-            later = Slice(b, i, i + 1, t.tries, retried=t.retried + 1)
-            b.later.append(later)
-            heapq.heappush(self._scheduled, (now + delay, next(self._order), later))
-            q = self._queues[b.queue]
-            q.in_flight -= 1
-            q.scheduled += 1
+            self._queues[b.queue].in_flight -= 1
+            due = time.time() + delay
+            self._place(Slice(b, i, i + 1, t.tries, retried=t.retried + 1), due, first=True)
             self._counts["retried"] += 1
             if self.journal is not None:
-                self.journal.set_attempts([(b.producer, b.first, b.first + i, b.first + i + 1, later.tries,
-                                            later.retried, time.time() + delay)])
+                self.journal.set_attempts([(b.producer, b.first, b.first + i, b.first + i + 1, t.tries,
+                                            t.retried + 1, due)])
         return again
 
     def _tick(self, now: float) -> int:
@@ -545,12 +555,9 @@ class Broker:
             total = sum(z - a for a, z in runs)
             if not total:
                 continue  # a late result settled it meanwhile
-            q = self._queue(b.queue)
-            q.scheduled -= total
+            self._queues[b.queue].scheduled -= total
             for a, z in reversed(runs):
-                q.levels[b.priority].appendleft(Slice(b, a, z, s.tries, retried=s.retried))
-            q.pending += total
-            self._pending += total
+                self._place(Slice(b, a, z, s.tries, retried=s.retried), None, first=True)
             n += total
         return n
 
@@ -639,7 +646,7 @@ class Broker:
         was due while god was down is served at once."""
         with self._lock:
             self._upto.update(upto)
-            now, wall = self._now(), time.time()
+            now = self._now()
             for producer, put, done, tries in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                           put[PUT_PAYLOADS], producer in self.mailboxes, now, put[PUT_RETRY])
@@ -649,7 +656,6 @@ class Broker:
                     continue
                 self._batches[b.key] = b
                 self._upto[producer] = max(self._upto.get(producer, 0), b.first + b.n - 1)
-                q = self._queue(b.queue)
                 marks: list[tuple[int, int, float | None]] = [(0, 0, None)] * b.n
                 for lo, hi, n, retried, due in tries:
                     marks[lo:hi] = [(n, retried, due)] * (hi - lo)
@@ -658,15 +664,9 @@ class Broker:
                     for i in range(lo + 1, hi + 1):  # runs of equal attempts
                         if i == hi or marks[i] != marks[start]:
                             n, retried, due = marks[start]
-                            s = Slice(b, start, i, n, retried=retried)
-                            if due is not None and due > wall:  # its retry's time is still to come
-                                b.later.append(s)
-                                heapq.heappush(self._scheduled, (now + due - wall, next(self._order), s))
-                                q.scheduled += i - start
-                            else:
-                                q.levels[b.priority].append(s)
-                                q.pending += i - start
-                                self._pending += i - start
+                            # a retry's time, else the batch's own (--delay), if still to come
+                            self._place(Slice(b, start, i, n, retried=retried),
+                                        due if due is not None else put[PUT_DUE], first=False)
                             start = i
 
     def reap(self) -> list[tuple[str, int]]:

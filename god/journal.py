@@ -40,7 +40,7 @@ from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    DEFAULT_QUEUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
+    DEFAULT_QUEUE, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
     R_PRODUCER, Put, RetryPolicy, Run, split_id,
 )
 
@@ -51,7 +51,8 @@ ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the 
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
-    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, payloads BLOB NOT NULL);
+    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
+    payloads BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
@@ -60,8 +61,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
-_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, payloads) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RELEASE = "DELETE FROM batches WHERE seq = ?"
 _UPTO = ("INSERT INTO producers (name, upto) VALUES (?, ?) "
          "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto)")
@@ -124,12 +125,12 @@ class Journal:
         db = self._db
         r = Recovered()
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, payloads FROM batches "
+        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads FROM batches "
                           "ORDER BY seq")
         held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
         firsts: dict[str, list[int]] = defaultdict(list)
-        for seq, producer, first, n, queue, task, priority, retry, payloads in rows:
-            put: Put = (first, n, payloads, queue, task, priority, _policy(retry))
+        for seq, producer, first, n, queue, task, priority, retry, due, payloads in rows:
+            put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due)
             held[producer, first] = (seq, put, bytearray(n))
             firsts[producer].append(first)
         for p in firsts.values():
@@ -224,7 +225,8 @@ class Journal:
             self._open.append((seq, producer, first, first + n - 1))
             retry = put[PUT_RETRY]
             return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
-                                        json.dumps(retry) if retry is not None else None, put[PUT_PAYLOADS])])
+                                        json.dumps(retry) if retry is not None else None, put[PUT_DUE],
+                                        put[PUT_PAYLOADS])])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
@@ -455,7 +457,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, dumps(payloads))
+    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, dumps(payloads))
                           for i, (producer, first, payloads) in enumerate(batches, 1)])
     db.executemany(_UPTO, list(upto.items()))
     if tries:

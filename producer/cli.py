@@ -104,6 +104,9 @@ def main(
         help="Retry only these exceptions: class names, comma-separated (e.g. TimeoutError,ConnectionError). "
         "Default: any.",
     )] = None,
+    delay: Annotated[Optional[float], typer.Option(
+        help="Seconds god holds the tasks before serving them (journaled: across a restart too).",
+    )] = None,
     wait: Annotated[bool, typer.Option(
         help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
     )] = False,
@@ -133,7 +136,8 @@ def main(
         producer = Producer(settings, should_stop=stop.requested, results=wait, queue=queue, task=task,
                             priority=priority, retries=retries, retry_backoff=retry_backoff,
                             retry_max_backoff=retry_max_backoff,
-                            retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None)
+                            retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None,
+                            delay=delay)
         producer.connect()
         with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
             for n, batch in enumerate(batches, 1):

@@ -13,6 +13,7 @@ The command line (``python -m producer``) is built on the same class.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import secrets
@@ -137,8 +138,9 @@ class Producer:
         ``task`` (``module:function``; default: whatever each consumer runs), ``priority``
         (0-9, higher first; default 0), ``retries`` (default 0), ``retry_backoff`` (seconds
         before the first retry, doubling for each next one, with jitter; default 1),
-        ``retry_max_backoff`` (default 300) and ``retry_on`` (exception class names that are
-        retried; default any).
+        ``retry_max_backoff`` (default 300), ``retry_on`` (exception class names that are
+        retried; default any), and ``delay`` (seconds) or ``at`` (a Unix time): god holds
+        the tasks until then.
 
         A payload god cannot take stops the batch there: the ones before it are put, then
         PayloadError says where it came from (``where(i)``, else its place in the batch).
@@ -159,7 +161,7 @@ class Producer:
                 self.put_many(payloads[: e.index], **options)
             raise
         first, n = self._seq, len(payloads)
-        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy())
+        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due())
         waiting = False
         while not self.client.put_many(put, PUT_WAIT_S):
             if self._should_stop():
@@ -253,6 +255,8 @@ class PutOptions:
     retry_backoff: float = 1.0  # seconds before the first retry; each next one waits twice as long
     retry_max_backoff: float = MAX_BACKOFF_S  # the longest wait before a retry
     retry_on: tuple[str, ...] | None = None  # exception class names retried; None: any
+    delay: float | None = None  # seconds from the put before the tasks are served
+    at: float | None = None  # or the Unix time from which they are served
 
     def given(self, options: dict[str, Any]) -> PutOptions:
         """These options, with those given (None: not given) instead, checked.
@@ -276,7 +280,17 @@ class PutOptions:
             raise ConfigError(str(e)) from None
         if o.task is not None and (not isinstance(o.task, str) or ":" not in o.task or o.task.startswith(":")):
             raise ConfigError(f"task {o.task!r} is not of the form module:function")
+        for name, when in (("delay", o.delay), ("at", o.at)):
+            if when is not None and (not isinstance(when, (int, float)) or not math.isfinite(when)
+                                     or (name == "delay" and when < 0)):
+                raise ConfigError(f"{name} {when!r} is not a number of seconds{' from 0' if name == 'delay' else ''}")
+        if o.delay is not None and o.at is not None:
+            raise ConfigError("give delay or at, not both")
         return o
+
+    def due(self) -> float | None:
+        """The Unix time before which god does not serve the tasks (None: at once)."""
+        return self.at if self.at is not None else time.time() + self.delay if self.delay else None
 
     def policy(self) -> RetryPolicy | None:
         """The retry policy god keeps with the batch (None: no retries)."""

@@ -36,8 +36,9 @@ RP_ON: Final = 3
 MAX_BACKOFF_S = 300.0  # the default longest wait before a retry
 
 #: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
-#: task function or None for the consumer's own, priority, retry policy or None).
-Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None"]
+#: task function or None for the consumer's own, priority, retry policy or None, the Unix
+#: time before which it is not served or None).
+Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None", "float | None"]
 PUT_FIRST: Final = 0
 PUT_N: Final = 1
 PUT_PAYLOADS: Final = 2
@@ -45,6 +46,7 @@ PUT_QUEUE: Final = 3
 PUT_TASK: Final = 4
 PUT_PRIORITY: Final = 5
 PUT_RETRY: Final = 6
+PUT_DUE: Final = 7
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
 #: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep).

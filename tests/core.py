@@ -95,12 +95,12 @@ class Core:
 
     def put(self, producer: str, payloads: list[Any], *, queue: str = DEFAULT_QUEUE, task: str | None = None,
             priority: int = 0, first: int | None = None, timeout: float = 0.0,
-            retry: RetryPolicy | None = None) -> Call:
+            retry: RetryPolicy | None = None, due: float | None = None) -> Call:
         """A producer's put_many of one batch (numbered on from its last unless first is given)."""
         if first is None:
             first = self.next_seq[producer]
         self.next_seq[producer] = max(self.next_seq[producer], first + len(payloads))
-        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry)
+        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry, due)
         return self.call("put_many", producer, put, timeout)
 
     def lease(self, consumer: str, n: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,), timeout: float = 0.0,

@@ -87,7 +87,7 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
     try:
         # Given 24 MiB of tasks waiting
         payloads = [b"x" * 2**20] * 24
-        assert producer.put_many((1, 24, pickle.dumps(payloads), "default", None, 0, None), 5) == 24
+        assert producer.put_many((1, 24, pickle.dumps(payloads), "default", None, 0, None, None), 5) == 24
         with raw_peer(settings) as peer:
             # When a peer leases them all and never reads the reply (far more than socket buffers hold)
             peer.send((BROKER, "lease", ("raw", ("default",), 24, 0.0, 1), {}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,3 +68,23 @@ def test_bad_retry_options_are_one_line_at_once(
     assert p.wait(20) == exitcodes.CONFIG, p.text()
     errors = [line for line in p.err if "ERROR" in line]
     assert len(errors) == 1 and says in errors[0], p.text()
+
+
+def test_a_delayed_task_waits_at_god_across_a_restart(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a task put with a 3 s delay, and god stopped and started again on its journal meanwhile
+    journal = ("--journal", str(tmp_path / "journal.sqlite3"))
+    g = start_god(*journal)
+    src = write_tasks(tmp_path / "t.jsonl", [7])
+    put_at = time.time()
+    assert spawn("producer", "--from", str(src), "--delay", "3", env_extra=addr_env(g)).wait() == 0
+    status = spawn("god", "status", "--json", env_extra=addr_env(g))
+    assert status.wait() == 0 and json.loads(status.out[0])["scheduled"] == 1
+    g.proc.stop()
+    again = start_god(*journal)
+    # When a consumer is there all along
+    spawn("consumer", "--processes", "1", env_extra=addr_env(again))
+    # Then the task runs once its time has come, not before
+    (r,) = wait_for_results(again.results, 1, timeout=30)
+    assert r["value"] == square(7) and r["time"] >= put_at + 3

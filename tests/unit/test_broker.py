@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -440,3 +441,19 @@ def test_retries_do_not_count_towards_deaths(core: Core) -> None:
     assert core.broker.stats()["dead"] == 0
     (g,) = core.lease("other", 1)
     assert g[G_ATTEMPT] == 4
+
+
+def test_a_delayed_batch_is_served_when_its_time_comes(core: Core) -> None:
+    core.put("p", ["later"], due=time.time() + 60)
+    core.put("p", ["now"])
+    got = core.lease("c", 10)
+    assert [payloads_of(g) for g in got] == [["now"]]
+    core.ack("c", got)
+    s = core.broker.stats()
+    assert (s["scheduled"], s["pending"], s["queues"]["default"]["scheduled"]) == (1, 0, 1)
+    core.clock.t += 59
+    core.broker.reap()
+    assert core.lease("c", 10) == []
+    core.clock.t += 1.5
+    core.broker.reap()
+    assert [payloads_of(g) for g in core.lease("c", 10)] == [["later"]]
