@@ -146,6 +146,14 @@ class Api:
             return posted, gone
         return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout))
 
+    def set_limit(self, queue: str, rate: float | None) -> float | None:
+        """Start at most rate tasks a second from the queue, across all consumers (None: no
+        limit); returns the limit it had."""
+        check_queue(queue)
+        if rate is not None and (not isinstance(rate, (int, float)) or not 0 < rate < math.inf):
+            raise ValueError(f"rate limit {rate!r} is not a number of tasks a second above 0")
+        return self.broker.set_limit(queue, None if rate is None else float(rate))
+
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()

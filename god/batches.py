@@ -88,6 +88,22 @@ class Slice:
     avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
 
 
+@dataclass(slots=True)
+class Bucket:
+    """A queue's rate limit: tasks it may start a second, across all consumers (a token bucket
+    that holds up to one second's worth, at least one task)."""
+
+    rate: float  # tasks a second
+    tokens: float
+    at: float  # the clock when tokens was last brought up to date
+
+    def refill(self, now: float) -> int:
+        """Bring the tokens up to now; how many whole tasks may start."""
+        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return int(self.tokens)
+
+
 @dataclass(eq=False, slots=True)
 class Queue:
     """One named queue: waiting slices by priority, and its counts."""
@@ -97,6 +113,7 @@ class Queue:
     pending: int = 0
     in_flight: int = 0
     scheduled: int = 0  # waiting for a retry's time
+    limit: Bucket | None = None  # its rate limit, if it has one
     done: int = 0
     failed: int = 0
     dead: int = 0

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from god.batches import Batch, Queue, Slice, runs_of
+from god.batches import Batch, Bucket, Queue, Slice, runs_of
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
@@ -69,6 +69,8 @@ class JournalLike(Protocol):
     def committed(self, ticket: int) -> bool: ...
 
     def set_attempts(self, rows: list[Attempts]) -> int: ...
+
+    def set_limit(self, queue: str, rate: float | None) -> int: ...
 
 
 #: What the monitor takes: result lines (each ending in a newline) and the runs they settle.
@@ -268,9 +270,14 @@ class Broker:
             if q is None or q.pending <= 0:
                 continue
             others: bool | None = None  # whether another consumer alive serves q (asked when needed)
+            room = want
+            if q.limit is not None:  # exact across consumers: god hands out every task
+                room = min(want, q.limit.refill(self._now()))
+                if room <= 0:
+                    continue
             for level in reversed(q.levels):
                 i = 0
-                while want > 0 and i < len(level):
+                while room > 0 and i < len(level):
                     s = level[i]
                     if s.avoid is c:  # it killed one of c's workers: another consumer's, if any
                         if others is None:
@@ -280,8 +287,8 @@ class Broker:
                             i += 1
                             continue
                     b = s.batch
-                    if s.hi - s.lo > want:  # lease the front of it; the rest waits on
-                        lo, hi = s.lo, s.lo + want
+                    if s.hi - s.lo > room:  # lease the front of it; the rest waits on
+                        lo, hi = s.lo, s.lo + room
                         s.lo = hi
                     else:
                         if i:
@@ -293,6 +300,9 @@ class Broker:
                         out.append(self._grant(c, b, rlo, rhi, s.tries, s.retried))
                         n = rhi - rlo
                         want -= n
+                        room -= n
+                        if q.limit is not None:
+                            q.limit.tokens -= n
                         q.pending -= n
                         q.in_flight += n
                         self._pending -= n
@@ -459,6 +469,21 @@ class Broker:
         self._counts["failed"] += nf
         return n
 
+    def set_limit(self, queue: str, rate: float | None, *, journal: bool = True) -> float | None:
+        """Start at most rate tasks a second from the queue, across all consumers (None: no limit).
+
+        Returns:
+            The limit it had.
+        """
+        with self._lock:
+            q = self._queue(queue)
+            before = q.limit.rate if q.limit is not None else None
+            q.limit = Bucket(rate, max(1.0, rate), self._now()) if rate is not None else None
+            if journal and self.journal is not None:
+                self.journal.set_limit(queue, rate)
+        self._on_change()
+        return before
+
     def heartbeat(self, consumer: str) -> bool:
         """Keep a consumer's leases alive; False if it had been given up (its tasks requeued)."""
         with self._lock:
@@ -608,6 +633,7 @@ class Broker:
                 queues[name] = {
                     "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
                     "dead": q.dead, "scheduled": q.scheduled, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
+                    "rate_limit": q.limit.rate if q.limit is not None else None,
                     "consumers": sum(1 for c in self.peers.consumers.values() if c.alive and name in c.queues),
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
@@ -692,7 +718,8 @@ class Broker:
                 self.mailboxes.close(name)
         if lost:
             self.results_ready.set()
-        if lost or due:
+        # A rate-limited queue's budget grows with time, which changes nothing else: look again.
+        if lost or due or any(q.limit is not None and q.pending > 0 for q in list(self._queues.values())):
             self._on_change()
         return lost
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from shared.config import (
     client_settings, default_journal_path, format_address, god_settings, hostname,
 )
 from shared.errors import UsageError
+from shared.records import check_queue
 from shared.log import setup_logging
 
 STATUS_GIVE_UP_S = 5.0  # seconds status keeps trying an unreachable god: someone is waiting
@@ -73,6 +75,10 @@ def main(
     metrics_port: Annotated[Optional[int], typer.Option(
         min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: god's own).",
     )] = None,
+    rate_limit: Annotated[Optional[list[str]], typer.Option(
+        help="QUEUE=N: start at most N tasks a second from QUEUE, across all consumers. Repeatable; "
+        "'python -m god limit' changes it while god runs.",
+    )] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print results (the results file still gets them).")] = False,
     plain: Annotated[bool, typer.Option(
         help="Plain lines (results, then a summary line a second) instead of the live view. "
@@ -94,10 +100,83 @@ def main(
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
-                             metrics_port=metrics_port, live=sys.stdout.isatty() and not plain)
+                             metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,
+                             limits=parse_limits(rate_limit or []))
         return run_god(settings, options)
 
     run_role("god", body)
+
+
+def parse_limits(given: list[str]) -> dict[str, float]:
+    """``--rate-limit QUEUE=N`` values as {queue: tasks a second}.
+
+    Raises:
+        UsageError: naming the value that is not QUEUE=N.
+    """
+    limits = {}
+    for text in given:
+        queue, sep, rate = text.partition("=")
+        try:
+            n = float(rate)
+            check_queue(queue)
+            if not sep or not 0 < n < math.inf:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--rate-limit {text!r}: expected QUEUE=N, a queue name and tasks a second above 0, "
+                             "e.g. images=5") from None
+        limits[queue] = n
+    return limits
+
+
+def _rate(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        n = float(text)
+    except ValueError:
+        n = 0.0
+    if not 0 < n < math.inf:
+        raise UsageError(f"rate {text!r}: expected tasks a second above 0, or off")
+    return n
+
+
+@app.command()
+def limit(
+    queue: Annotated[str, typer.Argument(help="The queue.")],
+    rate: Annotated[str, typer.Argument(help="Tasks a second, across all consumers; 'off' for no limit.")],
+    address: AddressOption = None,
+    authkey_file: AuthkeyFileOption = None,
+    give_up_after: GiveUpOption = STATUS_GIVE_UP_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
+    log_level: LogLevelOption = "ERROR",
+    log_json: LogJsonOption = False,
+) -> None:
+    """Change a queue's rate limit while god runs (journaled: it holds across a restart)."""
+    setup_logging("god", level=log_level, json=log_json)
+
+    def body() -> int:
+        try:
+            check_queue(queue)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        n = _rate(rate)
+        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
+                                   tls_key=tls_key, tls_ca=tls_ca)
+        client = GodClient(settings, name=f"limit@{hostname()}", role="status")
+        try:
+            before = client.set_limit(queue, n)
+        finally:
+            client.close()
+        typer.echo(f"queue {queue}: {_limit_text(n)} (was {_limit_text(before)})")
+        return 0
+
+    run_role("god", body)
+
+
+def _limit_text(rate: float | None) -> str:
+    return "no rate limit" if rate is None else f"at most {rate:g} tasks a second start"
 
 
 @app.command()

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT N
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
@@ -69,6 +70,8 @@ _UPTO = ("INSERT INTO producers (name, upto) VALUES (?, ?) "
 _ATTEMPTS = "INSERT INTO attempts (rows) VALUES (?)"
 _DONE = "INSERT INTO done (runs) VALUES (?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+_LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
+_NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets).
 Held = tuple[str, Put, bytearray, list[Tries]]
@@ -83,6 +86,7 @@ class Recovered:
     pending: int = 0  # tasks to serve again
     done: int = 0  # tasks of those batches already done
     found_in_file: int = 0  # results the last god wrote to the results file but did not journal
+    limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits set while god ran
 
 
 def dumps(obj: Any) -> bytes:
@@ -167,6 +171,7 @@ class Journal:
             for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
                 tries[producer, first].append((lo - first, hi - first, n, retried, due))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
+        r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
         for (producer, first), (_, put, done) in held.items():
             r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
             left = done.count(0)
@@ -236,6 +241,10 @@ class Journal:
         """Remember how many times runs were served (to consumers that died, or as retries, and
         when a retry is due)."""
         return self._append(_ATTEMPTS, [(dumps(rows),)])
+
+    def set_limit(self, queue: str, rate: float | None) -> int:
+        """Remember a queue's rate limit (None: it has none)."""
+        return self._append(_LIMIT, [(queue, rate)]) if rate is not None else self._append(_NO_LIMIT, [(queue,)])
 
     def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
         """Journal runs with results; with the results file they are in, and its new size."""

@@ -6,7 +6,7 @@ import faulthandler
 import ipaddress
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -48,6 +48,7 @@ class GodOptions:
     idle_s: float = IDLE_S
     metrics_port: int | None = None  # serve Prometheus metrics on god's host at this port
     live: bool = False  # the live view in god's terminal, instead of summary lines
+    limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits, tasks a second
 
 
 class _StopFlag:
@@ -102,6 +103,12 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     else:
         recovered = journal.recover(record.results)
         broker.restore(recovered.batches, recovered.upto)
+        for queue, rate in recovered.limits.items():  # set with 'god limit' while the last god ran
+            if queue in options.limits:
+                log.info("queue {}: --rate-limit {:g} replaces the {:g} set while god last ran", queue,
+                         options.limits[queue], rate)
+            else:
+                broker.set_limit(queue, rate, journal=False)
         journal.start()
         if recovered.pending or recovered.done:
             log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "
@@ -111,6 +118,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                      if recovered.found_in_file else "")
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
+    for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
+        broker.set_limit(queue, rate, journal=False)
     server = GodServer(broker, Api(broker, waits, journal=journal), waits, settings, door)
     address = server.start()
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from loguru import logger
 
+from shared import exitcodes
 from shared.errors import GodError
 
 # The environment is read in shared/config.py alone; these options only say so. What a flag
@@ -35,9 +37,26 @@ LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 
 
 
+class RoleApp(typer.Typer):
+    """A role's Typer app: a flag the parser refuses (``--delay abc``, ``--rounds 0``) is one line
+    and exit code 2, like every other mistake, instead of the usage text and a boxed error."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        prog = kwargs.get("prog_name") or "the command"
+        try:
+            code = super().__call__(*args, standalone_mode=False, **kwargs)
+        except Exception as e:
+            # click's UsageError (typer may carry its own copy of click, so it is known by name)
+            if not any(c.__name__ == "UsageError" for c in type(e).__mro__):
+                raise
+            sys.stderr.write(f"{prog}: {e.format_message()} (see {prog} --help)\n")  # type: ignore[attr-defined]
+            sys.exit(exitcodes.USAGE)
+        sys.exit(code if isinstance(code, int) else exitcodes.OK)
+
+
 def new_app() -> typer.Typer:
     """A role's Typer app; no local variables in tracebacks (they could hold the key)."""
-    return typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+    return RoleApp(add_completion=False, pretty_exceptions_show_locals=False)
 
 
 def run_role(role: str, body: Callable[[], int]) -> None:

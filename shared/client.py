@@ -193,6 +193,11 @@ class GodClient:
         """Say we are leaving; god hands back anything still leased to us."""
         self.call("bye", self.name)
 
+    def set_limit(self, queue: str, rate: float | None) -> float | None:
+        """Start at most rate tasks a second from the queue (None: no limit); returns the limit it had."""
+        before: float | None = self.call("set_limit", queue, rate)
+        return before
+
     def stats(self) -> Stats:
         """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, queues, ..."""
         stats: Stats = self.call("stats")

@@ -41,6 +41,7 @@ class QueueFigures(TypedDict):
     dead: int
     scheduled: int  # waiting for a retry's time
     oldest_waiting_s: float
+    rate_limit: float | None  # tasks it may start a second, across consumers
     consumers: int  # alive consumers that serve it
 
 

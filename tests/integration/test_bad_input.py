@@ -152,3 +152,19 @@ def test_a_results_file_on_a_full_disk_is_reported_and_god_keeps_serving(spawn: 
     assert p.wait() == exitcodes.FAILED
     assert "3 results could not be written to /dev/full" in p.text()
     assert "Traceback" not in p.text()
+
+
+@pytest.mark.parametrize("role, args, says", [
+    ("producer", ("--delay", "soon"), "producer: Invalid value for '--delay'"),
+    ("producer", ("--retry-backoff", "x"), "producer: Invalid value for '--retry-backoff'"),
+    ("producer", ("--rounds", "0"), "producer: Invalid value for '--rounds'"),
+    ("consumer", ("--processes", "none"), "consumer: Invalid value for '--processes'"),
+    ("god", ("--capacity", "many"), "god: Invalid value for '--capacity'"),
+    ("god", ("--no-such-flag",), "god: No such option: --no-such-flag"),
+])
+def test_a_flag_the_parser_refuses_is_one_line(
+    spawn: Callable[..., Proc], role: str, args: tuple[str, ...], says: str
+) -> None:
+    p = spawn(role, *args)
+    assert p.wait(20) == exitcodes.USAGE, p.text()
+    assert p.out == [] and len(p.err) == 1 and p.err[0].startswith(says), p.text()

@@ -457,3 +457,32 @@ def test_a_delayed_batch_is_served_when_its_time_comes(core: Core) -> None:
     core.clock.t += 1.5
     core.broker.reap()
     assert [payloads_of(g) for g in core.lease("c", 10)] == [["later"]]
+
+
+def test_a_rate_limit_holds_across_consumers(core: Core) -> None:
+    # Given a queue limited to 10 tasks a second, with 100 waiting
+    core.put("p", list(range(100)))
+    assert core.call("set_limit", "default", 10).result() is None
+    # When two consumers lease all they can, the second half a second after the first
+    first = seqs(core.lease("a", 100))
+    assert core.lease("b", 100) == [] and not core.call("lease", "b", ("default",), 100, 1.0, 7).done
+    core.clock.t += 0.5
+    second = seqs(core.lease("b", 100))
+    # Then they got one second's budget, then half a second's more: together, not each
+    assert (len(first), len(second)) == (10, 5)
+    core.clock.t += 10  # a long pause does not bank more than a second's worth
+    assert len(seqs(core.lease("a", 100))) == 10
+    assert core.broker.stats()["queues"]["default"]["rate_limit"] == 10
+    # and without the limit, the rest goes at once
+    assert core.call("set_limit", "default", None).result() == 10
+    assert len(seqs(core.lease("a", 1000))) == 75
+
+
+def test_a_rate_limit_below_one_a_second_lets_one_through_at_a_time(core: Core) -> None:
+    core.put("p", list(range(5)))
+    core.call("set_limit", "default", 0.5).result()
+    assert len(seqs(core.lease("a", 10))) == 1
+    core.clock.t += 1.9
+    assert core.lease("a", 10) == []
+    core.clock.t += 0.2
+    assert len(seqs(core.lease("a", 10))) == 1

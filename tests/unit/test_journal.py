@@ -332,3 +332,14 @@ def test_a_delayed_batch_waits_across_a_restart(journal: Journal) -> None:
         assert [payloads_of(g) for g in core2.lease("c", 10)] == [["past"]]
     finally:
         again.close()
+
+
+def test_a_rate_limit_set_while_god_runs_holds_across_a_restart(journal: Journal) -> None:
+    core = Core(journal=journal)
+    core.call("set_limit", "images", 5).result()
+    core.call("set_limit", "pages", 2).result()
+    core.call("set_limit", "pages", None).result()
+    journal.wait(journal.ticket)
+    again, r, _ = restarted(journal)
+    again.close()
+    assert r.limits == {"images": 5.0}
