@@ -29,17 +29,22 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
     )
     totals.add_row(
         f"[bold]waiting[/] {stats['pending']:,} / {stats['capacity']:,}", f"[bold]in flight[/] {stats['in_flight']:,}",
-        f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
-        f"[bold]duplicates[/] {stats['duplicates']:,}  [bold]redelivered[/] {stats['redelivered']:,}  "
-        f"[bold]retried[/] {stats['retried']:,}  [bold]scheduled[/] {stats['scheduled']:,}",
+        f"[bold]scheduled[/] {stats['scheduled']:,}", f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
+    )
+    totals.add_row(
+        f"[bold]duplicates[/] {stats['duplicates']:,}", f"[bold]redelivered[/] {stats['redelivered']:,}",
+        f"[bold]retried[/] {stats['retried']:,}", "",
     )
     queues = Table(title="queues", title_justify="left", expand=False)
-    for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("done", "right"),
-                          ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"), ("consumers", "right")):
+    for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("scheduled", "right"),
+                          ("done", "right"), ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"),
+                          ("consumers", "right"), ("limit", "right")):
         queues.add_column(name, justify=justify)  # type: ignore[arg-type]
     for qname, q in sorted(stats["queues"].items()):
-        queues.add_row(qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['done']:,}", f"{q['failed']:,}",
-                       f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]))
+        limit = q["rate_limit"]
+        queues.add_row(qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}", f"{q['done']:,}",
+                       f"{q['failed']:,}", f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]),
+                       f"{limit:g}/s" if limit is not None else "")
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)
     for name, justify in (("consumer", "left"), ("host", "left"), ("queues", "left"), ("processes", "right"),
                           ("done", "right"),
