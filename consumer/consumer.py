@@ -134,6 +134,8 @@ class Consumer:
                 self.step()
             self._wait_drained()
         except ColdStop:
+            self._log.warning("consumer {}: second {}: stopping at once; god serves its tasks again", self.name,
+                              self._signal_name)
             self.reason, code = f"second {self._signal_name}: stopped at once", exitcodes.INTERRUPTED
         except Interrupted as e:
             self.reason, code = (str(self._fatal), self._fatal.exit_code) if self._fatal else (str(e), e.exit_code)

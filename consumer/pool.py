@@ -71,6 +71,7 @@ class WorkerPool:
         self.prefetch = prefetch
         self.task_timeout = task_timeout
         self.replacing = True
+        self.terminating = False  # every worker is being stopped: their ends are not news
         self._ctx = ctx
         self._log_args = log_args
         self.lock = threading.Lock()
@@ -239,6 +240,8 @@ class WorkerPool:
                 out.crashed = [(g[G_PRODUCER], g[G_FIRST], seq, seq + 1)]
             delay = self._respawn_delay(w)
             replacing = self.replacing
+            if self.terminating:
+                return out
             if replacing and delay:
                 self._respawns.append((time.monotonic() + delay, w.index))
             elif replacing:
@@ -297,6 +300,7 @@ class WorkerPool:
         """Stop every worker: ask (SIGTERM), wait, then kill."""
         with self.lock:
             self.replacing = False
+            self.terminating = True
             workers = list(self.workers)
         for w in workers:
             if w.process.is_alive():

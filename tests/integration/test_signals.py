@@ -55,7 +55,8 @@ def test_a_second_sigterm_exits_at_once_with_a_non_zero_code(
     # Then it exits promptly, non-zero, and says why
     assert c.wait(10) == exitcodes.INTERRUPTED, c.text()
     assert time.monotonic() - started < 8
-    assert "stopped at once" in c.text()
+    assert "second SIGTERM: stopping at once; god serves its tasks again" in c.text()
+    assert "stopped at once" in c.text() and "died" not in c.text()  # the workers it stops are no news
 
 
 def test_a_consumer_waiting_for_a_gone_god_stops_on_one_signal(
