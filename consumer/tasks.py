@@ -3,12 +3,21 @@
 - ``consumer.tasks:square``: the tutorial's task (the default).
 - ``consumer.tasks:file_digest``: size and SHA-256 of a file on a disk every consumer
   mounts; the payload is the path (the tutorial's advice: send the path, not the file).
+- ``consumer.tasks:fetch_page`` and ``consumer.tasks:download``: the crawler's two stages.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import ConfigError
@@ -74,3 +83,91 @@ def resolve_task(spec: str) -> TaskFunction:
     if not callable(obj):
         raise ConfigError(f"--task {spec!r}: {attr_path!r} is a {type(obj).__name__}, not a function")
     return obj  # type: ignore[no-any-return]
+
+
+# -- the crawler's two stages (scripts/crawl.py drives them) ------------------------------------
+
+FETCH_TIMEOUT_S = 20.0  # seconds to connect and between reads of one page or image
+MAX_PAGE = 10 * 2**20  # bytes of a page read at most
+CHUNK_DOWNLOAD = 1 << 16  # bytes written at a time by download
+
+
+class _Links(HTMLParser):
+    """The targets of <a href> and <img src> in a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        want = {"a": "href", "img": "src"}.get(tag)
+        for name, value in attrs:
+            if name == want and value:
+                (self.links if tag == "a" else self.images).append(value.strip())
+
+
+def _get(url: str) -> Any:
+    """Open url; a server error (5xx) or a refused connection raises, so --retries apply; a 429
+    with Retry-After asks to be tried again then."""
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "god-crawler"}),
+                                      timeout=FETCH_TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        if e.code == 429 and (e.headers.get("Retry-After") or "").isdigit():
+            raise Retry(after=float(e.headers["Retry-After"]), why=f"{url}: HTTP 429") from None
+        if e.code >= 500:
+            raise
+        return e  # 4xx: an answer, not a failure: the page says what it is
+
+
+def _absolute(base: str, found: list[str], *, same_site: bool) -> list[str]:
+    """Found URLs made absolute, without fragments, http(s) only, each once, in order."""
+    site = urllib.parse.urlsplit(base).netloc
+    out: dict[str, None] = {}
+    for ref in found:
+        url = urllib.parse.urldefrag(urllib.parse.urljoin(base, ref))[0]
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("http", "https") and (not same_site or parts.netloc == site):
+            out[url] = None
+    return list(out)
+
+
+def fetch_page(url: str) -> dict[str, Any]:
+    """A page's ``{"url", "status", "links", "images"}``: its links to the same site and its
+    images, as absolute URLs. A 5xx raises (so retries apply); a 4xx is a status."""
+    with _get(url) as r:
+        status = int(r.status if hasattr(r, "status") else r.code)
+        kind = r.headers.get_content_type() if r.headers else ""
+        body = r.read(MAX_PAGE) if status < 400 and kind in ("text/html", "application/xhtml+xml") else b""
+        charset = r.headers.get_content_charset() or "utf-8" if r.headers else "utf-8"
+    parser = _Links()
+    parser.feed(body.decode(charset, errors="replace"))
+    return {"url": url, "status": status, "links": _absolute(url, parser.links, same_site=True),
+            "images": _absolute(url, parser.images, same_site=False)}
+
+
+def download(payload: dict[str, str]) -> dict[str, Any]:
+    """Save ``payload["url"]`` into the directory ``payload["dir"]`` (every consumer mounts it),
+    atomically: ``{"url", "path", "size", "sha256"}``. A 5xx raises (so retries apply)."""
+    url, folder = payload["url"], Path(payload["dir"])
+    name = Path(urllib.parse.urlsplit(url).path).name or "index"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:]
+    path = folder / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+    digest, size = hashlib.sha256(), 0
+    with _get(url) as r:
+        status = int(r.status if hasattr(r, "status") else r.code)
+        if status >= 400:
+            raise OSError(f"{url}: HTTP {status}")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := r.read(CHUNK_DOWNLOAD):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            os.replace(tmp, path)  # whole or not at all: a reader never sees half an image
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    return {"url": url, "path": str(path), "size": size, "sha256": digest.hexdigest()}

@@ -27,10 +27,11 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
 
     def start(role: str, *args: str, env_extra: dict[str, str] | None = None, script: bool = False,
               **kw: object) -> Proc:
-        # script=True runs scripts/ROLE.sh instead of python -m ROLE
+        # script=True runs scripts/ROLE.sh instead of python -m ROLE; a ROLE ending in .py is a
+        # Python script in the repository, run with this Python
         program = str(REPO / "scripts" / f"{role}.sh") if script else None
-        p = Proc([*args] if script else ["-m", role, *args], {**env, **(env_extra or {})},
-                 program=program, **kw)  # type: ignore[arg-type]
+        argv = [*args] if script else [str(REPO / role), *args] if role.endswith(".py") else ["-m", role, *args]
+        p = Proc(argv, {**env, **(env_extra or {})}, program=program, **kw)  # type: ignore[arg-type]
         procs.append(p)
         return p
 

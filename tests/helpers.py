@@ -37,7 +37,7 @@ class Proc:
                  new_session: bool = False, program: str | None = None) -> None:
         """Run ``python ARGS`` (a role: ``["-m", "god", ...]``), or ``program ARGS``."""
         self.args = args
-        self.name = Path(program).name if program else args[1]
+        self.name = Path(program).name if program else args[1] if args[0] == "-m" else Path(args[0]).name
         self.new_session = new_session
         self.popen = subprocess.Popen(
             [program or sys.executable, *args], cwd=REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
