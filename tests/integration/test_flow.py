@@ -110,3 +110,16 @@ def test_a_result_that_cannot_be_pickled_fails_that_task_only(
     by_payload = {r["payload"]: r for r in wait_for_results(god.results, 5)}
     assert by_payload[7]["ok"] is False and "cannot be pickled" in by_payload[7]["error"]
     assert all(by_payload[n]["value"] == square(n) for n in (5, 6, 8, 9))
+
+
+def test_identical_consumers_share_the_work(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    # Given two identical consumers, both running
+    env = addr_env(god)
+    for c in [spawn("consumer", "--task", "tests.tasks:nap", "--processes", "1", env_extra=env) for _ in range(2)]:
+        c.wait_for("running", stream="err")
+    # When 400 tasks of a few milliseconds each are put at once
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(400)))),
+                 env_extra=env).wait() == 0
+    # Then each consumer did about half of them (the first lease does not take them all)
+    done = Counter(r["consumer"] for r in wait_for_results(god.results, 400, timeout=60))
+    assert len(done) == 2 and min(done.values()) >= 150, done
