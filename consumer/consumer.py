@@ -122,6 +122,9 @@ class Consumer:
         try:
             hello = self._lease_client.connect()
             self._heartbeat_s = float(hello.get("heartbeat_s", 1.0))
+            t0 = time.monotonic()
+            self._beat_client.connect()  # its first round trip, timed (the next ones are heartbeats)
+            self._note_rtt(time.monotonic() - t0)
             self.pool.start()
             for target in (self._collect_loop, self._heartbeat_loop):
                 t = threading.Thread(target=target, name=target.__name__, daemon=True)
@@ -232,22 +235,31 @@ class Consumer:
                 crashed: list[Run] = []
                 for conn in cast(list[Connection], wait(list(conns), COLLECT_WAIT_S)):
                     w = conns[conn]
-                    try:
-                        msg: Any = conn.recv()
-                    except (EOFError, OSError):
-                        gone = self.pool.exited(w)
-                        unstarted += gone.unstarted
-                        crashed += gone.crashed
-                        results += gone.timed_out
-                        self._count(gone.timed_out)
-                        continue
-                    if msg[0] == "results":
-                        results += msg[1]
-                        self.pool.took(w, msg[2], msg[3])
-                        self._count(msg[1])
-                    elif msg[0] == "unstarted":
-                        unstarted += msg[1]
-                        self.pool.drained(w)
+                    # Everything the worker sent: results pile up while an ack travels to god
+                    # and back, and each one read frees room for the next lease. One message a
+                    # round held a consumer 40 ms from god to a few tasks a round trip.
+                    while True:
+                        try:
+                            msg: Any = conn.recv()
+                        except (EOFError, OSError):
+                            gone = self.pool.exited(w)
+                            unstarted += gone.unstarted
+                            crashed += gone.crashed
+                            results += gone.timed_out
+                            self._count(gone.timed_out)
+                            break
+                        if msg[0] == "results":
+                            results += msg[1]
+                            self.pool.took(w, msg[2], msg[3])
+                            self._count(msg[1])
+                        elif msg[0] == "unstarted":
+                            unstarted += msg[1]
+                            self.pool.drained(w)
+                        try:
+                            if not conn.poll():
+                                break
+                        except (EOFError, OSError):
+                            pass  # the next recv says it ended
                 if results:
                     self._ack_client.ack_many(results)
                 if unstarted or crashed:
@@ -261,12 +273,20 @@ class Consumer:
             self.done += a[A_HI] - a[A_LO] - failed
             self.failed += failed
 
+    def _note_rtt(self, seconds: float) -> None:
+        """A round trip to god took this long: what the workers hold follows it."""
+        rtt = self.pool.rtt_s
+        self.pool.rtt_s = seconds if not rtt else 0.7 * rtt + 0.3 * seconds
+
     def _heartbeat_loop(self) -> None:
         try:
             # An event, not a polled flag: a stop ends the wait at once, and an idle consumer
             # does not wake twenty times a second to look.
             while not self._threads_stopped.wait(self._heartbeat_s):
-                if not self._beat_client.heartbeat():
+                t0 = time.monotonic()
+                alive = self._beat_client.heartbeat()
+                self._note_rtt(time.monotonic() - t0)
+                if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:
             self._fail(e)

@@ -21,7 +21,8 @@ from loguru import logger
 from consumer.worker import Acks, worker_main
 from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Ack, Grant, Run, failure
 
-TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches)
+TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches) ...
+RTT_QUEUED = 3.0  # ... or this many round trips to god, if longer: work in hand while the next lease travels
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
 RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
@@ -72,6 +73,7 @@ class WorkerPool:
         self.task_timeout = task_timeout
         self.replacing = True
         self.terminating = False  # every worker is being stopped: their ends are not news
+        self.rtt_s = 0.0  # a round trip to god, as the heartbeats measure it
         self._ctx = ctx
         self._log_args = log_args
         self.lock = threading.Lock()
@@ -108,7 +110,10 @@ class WorkerPool:
     def _slots(self) -> int:
         if self._avg_task_s is None:
             return 1
-        return max(1, min(self.prefetch, int(TARGET_QUEUED_S / max(self._avg_task_s, 1e-9))))
+        per_task = max(self._avg_task_s, 1e-9)
+        ahead = RTT_QUEUED * self.rtt_s  # far from god, a worker needs this much work in hand
+        cap = max(self.prefetch, int(ahead / per_task))  # --prefetch, unless the round trip needs more
+        return max(1, min(cap, int(max(TARGET_QUEUED_S, ahead) / per_task)))
 
     def free_slots(self) -> int:
         """How many more tasks the workers should be given now (lock held)."""

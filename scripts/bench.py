@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from producer import connect as producer_connect  # noqa: E402
 from shared.client import GodClient  # noqa: E402
 from shared.config import Settings  # noqa: E402
+from tests.relay import Relay  # noqa: E402  (a TCP relay that can hold bytes, as a far link does)
 
 KEY = secrets.token_hex(16)
 WARMUP = 10  # round trips not counted: the worker starting and connecting, caches filling
@@ -340,6 +341,30 @@ def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, pr
                                 "producer": producer_cpu / n * 1e6}}
 
 
+def ours_far(work: Path, n: int, task: str, *, rtt_s: float) -> dict[str, Any]:
+    """n tasks from a file to one consumer of 2 processes that reaches god through a relay
+    holding every byte rtt_s/2 each way (another region, a VPN): seconds and tasks/s."""
+    src = work / f"tasks-{n}.jsonl"
+    if not src.exists():
+        src.write_text("".join(f"{i}\n" for i in range(n)))
+    with god(work) as g:
+        host, port = g.address.rsplit(":", 1)
+        relay = Relay((host, int(port)), delay_s=rtt_s / 2)
+        try:
+            g.env["GOD_ADDRESS"] = relay.address
+            g.spawn("consumer", "--processes", "2", "--task", task)
+            g.env["GOD_ADDRESS"] = g.address  # the producer is near god
+            g.wait_consumers(1)
+            lines = LineCounter(g.results)
+            t0 = time.perf_counter()
+            g.spawn("producer", "--from", str(src)).wait()
+            _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
+            seconds = time.perf_counter() - t0
+        finally:
+            relay.close()
+    return {"tasks": n, "task": task, "rtt_ms": rtt_s * 1e3, "seconds": seconds, "tasks_per_s": n / seconds}
+
+
 def ours_queues(work: Path, n: int, queues: int, *, consumers: int = 2) -> dict[str, Any]:
     """n tiny tasks put in batches of 1,000 round the queues, by the Python API, with journal;
     each consumer serves its share of the queues first, then the others: tasks/s."""
@@ -452,6 +477,13 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             for k, procs in (((2, 4),) if quick else ((1, 64), (4, 16), (16, 4))):
                 out["layouts"][f"{k}x{procs}"] = ours_throughput(work, n // 2, journal=False, consumers=k,
                                                                  processes=procs)
+        if "far" in sections:
+            slow_n, tiny_n = (400, 10_000) if quick else (2000, 50_000)
+            out["far"] = {
+                "slow_near": ours_far(work, slow_n, "scripts.bench_tasks:wait_5ms", rtt_s=0.0),
+                "slow_far": ours_far(work, slow_n, "scripts.bench_tasks:wait_5ms", rtt_s=0.04),
+                "tiny_far": ours_far(work, tiny_n, "consumer.tasks:square", rtt_s=0.04),
+            }
         if "queues" in sections:
             k = n // 2
             one, many = ours_queues(work, k, 1), ours_queues(work, k, 100)
@@ -522,6 +554,12 @@ def table(r: dict[str, Any]) -> str:
             k, procs = layout.split("x")
             row(f"god, {k} consumer{'s' if k != '1' else ''} of {procs} processes ({y['tasks_per_s'] / god_peak:.0%} of peak)",
                 y["tasks_per_s"], mb=y["god_peak_kb"] / 1024)
+    if "far" in r:
+        f = r["far"]
+        near, far = f["slow_near"], f["slow_far"]
+        row(f"{near['tasks']:,} tasks of 5 ms, 1 consumer of 2 processes, near god", near["tasks_per_s"])
+        row(f"  the same 40 ms from god ({far['seconds'] / near['seconds'] - 1:+.0%} time)", far["tasks_per_s"])
+        row(f"{f['tiny_far']['tasks']:,} tiny tasks, that consumer 40 ms from god", f["tiny_far"]["tasks_per_s"])
     if "queues" in r:
         q = r["queues"]
         row(f"1 queue, 2 consumers ({q['one']['tasks']:,} tasks, Python API)", q["one"]["tasks_per_s"])
@@ -533,7 +571,7 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "million")
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "million")
 
 
 def main() -> None:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
 def nbytes(payload: Any) -> int:
     """The payload's length: a task whose work is nothing, so latency is all transport."""
     return len(payload)
+
+
+def wait_5ms(payload: Any) -> Any:
+    """Wait 5 ms (a task that waits on something else, as a crawler's do) and return the payload."""
+    time.sleep(0.005)
+    return payload
+
+
+def wait_50ms(payload: Any) -> Any:
+    """Wait 50 ms and return the payload."""
+    time.sleep(0.05)
+    return payload

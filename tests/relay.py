@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
+import time
 
 BUFFER = 65536  # bytes per read
 
@@ -15,8 +17,12 @@ class Relay:
     and see a dropped link exactly as a cut cable or a reset by a firewall would show it.
     """
 
-    def __init__(self, target: tuple[str, int], *, record: bool = False) -> None:
+    def __init__(self, target: tuple[str, int], *, record: bool = False, delay_s: float = 0.0) -> None:
+        """Args:
+            delay_s: seconds each byte is held on its way, either way (a link far away).
+        """
         self.target = target
+        self.delay_s = delay_s
         self.cuts = 0
         self.record = record
         self.seen = bytearray()  # every byte relayed either way, when recording
@@ -50,16 +56,39 @@ class Relay:
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        late: queue.Queue[tuple[float, bytes]] | None = None
+        if self.delay_s:  # bytes are held, not slowed: a sender thread passes each on when due
+            late = queue.Queue()
+            threading.Thread(target=self._send_late, args=(late, dst), daemon=True).start()
         try:
             while data := src.recv(BUFFER):
                 if self.record:
                     with self._lock:
                         self.seen += data
+                if late is not None:
+                    late.put((time.monotonic() + self.delay_s, data))
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if late is not None:
+                late.put((0.0, b""))
+            else:
+                self._close_pair(src)
+
+    def _send_late(self, late: queue.Queue[tuple[float, bytes]], dst: socket.socket) -> None:
+        try:
+            while True:
+                due, data = late.get()
+                if not data:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
                 dst.sendall(data)
         except OSError:
             pass
         finally:
-            self._close_pair(src)
+            self._close_pair(dst)
 
     def _close_pair(self, sock: socket.socket) -> None:
         with self._lock:
