@@ -51,7 +51,7 @@ def main(
     processes: Annotated[int, typer.Option(min=1, help="Worker processes. Default: the CPU count.")] = os.cpu_count() or 1,
     prefetch: Annotated[int, typer.Option(
         min=1, help="Most tasks queued at each worker: fewer when tasks are slow (about 50 ms of work), more "
-        "when god is far (about three round trips of work).",
+        "when god is far (about five round trips of work).",
     )] = PREFETCH,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(

@@ -122,9 +122,9 @@ class Consumer:
         try:
             hello = self._lease_client.connect()
             self._heartbeat_s = float(hello.get("heartbeat_s", 1.0))
-            t0 = time.monotonic()
-            self._beat_client.connect()  # its first round trip, timed (the next ones are heartbeats)
-            self._note_rtt(time.monotonic() - t0)
+            self._beat_client.connect()  # the handshakes take several round trips: not timed
+            self._beat_client.connect()  # one round trip, timed (the next ones are heartbeats)
+            self._note_rtt()
             self.pool.start()
             for target in (self._collect_loop, self._heartbeat_loop):
                 t = threading.Thread(target=target, name=target.__name__, daemon=True)
@@ -273,8 +273,13 @@ class Consumer:
             self.done += a[A_HI] - a[A_LO] - failed
             self.failed += failed
 
-    def _note_rtt(self, seconds: float) -> None:
-        """A round trip to god took this long: what the workers hold follows it."""
+    def _note_rtt(self) -> None:
+        """What the workers hold follows the round trip to god, as the heartbeats measure it (a
+        beat that had to reconnect says nothing about it)."""
+        seconds = self._beat_client.round_trip_s
+        if seconds is None:
+            return
+        self._beat_client.round_trip_s = None
         rtt = self.pool.rtt_s
         self.pool.rtt_s = seconds if not rtt else 0.7 * rtt + 0.3 * seconds
 
@@ -283,9 +288,8 @@ class Consumer:
             # An event, not a polled flag: a stop ends the wait at once, and an idle consumer
             # does not wake twenty times a second to look.
             while not self._threads_stopped.wait(self._heartbeat_s):
-                t0 = time.monotonic()
                 alive = self._beat_client.heartbeat()
-                self._note_rtt(time.monotonic() - t0)
+                self._note_rtt()
                 if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:

@@ -22,7 +22,8 @@ from consumer.worker import Acks, worker_main
 from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Ack, Grant, Run, failure
 
 TARGET_QUEUED_S = 0.05  # seconds of work kept queued at each worker (sizes its batches) ...
-RTT_QUEUED = 3.0  # ... or this many round trips to god, if longer: work in hand while the next lease travels
+RTT_QUEUED = 5.0  # ... or this many round trips to god, if longer: work in hand while results, acks and
+# the next lease travel (a result waits up to a flush and an ack's round trip before it frees room)
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
 RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once

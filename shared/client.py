@@ -58,6 +58,7 @@ class GodClient:
         self.server_info: dict[str, Any] = {}
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
+        self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
         self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
         self._log = logger.bind(role=role)
@@ -109,10 +110,14 @@ class GodClient:
         attempt = 0
         while True:
             try:
+                was_open = self._conn is not None
                 conn = self._conn if self._conn is not None else self._open()
                 try:
+                    t0 = time.monotonic()
                     conn.send((BROKER, method, args, {}))
                     kind, result = conn.recv()
+                    if was_open and failing_since is None:
+                        self.round_trip_s = time.monotonic() - t0
                 except BaseException:
                     self._drop()  # out of step now, whatever happened
                     raise
