@@ -16,7 +16,7 @@ from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
     PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put, Run,
-    check_priority, check_queue, check_retry,
+    check_priority, check_queue, check_rate, check_retry,
 )
 
 
@@ -149,10 +149,7 @@ class Api:
     def set_limit(self, queue: str, rate: float | None) -> float | None:
         """Start at most rate tasks a second from the queue, across all consumers (None: no
         limit); returns the limit it had."""
-        check_queue(queue)
-        if rate is not None and (not isinstance(rate, (int, float)) or not 0 < rate < math.inf):
-            raise ValueError(f"rate limit {rate!r} is not a number of tasks a second above 0")
-        return self.broker.set_limit(queue, None if rate is None else float(rate))
+        return self.broker.set_limit(check_queue(queue), check_rate(rate))
 
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""

@@ -210,14 +210,10 @@ class Broker:
         total = sum(hi - lo for lo, hi in runs)
         if not total:
             return 0
-        q = self._queues[b.queue]
-        q.in_flight -= total
+        self._queues[b.queue].in_flight -= total
         tries = s.tries if counted else s.tries - 1
-        level = q.levels[b.priority]
         for lo, hi in reversed(runs):
-            level.appendleft(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid))
-        q.pending += total
-        self._pending += total
+            self._place(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid), None, first=True)
         self._counts["redelivered"] += total
         if counted and self.journal is not None:
             self.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries, s.retried, None)
@@ -424,14 +420,7 @@ class Broker:
                     self._record_runs(b, runs, lines, values, consumer, attempt)
                 for rlo, rhi in runs:
                     self._settle(b, rlo, rhi)
-                q = self._queues[b.queue]
-                nf = len(failed)
-                c.done += n - nf
-                c.failed += nf
-                q.done += n - nf
-                q.failed += nf
-                counts["done"] += n - nf
-                counts["failed"] += nf
+                self._count(c, self._queues[b.queue], n, len(failed))
                 new += n
         if new:
             self.results_ready.set()
@@ -459,15 +448,17 @@ class Broker:
             return 0
         self._outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))
         self._upto[producer] = max(self._upto.get(producer, 0), a[A_HI] - 1)
-        nf = len(a[A_FAILED])
-        c.done += n - nf
-        c.failed += nf
-        q = self._queue(DEFAULT_QUEUE)
-        q.done += n - nf
-        q.failed += nf
-        self._counts["done"] += n - nf
-        self._counts["failed"] += nf
+        self._count(c, self._queue(DEFAULT_QUEUE), n, len(a[A_FAILED]))
         return n
+
+    def _count(self, c: ConsumerState, q: Queue, n: int, failed: int) -> None:
+        """n new results from c for tasks of q, failed of them failures."""
+        c.done += n - failed
+        c.failed += failed
+        q.done += n - failed
+        q.failed += failed
+        self._counts["done"] += n - failed
+        self._counts["failed"] += failed
 
     def set_limit(self, queue: str, rate: float | None, *, journal: bool = True) -> float | None:
         """Start at most rate tasks a second from the queue, across all consumers (None: no limit).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from shared.config import (
     client_settings, default_journal_path, format_address, god_settings, hostname,
 )
 from shared.errors import UsageError
-from shared.records import check_queue
+from shared.records import check_queue, check_rate
 from shared.log import setup_logging
 
 STATUS_GIVE_UP_S = 5.0  # seconds status keeps trying an unreachable god: someone is waiting
@@ -117,9 +116,9 @@ def parse_limits(given: list[str]) -> dict[str, float]:
     for text in given:
         queue, sep, rate = text.partition("=")
         try:
-            n = float(rate)
+            n = check_rate(float(rate))
             check_queue(queue)
-            if not sep or not 0 < n < math.inf:
+            if not sep or n is None:
                 raise ValueError
         except ValueError:
             raise UsageError(f"--rate-limit {text!r}: expected QUEUE=N, a queue name and tasks a second above 0, "
@@ -132,12 +131,9 @@ def _rate(text: str) -> float | None:
     if text == "off":
         return None
     try:
-        n = float(text)
+        return check_rate(float(text))
     except ValueError:
-        n = 0.0
-    if not 0 < n < math.inf:
-        raise UsageError(f"rate {text!r}: expected tasks a second above 0, or off")
-    return n
+        raise UsageError(f"rate {text!r}: expected tasks a second above 0, or off") from None
 
 
 @app.command()

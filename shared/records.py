@@ -178,6 +178,19 @@ def check_retry(policy: RetryPolicy | None) -> RetryPolicy | None:
     return policy
 
 
+def check_rate(rate: float | None) -> float | None:
+    """A rate limit in tasks a second (None: none), if it is a number above 0.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if rate is None:
+        return None
+    if type(rate) not in (int, float) or not 0 < rate < float("inf"):
+        raise ValueError(f"rate limit {rate!r} is not a number of tasks a second above 0")
+    return float(rate)
+
+
 def check_priority(priority: int) -> int:
     """The priority, if it is a whole number from 0 to 9.
 
