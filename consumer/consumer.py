@@ -1,8 +1,11 @@
-"""The consumer process: leases tasks from god, feeds its workers, acks results, beats.
+"""The consumer process: starts its workers, keeps them, beats for them, drains them.
 
-Three threads, each with its own connection to god: the main thread leases and hands
-tasks to workers (``step``); the collector reads results from workers and acks them in
-batches; the heartbeat thread keeps our leases alive whatever the workers are doing.
+Workers lease, run and ack over their own connections (consumer/worker.py); no task
+passes through here. The main thread watches the workers: a dead one is replaced at
+once, and god is told which task it was running (``worker_lost``); a task over
+--task-timeout has its worker stopped. The heartbeat thread keeps the leases of every
+worker alive (god counts a worker alive while its consumer beats), whatever the tasks
+are doing, and tells the workers the round trip it measures.
 """
 
 from __future__ import annotations
@@ -13,23 +16,19 @@ import signal
 import threading
 import time
 from enum import Enum, auto
-from multiprocessing.connection import Connection, wait
 from types import FrameType
-from typing import Any, cast
 
 from loguru import logger
 
-from consumer.pool import WorkerPool
+from consumer.pool import Lost, WorkerPool
 from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
-from shared.records import A_FAILED, A_HI, A_LO, DEFAULT_QUEUE, G_FIRST, G_HI, G_LO, G_PRODUCER, Ack, Grant, Run
+from shared.records import DEFAULT_QUEUE
 
-LEASE_WAIT_S = 1.0  # seconds a lease call waits at god for the first task
-BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
-COLLECT_WAIT_S = 0.2  # seconds the collector waits for worker output per round
-DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to hand results back
+WATCH_S = 0.2  # seconds the main thread waits for a worker to end between other chores
+DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to tell god of a lost worker
 
 
 class State(Enum):
@@ -69,42 +68,38 @@ class Consumer:
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
-        self.done = 0
-        self.failed = 0
-        self.pool = WorkerPool(mp.get_context("spawn"), task_spec=task_spec, consumer=self.name, processes=processes,
-                               prefetch=prefetch, task_timeout=task_timeout, log_args=(log_level, log_json))
-        self._lease_seq = 0
+        self.pool = WorkerPool(mp.get_context("spawn"), settings, task_spec=task_spec, consumer=self.name,
+                               queues=queues, processes=processes, prefetch=prefetch, burst=burst,
+                               task_timeout=task_timeout, log_args=(log_level, log_json))
         self._signals = 0
         self._signal_name = ""
         self._fatal: GodError | None = None
-        self._threads_stopped = threading.Event()  # set: the collector and heartbeat threads end
-        self._threads: list[threading.Thread] = []
+        self._threads_stopped = threading.Event()  # set: the heartbeat thread ends
+        self._beater: threading.Thread | None = None
         self._log = logger.bind(role="consumer")
-        info = {"host": hostname(), "pid": os.getpid(), "processes": processes}
+        info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "queues": queues}
         self._drain_started: float | None = None
-        self._clients = [
-            GodClient(settings, name=self.name, role="consumer", info=info, should_stop=stop)
-            for stop in (self._stop_leasing, self._stop_acking, self._stopping)
-        ]
-        self._lease_client, self._ack_client, self._beat_client = self._clients
+        self._client = GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stop_calling)
+        self._beat_client = GodClient(settings, name=self.name, role="consumer", info=info,
+                                      should_stop=self._threads_stopped.is_set)
+
+    @property
+    def done(self) -> int:
+        """Results our workers handed god, failures among them."""
+        return self.pool.counts()[0]
+
+    @property
+    def failed(self) -> int:
+        """Failed results our workers handed god."""
+        return self.pool.counts()[1]
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def _stopping(self) -> bool:
-        return self._threads_stop or self._signals > 1
-
-    @property
-    def _threads_stop(self) -> bool:
-        return self._threads_stopped.is_set()
-
-    def _stop_leasing(self) -> bool:
-        return self._stopping() or self._signals > 0
-
-    def _stop_acking(self) -> bool:
-        # While draining, results are worth a short wait for god, not an endless one: god
-        # serves again whatever we could not hand back.
+    def _stop_calling(self) -> bool:
+        # While draining, telling god of a lost worker is worth a short wait, not an endless
+        # one: god gives the worker up when our heartbeats stop.
         drain = self._drain_started
-        return self._stopping() or (drain is not None and time.monotonic() - drain > DRAIN_RETRY_S)
+        return self._signals > 1 or (drain is not None and time.monotonic() - drain > DRAIN_RETRY_S)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The first signal only sets a flag (the main loop drains); the second stops now.
@@ -120,22 +115,20 @@ class Consumer:
         self._heartbeat_s = 1.0
         code = exitcodes.OK
         try:
-            hello = self._lease_client.connect()
+            hello = self._client.connect()
             self._heartbeat_s = float(hello.get("heartbeat_s", 1.0))
             self._beat_client.connect()  # the handshakes take several round trips: not timed
             self._beat_client.connect()  # one round trip, timed (the next ones are heartbeats)
             self._note_rtt()
             self.pool.start()
-            for target in (self._collect_loop, self._heartbeat_loop):
-                t = threading.Thread(target=target, name=target.__name__, daemon=True)
-                t.start()
-                self._threads.append(t)
+            self._beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+            self._beater.start()
             self.state = State.RUNNING
             self._log.info("consumer {} running {} in {} processes on queues {}, god at {}", self.name, self.task_spec,
                            self.processes, ",".join(self.queues), format_address(self.settings.address))
-            while self.state is State.RUNNING:
+            while self.state is not State.STOPPED:
                 self.step()
-            self._wait_drained()
+            self._say_bye()
         except ColdStop:
             self._log.warning("consumer {}: second {}: stopping at once; god serves its tasks again", self.name,
                               self._signal_name)
@@ -150,35 +143,38 @@ class Consumer:
             self._teardown()
         if self._fatal is not None and code == exitcodes.OK:
             self.reason, code = str(self._fatal), self._fatal.exit_code
+        done, failed = self.pool.counts()
         log = self._log.error if code not in (exitcodes.OK,) else self._log.info
-        log("consumer {} stopped: {} (done {}, failed {})", self.name, self.reason, self.done, self.failed)
+        log("consumer {} stopped: {} (done {}, failed {})", self.name, self.reason, done, failed)
         return code
 
     def step(self) -> None:
-        """One round of the main loop: lease what the workers have room for and hand it out."""
-        if self._signals:
+        """One round of the main loop: watch the workers, drain when asked to, stop when all ended."""
+        if self._signals and self.state is State.RUNNING:
             self._begin_drain(f"{self._signal_name} received")
-            return
-        if self._fatal is not None:
+        if self._fatal is not None and self.state is State.RUNNING:
+            self._begin_drain(str(self._fatal))
+        pool = self.pool
+        pool.stop_overdue()
+        pool.respawn_due()
+        events = pool.watch(WATCH_S)
+        for w in events.ended:
+            why = w.ended or ("drained",)
+            if why[0] == "error" and self._fatal is None:
+                self._fatal = _ended_error(str(why[1]), int(why[2]))
+            elif why[0] == "empty" and self.state is State.RUNNING:
+                self._begin_drain("the queue is empty (--burst)")
+        for lost in events.lost:
+            self._tell(lost)
+        if not pool.workers and not pool.waiting_to_respawn():
             self.state = State.STOPPED
-            return
-        with self.pool.lock:
-            want = self.pool.free_slots()
-            if want <= 0:
-                self.pool.room.wait(LEASE_WAIT_S)
-                return
-        self._lease_seq += 1
+
+    def _tell(self, lost: Lost) -> None:
+        """Tell god a worker died (or was stopped), so what it held is served again now."""
         try:
-            tasks = self._lease_client.lease(self.queues, want, BURST_WAIT_S if self.burst else LEASE_WAIT_S,
-                                             self._lease_seq)
+            self._client.worker_lost(lost.worker.name, lost.running, lost.timed_out)
         except Interrupted:
-            if self._fatal is None and self._signals:
-                return  # a stop was asked for while god was away: drain next round
-            raise
-        if tasks:
-            self._dispatch(tasks)
-        elif self.burst and self.pool.idle():
-            self._begin_drain("the queue is empty (--burst)")
+            pass  # stopping: god gives the worker up when our heartbeats end
 
     def _begin_drain(self, reason: str) -> None:
         self.state, self.reason = State.DRAINING, reason
@@ -186,92 +182,22 @@ class Consumer:
         self._log.info("consumer {}: {}; finishing running tasks, handing back the rest", self.name, reason)
         self.pool.drain()
 
-    def _wait_drained(self) -> None:
-        collector, beater = self._threads
-        while collector.is_alive():  # short joins, so a second signal gets through
-            collector.join(0.2)
+    def _say_bye(self) -> None:
         self._threads_stopped.set()  # no heartbeat may follow our goodbye
-        beater.join()
+        if self._beater is not None:
+            self._beater.join()
         if self._fatal is None:
             try:
-                self._ack_client.bye()
+                self._client.bye()
             except GodError:
                 pass  # god will give us up when our lease runs out; nothing is held anyway
-        self.state = State.STOPPED
 
     def _teardown(self) -> None:
         self._threads_stopped.set()
         self.pool.terminate()
-        for c in self._clients:
+        for c in (self._client, self._beat_client):
             c.close()
         self.state = State.STOPPED
-
-    def _fail(self, e: GodError) -> None:
-        if self._fatal is None:
-            self._fatal = e
-        self._threads_stopped.set()
-
-    def _dispatch(self, grants: list[Grant]) -> None:
-        left = self.pool.dispatch(grants)
-        if left:  # every worker died meanwhile and waits out its backoff: god serves them again
-            self._lease_client.release([(g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI]) for g in left])
-
-    # -- collector and heartbeat threads --------------------------------------------------
-
-    def _collect_loop(self) -> None:
-        try:
-            while not self._threads_stop:
-                self.pool.stop_overdue()
-                self.pool.respawn_due()
-                with self.pool.lock:
-                    conns = {w.results_in: w for w in self.pool.workers}
-                if not conns:
-                    if not self.pool.waiting_to_respawn():
-                        return  # every worker drained and gone
-                    time.sleep(COLLECT_WAIT_S)
-                    continue
-                results: list[Ack] = []
-                unstarted: list[Run] = []
-                crashed: list[Run] = []
-                for conn in cast(list[Connection], wait(list(conns), COLLECT_WAIT_S)):
-                    w = conns[conn]
-                    # Everything the worker sent: results pile up while an ack travels to god
-                    # and back, and each one read frees room for the next lease. One message a
-                    # round held a consumer 40 ms from god to a few tasks a round trip.
-                    while True:
-                        try:
-                            msg: Any = conn.recv()
-                        except (EOFError, OSError):
-                            gone = self.pool.exited(w)
-                            unstarted += gone.unstarted
-                            crashed += gone.crashed
-                            results += gone.timed_out
-                            self._count(gone.timed_out)
-                            break
-                        if msg[0] == "results":
-                            results += msg[1]
-                            self.pool.took(w, msg[2], msg[3])
-                            self._count(msg[1])
-                        elif msg[0] == "unstarted":
-                            unstarted += msg[1]
-                            self.pool.drained(w)
-                        try:
-                            if not conn.poll():
-                                break
-                        except (EOFError, OSError):
-                            pass  # the next recv says it ended
-                if results:
-                    self._ack_client.ack_many(results)
-                if unstarted or crashed:
-                    self._ack_client.release(unstarted, crashed)
-        except GodError as e:
-            self._fail(e)
-
-    def _count(self, acks: list[Ack]) -> None:
-        for a in acks:
-            failed = len(a[A_FAILED])
-            self.done += a[A_HI] - a[A_LO] - failed
-            self.failed += failed
 
     def _note_rtt(self) -> None:
         """What the workers hold follows the round trip to god, as the heartbeats measure it (a
@@ -280,8 +206,11 @@ class Consumer:
         if seconds is None:
             return
         self._beat_client.round_trip_s = None
-        rtt = self.pool.rtt_s
-        self.pool.rtt_s = seconds if not rtt else 0.7 * rtt + 0.3 * seconds
+        rtt = self._rtt_s
+        self._rtt_s = seconds if not rtt else 0.7 * rtt + 0.3 * seconds
+        self.pool.set_rtt(self._rtt_s)
+
+    _rtt_s = 0.0
 
     def _heartbeat_loop(self) -> None:
         try:
@@ -293,4 +222,11 @@ class Consumer:
                 if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:
-            self._fail(e)
+            if self._fatal is None:
+                self._fatal = e
+
+
+def _ended_error(message: str, code: int) -> GodError:
+    e = GodError(message)
+    e.exit_code = code
+    return e

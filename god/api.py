@@ -91,7 +91,10 @@ class Api:
         """Register a producer or consumer; returns the parameters it must follow."""
         b = self.broker
         if role == "consumer":
-            b.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)))
+            queues, parent = info.get("queues"), info.get("parent")
+            b.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)),
+                             tuple(check_queue(q) for q in queues) if queues is not None else None,
+                             str(parent) if parent is not None else None)
         elif role == "producer":
             b.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
         return {
@@ -130,13 +133,23 @@ class Api:
         """Keep a consumer's leases alive; False if god had given it up."""
         return self.broker.heartbeat(consumer)
 
-    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
-        """Hand back leased runs: unstarted ones, and ones whose worker died running them."""
-        return self.broker.release(consumer, unstarted, crashed)
-
     def bye(self, consumer: str) -> None:
         """A consumer leaves; what it still holds goes back."""
         self.broker.bye(consumer)
+
+    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
+        """A consumer's worker process died or was stopped, with the task it was running."""
+        self.broker.worker_lost(worker, running, timed_out)
+
+    def ack_lease(self, consumer: str, acks: list[Ack], queues: tuple[str, ...], max_n: int, timeout: float = 0.0,
+                  seq: int | None = None) -> list[Grant] | Wait:
+        """Record results, then lease up to max_n tasks (none: max_n 0) like ``lease``: a worker's
+        one round trip for both."""
+        if acks:
+            self.broker.ack_many(consumer, acks)
+        if max_n <= 0:
+            return []
+        return self.lease(consumer, queues, max_n, timeout, seq)
 
     def results_for(self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
                     check: list[str] | None = None) -> tuple[list[Posted], list[str]] | Wait:

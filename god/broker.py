@@ -275,10 +275,9 @@ class Broker:
                 i = 0
                 while room > 0 and i < len(level):
                     s = level[i]
-                    if s.avoid is c:  # it killed one of c's workers: another consumer's, if any
+                    if s.avoid is c.top:  # it killed one of this consumer's workers: another's, if any
                         if others is None:
-                            others = any(o is not c and o.alive and name in o.queues
-                                         for o in self.peers.consumers.values())
+                            others = any(o is not c.top for o in self.peers.serving(name))
                         if others:
                             i += 1
                             continue
@@ -308,11 +307,17 @@ class Broker:
 
     # -- what clients call (god/api.py) -------------------------------------------------
 
-    def hello_consumer(self, name: str, host: str, processes: int) -> None:
-        """A consumer says who it is."""
+    def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
+                       parent: str | None = None) -> None:
+        """A consumer says who it is; or a worker process of consumer ``parent`` does."""
         with self._lock:
+            if parent is not None:
+                self.peers.worker(name, parent, self._now())
+                return
             c = self.peers.consumer(name, self._now())
             c.host, c.processes = host, processes
+            if queues is not None:
+                c.queues = queues
 
     def hello_producer(self, name: str, host: str, results: bool) -> None:
         """A producer says who it is, and whether god should keep its results for it."""
@@ -384,48 +389,48 @@ class Broker:
         Returns:
             How many results were new.
         """
-        new = 0
         with self._lock:
             c = self.peers.consumer(consumer, self._now())
-            batches, counts = self._batches, self._counts
-            for a in acks:
-                b = batches.get((a[A_PRODUCER], a[A_FIRST]))
-                lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
-                if b is None or not 0 <= lo < hi <= b.n:
-                    new += self._ack_unknown(c, a)
-                    continue
-                lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
-                runs = b.undone(lo, hi)
-                keep: set[int] | None = None  # the offsets to record, when not all of [lo, hi)
-                if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
-                    keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
-                    counts["duplicates"] += hi - lo - len(keep)
-                if failed and (b.retry is not None or any(f[F_AFTER] is not None for f in failed)):
-                    again = self._retry_failures(c, b, failed, keep, lo, hi)
-                    if again:  # tried again later: no result for them now
-                        keep = (set(range(lo, hi)) if keep is None else keep) - again
-                if keep is not None:
-                    if not keep:
-                        continue
-                    lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
-                    failed = tuple(f for f in failed if f[F_SEQ] - b.first in keep)
-                    if values is not None:
-                        values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
-                    runs = runs_of(sorted(keep))
-                n = sum(rhi - rlo for rlo, rhi in runs)
-                attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
-                if len(runs) == 1:
-                    self._record(b, runs[0][0], runs[0][1], lines, values, consumer, attempt)
-                else:
-                    self._record_runs(b, runs, lines, values, consumer, attempt)
-                for rlo, rhi in runs:
-                    self._settle(b, rlo, rhi)
-                self._count(c, self._queues[b.queue], n, len(failed))
-                new += n
+            new = sum(self._ack(c, a) for a in acks)
         if new:
             self.results_ready.set()
             self._on_change()
         return new
+
+    def _ack(self, c: ConsumerState, a: Ack) -> int:
+        """Record the results of one ack from c (lock held); returns how many were new."""
+        b = self._batches.get((a[A_PRODUCER], a[A_FIRST]))
+        lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
+        if b is None or not 0 <= lo < hi <= b.n:
+            return self._ack_unknown(c, a)
+        lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
+        runs = b.undone(lo, hi)
+        keep: set[int] | None = None  # the offsets to record, when not all of [lo, hi)
+        if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
+            keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
+            self._counts["duplicates"] += hi - lo - len(keep)
+        if failed and (b.retry is not None or any(f[F_AFTER] is not None for f in failed)):
+            again = self._retry_failures(c, b, failed, keep, lo, hi)
+            if again:  # tried again later: no result for them now
+                keep = (set(range(lo, hi)) if keep is None else keep) - again
+        if keep is not None:
+            if not keep:
+                return 0
+            lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
+            failed = tuple(f for f in failed if f[F_SEQ] - b.first in keep)
+            if values is not None:
+                values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
+            runs = runs_of(sorted(keep))
+        n = sum(rhi - rlo for rlo, rhi in runs)
+        attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
+        if len(runs) == 1:
+            self._record(b, runs[0][0], runs[0][1], lines, values, c.top.name, attempt)
+        else:
+            self._record_runs(b, runs, lines, values, c.top.name, attempt)
+        for rlo, rhi in runs:
+            self._settle(b, rlo, rhi)
+        self._count(c, self._queues[b.queue], n, len(failed))
+        return n
 
     def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,
                      consumer: str, attempt: int) -> None:
@@ -453,6 +458,7 @@ class Broker:
 
     def _count(self, c: ConsumerState, q: Queue, n: int, failed: int) -> None:
         """n new results from c for tasks of q, failed of them failures."""
+        c = c.top
         c.done += n - failed
         c.failed += failed
         q.done += n - failed
@@ -483,21 +489,6 @@ class Broker:
             self.peers.consumer(consumer, self._now())
             return was_alive
 
-    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
-        """Take back leased runs: ``unstarted`` were not started; ``crashed`` killed their worker.
-
-        Returns:
-            How many went back to the queue.
-        """
-        with self._lock:
-            c = self.peers.consumer(consumer, self._now())
-            n = sum(self._take_back(c, r, counted=False, reason="released") for r in unstarted)
-            n += sum(self._take_back(c, r, counted=True, reason=f"its worker on {consumer} died")
-                     for r in crashed or ())
-        self.results_ready.set()
-        self._on_change()
-        return n
-
     def _take_back(self, c: ConsumerState, r: Run, *, counted: bool, reason: str) -> int:
         b = self._batches.get((r[R_PRODUCER], r[R_FIRST]))
         if b is None:
@@ -506,7 +497,7 @@ class Broker:
         n = 0
         for s in [s for s in b.out if s.owner is c and s.lo < hi and lo < s.hi]:
             taken = self._carve(s, max(lo, s.lo), min(hi, s.hi))
-            n += self._requeue(taken, counted=counted, reason=reason, avoid=c if counted else None)
+            n += self._requeue(taken, counted=counted, reason=reason, avoid=c.top if counted else None)
         return n
 
     def _carve(self, s: Slice, lo: int, hi: int) -> Slice:
@@ -578,12 +569,39 @@ class Broker:
         return n
 
     def bye(self, consumer: str) -> None:
-        """A consumer leaves: anything still leased to it goes back, unstarted."""
+        """A consumer (with its workers) or a worker leaves: anything still leased to it goes back, unstarted."""
         with self._lock:
-            c = self.peers.consumers.pop(consumer, None)
-            for s in list(c.leased) if c is not None else ():
-                self._requeue(s, counted=False, reason="consumer left")
+            c = self.peers.drop(consumer)
+            for w in (c, *c.workers.values()) if c is not None else ():
+                for s in list(w.leased):
+                    self._requeue(s, counted=False, reason="consumer left")
         self._on_change()
+
+    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
+        """A consumer's worker process died (or was stopped: ``timed_out`` says why) while running
+        the task of ``running``, if any: that task failed (timed out: a failed result, which its
+        retries may try again) or used an attempt (died); the rest of what it held goes back."""
+        with self._lock:
+            c = self.peers.consumers.get(worker)
+            if c is None:
+                return
+            b = self._batches.get((running[R_PRODUCER], running[R_FIRST])) if running is not None else None
+            if running is not None and b is not None:
+                if timed_out is not None:
+                    i = running[R_LO] - b.first
+                    if 0 <= i < b.n and not b.done[i]:
+                        held = next((s for s in b.out if s.lo <= i < s.hi), None)
+                        line = json_line(task_id(b.producer, b.first + i), b.payload_list()[i], False, None, timed_out,
+                                         None, c.top.name, held.tries if held is not None else 1, time.time(),
+                                         b.queue, b.task)
+                        failure: Value = (False, None, timed_out, None)
+                        values = pickle.dumps([failure]) if b.keep else None
+                        self._ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",
+                                      ((b.first + i, "TimeoutError", None),), values))
+                else:
+                    self._take_back(c, running, counted=True, reason=f"its worker on {c.top.name} died")
+        self.results_ready.set()
+        self.bye(worker)
 
     def results_for(self, producer: str, run: str, confirmed: int, max_n: int,
                     check: list[str] | None = None) -> tuple[list[Posted], list[str]]:
@@ -625,14 +643,14 @@ class Broker:
                     "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
                     "dead": q.dead, "scheduled": q.scheduled, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "rate_limit": q.limit.rate if q.limit is not None else None,
-                    "consumers": sum(1 for c in self.peers.consumers.values() if c.alive and name in c.queues),
+                    "consumers": sum(1 for _ in self.peers.serving(name)),
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
                 {"name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,
-                 "in_flight": sum(s.batch.done.count(0, s.lo, s.hi) for s in c.leased), "done": c.done,
-                 "failed": c.failed, "lost": c.lost, "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
-                for c in self.peers.consumers.values()
+                 "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
+                 "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
+                for c in self.peers.consumers.values() if c.parent is None
             ]
             producers: list[ProducerFigures] = [
                 {"name": p.name, "host": p.host, "put": p.put, "duplicates": p.duplicates,

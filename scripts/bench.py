@@ -187,7 +187,7 @@ class God:
     def stats(self) -> dict[str, Any]:
         c = GodClient(self.settings, name="bench", role="status")
         try:
-            return c.stats()
+            return dict(c.stats())
         finally:
             c.close()
 

@@ -58,6 +58,7 @@ class GodClient:
         self.server_info: dict[str, Any] = {}
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
+        self._sent: tuple[str, tuple[Any, ...]] | None = None  # a call sent, its reply not read yet
         self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
         self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
@@ -152,6 +153,55 @@ class GodClient:
                 return result
             raise convert_to_error(kind, result)
 
+    # -- a call whose reply is read later ---------------------------------------------------
+
+    def send(self, method: str, *args: Any) -> None:
+        """Start a call and return at once; ``reply`` reads its answer (one call at a time).
+
+        A connection that fails here is dropped, and ``reply`` makes the call anew as ``call``
+        does: what it sends must be safe to send twice.
+        """
+        assert self._sent is None, "a call is in flight"
+        self._sent = (method, args)
+        if self._conn is None:
+            return  # reply() connects, retrying as call() does
+        try:
+            self._conn.send((BROKER, method, args, {}))
+        except (OSError, EOFError):
+            self._drop()
+
+    @property
+    def sent(self) -> bool:
+        """Whether a call was sent whose reply is not read yet."""
+        return self._sent is not None
+
+    def ready(self, timeout: float = 0.0) -> bool:
+        """Whether the reply to the call sent has come (waiting up to timeout for it)."""
+        if self._conn is None:
+            return True  # reply() makes the call anew
+        try:
+            return bool(self._conn.poll(timeout))
+        except (OSError, EOFError):
+            self._drop()
+            return True
+
+    def reply(self) -> Any:
+        """The answer to the call ``send`` started (waiting for it), as ``call`` returns it."""
+        assert self._sent is not None, "no call in flight"
+        method, args = self._sent
+        self._sent = None
+        conn = self._conn
+        if conn is not None:
+            try:
+                kind, result = conn.recv()
+            except (OSError, EOFError):
+                self._drop()  # out of step: make the call anew
+            else:
+                if kind == "#RETURN":
+                    return result
+                raise convert_to_error(kind, result)
+        return self.call(method, *args)
+
     def _sleep(self, seconds: float) -> None:
         """Sleep in short slices, so a stop request (a flag set by a signal) ends the wait."""
         end = time.monotonic() + seconds
@@ -183,9 +233,10 @@ class GodClient:
         """Keep our leases alive; False if god had already given us up."""
         return bool(self.call("heartbeat", self.name))
 
-    def release(self, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
-        """Hand back leased runs: unstarted ones, and ones whose worker died running them."""
-        return int(self.call("release", self.name, unstarted, crashed or []))
+    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
+        """Our worker process died (or was stopped for running over --task-timeout: timed_out
+        says so) while running that task; god serves again the rest of what it held."""
+        self.call("worker_lost", worker, running, timed_out)
 
     def results_for(
         self, run: str, confirmed: int, max_n: int, timeout: float, check: list[str] | None = None

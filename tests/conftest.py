@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.client import GodClient
 from shared.config import Settings
+from shared.stats import Stats
 from tests.helpers import REPO, Proc
 
 
@@ -70,6 +72,15 @@ def settings_for(g: God, env: dict[str, str]) -> Settings:
     """Settings for a client of this test's own, to god g."""
     host, port = g.address.rsplit(":", 1)
     return Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
+
+
+def god_stats(g: God, env: dict[str, str]) -> Stats:
+    """God's figures, asked by a client of the test's own."""
+    client = GodClient(settings_for(g, env), name="test-observer", role="observer")
+    try:
+        return client.stats()
+    finally:
+        client.close()
 
 
 def addr_env(g: God) -> dict[str, str]:

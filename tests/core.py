@@ -128,8 +128,14 @@ class Core:
         out: list[Ack] = acks.take()[0]
         return int(self.call("ack_many", consumer, out).result())
 
-    def release(self, consumer: str, unstarted: list[Run], crashed: list[Run] | None = None) -> int:
-        return int(self.call("release", consumer, unstarted, crashed or []).result())
+    def hello(self, consumer: str, parent: str | None = None, queues: tuple[str, ...] = (DEFAULT_QUEUE,)) -> None:
+        """A consumer says hello (with the queues it serves), or a worker process of consumer parent."""
+        info: dict[str, Any] = {"host": "h", "queues": queues} if parent is None else {"parent": parent}
+        self.call("hello", consumer, "consumer", info).result()
+
+    def lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
+        """The consumer of worker says it died (or was stopped) while running that task."""
+        self.call("worker_lost", worker, running, timed_out).result()
 
 
 def seqs(grants: list[Grant]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import time
@@ -15,6 +16,13 @@ def slow(payload: dict[str, Any]) -> str:
     """Square payload['n'] after payload['s'] seconds: a task long enough to be caught running."""
     print(f"slow task {payload['n']} started", file=sys.stderr, flush=True)
     time.sleep(payload["s"])
+    return square(payload["n"])
+
+
+def hold_gil(payload: dict[str, Any]) -> str:
+    """Square payload['n'] after payload['s'] seconds in C code that holds the GIL (libc's
+    usleep through ctypes.PyDLL, which does not let the GIL go): no thread of the worker runs."""
+    ctypes.PyDLL(None).usleep(int(payload["s"] * 1e6))
     return square(payload["n"])
 
 

@@ -20,7 +20,7 @@ from consumer.tasks import square
 from shared.client import GodClient
 from shared.config import Settings
 from shared.stats import Stats
-from tests.conftest import God
+from tests.conftest import God, god_stats
 from tests.helpers import Proc, read_results, wait_until, write_tasks
 from tests.relay import Relay
 
@@ -39,15 +39,6 @@ def relay() -> Iterator[Relay]:
 def target(g: God) -> tuple[str, int]:
     host, port = g.address.rsplit(":", 1)
     return host, int(port)
-
-
-def god_stats(g: God, env: dict[str, str]) -> Stats:
-    settings = Settings(target(g), env["GOD_AUTHKEY"].encode(), "test", give_up_after=10)
-    client = GodClient(settings, name="chaos-test", role="observer")
-    try:
-        return client.stats()
-    finally:
-        client.close()
 
 
 @pytest.mark.timeout(180)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env
+from tests.conftest import God, addr_env, god_stats
 from tests.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
@@ -83,3 +83,22 @@ def test_a_task_over_task_timeout_fails_and_the_others_go_on(
     assert all(by_payload[n]["ok"] and by_payload[n]["value"] == square(n) for n in (11, 12, 14, 15))
     assert "ran over --task-timeout 1s; stopping it" in c.text()
     assert "was stopped with exit code -9 while running task" in c.text()
+
+
+def test_a_task_that_holds_the_gil_longer_than_a_lease_keeps_it(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Given a god that serves a task again after 1 s without a heartbeat, and a task that holds
+    # its worker's GIL in C code for 3 s (the worker itself can say nothing meanwhile)
+    g = start_god("--lease-timeout", "1")
+    where = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [{"n": 4, "s": 3}])),
+                 env_extra=where).wait() == 0
+    # When one worker runs it
+    c = spawn("consumer", "--task", "tests.tasks:hold_gil", "--processes", "1", "--burst", env_extra=where)
+    assert c.wait(timeout=60) == 0, c.text()
+    # Then its consumer's heartbeats kept the lease: one result, at the first attempt, never served again
+    (r,) = wait_for_results(g.results, 1)
+    assert (r["ok"], r["value"], r["attempts"]) == (True, square(4), 1)
+    s = god_stats(g, env)
+    assert (s["redelivered"], s["duplicates"], [c["lost"] for c in s["consumers"]]) == (0, 0, [])

@@ -168,22 +168,83 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> 
 
 def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
     core.put("p", [0, 1, 2, 3])
-    core.lease("c", 4)
-    # the worker died running 2; 3 and 4 it had not started; 1 it finished (acked on)
-    assert core.release("c", [("p", 1, 3, 5)], crashed=[("p", 1, 2, 3)]) == 3
+    core.hello("c/0", parent="c")
+    core.lease("c/0", 3)
+    core.lease("c/1", 1)
+    # the worker died running 2; 3 it had not started; 1 it finished (not acked yet)
+    core.lost("c/0", ("p", 1, 2, 3))
     got = core.lease("c2", 10)
-    assert [(g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got] == [(2, 3, 2), (3, 5, 1)]
-    assert core.broker.stats()["in_flight"] == 4  # 1 is still c's
+    assert sorted((g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got) == [(1, 2, 1), (2, 3, 2), (3, 4, 1)]
+    assert core.broker.stats()["in_flight"] == 4  # 4 is still c/1's
 
 
-def test_a_consumer_cannot_release_a_task_now_held_by_another(core: Core) -> None:
+def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consumers(core: Core) -> None:
+    # Given a consumer with two worker processes that hold tasks, and a task that waits
+    core.put("p", [1, 2, 3, 4])
+    core.hello("c", queues=("default", "other"))
+    core.hello("c/0", parent="c")
+    core.hello("c/1", parent="c")
+    held = core.lease("c/0", 1)
+    core.lease("c/1", 2)
+    # When only the consumer is heard from for longer than a lease
+    for _ in range(4):
+        core.clock.t += 2
+        assert core.call("heartbeat", "c").result() is True
+        assert core.broker.reap() == []
+    # Then its workers keep their tasks, and status shows one consumer holding three
+    s = core.broker.stats()
+    assert [(c["name"], c["in_flight"], c["queues"]) for c in s["consumers"]] == [("c", 3, ["default", "other"])]
+    assert (s["consumers_alive"], s["queues"]["default"]["consumers"]) == (1, 1)
+    # And its workers' results count as its own
+    core.ack("c/0", held)
+    assert [(c["name"], c["done"], c["in_flight"]) for c in core.broker.stats()["consumers"]] == [("c", 1, 2)]
+    # When the consumer goes silent too, its workers' tasks are served again
+    core.clock.t += 6
+    assert sorted(core.broker.reap()) == [("c", 0), ("c/0", 0), ("c/1", 2)]
+    assert core.broker.stats()["pending"] == 3
+
+
+def test_a_consumers_bye_hands_back_what_its_workers_hold(core: Core) -> None:
+    core.put("p", [1, 2, 3])
+    core.hello("c")
+    core.hello("c/0", parent="c")
+    core.lease("c/0", 2)
+    core.call("bye", "c").result()
+    s = core.broker.stats()
+    assert (s["pending"], s["in_flight"], s["consumers"]) == (3, 0, [])
+
+
+def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> None:
+    # Given a task its consumer stopped for running too long, one that may be retried once
+    core.put("p", ["slow", "next"], retry=(1, 1.0, 1.0, ("TimeoutError",)))
+    core.hello("c/0", parent="c")
+    core.lease("c/0", 2)
+    why = "TimeoutError: timed out after 2s (--task-timeout); its worker was stopped"
+    core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
+    # Then it waits for its retry (TimeoutError is one to retry), and the other goes back unstarted
+    s = core.broker.stats()
+    assert (s["retried"], s["scheduled"], s["pending"], s["in_flight"]) == (1, 1, 1, 0)
+    core.clock.t += 2
+    core.broker.reap()
+    core.hello("c/0", parent="c")  # its replacement
+    got = core.lease("c/0", 2)
+    assert [(payloads_of(g), g[G_ATTEMPT]) for g in got] == [(["slow"], 2), (["next"], 1)]
+    # When it times out again, its failure is final, in a line god writes with its payload
+    core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
+    (r,) = lines(core)
+    assert (r["id"], r["ok"], r["payload"], r["error"], r["attempts"], r["consumer"]) == (
+        "p/1", False, "slow", why, 2, "c")
+
+
+def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core) -> None:
     core.put("p", [1])
     core.lease("a", 1)
     core.clock.t += 6
     core.broker.reap()
     core.lease("b", 1)
-    assert core.release("a", [("p", 1, 1, 2)]) == 0
-    assert core.broker.stats()["in_flight"] == 1
+    core.lost("a", ("p", 1, 1, 2))
+    s = core.broker.stats()
+    assert (s["in_flight"], s["pending"], s["redelivered"]) == (1, 0, 1)
 
 
 def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
@@ -337,7 +398,7 @@ def test_the_oldest_waiting_tasks_age(core: Core) -> None:
     assert b.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 2)  # the two oldest
     assert b.stats()["oldest_waiting_s"] == 3.0
-    core.release("c", [("p", 1, 1, 2)])  # back, unstarted: the oldest again
+    core.lost("c", None)  # back, unstarted: the oldest again
     assert b.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 10)
     assert b.stats()["oldest_waiting_s"] == 0.0
@@ -346,24 +407,27 @@ def test_the_oldest_waiting_tasks_age(core: Core) -> None:
 def test_a_task_that_killed_a_worker_goes_to_another_consumer_while_there_is_one(core: Core) -> None:
     # Given two consumers on the queue, and a task that killed a worker of the first
     core.put("p", ["poison", "fine"])
-    core.lease("other", 0)  # says hello: it serves the default queue too
-    got = core.lease("c", 2)
-    core.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
-    # When the first leases again, it gets the other task, not the one that killed its worker
-    assert [payloads_of(g) for g in core.lease("c", 10)] == [["fine"]]
-    waiting = core.call("lease", "c", ("default",), 10, 1.0, 99)
+    for consumer in ("c", "other"):
+        core.hello(consumer)
+        core.hello(f"{consumer}/0", parent=consumer)
+        core.hello(f"{consumer}/1", parent=consumer)
+    got = core.lease("c/0", 2)
+    core.lost("c/0", ("p", 1, 1, 2))
+    # When a worker of the first leases again, it gets the other task, not the one that killed its worker
+    assert [payloads_of(g) for g in core.lease("c/1", 10)] == [["fine"]]
+    waiting = core.call("lease", "c/1", ("default",), 10, 1.0, 99)
     assert not waiting.done  # it waits rather than spinning on empty answers
     # Then the other consumer gets it, at its second attempt
-    (g,) = core.lease("other", 10)
+    (g,) = core.lease("other/1", 10)
     assert (payloads_of(g), g[G_ATTEMPT]) == (["poison"], 2)
     assert seqs(got) == [1, 2]
 
 
 def test_a_task_that_killed_a_worker_comes_back_to_its_consumer_when_it_is_the_only_one(core: Core) -> None:
     core.put("p", ["poison"])
-    core.lease("c", 1)
-    core.release("c", [], crashed=[("p", 1, 1, 2)])
-    (g,) = core.lease("c", 1)
+    core.lease("c/0", 1)
+    core.lost("c/0", ("p", 1, 1, 2))
+    (g,) = core.lease("c/0", 1)
     assert g[G_ATTEMPT] == 2
 
 
@@ -437,7 +501,7 @@ def test_retries_do_not_count_towards_deaths(core: Core) -> None:
     (g,) = core.lease("c", 1)
     assert g[G_ATTEMPT] == 3
     # When its worker dies, it is its first death of max_attempts 3: served again, not dead
-    core.release("c", [], crashed=[("p", 1, 1, 2)])
+    core.lost("c", ("p", 1, 1, 2))
     assert core.broker.stats()["dead"] == 0
     (g,) = core.lease("other", 1)
     assert g[G_ATTEMPT] == 4

@@ -90,15 +90,15 @@ def test_attempts_of_tasks_that_killed_their_consumer_survive_a_restart(journal:
     core = Core(journal=journal, max_attempts=3)
     core.settle(core.put("p", ["poison", "fine"]))
     core.lease("c", 2)
-    core.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
-    core.lease("c", 1)
-    core.release("c", [], crashed=[("p", 1, 1, 2)])
+    core.lost("c", ("p", 1, 1, 2))
+    core.lease("c", 2)
+    core.lost("c", ("p", 1, 1, 2))
     again, r, core2 = restarted(journal)
     try:
         assert r.pending == 2
         got = core2.lease("c", 2)
         assert [(seqs([g]), g[G_ATTEMPT]) for g in got] == [([1], 3), ([2], 1)]  # the last attempt
-        core2.release("c", [("p", 1, 2, 3)], crashed=[("p", 1, 1, 2)])
+        core2.lost("c", ("p", 1, 1, 2))
         assert core2.broker.stats()["dead"] == 1
     finally:
         again.close()
