@@ -210,7 +210,7 @@ class Worker:
         self.spent = 0.0  # seconds of task time since the last lease was sized
         self.ran = 0  # tasks in that time
         self.lease_seq = 0
-        self.last_send = time.monotonic()
+        self.last_send = self.told_at = time.monotonic()
         self.asked = 0  # tasks the call in flight asks for
         self.more = True  # the last lease got all it asked for: more may wait at god
         self.why = "drained"  # why the loop ended, for the consumer
@@ -264,8 +264,10 @@ class Worker:
         """Between tasks: read god's reply if it came (wait for it when out of work), start the
         next call when due. False: the worker is to end."""
         client = self.client
-        if self._told() and self.gone:
-            return False
+        now = time.monotonic()
+        if (not self.held or now - self.told_at >= FLUSH_S) and self._told() and self.gone:
+            return False  # (its pipe is looked at every FLUSH_S: a poll costs as much as a few tasks)
+        self.told_at = now
         if client.sent:
             if self.held:
                 if not client.ready():

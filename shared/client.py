@@ -59,6 +59,7 @@ class GodClient:
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
         self._sent: tuple[str, tuple[Any, ...]] | None = None  # a call sent, its reply not read yet
+        self._readable: transport.Readable | None = None  # for ready(), made for each connection
         self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
         self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
@@ -177,11 +178,15 @@ class GodClient:
 
     def ready(self, timeout: float = 0.0) -> bool:
         """Whether the reply to the call sent has come (waiting up to timeout for it)."""
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return True  # reply() makes the call anew
+        readable = self._readable
+        if readable is None or readable.conn is not conn:
+            readable = self._readable = transport.Readable(conn)
         try:
-            return bool(self._conn.poll(timeout))
-        except (OSError, EOFError):
+            return readable(timeout)
+        except (OSError, EOFError, ValueError):
             self._drop()
             return True
 
