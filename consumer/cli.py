@@ -53,6 +53,10 @@ def main(
         min=1, help="Most tasks queued at each worker: fewer when tasks are slow (about 50 ms of work), more "
         "when god is far (about five round trips of work).",
     )] = PREFETCH,
+    concurrency: Annotated[int, typer.Option(
+        min=1, help="Tasks each worker process runs at once: plain functions on threads, async def functions "
+        "as coroutines on the process's event loop. For tasks that wait (the network, a disk).",
+    )] = 1,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -73,7 +77,7 @@ def main(
                                    tls_key=tls_key, tls_ca=tls_ca)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
-                        prefetch=prefetch, burst=burst,
+                        prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()
 
     run_role("consumer", body)

@@ -54,6 +54,7 @@ class Consumer:
         task_spec: str,
         processes: int,
         prefetch: int,
+        concurrency: int = 1,
         queues: tuple[str, ...] = (DEFAULT_QUEUE,),
         burst: bool = False,
         task_timeout: float | None = None,
@@ -69,7 +70,7 @@ class Consumer:
         self.state = State.STARTING
         self.reason = ""
         self.pool = WorkerPool(mp.get_context("spawn"), settings, task_spec=task_spec, consumer=self.name,
-                               queues=queues, processes=processes, prefetch=prefetch, burst=burst,
+                               queues=queues, processes=processes, prefetch=prefetch, concurrency=concurrency, burst=burst,
                                task_timeout=task_timeout, log_args=(log_level, log_json))
         self._signals = 0
         self._signal_name = ""
@@ -77,6 +78,7 @@ class Consumer:
         self._threads_stopped = threading.Event()  # set: the heartbeat thread ends
         self._beater: threading.Thread | None = None
         self._log = logger.bind(role="consumer")
+        self.concurrency = concurrency
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "queues": queues}
         self._drain_started: float | None = None
         self._client = GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stop_calling)
@@ -124,8 +126,10 @@ class Consumer:
             self._beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
             self._beater.start()
             self.state = State.RUNNING
-            self._log.info("consumer {} running {} in {} processes on queues {}, god at {}", self.name, self.task_spec,
-                           self.processes, ",".join(self.queues), format_address(self.settings.address))
+            self._log.info("consumer {} running {} in {} processes{} on queues {}, god at {}", self.name,
+                           self.task_spec, self.processes,
+                           f" of {self.concurrency} tasks at once" if self.concurrency > 1 else "",
+                           ",".join(self.queues), format_address(self.settings.address))
             while self.state is not State.STOPPED:
                 self.step()
             self._say_bye()

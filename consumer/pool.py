@@ -16,13 +16,14 @@ from typing import Any
 
 from loguru import logger
 
-from consumer.worker import Shared, WorkerSpec, running_task, worker_main
+from consumer.worker import Running, Shared, WorkerSpec, running_task, worker_main
 from shared.config import Settings
 from shared.records import R_LO, R_PRODUCER, Run
 
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
-RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
+RESPAWN_MAX_S = 30.0
+KILL_GRACE_S = 3.0  # with --concurrency: seconds past --task-timeout a worker has to give a task up itself  # longest wait before replacing a worker that keeps dying at once
 
 
 @dataclass(eq=False)
@@ -33,7 +34,8 @@ class WorkerHandle:
     name: str  # its name at god
     process: BaseProcess
     control: Connection  # ours: "drain" goes out, ("ended", why) comes back
-    shared: Any  # Shared, in memory both processes see
+    shared: Any  # Shared, in memory both processes see ...
+    running: Any  # ... and Running[concurrency]: the tasks it runs
     ended: tuple[Any, ...] | None = None  # what it said last, if it ended of its own accord
     timed_out: bool = False  # killed for running over --task-timeout
 
@@ -43,8 +45,8 @@ class Lost:
     """A worker that died or was stopped: what god must be told."""
 
     worker: WorkerHandle
-    running: Run | None  # the task it was running
-    timed_out: str | None  # why it was stopped, if it was (its task then failed with this)
+    running: list[Run]  # the tasks it was running (that killed it), or those that ran over their time
+    timed_out: str | None  # why it was stopped, if it was (those tasks then failed with this)
 
 
 @dataclass(slots=True)
@@ -61,7 +63,7 @@ class WorkerPool:
 
     def __init__(
         self, ctx: SpawnContext, settings: Settings, *, task_spec: str, consumer: str, queues: tuple[str, ...],
-        processes: int, prefetch: int, burst: bool = False, task_timeout: float | None = None,
+        processes: int, prefetch: int, concurrency: int = 1, burst: bool = False, task_timeout: float | None = None,
         log_args: tuple[str, bool] = ("INFO", False),
     ) -> None:
         self.settings = settings
@@ -70,6 +72,7 @@ class WorkerPool:
         self.queues = queues
         self.processes = processes
         self.prefetch = prefetch
+        self.concurrency = concurrency
         self.burst = burst
         self.task_timeout = task_timeout
         self.replacing = True  # cleared to drain: the dead are not replaced
@@ -89,14 +92,17 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerHandle:
         ours, theirs = self._ctx.Pipe()
         shared = self._ctx.RawValue(Shared)
-        shared.seq = -1
+        running = self._ctx.RawArray(Running, self.concurrency)
+        for place in running:
+            place.seq = -1
         name = f"{self.consumer}/{index}"
         spec = WorkerSpec(self.settings, name, self.consumer, self.task_spec, self.queues, self.prefetch, self.burst,
-                          self.task_timeout is not None, *self._log_args)
-        p = self._ctx.Process(target=worker_main, name=f"worker-{index}", daemon=True, args=(spec, theirs, shared))
+                          self.concurrency, self.task_timeout, *self._log_args)
+        p = self._ctx.Process(target=worker_main, name=f"worker-{index}", daemon=True,
+                              args=(spec, theirs, shared, running))
         p.start()
         theirs.close()  # our copy of its end must go, or its death would never read as EOF
-        return WorkerHandle(index, name, p, ours, shared)
+        return WorkerHandle(index, name, p, ours, shared, running)
 
     def set_rtt(self, seconds: float) -> None:
         """Tell the workers the round trip to god, which sizes what they lease."""
@@ -146,17 +152,21 @@ class WorkerPool:
             self.failed += w.shared.failed
             if w.ended is not None:
                 out.ended.append(w)
+                if w.ended[0] == "replace" and self.replacing:  # a task thread ran over its time
+                    self.workers.append(self._spawn(w.index))
             else:
                 out.lost.append(self._lost(w))
         return out
 
     def _lost(self, w: WorkerHandle) -> Lost:
-        running = running_task(w.shared)
+        running = [r for r in map(running_task, w.running) if r is not None]
         timed_out = None
-        if w.timed_out and running is not None:
+        if w.timed_out:
+            running = [r for place, r in zip(w.running, map(running_task, w.running))
+                       if r is not None and self._overdue(place, time.monotonic())]
             timed_out = f"TimeoutError: timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"
-            self.failed += 1
-            self.done += 1
+            self.failed += len(running)
+            self.done += len(running)
         delay = self._respawn_delay(w)
         if self.replacing and delay:
             self._respawns.append((time.monotonic() + delay, w.index))
@@ -165,7 +175,7 @@ class WorkerPool:
         self._log.warning(
             "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
             "was stopped" if w.timed_out else "died", w.process.exitcode,
-            f" while running task {running[R_PRODUCER]}/{running[R_LO]}" if running else "",
+            f" while running task {', '.join(f'{r[R_PRODUCER]}/{r[R_LO]}' for r in running)}" if running else "",
             "not replaced while stopping" if not self.replacing else
             f"starting a new one in {delay:.1f}s ({self._fast_deaths} in a row died before their first task)"
             if delay else "started a new one",
@@ -199,14 +209,23 @@ class WorkerPool:
             return
         now = time.monotonic()
         for w in self.workers:
-            since = w.shared.busy_since
-            if since and not w.timed_out and now - since > self.task_timeout:
+            if w.timed_out:
+                continue
+            overdue = [running_task(place) for place in w.running if self._overdue(place, now)]
+            if overdue:
                 w.timed_out = True
-                running = running_task(w.shared)
                 self._log.warning("worker {} (pid {}): task {} ran over --task-timeout {:g}s; stopping it",
                                   w.index, w.process.pid,
-                                  f"{running[R_PRODUCER]}/{running[R_LO]}" if running else "?", self.task_timeout)
+                                  ", ".join(f"{r[R_PRODUCER]}/{r[R_LO]}" for r in overdue if r), self.task_timeout)
                 w.process.kill()
+
+    def _overdue(self, place: Running, now: float) -> bool:
+        """Whether the task in that place runs over --task-timeout: at once with one place; with
+        more, a grace later, for its worker gives up such tasks itself (consumer/worker.py)."""
+        since = place.since
+        assert self.task_timeout is not None
+        grace = 0.0 if self.concurrency == 1 else KILL_GRACE_S
+        return bool(place.seq >= 0 and since > 0 and now - since > self.task_timeout + grace)
 
     def terminate(self) -> None:
         """Stop every worker: ask (SIGTERM), wait, then kill."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import os
 import re
 import tempfile
@@ -82,6 +83,9 @@ def resolve_task(spec: str) -> TaskFunction:
             raise ConfigError(f"--task {spec!r}: {module_name!r} has no attribute {attr_path!r}") from None
     if not callable(obj):
         raise ConfigError(f"--task {spec!r}: {attr_path!r} is a {type(obj).__name__}, not a function")
+    if inspect.isasyncgenfunction(obj) or inspect.isgeneratorfunction(obj):
+        raise ConfigError(f"--task {spec!r}: {attr_path!r} is a generator function; a task returns one value "
+                          "(a plain function, or async def without yield)")
     return obj  # type: ignore[no-any-return]
 
 

@@ -13,10 +13,13 @@ that the worker keeps the task it runs in shared memory (``Shared``); the parent
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import inspect
 import os
 import pickle
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,13 +27,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from consumer.concurrent import Calls, is_async, run_coroutine
 from consumer.tasks import Retry, TaskFunction, resolve_task
 from shared.client import GodClient
 from shared.config import Settings, hostname
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import setup_logging
 from shared.records import (
-    A_FAILED, A_HI, A_LO, G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK,
+    A_FAILED, A_HI, A_LO, G_ALONE, G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK,
     V_VALUE, Ack, Failed, Grant, Run, Value, failure, json_line, ok_lines, task_id,
 )
 
@@ -41,26 +45,35 @@ LEASE_WAIT_S = 1.0  # seconds a lease waits at god for the first task when the w
 BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
 IDLE_LOOK_S = 0.05  # how often a worker waiting for god's reply looks at its consumer's pipe
 TARGET_QUEUED_S = 0.05  # seconds of work kept in hand (sizes each lease) ...
+GRACE_S = 1.0  # seconds past --task-timeout before a coroutine that was not cancelled is given up
 RTT_QUEUED = 5.0  # ... or this many round trips to god, if longer: work in hand while results, acks and
 # the next lease travel (a result waits up to a flush and the ack's round trip)
 
 # The consumer sends ("drain",): finish the running task, ack, hand back the rest, and end.
 # Its pipe closing means it is gone: end at once (god serves our tasks again).
-# The worker sends, last, ("ended", why): "drained", "empty" (--burst), or ("error", message, exit code).
+# The worker sends, last, ("ended", why): "drained", "empty" (--burst), "replace" (a task thread
+# ran over --task-timeout and runs on: start another worker), or ("error", message, exit code).
 
 
 class Shared(ctypes.Structure):
-    """What a worker and its consumer share: the task the worker runs, its counts, the round trip."""
+    """What a worker and its consumer share: its counts, and the round trip to god."""
 
     _fields_ = [
-        ("producer", ctypes.c_char * 1024),  # the running task's grant (its producer, first seq) ...
-        ("first", ctypes.c_int64),
-        ("seq", ctypes.c_int64),  # ... and its seq; -1 between tasks
-        ("busy_since", ctypes.c_double),  # monotonic time the running task started (with --task-timeout)
         ("done", ctypes.c_int64),  # results acked, successes and failures
         ("failed", ctypes.c_int64),
         ("tasks", ctypes.c_int64),  # tasks started, ever: a death before the first is a broken worker
         ("rtt_s", ctypes.c_double),  # a round trip to god, as the consumer's heartbeats measure it
+    ]
+
+
+class Running(ctypes.Structure):
+    """One of a worker's --concurrency places to run a task: which task runs there, since when."""
+
+    _fields_ = [
+        ("producer", ctypes.c_char * 1024),  # the task's grant (its producer, first seq) ...
+        ("first", ctypes.c_int64),
+        ("seq", ctypes.c_int64),  # ... and its seq; -1: none runs here
+        ("since", ctypes.c_double),  # monotonic time it started (one worker: with --task-timeout only)
     ]
 
 
@@ -75,17 +88,18 @@ class WorkerSpec:
     queues: tuple[str, ...]
     prefetch: int
     burst: bool
-    timed: bool  # a --task-timeout: keep busy_since
+    concurrency: int  # tasks run at once
+    task_timeout: float | None
     log_level: str
     log_json: bool
 
 
-def running_task(shared: Shared) -> Run | None:
-    """The run of the one task a worker runs (or ran when it died), from what it shares."""
-    seq = shared.seq
+def running_task(r: Running) -> Run | None:
+    """The run of the task that runs in place r (or ran there when its worker died)."""
+    seq = r.seq
     if seq < 0:
         return None
-    return (shared.producer.decode(), shared.first, seq, seq + 1)
+    return (r.producer.decode(), r.first, seq, seq + 1)
 
 
 class Acks:
@@ -108,8 +122,8 @@ class Acks:
         self._values: list[Value] = []
 
     def begin(self, g: Grant, seq: int) -> None:
-        """Results of grant g follow, from seq on (each grant's tasks in order)."""
-        if g is self.grant:
+        """Results of grant g follow, from seq on, in order (a gap starts a new run)."""
+        if g is self.grant and seq == self._lo + len(self.lines):
             return
         self.close()
         self.grant, self._lo = g, seq
@@ -192,17 +206,20 @@ def _listed(g: Grant) -> Grant:
 class Worker:
     """The loop of one worker process: lease, run, ack; see the module's docstring."""
 
-    def __init__(self, spec: WorkerSpec, control: Connection, shared: Shared) -> None:
+    def __init__(self, spec: WorkerSpec, control: Connection, shared: Shared, running: Any) -> None:
         self.spec = spec
         self.control = control
         self.shared = shared
+        self.running = running  # Running[concurrency], in memory the consumer reads
         self.fns = Functions(spec.task_spec, spec.consumer)
         self.client = GodClient(spec.settings, name=spec.name, role="consumer",
                                 info={"host": hostname(), "pid": os.getpid(), "parent": spec.consumer},
                                 should_stop=self._told)
         self.todo: deque[Grant] = deque()  # leased runs, payloads as lists; todo[0] from seq at
         self.at = 0
-        self.held = 0  # tasks in todo not run yet
+        self.held = 0  # tasks in todo not started yet
+        self.busy: dict[int, Started] = {}  # place -> the task running there (--concurrency over 1)
+        self.finished: list[Finished] = []  # results of those, not in acks yet
         self.acks = Acks(spec.consumer)
         self.draining = False
         self.gone = False  # the consumer's pipe closed
@@ -214,6 +231,7 @@ class Worker:
         self.asked = 0  # tasks the call in flight asks for
         self.more = True  # the last lease got all it asked for: more may wait at god
         self.why = "drained"  # why the loop ended, for the consumer
+        self._loop: asyncio.AbstractEventLoop | None = None  # for async def tasks, one at a time
 
     def _told(self) -> bool:
         """Whether the consumer said to drain or went away (reads its pipe)."""
@@ -227,13 +245,15 @@ class Worker:
         return self.draining or self.gone
 
     def _slots(self) -> int:
-        """How many tasks to hold: about TARGET_QUEUED_S of work, or RTT_QUEUED round trips."""
+        """How many tasks to hold besides those running: about TARGET_QUEUED_S of work for each
+        place to run one, or RTT_QUEUED round trips."""
+        places = self.spec.concurrency
         if self.avg_task_s is None:
-            return 1
+            return places
         per_task = max(self.avg_task_s, 1e-9)
         ahead = RTT_QUEUED * self.shared.rtt_s  # far from god, a worker needs this much work in hand
         cap = max(self.spec.prefetch, int(ahead / per_task))  # --prefetch, unless the round trip needs more
-        return max(1, min(cap, int(max(TARGET_QUEUED_S, ahead) / per_task)))
+        return max(places, min(cap, int(max(TARGET_QUEUED_S, ahead) / per_task * places)))
 
     def _send(self) -> None:
         """Ack what is done and lease what there is room for, in one call whose reply comes later."""
@@ -241,13 +261,14 @@ class Worker:
             per_task = self.spent / self.ran
             self.avg_task_s = per_task if self.avg_task_s is None else 0.8 * self.avg_task_s + 0.2 * per_task
             self.spent, self.ran = 0.0, 0
+        self._add_finished()
         out, _ = self.acks.take()
         for a in out:
             failed = len(a[A_FAILED])
             self.shared.done += a[A_HI] - a[A_LO]
             self.shared.failed += failed
         want = 0 if self.draining else max(0, self._slots() - self.held)
-        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if not self.held else 0.0
+        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if not (self.held or self.busy) else 0.0
         self.lease_seq += 1
         self.asked = want
         self.client.send("ack_lease", self.spec.name, out, self.spec.queues, want, wait, self.lease_seq)
@@ -261,15 +282,17 @@ class Worker:
             self.held += g[G_HI] - g[G_LO]
 
     def _look(self) -> bool:
-        """Between tasks: read god's reply if it came (wait for it when out of work), start the
-        next call when due. False: the worker is to end."""
+        """Between tasks: read god's reply if it came (wait for it when idle), start the next
+        call when due. False: the worker is to end."""
         client = self.client
         now = time.monotonic()
-        if (not self.held or now - self.told_at >= FLUSH_S) and self._told() and self.gone:
-            return False  # (its pipe is looked at every FLUSH_S: a poll costs as much as a few tasks)
-        self.told_at = now
+        idle = not self.held and not self.busy
+        if idle or now - self.told_at >= FLUSH_S:  # (a poll costs as much as a few tiny tasks)
+            self.told_at = now
+            if self._told() and self.gone:
+                return False
         if client.sent:
-            if self.held:
+            if not idle:
                 if not client.ready():
                     return True
             else:
@@ -279,10 +302,12 @@ class Worker:
             grants = client.reply()
             self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= self.asked > 0
             self._take(grants)
-            if not grants and not self.held and self.spec.burst and not self.draining:
+            if not grants and not self.held and not self.busy and self.spec.burst and not self.draining:
                 self.draining = True  # the queue is empty: end as a drain does
                 self.why = "empty"
         if self.draining:
+            if self.busy:
+                return True  # running tasks finish first
             self._send()  # the last results; no lease
             client.reply()
             client.bye()  # what we still hold goes back, unstarted
@@ -291,19 +316,36 @@ class Worker:
         # queue god just emptied answers "nothing", and the results wait for that answer
         # (a round trip more for each lone task).
         slots = self._slots()
-        pending = bool(self.acks.lines or self.acks.done)
-        if not self.held or (self.more and slots - self.held >= max(1, slots // 2)) or (
+        pending = bool(self.acks.lines or self.acks.done or self.finished)
+        if (not self.held and not self.busy) or (self.more and slots - self.held >= max(1, slots // 2)) or (
                 pending and time.monotonic() - self.last_send >= FLUSH_S):
             self._send()
         return True
 
     def run(self) -> None:
         """Lease, run and ack until drained, out of work with --burst, or orphaned."""
-        shared, acks, todo, fns, timed = self.shared, self.acks, self.todo, self.fns, self.spec.timed
+        if self.spec.concurrency > 1:
+            self._run_concurrently()
+        else:
+            self._run_one_at_a_time()
+
+    def _call(self, fn: TaskFunction, payload: Any) -> Any:
+        """fn(payload); an ``async def`` function's coroutine run to its end on our loop."""
+        value = fn(payload)
+        if inspect.iscoroutine(value):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            value = run_coroutine(value, self.spec.task_timeout, self._loop)
+        return value
+
+    def _run_one_at_a_time(self) -> None:
+        shared, acks, todo, fns = self.shared, self.acks, self.todo, self.fns
+        place = self.running[0]
+        timed = self.spec.task_timeout is not None
+        call = self._call
         monotonic = time.monotonic
         last_poll = now = monotonic()
         since_poll = 0
-        shared.seq = -1
         while True:
             # Look at god's reply and the consumer's pipe when out of work, else every
             # POLL_EVERY tasks or FLUSH_S seconds: a poll is a system call, and at tiny tasks it
@@ -323,22 +365,22 @@ class Worker:
             acks.begin(g, seq)
             acks.stamp = stamp = repr(time.time())  # a time per round of tasks: at most FLUSH_S off
             add, lines, ok_line, fast = acks.add, acks.lines, acks.ok_line, not g[G_KEEP]
-            shared.producer, shared.first = g[G_PRODUCER].encode(), g[G_FIRST]
+            place.producer, place.first = g[G_PRODUCER].encode(), g[G_FIRST]
             shared.tasks += stop - seq
             last_send = self.last_send
             t0 = begin = monotonic()
             while seq < stop:
                 payload = payloads[seq - lo]
-                shared.seq = seq
+                place.seq = seq
                 if timed:  # one clock for both: monotonic is system-wide, so the consumer can compare
-                    shared.busy_since = t0
+                    place.since = t0
                 v: Value | None
                 exc: BaseException | None = None
                 if isinstance(fn, str):
                     v = (False, None, fn, None)
                 else:
                     try:
-                        value = fn(payload)
+                        value = call(fn, payload)
                     except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
                         v, exc = failure(e), e
                     else:  # a value must be able to reach whoever waits for it
@@ -352,32 +394,138 @@ class Worker:
                         else:
                             v = (True, value, None, None)
                 if timed:
-                    shared.busy_since = 0.0
+                    place.since = 0.0
                 if v is not None:
                     add(g, seq, payload, v, exc)
                 seq += 1
                 t0 = monotonic()
                 if t0 - last_send >= FLUSH_S:
                     break
-            shared.seq = -1
+            place.seq = -1
             now = t0
             self.spent += now - begin
             self.ran += seq - self.at
             since_poll += seq - self.at
-            self.held -= seq - self.at
-            self.at = seq
-            if seq >= hi:
-                todo.popleft()
-                if todo:
-                    self.at = todo[0][G_LO]
+            self._advance(seq - self.at)
+
+    def _advance(self, n: int) -> None:
+        """n more tasks of todo[0] were started."""
+        self.held -= n
+        self.at += n
+        if self.at >= self.todo[0][G_HI]:
+            self.todo.popleft()
+            if self.todo:
+                self.at = self.todo[0][G_LO]
+
+    def _add_finished(self) -> None:
+        """The results of tasks that ran concurrently, into acks: in order, so they make runs."""
+        if not self.finished:
+            return
+        self.finished.sort(key=lambda f: (f[0][G_PRODUCER], f[0][G_FIRST], f[0][G_LO], f[1]))
+        self.acks.stamp = repr(time.time())
+        for g, seq, payload, v, exc in self.finished:
+            self.acks.add(g, seq, payload, v, exc)
+        self.finished = []
+
+    def _run_concurrently(self) -> None:
+        """Up to --concurrency tasks at once: plain functions on threads, coroutines on a loop."""
+        spec, shared, todo = self.spec, self.shared, self.todo
+        calls = Calls(spec.concurrency)
+        free = list(range(spec.concurrency - 1, -1, -1))
+        timeout = spec.task_timeout
+        token = 0
+        while True:
+            if not self._look():
+                return
+            now = time.monotonic()
+            # Start what there is room for; a task that ran beside others in a worker that died
+            # runs alone, so that if it kills this one too, god knows it was that task.
+            alone = any(started[0][G_ALONE] for started in self.busy.values())
+            while free and self.held and not self.draining and not alone:
+                g = todo[0]
+                if g[G_ALONE] and self.busy:
+                    break
+                alone = g[G_ALONE]
+                seq = self.at
+                payload = g[G_PAYLOADS][seq - g[G_LO]]
+                self._advance(1)
+                shared.tasks += 1
+                fn = self.fns.get(g[G_TASK])
+                if isinstance(fn, str):
+                    self.finished.append((g, seq, payload, (False, None, fn, None), None))
+                    continue
+                i = free.pop()
+                place = self.running[i]
+                place.producer, place.first, place.seq, place.since = g[G_PRODUCER].encode(), g[G_FIRST], seq, now
+                token += 1
+                self.busy[i] = (g, seq, payload, now, token, is_async(fn))
+                calls.submit((i, token), fn, payload, timeout)
+            # Wait for a task to end; for god's reply, a look now and then (often while it is due).
+            calls.wait(0.001 if self.client.sent else FLUSH_S / 2)
+            for (i, tok), value, exc, ended in calls.ended():
+                started = self.busy.get(i)
+                if started is None or started[4] != tok:
+                    continue  # given up for running over its time: its result was written then
+                del self.busy[i]
+                free.append(i)
+                self.running[i].seq = -1
+                g, seq, payload, t0 = started[:4]
+                self.spent += ended - t0
+                self.ran += 1
+                self.finished.append((g, seq, payload, *_outcome(value, exc)))
+            if timeout is not None:
+                self._give_up_overdue(calls, timeout)
+
+    def _give_up_overdue(self, calls: Calls, timeout: float) -> None:
+        """Fail the tasks running over --task-timeout that could not be stopped: a thread, or a
+        coroutine that holds its event loop (it never awaits), so that none is cancelled. Their
+        worker then drains and is replaced (what runs on in it holds a place for good)."""
+        now = time.monotonic()
+        for i, (g, seq, payload, t0, token, coroutine) in list(self.busy.items()):
+            if i not in self.busy or now - t0 <= timeout + (GRACE_S if coroutine else 0.0):
+                continue  # (handed back with a coroutine given up before it, or not overdue)
+            if coroutine:  # the one that holds the loop is to blame; the others wait behind it
+                key = calls.blocking()
+                if key is not None and key in ((j, started[4]) for j, started in self.busy.items()):
+                    i = key[0]
+                    g, seq, payload = self.busy[i][:3]
+            del self.busy[i]
+            self.running[i].seq = -1
+            exc = TimeoutError(f"timed out after {timeout:g}s (--task-timeout); its "
+                               f"{'coroutine was not cancelled in time (it blocks its event loop)' if coroutine else 'thread cannot be stopped'}, "
+                               "so its worker is replaced once the others are done")
+            self.finished.append((g, seq, payload, failure(exc), exc))
+            if coroutine:  # the coroutines beside it cannot go on while it holds the loop: they go back
+                for j in [j for j, started in self.busy.items() if started[5]]:
+                    del self.busy[j]  # the bye at the end hands them back, unfinished
+                    self.running[j].seq = -1
+            if not self.draining:
+                self.draining, self.why = True, "replace"
 
 
-def worker_main(spec: WorkerSpec, control: Connection, shared: Shared) -> None:
+#: A task running concurrently: (grant, seq, payload, monotonic start, token, a coroutine).
+Started = tuple[Grant, int, Any, float, int, bool]
+#: A task that ended: (grant, seq, payload, outcome, exception or None).
+Finished = tuple[Grant, int, Any, Value, "BaseException | None"]
+
+
+def _outcome(value: Any, exc: BaseException | None) -> tuple[Value, BaseException | None]:
+    """What a task call gave, as a result: its value, or its failure (an unpicklable value is one)."""
+    if exc is not None:
+        return failure(exc), exc
+    why = None if type(value) in _PLAIN else _unpicklable(value)
+    if why is not None:
+        e = TypeError(why)
+        return failure(e), e
+    return (True, value, None, None), None
+
+
+def worker_main(spec: WorkerSpec, control: Connection, shared: Shared, running: Any) -> None:
     """A worker process's life: see ``Worker``; says how it ended on the pipe, last."""
     # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging("consumer", level=spec.log_level, json=spec.log_json)
-    worker = Worker(spec, control, shared)
+    worker = Worker(spec, control, shared, running)
     try:
         worker.run()
         end: tuple[Any, ...] = ("ended", worker.why)
@@ -392,3 +540,7 @@ def worker_main(spec: WorkerSpec, control: Connection, shared: Shared) -> None:
             control.send(end)
         except OSError:
             pass
+    if worker.why == "replace":  # a task thread runs on and cannot be stopped: do not wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

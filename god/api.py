@@ -137,9 +137,9 @@ class Api:
         """A consumer leaves; what it still holds goes back."""
         self.broker.bye(consumer)
 
-    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
-        """A consumer's worker process died or was stopped, with the task it was running."""
-        self.broker.worker_lost(worker, running, timed_out)
+    def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
+        """A consumer's worker process died or was stopped, with the tasks it was running."""
+        self.broker.worker_lost(worker, list(running), timed_out)
 
     def ack_lease(self, consumer: str, acks: list[Ack], queues: tuple[str, ...], max_n: int, timeout: float = 0.0,
                   seq: int | None = None) -> list[Grant] | Wait:

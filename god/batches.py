@@ -86,6 +86,7 @@ class Slice:
     owner: ConsumerState | None = None  # leased: the consumer holding it
     retried: int = 0  # retries of its tasks so far (failures tried again, not deaths)
     avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
+    alone: bool = False  # its tasks ran beside others in a worker that died: run each alone
 
 
 @dataclass(slots=True)

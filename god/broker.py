@@ -197,7 +197,8 @@ class Broker:
         if s.owner is not None:
             s.owner.leased.pop(s, None)
 
-    def _requeue(self, s: Slice, *, counted: bool, reason: str, avoid: ConsumerState | None = None) -> int:
+    def _requeue(self, s: Slice, *, counted: bool, reason: str, avoid: ConsumerState | None = None,
+                 alone: bool = False) -> int:
         """A leased slice goes back to the front of its level, or to the dead letters once its
         tasks were served max_attempts times; returns how many went back. ``avoid``: a consumer
         not to serve it again while another can (its worker died running it)."""
@@ -213,7 +214,7 @@ class Broker:
         self._queues[b.queue].in_flight -= total
         tries = s.tries if counted else s.tries - 1
         for lo, hi in reversed(runs):
-            self._place(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid), None, first=True)
+            self._place(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid, alone=alone or s.alone), None, first=True)
         self._counts["redelivered"] += total
         if counted and self.journal is not None:
             self.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries, s.retried, None)
@@ -250,12 +251,13 @@ class Broker:
         blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
         self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
 
-    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, tries: int, retried: int) -> tuple[Slice, Grant]:
-        s = Slice(b, lo, hi, tries + 1, c, retried)
+    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, w: Slice) -> tuple[Slice, Grant]:
+        """Lease [lo, hi) of b, out of the waiting slice w, to c."""
+        s = Slice(b, lo, hi, w.tries + 1, c, w.retried, alone=w.alone)
         b.out.append(s)
         c.leased[s] = None
-        return s, (b.producer, b.first, b.first + lo, b.first + hi, tries + 1, b.payloads_of(lo, hi), b.task,
-                   b.queue, b.keep)
+        return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
+                   b.queue, b.keep, w.alone)
 
     def _lease_now(self, c: ConsumerState, queues: tuple[str, ...], max_n: int) -> list[tuple[Slice, Grant]]:
         """Lease up to max_n waiting tasks to c: queues in order, higher priority first."""
@@ -292,7 +294,7 @@ class Broker:
                             level.popleft()
                         lo, hi = s.lo, s.hi
                     for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
-                        out.append(self._grant(c, b, rlo, rhi, s.tries, s.retried))
+                        out.append(self._grant(c, b, rlo, rhi, s))
                         n = rhi - rlo
                         want -= n
                         room -= n
@@ -489,7 +491,7 @@ class Broker:
             self.peers.consumer(consumer, self._now())
             return was_alive
 
-    def _take_back(self, c: ConsumerState, r: Run, *, counted: bool, reason: str) -> int:
+    def _take_back(self, c: ConsumerState, r: Run, *, counted: bool, reason: str, alone: bool = False) -> int:
         b = self._batches.get((r[R_PRODUCER], r[R_FIRST]))
         if b is None:
             return 0
@@ -497,7 +499,7 @@ class Broker:
         n = 0
         for s in [s for s in b.out if s.owner is c and s.lo < hi and lo < s.hi]:
             taken = self._carve(s, max(lo, s.lo), min(hi, s.hi))
-            n += self._requeue(taken, counted=counted, reason=reason, avoid=c.top if counted else None)
+            n += self._requeue(taken, counted=counted, reason=reason, avoid=c.top if counted else None, alone=alone)
         return n
 
     def _carve(self, s: Slice, lo: int, hi: int) -> Slice:
@@ -505,7 +507,8 @@ class Broker:
         owner, and so does the part returned."""
         self._unlease(s)
         b, c = s.batch, s.owner
-        parts = [Slice(b, a, z, s.tries, c, s.retried) for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi)) if z > a]
+        parts = [Slice(b, a, z, s.tries, c, s.retried, alone=s.alone) for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi))
+                 if z > a]
         for part in parts:
             b.out.append(part)
             if c is not None:
@@ -577,29 +580,32 @@ class Broker:
                     self._requeue(s, counted=False, reason="consumer left")
         self._on_change()
 
-    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
-        """A consumer's worker process died (or was stopped: ``timed_out`` says why) while running
-        the task of ``running``, if any: that task failed (timed out: a failed result, which its
-        retries may try again) or used an attempt (died); the rest of what it held goes back."""
+    def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
+        """A consumer's worker process died while running the tasks of ``running`` (each uses an
+        attempt), or was stopped because they ran over their time (``timed_out`` says so: each
+        fails with it, and its retries may try it again); the rest of what it held goes back."""
         with self._lock:
             c = self.peers.consumers.get(worker)
             if c is None:
                 return
-            b = self._batches.get((running[R_PRODUCER], running[R_FIRST])) if running is not None else None
-            if running is not None and b is not None:
-                if timed_out is not None:
-                    i = running[R_LO] - b.first
-                    if 0 <= i < b.n and not b.done[i]:
-                        held = next((s for s in b.out if s.lo <= i < s.hi), None)
-                        line = json_line(task_id(b.producer, b.first + i), b.payload_list()[i], False, None, timed_out,
-                                         None, c.top.name, held.tries if held is not None else 1, time.time(),
-                                         b.queue, b.task)
-                        failure: Value = (False, None, timed_out, None)
-                        values = pickle.dumps([failure]) if b.keep else None
-                        self._ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",
-                                      ((b.first + i, "TimeoutError", None),), values))
-                else:
-                    self._take_back(c, running, counted=True, reason=f"its worker on {c.top.name} died")
+            for r in running:
+                b = self._batches.get((r[R_PRODUCER], r[R_FIRST]))
+                if b is None:
+                    continue
+                if timed_out is None:  # beside others, any of them may have killed it: each runs alone next
+                    self._take_back(c, r, counted=True, reason=f"its worker on {c.top.name} died",
+                                    alone=len(running) > 1)
+                    continue
+                i = r[R_LO] - b.first
+                if 0 <= i < b.n and not b.done[i]:
+                    held = next((s for s in b.out if s.lo <= i < s.hi), None)
+                    line = json_line(task_id(b.producer, b.first + i), b.payload_list()[i], False, None, timed_out,
+                                     None, c.top.name, held.tries if held is not None else 1, time.time(),
+                                     b.queue, b.task)
+                    failure: Value = (False, None, timed_out, None)
+                    values = pickle.dumps([failure]) if b.keep else None
+                    self._ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",
+                                  ((b.first + i, "TimeoutError", None),), values))
         self.results_ready.set()
         self.bye(worker)
 

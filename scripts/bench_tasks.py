@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -20,4 +21,10 @@ def wait_5ms(payload: Any) -> Any:
 def wait_50ms(payload: Any) -> Any:
     """Wait 50 ms and return the payload."""
     time.sleep(0.05)
+    return payload
+
+
+async def await_50ms(payload: Any) -> Any:
+    """Wait 50 ms as a coroutine (asyncio.sleep) and return the payload."""
+    await asyncio.sleep(0.05)
     return payload

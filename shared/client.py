@@ -238,9 +238,9 @@ class GodClient:
         """Keep our leases alive; False if god had already given us up."""
         return bool(self.call("heartbeat", self.name))
 
-    def worker_lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
+    def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
         """Our worker process died (or was stopped for running over --task-timeout: timed_out
-        says so) while running that task; god serves again the rest of what it held."""
+        says so) while running those tasks; god serves again the rest of what it held."""
         self.call("worker_lost", worker, running, timed_out)
 
     def results_for(

@@ -49,10 +49,11 @@ PUT_RETRY: Final = 6
 PUT_DUE: Final = 7
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
-#: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep).
+#: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep, alone).
 #: ``keep``: someone waits for the values (a producer's results(), a tutorial reader), so
-#: the ack carries them.
-Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool]
+#: the ack carries them. ``alone``: its tasks were running, among others, in a worker that
+#: died; each is to run with no other beside it, so that a second death names its cause.
+Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool, bool]
 G_PRODUCER: Final = 0
 G_FIRST: Final = 1
 G_LO: Final = 2
@@ -62,6 +63,7 @@ G_PAYLOADS: Final = 5
 G_TASK: Final = 6
 G_QUEUE: Final = 7
 G_KEEP: Final = 8
+G_ALONE: Final = 9
 
 #: A task that failed, in an ack: (seq, the exception's class name, seconds after which it
 #: asked to be tried again (it raised consumer.Retry) or None).

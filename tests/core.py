@@ -135,7 +135,7 @@ class Core:
 
     def lost(self, worker: str, running: Run | None, timed_out: str | None = None) -> None:
         """The consumer of worker says it died (or was stopped) while running that task."""
-        self.call("worker_lost", worker, running, timed_out).result()
+        self.call("worker_lost", worker, [running] if running is not None else [], timed_out).result()
 
 
 def seqs(grants: list[Grant]) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import sys
@@ -62,6 +63,39 @@ def hang_on_13(n: int) -> str:
     if n == 13:
         time.sleep(600)
     return square(n)
+
+
+async def await_hang_on_13(n: int) -> str:
+    """Square n, but wait forever (awaiting) for 13: a coroutine the timeout can cancel."""
+    if n == 13:
+        await asyncio.sleep(600)
+    return square(n)
+
+
+async def block_on_13(n: int) -> str:
+    """Square n, but block its event loop for 13 (a coroutine that never awaits)."""
+    if n == 13:
+        time.sleep(600)
+    return square(n)
+
+
+async def a_generator(payload: Any) -> Any:
+    """Not a task: an async generator gives many values."""
+    yield payload
+
+
+def span(payload: dict[str, Any]) -> list[float]:
+    """Wait payload['s'] seconds; returns when it ran (monotonic start and end, system-wide)."""
+    t0 = time.monotonic()
+    time.sleep(payload["s"])
+    return [t0, time.monotonic()]
+
+
+async def await_span(payload: dict[str, Any]) -> list[float]:
+    """span as a coroutine (asyncio.sleep)."""
+    t0 = time.monotonic()
+    await asyncio.sleep(payload["s"])
+    return [t0, time.monotonic()]
 
 
 def nap(n: int) -> str:

@@ -59,6 +59,7 @@ def test_port_already_in_use(god: God, spawn: Callable[..., Proc]) -> None:
     ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
     ("consumer.tasks:nope", "has no attribute 'nope'"),
     ("square", "is not of the form module:function"),
+    ("tests.tasks:a_generator", "is a generator function; a task returns one value"),
 ])
 def test_a_task_that_does_not_import_fails_before_connecting(spawn: Callable[..., Proc], spec: str, says: str) -> None:
     # No god runs: the task is checked first, so the error comes at once.
@@ -159,6 +160,7 @@ def test_a_results_file_on_a_full_disk_is_reported_and_god_keeps_serving(spawn: 
     ("producer", ("--retry-backoff", "x"), "producer: Invalid value for '--retry-backoff'"),
     ("producer", ("--rounds", "0"), "producer: Invalid value for '--rounds'"),
     ("consumer", ("--processes", "none"), "consumer: Invalid value for '--processes'"),
+    ("consumer", ("--concurrency", "0"), "consumer: Invalid value for '--concurrency'"),
     ("god", ("--capacity", "many"), "god: Invalid value for '--capacity'"),
     ("god", ("--no-such-flag",), "god: No such option: --no-such-flag"),
 ])

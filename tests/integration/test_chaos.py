@@ -42,9 +42,10 @@ def target(g: God) -> tuple[str, int]:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("concurrency", [1, 50])
 def test_chaos_every_task_gets_exactly_one_result(
     start_god: Callable[..., God], spawn: Callable[..., Proc], relay: Relay, env: dict[str, str], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], concurrency: int,
 ) -> None:
     rng = random.Random(SEED)
     n_tasks = 2 * PER_PRODUCER
@@ -59,8 +60,8 @@ def test_chaos_every_task_gets_exactly_one_result(
     producers = [spawn("producer", "--from", str(f), env_extra=via_relay) for f in files]
 
     def consumer() -> Proc:
-        return spawn("consumer", "--task", "tests.tasks:nap", "--processes", "2", env_extra=via_relay,
-                     new_session=True)
+        return spawn("consumer", "--task", "tests.tasks:nap", "--processes", "2", "--concurrency", str(concurrency),
+                     env_extra=via_relay, new_session=True)
 
     consumers = [consumer() for _ in range(CONSUMERS)]
 
@@ -107,6 +108,6 @@ def test_chaos_every_task_gets_exactly_one_result(
     stats = god_stats(g, env)
     redelivered = sum(1 for r in results if r["attempts"] > 1)
     with capsys.disabled():  # shown in every run, not only when the test fails
-        print(f"\nchaos: {'; '.join(log)}\nchaos: {n_tasks} tasks, {len(results)} result lines, "
+        print(f"\nchaos (--concurrency {concurrency}): {'; '.join(log)}\nchaos: {n_tasks} tasks, {len(results)} result lines, "
               f"{redelivered} results after a redelivery, {stats['duplicates']} duplicate results "
               f"dropped by the last god, {stats['redelivered']} redeliveries by the last god")

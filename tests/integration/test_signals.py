@@ -21,20 +21,25 @@ def slow_tasks(tmp_path: Path, n: int, seconds: float) -> Path:
     return write_tasks(tmp_path / "slow.jsonl", [{"n": i, "s": seconds} for i in range(n)])
 
 
-def test_one_sigterm_drains_and_hands_back_the_rest(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
-    # Given a consumer working through 8 tasks of 0.4 s with one worker
+@pytest.mark.parametrize(("tasks", "concurrency"), [(8, 1), (120, 50)])
+def test_one_sigterm_drains_and_hands_back_the_rest(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path, tasks: int, concurrency: int
+) -> None:
+    # Given a consumer working through tasks of 0.4 s with one worker (running one or 50 at a time)
     env = addr_env(god)
-    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 8, 0.4)), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, tasks, 0.4)), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", "--concurrency", str(concurrency),
+              env_extra=env)
     wait_for_results(god.results, 1)
     # When it gets one SIGTERM
     c.signal(signal.SIGTERM)
     # Then it finishes what runs, exits 0, and the rest goes back unstarted (attempt not used up)
     assert c.wait(15) == 0, c.text()
     done_first = len(read_results(god.results))
-    assert done_first < 8, "the consumer finished everything before the signal: nothing was handed back"
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
-    results = wait_for_results(god.results, 8)
+    assert done_first < tasks, "the consumer finished everything before the signal: nothing was handed back"
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--concurrency", str(concurrency), "--burst",
+          env_extra=env)
+    results = wait_for_results(god.results, tasks)
     assert set(Counter(r["id"] for r in results).values()) == {1}
     assert all(r["attempts"] == 1 for r in results)
 

@@ -14,7 +14,7 @@ import pytest
 from consumer.tasks import Retry
 from god.broker import TUTORIAL
 from god.views import ResultQueueView, TaskQueueView, Tutorial
-from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
+from shared.records import G_ALONE, G_ATTEMPT, G_HI, G_KEEP, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, payloads_of, seqs
 
 
@@ -176,6 +176,28 @@ def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
     got = core.lease("c2", 10)
     assert sorted((g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got) == [(1, 2, 1), (2, 3, 2), (3, 4, 1)]
     assert core.broker.stats()["in_flight"] == 4  # 4 is still c/1's
+
+
+def test_tasks_that_ran_together_in_a_worker_that_died_each_run_alone_next(core: Core) -> None:
+    # Given a worker that died running two tasks at once (either may have killed it), and one alone
+    core.put("p", ["a", "b", "c", "d"])
+    core.lease("c/0", 4)
+    core.lost("c/0", None)
+    core.lease("c/0", 3)
+    core.call("worker_lost", "c/0", [("p", 1, 1, 2), ("p", 1, 2, 3)], None).result()
+    # Then both used an attempt and come back marked to run alone; the one it had not started does not
+    got = core.lease("c/1", 4)
+    assert sorted((seqs([g]), g[G_ATTEMPT], g[G_ALONE]) for g in got) == [
+        ([1], 2, True), ([2], 2, True), ([3], 1, False), ([4], 1, False)]
+    # And a death with one task running names that task: it is not marked
+    core.lost("c/1", ("p", 1, 1, 2))
+    (g,) = [g for g in core.lease("c/2", 4) if seqs([g]) == [1]]
+    assert (g[G_ATTEMPT], g[G_ALONE]) == (3, True)  # (still marked from before)
+    core.put("p", ["e"])
+    core.lease("c/3", 1)
+    core.lost("c/3", ("p", 5, 5, 6))
+    (g,) = core.lease("c/3", 1)
+    assert (seqs([g]), g[G_ATTEMPT], g[G_ALONE]) == ([5], 2, False)
 
 
 def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consumers(core: Core) -> None:
@@ -354,7 +376,7 @@ def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(core:
     core.put("p", [1, 2])
     core.put("q", [9])  # another producer's task
     grants = core.lease("c", 3)
-    assert all(g[-1] == (g[G_PRODUCER] == "p") for g in grants)  # keep: only p's values travel
+    assert all(g[G_KEEP] == (g[G_PRODUCER] == "p") for g in grants)  # keep: only p's values travel
     core.ack("c", grants)
     run = core.broker.run
     posted, gone = core.call("results_for", "p", run, 0, 10, 0.0, None).result()
