@@ -341,9 +341,10 @@ def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, pr
                                 "producer": producer_cpu / n * 1e6}}
 
 
-def ours_far(work: Path, n: int, task: str, *, rtt_s: float) -> dict[str, Any]:
-    """n tasks from a file to one consumer of 2 processes that reaches god through a relay
-    holding every byte rtt_s/2 each way (another region, a VPN): seconds and tasks/s."""
+def ours_far(work: Path, n: int, task: str, *, rtt_s: float, concurrency: int = 1) -> dict[str, Any]:
+    """n tasks from a file to one consumer of 2 processes (each running ``concurrency`` tasks at
+    once) that reaches god through a relay holding every byte rtt_s/2 each way (another region,
+    a VPN; none with 0): seconds from the producer's start, and tasks/s."""
     src = work / f"tasks-{n}.jsonl"
     if not src.exists():
         src.write_text("".join(f"{i}\n" for i in range(n)))
@@ -352,7 +353,7 @@ def ours_far(work: Path, n: int, task: str, *, rtt_s: float) -> dict[str, Any]:
         relay = Relay((host, int(port)), delay_s=rtt_s / 2)
         try:
             g.env["GOD_ADDRESS"] = relay.address
-            g.spawn("consumer", "--processes", "2", "--task", task)
+            g.spawn("consumer", "--processes", "2", "--concurrency", str(concurrency), "--task", task)
             g.env["GOD_ADDRESS"] = g.address  # the producer is near god
             g.wait_consumers(1)
             lines = LineCounter(g.results)
@@ -362,7 +363,8 @@ def ours_far(work: Path, n: int, task: str, *, rtt_s: float) -> dict[str, Any]:
             seconds = time.perf_counter() - t0
         finally:
             relay.close()
-    return {"tasks": n, "task": task, "rtt_ms": rtt_s * 1e3, "seconds": seconds, "tasks_per_s": n / seconds}
+    return {"tasks": n, "task": task, "rtt_ms": rtt_s * 1e3, "concurrency": concurrency, "seconds": seconds,
+            "tasks_per_s": n / seconds}
 
 
 def ours_queues(work: Path, n: int, queues: int, *, consumers: int = 2) -> dict[str, Any]:
@@ -484,6 +486,10 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
                 "slow_far": ours_far(work, slow_n, "scripts.bench_tasks:wait_5ms", rtt_s=0.04),
                 "tiny_far": ours_far(work, tiny_n, "consumer.tasks:square", rtt_s=0.04),
             }
+        if "io" in sections:  # tasks that wait: 2 processes of 50 at once, ideal 2,000 x 50 ms / 100 = 1 s
+            io_n = 400 if quick else 2000
+            out["io"] = {kind: ours_far(work, io_n, f"scripts.bench_tasks:{task}", rtt_s=0.0, concurrency=50)
+                         for kind, task in (("threads", "wait_50ms"), ("coroutines", "await_50ms"))}
         if "queues" in sections:
             k = n // 2
             one, many = ours_queues(work, k, 1), ours_queues(work, k, 100)
@@ -560,6 +566,11 @@ def table(r: dict[str, Any]) -> str:
         row(f"{near['tasks']:,} tasks of 5 ms, 1 consumer of 2 processes, near god", near["tasks_per_s"])
         row(f"  the same 40 ms from god ({far['seconds'] / near['seconds'] - 1:+.0%} time)", far["tasks_per_s"])
         row(f"{f['tiny_far']['tasks']:,} tiny tasks, that consumer 40 ms from god", f["tiny_far"]["tasks_per_s"])
+    if "io" in r:
+        for kind, y in r["io"].items():
+            ideal = y["tasks"] * 0.05 / (2 * y["concurrency"])
+            row(f"{y['tasks']:,} waits of 50 ms, 2x{y['concurrency']} {kind}, {y['seconds'] / ideal:.2f}x ideal",
+                y["tasks_per_s"])
     if "queues" in r:
         q = r["queues"]
         row(f"1 queue, 2 consumers ({q['one']['tasks']:,} tasks, Python API)", q["one"]["tasks_per_s"])
@@ -571,7 +582,7 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "million")
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million")
 
 
 def main() -> None:
