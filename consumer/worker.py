@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import inspect
 import os
 import pickle
 import signal
@@ -329,20 +328,19 @@ class Worker:
         else:
             self._run_one_at_a_time()
 
-    def _call(self, fn: TaskFunction, payload: Any) -> Any:
-        """fn(payload); an ``async def`` function's coroutine run to its end on our loop."""
-        value = fn(payload)
-        if inspect.iscoroutine(value):
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-            value = run_coroutine(value, self.spec.task_timeout, self._loop)
-        return value
+    def _awaited(self, fn: TaskFunction) -> TaskFunction:
+        """fn, or for an ``async def`` fn, a function that runs its coroutine to its end on our loop."""
+        if not is_async(fn):
+            return fn
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        loop, timeout = self._loop, self.spec.task_timeout
+        return lambda payload: run_coroutine(fn(payload), timeout, loop)
 
     def _run_one_at_a_time(self) -> None:
         shared, acks, todo, fns = self.shared, self.acks, self.todo, self.fns
         place = self.running[0]
         timed = self.spec.task_timeout is not None
-        call = self._call
         monotonic = time.monotonic
         last_poll = now = monotonic()
         since_poll = 0
@@ -360,6 +358,8 @@ class Worker:
             # results have waited FLUSH_S.
             g = todo[0]
             fn = fns.get(g[G_TASK])
+            if not isinstance(fn, str):
+                fn = self._awaited(fn)
             payloads, lo, hi = g[G_PAYLOADS], g[G_LO], g[G_HI]
             seq, stop = self.at, min(hi, self.at + POLL_EVERY - since_poll)
             acks.begin(g, seq)
@@ -380,7 +380,7 @@ class Worker:
                     v = (False, None, fn, None)
                 else:
                     try:
-                        value = call(fn, payload)
+                        value = fn(payload)
                     except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
                         v, exc = failure(e), e
                     else:  # a value must be able to reach whoever waits for it

@@ -41,20 +41,22 @@ def test_a_worker_runs_many_tasks_at_once_threads_and_coroutines_alike(
     assert most_at_once([r["value"] for r in records]) >= 5
 
 
-@pytest.mark.parametrize(("task", "says"), [
-    ("tests.tasks:hang_on_13", "its thread cannot be stopped, so its worker is replaced once the others are done"),
-    ("tests.tasks:await_hang_on_13", "it was cancelled"),
-    ("tests.tasks:block_on_13", "its coroutine was not cancelled in time (it blocks its event loop), so its worker is replaced"),
+@pytest.mark.parametrize(("task", "concurrency", "says"), [
+    ("tests.tasks:hang_on_13", 4, "its thread cannot be stopped, so its worker is replaced once the others are done"),
+    ("tests.tasks:await_hang_on_13", 4, "it was cancelled"),
+    ("tests.tasks:await_hang_on_13", 1, "it was cancelled"),  # async def, one task at a time
+    ("tests.tasks:block_on_13", 4,
+     "its coroutine was not cancelled in time (it blocks its event loop), so its worker is replaced"),
 ])
 def test_a_task_over_task_timeout_fails_with_concurrency_and_the_others_go_on(
-    god: God, spawn: Callable[..., Proc], tmp_path: Path, task: str, says: str
+    god: God, spawn: Callable[..., Proc], tmp_path: Path, task: str, concurrency: int, says: str
 ) -> None:
     # Given tasks 11..15, where 13 hangs: a thread, a coroutine that awaits, one that never awaits
     env = addr_env(god)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(11, 16)))),
                  env_extra=env).wait() == 0
-    # When one worker runs them, 4 at a time, with a one-second limit per task
-    c = spawn("consumer", "--task", task, "--processes", "1", "--concurrency", "4", "--task-timeout", "1",
+    # When one worker runs them, some at a time, with a one-second limit per task
+    c = spawn("consumer", "--task", task, "--processes", "1", "--concurrency", str(concurrency), "--task-timeout", "1",
               "--burst", env_extra=env)
     assert c.wait(timeout=60) == 0, c.text()
     # Then 13 failed, once, saying it timed out and what became of it; the others succeeded
