@@ -76,6 +76,7 @@ class WorkerPool:
         self.burst = burst
         self.task_timeout = task_timeout
         self.replacing = True  # cleared to drain: the dead are not replaced
+        self.rtt_s = 0.0  # a round trip to god, as the consumer's heartbeats measure it
         self.done = 0  # results of workers that ended, and timeouts
         self.failed = 0
         self._ctx = ctx
@@ -92,6 +93,7 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerHandle:
         ours, theirs = self._ctx.Pipe()
         shared = self._ctx.RawValue(Shared)
+        shared.rtt_s = self.rtt_s
         running = self._ctx.RawArray(Running, self.concurrency)
         for place in running:
             place.seq = -1
@@ -106,6 +108,7 @@ class WorkerPool:
 
     def set_rtt(self, seconds: float) -> None:
         """Tell the workers the round trip to god, which sizes what they lease."""
+        self.rtt_s = seconds
         for w in list(self.workers):
             w.shared.rtt_s = seconds
 
