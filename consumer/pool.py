@@ -22,8 +22,8 @@ from shared.records import R_LO, R_PRODUCER, Run
 
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
-RESPAWN_MAX_S = 30.0
-KILL_GRACE_S = 3.0  # with --concurrency: seconds past --task-timeout a worker has to give a task up itself  # longest wait before replacing a worker that keeps dying at once
+RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
+KILL_GRACE_S = 3.0  # with --concurrency: seconds past --task-timeout a worker has to give a task up itself
 
 
 @dataclass(eq=False)

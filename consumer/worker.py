@@ -33,8 +33,8 @@ from shared.config import Settings, hostname
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import setup_logging
 from shared.records import (
-    A_FAILED, A_HI, A_LO, G_ALONE, G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK,
-    V_VALUE, Ack, Failed, Grant, Run, Value, failure, json_line, ok_lines, task_id,
+    A_FAILED, A_HI, A_LO, G_ALONE, G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK,
+    V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Ack, Failed, Grant, Run, Value, failure, json_line, ok_lines, task_id,
 )
 
 _PLAIN = (str, int, float, bool, type(None))  # values that always pickle
@@ -491,8 +491,9 @@ class Worker:
                     g, seq, payload = self.busy[i][:3]
             del self.busy[i]
             self.running[i].seq = -1
-            exc = TimeoutError(f"timed out after {timeout:g}s (--task-timeout); its "
-                               f"{'coroutine was not cancelled in time (it blocks its event loop)' if coroutine else 'thread cannot be stopped'}, "
+            what = "coroutine was not cancelled in time (it blocks its event loop)" if coroutine else \
+                "thread cannot be stopped"
+            exc = TimeoutError(f"timed out after {timeout:g}s (--task-timeout); its {what}, "
                                "so its worker is replaced once the others are done")
             self.finished.append((g, seq, payload, failure(exc), exc))
             if coroutine:  # the coroutines beside it cannot go on while it holds the loop: they go back

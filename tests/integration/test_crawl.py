@@ -77,10 +77,10 @@ def site() -> Iterator[Site]:
 def test_the_crawler_fetches_every_page_once_and_downloads_every_image_intact(
     god: God, spawn: Callable[..., Proc], site: Site, tmp_path: Path
 ) -> None:
-    # Given two consumers serving the crawler's queues, and a site with links, images and a 503
+    # Given two consumers serving the crawler's queues, 8 tasks at a time, and a site with links, images, a 503
     env = addr_env(god)
     for queues in ("pages,images", "images,pages"):
-        spawn("consumer", "--queues", queues, "--processes", "1", env_extra=env)
+        spawn("consumer", "--queues", queues, "--processes", "1", "--concurrency", "8", env_extra=env)
     out = tmp_path / "images"
     # When the crawler runs from the site's first page
     crawl = spawn("scripts/crawl.py", site.url, "--out", str(out), "--retry-backoff", "0.2", env_extra=env)

@@ -12,7 +12,7 @@ import pytest
 
 from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, write_tasks
+from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,3 +75,43 @@ def test_a_consumer_waiting_for_a_gone_god_stops_on_one_signal(
     c.wait_for("not answering", stream="err")
     c.signal(signal.SIGTERM)
     assert c.wait(15) == 0, c.text()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_workers_of_a_consumer_killed_alone_end_and_their_tasks_are_served_again(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a consumer of 2 worker processes (each with its own connection to god) at work
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 40, 0.1)), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    wait_for_results(god.results, 1)
+    workers = [pid for pid in _children(c.pid) if "worker" in Path(f"/proc/{pid}/cmdline").read_text()
+               or "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert workers, "no worker processes found"
+    # When the consumer process alone is SIGKILLed (not its process group)
+    c.signal(signal.SIGKILL)
+    # Then its workers end on their own (their consumer's pipe closed), and god serves their
+    # tasks again: another consumer finishes every task, one result each
+    wait_until(lambda: not any(map(_running, workers)), 15, "the orphaned workers to end")
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
+    results = wait_for_results(god.results, 40)
+    assert set(Counter(r["id"] for r in results).values()) == {1}
