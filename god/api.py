@@ -45,14 +45,20 @@ class _Put(Wait):
     """A put waits for room, then (without a deadline) for its journal commit."""
 
     def __init__(self, broker: Broker, journal: JournalLike | None, producer: str, put: Put,
-                 deadline: float) -> None:
-        self.broker, self.journal, self.producer, self.put = broker, journal, producer, put
+                 deadline: float, after: int | None) -> None:
+        self.broker, self.journal, self.producer, self.put, self.after = broker, journal, producer, put, after
         self.taken, self.ticket = False, 0
         self.deadline = deadline
 
+    @property
+    def holds_line(self) -> bool:
+        return not self.taken  # taken: the next put of its producer may follow it in
+
     def attempt(self, late: bool) -> tuple[bool, Any]:
         if not self.taken and self.broker.has_room():
-            self.taken, self.ticket = self.broker.offer(self.producer, self.put)
+            self.taken, self.ticket = self.broker.offer(self.producer, self.put, self.after)
+            if self.ticket < 0:
+                return True, 0  # out of order: the producer sends it again
         if not self.taken:
             return (True, 0) if late else (False, None)
         self.deadline = math.inf  # a confirmation never goes out before its commit
@@ -106,14 +112,19 @@ class Api:
             "run": b.run,
         }
 
-    def put_many(self, producer: str, put: Put, timeout: float = 0.0) -> int | Wait:
+    def put_many(self, producer: str, put: Put, timeout: float = 0.0, after: int | None = None) -> int | Wait:
         """Queue a batch whole; waits up to timeout for room, and for its journal commit.
+        ``after``: it was sent behind the producer's batch that ends at that seq, before
+        that one was confirmed; it is taken only if that one was.
 
         Returns:
-            The batch's size once god holds it (now or from before), or 0 if god stayed full.
+            The batch's size once god holds it (now or from before), or 0 if god stayed full
+            (or the batch before it was not taken).
         """
         _check_put(producer, put)
-        wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout))
+        if after is not None and type(after) is not int:
+            raise ValueError(f"after {after!r} is not a seq")
+        wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after)
         answered, reply = wait.attempt(timeout <= 0)
         return reply if answered else wait
 

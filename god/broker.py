@@ -328,17 +328,25 @@ class Broker:
         if results:
             self.mailboxes.open(name)
 
-    def offer(self, producer: str, put: Put) -> tuple[bool, int]:
+    def offer(self, producer: str, put: Put, after: int | None = None) -> tuple[bool, int]:
         """Take a batch whole if there is room (a re-sent one is taken care of already).
 
+        ``after``: the batch was sent behind others not confirmed yet, and follows the one
+        that ends at that seq: it is taken only if that one was (a producer's batches are
+        taken in order, so "all up to N" is all god must remember of them).
+
         Returns:
-            (taken, the journal ticket its confirmation waits for; 0: none).
+            (taken, the journal ticket its confirmation waits for; 0: none; -1: not taken,
+            for the batch before it was not).
         """
         with self._lock:
             p = self.peers.producer(producer, self._now())
-            if put[PUT_FIRST] <= self._upto.get(producer, 0):
+            upto = self._upto.get(producer, 0)
+            if put[PUT_FIRST] <= upto:
                 p.duplicates += put[PUT_N]
                 return True, self.journal.ticket if self.journal is not None else 0
+            if after is not None and after != upto:
+                return False, -1
             ticket = self._take(producer, put, producer in self.mailboxes, put[PUT_PAYLOADS], None)
             if ticket < 0:
                 return False, 0

@@ -35,6 +35,7 @@ from shared.manager import BROKER, BROKER_METHODS
 from shared.transport import TlsConnection, frame, unframe
 
 READ_CHUNK = 256 * 1024  # bytes asked of a socket per read
+MAX_PIPELINE = 64  # requests of one connection in hand at once; more wait in its socket
 MAX_WAIT_S = 1.0  # longest select() with no deadline due: a safety net for missed wake-ups
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -50,7 +51,10 @@ class Peer:
     inbox: bytearray = field(default_factory=bytearray)
     out: deque[bytes | memoryview] = field(default_factory=deque)
     events: int = selectors.EVENT_READ
-    busy: bool = False  # a request is being answered or is parked
+    # Requests in hand, oldest first, each a box for its reply: replies go out in the order
+    # the requests came, so a client may send several before reading (a producer's puts).
+    pending: deque[list[Any]] = field(default_factory=deque)
+    held: Wait | None = None  # a parked call that later requests wait behind (holds_line)
     closed: bool = False
 
 
@@ -66,6 +70,7 @@ class Hub:
         self._arrivals: list[connection.Connection] = []
         self._urgent: deque[Peer] = deque()  # peers with replies to calls that waited
         self._replies: deque[Peer] = deque()  # peers with other replies to send
+        self._resume: set[Peer] = set()  # peers with requests that wait (behind a parked call, or for room)
         self._retrying = False
         self._log = logger.bind(role="god")
         self._thread = threading.Thread(target=self._run, name="god-hub", daemon=True)
@@ -93,7 +98,8 @@ class Hub:
 
     def step(self) -> None:
         """One round: read what came, answer or park it, retry parked calls, send replies."""
-        for key, mask in self._sel.select(self.waits.timeout(MAX_WAIT_S)):
+        ready = any(p.held is None or not p.held.holds_line for p in self._resume)  # requests in hand to serve
+        for key, mask in self._sel.select(0 if ready else self.waits.timeout(MAX_WAIT_S)):
             peer = key.data
             if peer is None:
                 self.waits.woken()
@@ -111,6 +117,12 @@ class Hub:
             self.waits.retry()
         finally:
             self._retrying = False
+        for peer in list(self._resume):  # serve what waited behind a parked call, or for room
+            if peer.held is not None and peer.held.holds_line:
+                continue
+            self._resume.discard(peer)
+            peer.held = None
+            self._serve(peer)
         # Replies go out once the round is done: first those of calls that waited (a lease's
         # tasks, a producer's results: what a task's path waits on), then the rest.
         for queue in (self._urgent, self._replies):
@@ -162,26 +174,33 @@ class Hub:
                 self._close(peer)
                 return
             peer.inbox += data
-        while not peer.closed:
+        self._serve(peer)
+
+    def _serve(self, peer: Peer) -> None:
+        """Take the requests that came, in order, while none waits behind a parked call."""
+        while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
             whole, request = unframe(peer.inbox)
             if not whole:
                 return
-            if peer.busy:  # our clients wait for each reply; this one did not
-                self._drop(peer, "a request before the reply to the last one")
-                return
             self._request(peer, request)
 
-    def _send(self, peer: Peer, msg: tuple[str, Any]) -> None:
+    def _send(self, peer: Peer, box: list[Any], msg: tuple[str, Any]) -> None:
+        """The reply to the request of box; it goes out after those of the requests before it."""
         if peer.closed:
             return  # it went away while its call waited: the reply has no one to go to
         try:
-            pieces = frame(msg)
+            box.append(frame(msg))
         except Exception:
-            pieces = frame(("#TRACEBACK", format_exc()))
-        peer.out += pieces
-        peer.busy = False
-        self.door.waiting(peer.conn, True)
+            box.append(frame(("#TRACEBACK", format_exc())))
+        if peer.pending[0] is not box:
+            return  # an earlier call still waits
+        while peer.pending and peer.pending[0]:
+            peer.out += peer.pending.popleft()[0]
+        if not peer.pending:
+            self.door.waiting(peer.conn, True)
         (self._urgent if self._retrying else self._replies).append(peer)
+        if peer.inbox:
+            self._resume.add(peer)  # more came meanwhile: served once this round is done
 
     def _flush(self, peer: Peer) -> None:
         out = peer.out
@@ -214,6 +233,7 @@ class Hub:
         if peer.closed:
             return
         peer.closed = True
+        self._resume.discard(peer)
         try:
             self._sel.unregister(peer.sock)
         except (KeyError, ValueError):
@@ -232,18 +252,25 @@ class Hub:
             ident, method, args, kwds = request
         except (TypeError, ValueError):
             raise pickle.UnpicklingError("not a manager request") from None
-        peer.busy = True
+        box: list[Any] = []
+        peer.pending.append(box)
         self.door.waiting(peer.conn, False)
         if ident != BROKER or method not in BROKER_METHODS:
-            self._send(peer, ("#TRACEBACK", f"method {method!r} of {ident!r} is not served here"))
+            self._send(peer, box, ("#TRACEBACK", f"method {method!r} of {ident!r} is not served here"))
             return
         try:
             reply = getattr(self.api, method)(*args, **kwds)
         except Exception as e:
-            self._send(peer, ("#ERROR", e))
+            self._send(peer, box, ("#ERROR", e))
             return
         if isinstance(reply, Wait):
-            self.waits.park(reply, lambda value, error: self._send(
-                peer, ("#RETURN", value) if error is None else ("#ERROR", error)))
+            def answer(value: Any, error: BaseException | None, wait: Wait = reply) -> None:
+                if peer.held is wait:
+                    peer.held = None
+                self._send(peer, box, ("#RETURN", value) if error is None else ("#ERROR", error))
+            if reply.holds_line:
+                peer.held = reply
+                self._resume.add(peer)
+            self.waits.park(reply, answer)
         else:
-            self._send(peer, ("#RETURN", reply))
+            self._send(peer, box, ("#RETURN", reply))

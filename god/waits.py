@@ -27,6 +27,12 @@ class Wait:
 
     deadline: float = math.inf  # on the Waits' clock; the call is answered by then
 
+    @property
+    def holds_line(self) -> bool:
+        """Whether later calls on the same connection wait until this one is answered (they
+        may depend on it); a put that god holds already waits only for its journal commit."""
+        return True
+
     def attempt(self, late: bool) -> tuple[bool, Any]:
         """Try to answer: (True, reply) when it can go on, or must (late: past the deadline)."""
         raise NotImplementedError

@@ -141,7 +141,9 @@ def main(
         producer.connect()
         with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
             for n, batch in enumerate(batches, 1):
-                producer.put_many(batch.payloads, batch.where)
+                # A file's batches travel several at a time (one per round trip is slow far
+                # from god); each round waits for its confirmation, as the tutorial's do.
+                producer.put_many(batch.payloads, batch.where, wait=unit == "round")
                 bar.advance(len(batch.payloads), batch.size if unit == "batch" else 1)
                 total = f"/{rounds}" if unit == "round" and rounds else ""
                 log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch.payloads), producer.accepted)
@@ -151,6 +153,7 @@ def main(
                     _sleep(interval, stop)
                 if stop.requested():
                     break
+            producer.flush()  # every batch sent is confirmed before we say so, or stop
     except KeyboardInterrupt:
         log.error("stopped at once; {} tasks were put", producer.accepted if producer else 0)
         raise typer.Exit(exitcodes.INTERRUPTED) from None

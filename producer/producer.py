@@ -18,6 +18,7 @@ import os
 import pickle
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -29,11 +30,12 @@ from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.records import (
-    DEFAULT_QUEUE, MAX_BACKOFF_S, Put, Result, RetryPolicy, TaskIds, Value, check_priority, check_queue, check_retry,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, Value, check_priority, check_queue, check_retry,
     describe, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
+IN_FLIGHT = 16  # batches sent (put_many(wait=False)) before the oldest one's confirmation is read
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
 RESULTS_BATCH = 1000  # results fetched per call
 _GONE = object()  # not waited for (any more)
@@ -103,6 +105,8 @@ class Producer:
         self.client = GodClient(settings, name=self.name, role="producer",
                                 info={"host": hostname(), "results": results}, should_stop=should_stop)
         self._seq = 1  # the next task's number
+        # Batches sent whose confirmations are not read yet, oldest first, with what results() needs.
+        self._in_flight: deque[tuple[Put, list[tuple[int, tuple[Any, str, str | None]]]]] = deque()
         self.accepted = 0
         self.keeps_results = results
         # Tasks put whose results have not come yet, in order: seq -> (payload, queue, task).
@@ -131,8 +135,14 @@ class Producer:
         """Reach god (retrying as configured); returns its parameters."""
         return self.client.connect()
 
-    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, **options: Any) -> TaskIds:
+    def put_many(self, payloads: list[Any], where: Callable[[int], str] | None = None, *, wait: bool = True,
+                 **options: Any) -> TaskIds:
         """Put one batch; returns the task ids (a sequence) once god holds every task.
+
+        With ``wait=False`` it returns once the batch is sent, while up to IN_FLIGHT batches
+        travel and wait for their journal commits together (far from god, one batch per
+        round trip is slow); ``flush()`` waits until god holds all of them. Each is still
+        confirmed only after its commit, and they are taken in order.
 
         ``options`` override the producer's for this batch: ``queue`` (default ``default``),
         ``task`` (``module:function``; default: whatever each consumer runs), ``priority``
@@ -162,6 +172,40 @@ class Producer:
             raise
         first, n = self._seq, len(payloads)
         put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due())
+        kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self.keeps_results else []
+        self.client.send_put(put, PUT_WAIT_S, first - 1 if self._in_flight else None)
+        self._in_flight.append((put, kept))
+        self._seq += n  # the next batch follows this one, taken or not yet
+        while len(self._in_flight) > (0 if wait else IN_FLIGHT - 1):
+            self._confirm_oldest()
+        return TaskIds(self.name, first, n)
+
+    def flush(self) -> None:
+        """Wait until god holds every batch sent (``put_many(wait=False)``)."""
+        while self._in_flight:
+            self._confirm_oldest()
+
+    def _confirm_oldest(self) -> None:
+        if self.client.reply():
+            self._accept(self._in_flight.popleft())
+            return
+        # Not taken: god stayed full, and so every batch sent after it was refused as well
+        # (each is taken only after the one before it). Read their answers, then send them
+        # again one at a time, each waiting for room.
+        for _ in range(len(self._in_flight) - 1):
+            self.client.reply()
+        while self._in_flight:
+            self._put_waiting(self._in_flight[0][0])
+            self._accept(self._in_flight.popleft())
+
+    def _accept(self, sent: tuple[Put, list[tuple[int, tuple[Any, str, str | None]]]]) -> None:
+        put, kept = sent
+        self.accepted += put[PUT_N]
+        self.waiting.update(kept)
+
+    def _put_waiting(self, put: Put) -> None:
+        """Put one batch, nothing else in flight, waiting for room while god is full."""
+        n = put[PUT_N]
         waiting = False
         while not self.client.put_many(put, PUT_WAIT_S):
             if self._should_stop():
@@ -172,11 +216,6 @@ class Producer:
                 waiting = True
         if waiting:
             self._log.info("god has room again; all {} tasks of the batch put", n)
-        self._seq += n
-        self.accepted += n
-        if self.keeps_results:
-            self.waiting.update((first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads))
-        return TaskIds(self.name, first, n)
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield the results of this producer's tasks as they come, until none is outstanding.

@@ -316,9 +316,7 @@ class LineCounter:
 
 def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1) -> dict[str, Any]:
     """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each process."""
-    src = work / f"tasks-{n}.jsonl"
-    if not src.exists():
-        src.write_text("".join(f"{i}\n" for i in range(n)))
+    src = _numbers(work, n)
     with god(work, *(() if journal else ("--no-journal",))) as g:
         cons = [g.spawn("consumer", "--processes", str(processes)) for _ in range(consumers)]
         g.wait_consumers(consumers)
@@ -341,30 +339,55 @@ def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, pr
                                 "producer": producer_cpu / n * 1e6}}
 
 
+def _numbers(work: Path, n: int) -> Path:
+    """A file of the numbers 0..n-1 as JSON lines (made once per run)."""
+    src = work / f"tasks-{n}.jsonl"
+    if not src.exists():
+        src.write_text("".join(f"{i}\n" for i in range(n)))
+    return src
+
+
+@contextmanager
+def relayed(g: God, rtt_s: float) -> Iterator[str]:
+    """The address of a relay to g that holds every byte rtt_s/2 each way (none with 0)."""
+    host, port = g.address.rsplit(":", 1)
+    relay = Relay((host, int(port)), delay_s=rtt_s / 2)
+    try:
+        yield relay.address
+    finally:
+        relay.close()
+
+
 def ours_far(work: Path, n: int, task: str, *, rtt_s: float, concurrency: int = 1) -> dict[str, Any]:
     """n tasks from a file to one consumer of 2 processes (each running ``concurrency`` tasks at
     once) that reaches god through a relay holding every byte rtt_s/2 each way (another region,
     a VPN; none with 0): seconds from the producer's start, and tasks/s."""
-    src = work / f"tasks-{n}.jsonl"
-    if not src.exists():
-        src.write_text("".join(f"{i}\n" for i in range(n)))
-    with god(work) as g:
-        host, port = g.address.rsplit(":", 1)
-        relay = Relay((host, int(port)), delay_s=rtt_s / 2)
-        try:
-            g.env["GOD_ADDRESS"] = relay.address
-            g.spawn("consumer", "--processes", "2", "--concurrency", str(concurrency), "--task", task)
-            g.env["GOD_ADDRESS"] = g.address  # the producer is near god
-            g.wait_consumers(1)
-            lines = LineCounter(g.results)
-            t0 = time.perf_counter()
-            g.spawn("producer", "--from", str(src)).wait()
-            _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
-            seconds = time.perf_counter() - t0
-        finally:
-            relay.close()
+    src = _numbers(work, n)
+    with god(work) as g, relayed(g, rtt_s) as far:
+        g.env["GOD_ADDRESS"] = far
+        g.spawn("consumer", "--processes", "2", "--concurrency", str(concurrency), "--task", task)
+        g.env["GOD_ADDRESS"] = g.address  # the producer is near god
+        g.wait_consumers(1)
+        lines = LineCounter(g.results)
+        t0 = time.perf_counter()
+        g.spawn("producer", "--from", str(src)).wait()
+        _until(lambda: lines() >= n, 600, f"{n} results", poll=0.002)
+        seconds = time.perf_counter() - t0
     return {"tasks": n, "task": task, "rtt_ms": rtt_s * 1e3, "concurrency": concurrency, "seconds": seconds,
             "tasks_per_s": n / seconds}
+
+
+def ours_far_producer(work: Path, n: int, *, rtt_s: float) -> dict[str, Any]:
+    """A producer that reaches god through a relay holding every byte rtt_s/2 each way puts n
+    tiny tasks from a file (journal on): seconds from its start until it exits, all confirmed."""
+    src = _numbers(work, n)
+    with god(work) as g, relayed(g, rtt_s) as far:
+        g.env["GOD_ADDRESS"] = far
+        t0 = time.perf_counter()
+        assert g.spawn("producer", "--from", str(src)).wait() == 0
+        seconds = time.perf_counter() - t0
+        assert g.stats()["accepted"] == n
+    return {"tasks": n, "rtt_ms": rtt_s * 1e3, "seconds": seconds, "tasks_per_s": n / seconds}
 
 
 def ours_queues(work: Path, n: int, queues: int, *, consumers: int = 2) -> dict[str, Any]:
@@ -417,9 +440,7 @@ def ours_connect(work: Path, n: int) -> dict[str, float]:
 
 
 def ours_million(work: Path, n: int) -> dict[str, float]:
-    src = work / f"tasks-{n}.jsonl"
-    if not src.exists():
-        src.write_text("".join(f"{i}\n" for i in range(n)))
+    src = _numbers(work, n)
     with god(work, "--no-journal", "--capacity", str(n)) as g:
         base = g.rss_kb()["rss_kb"]
         t0 = time.perf_counter()
@@ -485,6 +506,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
                 "slow_near": ours_far(work, slow_n, "scripts.bench_tasks:wait_5ms", rtt_s=0.0),
                 "slow_far": ours_far(work, slow_n, "scripts.bench_tasks:wait_5ms", rtt_s=0.04),
                 "tiny_far": ours_far(work, tiny_n, "consumer.tasks:square", rtt_s=0.04),
+                "producer_near": ours_far_producer(work, tiny_n * 2, rtt_s=0.0),
+                "producer_far": ours_far_producer(work, tiny_n * 2, rtt_s=0.04),
             }
         if "io" in sections:  # tasks that wait: 2 processes of 50 at once, ideal 2,000 x 50 ms / 100 = 1 s
             io_n = 400 if quick else 2000
@@ -566,6 +589,9 @@ def table(r: dict[str, Any]) -> str:
         row(f"{near['tasks']:,} tasks of 5 ms, 1 consumer of 2 processes, near god", near["tasks_per_s"])
         row(f"  the same 40 ms from god ({far['seconds'] / near['seconds'] - 1:+.0%} time)", far["tasks_per_s"])
         row(f"{f['tiny_far']['tasks']:,} tiny tasks, that consumer 40 ms from god", f["tiny_far"]["tasks_per_s"])
+        near, far = f["producer_near"], f["producer_far"]
+        row(f"{near['tasks']:,} tiny tasks put, producer near god", near["tasks_per_s"])
+        row(f"  the same put 40 ms from god", far["tasks_per_s"])
     if "io" in r:
         for kind, y in r["io"].items():
             ideal = y["tasks"] * 0.05 / (2 * y["concurrency"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
@@ -58,7 +59,8 @@ class GodClient:
         self.server_info: dict[str, Any] = {}
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
-        self._sent: tuple[str, tuple[Any, ...]] | None = None  # a call sent, its reply not read yet
+        # Calls sent whose replies are not read yet, oldest first, with the connection each went on.
+        self._sent: deque[tuple[str, tuple[Any, ...], connection.Connection | None]] = deque()
         self._readable: transport.Readable | None = None  # for ready(), made for each connection
         self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
@@ -80,6 +82,7 @@ class GodClient:
         return conn
 
     def _drop(self) -> None:
+        # Calls sent on it are made anew by reply(), in order.
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -157,24 +160,25 @@ class GodClient:
     # -- a call whose reply is read later ---------------------------------------------------
 
     def send(self, method: str, *args: Any) -> None:
-        """Start a call and return at once; ``reply`` reads its answer (one call at a time).
+        """Start a call and return at once; ``reply`` reads the answers in the order the calls
+        were sent (god answers them in that order).
 
-        A connection that fails here is dropped, and ``reply`` makes the call anew as ``call``
+        A connection that fails here is dropped, and ``reply`` makes each call anew as ``call``
         does: what it sends must be safe to send twice.
         """
-        assert self._sent is None, "a call is in flight"
-        self._sent = (method, args)
-        if self._conn is None:
-            return  # reply() connects, retrying as call() does
-        try:
-            self._conn.send((BROKER, method, args, {}))
-        except (OSError, EOFError):
-            self._drop()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.send((BROKER, method, args, {}))
+            except (OSError, EOFError):
+                self._drop()
+                conn = None
+        self._sent.append((method, args, conn))  # None: reply() makes the call, retrying as call() does
 
     @property
-    def sent(self) -> bool:
-        """Whether a call was sent whose reply is not read yet."""
-        return self._sent is not None
+    def sent(self) -> int:
+        """How many calls were sent whose replies are not read yet."""
+        return len(self._sent)
 
     def ready(self, timeout: float = 0.0) -> bool:
         """Whether the reply to the call sent has come (waiting up to timeout for it)."""
@@ -191,12 +195,9 @@ class GodClient:
             return True
 
     def reply(self) -> Any:
-        """The answer to the call ``send`` started (waiting for it), as ``call`` returns it."""
-        assert self._sent is not None, "no call in flight"
-        method, args = self._sent
-        self._sent = None
-        conn = self._conn
-        if conn is not None:
+        """The answer to the oldest call ``send`` started (waiting for it), as ``call`` returns it."""
+        method, args, conn = self._sent.popleft()
+        if conn is not None and conn is self._conn:
             try:
                 kind, result = conn.recv()
             except (OSError, EOFError):
@@ -225,6 +226,12 @@ class GodClient:
     def put_many(self, put: Put, timeout: float) -> int:
         """Offer a batch; returns its size once god holds it, or 0 if god stayed full for timeout."""
         return int(self.call("put_many", self.name, put, timeout))
+
+    def send_put(self, put: Put, timeout: float, after: int | None) -> None:
+        """Offer a batch without waiting: ``reply()`` says, in turn, its size once god holds it,
+        or 0 (god stayed full, or ``after``, the last seq of the batch sent before it, was not
+        taken)."""
+        self.send("put_many", self.name, put, timeout, after)
 
     def lease(self, queues: tuple[str, ...], max_n: int, timeout: float, seq: int) -> list[Grant]:
         """Lease up to max_n tasks from the queues, in order, waiting up to timeout for the first one."""

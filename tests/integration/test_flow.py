@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env
+from tests.conftest import God, addr_env, god_stats
 from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
@@ -123,3 +123,26 @@ def test_identical_consumers_share_the_work(god: God, spawn: Callable[..., Proc]
     # Then each consumer did about half of them (the first lease does not take them all)
     done = Counter(r["consumer"] for r in wait_for_results(god.results, 400, timeout=60))
     assert len(done) == 2 and min(done.values()) >= 150, done
+
+
+def test_batches_sent_several_at_a_time_to_a_full_god_are_taken_once_each_in_order(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Given a god that takes a batch while fewer than 1,500 tasks wait, and a file of 5,000
+    # tasks that the producer sends as batches of 1,000, several before the first is confirmed
+    g = start_god("--capacity", "1500")
+    where = addr_env(g)
+    producer = spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(5000)))),
+                     env_extra=where)
+    # When god is full before they are all taken (the third waits for room, those behind it
+    # are refused), and a consumer then makes room
+    producer.wait_for(r"god's queues are full", stream="err")
+    spawn("consumer", "--processes", "1", env_extra=where)
+    assert producer.wait() == 0, producer.text()
+    # Then every task was taken once, numbered in the order of the file, and none was lost
+    results = wait_for_results(g.results, 5000)
+    assert len(results) == 5000
+    assert sorted((int(r["id"].rsplit("/", 1)[1]), r["payload"]) for r in results) == [
+        (i + 1, i) for i in range(5000)]
+    s = god_stats(g, env)
+    assert (s["accepted"], s["duplicates"]) == (5000, 0)

@@ -113,3 +113,23 @@ def test_a_peer_that_sends_garbage_is_closed_and_god_goes_on(god: God, env: dict
         god.proc.wait_for(r"closing 127\.0\.0\.1:\d+: ", stream="err")
     # and everyone else is served as before
     assert call_with_deadline(settings, "stats")["pending"] == 0  # type: ignore[index]
+
+
+def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God, env: dict[str, str]) -> None:
+    # Given a client that sends several calls before it reads a reply: first a lease that
+    # waits (nothing is queued), then a put, then a stats call
+    c = GodClient(settings_for(god, env), name="pipelined", role="producer")
+    try:
+        c.connect()
+        c.send("lease", "pipelined-consumer", ("default",), 10, 0.5, 1)
+        c.send_put((1, 2, pickle.dumps(["a", "b"]), "default", None, 0, None, None), 1.0, None)
+        c.send("stats")
+        # Then the replies come in the order of the calls: the waiting lease holds the calls
+        # behind it (the put is not taken before the lease gives up, so it leases nothing)
+        assert c.reply() == []
+        assert c.reply() == 2
+        assert c.reply()["accepted"] == 2
+        # And a connection keeps working as before
+        assert c.stats()["pending"] == 2
+    finally:
+        c.close()

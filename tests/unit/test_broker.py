@@ -15,7 +15,7 @@ from consumer.tasks import Retry
 from god.broker import TUTORIAL
 from god.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_ALONE, G_ATTEMPT, G_HI, G_KEEP, G_LO, G_PRODUCER, G_QUEUE, G_TASK
-from tests.core import Core, payloads_of, seqs
+from tests.core import Call, Core, payloads_of, seqs
 
 
 @pytest.fixture
@@ -105,6 +105,25 @@ def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_count
     assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
     assert core.lease("other", 1) == []
     assert core.broker.stats()["pending"] == 0
+
+
+def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
+    def put(first: int, after: int | None) -> Call:
+        return core.call("put_many", "p", (first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None),
+                         0.0, after)
+
+    # Given batch 1-2 taken, and batch 3-4 not (god was full, or it was lost on the way)
+    assert core.settle(put(1, None)) == 2
+    # When batch 5-6, sent behind 3-4, comes: it is refused at once, not taken out of order
+    assert put(5, 4).result() == 0
+    assert core.broker.stats()["accepted"] == 2
+    # Then 3-4 sent again is taken, and 5-6 after it
+    assert core.settle(put(3, 2)) == 2
+    assert core.settle(put(5, 4)) == 2
+    assert seqs(core.lease("c", 10)) == [1, 2, 3, 4, 5, 6]
+    # And a batch sent again after it was taken is a duplicate, whatever it came behind
+    assert core.settle(put(3, 0)) == 2
+    assert core.broker.stats()["accepted"] == 6
 
 
 def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) -> None:
