@@ -121,7 +121,11 @@ class Producer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        try:
+            if kind is None:
+                self.flush()  # what was sent without waiting is confirmed before the block ends
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close the connection to god."""
@@ -230,6 +234,7 @@ class Producer:
         """
         if not self.keeps_results:
             raise ConfigError("results() needs a producer made with results=True (connect(results=True))")
+        self.flush()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.waiting:
             if self._should_stop():

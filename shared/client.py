@@ -111,6 +111,9 @@ class GodClient:
             UnreachableError: no answer for ``settings.give_up_after`` seconds.
             Interrupted: the stop event was set while we waited to retry.
         """
+        # (reply() makes calls anew through here, the one it reads first; any other call must
+        # wait for the replies of those sent, or it would read one of theirs)
+        assert not self._sent or self._sent[0][2] is not self._conn or self._conn is None, "calls in flight"
         failing_since: float | None = None
         attempt = 0
         while True:
@@ -167,6 +170,8 @@ class GodClient:
         does: what it sends must be safe to send twice.
         """
         conn = self._conn
+        if self._sent and self._sent[-1][2] is not conn:
+            conn = None  # one before it is to be made anew: so is this one, after it, in order
         if conn is not None:
             try:
                 conn.send((BROKER, method, args, {}))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import replace
+
 import pytest
 
 import shared.client
 from shared.client import GodClient
 from shared.config import Settings
-from tests.conftest import God
+from tests.conftest import God, settings_for
+from tests.relay import Relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,3 +34,36 @@ def test_a_reply_that_comes_too_late_is_never_read_as_the_next_calls(
         client.close()
     assert isinstance(after, dict) and {"pending", "in_flight", "done"} <= after.keys()
     assert after["pending"] == before["pending"] == 0
+
+
+def test_puts_in_flight_when_the_connection_drops_are_each_taken_once_in_order(
+    god: God, env: dict[str, str]
+) -> None:
+    # Given a client that reaches god through a relay, with three puts sent and not confirmed
+    host, port = god.address.rsplit(":", 1)
+    relay = Relay((host, int(port)))
+    settings = settings_for(god, env)
+    relay_host, relay_port = relay.address.rsplit(":", 1)
+    c = GodClient(replace(settings, address=(relay_host, int(relay_port))), name="pipe", role="producer")
+    try:
+        c.connect()
+
+        def put(first: int) -> None:
+            c.send_put((first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None), 1.0,
+                       first - 1 if c.sent else None)
+
+        for first in (1, 3, 5):
+            put(first)
+        # When the connection drops, the first answer is read (its put made anew, on a new
+        # connection), and two more are sent before the other answers are read
+        relay.cut()
+        assert c.reply() == 2
+        for first in (7, 9):
+            put(first)
+        # Then each gets its answer in order, and god holds every task once
+        assert [c.reply() for _ in range(4)] == [2] * 4
+        stats = c.stats()
+        assert (stats["accepted"], stats["pending"]) == (10, 10)
+    finally:
+        c.close()
+        relay.close()
