@@ -23,7 +23,6 @@ from shared.records import R_LO, R_PRODUCER, Run
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
 RESPAWN_MAX_S = 30.0  # longest wait before replacing a worker that keeps dying at once
-KILL_GRACE_S = 3.0  # with --concurrency: seconds past --task-timeout a worker has to give a task up itself
 
 
 @dataclass(eq=False)
@@ -223,12 +222,12 @@ class WorkerPool:
                 w.process.kill()
 
     def _overdue(self, place: Running, now: float) -> bool:
-        """Whether the task in that place runs over --task-timeout: at once with one place; with
-        more, a grace later, for its worker gives up such tasks itself (consumer/worker.py)."""
+        """Whether the task in that place runs over --task-timeout: at once for a plain function
+        its worker runs alone; a grace later for what the worker stops or gives up itself (a
+        coroutine, tasks running side by side: consumer/worker.py)."""
         since = place.since
         assert self.task_timeout is not None
-        grace = 0.0 if self.concurrency == 1 else KILL_GRACE_S
-        return bool(place.seq >= 0 and since > 0 and now - since > self.task_timeout + grace)
+        return bool(place.seq >= 0 and since > 0 and now - since > self.task_timeout + place.grace)
 
     def terminate(self) -> None:
         """Stop every worker: ask (SIGTERM), wait, then kill."""

@@ -45,6 +45,7 @@ BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
 IDLE_LOOK_S = 0.05  # how often a worker waiting for god's reply looks at its consumer's pipe
 TARGET_QUEUED_S = 0.05  # seconds of work kept in hand (sizes each lease) ...
 GRACE_S = 1.0  # seconds past --task-timeout before a coroutine that was not cancelled is given up
+KILL_GRACE_S = 3.0  # seconds past --task-timeout before the consumer kills a worker that could stop the task itself
 RTT_QUEUED = 5.0  # ... or this many round trips to god, if longer: work in hand while results, acks and
 # the next lease travel (a result waits up to a flush and the ack's round trip)
 
@@ -73,6 +74,7 @@ class Running(ctypes.Structure):
         ("first", ctypes.c_int64),
         ("seq", ctypes.c_int64),  # ... and its seq; -1: none runs here
         ("since", ctypes.c_double),  # monotonic time it started (one worker: with --task-timeout only)
+        ("grace", ctypes.c_double),  # seconds past --task-timeout the worker has to stop it itself
     ]
 
 
@@ -359,6 +361,7 @@ class Worker:
             g = todo[0]
             fn = fns.get(g[G_TASK])
             if not isinstance(fn, str):
+                place.grace = KILL_GRACE_S if is_async(fn) else 0.0  # a coroutine is cancelled here
                 fn = self._awaited(fn)
             payloads, lo, hi = g[G_PAYLOADS], g[G_LO], g[G_HI]
             seq, stop = self.at, min(hi, self.at + POLL_EVERY - since_poll)
@@ -457,6 +460,7 @@ class Worker:
                 i = free.pop()
                 place = self.running[i]
                 place.producer, place.first, place.seq, place.since = g[G_PRODUCER].encode(), g[G_FIRST], seq, now
+                place.grace = KILL_GRACE_S  # the worker gives up what runs over its time itself
                 token += 1
                 self.busy[i] = (g, seq, payload, now, token, is_async(fn))
                 calls.submit((i, token), fn, payload, timeout)
