@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ class Settings:
     tls: Tls | None = None
 
 
+#: A host name (labels of letters, digits, '-' and '_', dot-separated) or an IPv4 address.
+_HOST_RX = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
+_IPV6_RX = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")  # in brackets, with a zone if any
+
+
 def parse_address(text: str, *, default_host: str) -> Address:
     """Parse ``HOST:PORT``, ``HOST``, ``:PORT`` or ``[IPv6]:PORT``.
 
@@ -54,6 +60,8 @@ def parse_address(text: str, *, default_host: str) -> Address:
     raw = text.strip()
     if not raw:
         raise ConfigError("address is empty: expected HOST:PORT, e.g. 127.0.0.1:5678")
+    if "://" in raw:
+        raise ConfigError(f"address {text!r} is a URL: give HOST:PORT, e.g. 127.0.0.1:5678")
     host, port_text = raw, ""
     if raw.startswith("["):
         end = raw.find("]")
@@ -65,8 +73,13 @@ def parse_address(text: str, *, default_host: str) -> Address:
         port_text = rest[1:]
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
+        if not port_text:
+            raise ConfigError(f"address {text!r} has ':' but no port after it: give HOST:PORT, or HOST alone "
+                              f"for port {DEFAULT_PORT}")
     elif raw.count(":") > 1:
         raise ConfigError(f"address {text!r}: write an IPv6 address as [ADDR]:PORT")
+    if host and not (_HOST_RX.fullmatch(host) if not raw.startswith("[") else _IPV6_RX.fullmatch(host)):
+        raise ConfigError(f"address {text!r}: {host!r} cannot be a host name or IP address")
     host = host or default_host
     if not port_text:
         return host, DEFAULT_PORT

@@ -45,9 +45,14 @@ def test_unreachable_god_is_named_after_a_bounded_wait(spawn: Callable[..., Proc
 
 
 @pytest.mark.parametrize("role", ["god", "producer", "consumer"])
-def test_an_address_that_does_not_parse(spawn: Callable[..., Proc], role: str) -> None:
-    p = spawn(role, "--address", "somehost:http")
-    assert_clean_failure(p, exitcodes.CONFIG, "port 'http' is not a number")
+@pytest.mark.parametrize(("address", "says"), [
+    ("somehost:http", "port 'http' is not a number"),
+    ("not an address", "'not an address' cannot be a host name"),  # it retried DNS for 180 s
+    ("http://127.0.0.1:5678", "is a URL: give HOST:PORT"),
+])
+def test_an_address_that_does_not_parse(spawn: Callable[..., Proc], role: str, address: str, says: str) -> None:
+    p = spawn(role, "--address", address)
+    assert_clean_failure(p, exitcodes.CONFIG, says)
 
 
 def test_port_already_in_use(god: God, spawn: Callable[..., Proc]) -> None:

@@ -17,6 +17,8 @@ from shared.errors import ConfigError
     (":0", ("dflt", 0)),
     ("[::1]:9000", ("::1", 9000)),
     ("10.0.0.1:65535", ("10.0.0.1", 65535)),
+    ("god-1.internal_net.example.:5678", ("god-1.internal_net.example.", 5678)),
+    ("[fe80::1%eth0]:80", ("fe80::1%eth0", 80)),
 ])
 def test_addresses_parse(text: str, expected: tuple[str, int]) -> None:
     assert config.parse_address(text, default_host="dflt") == expected
@@ -28,6 +30,11 @@ def test_addresses_parse(text: str, expected: tuple[str, int]) -> None:
     ("", "empty"),
     ("::1:5", "IPv6"),
     ("[::1", "without ']'"),
+    ("not an address", "'not an address' cannot be a host name"),
+    ("http://127.0.0.1:5678", "is a URL: give HOST:PORT"),
+    ("127.0.0.1:", "has ':' but no port after it"),
+    ("a..b:80", "cannot be a host name"),
+    ("[not v6]:80", "cannot be a host name"),
 ])
 def test_bad_addresses_are_named(text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
