@@ -122,6 +122,9 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         broker.set_limit(queue, rate, journal=False)
     server = GodServer(broker, Api(broker, waits, journal=journal), waits, settings, door)
     address = server.start()
+    metrics = None  # bound before god says it listens: scripts wait for that line as "god is up"
+    if options.metrics_port is not None:
+        metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()
     log.info("listening on {}{}; authkey from {}", format_address(address), " with TLS" if settings.tls else "",
@@ -132,9 +135,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     len(settings.authkey))
     if options.results_path is not None:
         log.info("appending results to {}", options.results_path)
-    metrics = None
-    if options.metrics_port is not None:
-        metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
+    if metrics is not None:
         log.info("metrics on http://{}/metrics", format_address((address[0], metrics.port)))
 
     if options.live:

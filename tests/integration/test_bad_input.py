@@ -175,3 +175,16 @@ def test_a_flag_the_parser_refuses_is_one_line(
     p = spawn(role, *args)
     assert p.wait(20) == exitcodes.USAGE, p.text()
     assert p.out == [] and len(p.err) == 1 and p.err[0].startswith(says), p.text()
+
+
+def test_a_metrics_port_in_use_fails_before_god_says_it_listens(spawn: Callable[..., Proc]) -> None:
+    # Given a port some other program holds
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When god is asked to serve metrics there
+        p = spawn("god", "--address", "127.0.0.1:0", "--metrics-port", str(port))
+        # Then it fails with one line, and never said it listens (scripts wait for that line)
+        assert_clean_failure(p, exitcodes.ADDRESS_IN_USE, f"--metrics-port: cannot listen on 127.0.0.1:{port}")
+        assert not any("listening on" in line for line in p.out), p.text()
