@@ -103,10 +103,14 @@ class Journal:
         """
         self.path = path
         self.on_commit = on_commit
+        if path.is_dir():
+            raise ConfigError(f"journal {path} is a directory: give a file in it, e.g. --journal "
+                              f"{path / 'journal.sqlite3'}")
         self._lockfile = _lock(path)
         try:
             self._db = _open(path)
-        except BaseException:
+        except BaseException:  # we hold the lock: nobody else uses the file, and it must not stay behind
+            Path(f"{path}.lock").unlink(missing_ok=True)
             self._lockfile.close()
             raise
         self._cond = threading.Condition()

@@ -77,6 +77,15 @@ def test_god_names_a_journal_it_cannot_use(spawn: Callable[..., Proc], tmp_path:
     assert message in g.text() and str(journal) in g.text()
     assert "Traceback" not in g.text()
     assert journal.read_bytes() == content  # left alone for the user to look at
+    assert not (tmp_path / "j.sqlite3.lock").exists()  # and no lock file of ours beside it
+
+
+def test_a_journal_path_that_is_a_directory_is_named(spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    g = spawn("god", "--address", "127.0.0.1:0", "--journal", str(tmp_path))
+    assert g.wait() == 3
+    assert f"journal {tmp_path} is a directory: give a file in it, e.g. --journal {tmp_path / 'journal.sqlite3'}" \
+        in g.text(), g.text()
+    assert "Traceback" not in g.text()
 
 
 def test_journal_and_no_journal_together_is_a_usage_error(spawn: Callable[..., Proc], tmp_path: Path) -> None:
