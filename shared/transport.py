@@ -19,6 +19,7 @@ import socket
 import ssl
 import struct
 from multiprocessing import AuthenticationError, connection, managers
+from pathlib import Path
 from typing import Any
 
 from shared.config import Address, Tls
@@ -196,16 +197,44 @@ def client_context(tls: Tls) -> ssl.SSLContext:
 
 def _load(ctx: ssl.SSLContext, tls: Tls, *, server: bool) -> None:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    what = "--tls-cert/--tls-key"
-    try:
-        if tls.cert is not None:
+    if tls.cert is not None:
+        try:
             ctx.load_cert_chain(tls.cert, tls.key)
-        what = "--tls-ca"
-        if tls.ca is not None:
+        except OSError as e:  # ssl.SSLError too
+            raise ConfigError(_cert_problem(tls.cert, tls.key, e)) from None
+    if tls.ca is not None:
+        try:
             ctx.load_verify_locations(tls.ca)
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"cannot use {what} ({tls.ca if what == '--tls-ca' else tls.cert}): "
-                          f"{getattr(e, 'strerror', None) or e}") from None
+        except OSError as e:
+            if isinstance(e, ssl.SSLError) or not e.strerror:
+                signed = "the clients' certificates" if server else "god's certificate"
+                raise ConfigError(f"--tls-ca {tls.ca} holds no PEM certificate: give the certificate of the CA that "
+                                  f"signed {signed} (-----BEGIN CERTIFICATE-----)") from None
+            raise ConfigError(f"cannot use --tls-ca {tls.ca}: {e.strerror}") from None
+
+
+def _cert_problem(cert: Path, key: Path | None, e: OSError) -> str:
+    """One line on a certificate and key that do not load: which file, and what it should hold
+    (OpenSSL says 'PEM lib' for most of it)."""
+    if not isinstance(e, ssl.SSLError) and e.strerror:
+        flag, path = ("--tls-key", key) if key is not None and cert.exists() else ("--tls-cert", cert)
+        return f"cannot use {flag} {path}: {e.strerror}"
+    if getattr(e, "reason", None) == "KEY_VALUES_MISMATCH":
+        return f"the private key in {key or cert} is not the key of the certificate in {cert}: give --tls-key its own key"
+
+    def text(path: Path) -> str:
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                return f.read(1 << 20)
+        except OSError:
+            return ""
+
+    if "-----BEGIN CERTIFICATE-----" not in text(cert):
+        return f"--tls-cert {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    if "PRIVATE KEY-----" not in text(key or cert):
+        return (f"no private key in {key or cert}: give --tls-key the certificate's key (PEM, "
+                "-----BEGIN PRIVATE KEY-----)" + ("" if key else ", or a --tls-cert file that holds both"))
+    return f"cannot use --tls-cert {cert} with --tls-key {key or cert}: {e}"
 
 
 #: God's TLS context while it serves over TLS; the Listener reads it (the stock Server

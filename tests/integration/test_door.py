@@ -157,10 +157,25 @@ def test_mutual_tls_lets_in_only_clients_with_a_certificate(
     assert with_cert.wait() == 0, with_cert.text()
 
 
-def test_tls_files_that_do_not_fit_are_named(spawn: Callable[..., Proc], tmp_path: Path, certs: Certs) -> None:
-    p = spawn("god", "--address", "127.0.0.1:0", "--tls-cert", str(tmp_path / "nope.pem"))
-    assert_clean_failure(p, exitcodes.CONFIG, "--tls-cert")
-    p = spawn("god", "--address", "127.0.0.1:0", "--tls-ca", str(certs.ca))
-    assert_clean_failure(p, exitcodes.CONFIG, "god's --tls-ca (require client certificates) needs --tls-cert")
-    p = spawn("god", "--address", "127.0.0.1:0", "--tls-cert", str(certs.ca), "--tls-key", str(certs.god_key))
-    assert_clean_failure(p, exitcodes.CONFIG, "cannot use --tls-cert/--tls-key")
+@pytest.mark.parametrize(("flags", "says"), [
+    (("--tls-cert", "{tmp}/nope.pem"), "--tls-cert {tmp}/nope.pem: no such file"),
+    (("--tls-cert", "{god_cert}", "--tls-key", "{tmp}/nokey.pem"), "--tls-key {tmp}/nokey.pem: no such file"),
+    (("--tls-ca", "{ca}"), "god's --tls-ca (require client certificates) needs --tls-cert"),
+    # OpenSSL says "[SSL] PEM lib" for each of these three, and names no file
+    (("--tls-cert", "{god_cert}"), "no private key in {god_cert}: give --tls-key the certificate's key"),
+    (("--tls-cert", "{god_cert}", "--tls-key", "{client_key}"),
+     "the private key in {client_key} is not the key of the certificate in {god_cert}"),
+    (("--tls-cert", "{junk}", "--tls-key", "{god_key}"), "--tls-cert {junk} holds no PEM certificate"),
+    # and "[X509: NO_CERTIFICATE_OR_CRL_FOUND]" for this one
+    (("--tls-cert", "{god_cert}", "--tls-key", "{god_key}", "--tls-ca", "{junk}"),
+     "--tls-ca {junk} holds no PEM certificate: give the certificate of the CA that signed the clients'"),
+])
+def test_tls_files_that_do_not_fit_are_named(
+    spawn: Callable[..., Proc], tmp_path: Path, certs: Certs, flags: tuple[str, ...], says: str
+) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a certificate\n")
+    names = {"tmp": tmp_path, "god_cert": certs.god_cert, "god_key": certs.god_key, "client_key": certs.client_key,
+             "ca": certs.ca, "junk": junk}
+    p = spawn("god", "--address", "127.0.0.1:0", *(f.format(**names) for f in flags))
+    assert_clean_failure(p, exitcodes.CONFIG, says.format(**names))
