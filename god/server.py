@@ -115,6 +115,9 @@ class DoorServer(managers.Server):
         """Returns True if the hub took the connection over."""
         # The stock method, with the handshake bounded in time and its failures logged
         # (the stock one sends a traceback to a peer that failed to authenticate).
+        if not transport.tls_spoken(c):
+            self.door.log.warning("handshake", "dropped {}: it does not speak TLS (told it so)", peer_of(c))
+            return False
         try:
             transport.set_timeout(c, self.door.handshake_s)
             connection.deliver_challenge(c, self.authkey)

@@ -130,6 +130,9 @@ class GodClient:
                     self._drop()  # out of step now, whatever happened
                     raise
             except AuthenticationError as e:
+                if transport.tls_required(e):
+                    raise ConfigError(f"god at {self._where} requires TLS: give --tls-ca (or GOD_TLS_CA), the "
+                                      "certificate of the CA that signed god's") from None
                 raise AuthError(
                     f"god at {self._where} refused our authkey ({self.settings.authkey_source}); "
                     f"check that every role uses the same key, and that god runs there ({e})"

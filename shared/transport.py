@@ -242,6 +242,35 @@ def _cert_problem(cert: Path, key: Path | None, e: OSError) -> str:
 server_tls: ssl.SSLContext | None = None
 
 
+#: What a TLS god says, in plain, to a client that does not speak TLS: framed as the authkey
+#: challenge would be, so such a client reads it where it waits for the challenge.
+TLS_REQUIRED = b"#TLS-REQUIRED#"
+PLAIN_WAIT_S = 1.0  # seconds a TLS god waits for a client's first bytes before taking it for a plain one
+
+
+def tls_spoken(c: connection.Connection) -> bool:
+    """On god's side of a TLS connection not handshaken yet: whether the peer speaks TLS. A TLS
+    client speaks first (its ClientHello, a record of type 22); a plain one waits for the
+    authkey challenge. If it does not, tell it so, in plain, and return False."""
+    if not isinstance(c, TlsConnection) or c._handshaken:
+        return True
+    sock = c.tls_socket
+    readable, _, _ = select.select([sock], [], [], PLAIN_WAIT_S)
+    try:
+        first = socket.socket.recv(sock, 1, socket.MSG_PEEK) if readable else b""
+        if first == b"\x16":
+            return True
+        socket.socket.sendall(sock, _HEADER.pack(len(TLS_REQUIRED)) + TLS_REQUIRED)
+    except OSError:
+        pass
+    return False
+
+
+def tls_required(e: BaseException) -> bool:
+    """Whether a failed authkey handshake was god saying it speaks only TLS."""
+    return TLS_REQUIRED.decode() in str(e)
+
+
 class GodListener(connection.Listener):
     """A Listener whose accepted connections are tuned like ours."""
 
@@ -305,7 +334,9 @@ def connect(
             try:
                 connection.answer_challenge(conn, authkey)
                 connection.deliver_challenge(conn, authkey)
-            except AssertionError:  # 3.11 asserts on a malformed challenge
+            except AssertionError as e:  # 3.11 asserts on a malformed challenge (3.12 raises AuthenticationError)
+                if tls_required(e):
+                    raise AuthenticationError(f"{TLS_REQUIRED.decode()}: god speaks only TLS") from None
                 raise AuthenticationError("the peer does not speak the manager handshake") from None
             except (BlockingIOError, TimeoutError):
                 raise HandshakeTimeout(f"no authkey challenge within {CONNECT_TIMEOUT_S:g}s") from None

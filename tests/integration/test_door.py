@@ -127,9 +127,13 @@ def test_with_tls_no_payload_or_result_crosses_the_wire_in_clear(
 def test_a_plain_client_against_a_tls_god_is_told_why(
     start_god: Callable[..., God], spawn: Callable[..., Proc], certs: Certs
 ) -> None:
+    # Given a TLS god, and clients without --tls-ca that would retry for the default 180 s
     g = tls_god(start_god, certs)
-    p = spawn("producer", "--rounds", "1", "--give-up-after", "1", env_extra=addr_env(g))
-    assert_clean_failure(p, exitcodes.UNREACHABLE, "if god serves TLS, give --tls-ca")
+    for role, args in (("producer", ("--rounds", "1")), ("consumer", ()), ("god", ("status",))):
+        p = spawn(role, *args, env_extra=addr_env(g))
+        # Then god tells each at once, and each says so in one line (before, the producer gave
+        # up after --give-up-after, saying "if god serves TLS, give --tls-ca")
+        assert_clean_failure(p, exitcodes.CONFIG, f"god at {g.address} requires TLS: give --tls-ca")
 
 
 def test_a_tls_client_against_a_plain_god_is_told_why(god: God, spawn: Callable[..., Proc], certs: Certs) -> None:
