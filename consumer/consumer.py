@@ -25,6 +25,7 @@ from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
+from shared.log import count
 from shared.records import DEFAULT_QUEUE
 
 WATCH_S = 0.2  # seconds the main thread waits for a worker to end between other chores
@@ -126,8 +127,8 @@ class Consumer:
             self._beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
             self._beater.start()
             self.state = State.RUNNING
-            self._log.info("consumer {} running {} in {} processes{} on queues {}, god at {}", self.name,
-                           self.task_spec, self.processes,
+            self._log.info("consumer {} running {} in {}{} on queues {}, god at {}", self.name,
+                           self.task_spec, count(self.processes, "process", "processes"),
                            f" of {self.concurrency} tasks at once" if self.concurrency > 1 else "",
                            ",".join(self.queues), format_address(self.settings.address))
             while self.state is not State.STOPPED:

@@ -14,7 +14,7 @@ from rich.text import Text
 from god.broker import Broker, Outgoing
 from god.live import render
 from god.record import Record
-from shared.log import redirect_logging
+from shared.log import count, redirect_logging
 from shared.records import Result
 from shared.stats import Stats
 
@@ -47,7 +47,7 @@ def status_text(where: str, stats: Stats) -> str:
                      f"consumers {q['consumers']}"
                      + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else ""))
     for c in stats["consumers"]:
-        lines.append(f"  consumer {c['name']} on {c['host']}: {c['processes']} processes, "
+        lines.append(f"  consumer {c['name']} on {c['host']}: {count(c['processes'], 'process', 'processes')}, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
                      f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago")
     for p in stats["producers"]:
@@ -78,8 +78,8 @@ class Monitor:
         if self.broker.results_ready.wait(timeout):
             time.sleep(GATHER_S)
         for name, n in self.broker.reap():
-            self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} tasks served again",
-                              name, self.broker.lease_s, n)
+            self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} served again",
+                              name, self.broker.lease_s, count(n, "task"))
         out = self.record.take()
         if out and not self.quiet:
             self._show(out)

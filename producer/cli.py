@@ -25,7 +25,7 @@ from shared.cli import (
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
 from shared.records import DEFAULT_QUEUE, MAX_BACKOFF_S
-from shared.log import setup_logging
+from shared.log import count, setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
 
@@ -37,9 +37,11 @@ class _Signals:
 
     def __init__(self) -> None:
         self.count = 0
+        self.name = ""
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
+        self.name = signal.Signals(signum).name
         if self.count > 1:
             raise KeyboardInterrupt
 
@@ -146,7 +148,8 @@ def main(
                 producer.put_many(batch.payloads, batch.where, wait=unit == "round")
                 bar.advance(len(batch.payloads), batch.size if unit == "batch" else 1)
                 total = f"/{rounds}" if unit == "round" and rounds else ""
-                log.info("{} {}{}: put {} tasks ({} in all)", unit, n, total, len(batch.payloads), producer.accepted)
+                log.info("{} {}{}: put {} ({} in all)", unit, n, total, count(len(batch.payloads), "task"),
+                         producer.accepted)
                 if stop.requested():
                     break
                 if unit == "round" and (rounds is None or n < rounds):
@@ -155,15 +158,19 @@ def main(
                     break
             producer.flush()  # every batch sent is confirmed before we say so, or stop
     except KeyboardInterrupt:
-        log.error("stopped at once; {} tasks were put", producer.accepted if producer else 0)
+        log.error("stopped at once; {} put", count(producer.accepted if producer else 0, "task"))
         raise typer.Exit(exitcodes.INTERRUPTED) from None
     except Interrupted as e:
-        log.error("{}; {} tasks were put", e, producer.accepted if producer else 0)
+        log.error("{}; {} put", e, count(producer.accepted if producer else 0, "task"))
         raise typer.Exit(e.exit_code) from None
     except GodError as e:
         log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
         raise typer.Exit(e.exit_code) from None
-    log.info("done: god accepted all {} tasks", producer.accepted)
+    if stop.requested():  # stopped before the end of its tasks: not "done", and not a success
+        log.warning("stopped by {}: god accepted {} (each one sent is confirmed); the rest was not put",
+                    stop.name, count(producer.accepted, "task"))
+        raise typer.Exit(exitcodes.INTERRUPTED)
+    log.info("done: god accepted {}", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
     if not wait:
         raise typer.Exit(exitcodes.OK)
     try:
@@ -179,7 +186,7 @@ def main(
         log.error("{} of {} tasks failed{}", failed, producer.accepted,
                   f"; {lost} finished before god restarted: see god's results file" if lost else "")
         raise typer.Exit(exitcodes.FAILED)
-    log.info("all {} tasks succeeded", producer.accepted)
+    log.info("{} succeeded", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
     raise typer.Exit(exitcodes.OK)
 
 

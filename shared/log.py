@@ -19,6 +19,11 @@ FORMAT = (
 _options: dict[str, Any] = {"level": "INFO", "json": False}
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 task``, ``2 tasks``: a number and its noun, for lines people read."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def setup_logging(role: str, *, level: str = "INFO", json: bool = False,
                   sink: Callable[[str], None] | None = None) -> None:
     """Send logs to stderr (or to sink), each line naming role, host and process.

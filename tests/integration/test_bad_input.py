@@ -188,3 +188,14 @@ def test_a_metrics_port_in_use_fails_before_god_says_it_listens(spawn: Callable[
         # Then it fails with one line, and never said it listens (scripts wait for that line)
         assert_clean_failure(p, exitcodes.ADDRESS_IN_USE, f"--metrics-port: cannot listen on 127.0.0.1:{port}")
         assert not any("listening on" in line for line in p.out), p.text()
+
+
+def test_a_producer_stopped_by_ctrl_c_says_so_and_does_not_claim_success(god: God, spawn: Callable[..., Proc]) -> None:
+    # Given a producer putting a round a second
+    p = spawn("producer", "--rounds", "100", "--per-round", "2", "--interval", "1", env_extra=addr_env(god))
+    p.wait_for(r"round 1/100: put 2 tasks", stream="err")
+    # When it gets one Ctrl-C
+    p.signal(signal.SIGINT)
+    # Then it stops after what it sent is confirmed, says how far it got, and exits 130, not 0
+    assert p.wait() == exitcodes.INTERRUPTED, p.text()
+    assert "stopped by SIGINT: god accepted" in p.text() and "done" not in p.text(), p.text()
