@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole system on this machine: god, two consumers and a producer of a few rounds.
 # God's output (the results, as it prints them) comes to this terminal; everything this
-# script starts is stopped before it exits.
+# script starts is stopped before it exits, and its folder (results, journal, logs) removed
+# unless it is run as: scripts/demo.sh --keep
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
@@ -12,6 +13,12 @@ py=.venv/bin/python
 GOD_AUTHKEY="$($py -c 'import secrets; print(secrets.token_hex(32))')"
 port="$($py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export GOD_AUTHKEY GOD_ADDRESS="127.0.0.1:$port"
+keep=false
+case "${1:-}" in
+    --keep) keep=true ;;
+    "") ;;
+    *) echo "usage: scripts/demo.sh [--keep]   (--keep: leave the results, journal and logs behind)" >&2; exit 2 ;;
+esac
 work="$(mktemp -d)"
 pids=()
 
@@ -22,7 +29,11 @@ cleanup() {  # newest first: consumers say goodbye before god stops
         wait "${pids[i]}" 2>/dev/null || true
     done
 }
-trap cleanup EXIT
+finish() {
+    cleanup
+    if [ "$keep" = true ]; then echo "== kept: $work"; else rm -rf "$work"; fi
+}
+trap finish EXIT
 
 echo "== god on $GOD_ADDRESS (results: $work/results.jsonl, journal: $work/journal.sqlite3, logs: $work/*.log)"
 # Process substitution, not a pipe: $! must be god's own pid for the stop to reach it.
@@ -46,4 +57,4 @@ done
 echo "== stopping consumers and god"
 cleanup
 pids=()
-echo "== done: $(wc -l < "$work/results.jsonl") results in $work/results.jsonl"
+echo "== done: $(wc -l < "$work/results.jsonl") results$([ "$keep" = true ] || echo " (scripts/demo.sh --keep leaves them in a folder)")"
