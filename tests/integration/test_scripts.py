@@ -133,3 +133,23 @@ def test_god_shows_the_live_view_on_a_terminal(env: dict[str, str], spawn: Calla
             g.kill()
             g.wait()
         os.close(leader)
+
+
+@pytest.mark.timeout(180)
+def test_the_demo_runs_everything_and_leaves_nothing_behind(env: dict[str, str]) -> None:
+    # When the README's first command runs (its own key and a free port; the venv is there)
+    demo = subprocess.Popen([str(REPO / "scripts" / "demo.sh")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = demo.communicate(timeout=150)
+    finally:  # a demo that hangs or fails leaves nothing running
+        try:
+            os.killpg(demo.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Then it shows 15 results, stops what it started, and removes its folder
+    assert demo.returncode == 0, out + err
+    assert "== done: 15 results" in out, out
+    work = re.search(r"results: (\S+)/results\.jsonl", out)
+    assert work is not None, out
+    assert not Path(work.group(1)).exists()
