@@ -71,6 +71,8 @@ class Monitor:
         self._last_total = 0
         self._last_rate_at = time.monotonic()
         self.rate = 0.0
+        self._first_at: float | None = None  # when the first and the last results came (this god's life)
+        self._last_at = 0.0
         self._log = logger.bind(role="god")
 
     def step(self, timeout: float) -> None:
@@ -81,9 +83,13 @@ class Monitor:
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} served again",
                               name, self.broker.lease_s, count(n, "task"))
         out = self.record.take()
-        if out and not self.quiet:
-            self._show(out)
         now = time.monotonic()
+        if out:
+            self._last_at = now
+            if self._first_at is None:
+                self._first_at = now
+            if not self.quiet:
+                self._show(out)
         if now - self._window_start >= SUMMARY_EVERY_S:
             stats = self.broker.stats()
             total = stats["done"] + stats["failed"] + stats["dead"]
@@ -140,5 +146,7 @@ class Monitor:
             self._live.stop()
             self._live = None
             redirect_logging(None)
-        self._print("final: " + summary_line(stats, total / max(stats["uptime_s"], 1e-9)))
+        # The rate while results came, not over god's whole life (idle hours would drown it).
+        working = self._last_at - self._first_at if self._first_at is not None else 0.0
+        self._print("final: " + summary_line(stats, total / working if working > 0 else 0.0))
         self.record.close()

@@ -171,7 +171,7 @@ def resolve_authkey(authkey_file: Path | None, *, generate: bool) -> tuple[bytes
     if path.exists():
         return read_authkey_file(path), f"file {path}"
     if generate:
-        return _generate_authkey(path), f"generated, written to {path} (mode 0600)"
+        return _generate_authkey(path), f"a new key written to {path} (mode 0600)"
     raise ConfigError(
         f"no authkey: set {ENV_AUTHKEY} or pass --authkey-file "
         f"(a god started without a key writes one to {path} on its own machine)"
