@@ -145,7 +145,7 @@ class Api:
         return self.broker.heartbeat(consumer)
 
     def bye(self, consumer: str) -> None:
-        """A consumer leaves; what it still holds goes back."""
+        """A consumer leaves (what it still holds goes back), or a producer."""
         self.broker.bye(consumer)
 
     def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:

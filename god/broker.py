@@ -580,8 +580,12 @@ class Broker:
         return n
 
     def bye(self, consumer: str) -> None:
-        """A consumer (with its workers) or a worker leaves: anything still leased to it goes back, unstarted."""
+        """A consumer (with its workers) or a worker leaves: anything still leased to it goes back,
+        unstarted. Or a producer leaves: it is no longer shown, and its results are no longer kept."""
         with self._lock:
+            if self.peers.producers.pop(consumer, None) is not None:
+                self.mailboxes.close(consumer)
+                return
             c = self.peers.drop(consumer)
             for w in (c, *c.workers.values()) if c is not None else ():
                 for s in list(w.leased):

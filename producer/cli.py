@@ -128,67 +128,76 @@ def main(
     stop = _Signals()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    producer = None
-    try:
-        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
-                                   tls_key=tls_key, tls_ca=tls_ca)
-        batches, unit = _batches(from_, rounds, per_round)
-        if results is not None and not wait:
-            raise UsageError("--results needs --wait (god's own --results records every result)")
-        producer = Producer(settings, should_stop=stop.requested, results=wait, queue=queue, task=task,
-                            priority=priority, retries=retries, retry_backoff=retry_backoff,
-                            retry_max_backoff=retry_max_backoff,
-                            retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None,
-                            delay=delay)
-        producer.connect()
-        with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
-            for n, batch in enumerate(batches, 1):
-                # A file's batches travel several at a time (one per round trip is slow far
-                # from god); each round waits for its confirmation, as the tutorial's do.
-                producer.put_many(batch.payloads, batch.where, wait=unit == "round")
-                bar.advance(len(batch.payloads), batch.size if unit == "batch" else 1)
-                total = f"/{rounds}" if unit == "round" and rounds else ""
-                log.info("{} {}{}: put {} ({} in all)", unit, n, total, count(len(batch.payloads), "task"),
-                         producer.accepted)
-                if stop.requested():
-                    break
-                if unit == "round" and (rounds is None or n < rounds):
-                    _sleep(interval, stop)
-                if stop.requested():
-                    break
-            producer.flush()  # every batch sent is confirmed before we say so, or stop
-    except KeyboardInterrupt:
-        log.error("stopped at once; {} put", count(producer.accepted if producer else 0, "task"))
-        raise typer.Exit(exitcodes.INTERRUPTED) from None
-    except Interrupted as e:
-        log.error("{}; {} put", e, count(producer.accepted if producer else 0, "task"))
-        raise typer.Exit(e.exit_code) from None
-    except GodError as e:
-        log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
-        raise typer.Exit(e.exit_code) from None
-    if stop.requested():  # stopped before the end of its tasks: not "done", and not a success
-        log.warning("stopped by {}: god accepted {} (each one sent is confirmed); the rest was not put",
-                    stop.name, count(producer.accepted, "task"))
-        raise typer.Exit(exitcodes.INTERRUPTED)
-    log.info("done: god accepted {}", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
-    if not wait:
-        raise typer.Exit(exitcodes.OK)
-    try:
-        failed = _wait_for_results(producer, results)
-    except (Interrupted, KeyboardInterrupt) as e:
-        log.error("stopped while waiting: {} results outstanding", len(producer.waiting))
-        raise typer.Exit(exitcodes.INTERRUPTED if isinstance(e, KeyboardInterrupt) else e.exit_code) from None
-    except GodError as e:
-        log.error("{} ({} results outstanding)", e, len(producer.waiting))
-        raise typer.Exit(e.exit_code) from None
-    lost = len(producer.lost_in_restart)
-    if failed or lost:
-        log.error("{} of {} tasks failed{}", failed, producer.accepted,
-                  f"; {lost} finished before god restarted: see god's results file" if lost else "")
-        raise typer.Exit(exitcodes.FAILED)
-    log.info("{} succeeded", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
-    raise typer.Exit(exitcodes.OK)
+    producer: Producer | None = None
 
+    def body() -> None:
+        nonlocal producer
+        try:
+            settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
+                                       tls_key=tls_key, tls_ca=tls_ca)
+            batches, unit = _batches(from_, rounds, per_round)
+            if results is not None and not wait:
+                raise UsageError("--results needs --wait (god's own --results records every result)")
+            producer = Producer(settings, should_stop=stop.requested, results=wait, queue=queue, task=task,
+                                priority=priority, retries=retries, retry_backoff=retry_backoff,
+                                retry_max_backoff=retry_max_backoff,
+                                retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None,
+                                delay=delay)
+            producer.connect()
+            with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
+                for n, batch in enumerate(batches, 1):
+                    # A file's batches travel several at a time (one per round trip is slow far
+                    # from god); each round waits for its confirmation, as the tutorial's do.
+                    producer.put_many(batch.payloads, batch.where, wait=unit == "round")
+                    bar.advance(len(batch.payloads), batch.size if unit == "batch" else 1)
+                    total = f"/{rounds}" if unit == "round" and rounds else ""
+                    log.info("{} {}{}: put {} ({} in all)", unit, n, total, count(len(batch.payloads), "task"),
+                             producer.accepted)
+                    if stop.requested():
+                        break
+                    if unit == "round" and (rounds is None or n < rounds):
+                        _sleep(interval, stop)
+                    if stop.requested():
+                        break
+                producer.flush()  # every batch sent is confirmed before we say so, or stop
+        except KeyboardInterrupt:
+            log.error("stopped at once; {} put", count(producer.accepted if producer else 0, "task"))
+            raise typer.Exit(exitcodes.INTERRUPTED) from None
+        except Interrupted as e:
+            log.error("{}; {} put", e, count(producer.accepted if producer else 0, "task"))
+            raise typer.Exit(e.exit_code) from None
+        except GodError as e:
+            log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
+            raise typer.Exit(e.exit_code) from None
+        if stop.requested():  # stopped before the end of its tasks: not "done", and not a success
+            log.warning("stopped by {}: god accepted {} (each one sent is confirmed); the rest was not put",
+                        stop.name, count(producer.accepted, "task"))
+            raise typer.Exit(exitcodes.INTERRUPTED)
+        log.info("done: god accepted {}", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
+        if not wait:
+            raise typer.Exit(exitcodes.OK)
+        try:
+            failed = _wait_for_results(producer, results)
+        except (Interrupted, KeyboardInterrupt) as e:
+            log.error("stopped while waiting: {} results outstanding", len(producer.waiting))
+            raise typer.Exit(exitcodes.INTERRUPTED if isinstance(e, KeyboardInterrupt) else e.exit_code) from None
+        except GodError as e:
+            log.error("{} ({} results outstanding)", e, len(producer.waiting))
+            raise typer.Exit(e.exit_code) from None
+        lost = len(producer.lost_in_restart)
+        if failed or lost:
+            log.error("{} of {} tasks failed{}", failed, producer.accepted,
+                      f"; {lost} finished before god restarted: see god's results file" if lost else "")
+            raise typer.Exit(exitcodes.FAILED)
+        log.info("{} succeeded", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")
+        raise typer.Exit(exitcodes.OK)
+
+
+    try:
+        body()
+    finally:  # god stops listing a producer that said goodbye
+        if producer is not None:
+            producer.close()
 
 def _wait_for_results(producer: Producer, path: Path | None) -> int:
     """Print (or write to path) each result of the producer's tasks as it comes; returns the failures."""

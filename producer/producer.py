@@ -128,8 +128,8 @@ class Producer:
             self.close()
 
     def close(self) -> None:
-        """Close the connection to god."""
-        self.client.close()
+        """Say goodbye to god (it stops showing this producer) and close the connection."""
+        self.client.leave()
 
     def put(self, payload: Any, **options: Any) -> str:
         """Put one task (``options`` as for put_many); returns its id once god holds it."""

@@ -37,6 +37,7 @@ BACKOFF_MAX_S = 5.0  # longest wait between attempts
 #: Bound on any one reply. Broker calls that wait (lease, put_many) are asked to return
 #: well within it, so hitting it means god (or the path to it) stopped answering.
 REPLY_TIMEOUT_S = 30.0
+LEAVE_TIMEOUT_S = 2.0  # longest wait for god's answer to a goodbye
 STOP_CHECK_S = 0.1  # how often a retry wait looks at the stop flag
 
 
@@ -268,6 +269,18 @@ class GodClient:
     def bye(self) -> None:
         """Say we are leaving; god hands back anything still leased to us."""
         self.call("bye", self.name)
+
+    def leave(self) -> None:
+        """Say goodbye if the connection is open, in one try (no retries: we are leaving anyway),
+        then close it."""
+        conn = self._conn
+        if conn is not None and not self._sent:
+            try:
+                transport.set_timeout(conn, LEAVE_TIMEOUT_S)
+                self._exchange(conn, BROKER, "bye", (self.name,))
+            except Exception:
+                pass  # god forgets us after a while anyway
+        self._drop()
 
     def set_limit(self, queue: str, rate: float | None) -> float | None:
         """Start at most rate tasks a second from the queue (None: no limit); returns the limit it had."""

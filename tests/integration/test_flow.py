@@ -146,3 +146,11 @@ def test_batches_sent_several_at_a_time_to_a_full_god_are_taken_once_each_in_ord
         (i + 1, i) for i in range(5000)]
     s = god_stats(g, env)
     assert (s["accepted"], s["duplicates"]) == (5000, 0)
+
+
+def test_a_producer_that_finished_leaves_the_status(god: God, spawn: Callable[..., Proc], env: dict[str, str]) -> None:
+    # When a producer puts its tasks and exits
+    assert spawn("producer", "--rounds", "1", "--per-round", "3", env_extra=addr_env(god)).wait() == 0
+    # Then god no longer lists it among its producers (it stayed 5 minutes), and holds its tasks
+    s = god_stats(god, env)
+    assert (s["producers"], s["pending"]) == ([], 3)

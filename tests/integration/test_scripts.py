@@ -38,11 +38,15 @@ def test_role_scripts_exec_the_role_so_signals_reach_it(spawn: Callable[..., Pro
 
 def test_status_prints_gods_counts_and_json(god: God, spawn: Callable[..., Proc]) -> None:
     env = addr_env(god)
-    assert spawn("producer", "--rounds", "1", "--per-round", "4", env_extra=env).wait() == 0
+    # a producer that put its first round and waits for the next: god lists it while it runs
+    producer = spawn("producer", "--rounds", "2", "--per-round", "4", "--interval", "60", env_extra=env)
+    producer.wait_for(r"round 1/2: put 4 tasks", stream="err")
     text = spawn("god", "status", env_extra=env)
     assert text.wait() == 0, text.text()
     assert f"god at {god.address}" in text.text() and "pending 4" in text.text()
     assert "producer " in text.text() and "put 4" in text.text()
+    producer.signal(signal.SIGINT)
+    assert producer.wait() == exitcodes.INTERRUPTED
     as_json = spawn("god", "status", "--json", env_extra=env)
     assert as_json.wait() == 0
     stats = json.loads("\n".join(as_json.out))

@@ -288,6 +288,17 @@ def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core)
     assert (s["in_flight"], s["pending"], s["redelivered"]) == (1, 0, 1)
 
 
+def test_a_producer_that_says_goodbye_is_no_longer_shown_and_its_results_not_kept(core: Core) -> None:
+    core.call("hello", "p", "producer", {"results": True}).result()
+    core.put("p", [1])
+    core.ack("c", core.lease("c", 1))
+    core.call("bye", "p").result()
+    assert core.broker.stats()["producers"] == []
+    assert core.call("results_for", "p", core.broker.run, 0, 10, 0.0, None).result() == ([], [])
+    assert core.settle(core.put("p", [1], first=1)) == 1  # and a re-sent put of it is still a duplicate
+    assert core.broker.stats()["accepted"] == 1
+
+
 def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
     core.put("p", [1, 2])
     core.lease("c", 2)
