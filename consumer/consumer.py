@@ -75,6 +75,7 @@ class Consumer:
                                task_timeout=task_timeout, log_args=(log_level, log_json))
         self._signals = 0
         self._signal_name = ""
+        self._rtt_s = 0.0  # a round trip to god, as the heartbeats measure it (smoothed)
         self._fatal: GodError | None = None
         self._threads_stopped = threading.Event()  # set: the heartbeat thread ends
         self._beater: threading.Thread | None = None
@@ -85,16 +86,6 @@ class Consumer:
         self._client = GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stop_calling)
         self._beat_client = GodClient(settings, name=self.name, role="consumer", info=info,
                                       should_stop=self._threads_stopped.is_set)
-
-    @property
-    def done(self) -> int:
-        """Results our workers handed god, failures among them."""
-        return self.pool.counts()[0]
-
-    @property
-    def failed(self) -> int:
-        """Failed results our workers handed god."""
-        return self.pool.counts()[1]
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -214,8 +205,6 @@ class Consumer:
         rtt = self._rtt_s
         self._rtt_s = seconds if not rtt else 0.7 * rtt + 0.3 * seconds
         self.pool.set_rtt(self._rtt_s)
-
-    _rtt_s = 0.0
 
     def _heartbeat_loop(self) -> None:
         try:

@@ -490,7 +490,8 @@ class Worker:
                 continue  # (handed back with a coroutine given up before it, or not overdue)
             if coroutine:  # the one that holds the loop is to blame; the others wait behind it
                 key = calls.blocking()
-                if key is not None and key in ((j, started[4]) for j, started in self.busy.items()):
+                blocker = self.busy.get(key[0]) if key is not None else None
+                if blocker is not None and blocker[4] == key[1]:  # (the same task, not a later one in its place)
                     i = key[0]
                     g, seq, payload = self.busy[i][:3]
             del self.busy[i]
