@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from loguru import logger
+
 from god.batches import Batch, Bucket, Queue, Slice, runs_of
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
@@ -44,6 +46,11 @@ CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
 DEAD_KEEP = 10_000  # dead letters kept in memory for ``dead_letters``
+#: Seconds god remembers a producer it no longer hears from: a put it sends again within
+#: that time is recognised as sent before. Its client gives up after --give-up-after (180 s
+#: by default), so a re-send comes long before; the memory is a dict entry per producer.
+DEDUPE_WINDOW_S = 86_400.0
+FORGET_JOURNAL_EVERY_S = 60.0  # seconds between forgetting such producers in the journal too
 TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue views
 
 _ONE = b"\x01"
@@ -72,6 +79,8 @@ class JournalLike(Protocol):
 
     def set_limit(self, queue: str, rate: float | None) -> int: ...
 
+    def forget_producers(self, before: float) -> int: ...
+
 
 #: What the monitor takes: result lines (each ending in a newline) and the runs they settle.
 Outgoing = tuple[str, list[Run]]
@@ -95,17 +104,20 @@ class Broker:
         journal: JournalLike | None = None,
         on_change: Callable[[], None] = _nothing,
         figures: Callable[[], dict[str, int]] = dict,
+        dedupe_window_s: float = DEDUPE_WINDOW_S,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
             on_change: called after a change that may let a waiting call go on (tasks to
                 lease, room to put, results to fetch).
             figures: more counts for ``stats`` (the door's connections and refusals).
+            dedupe_window_s: how long a producer not heard from is remembered (its last seq).
         """
         self.capacity = capacity
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.max_payload = max_payload
+        self.dedupe_window_s = dedupe_window_s
         self.journal = journal
         self._now = now
         self._on_change = on_change
@@ -118,11 +130,14 @@ class Broker:
         self._queues: dict[str, Queue] = {}
         self._batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
         self._upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)
+        self._finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
+        self._heard: dict[str, float] = {}  # producers in _upto by when they last put, oldest first
+        self._forgot_at = now()  # when the journal last forgot producers
         self._pending = 0  # tasks waiting, all queues
         self._outbox: list[Outgoing] = []
         self._dead: deque[tuple[str, Any, str, int]] = deque(maxlen=DEAD_KEEP)
         self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
-                                      "handed_out", "retried"), 0)
+                                      "handed_out", "retried", "forgotten", "unknown_puts"), 0)
         self._scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
         self._order = itertools.count()  # ties in the heap go first in, first out
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
@@ -189,6 +204,8 @@ class Broker:
         self._pending -= waiting
         if b.left == 0:
             del self._batches[b.key]
+            if self.journal is not None:
+                self._finished.append(b.key)
 
     def _unlease(self, s: Slice) -> None:
         b = s.batch
@@ -340,8 +357,13 @@ class Broker:
             for the batch before it was not).
         """
         with self._lock:
-            p = self.peers.producer(producer, self._now())
+            now = self._now()
+            p = self.peers.producer(producer, now)
+            self._heard.pop(producer, None)
+            self._heard[producer] = now
             upto = self._upto.get(producer, 0)
+            if upto == 0 and put[PUT_FIRST] > 1 and not producer.startswith(TUTORIAL):
+                self._unknown_put(producer, put[PUT_FIRST])
             if put[PUT_FIRST] <= upto:
                 p.duplicates += put[PUT_N]
                 return True, self.journal.ticket if self.journal is not None else 0
@@ -353,6 +375,29 @@ class Broker:
             p.put += put[PUT_N]
         self._on_change()
         return True, ticket
+
+    def _unknown_put(self, producer: str, first: int) -> None:
+        """A producer god does not remember puts a batch from seq ``first`` on: god forgot it
+        (silent for longer than the dedupe window) or lost its journal. Taken as new: a batch
+        it sent before cannot be told from one it did not."""
+        self._counts["unknown_puts"] += 1
+        logger.warning("producer {} puts tasks from {} on but god does not remember it (not heard from for "
+                       "over {:.0f}s, or god lost its journal): a put it sent before would run again",
+                       producer, first, self.dedupe_window_s)
+
+    def _forget(self, now: float) -> None:
+        """Forget producers not heard from for the dedupe window (lock held)."""
+        heard, horizon = self._heard, now - self.dedupe_window_s
+        while heard:
+            name, at = next(iter(heard.items()))
+            if at > horizon:
+                break
+            del heard[name]
+            self._upto.pop(name, None)
+            self._counts["forgotten"] += 1
+        if self.journal is not None and now - self._forgot_at >= FORGET_JOURNAL_EVERY_S:
+            self._forgot_at = now
+            self.journal.forget_producers(time.time() - self.dedupe_window_s)
 
     def try_lease(self, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None) -> list[Grant] | None:
         """Lease up to max_n tasks from the queues, in their order; None (nothing recorded, so
@@ -463,6 +508,7 @@ class Broker:
             return 0
         self._outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))
         self._upto[producer] = max(self._upto.get(producer, 0), a[A_HI] - 1)
+        self._heard.setdefault(producer, self._now())
         self._count(c, self._queue(DEFAULT_QUEUE), n, len(a[A_FAILED]))
         return n
 
@@ -680,6 +726,7 @@ class Broker:
                 "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
                 "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": self._pending,
+                "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
                 "scheduled": sum(q.scheduled for q in self._queues.values()),
                 "in_flight": sum(q.in_flight for q in self._queues.values()), "capacity": self.capacity,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - self._started,
@@ -700,6 +747,7 @@ class Broker:
         with self._lock:
             self._upto.update(upto)
             now = self._now()
+            self._heard.update(dict.fromkeys(upto, now))
             for producer, put, done, tries in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                           put[PUT_PAYLOADS], producer in self.mailboxes, now, put[PUT_RETRY])
@@ -709,6 +757,7 @@ class Broker:
                     continue
                 self._batches[b.key] = b
                 self._upto[producer] = max(self._upto.get(producer, 0), b.first + b.n - 1)
+                self._heard.setdefault(producer, now)
                 marks: list[tuple[int, int, float | None]] = [(0, 0, None)] * b.n
                 for lo, hi, n, retried, due in tries:
                     marks[lo:hi] = [(n, retried, due)] * (hi - lo)
@@ -733,6 +782,7 @@ class Broker:
         with self._lock:
             now = self._now()
             due = self._tick(now)
+            self._forget(now)
             for c in self.peers.silent(now, self.lease_s):
                 c.alive, c.lost = False, c.lost + 1
                 c.lease_seq, c.last_grants = None, []
@@ -750,25 +800,18 @@ class Broker:
             self._on_change()
         return lost
 
-    def take_results(self, batches: list[tuple[str, int]] | None = None) -> tuple[list[Outgoing], int]:
+    def take_results(self) -> tuple[list[Outgoing], list[tuple[str, int]]]:
         """Everything recorded since the last call, oldest first, for printing and files.
 
-        Args:
-            batches: (producer, first) of the journal's oldest open batches.
-
         Returns:
-            (the results, how many of ``batches``, from the first, have no task waiting or
-            running). Both come from one moment: a finished task of those batches has its
-            result in this call's results, or an earlier one's.
+            (the results, (producer, first) of the batches whose last task was settled since
+            the last call). Both come from one moment: a finished batch's results are in this
+            call's results or an earlier one's, so once those are journaled it can go.
         """
         self.results_ready.clear()
         with self._lock:
             out, self._outbox = self._outbox, []
-            finished = 0
-            for key in batches or ():
-                if key in self._batches:
-                    break
-                finished += 1
+            finished, self._finished = self._finished, []
         return out, finished
 
     def dead_letters(self) -> list[tuple[str, Any, str, int]]:

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.live import Live
 
-from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
+from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from god.live import render
@@ -59,6 +59,10 @@ def main(
     max_payload: Annotated[int, typer.Option(
         min=1, help="Largest task payload producers may put, in bytes (pickled).",
     )] = MAX_PAYLOAD,
+    dedupe_window: Annotated[float, typer.Option(
+        min=1, help="Seconds god remembers a producer it no longer hears from, so that a put it sends again is "
+        "not run twice (it is a few dozen bytes a producer).",
+    )] = DEDUPE_WINDOW_S,
     max_connections: Annotated[int, typer.Option(
         min=1, help="Connections god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
@@ -97,7 +101,8 @@ def main(
         settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
-                             max_attempts=max_attempts, max_payload=max_payload, quiet=quiet,
+                             max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
+                             quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,
                              limits=parse_limits(rate_limit or []))

@@ -8,9 +8,12 @@ their lines, with how far the file got; a restarted god reads the file past that
 results written just before the crash (``recover``), so nothing is run or written twice.
 
 A put is one row, its payloads the blob the producer sent (never unpickled here); a round
-of results is one row of runs. A batch is deleted once none of its tasks is waiting or
-running (``compact``, driven by the monitor, which knows), and its producer's last seq goes
-to ``producers``, which is what tells a re-sent put from a new one after a restart.
+of results is a row of runs per batch it touched, and so are counted attempts. A batch is
+deleted with its rows of runs and attempts once none of its tasks is waiting or running
+(``compact``, driven by the monitor, which knows), in whatever order batches finish, and its
+producer's last seq goes to ``producers``, which is what tells a re-sent put from a new one
+after a restart. So the journal holds the work in hand and one row per producer heard from
+within the dedupe window (``forget_producers``), not the history.
 
 WAL with ``synchronous=NORMAL``: a commit survives the god process dying (SIGKILL, OOM),
 not the machine losing power before the next checkpoint.
@@ -21,13 +24,12 @@ from __future__ import annotations
 import bisect
 import fcntl
 import json
-import itertools
 import os
 import pickle
 import sqlite3
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,8 @@ from shared.records import (
 )
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 3  # 1: a row per task (never released); 2: rows of (id, payload) lists
+SCHEMA_VERSION = 4  # 1: a row per task (never released); 2: rows of (id, payload) lists;
+# 3: rows of done runs and attempts not tied to a batch (kept until a restart)
 RETRY_S = 1.0  # seconds between attempts to commit while the disk refuses
 ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the log
 
@@ -53,9 +56,11 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
     n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
     payloads BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, runs BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS done_batch ON done (batch);
+CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, rows BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_batch ON attempts (batch);
+CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL, at REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
@@ -65,10 +70,13 @@ Op = tuple[str, list[tuple[Any, ...]]]
 _PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RELEASE = "DELETE FROM batches WHERE seq = ?"
-_UPTO = ("INSERT INTO producers (name, upto) VALUES (?, ?) "
-         "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto)")
-_ATTEMPTS = "INSERT INTO attempts (rows) VALUES (?)"
-_DONE = "INSERT INTO done (runs) VALUES (?)"
+_RELEASE_DONE = "DELETE FROM done WHERE batch = ?"
+_RELEASE_ATTEMPTS = "DELETE FROM attempts WHERE batch = ?"
+_UPTO = ("INSERT INTO producers (name, upto, at) VALUES (?, ?, ?) "
+         "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto), at = max(at, excluded.at)")
+_FORGET = "DELETE FROM producers WHERE at < ?"
+_ATTEMPTS = "INSERT INTO attempts (batch, rows) VALUES (?, ?)"
+_DONE = "INSERT INTO done (batch, runs) VALUES (?, ?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
 _NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
@@ -119,16 +127,17 @@ class Journal:
         self._committed = 0  # ops committed so far
         self._closing = False
         self._next_seq = 1 + self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()[0]
-        self._open: deque[tuple[int, str, int, int]] = deque()  # (seq, producer, first, last) of open batches
+        self._open: dict[tuple[str, int], tuple[int, int]] = {}  # (producer, first) -> (seq, last) of held batches
         self._log = logger.bind(role="god")
         self._error_at = 0.0
         self._thread = threading.Thread(target=self._write_loop, name="god-journal", daemon=True)
 
-    def recover(self, results: ResultsFile | None = None) -> Recovered:
+    def recover(self, results: ResultsFile | None = None, *, forget_before: float | None = None) -> Recovered:
         """Read what the last god left, and rewrite it compactly; call once, before ``start``.
 
         With the results file the last god wrote to, the results it wrote after its last
-        journal entry count as done too, so those tasks are not served again.
+        journal entry count as done too, so those tasks are not served again. Producers last
+        heard from before ``forget_before`` (a Unix time) are forgotten.
         """
         db = self._db
         r = Recovered()
@@ -174,6 +183,8 @@ class Journal:
         for (blob,) in db.execute("SELECT rows FROM attempts ORDER BY seq"):
             for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
                 tries[producer, first].append((lo - first, hi - first, n, retried, due))
+        if forget_before is not None:
+            db.execute(_FORGET, (forget_before,))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
         for (producer, first), (_, put, done) in held.items():
@@ -187,25 +198,26 @@ class Journal:
         with db:
             db.execute("DELETE FROM done")
             db.execute("DELETE FROM attempts")
-            db.executemany(_UPTO, list(r.upto.items()))
+            now = time.time()
+            db.executemany(_UPTO, [(name, upto, now) for name, upto in r.upto.items()])
             open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _ in r.batches}
             db.executemany(_RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
-            runs: list[Run] = []
-            rows_t: list[Attempts] = []
             for producer, put, done, t in r.batches:
                 first = put[PUT_FIRST]
+                seq = held[producer, first][0]
+                runs: list[Run] = []
                 i = 0
                 while (i := done.find(1, i)) != -1:
                     end = done.find(0, i)
                     end = len(done) if end == -1 else end
                     runs.append((producer, first, first + i, first + end))
                     i = end
-                rows_t += [(producer, first, first + lo, first + hi, n, retried, due) for lo, hi, n, retried, due in t]
-                self._open.append((held[producer, first][0], producer, first, first + put[PUT_N] - 1))
-            if runs:
-                db.execute(_DONE, (dumps(runs),))
-            if rows_t:
-                db.execute(_ATTEMPTS, (dumps(rows_t),))
+                if runs:
+                    db.execute(_DONE, (seq, dumps(runs)))
+                if t:
+                    db.execute(_ATTEMPTS, (seq, dumps([(producer, first, first + lo, first + hi, n, retried, due)
+                                                       for lo, hi, n, retried, due in t])))
+                self._open[producer, first] = (seq, first + put[PUT_N] - 1)
         return r
 
     def start(self) -> None:
@@ -231,7 +243,7 @@ class Journal:
             seq = self._next_seq
             self._next_seq += 1
             first, n = put[PUT_FIRST], put[PUT_N]
-            self._open.append((seq, producer, first, first + n - 1))
+            self._open[producer, first] = (seq, first + n - 1)
             retry = put[PUT_RETRY]
             return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
@@ -239,12 +251,39 @@ class Journal:
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
-        return self._append(_DONE, [(dumps(runs),)])
+        with self._cond:
+            return self._add_runs(runs)
+
+    def _add_runs(self, runs: list[Run]) -> int:
+        """A row of runs per batch held; runs of a batch the journal does not hold (results for
+        a god that restarted without its journal) only move their producer's last seq on."""
+        by_batch: dict[int, list[Run]] = {}
+        upto: list[tuple[str, int, float]] = []
+        for run in runs:
+            held = self._open.get((run[R_PRODUCER], run[R_FIRST]))
+            if held is None:
+                upto.append((run[R_PRODUCER], run[R_HI] - 1, time.time()))
+            else:
+                by_batch.setdefault(held[0], []).append(run)
+        ticket = self._ticket
+        if by_batch:
+            ticket = self._append(_DONE, [(seq, dumps(rs)) for seq, rs in by_batch.items()])
+        if upto:
+            ticket = self._append(_UPTO, upto)
+        return ticket
 
     def set_attempts(self, rows: list[Attempts]) -> int:
         """Remember how many times runs were served (to consumers that died, or as retries, and
         when a retry is due)."""
-        return self._append(_ATTEMPTS, [(dumps(rows),)])
+        with self._cond:
+            by_batch: dict[int, list[Attempts]] = {}
+            for row in rows:
+                held = self._open.get((row[0], row[1]))
+                if held is not None:
+                    by_batch.setdefault(held[0], []).append(row)
+            if not by_batch:
+                return self._ticket
+            return self._append(_ATTEMPTS, [(seq, dumps(rs)) for seq, rs in by_batch.items()])
 
     def set_limit(self, queue: str, rate: float | None) -> int:
         """Remember a queue's rate limit (None: it has none)."""
@@ -253,27 +292,35 @@ class Journal:
     def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
         """Journal runs with results; with the results file they are in, and its new size."""
         with self._cond:
-            ticket = self._ticket
-            if runs:
-                ticket = self._append(_DONE, [(dumps(runs),)])
+            ticket = self._add_runs(runs) if runs else self._ticket
             if path is not None:
                 ticket = self._append(_META, [("results_path", path), ("results_offset", offset)])
             return ticket
 
-    def oldest_open(self, n: int) -> list[tuple[str, int]]:
-        """(producer, first) of the n oldest batches still held, oldest first (for ``compact``)."""
+    def held(self) -> list[tuple[str, int]]:
+        """(producer, first) of the batches the journal holds, in the order they came."""
         with self._cond:
-            return [(producer, first) for _, producer, first, _ in itertools.islice(self._open, n)]
+            return list(self._open)
 
-    def compact(self, n: int) -> None:
-        """Release the n oldest batches: the caller saw none of their tasks waiting or running,
-        and has journaled every result it took (this op comes after those)."""
-        if n <= 0:
-            return
+    def compact(self, batches: list[tuple[str, int]]) -> None:
+        """Release batches, given as (producer, first), with their rows of runs and attempts:
+        the caller saw none of their tasks waiting or running, and has journaled every result
+        it took (this op comes after those)."""
         with self._cond:
-            gone = [self._open.popleft() for _ in range(min(n, len(self._open)))]
-            self._append(_UPTO, [(producer, last) for _, producer, _, last in gone])
-            self._append(_RELEASE, [(seq,) for seq, _, _, _ in gone])
+            gone = [(key[0], *held) for key in batches if (held := self._open.pop(key, None)) is not None]
+            if not gone:
+                return
+            now = time.time()
+            self._append(_UPTO, [(producer, last, now) for producer, _, last in gone])
+            seqs = [(seq,) for _, seq, _ in gone]
+            self._append(_RELEASE, seqs)
+            self._append(_RELEASE_DONE, seqs)
+            self._append(_RELEASE_ATTEMPTS, seqs)
+
+    def forget_producers(self, before: float) -> int:
+        """Forget the producers last heard from before a Unix time (their re-sent puts are no
+        longer told from new ones)."""
+        return self._append(_FORGET, [(before,)])
 
     @property
     def ticket(self) -> int:
@@ -391,7 +438,7 @@ def _open(path: Path) -> sqlite3.Connection:
             raise ConfigError(f"{where} is a SQLite file but not a god journal; "
                               "give god another --journal PATH")
         if 0 < version < 2:
-            raise ConfigError(f"{where} is in an older format ({version}) than this god reads (2 or {SCHEMA_VERSION}); "
+            raise ConfigError(f"{where} is in an older format ({version}) than this god reads (2 to {SCHEMA_VERSION}); "
                               "let its god finish the work, or move it away")
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{where} was written by a newer god (version {version}); use that god")
@@ -401,6 +448,8 @@ def _open(path: Path) -> sqlite3.Connection:
         try:
             if version == 2:
                 _migrate_2(db)
+            elif version == 3:
+                _migrate_3(db)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -472,6 +521,16 @@ def _migrate_2(db: sqlite3.Connection) -> None:
             db.execute(statement)
     db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, dumps(payloads))
                           for i, (producer, first, payloads) in enumerate(batches, 1)])
-    db.executemany(_UPTO, list(upto.items()))
-    if tries:
-        db.execute(_ATTEMPTS, (dumps(tries),))
+    db.executemany(_UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
+    if tries:  # the batch each row belongs to: where its producer and first are
+        seq_of = {(producer, first): i for i, (producer, first, _) in enumerate(batches, 1)}
+        db.executemany(_ATTEMPTS, [(seq_of[row[0], row[1]], dumps([row])) for row in tries])
+
+
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """Version 3 to 4, in the caller's transaction: rows of runs and attempts belong to a batch
+    (``recover`` rewrites them so), producers have when they were last heard from (now)."""
+    db.execute("ALTER TABLE done ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE attempts ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE producers ADD COLUMN at REAL NOT NULL DEFAULT 0")
+    db.execute("UPDATE producers SET at = ?", (time.time(),))

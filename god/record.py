@@ -12,7 +12,6 @@ from god.results import ResultsFile
 from shared.records import Run
 
 COMPACT_EVERY_S = 1.0  # seconds between releases of finished batches from the journal
-COMPACT_BATCHES = 64  # oldest journal batches looked at each time
 
 
 class Record:
@@ -26,6 +25,7 @@ class Record:
         self.journal = journal
         self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
         self._compacted_at = time.monotonic()
+        self._finished: list[tuple[str, int]] = []  # batches to release once their results are journaled
 
     @property
     def unwritten(self) -> int:
@@ -36,21 +36,21 @@ class Record:
         """Take what the broker recorded since the last call and keep it; returns it."""
         if self.unwritten:
             self._write([], [])
-        now = time.monotonic()
         journal = self.journal
-        compacting = journal is not None and now - self._compacted_at >= COMPACT_EVERY_S
-        out, finished = self.broker.take_results(
-            journal.oldest_open(COMPACT_BATCHES) if journal is not None and compacting else None)
+        out, finished = self.broker.take_results()
+        self._finished += finished
         if out:
             runs = [r for _, rs in out for r in rs]
             if self.results is not None:
                 self._write([lines for lines, _ in out], runs)
             elif journal is not None and runs:
                 journal.add_results(runs)
-        if compacting and journal is not None:
+        now = time.monotonic()
+        if journal is not None and now - self._compacted_at >= COMPACT_EVERY_S:
             self._compacted_at = now
-            if finished and not self.unwritten:  # results the file refused are not journaled yet
-                journal.compact(finished)
+            if self._finished and not self.unwritten:  # results the file refused are not journaled yet
+                journal.compact(self._finished)
+                self._finished = []
         return out
 
     def _write(self, lines: list[str], runs: list[Run]) -> None:

@@ -6,6 +6,7 @@ import faulthandler
 import ipaddress
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -14,13 +15,14 @@ from typing import TYPE_CHECKING, TextIO
 from loguru import logger
 
 from god.api import Api
-from god.broker import CAPACITY, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
+from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
 from god.metrics import MetricsServer
 from god.monitor import Monitor
 from god.record import Record
 from god.server import GodServer
+from god.trim import Trimmer
 from god.waits import Waits
 from shared import exitcodes
 from shared.config import Settings, format_address, hostname
@@ -42,6 +44,7 @@ class GodOptions:
     lease_s: float = LEASE_S
     max_attempts: int = MAX_ATTEMPTS
     max_payload: int = MAX_PAYLOAD
+    dedupe_window_s: float = DEDUPE_WINDOW_S
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -95,13 +98,14 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
            log: Logger) -> int:
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                    max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures)
+                    max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures,
+                    dedupe_window_s=options.dedupe_window_s)
     record = Record(broker, results_path=options.results_path, journal=journal)
     monitor = Monitor(broker, record, out=out, quiet=options.quiet)
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
     else:
-        recovered = journal.recover(record.results)
+        recovered = journal.recover(record.results, forget_before=time.time() - options.dedupe_window_s)
         broker.restore(recovered.batches, recovered.upto)
         for queue, rate in recovered.limits.items():  # set with 'god limit' while the last god ran
             if queue in options.limits:
@@ -144,9 +148,11 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    trimmer = Trimmer()
     while not stop.requested:
         monitor.step(TICK_S)
         door.close_idle()
+        trimmer.step()
     log.info("stopping on {}", stop.signal_name)
     if metrics is not None:
         metrics.close()

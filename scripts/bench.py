@@ -452,6 +452,30 @@ def ours_million(work: Path, n: int) -> dict[str, float]:
             "god_peak_mb": rss["peak_kb"] / 1024, "bytes_per_task": (rss["rss_kb"] - base) * 1024 / n}
 
 
+def ours_growth(work: Path, marks: tuple[int, ...], chunk: int = 500_000) -> dict[str, Any]:
+    """Tiny tasks through one god with its journal, a producer run per chunk: god's RSS and the
+    journal's size (with its WAL) once each mark's total has results and god had 2 s at rest
+    (what it holds between bursts, not the burst's own buffers)."""
+    src = _numbers(work, chunk)
+    journal = work / f"growth-{secrets.token_hex(3)}.sqlite3"
+    out: dict[str, Any] = {}
+    with god(work, "--journal", str(journal)) as g:
+        g.spawn("consumer", "--processes", "2")
+        g.wait_consumers(1)
+        lines = LineCounter(g.results)
+        total = 0
+        for mark in marks:
+            while total < mark:
+                n = min(chunk, mark - total)
+                g.spawn("producer", "--from", str(src if n == chunk else _numbers(work, n))).wait()
+                total += n
+                _until(lambda: lines() >= total, 600, f"{total} results", poll=0.05)
+            time.sleep(2)
+            size = sum(f.stat().st_size for f in work.glob(journal.name + "*") if not f.name.endswith(".lock"))
+            out[str(mark)] = {"god_rss_mb": g.rss_kb()["rss_kb"] / 1024, "journal_mb": size / 2**20}
+    return out
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(samples, n=100)
     return {"n": len(samples), "p50_ms": statistics.median(samples) * 1e3, "p99_ms": qs[98] * 1e3}
@@ -517,6 +541,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             k = n // 2
             one, many = ours_queues(work, k, 1), ours_queues(work, k, 100)
             out["queues"] = {"one": one, "hundred": many, "ratio": many["tasks_per_s"] / one["tasks_per_s"]}
+        if "growth" in sections:
+            out["growth"] = ours_growth(work, (100_000, 1_000_000) if quick else (100_000, 1_000_000, 10_000_000))
         if "million" in sections:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
     return out
@@ -605,10 +631,14 @@ def table(r: dict[str, Any]) -> str:
         x = r["million"]
         row(f"{x['tasks']:,} tasks queued ({x['bytes_per_task']:.0f} B/task)", x["tasks"] / x["put_seconds"],
             mb=x["god_peak_mb"])
+    if "growth" in r:
+        for mark, x in r["growth"].items():
+            rows.append(f"after {int(mark):,} tasks through one god: god RSS {x['god_rss_mb']:.0f} MB, "
+                        f"journal {x['journal_mb']:.1f} MB")
     return "\n".join(rows)
 
 
-SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million")
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth")
 
 
 def main() -> None:

@@ -56,6 +56,8 @@ class Stats(TypedDict):
     redelivered: int
     handed_out: int  # tasks taken through the tutorial's task queue view (at most once)
     retried: int  # failures tried again
+    producers_forgotten: int  # producers not heard from for the dedupe window, no longer remembered
+    unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
     pending: int
     scheduled: int  # tasks waiting for a retry's time
     in_flight: int

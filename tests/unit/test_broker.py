@@ -602,3 +602,31 @@ def test_a_rate_limit_below_one_a_second_lets_one_through_at_a_time(core: Core) 
     assert core.lease("a", 10) == []
     core.clock.t += 0.2
     assert len(seqs(core.lease("a", 10))) == 1
+
+
+def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_counted() -> None:
+    core = Core(dedupe_window_s=100.0)
+    try:
+        core.put("p", [1, 2]).result()
+        core.ack("c", core.lease("c", 2))
+        core.clock.t += 99
+        core.broker.reap()
+        assert core.put("p", [1, 2], first=1).result() == 2  # re-sent within the window: a duplicate
+        assert core.broker.stats()["pending"] == 0
+        core.clock.t += 51
+        core.put("q", [7]).result()
+        core.ack("c", core.lease("c", 1))
+        core.clock.t += 50  # p silent for longer than the window; q heard from since
+        core.broker.reap()
+        s = core.broker.stats()
+        assert (s["producers_forgotten"], s["unknown_puts"]) == (1, 0)
+        # Then: a put p sends again is taken as new, and counted as such
+        assert core.put("p", [1, 2], first=1).result() == 2
+        assert core.broker.stats()["pending"] == 2 and core.broker.stats()["unknown_puts"] == 0  # from seq 1: new
+        core.clock.t += 101
+        core.broker.reap()
+        core.put("p", [3], first=3).result()
+        s = core.broker.stats()
+        assert (s["producers_forgotten"], s["unknown_puts"], s["pending"]) == (3, 1, 3)
+    finally:
+        core.close()

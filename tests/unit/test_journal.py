@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import Journal, Recovered
+from god.journal import SCHEMA_VERSION, Journal, Recovered
 from god.record import Record
 from god.results import ResultsFile
 from shared.errors import ConfigError
-from shared.records import G_ATTEMPT, G_QUEUE, G_TASK
+from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, payloads_of, seqs
 
 
@@ -218,12 +218,38 @@ def test_a_batch_is_released_once_none_of_its_tasks_waits_or_runs(
     record.take()
     journal.wait(journal.ticket)
     assert batch_rows(journal.path) == 1
-    assert journal.oldest_open(10) == [("p", 3)]
+    assert journal.held() == [("p", 3)]
     core.ack("c", grants, only=(3, 4))
     record.take()
     record.take()
     journal.wait(journal.ticket)
     assert batch_rows(journal.path) == 0
+
+
+def test_finished_batches_go_with_their_rows_while_an_older_one_still_runs(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    core = Core(journal=journal)
+    record = Record(core.broker, results_path=None, journal=journal)
+    core.settle(core.put("p", [0]))
+    stuck = core.lease("c", 1)  # p/1 runs for as long as it likes
+    for k in range(50):  # batches after it come and finish, with an attempt counted on the way
+        core.settle(core.put("p", [k, k]))
+        g = core.lease("d", 2)[0]
+        core.lost("d", (g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_LO] + 1))  # its worker died on one
+        assert core.ack("c", core.lease("c", 2)) == 2
+        record.take()
+    record.take()
+    journal.wait(journal.ticket)
+    db = sqlite3.connect(journal.path)
+    try:  # what is left: the batch with p/1 running, nothing of the others
+        assert db.execute("SELECT producer, first FROM batches").fetchall() == [("p", 1)]
+        assert db.execute("SELECT count(*) FROM done").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
+    finally:
+        db.close()
+    assert journal.held() == [("p", 1)] and len(stuck) == 1
 
 
 def test_no_batch_is_released_while_the_results_file_refuses_its_results(
@@ -286,8 +312,60 @@ def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
     finally:
         j.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+def version_3_journal(path: Path) -> None:
+    """A journal as god wrote it before rows of runs and attempts belonged to a batch: producer
+    p's batch of 3 (p/2 done, p/3 served twice), and producer old, all done up to 5."""
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
+            n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
+            payloads BLOB NOT NULL);
+        CREATE TABLE done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
+        CREATE TABLE attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
+        CREATE TABLE producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
+        CREATE TABLE limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+        PRAGMA application_id=1198482465;
+        PRAGMA user_version=3;
+    """)
+    db.execute("INSERT INTO batches VALUES (1, 'p', 1, 3, 'q', 'm:f', 2, NULL, NULL, ?)", (pickle.dumps(["a", "b", "c"]),))
+    db.execute("INSERT INTO done (runs) VALUES (?)", (pickle.dumps([("p", 1, 2, 3)]),))
+    db.execute("INSERT INTO attempts (rows) VALUES (?)", (pickle.dumps([("p", 1, 3, 4, 2, 0, None)]),))
+    db.execute("INSERT INTO producers VALUES ('old', 5)")
+    db.commit()
+    db.close()
+
+
+def test_a_journal_of_version_3_is_migrated(path: Path) -> None:
+    # Given a version 3 journal with a batch part done, and a producer whose batches are all done
+    version_3_journal(path)
+    # When god opens it
+    j = Journal(path)
+    try:
+        r = j.recover()
+        core = Core(journal=j)
+        core.broker.restore(r.batches, r.upto)
+        j.start()
+        # Then what waited is served with its queue, task and attempts, and done tasks are not
+        got = core.lease("c", 10, queues=("q",))
+        assert [(seqs([g]), payloads_of(g), g[G_ATTEMPT], g[G_TASK]) for g in got] == [
+            ([1], ["a"], 1, "m:f"), ([3], ["c"], 3, "m:f")]
+        assert core.settle(core.put("old", ["again"], first=5)) == 1  # a re-sent put, still known
+        assert core.broker.stats()["pending"] == 0
+    finally:
+        j.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT batch FROM done").fetchall() == [(1,)]  # rewritten per batch
+        assert db.execute("SELECT batch FROM attempts").fetchall() == [(1,)]
+    finally:
+        db.close()
 
 
 def test_a_journal_older_than_the_previous_version_is_refused_and_left_alone(path: Path) -> None:
@@ -343,3 +421,28 @@ def test_a_rate_limit_set_while_god_runs_holds_across_a_restart(journal: Journal
     again, r, _ = restarted(journal)
     again.close()
     assert r.limits == {"images": 5.0}
+
+
+def test_producers_past_the_dedupe_window_are_forgotten_by_the_journal(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    core = Core(journal=journal)
+    core.settle(core.put("old", [1]))
+    core.ack("c", core.lease("c", 1))
+    record = Record(core.broker, results_path=None, journal=journal)
+    record.take()
+    record.take()  # releases the batch: its producer's last seq stays, with when
+    journal.wait(journal.ticket)
+    journal.wait(journal.forget_producers(time.time() - 3600))  # heard from just now: kept
+    again, r, core2 = restarted(journal)
+    assert r.upto == {"old": 1}
+    again.close()
+    again = Journal(journal.path)
+    try:  # a restart a window later forgets it
+        assert again.recover(forget_before=time.time() + 1).upto == {}
+        db = sqlite3.connect(journal.path)
+        assert db.execute("SELECT count(*) FROM producers").fetchone()[0] == 0
+        db.close()
+    finally:
+        again.close()
