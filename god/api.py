@@ -179,6 +179,30 @@ class Api:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()
 
+    def dead(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The dead letters god keeps, oldest first (of one queue, or all)."""
+        return self.broker.dead_list(_queue_or_all(queue))
+
+    def failed(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The last failed results, oldest first (of one queue, or all)."""
+        return self.broker.failed_list(_queue_or_all(queue))
+
+    def requeue(self, ids: list[str] | None, queue: str | None = None) -> list[tuple[str, str]]:
+        """Serve dead letters again (these ids, or all of a queue, or all); (old id, new id) each."""
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise ValueError("ids are a list of task ids")
+        return self.broker.requeue_dead(ids, _queue_or_all(queue))
+
+    def purge(self, queue: str | None = None, older_than_s: float | None = None) -> int:
+        """Drop dead letters (of one queue, or all; given up more than older_than_s ago, or any)."""
+        if older_than_s is not None and (not isinstance(older_than_s, (int, float)) or not older_than_s >= 0):
+            raise ValueError(f"older than {older_than_s!r}: expected seconds from 0")
+        return self.broker.purge_dead(_queue_or_all(queue), older_than_s)
+
+
+def _queue_or_all(queue: str | None) -> str | None:
+    return None if queue is None else check_queue(queue)
+
 
 def _check_put(producer: str, put: Put) -> None:
     if not isinstance(put, tuple) or len(put) != 8:

@@ -32,6 +32,7 @@ class Batch:
     at: float  # when god took it (its clock)
     retry: RetryPolicy | None = None  # how its failed tasks are tried again
     payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
+    origin: list[str] | None = None  # the dead letters its tasks were, when it serves them again
     done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import pickle
 import random
 import secrets
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from god.batches import Batch, Bucket, Queue, Slice, runs_of
+from god.dead import DEAD_KEEP, DeadJournal, DeadLetter, DeadLetters, shown
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
@@ -38,6 +40,7 @@ from shared.records import (
     Grant, Put, Run, Value,
     json_line, split_id, task_id,
 )
+from shared.log import count
 from shared.stats import ConsumerFigures, ProducerFigures, QueueFigures, Stats
 
 LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
@@ -45,7 +48,8 @@ BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
 CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
-DEAD_KEEP = 10_000  # dead letters kept in memory for ``dead_letters``
+FAILED_KEEP = 1_000  # recent failed results kept for ``failed``
+TRACEBACK_CHARS = 4_000  # of a failure's traceback kept there
 #: Seconds god remembers a producer it no longer hears from: a put it sends again within
 #: that time is recognised as sent before. Its client gives up after --give-up-after (180 s
 #: by default), so a re-send comes long before; the memory is a dict entry per producer.
@@ -63,13 +67,13 @@ Tries = tuple[int, int, int, int, "float | None"]
 Attempts = tuple[str, int, int, int, int, int, "float | None"]
 
 
-class JournalLike(Protocol):
+class JournalLike(DeadJournal, Protocol):
     """What the broker tells the journal, under its lock (god/journal.py)."""
 
     @property
     def ticket(self) -> int: ...
 
-    def add_batch(self, producer: str, put: Put) -> int: ...
+    def add_batch(self, producer: str, put: Put, origin: list[str] | None = None) -> int: ...
 
     def add_done(self, runs: list[Run]) -> int: ...
 
@@ -105,6 +109,7 @@ class Broker:
         on_change: Callable[[], None] = _nothing,
         figures: Callable[[], dict[str, int]] = dict,
         dedupe_window_s: float = DEDUPE_WINDOW_S,
+        dead_keep: int = DEAD_KEEP,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -112,6 +117,7 @@ class Broker:
                 lease, room to put, results to fetch).
             figures: more counts for ``stats`` (the door's connections and refusals).
             dedupe_window_s: how long a producer not heard from is remembered (its last seq).
+            dead_keep: dead letters kept, the oldest let go first.
         """
         self.capacity = capacity
         self.lease_s = lease_s
@@ -135,7 +141,8 @@ class Broker:
         self._forgot_at = now()  # when the journal last forgot producers
         self._pending = 0  # tasks waiting, all queues
         self._outbox: list[Outgoing] = []
-        self._dead: deque[tuple[str, Any, str, int]] = deque(maxlen=DEAD_KEEP)
+        self.dead = DeadLetters(dead_keep, journal)
+        self._failed: deque[dict[str, Any]] = deque(maxlen=FAILED_KEEP)  # recent failed results, oldest first
         self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
                                       "handed_out", "retried", "forgotten", "unknown_puts"), 0)
         self._scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
@@ -150,18 +157,19 @@ class Broker:
             q = self._queues[name] = Queue(name)
         return q
 
-    def _take(self, producer: str, put: Put, keep: bool, blob: bytes | None, payloads: list[Any] | None) -> int:
+    def _take(self, producer: str, put: Put, keep: bool, blob: bytes | None, payloads: list[Any] | None,
+              origin: list[str] | None = None) -> int:
         """Queue a batch if there is room: its ticket (0 without a journal), or -1 if full."""
         if self._pending >= self.capacity:
             return -1
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
-                  self._now(), put[PUT_RETRY], payloads)
+                  self._now(), put[PUT_RETRY], payloads, origin)
         self._batches[b.key] = b
         self._upto[producer] = put[PUT_FIRST] + n - 1
         self._place(Slice(b, 0, n, 0), put[PUT_DUE], first=False)
         self._counts["accepted"] += n
-        return self.journal.add_batch(producer, put) if self.journal is not None else 0
+        return self.journal.add_batch(producer, put, origin) if self.journal is not None else 0
 
     def _place(self, s: Slice, due: float | None, *, first: bool) -> None:
         """A waiting slice goes on its queue (at the front of its level with first), or, when
@@ -222,7 +230,7 @@ class Broker:
         b = s.batch
         runs = b.undone(s.lo, s.hi)
         if counted and runs and s.tries - s.retried >= self.max_attempts:  # deaths, not retries
-            self._dead_letter(b, runs, f"{reason}; {s.tries} attempts", s.tries)  # settles s as well
+            self._dead_letter(b, runs, f"{reason}; {count(s.tries, 'attempt')}", s.tries)  # settles s as well
             return 0
         self._unlease(s)
         total = sum(hi - lo for lo, hi in runs)
@@ -242,13 +250,15 @@ class Broker:
         error = f"dead letter: {reason}"
         payloads = b.payload_list()
         at = time.time()
+        letters = []
         for lo, hi in runs:
             lines = []
             for i in range(lo, hi):
                 tid = task_id(b.producer, b.first + i)
                 lines.append(json_line(tid, payloads[i], False, None, error, None, "god", attempts, at, b.queue,
                                        b.task) + "\n")
-                self._dead.append((tid, payloads[i], reason, attempts))
+                letters.append(DeadLetter(tid, b.queue, b.task, b.priority, b.retry, shown(payloads[i]), reason,
+                                          attempts, at, pickle.dumps(payloads[i], pickle.HIGHEST_PROTOCOL)))
             dead: Value = (False, None, error, None)
             values = [dead] * (hi - lo) if b.keep else None
             self._record(b, lo, hi, "".join(lines), values, "god", attempts)
@@ -256,12 +266,16 @@ class Broker:
             n = hi - lo
             self._counts["dead"] += n
             self._queues[b.queue].dead += n
+        self.dead.add(letters)
         self.results_ready.set()
 
     def _record(self, b: Batch, lo: int, hi: int, lines: str, values: list[Value] | bytes | None,
                 consumer: str, attempt: int) -> None:
         """Results for offsets [lo, hi) of b: to the monitor, and to whoever waits for the values."""
         first = b.first
+        if b.origin is not None:  # served again from dead letters: each line says which
+            lines = "".join(f'{line[:-1]}, "requeued_from": {json.dumps(tid)}}}\n'
+                            for line, tid in zip(lines.splitlines(), b.origin[lo:hi]))
         self._outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
         if values is None or not b.keep:
             return
@@ -476,6 +490,8 @@ class Broker:
             if values is not None:
                 values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
             runs = runs_of(sorted(keep))
+        if failed:
+            self._keep_failures(a[A_LO], a[A_LINES], failed)
         n = sum(rhi - rlo for rlo, rhi in runs)
         attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
         if len(runs) == 1:
@@ -486,6 +502,21 @@ class Broker:
             self._settle(b, rlo, rhi)
         self._count(c, self._queues[b.queue], n, len(failed))
         return n
+
+    def _keep_failures(self, lo: int, lines: str, failed: tuple[Failed, ...]) -> None:
+        """Keep the last failed results (their lines, from seq lo on, read back) for ``failed``."""
+        parts = lines.split("\n")
+        for f in failed:
+            try:
+                d = json.loads(parts[f[F_SEQ] - lo])
+            except (IndexError, ValueError):
+                continue
+            tb = d.get("traceback")
+            self._failed.append({
+                "id": d.get("id"), "queue": d.get("queue"), "task": d.get("task"), "payload": shown(d.get("payload")),
+                "error": d.get("error"), "traceback": tb[-TRACEBACK_CHARS:] if isinstance(tb, str) else None,
+                "attempts": d.get("attempts"), "consumer": d.get("consumer"), "time": d.get("time"),
+            })
 
     def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,
                      consumer: str, attempt: int) -> None:
@@ -727,6 +758,7 @@ class Broker:
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
                 "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": self._pending,
                 "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
+                "dead_kept": len(self.dead),
                 "scheduled": sum(q.scheduled for q in self._queues.values()),
                 "in_flight": sum(q.in_flight for q in self._queues.values()), "capacity": self.capacity,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - self._started,
@@ -740,17 +772,20 @@ class Broker:
 
     # -- god's own side (not reachable by clients) -----------------------------------------
 
-    def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries]]], upto: dict[str, int]) -> None:
-        """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets)
-        of each batch with tasks not done, in order; and each producer's last seq. A retry that
-        was due while god was down is served at once."""
+    def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries], list[str] | None]],
+                upto: dict[str, int], dead: list[DeadLetter] | None = None) -> None:
+        """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets,
+        dead letters it serves again) of each batch with tasks not done, in order; each
+        producer's last seq; the dead letters kept. A retry that was due while god was down is
+        served at once."""
         with self._lock:
+            self.dead.restore(dead or [])
             self._upto.update(upto)
             now = self._now()
             self._heard.update(dict.fromkeys(upto, now))
-            for producer, put, done, tries in batches:
+            for producer, put, done, tries, origin in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
-                          put[PUT_PAYLOADS], producer in self.mailboxes, now, put[PUT_RETRY])
+                          put[PUT_PAYLOADS], producer in self.mailboxes, now, put[PUT_RETRY], origin=origin)
                 b.done[:] = done
                 b.left = done.count(0)
                 if not b.left:
@@ -814,10 +849,61 @@ class Broker:
             finished, self._finished = self._finished, []
         return out, finished
 
-    def dead_letters(self) -> list[tuple[str, Any, str, int]]:
-        """The last dead-lettered tasks: (id, payload, reason, attempts)."""
+    # -- what operators call (python -m god dead, failed, requeue, purge) -----------------------
+
+    def dead_list(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The dead letters kept, oldest first, of one queue or all."""
         with self._lock:
-            return list(self._dead)
+            return [d.figures() for d in self.dead.listing(queue)]
+
+    def failed_list(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The last failed results (not dead letters), oldest first, of one queue or all."""
+        with self._lock:
+            return [f for f in self._failed if queue is None or f["queue"] == queue]
+
+    def requeue_dead(self, ids: list[str] | None, queue: str | None = None) -> list[tuple[str, str]]:
+        """Serve dead letters again as new tasks (ids given, or all of a queue, or all): one
+        batch per queue, task, priority and retry policy, from a producer of their own, each
+        result line saying which dead letter it was.
+
+        Returns:
+            (the dead letter's id, its new id) of each.
+
+        Raises:
+            ValueError: an id that is no dead letter kept, or no room for them.
+        """
+        with self._lock:
+            if ids:
+                unknown = self.dead.unknown(ids)
+                if unknown:
+                    raise ValueError(f"{count(len(unknown), 'id')} god keeps no dead letter of: "
+                                     f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+            else:
+                ids = [d.id for d in self.dead.listing(queue)]
+            if not ids:
+                return []
+            if self._pending + len(ids) > self.capacity:
+                raise ValueError(f"no room for {count(len(ids), 'task')}: {self._pending} wait of --capacity "
+                                 f"{self.capacity}; try again when fewer wait")
+            groups: dict[tuple[str, str | None, int, Any], list[tuple[DeadLetter, bytes]]] = {}
+            for d, blob in self.dead.payloads(ids):
+                groups.setdefault((d.queue, d.task, d.priority, d.retry), []).append((d, blob))
+            producer, seq, out = f"requeue-{secrets.token_hex(4)}", 1, []
+            for (q, task, priority, retry), letters in groups.items():
+                blob = pickle.dumps([pickle.loads(b) for _, b in letters], pickle.HIGHEST_PROTOCOL)
+                origin = [d.id for d, _ in letters]
+                self._take(producer, (seq, len(letters), blob, q, task, priority, retry, None), False, blob, None,
+                           origin)
+                out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
+                seq += len(letters)
+            self.dead.remove(ids)  # after the batches: a crash between keeps both, never neither
+        self._on_change()
+        return out
+
+    def purge_dead(self, queue: str | None = None, older_than_s: float | None = None) -> int:
+        """Drop dead letters of a queue (or all), given up more than older_than_s ago (or any)."""
+        with self._lock:
+            return self.dead.purge(queue, time.time() - older_than_s if older_than_s is not None else None)
 
     # -- for the tutorial's queue views (god/views.py) -------------------------------------
 

@@ -1,36 +1,25 @@
-"""God's command line: ``python -m god`` serves; ``python -m god status`` asks a running god."""
+"""God's command line: ``python -m god`` serves; the commands that ask a running god
+(``python -m god status`` and the rest) are in god/operate.py, on the same app."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.live import Live
 
 from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
-from god.live import render
-from god.monitor import status_text
+from god.operate import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, new_app, run_role,
+    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, run_role,
 )
-from shared.client import GodClient
-from shared.config import (
-    client_settings, default_journal_path, format_address, god_settings, hostname,
-)
+from shared.config import default_journal_path, god_settings
 from shared.errors import UsageError
-from shared.records import check_queue, check_rate
 from shared.log import setup_logging
-
-STATUS_GIVE_UP_S = 5.0  # seconds status keeps trying an unreachable god: someone is waiting
-
-app = new_app()
+from shared.records import check_queue, check_rate
 
 
 @app.callback(invoke_without_command=True)
@@ -130,110 +119,3 @@ def parse_limits(given: list[str]) -> dict[str, float]:
                              "e.g. images=5") from None
         limits[queue] = n
     return limits
-
-
-def _rate(text: str) -> float | None:
-    if text == "off":
-        return None
-    try:
-        return check_rate(float(text))
-    except ValueError:
-        raise UsageError(f"rate {text!r}: expected tasks a second above 0, or off") from None
-
-
-@app.command()
-def limit(
-    queue: Annotated[str, typer.Argument(help="The queue.")],
-    rate: Annotated[str, typer.Argument(help="Tasks a second, across all consumers; 'off' for no limit.")],
-    address: AddressOption = None,
-    authkey_file: AuthkeyFileOption = None,
-    give_up_after: GiveUpOption = STATUS_GIVE_UP_S,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    tls_ca: TlsCaOption = None,
-    log_level: LogLevelOption = "ERROR",
-    log_json: LogJsonOption = False,
-) -> None:
-    """Change a queue's rate limit while god runs (journaled: it holds across a restart)."""
-    setup_logging("god", level=log_level, json=log_json)
-
-    def body() -> int:
-        try:
-            check_queue(queue)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        n = _rate(rate)
-        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
-                                   tls_key=tls_key, tls_ca=tls_ca)
-        client = GodClient(settings, name=f"limit@{hostname()}", role="status")
-        try:
-            before = client.set_limit(queue, n)
-        finally:
-            client.close()
-        typer.echo(f"queue {queue}: {_limit_text(n)} (was {_limit_text(before)})")
-        return 0
-
-    run_role("god", body)
-
-
-def _limit_text(rate: float | None) -> str:
-    return "no rate limit" if rate is None else f"at most {rate:g} tasks a second start"
-
-
-@app.command()
-def status(
-    address: AddressOption = None,
-    authkey_file: AuthkeyFileOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
-    watch: Annotated[bool, typer.Option(help="Show the live view, refreshed every --interval seconds, until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
-    give_up_after: GiveUpOption = STATUS_GIVE_UP_S,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    tls_ca: TlsCaOption = None,
-    log_level: LogLevelOption = "ERROR",
-    log_json: LogJsonOption = False,
-) -> None:
-    """Print a running god's counts, consumers and producers, once."""
-    setup_logging("god", level=log_level, json=log_json)
-
-    def body() -> int:
-        settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
-                                   tls_key=tls_key, tls_ca=tls_ca)
-        client = GodClient(settings, name=f"status@{hostname()}", role="status")
-        where = format_address(settings.address)
-        try:
-            if watch:
-                return _watch(client, where, interval)
-            stats = client.stats()
-        finally:
-            client.close()
-        typer.echo(json.dumps(stats) if as_json else status_text(where, stats))
-        return 0
-
-    run_role("god", body)
-
-
-def _watch(client: GodClient, where: str, interval: float) -> int:
-    """The live view of a god elsewhere until Ctrl-C; on a pipe, a block of lines per refresh."""
-    stats = client.stats()
-    last, last_at = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
-    if not sys.stdout.isatty():
-        try:
-            while True:
-                typer.echo(status_text(where, stats) + "\n")
-                sys.stdout.flush()
-                time.sleep(interval)
-                stats = client.stats()
-        except KeyboardInterrupt:
-            return 0
-    try:
-        with Live(render(stats, 0.0, where), refresh_per_second=4) as live:
-            while True:
-                time.sleep(interval)
-                stats = client.stats()
-                total, now = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
-                live.update(render(stats, (total - last) / (now - last_at), where))
-                last, last_at = total, now
-    except KeyboardInterrupt:
-        return 0

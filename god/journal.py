@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from god.broker import Attempts, Tries
+from god.dead import DeadLetter
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
@@ -55,7 +56,10 @@ ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
     n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
-    payloads BLOB NOT NULL);
+    payloads BLOB NOT NULL, origin TEXT);
+CREATE TABLE IF NOT EXISTS dead (id TEXT PRIMARY KEY, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL,
+    retry TEXT, shown TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
+    payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, runs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS done_batch ON done (batch);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, rows BLOB NOT NULL);
@@ -67,8 +71,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
-_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_DEAD = "INSERT OR REPLACE INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UNDEAD = "DELETE FROM dead WHERE id = ?"
 _RELEASE = "DELETE FROM batches WHERE seq = ?"
 _RELEASE_DONE = "DELETE FROM done WHERE batch = ?"
 _RELEASE_ATTEMPTS = "DELETE FROM attempts WHERE batch = ?"
@@ -81,8 +87,9 @@ _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
 _NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
 
-#: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets).
-Held = tuple[str, Put, bytearray, list[Tries]]
+#: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
+#: ids of the dead letters its tasks were or None).
+Held = tuple[str, Put, bytearray, list[Tries], "list[str] | None"]
 
 
 @dataclass(slots=True)
@@ -95,6 +102,7 @@ class Recovered:
     done: int = 0  # tasks of those batches already done
     found_in_file: int = 0  # results the last god wrote to the results file but did not journal
     limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits set while god ran
+    dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
 
 
 def dumps(obj: Any) -> bytes:
@@ -130,6 +138,8 @@ class Journal:
         self._open: dict[tuple[str, int], tuple[int, int]] = {}  # (producer, first) -> (seq, last) of held batches
         self._log = logger.bind(role="god")
         self._error_at = 0.0
+        self._reader: sqlite3.Connection | None = None  # reads payloads of dead letters back (any thread)
+        self._read_lock = threading.Lock()
         self._thread = threading.Thread(target=self._write_loop, name="god-journal", daemon=True)
 
     def recover(self, results: ResultsFile | None = None, *, forget_before: float | None = None) -> Recovered:
@@ -142,13 +152,16 @@ class Journal:
         db = self._db
         r = Recovered()
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads FROM batches "
-                          "ORDER BY seq")
+        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin "
+                          "FROM batches ORDER BY seq")
         held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
+        origins: dict[tuple[str, int], list[str]] = {}
         firsts: dict[str, list[int]] = defaultdict(list)
-        for seq, producer, first, n, queue, task, priority, retry, due, payloads in rows:
+        for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin in rows:
             put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due)
             held[producer, first] = (seq, put, bytearray(n))
+            if origin is not None:
+                origins[producer, first] = json.loads(origin)
             firsts[producer].append(first)
         for p in firsts.values():
             p.sort()
@@ -187,11 +200,14 @@ class Journal:
             db.execute(_FORGET, (forget_before,))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
+        r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at)
+                  for tid, queue, task, priority, retry, shown, reason, attempts, at in db.execute(
+                      "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
         for (producer, first), (_, put, done) in held.items():
             r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
             left = done.count(0)
             if left:
-                r.batches.append((producer, put, done, tries.get((producer, first), [])))
+                r.batches.append((producer, put, done, tries.get((producer, first), []), origins.get((producer, first))))
                 r.pending += left
                 r.done += put[PUT_N] - left
         # Rewrite: the open batches, one row of their done runs, their attempts; the rest goes.
@@ -200,9 +216,9 @@ class Journal:
             db.execute("DELETE FROM attempts")
             now = time.time()
             db.executemany(_UPTO, [(name, upto, now) for name, upto in r.upto.items()])
-            open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _ in r.batches}
+            open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _, _ in r.batches}
             db.executemany(_RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
-            for producer, put, done, t in r.batches:
+            for producer, put, done, t, _ in r.batches:
                 first = put[PUT_FIRST]
                 seq = held[producer, first][0]
                 runs: list[Run] = []
@@ -233,8 +249,9 @@ class Journal:
             self._cond.notify_all()
             return self._ticket
 
-    def add_batch(self, producer: str, put: Put) -> int:
-        """Journal an accepted batch, its payloads as the producer pickled them.
+    def add_batch(self, producer: str, put: Put, origin: list[str] | None = None) -> int:
+        """Journal an accepted batch, its payloads as the producer pickled them; ``origin``: the
+        dead letters its tasks were, when it serves them again.
 
         Returns:
             The ticket to wait for.
@@ -247,7 +264,7 @@ class Journal:
             retry = put[PUT_RETRY]
             return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
-                                        put[PUT_PAYLOADS])])
+                                        put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None)])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
@@ -316,6 +333,30 @@ class Journal:
             self._append(_RELEASE, seqs)
             self._append(_RELEASE_DONE, seqs)
             self._append(_RELEASE_ATTEMPTS, seqs)
+
+    def add_dead(self, letters: list[DeadLetter]) -> int:
+        """Keep dead letters, their payloads with them."""
+        return self._append(_DEAD, [(d.id, d.queue, d.task, d.priority, json.dumps(d.retry) if d.retry else None,
+                                     d.shown, d.reason, d.attempts, d.at, d.payload) for d in letters])
+
+    def drop_dead(self, ids: list[str]) -> int:
+        """Let dead letters go (served again, purged, or over --dead-keep)."""
+        return self._append(_UNDEAD, [(tid,) for tid in ids])
+
+    def dead_payloads(self, ids: list[str]) -> dict[str, bytes]:
+        """The pickled payloads of dead letters, read back from the file (once what was appended
+        before is committed)."""
+        self.wait(self.ticket)
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False)
+            out: dict[str, bytes] = {}
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                out.update(self._reader.execute(f"SELECT id, payload FROM dead WHERE id IN ({','.join('?' * len(part))})",
+                                                part))
+            self._reader.rollback()  # end the read: the next one sees what was committed since
+            return out
 
     def forget_producers(self, before: float) -> int:
         """Forget the producers last heard from before a Unix time (their re-sent puts are no
@@ -390,6 +431,8 @@ class Journal:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join()
+        if self._reader is not None:
+            self._reader.close()
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
@@ -519,7 +562,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, dumps(payloads))
+    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, dumps(payloads), None)
                           for i, (producer, first, payloads) in enumerate(batches, 1)])
     db.executemany(_UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
     if tries:  # the batch each row belongs to: where its producer and first are
@@ -530,6 +573,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
 def _migrate_3(db: sqlite3.Connection) -> None:
     """Version 3 to 4, in the caller's transaction: rows of runs and attempts belong to a batch
     (``recover`` rewrites them so), producers have when they were last heard from (now)."""
+    db.execute("ALTER TABLE batches ADD COLUMN origin TEXT")
     db.execute("ALTER TABLE done ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE attempts ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE producers ADD COLUMN at REAL NOT NULL DEFAULT 0")

@@ -287,6 +287,25 @@ class GodClient:
         before: float | None = self.call("set_limit", queue, rate)
         return before
 
+    def dead(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The dead letters god keeps, oldest first."""
+        out: list[dict[str, Any]] = self.call("dead", queue)
+        return out
+
+    def failed(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The last failed results god saw, oldest first."""
+        out: list[dict[str, Any]] = self.call("failed", queue)
+        return out
+
+    def requeue(self, ids: list[str] | None, queue: str | None = None) -> list[tuple[str, str]]:
+        """Serve dead letters again; (old id, new id) of each."""
+        out: list[tuple[str, str]] = self.call("requeue", ids, queue)
+        return out
+
+    def purge(self, queue: str | None = None, older_than_s: float | None = None) -> int:
+        """Drop dead letters; how many."""
+        return int(self.call("purge", queue, older_than_s))
+
     def stats(self) -> Stats:
         """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, queues, ..."""
         stats: Stats = self.call("stats")

@@ -182,7 +182,7 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> 
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
     (r,) = lines(core)
     assert r["ok"] is False and "dead letter" in str(r["error"]) and r["attempts"] == 3 and r["payload"] == "poison"
-    assert [tid for tid, *_ in core.broker.dead_letters()] == ["p/1"]
+    assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead_list()] == [("p/1", "'poison'", 3)]
 
 
 def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
@@ -630,3 +630,71 @@ def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_c
         assert (s["producers_forgotten"], s["unknown_puts"], s["pending"]) == (3, 1, 3)
     finally:
         core.close()
+
+
+def kill_three_times(core: Core, n: int = 1, queue: str = "default") -> None:
+    """Lease the first n waiting tasks of a queue to consumers that are lost, until they are dead letters."""
+    for attempt in range(3):
+        core.lease(f"doomed{attempt}", n, queues=(queue,))
+        core.clock.t += 6
+        core.broker.reap()
+
+
+def test_a_dead_letter_is_listed_served_again_under_a_new_id_that_says_where_it_came_from(core: Core) -> None:
+    core.put("p", [{"to": "a@example.com"}], queue="mail", task="m:send", priority=4)
+    kill_three_times(core, queue="mail")
+    lines(core)
+    (d,) = core.call("dead", "mail").result()
+    assert (d["id"], d["queue"], d["task"], d["attempts"]) == ("p/1", "mail", "m:send", 3)
+    assert "a@example.com" in d["payload"] and "lost" in d["reason"]
+    assert core.call("dead", "other").result() == []
+    ((old, new),) = core.call("requeue", ["p/1"]).result()
+    assert old == "p/1" and new != old and new.endswith("/1")
+    assert core.call("dead", None).result() == [] and core.broker.stats()["dead_kept"] == 0
+    (g,) = core.lease("c", 5, queues=("mail",))
+    assert (g[G_QUEUE], g[G_TASK], payloads_of(g)) == ("mail", "m:send", [{"to": "a@example.com"}])
+    core.ack("c", [g])
+    (r,) = lines(core)
+    assert (r["id"], r["ok"], r["requeued_from"]) == (new, True, "p/1")
+
+
+def test_requeue_of_an_id_god_does_not_keep_is_refused_and_changes_nothing(core: Core) -> None:
+    core.put("p", ["x"])
+    kill_three_times(core)
+    with pytest.raises(ValueError, match=r"1 id god keeps no dead letter of: p/9"):
+        core.call("requeue", ["p/1", "p/9"]).result()
+    assert [d["id"] for d in core.call("dead", None).result()] == ["p/1"]
+    assert core.broker.stats()["pending"] == 0
+
+
+def test_requeue_of_a_queue_and_purge_by_queue_and_age(core: Core) -> None:
+    core.put("p", ["a"], queue="q1")
+    kill_three_times(core, queue="q1")
+    core.put("p", ["b", "c"], queue="q2")
+    kill_three_times(core, 2, queue="q2")
+    assert [d["id"] for d in core.call("dead", None).result()] == ["p/1", "p/2", "p/3"]
+    assert core.call("purge", "q1", 3600.0).result() == 0  # given up just now
+    assert [new for _, new in core.call("requeue", None, "q2").result()] != []
+    assert core.broker.stats()["pending"] == 2
+    assert core.call("purge", None, None).result() == 1
+    assert core.call("dead", None).result() == []
+
+
+def test_dead_keep_lets_the_oldest_go() -> None:
+    core = Core(dead_keep=2)
+    try:
+        core.put("p", [1, 2, 3])
+        kill_three_times(core, 3)
+        assert [d["id"] for d in core.call("dead", None).result()] == ["p/2", "p/3"]
+        assert core.broker.stats()["dead"] == 3 and core.broker.stats()["dead_kept"] == 2
+    finally:
+        core.close()
+
+
+def test_failed_lists_the_last_failures_not_those_tried_again(core: Core) -> None:
+    core.put("p", [1, 2, 3])
+    core.put("p", [4], retry=(2, 1.0, 10.0, None))
+    core.ack("c", core.lease("c", 10), fail={2, 4}, raised=KeyError("k"))
+    (f,) = core.call("failed", None).result()
+    assert (f["id"], f["payload"], f["queue"]) == ("p/2", "2", "default")
+    assert "KeyError" in f["error"] and "k" in f["traceback"]

@@ -40,7 +40,7 @@ def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, 
     again = Journal(j.path)
     r = again.recover(results)
     core = Core(journal=again)
-    core.broker.restore(r.batches, r.upto)
+    core.broker.restore(r.batches, r.upto, r.dead)
     again.start()
     return again, r, core
 
@@ -444,5 +444,32 @@ def test_producers_past_the_dedupe_window_are_forgotten_by_the_journal(
         db = sqlite3.connect(journal.path)
         assert db.execute("SELECT count(*) FROM producers").fetchone()[0] == 0
         db.close()
+    finally:
+        again.close()
+
+
+def test_dead_letters_keep_their_payloads_on_disk_across_a_restart_and_are_served_again(journal: Journal) -> None:
+    core = Core(journal=journal, lease_s=5.0, max_attempts=1)
+    core.settle(core.put("p", ["x" * 1000, "small"], queue="q", task="m:f"))
+    core.lease("doomed", 2, queues=("q",))
+    core.clock.t += 6
+    core.broker.reap()
+    Record(core.broker, results_path=None, journal=journal).take()
+    assert all(d.payload is None for d in core.broker.dead.listing())  # not in memory
+    again, r, core2 = restarted(journal)
+    try:
+        assert [d.id for d in r.dead] == ["p/1", "p/2"]
+        moved = dict(core2.call("requeue", ["p/2"]).result())
+    finally:
+        again.close()
+    again, r, core3 = restarted(again)  # the batch serving it again survives a restart too
+    try:
+        assert [d["id"] for d in core3.call("dead", None).result()] == ["p/1"]
+        (g,) = core3.lease("c", 5, queues=("q",))
+        assert payloads_of(g) == ["small"] and g[G_TASK] == "m:f"
+        core3.ack("c", [g])
+        out, _ = core3.broker.take_results()
+        line = json.loads(out[0][0])
+        assert (line["id"], line["requeued_from"]) == (moved["p/2"], "p/2")
     finally:
         again.close()

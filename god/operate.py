@@ -1,0 +1,242 @@
+"""The commands that ask a running god: ``python -m god status``, ``limit``, ``dead``, ``failed``,
+``requeue``, ``purge``. God's own command (serving) is in god/cli.py, on the same app.
+
+Each is a function of a way to reach god (``ask``) and its own options; ``@operator`` gives it
+the options every such command takes (address, key, TLS, how long to try, logging), which
+``ask`` uses, so a command checks what it was given before it connects.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.live import Live
+
+from god.live import render
+from god.monitor import status_text
+from shared.cli import (
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
+    TlsCertOption, TlsKeyOption, new_app, run_role,
+)
+from shared.client import GodClient
+from shared.config import client_settings, format_address, hostname
+from shared.errors import GodError, UsageError
+from shared.log import count, setup_logging
+from shared.records import check_queue, check_rate
+
+ASK_GIVE_UP_S = 5.0  # seconds a command keeps trying an unreachable god: someone is waiting
+
+app = new_app()
+
+#: Opens a client of god for one command: (the client, god's address as given).
+Ask = Callable[[], AbstractContextManager[tuple[GodClient, str]]]
+
+
+def _reaching_god(
+    address: AddressOption = None,
+    authkey_file: AuthkeyFileOption = None,
+    give_up_after: GiveUpOption = ASK_GIVE_UP_S,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_ca: TlsCaOption = None,
+    log_level: LogLevelOption = "ERROR",
+    log_json: LogJsonOption = False,
+) -> None:
+    """The options every command that asks god takes (their declarations, for ``operator``)."""
+
+
+_COMMON = list(inspect.signature(_reaching_god, eval_str=True).parameters.values())
+
+
+def operator(fn: Callable[..., int]) -> Callable[..., None]:
+    """Register fn(ask, OPTIONS...) -> exit code as a command that takes the common options too."""
+    own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    names = [p.name for p in _COMMON]
+
+    @functools.wraps(fn)
+    def command(**kwargs: object) -> None:
+        common = {name: kwargs.pop(name) for name in names}
+        setup_logging("god", level=str(common.pop("log_level")), json=bool(common.pop("log_json")))
+        settings: dict[str, object] = common
+
+        @contextmanager
+        def ask() -> Iterator[tuple[GodClient, str]]:
+            s = client_settings(settings["address"], settings["authkey_file"],  # type: ignore[arg-type]
+                                give_up_after=settings["give_up_after"], tls_cert=settings["tls_cert"],  # type: ignore[arg-type]
+                                tls_key=settings["tls_key"], tls_ca=settings["tls_ca"])  # type: ignore[arg-type]
+            client = GodClient(s, name=f"{fn.__name__}@{hostname()}", role="status")
+            try:
+                yield client, format_address(s.address)
+            except ValueError as e:  # god refused what was asked (an id or a consumer it does not know)
+                raise GodError(f"god refused: {e}") from None
+            finally:
+                client.close()
+
+        run_role("god", lambda: fn(ask, **kwargs))
+
+    command.__signature__ = inspect.Signature(own + _COMMON)  # type: ignore[attr-defined]
+    del command.__wrapped__  # typer reads the signature above, not fn's
+    app.command()(command)
+    return command
+
+
+def _queue_name(queue: str | None) -> None:
+    if queue is not None:
+        try:
+            check_queue(queue)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+QueueOption = Annotated[Optional[str], typer.Option(help="Only this queue's.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object a line.")]
+
+
+@operator
+def status(
+    ask: Ask,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    watch: Annotated[bool, typer.Option(help="Show the live view, refreshed every --interval seconds, until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
+) -> int:
+    """Print a running god's counts, consumers and producers, once."""
+    with ask() as (client, where):
+        if watch:
+            return _watch(client, where, interval)
+        stats = client.stats()
+    typer.echo(json.dumps(stats) if as_json else status_text(where, stats))
+    return 0
+
+
+def _watch(client: GodClient, where: str, interval: float) -> int:
+    """The live view of a god elsewhere until Ctrl-C; on a pipe, a block of lines per refresh."""
+    stats = client.stats()
+    last, last_at = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
+    if not sys.stdout.isatty():
+        try:
+            while True:
+                typer.echo(status_text(where, stats) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+                stats = client.stats()
+        except KeyboardInterrupt:
+            return 0
+    try:
+        with Live(render(stats, 0.0, where), refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                stats = client.stats()
+                total, now = stats["done"] + stats["failed"] + stats["dead"], time.monotonic()
+                live.update(render(stats, (total - last) / (now - last_at), where))
+                last, last_at = total, now
+    except KeyboardInterrupt:
+        return 0
+
+
+def _rate(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        return check_rate(float(text))
+    except ValueError:
+        raise UsageError(f"rate {text!r}: expected tasks a second above 0, or off") from None
+
+
+def _limit_text(rate: float | None) -> str:
+    return "no rate limit" if rate is None else f"at most {rate:g} tasks a second start"
+
+
+@operator
+def limit(
+    ask: Ask,
+    queue: Annotated[str, typer.Argument(help="The queue.")],
+    rate: Annotated[str, typer.Argument(help="Tasks a second, across all consumers; 'off' for no limit.")],
+) -> int:
+    """Change a queue's rate limit while god runs (journaled: it holds across a restart)."""
+    _queue_name(queue)
+    n = _rate(rate)
+    with ask() as (client, _):
+        before = client.set_limit(queue, n)
+    typer.echo(f"queue {queue}: {_limit_text(n)} (was {_limit_text(before)})")
+    return 0
+
+
+def _listing(ask: Ask, what: str, queue: str | None, as_json: bool) -> int:
+    """Print god's dead letters or failed results, a line each (as JSON with as_json), then how many."""
+    _queue_name(queue)
+    with ask() as (client, _):
+        rows = client.dead(queue) if what == "dead" else client.failed(queue)
+    for r in rows:
+        typer.echo(json.dumps(r) if as_json else
+                   f"{r['id']}  queue {r['queue']}  task {r['task'] or '-'}  {r['payload']}  "
+                   f"{count(r['attempts'] or 1, 'attempt')}, {_when(r['time'] or 0)}: "
+                   f"{r['reason'] if what == 'dead' else r['error']}")
+    if not as_json:
+        noun = "dead letter" if what == "dead" else "failed result"
+        typer.echo(f"{count(len(rows), noun)}{f' on queue {queue}' if queue else ''}", err=True)
+    return 0
+
+
+@operator
+def dead(ask: Ask, queue: QueueOption = None, as_json: JsonOption = False) -> int:
+    """List the dead letters god keeps (tasks given up on), oldest first."""
+    return _listing(ask, "dead", queue, as_json)
+
+
+@operator
+def failed(ask: Ask, queue: QueueOption = None, as_json: JsonOption = False) -> int:
+    """List the last failed results god saw (up to 1,000; the results file has every one), oldest first."""
+    return _listing(ask, "failed", queue, as_json)
+
+
+@operator
+def requeue(
+    ask: Ask,
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of dead letters to serve again.",
+                                                        show_default=False)] = None,
+    all_dead: Annotated[bool, typer.Option("--dead", help="Every dead letter (of --queue, if given).")] = False,
+    queue: QueueOption = None,
+) -> int:
+    """Serve dead letters again, as new tasks: each one's results line says which it was ("requeued_from")."""
+    if bool(ids) == all_dead:
+        raise UsageError("give the ids of dead letters, or --dead for all of them (with --queue, a queue's)")
+    if ids and queue is not None:
+        raise UsageError("--queue goes with --dead; ids name their tasks already")
+    _queue_name(queue)
+    with ask() as (client, _):
+        moved = client.requeue(list(ids) if ids else None, queue)
+    for old, new in moved:
+        typer.echo(f"{old} -> {new}")
+    typer.echo(f"{count(len(moved), 'dead letter')} served again", err=True)
+    return 0
+
+
+@operator
+def purge(
+    ask: Ask,
+    all_dead: Annotated[bool, typer.Option("--dead", help="Drop dead letters (the one kind purge drops).")] = False,
+    older_than: Annotated[Optional[float], typer.Option(
+        min=0, help="Only those given up more than this many seconds ago.")] = None,
+    queue: QueueOption = None,
+) -> int:
+    """Drop dead letters for good (their results lines stay in the results file)."""
+    if not all_dead:
+        raise UsageError("say what to drop: --dead (with --queue or --older-than to drop fewer)")
+    _queue_name(queue)
+    with ask() as (client, _):
+        n = client.purge(queue, older_than)
+    typer.echo(f"{count(n, 'dead letter')} dropped")
+    return 0

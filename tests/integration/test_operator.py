@@ -1,0 +1,74 @@
+"""What an operator does to a running god from the command line: dead letters and failures
+listed, served again and dropped, across a restart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumer.tasks import square
+from tests.conftest import God, addr_env
+from tests.helpers import Proc, read_results, wait_for_results, write_tasks
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def ask(spawn: Callable[..., Proc], env: dict[str, str], *args: str, code: int = 0) -> Proc:
+    """Run ``python -m god ARGS`` against god; it must exit with code."""
+    p = spawn("god", *args, env_extra=env)
+    assert p.wait() == code, p.text()
+    return p
+
+
+def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given tasks 10, 20, 21 where 10 and 20 end the worker running them, and one attempt each
+    journal = str(tmp_path / "journal.sqlite3")
+    g = start_god("--max-attempts", "1", "--journal", journal)
+    env = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [10, 20, 21])), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "1", env_extra=env)
+    wait_for_results(g.results, 3)
+    c.stop()
+    # When the operator lists them
+    dead = [json.loads(line) for line in ask(spawn, env, "dead", "--json").out]
+    assert sorted(d["payload"] for d in dead) == ["10", "20"]
+    assert all(d["queue"] == "default" and d["attempts"] == 1 and "died" in d["reason"] for d in dead)
+    assert ask(spawn, env, "failed").out == []  # dead letters are not failed results
+    # Then they are still there after god restarts
+    port = int(g.address.rsplit(":", 1)[1])
+    g.proc.stop()
+    g = start_god("--max-attempts", "1", "--journal", journal, port=port)
+    listed = ask(spawn, env, "dead")
+    assert len(listed.out) == 2 and "2 dead letters" in listed.text()
+    # And one served again runs as a new task whose result says where it came from
+    ten = next(d["id"] for d in dead if d["payload"] == "10")
+    moved = ask(spawn, env, "requeue", ten)
+    (line,) = moved.out
+    old, new = line.split(" -> ")
+    assert old == ten and new != ten
+    spawn("consumer", "--task", "consumer.tasks:square", "--processes", "1", env_extra=env)
+    r = next(r for r in wait_for_results(g.results, 4) if r["id"] == new)
+    assert (r["ok"], r["value"], r["requeued_from"]) == (True, square(10), ten)
+    assert len({r["id"] for r in read_results(g.results)}) == 4  # one line per id
+    # And an id god does not keep is one clear line and a non-zero exit, changing nothing
+    refused = ask(spawn, env, "requeue", ten, code=1)
+    assert "god refused: 1 id god keeps no dead letter of: " + ten in refused.text()
+    assert "Traceback" not in refused.text()
+    # And purge drops the other for good
+    assert ask(spawn, env, "purge", "--dead").out == ["1 dead letter dropped"]
+    assert ask(spawn, env, "dead", "--json").out == []
+
+
+def test_failed_lists_the_last_failed_results(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [1, "x", 3])), env_extra=env).wait() == 0
+    spawn("consumer", "--processes", "1", env_extra=env)
+    wait_for_results(god.results, 3)
+    (f,) = [json.loads(line) for line in ask(spawn, env, "failed", "--json").out]
+    assert f["payload"] == "'x'" and "TypeError" in f["error"] and f["traceback"]
+    assert ask(spawn, env, "failed", "--queue", "other").out == []
