@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from god.dead import DEAD_KEEP
 from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
@@ -52,6 +53,9 @@ def main(
         min=1, help="Seconds god remembers a producer it no longer hears from, so that a put it sends again is "
         "not run twice (it is a few dozen bytes a producer).",
     )] = DEDUPE_WINDOW_S,
+    dead_keep: Annotated[int, typer.Option(
+        min=1, help="Dead letters kept to list, serve again or purge ('python -m god dead'); the oldest go first.",
+    )] = DEAD_KEEP,
     max_connections: Annotated[int, typer.Option(
         min=1, help="Connections god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
@@ -91,6 +95,7 @@ def main(
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
+                             dead_keep=dead_keep,
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,

@@ -78,6 +78,7 @@ class DeadLetters:
         """Take over the letters a journal held (their payloads stay there)."""
         for d in letters:
             self._letters[d.id] = d
+        self._trim()
 
     def add(self, letters: list[DeadLetter]) -> None:
         """Keep new dead letters, letting the oldest go beyond ``keep``."""
@@ -88,6 +89,10 @@ class DeadLetters:
         for d in letters:
             self._letters.pop(d.id, None)
             self._letters[d.id] = d
+        self._trim()
+
+    def _trim(self) -> None:
+        """Let the oldest letters go beyond ``keep``."""
         over = len(self._letters) - self.keep
         if over > 0:
             gone = [tid for tid, _ in zip(self._letters, range(over))]
