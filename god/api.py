@@ -8,7 +8,10 @@ error for that call alone.
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+from pathlib import Path
 from typing import Any
 
 from god.broker import BEATS_PER_LEASE, Broker, JournalLike
@@ -79,13 +82,60 @@ class _Results(Wait):
         return False, None
 
 
+class _Lookup(Wait):
+    """A task's state, with its results line once the file, read from its end in a thread of its
+    own (it may be gigabytes), gave it up."""
+
+    def __init__(self, state: dict[str, Any], results: Path, waits: Waits) -> None:
+        self.state = state
+        self.found: list[str | None] = []
+        threading.Thread(target=self._find, args=(results, waits), name="god-task-lookup", daemon=True).start()
+
+    def _find(self, results: Path, waits: Waits) -> None:
+        try:
+            self.found.append(last_line_with(results, f'{{"id": {json.dumps(self.state["id"])}, '))
+        except OSError:
+            self.found.append(None)
+        waits.changed()
+
+    def attempt(self, late: bool) -> tuple[bool, Any]:
+        if not self.found:
+            return False, None
+        line = self.found[0]
+        return True, {**self.state, "result": json.loads(line) if line is not None else None}
+
+
+def last_line_with(path: Path, start: str, chunk: int = 1 << 20) -> str | None:
+    """The last line of a file that starts with ``start``, read backwards a chunk at a time."""
+    key = ("\n" + start).encode()
+    carry = b""  # the start of the line cut by the end of the chunk read: the chunk after it had it
+    with open(path, "rb") as f:
+        pos = f.seek(0, 2)
+        while pos > 0:
+            begin = max(0, pos - chunk)
+            f.seek(begin)
+            data = f.read(pos - begin) + carry
+            if begin == 0:
+                data = b"\n" + data
+            at = data.rfind(key)
+            if at != -1:
+                stop = data.find(b"\n", at + 1)
+                return data[at + 1 : stop if stop != -1 else len(data)].decode()
+            nl = data.find(b"\n")
+            carry = data if nl == -1 else data[:nl]
+            pos = begin
+    return None
+
+
 class Api:
     """The broker methods our clients call; some return a Wait to park."""
 
-    def __init__(self, broker: Broker, waits: Waits, *, journal: JournalLike | None = None) -> None:
+    def __init__(self, broker: Broker, waits: Waits, *, journal: JournalLike | None = None,
+                 results: Path | None = None) -> None:
         self.broker = broker
         self.waits = waits
         self.journal = journal
+        self.results = results  # the results file, where ``task`` finds a task's line
 
     def _deadline(self, timeout: float) -> float:
         return self.waits.now() + max(0.0, float(timeout))
@@ -178,6 +228,15 @@ class Api:
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()
+
+    def task(self, tid: str) -> dict[str, Any] | Wait:
+        """Where a task is, and its results line once it has one (read back from the results file)."""
+        if not isinstance(tid, str):
+            raise ValueError(f"task id {tid!r} is not PRODUCER/SEQ")
+        state = self.broker.task_state(tid)
+        if state["state"] not in ("done", "dead") or self.results is None or not self.results.exists():
+            return {**state, "result": None}
+        return _Lookup(state, self.results, self.waits)
 
     def dead(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The dead letters god keeps, oldest first (of one queue, or all)."""

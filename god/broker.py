@@ -722,10 +722,52 @@ class Broker:
         producer, seq = split_id(tid)
         if seq > self._upto.get(producer, 0):
             return False
+        b = self._batch_of(producer, seq)
+        return b is None or bool(b.done[seq - b.first])
+
+    def _batch_of(self, producer: str, seq: int) -> Batch | None:
+        """The batch god holds with that task of the producer's (lock held; a scan: for rare calls)."""
         for b in self._batches.values():
             if b.producer == producer and b.first <= seq < b.first + b.n:
-                return bool(b.done[seq - b.first])
-        return True
+                return b
+        return None
+
+    def task_state(self, tid: str) -> dict[str, Any]:
+        """Where a task is: waiting, scheduled, running (on which consumer), dead, or done (its
+        results line tells done from failed); its queue, task and attempts where god holds them.
+
+        Raises:
+            ValueError: not a task id, or a task god does not know.
+        """
+        producer, seq = split_id(tid)
+        with self._lock:
+            d = self.dead.get(tid)
+            if d is not None:
+                return {"id": tid, "state": "dead", "queue": d.queue, "task": d.task, "attempts": d.attempts,
+                        "reason": d.reason}
+            b = self._batch_of(producer, seq)
+            if b is None:
+                if seq <= self._upto.get(producer, 0):
+                    return {"id": tid, "state": "done"}
+                raise ValueError(f"god knows no task {tid}: none of {producer}'s tasks up to {seq} came here, "
+                                 f"or they finished more than --dedupe-window ago")
+            i = seq - b.first
+            out: dict[str, Any] = {"id": tid, "queue": b.queue, "task": b.task, "priority": b.priority}
+            if b.origin is not None:
+                out["requeued_from"] = b.origin[i]
+            if b.done[i]:
+                return {**out, "state": "done"}
+            s = next((s for s in b.out if s.lo <= i < s.hi), None)
+            if s is not None:
+                return {**out, "state": "running", "attempts": s.tries,
+                        "consumer": s.owner.top.name if s.owner is not None else None}
+            s = next((s for s in b.later if s.lo <= i < s.hi), None)
+            if s is not None:
+                due = next((at for at, _, t in self._scheduled if t is s), self._now())
+                return {**out, "state": "scheduled", "attempts": s.tries, "due_in_s": max(0.0, due - self._now())}
+            s = next((s for level in self._queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
+                     None)
+            return {**out, "state": "waiting", "attempts": s.tries if s is not None else 0}
 
     def stats(self) -> Stats:
         """A snapshot of every count, for the monitor and ``status``."""

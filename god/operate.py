@@ -31,7 +31,7 @@ from shared.client import GodClient
 from shared.config import client_settings, format_address, hostname
 from shared.errors import GodError, UsageError
 from shared.log import count, setup_logging
-from shared.records import check_queue, check_rate
+from shared.records import check_queue, check_rate, split_id
 
 ASK_GIVE_UP_S = 5.0  # seconds a command keeps trying an unreachable god: someone is waiting
 
@@ -239,4 +239,37 @@ def purge(
     with ask() as (client, _):
         n = client.purge(queue, older_than)
     typer.echo(f"{count(n, 'dead letter')} dropped")
+    return 0
+
+
+@operator
+def task(
+    ask: Ask,
+    tid: Annotated[str, typer.Argument(metavar="ID", help="The task's id, PRODUCER/SEQ.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> int:
+    """Where one task is (waiting, scheduled, running on which consumer, done, failed, dead), and its results line."""
+    try:
+        split_id(tid)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    with ask() as (client, _):
+        t = client.task(tid)
+    if as_json:
+        typer.echo(json.dumps(t))
+        return 0
+    result = t.get("result")
+    state = t["state"]
+    if state == "done" and result is not None and not result.get("ok"):
+        state = "failed"
+    where = ", ".join(f"{k} {t[k]}" for k in ("queue", "task", "priority", "attempts", "requeued_from")
+                      if t.get(k) is not None)
+    extra = f"; {t['reason']}" if t.get("reason") else ""
+    extra += f"; due in {t['due_in_s']:.1f}s" if t.get("due_in_s") is not None else ""
+    typer.echo(f"{tid}: {'running on ' + t['consumer'] if state == 'running' and t.get('consumer') else state}"
+               f"{' (' + where + ')' if where else ''}{extra}")
+    if result is not None:
+        typer.echo(json.dumps(result))
+    elif state == "done":
+        typer.echo("its results line is not in god's results file (god has none, or it was moved)")
     return 0

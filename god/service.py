@@ -126,7 +126,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
             log.info("journal {}: empty, starting fresh", journal.path)
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.set_limit(queue, rate, journal=False)
-    server = GodServer(broker, Api(broker, waits, journal=journal), waits, settings, door)
+    server = GodServer(broker, Api(broker, waits, journal=journal, results=options.results_path), waits, settings, door)
     address = server.start()
     metrics = None  # bound before god says it listens: scripts wait for that line as "god is up"
     if options.metrics_port is not None:

@@ -287,6 +287,11 @@ class GodClient:
         before: float | None = self.call("set_limit", queue, rate)
         return before
 
+    def task(self, tid: str) -> dict[str, Any]:
+        """Where a task is, and its results line once it has one."""
+        out: dict[str, Any] = self.call("task", tid)
+        return out
+
     def dead(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The dead letters god keeps, oldest first."""
         out: list[dict[str, Any]] = self.call("dead", queue)

@@ -55,6 +55,13 @@ def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
     r = next(r for r in wait_for_results(g.results, 4) if r["id"] == new)
     assert (r["ok"], r["value"], r["requeued_from"]) == (True, square(10), ten)
     assert len({r["id"] for r in read_results(g.results)}) == 4  # one line per id
+    # And each can be looked up: the new task done with its results line, the other still dead
+    t = json.loads(ask(spawn, env, "task", new, "--json").out[0])
+    assert (t["state"], t["result"]["requeued_from"], t["result"]["value"]) == ("done", ten, square(10))
+    twenty = next(d["id"] for d in dead if d["payload"] == "20")
+    (line, result) = ask(spawn, env, "task", twenty).out
+    assert line.startswith(f"{twenty}: dead (queue default, attempts 1)") and "died" in line
+    assert json.loads(result)["error"].startswith("dead letter")
     # And an id god does not keep is one clear line and a non-zero exit, changing nothing
     refused = ask(spawn, env, "requeue", ten, code=1)
     assert "god refused: 1 id god keeps no dead letter of: " + ten in refused.text()
@@ -72,3 +79,6 @@ def test_failed_lists_the_last_failed_results(god: God, spawn: Callable[..., Pro
     (f,) = [json.loads(line) for line in ask(spawn, env, "failed", "--json").out]
     assert f["payload"] == "'x'" and "TypeError" in f["error"] and f["traceback"]
     assert ask(spawn, env, "failed", "--queue", "other").out == []
+    assert ask(spawn, env, "task", f["id"]).out[0] == f"{f['id']}: failed"
+    unknown = ask(spawn, env, "task", "nobody/1", code=1)
+    assert "god refused: god knows no task nobody/1" in unknown.text() and "Traceback" not in unknown.text()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from loguru import logger
 
 from consumer.tasks import resolve_task, square
+from god.api import last_line_with
 from god.door import RateLimitedLog
 from god.server import GodServerManager
 from producer.sources import json_lines, parse_line, random_rounds
@@ -129,3 +131,17 @@ def test_parse_line_reads_a_line_exactly_as_json_loads_does(line: str) -> None:
         assert (got.value.msg, got.value.pos) == (e.msg, e.pos)
     else:
         assert parse_line(line) == expected
+
+
+def test_last_line_with_finds_the_last_match_across_chunk_edges(tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    lines = [f'{{"id": "p/{i % 7}", "n": {i}}}' for i in range(200)]
+    f.write_text("\n".join(lines) + "\n")
+    for chunk in (5, 13, 64, 1 << 20):
+        for k in range(7):
+            found = last_line_with(f, f'{{"id": "p/{k}", ', chunk)
+            assert found == max((line for line in lines if line.startswith(f'{{"id": "p/{k}", ')),
+                                key=lambda line: int(line.rsplit(" ", 1)[1][:-1])), (chunk, k)
+        assert last_line_with(f, '{"id": "p/70", ', chunk) is None
+    f.write_text(lines[3])  # no newline at the end
+    assert last_line_with(f, '{"id": "p/3", ', 4) == lines[3]
