@@ -229,6 +229,10 @@ class Api:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()
 
+    def pause(self, queue: str, paused: bool = True) -> bool:
+        """Pause a queue (nothing more starts from it) or resume it; returns whether it was paused."""
+        return self.broker.pause(check_queue(queue), bool(paused))
+
     def task(self, tid: str) -> dict[str, Any] | Wait:
         """Where a task is, and its results line once it has one (read back from the results file)."""
         if not isinstance(tid, str):

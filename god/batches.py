@@ -116,6 +116,7 @@ class Queue:
     in_flight: int = 0
     scheduled: int = 0  # waiting for a retry's time
     limit: Bucket | None = None  # its rate limit, if it has one
+    paused: bool = False  # nothing starts from it (python -m god pause)
     done: int = 0
     failed: int = 0
     dead: int = 0

@@ -83,6 +83,8 @@ class JournalLike(DeadJournal, Protocol):
 
     def set_limit(self, queue: str, rate: float | None) -> int: ...
 
+    def set_paused(self, queue: str, paused: bool) -> int: ...
+
     def forget_producers(self, before: float) -> int: ...
 
 
@@ -296,7 +298,7 @@ class Broker:
         want = max_n
         for name in queues:
             q = self._queues.get(name)
-            if q is None or q.pending <= 0:
+            if q is None or q.pending <= 0 or q.paused:
                 continue
             others: bool | None = None  # whether another consumer alive serves q (asked when needed)
             room = want
@@ -425,7 +427,7 @@ class Broker:
             c.queues = queues
             if seq is not None and seq == c.lease_seq:
                 return [g for s, g in c.last_grants if s in c.leased]
-            if not any(q.pending > 0 for q in map(self._queues.get, queues) if q is not None):
+            if not any(q.pending > 0 and not q.paused for q in map(self._queues.get, queues) if q is not None):
                 return None
             leased = self._lease_now(c, queues, max_n)
             if not leased:
@@ -446,7 +448,7 @@ class Broker:
     def has_waiting(self, queues: tuple[str, ...]) -> bool:
         """Whether tasks wait on any of these queues: a hint, read without the lock."""
         qs = self._queues
-        return any(name in qs and qs[name].pending > 0 for name in queues)
+        return any(name in qs and qs[name].pending > 0 and not qs[name].paused for name in queues)
 
     def has_room(self) -> bool:
         """Whether a put would find room: a hint, read without the lock."""
@@ -565,6 +567,27 @@ class Broker:
             q.limit = Bucket(rate, max(1.0, rate), self._now()) if rate is not None else None
             if journal and self.journal is not None:
                 self.journal.set_limit(queue, rate)
+        self._on_change()
+        return before
+
+    def pause(self, queue: str, paused: bool = True, *, journal: bool = True) -> bool:
+        """Start nothing more from a queue (running tasks finish), or start again; journaled, so
+        it holds across a restart. Returns whether it was paused.
+
+        Raises:
+            ValueError: a queue god does not know (no task came to it, no consumer serves it).
+        """
+        with self._lock:
+            q = self._queues.get(queue)
+            if q is None:
+                served = any(queue in c.queues for c in self.peers.consumers.values())
+                if not served and journal:
+                    known = ", ".join(sorted(self._queues)) or "none yet"
+                    raise ValueError(f"god knows no queue {queue} (queues: {known})")
+                q = self._queue(queue)
+            before, q.paused = q.paused, paused
+            if journal and self.journal is not None and before != paused:
+                self.journal.set_paused(queue, paused)
         self._on_change()
         return before
 
@@ -779,7 +802,7 @@ class Broker:
                 queues[name] = {
                     "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
                     "dead": q.dead, "scheduled": q.scheduled, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
-                    "rate_limit": q.limit.rate if q.limit is not None else None,
+                    "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
                     "consumers": sum(1 for _ in self.peers.serving(name)),
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
@@ -954,7 +977,7 @@ class Broker:
         no result): its batch, offset and payload; None while none waits."""
         with self._lock:
             q = self._queues.get(queue)
-            if q is None or q.pending <= 0:
+            if q is None or q.pending <= 0 or q.paused:
                 return None
             # A stand-in consumer, not among the peers: the task is settled at once.
             s, _ = self._lease_now(ConsumerState(TUTORIAL, self._now()), (queue,), 1)[0]

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT 
 CREATE INDEX IF NOT EXISTS attempts_batch ON attempts (batch);
 CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL, at REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
@@ -86,6 +87,8 @@ _DONE = "INSERT INTO done (batch, runs) VALUES (?, ?)"
 _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
 _NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
+_PAUSE = "INSERT OR IGNORE INTO paused (queue) VALUES (?)"
+_RESUME = "DELETE FROM paused WHERE queue = ?"
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
 #: ids of the dead letters its tasks were or None).
@@ -102,6 +105,7 @@ class Recovered:
     done: int = 0  # tasks of those batches already done
     found_in_file: int = 0  # results the last god wrote to the results file but did not journal
     limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits set while god ran
+    paused: list[str] = field(default_factory=list)  # queues paused while god ran
     dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
 
 
@@ -200,6 +204,7 @@ class Journal:
             db.execute(_FORGET, (forget_before,))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
+        r.paused = [queue for (queue,) in db.execute("SELECT queue FROM paused ORDER BY queue")]
         r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at)
                   for tid, queue, task, priority, retry, shown, reason, attempts, at in db.execute(
                       "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
@@ -305,6 +310,10 @@ class Journal:
     def set_limit(self, queue: str, rate: float | None) -> int:
         """Remember a queue's rate limit (None: it has none)."""
         return self._append(_LIMIT, [(queue, rate)]) if rate is not None else self._append(_NO_LIMIT, [(queue,)])
+
+    def set_paused(self, queue: str, paused: bool) -> int:
+        """Remember that a queue is paused, or no longer."""
+        return self._append(_PAUSE if paused else _RESUME, [(queue,)])
 
     def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
         """Journal runs with results; with the results file they are in, and its new size."""

@@ -42,7 +42,7 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
         queues.add_column(name, justify=justify)  # type: ignore[arg-type]
     for qname, q in sorted(stats["queues"].items()):
         limit = q["rate_limit"]
-        queues.add_row(qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}", f"{q['done']:,}",
+        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}", f"{q['done']:,}",
                        f"{q['failed']:,}", f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]),
                        f"{limit:g}/s" if limit is not None else "")
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)

@@ -66,6 +66,9 @@ def render(stats: Stats, rate: float) -> str:
             "# TYPE god_queue_oldest_waiting_task_age_seconds gauge"]
     out += [f'god_queue_oldest_waiting_task_age_seconds{{queue="{_label(name)}"}} {q["oldest_waiting_s"]:.3f}'
             for name, q in sorted(stats["queues"].items())]
+    out += ["# HELP god_queue_paused 1 while a queue is paused (python -m god pause): nothing starts from it.",
+            "# TYPE god_queue_paused gauge"]
+    out += [f'god_queue_paused{{queue="{_label(name)}"}} {int(q["paused"])}' for name, q in sorted(stats["queues"].items())]
     out += ["# HELP god_consumer_done_total Tasks done by each consumer.", "# TYPE god_consumer_done_total counter"]
     for c in stats["consumers"]:
         out.append(f'god_consumer_done_total{{consumer="{_label(c["name"])}",host="{_label(c["host"])}"}} {c["done"]}')

@@ -273,3 +273,23 @@ def task(
     elif state == "done":
         typer.echo("its results line is not in god's results file (god has none, or it was moved)")
     return 0
+
+
+@operator
+def pause(ask: Ask, queue: Annotated[str, typer.Argument(help="The queue.")]) -> int:
+    """Start nothing more from a queue (running tasks finish; puts are still taken); it stays paused across restarts."""
+    _queue_name(queue)
+    with ask() as (client, _):
+        was = client.pause(queue, True)
+    typer.echo(f"queue {queue} {'was paused already' if was else 'paused: nothing more starts from it'}")
+    return 0
+
+
+@operator
+def resume(ask: Ask, queue: Annotated[str, typer.Argument(help="The queue.")]) -> int:
+    """Start tasks from a paused queue again."""
+    _queue_name(queue)
+    with ask() as (client, _):
+        was = client.pause(queue, False)
+    typer.echo(f"queue {queue} {'resumed' if was else 'was not paused'}")
+    return 0

@@ -115,6 +115,10 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                          options.limits[queue], rate)
             else:
                 broker.set_limit(queue, rate, journal=False)
+        for queue in recovered.paused:
+            broker.pause(queue, journal=False)
+            log.warning("queue {} is paused (since before god restarted): nothing starts from it until "
+                        "'python -m god resume {}'", queue, queue)
         journal.start()
         if recovered.pending or recovered.done:
             log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "

@@ -287,6 +287,10 @@ class GodClient:
         before: float | None = self.call("set_limit", queue, rate)
         return before
 
+    def pause(self, queue: str, paused: bool = True) -> bool:
+        """Pause a queue, or resume it; whether it was paused."""
+        return bool(self.call("pause", queue, paused))
+
     def task(self, tid: str) -> dict[str, Any]:
         """Where a task is, and its results line once it has one."""
         out: dict[str, Any] = self.call("task", tid)

@@ -42,6 +42,7 @@ class QueueFigures(TypedDict):
     scheduled: int  # waiting for a retry's time
     oldest_waiting_s: float
     rate_limit: float | None  # tasks it may start a second, across consumers
+    paused: bool  # nothing starts from it (python -m god pause)
     consumers: int  # alive consumers that serve it
 
 

@@ -82,3 +82,29 @@ def test_failed_lists_the_last_failed_results(god: God, spawn: Callable[..., Pro
     assert ask(spawn, env, "task", f["id"]).out[0] == f"{f['id']}: failed"
     unknown = ask(spawn, env, "task", "nobody/1", code=1)
     assert "god refused: god knows no task nobody/1" in unknown.text() and "Traceback" not in unknown.text()
+
+
+def test_a_paused_queue_stays_paused_across_a_restart_until_resumed(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "journal.sqlite3")
+    g = start_god("--journal", journal)
+    env = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [1, 2, 3])), env_extra=env).wait() == 0
+    assert ask(spawn, env, "pause", "default").out == ["queue default paused: nothing more starts from it"]
+    port = int(g.address.rsplit(":", 1)[1])
+    g.proc.stop()
+    g = start_god("--journal", journal, port=port)
+    g.proc.wait_for(r"queue default is paused \(since before god restarted\)", stream="err")
+    # A consumer serving both queues runs the other queue's tasks, and none of the paused one's
+    spawn("consumer", "--queues", "other,default", "--processes", "1", env_extra=env)
+    assert spawn("producer", "--queue", "other", "--from", str(write_tasks(tmp_path / "b.jsonl", [7])),
+                 env_extra=env).wait() == 0
+    (r,) = wait_for_results(g.results, 1)
+    assert r["queue"] == "other"
+    status = json.loads(ask(spawn, env, "status", "--json").out[0])["queues"]["default"]
+    assert (status["paused"], status["pending"], status["in_flight"]) == (True, 3, 0)
+    assert "paused" in ask(spawn, env, "status").text()
+    assert ask(spawn, env, "resume", "default").out == ["queue default resumed"]
+    assert sorted(r["payload"] for r in wait_for_results(g.results, 4) if r["queue"] == "default") == [1, 2, 3]
+    assert "god knows no queue nope" in ask(spawn, env, "pause", "nope", code=1).text()

@@ -726,3 +726,24 @@ def test_a_task_is_found_waiting_running_scheduled_done_and_dead(core: Core) -> 
         core.call("task", "p/9").result()
     with pytest.raises(ValueError, match="is not PRODUCER/SEQ"):
         core.call("task", "nonsense").result()
+
+
+def test_a_paused_queue_starts_nothing_until_resumed_and_others_go_on(core: Core) -> None:
+    core.put("p", [1, 2], queue="q1")
+    core.put("p", [3], queue="q2")
+    (g,) = core.lease("c", 1, queues=("q1",))  # running before the pause: it finishes
+    assert core.call("pause", "q1", True).result() is False
+    assert core.call("pause", "q1", True).result() is True  # paused already
+    assert core.lease("c", 5, queues=("q1",)) == []
+    assert seqs(core.lease("c", 5, queues=("q1", "q2"))) == [3]
+    assert core.ack("c", [g]) == 1
+    waiting = core.call("lease", "c", ("q1",), 5, 10.0, None)  # a consumer waits for work
+    core.step()
+    assert not waiting.done
+    s = core.broker.stats()["queues"]["q1"]
+    assert (s["paused"], s["pending"]) == (True, 1)
+    assert core.call("pause", "q1", False).result() is True
+    core.step()
+    assert seqs(waiting.result()) == [2]
+    with pytest.raises(ValueError, match=r"god knows no queue nope \(queues: q1, q2\)"):
+        core.call("pause", "nope", True).result()
