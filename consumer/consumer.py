@@ -83,6 +83,8 @@ class Consumer:
         self.concurrency = concurrency
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "queues": queues}
         self._drain_started: float | None = None
+        self._asked_to_drain = False  # an operator asked god to drain us (python -m god drain)
+        self._stop: list[tuple[str, int]] = []  # cancelled tasks to stop, from the heartbeat thread
         self._client = GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stop_calling)
         self._beat_client = GodClient(settings, name=self.name, role="consumer", info=info,
                                       should_stop=self._threads_stopped.is_set)
@@ -150,6 +152,8 @@ class Consumer:
             self._begin_drain(f"{self._signal_name} received")
         if self._fatal is not None and self.state is State.RUNNING:
             self._begin_drain(str(self._fatal))
+        if self._asked_to_drain and self.state is State.RUNNING:
+            self._begin_drain("god asked it to drain (python -m god drain)")
         pool = self.pool
         pool.stop_overdue()
         pool.respawn_due()
@@ -211,8 +215,9 @@ class Consumer:
             # An event, not a polled flag: a stop ends the wait at once, and an idle consumer
             # does not wake twenty times a second to look.
             while not self._threads_stopped.wait(self._heartbeat_s):
-                alive = self._beat_client.heartbeat()
+                alive, orders = self._beat_client.heartbeat()
                 self._note_rtt()
+                self._asked_to_drain = bool(orders.get("drain"))
                 if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:

@@ -190,8 +190,8 @@ class Api:
         """Record results; returns how many were new."""
         return self.broker.ack_many(consumer, acks)
 
-    def heartbeat(self, consumer: str) -> bool:
-        """Keep a consumer's leases alive; False if god had given it up."""
+    def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
+        """Keep a consumer's leases alive: (False if god had given it up, what operators asked of it)."""
         return self.broker.heartbeat(consumer)
 
     def bye(self, consumer: str) -> None:
@@ -228,6 +228,12 @@ class Api:
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()
+
+    def drain(self, consumer: str) -> int:
+        """Ask a consumer to drain and exit; returns how many tasks it holds."""
+        if not isinstance(consumer, str):
+            raise ValueError(f"consumer {consumer!r} is not a name")
+        return self.broker.drain_consumer(consumer)
 
     def pause(self, queue: str, paused: bool = True) -> bool:
         """Pause a queue (nothing more starts from it) or resume it; returns whether it was paused."""

@@ -591,13 +591,36 @@ class Broker:
         self._on_change()
         return before
 
-    def heartbeat(self, consumer: str) -> bool:
-        """Keep a consumer's leases alive; False if it had been given up (its tasks requeued)."""
+    def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
+        """Keep a consumer's leases alive.
+
+        Returns:
+            (False if it had been given up (its tasks requeued), what operators asked of it:
+            "drain" (bool), "stop" (the (producer, seq) of cancelled tasks it runs)).
+        """
         with self._lock:
             c = self.peers.consumers.get(consumer)
             was_alive = c is not None and c.alive
-            self.peers.consumer(consumer, self._now())
-            return was_alive
+            c = self.peers.consumer(consumer, self._now())
+            return was_alive, {"drain": c.drain, "stop": list(c.stop)}
+
+    def drain_consumer(self, name: str) -> int:
+        """Ask a consumer to drain (finish what it runs, hand back the rest, exit 0): its next
+        heartbeat says so. Returns how many tasks it holds.
+
+        Raises:
+            ValueError: a consumer god does not know, or one it gave up.
+        """
+        with self._lock:
+            c = self.peers.consumers.get(name)
+            if c is not None and c.parent is not None:
+                raise ValueError(f"{name} is a worker process of consumer {c.parent.name}: drain {c.parent.name}")
+            if c is None or not c.alive:
+                alive = sorted(c.name for c in self.peers.consumers.values() if c.parent is None and c.alive)
+                raise ValueError(f"god knows no {'live ' if c is not None else ''}consumer {name} "
+                                 f"(consumers: {', '.join(alive) or 'none'})")
+            c.drain = True
+            return c.in_flight()
 
     def _take_back(self, c: ConsumerState, r: Run, *, counted: bool, reason: str, alone: bool = False) -> int:
         b = self._batches.get((r[R_PRODUCER], r[R_FIRST]))

@@ -293,3 +293,13 @@ def resume(ask: Ask, queue: Annotated[str, typer.Argument(help="The queue.")]) -
         was = client.pause(queue, False)
     typer.echo(f"queue {queue} {'resumed' if was else 'was not paused'}")
     return 0
+
+
+@operator
+def drain(ask: Ask, consumer: Annotated[str, typer.Argument(help="The consumer, as status names it (HOST:PID).")]) -> int:
+    """Ask a consumer to finish what it runs, hand back what it holds, and exit 0 (within a heartbeat)."""
+    with ask() as (client, _):
+        held = client.drain(consumer)
+    typer.echo(f"consumer {consumer} asked to drain: it finishes what it runs and hands back the rest "
+               f"({count(held, 'task')} held now), then exits")
+    return 0

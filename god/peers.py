@@ -35,6 +35,8 @@ class ConsumerState:
     last_grants: list[tuple[Slice, Grant]] = field(default_factory=list)  # a retry gets them again
     parent: ConsumerState | None = None  # a worker process: the consumer it belongs to
     workers: dict[str, ConsumerState] = field(default_factory=dict)  # a consumer: its worker processes
+    drain: bool = False  # an operator asked it to drain (python -m god drain): its heartbeats say so
+    stop: dict[tuple[str, int], None] = field(default_factory=dict)  # (producer, seq) of cancelled tasks it runs
 
     @property
     def top(self) -> ConsumerState:

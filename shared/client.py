@@ -250,9 +250,15 @@ class GodClient:
         """Send results; returns how many were new (the rest were duplicates)."""
         return int(self.call("ack_many", self.name, acks))
 
-    def heartbeat(self) -> bool:
-        """Keep our leases alive; False if god had already given us up."""
-        return bool(self.call("heartbeat", self.name))
+    def drain(self, consumer: str) -> int:
+        """Ask a consumer to drain; how many tasks it holds."""
+        return int(self.call("drain", consumer))
+
+    def heartbeat(self) -> tuple[bool, dict[str, Any]]:
+        """Keep our leases alive: (False if god had already given us up, what operators asked
+        of us: "drain" (bool), "stop" (the (producer, seq) of cancelled tasks we run))."""
+        alive, orders = self.call("heartbeat", self.name)
+        return bool(alive), dict(orders)
 
     def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
         """Our worker process died (or was stopped for running over --task-timeout: timed_out

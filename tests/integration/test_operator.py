@@ -108,3 +108,26 @@ def test_a_paused_queue_stays_paused_across_a_restart_until_resumed(
     assert ask(spawn, env, "resume", "default").out == ["queue default resumed"]
     assert sorted(r["payload"] for r in wait_for_results(g.results, 4) if r["queue"] == "default") == [1, 2, 3]
     assert "god knows no queue nope" in ask(spawn, env, "pause", "nope", code=1).text()
+
+
+def test_drain_makes_a_consumer_finish_what_it_runs_hand_back_the_rest_and_exit_0(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    env = addr_env(god)
+    tasks = write_tasks(tmp_path / "slow.jsonl", [{"n": i, "s": 0.4} for i in range(8)])
+    assert spawn("producer", "--from", str(tasks), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    name = c.wait_for(r"consumer (\S+) running", stream="err").group(1)
+    wait_for_results(god.results, 1)
+    asked = ask(spawn, env, "drain", name)
+    assert asked.out[0].startswith(f"consumer {name} asked to drain")
+    assert c.wait(15) == 0, c.text()
+    assert "god asked it to drain" in c.text()
+    done_first = len(read_results(god.results))
+    assert done_first < 8, "the consumer finished everything first: nothing was handed back"
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
+    results = wait_for_results(god.results, 8)
+    assert sorted(r["payload"]["n"] for r in results) == list(range(8))
+    assert all(r["attempts"] == 1 for r in results)  # handed back unstarted: no attempt used
+    refused = ask(spawn, env, "drain", "nobody:1", code=1)
+    assert "god knows no consumer nobody:1" in refused.text()

@@ -90,7 +90,7 @@ def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None
     core.lease("c", 1)
     for _ in range(10):
         core.clock.t += 4
-        assert core.call("heartbeat", "c").result() is True
+        assert core.call("heartbeat", "c").result()[0] is True
         assert core.broker.reap() == []
     assert core.lease("other", 1) == []
     assert core.broker.stats()["in_flight"] == 1
@@ -101,7 +101,7 @@ def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_count
     got = core.lease("c", 1)
     core.clock.t += 6
     core.broker.reap()
-    assert core.call("heartbeat", "c").result() is False  # it had been given up
+    assert core.call("heartbeat", "c").result()[0] is False  # it had been given up
     assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
     assert core.lease("other", 1) == []
     assert core.broker.stats()["pending"] == 0
@@ -230,7 +230,7 @@ def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consume
     # When only the consumer is heard from for longer than a lease
     for _ in range(4):
         core.clock.t += 2
-        assert core.call("heartbeat", "c").result() is True
+        assert core.call("heartbeat", "c").result()[0] is True
         assert core.broker.reap() == []
     # Then its workers keep their tasks, and status shows one consumer holding three
     s = core.broker.stats()
@@ -747,3 +747,18 @@ def test_a_paused_queue_starts_nothing_until_resumed_and_others_go_on(core: Core
     assert seqs(waiting.result()) == [2]
     with pytest.raises(ValueError, match=r"god knows no queue nope \(queues: q1, q2\)"):
         core.call("pause", "nope", True).result()
+
+
+def test_drain_asks_a_consumer_through_its_heartbeats(core: Core) -> None:
+    core.hello("c")
+    core.hello("c/0", parent="c")
+    core.put("p", [1, 2])
+    core.lease("c/0", 2)
+    assert core.call("heartbeat", "c").result() == (True, {"drain": False, "stop": []})
+    assert core.call("drain", "c").result() == 2
+    assert core.call("heartbeat", "c").result() == (True, {"drain": True, "stop": []})
+    assert core.call("heartbeat", "c").result()[1]["drain"]  # asked until it leaves: a lost reply is no matter
+    with pytest.raises(ValueError, match=r"god knows no consumer nope \(consumers: c\)"):
+        core.call("drain", "nope").result()
+    with pytest.raises(ValueError, match=r"c/0 is a worker process of consumer c: drain c"):
+        core.call("drain", "c/0").result()  # a worker, not a consumer
