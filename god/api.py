@@ -229,6 +229,16 @@ class Api:
         """God's counts (shared.stats.Stats)."""
         return self.broker.stats()
 
+    def cancel(self, ids: list[str] | None = None, queue: str | None = None,
+               producer: str | None = None) -> dict[str, int]:
+        """Cancel tasks: these ids, or all of a queue's or a producer's; how many were waiting,
+        scheduled and running."""
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise ValueError("ids are a list of task ids")
+        if sum(x is not None and x != [] for x in (ids, queue, producer)) != 1:
+            raise ValueError("cancel takes ids, a queue or a producer: one of them")
+        return self.broker.cancel(ids or None, _queue_or_all(queue), producer)
+
     def drain(self, consumer: str) -> int:
         """Ask a consumer to drain and exit; returns how many tasks it holds."""
         if not isinstance(consumer, str):

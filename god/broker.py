@@ -48,6 +48,7 @@ BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
 CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
+CANCELLED = "cancelled by an operator (python -m god cancel)"  # the error of a cancelled task's result
 FAILED_KEEP = 1_000  # recent failed results kept for ``failed``
 TRACEBACK_CHARS = 4_000  # of a failure's traceback kept there
 #: Seconds god remembers a producer it no longer hears from: a put it sends again within
@@ -146,7 +147,7 @@ class Broker:
         self.dead = DeadLetters(dead_keep, journal)
         self._failed: deque[dict[str, Any]] = deque(maxlen=FAILED_KEEP)  # recent failed results, oldest first
         self._counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
-                                      "handed_out", "retried", "forgotten", "unknown_puts"), 0)
+                                      "handed_out", "retried", "forgotten", "unknown_puts", "cancelled"), 0)
         self._scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
         self._order = itertools.count()  # ties in the heap go first in, first out
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
@@ -601,8 +602,78 @@ class Broker:
         with self._lock:
             c = self.peers.consumers.get(consumer)
             was_alive = c is not None and c.alive
-            c = self.peers.consumer(consumer, self._now())
+            now = self._now()
+            c = self.peers.consumer(consumer, now)
+            if c.stop:  # told for a while (a lost reply is no matter), then forgotten
+                c.stop = {key: until for key, until in c.stop.items() if until > now}
             return was_alive, {"drain": c.drain, "stop": list(c.stop)}
+
+    def cancel(self, ids: list[str] | None = None, queue: str | None = None,
+               producer: str | None = None) -> dict[str, int]:
+        """Cancel tasks (these ids, or all of a queue's or a producer's not done): each gets a
+        failed result that says so at once, and is never run; a running one's consumer is told
+        to stop it (its heartbeats say so), and what it sends for it later is a duplicate.
+
+        Returns:
+            How many were waiting, scheduled and running.
+
+        Raises:
+            ValueError: an id that is not waiting, scheduled or running; a queue or producer
+                god does not know.
+        """
+        with self._lock:
+            targets: list[tuple[Batch, list[tuple[int, int]]]] = []
+            if ids:
+                by_batch: dict[Batch, list[int]] = {}
+                missing = []
+                for tid in ids:
+                    name, seq = split_id(tid)
+                    b = self._batch_of(name, seq)
+                    if b is None or b.done[seq - b.first]:
+                        missing.append(tid)
+                    else:
+                        by_batch.setdefault(b, []).append(seq - b.first)
+                if missing:
+                    raise ValueError(f"{count(len(missing), 'task')} not waiting, scheduled or running (done, dead or "
+                                     f"unknown: python -m god task ID says which): {', '.join(missing[:5])}"
+                                     f"{' ...' if len(missing) > 5 else ''}")
+                targets = [(b, runs_of(sorted(set(offsets)))) for b, offsets in by_batch.items()]
+            else:
+                if queue is not None and queue not in self._queues:
+                    raise ValueError(f"god knows no queue {queue} (queues: {', '.join(sorted(self._queues)) or 'none yet'})")
+                if producer is not None and producer not in self._upto:
+                    raise ValueError(f"god knows no producer {producer}")
+                targets = [(b, b.undone(0, b.n)) for b in self._batches.values()
+                           if (queue is None or b.queue == queue) and (producer is None or b.producer == producer)]
+            counts = dict.fromkeys(("waiting", "scheduled", "running"), 0)
+            until = self._now() + 2 * self.lease_s
+            for b, runs in targets:
+                for lo, hi in runs:
+                    self._cancel(b, lo, hi, counts, until)
+        if any(counts.values()):
+            self.results_ready.set()
+            self._on_change()
+        return counts
+
+    def _cancel(self, b: Batch, lo: int, hi: int, counts: dict[str, int], until: float) -> None:
+        """Settle offsets [lo, hi) of b (none done) as cancelled, telling the consumers running any (lock held)."""
+        for s in b.out:
+            for i in range(max(lo, s.lo), min(hi, s.hi)):
+                if s.owner is not None:
+                    s.owner.top.stop[b.producer, b.first + i] = until
+                counts["running"] += 1
+        counts["scheduled"] += sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in b.later)
+        n = hi - lo
+        counts["waiting"] += n - sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in (*b.out, *b.later))
+        payloads, at = b.payload_list(), time.time()
+        lines = "".join(json_line(task_id(b.producer, b.first + i), payloads[i], False, None, CANCELLED, None, "god",
+                                  0, at, b.queue, b.task) + "\n" for i in range(lo, hi))
+        self._record(b, lo, hi, lines, [(False, None, CANCELLED, None)] * n if b.keep else None, "god", 0)
+        self._settle(b, lo, hi)
+        q = self._queues[b.queue]
+        q.failed += n
+        self._counts["failed"] += n
+        self._counts["cancelled"] += n
 
     def drain_consumer(self, name: str) -> int:
         """Ask a consumer to drain (finish what it runs, hand back the rest, exit 0): its next
@@ -846,7 +917,7 @@ class Broker:
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
                 "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": self._pending,
                 "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
-                "dead_kept": len(self.dead),
+                "dead_kept": len(self.dead), "cancelled": counts["cancelled"],
                 "scheduled": sum(q.scheduled for q in self._queues.values()),
                 "in_flight": sum(q.in_flight for q in self._queues.values()), "capacity": self.capacity,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - self._started,

@@ -261,7 +261,7 @@ def task(
     result = t.get("result")
     state = t["state"]
     if state == "done" and result is not None and not result.get("ok"):
-        state = "failed"
+        state = "cancelled" if str(result.get("error")).startswith("cancelled") else "failed"
     where = ", ".join(f"{k} {t[k]}" for k in ("queue", "task", "priority", "attempts", "requeued_from")
                       if t.get(k) is not None)
     extra = f"; {t['reason']}" if t.get("reason") else ""
@@ -302,4 +302,22 @@ def drain(ask: Ask, consumer: Annotated[str, typer.Argument(help="The consumer, 
         held = client.drain(consumer)
     typer.echo(f"consumer {consumer} asked to drain: it finishes what it runs and hands back the rest "
                f"({count(held, 'task')} held now), then exits")
+    return 0
+
+
+@operator
+def cancel(
+    ask: Ask,
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of tasks to cancel.", show_default=False)] = None,
+    queue: Annotated[Optional[str], typer.Option(help="Every task of this queue not done yet.")] = None,
+    producer: Annotated[Optional[str], typer.Option(help="Every task of this producer not done yet.")] = None,
+) -> int:
+    """Cancel tasks: each gets a failed result saying so and never runs; running ones are stopped."""
+    if sum(bool(x) for x in (ids, queue, producer)) != 1:
+        raise UsageError("say which tasks: their ids, --queue QUEUE or --producer NAME (one of them)")
+    _queue_name(queue)
+    with ask() as (client, _):
+        n = client.cancel(list(ids) if ids else None, queue, producer)
+    typer.echo(f"cancelled {count(sum(n.values()), 'task')}: {n['waiting']} waiting, {n['scheduled']} scheduled, "
+               f"{n['running']} running (their consumers are told to stop them)")
     return 0

@@ -36,7 +36,7 @@ class ConsumerState:
     parent: ConsumerState | None = None  # a worker process: the consumer it belongs to
     workers: dict[str, ConsumerState] = field(default_factory=dict)  # a consumer: its worker processes
     drain: bool = False  # an operator asked it to drain (python -m god drain): its heartbeats say so
-    stop: dict[tuple[str, int], None] = field(default_factory=dict)  # (producer, seq) of cancelled tasks it runs
+    stop: dict[tuple[str, int], float] = field(default_factory=dict)  # cancelled tasks it runs: until when to say so
 
     @property
     def top(self) -> ConsumerState:

@@ -250,6 +250,12 @@ class GodClient:
         """Send results; returns how many were new (the rest were duplicates)."""
         return int(self.call("ack_many", self.name, acks))
 
+    def cancel(self, ids: list[str] | None = None, queue: str | None = None,
+               producer: str | None = None) -> dict[str, int]:
+        """Cancel tasks; how many were waiting, scheduled and running."""
+        out: dict[str, int] = self.call("cancel", ids, queue, producer)
+        return out
+
     def drain(self, consumer: str) -> int:
         """Ask a consumer to drain; how many tasks it holds."""
         return int(self.call("drain", consumer))

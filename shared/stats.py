@@ -58,6 +58,7 @@ class Stats(TypedDict):
     handed_out: int  # tasks taken through the tutorial's task queue view (at most once)
     retried: int  # failures tried again
     producers_forgotten: int  # producers not heard from for the dedupe window, no longer remembered
+    cancelled: int  # tasks cancelled by an operator (counted among the failed too)
     dead_kept: int  # dead letters kept to be looked at, served again or purged (--dead-keep)
     unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
     pending: int

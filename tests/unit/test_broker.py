@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from consumer.tasks import Retry
-from god.broker import TUTORIAL
+from god.broker import CANCELLED, TUTORIAL
 from god.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_ALONE, G_ATTEMPT, G_HI, G_KEEP, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Call, Core, payloads_of, seqs
@@ -762,3 +762,41 @@ def test_drain_asks_a_consumer_through_its_heartbeats(core: Core) -> None:
         core.call("drain", "nope").result()
     with pytest.raises(ValueError, match=r"c/0 is a worker process of consumer c: drain c"):
         core.call("drain", "c/0").result()  # a worker, not a consumer
+
+
+def test_cancel_fails_waiting_scheduled_and_running_tasks_at_once_and_tells_the_runner(core: Core) -> None:
+    core.hello("c")
+    core.hello("c/0", parent="c")
+    core.put("p", [1, 2, 3, 4])
+    core.put("p", [5], retry=(1, 60.0, 60.0, None))
+    running = core.lease("c/0", 2)  # p/1, p/2 run
+    core.ack("c/0", core.lease("c/0", 3), only=(5, 6), fail={5})  # p/5 waits for its retry; p/3, p/4 held
+    assert core.call("cancel", ["p/1", "p/5", "p/3"], None, None).result() == {"waiting": 0, "scheduled": 1,
+                                                                              "running": 2}
+    got = {r["id"]: r for r in lines(core)}
+    assert {tid for tid, r in got.items() if r["error"] == CANCELLED} == {"p/1", "p/3", "p/5"}
+    assert core.call("heartbeat", "c").result()[1]["stop"] == [("p", 1), ("p", 3)]
+    assert core.ack("c/0", running) == 1  # p/2's result counts; p/1's is a duplicate
+    s = core.broker.stats()
+    assert (s["cancelled"], s["failed"], s["scheduled"]) == (3, 3, 0)  # p/5 failed once: tried again, then cancelled
+    assert core.call("task", "p/1").result()["state"] == "done"
+    core.clock.t += 11  # told for two lease periods, then forgotten
+    assert core.call("heartbeat", "c").result()[1]["stop"] == []
+    with pytest.raises(ValueError, match=r"1 task not waiting, scheduled or running .*: p/2"):
+        core.call("cancel", ["p/2"], None, None).result()
+
+
+def test_cancel_a_queue_or_a_producer(core: Core) -> None:
+    core.put("p", [1, 2], queue="q1")
+    core.put("r", [3], queue="q2")
+    core.put("r", [4], queue="q1")
+    assert core.call("cancel", None, "q1", None).result() == {"waiting": 3, "scheduled": 0, "running": 0}
+    assert core.call("cancel", None, None, "r").result() == {"waiting": 1, "scheduled": 0, "running": 0}
+    assert core.broker.stats()["pending"] == 0 and core.lease("c", 5, queues=("q1", "q2")) == []
+    assert len(lines(core)) == 4
+    with pytest.raises(ValueError, match="god knows no queue nope"):
+        core.call("cancel", None, "nope", None).result()
+    with pytest.raises(ValueError, match="god knows no producer nobody"):
+        core.call("cancel", None, None, "nobody").result()
+    with pytest.raises(ValueError, match="one of them"):
+        core.call("cancel", ["p/1"], "q1", None).result()
