@@ -85,6 +85,15 @@ class Calls:
         task = asyncio.current_task(self._loop)
         return self._running.get(task) if task is not None else None
 
+    def cancel(self, key: Any) -> None:
+        """Cancel the coroutine that runs under key, if one does (from any thread)."""
+        loop = self._loop
+        if loop is None:
+            return
+        for task, k in list(self._running.items()):
+            if k == key:
+                loop.call_soon_threadsafe(task.cancel)
+
     def _end(self, key: Any, value: Any, exc: BaseException | None) -> None:
         self.done.put((key, value, exc, time.monotonic()))
         try:

@@ -155,6 +155,7 @@ class Consumer:
         if self._asked_to_drain and self.state is State.RUNNING:
             self._begin_drain("god asked it to drain (python -m god drain)")
         pool = self.pool
+        pool.stop_tasks(self._stop)
         pool.stop_overdue()
         pool.respawn_due()
         events = pool.watch(WATCH_S)
@@ -218,6 +219,7 @@ class Consumer:
                 alive, orders = self._beat_client.heartbeat()
                 self._note_rtt()
                 self._asked_to_drain = bool(orders.get("drain"))
+                self._stop = [(str(p), int(seq)) for p, seq in orders.get("stop", ())]
                 if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from consumer.worker import Running, Shared, WorkerSpec, running_task, worker_main
+from consumer.worker import KILL_GRACE_S, Running, Shared, WorkerSpec, running_task, worker_main
 from shared.config import Settings
 from shared.records import R_LO, R_PRODUCER, Run
 
@@ -37,6 +37,7 @@ class WorkerHandle:
     running: Any  # ... and Running[concurrency]: the tasks it runs
     ended: tuple[Any, ...] | None = None  # what it said last, if it ended of its own accord
     timed_out: bool = False  # killed for running over --task-timeout
+    cancelled: bool = False  # killed for running a task cancelled at god
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class WorkerPool:
         self.workers: list[WorkerHandle] = []
         self._respawns: list[tuple[float, int]] = []  # (when, index) of workers to start again
         self._fast_deaths = 0  # workers in a row that died before their first task
+        self._stopping: dict[tuple[str, int], float] = {}  # cancelled tasks: until when a worker may stop one itself
         self._log = logger.bind(role="consumer")
 
     def start(self) -> None:
@@ -163,7 +165,10 @@ class WorkerPool:
     def _lost(self, w: WorkerHandle) -> Lost:
         running = [r for r in map(running_task, w.running) if r is not None]
         timed_out = None
-        if w.timed_out:
+        if w.cancelled:  # god has their results (cancelled); the rest of what it held goes back
+            running = [r for r in running if (r[R_PRODUCER], r[R_LO]) in self._stopping]
+            timed_out = "cancelled by an operator (python -m god cancel); its worker was stopped"
+        elif w.timed_out:
             running = [r for place, r in zip(w.running, map(running_task, w.running))
                        if r is not None and self._overdue(place, time.monotonic())]
             timed_out = f"TimeoutError: timed out after {self.task_timeout:g}s (--task-timeout); its worker was stopped"
@@ -176,7 +181,7 @@ class WorkerPool:
             self.workers.append(self._spawn(w.index))
         self._log.warning(
             "worker {} (pid {}) {} with exit code {}{}; {}", w.index, w.process.pid,
-            "was stopped" if w.timed_out else "died", w.process.exitcode,
+            "was stopped" if w.timed_out or w.cancelled else "died", w.process.exitcode,
             f" while running task {', '.join(f'{r[R_PRODUCER]}/{r[R_LO]}' for r in running)}" if running else "",
             "not replaced while stopping" if not self.replacing else
             f"starting a new one in {delay:.1f}s ({self._fast_deaths} in a row died before their first task)"
@@ -189,7 +194,7 @@ class WorkerPool:
         # A worker that dies running a task (a poison task) is replaced at once: the task is
         # god's to count and dead-letter. Only workers that die before their first one (a task
         # module that crashes on import) would die again at once, so they are paced.
-        if w.timed_out or w.shared.tasks > 0:
+        if w.timed_out or w.cancelled or w.shared.tasks > 0:
             self._fast_deaths = 0
             return 0.0
         self._fast_deaths += 1
@@ -204,6 +209,36 @@ class WorkerPool:
         self._respawns = [(when, i) for when, i in self._respawns if when > now]
         if self.replacing and due:
             self.workers += [self._spawn(index) for index in due]
+
+    def stop_tasks(self, tasks: list[tuple[str, int]]) -> None:
+        """Stop the tasks god says were cancelled: every worker is told (one that holds one does
+        not start it; one that runs it stops it if it can); a worker that runs one alone, or
+        has not stopped it within KILL_GRACE_S, is killed, and replaced."""
+        now = time.monotonic()
+        for key in tasks:
+            if key in self._stopping:
+                continue
+            self._stopping[key] = now + KILL_GRACE_S
+            for w in self.workers:
+                try:
+                    w.control.send(("stop", *key))
+                except OSError:
+                    pass  # dead: its end is seen by watch()
+        self._stopping = {key: self._stopping[key] for key in tasks}  # god says each for a while, then forgets
+        if not self._stopping:
+            return
+        for w in self.workers:
+            if w.cancelled:
+                continue
+            for place in w.running:
+                r = running_task(place)
+                until = self._stopping.get((r[R_PRODUCER], r[R_LO])) if r is not None else None
+                if until is not None and (self.concurrency == 1 or now >= until):
+                    w.cancelled = True
+                    self._log.warning("worker {} (pid {}): task {}/{} was cancelled; stopping it", w.index,
+                                      w.process.pid, r[R_PRODUCER], r[R_LO])  # type: ignore[index]
+                    w.process.kill()
+                    break
 
     def stop_overdue(self) -> None:
         """Kill workers whose task runs over --task-timeout; their exit then reads as a death."""

@@ -38,6 +38,7 @@ from shared.records import (
 )
 
 _PLAIN = (str, int, float, bool, type(None))  # values that always pickle
+_CANCELLED: Value = (False, None, "cancelled by an operator (python -m god cancel)", None)
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
 POLL_EVERY = 64  # tasks run between looks at god's reply and the consumer's pipe while there is work in hand
 LEASE_WAIT_S = 1.0  # seconds a lease waits at god for the first task when the worker has none
@@ -49,7 +50,10 @@ KILL_GRACE_S = 3.0  # seconds past --task-timeout before the consumer kills a wo
 RTT_QUEUED = 5.0  # ... or this many round trips to god, if longer: work in hand while results, acks and
 # the next lease travel (a result waits up to a flush and the ack's round trip)
 
-# The consumer sends ("drain",): finish the running task, ack, hand back the rest, and end.
+# The consumer sends ("drain",): finish the running task, ack, hand back the rest, and end;
+# ("stop", producer, seq): a task cancelled at god: skip it if held, cancel it if a coroutine
+# runs it, give up its thread (and be replaced) if a thread does; one worker running it alone
+# is killed by its consumer.
 # Its pipe closing means it is gone: end at once (god serves our tasks again).
 # The worker sends, last, ("ended", why): "drained", "empty" (--burst), "replace" (a task thread
 # ran over --task-timeout and runs on: start another worker), or ("error", message, exit code).
@@ -233,17 +237,37 @@ class Worker:
         self.more = True  # the last lease got all it asked for: more may wait at god
         self.why = "drained"  # why the loop ended, for the consumer
         self._loop: asyncio.AbstractEventLoop | None = None  # for async def tasks, one at a time
+        self.skip: set[tuple[str, int]] = set()  # (producer, seq) of tasks cancelled at god: not to run
+        self._calls: Calls | None = None  # with --concurrency over 1: what runs the tasks
 
     def _told(self) -> bool:
         """Whether the consumer said to drain or went away (reads its pipe)."""
         if not (self.draining or self.gone):
             try:
                 while self.control.poll():
-                    self.control.recv()
-                    self.draining = True
+                    msg = self.control.recv()
+                    if msg[0] == "stop":
+                        self._stop_task(str(msg[1]), int(msg[2]))
+                    else:
+                        self.draining = True
             except (EOFError, OSError):
                 self.gone = True
         return self.draining or self.gone
+
+    def _stop_task(self, producer: str, seq: int) -> None:
+        """A task cancelled at god: never start it; stop it if it runs here (side by side with others)."""
+        self.skip.add((producer, seq))
+        for i, (g, s, payload, _, token, coroutine) in list(self.busy.items()):
+            if g[G_PRODUCER] != producer or s != seq:
+                continue
+            if coroutine and self._calls is not None:
+                self._calls.cancel((i, token))  # it ends as a CancelledError, its result a duplicate at god
+                continue
+            del self.busy[i]  # a thread cannot be stopped: give it up, and be replaced
+            self.running[i].seq = -1
+            self.finished.append((g, s, payload, _CANCELLED, None))
+            if not self.draining:
+                self.draining, self.why = True, "replace"
 
     def _slots(self) -> int:
         """How many tasks to hold besides those running: about TARGET_QUEUED_S of work for each
@@ -372,8 +396,13 @@ class Worker:
             shared.tasks += stop - seq
             last_send = self.last_send
             t0 = begin = monotonic()
+            skip, producer = self.skip, g[G_PRODUCER]
             while seq < stop:
                 payload = payloads[seq - lo]
+                if skip and (producer, seq) in skip:  # cancelled at god while held here
+                    add(g, seq, payload, _CANCELLED)
+                    seq += 1
+                    continue
                 place.seq = seq
                 if timed:  # one clock for both: monotonic is system-wide, so the consumer can compare
                     place.since = t0
@@ -433,7 +462,7 @@ class Worker:
     def _run_concurrently(self) -> None:
         """Up to --concurrency tasks at once: plain functions on threads, coroutines on a loop."""
         spec, shared, todo = self.spec, self.shared, self.todo
-        calls = Calls(spec.concurrency)
+        calls = self._calls = Calls(spec.concurrency)
         free = list(range(spec.concurrency - 1, -1, -1))
         timeout = spec.task_timeout
         token = 0
@@ -454,8 +483,9 @@ class Worker:
                 self._advance(1)
                 shared.tasks += 1
                 fn = self.fns.get(g[G_TASK])
-                if isinstance(fn, str):
-                    self.finished.append((g, seq, payload, (False, None, fn, None), None))
+                if isinstance(fn, str) or (g[G_PRODUCER], seq) in self.skip:
+                    v: Value = (False, None, fn, None) if isinstance(fn, str) else _CANCELLED
+                    self.finished.append((g, seq, payload, v, None))
                     continue
                 i = free.pop()
                 place = self.running[i]

@@ -134,3 +134,14 @@ def rate_limited(payload: dict[str, Any]) -> str:
     if first:
         raise Retry(after=payload["after"])
     return square(payload["n"])
+
+
+async def await_until_cancelled(n: int) -> str:
+    """Square n, but for 13 wait until cancelled, and say so (a coroutine an operator cancels)."""
+    if n == 13:
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            print(f"task {n} cancelled", file=sys.stderr, flush=True)
+            raise
+    return square(n)

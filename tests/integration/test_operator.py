@@ -11,7 +11,7 @@ import pytest
 
 from consumer.tasks import square
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, write_tasks
+from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -131,3 +131,45 @@ def test_drain_makes_a_consumer_finish_what_it_runs_hand_back_the_rest_and_exit_
     assert all(r["attempts"] == 1 for r in results)  # handed back unstarted: no attempt used
     refused = ask(spawn, env, "drain", "nobody:1", code=1)
     assert "god knows no consumer nobody:1" in refused.text()
+
+
+def in_flight(spawn: Callable[..., Proc], env: dict[str, str], queue: str) -> int:
+    return int(json.loads(ask(spawn, env, "status", "--json").out[0])["queues"].get(queue, {}).get("in_flight", 0))
+
+
+@pytest.mark.parametrize("task, concurrency, stopped", [
+    ("tests.tasks:hang_on_13", "1", r"task \S+/1 was cancelled; stopping it"),  # a worker running it alone: killed
+    ("tests.tasks:await_until_cancelled", "4", r"task 13 cancelled"),  # a coroutine: cancelled in its worker
+])
+def test_cancel_stops_a_running_task_and_the_consumer_goes_on(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path, task: str, concurrency: str, stopped: str
+) -> None:
+    env = addr_env(god)
+    assert spawn("producer", "--queue", "q", "--from", str(write_tasks(tmp_path / "a.jsonl", [13])),
+                 env_extra=env).wait() == 0
+    c = spawn("consumer", "--queues", "q,default", "--task", task, "--processes", "1", "--concurrency", concurrency,
+              env_extra=env)
+    wait_until(lambda: in_flight(spawn, env, "q") == 1, 15, "task 13 running")
+    assert ask(spawn, env, "cancel", "--queue", "q").out == [
+        "cancelled 1 task: 0 waiting, 0 scheduled, 1 running (their consumers are told to stop them)"]
+    (r,) = wait_for_results(god.results, 1)
+    assert (r["payload"], r["ok"], r["consumer"]) == (13, False, "god") and r["error"].startswith("cancelled")
+    c.wait_for(stopped, stream="err")
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "b.jsonl", [2])), env_extra=env).wait() == 0
+    assert [(r["payload"], r["ok"]) for r in wait_for_results(god.results, 2)] == [(13, False), (2, True)]
+    assert c.popen.poll() is None  # it goes on
+    assert ask(spawn, env, "task", r["id"]).out[0] == f"{r['id']}: cancelled"
+
+
+def test_cancelled_waiting_tasks_never_run(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    env = addr_env(god)
+    assert spawn("producer", "--queue", "w", "--from", str(write_tasks(tmp_path / "a.jsonl", [1, 2, 3])),
+                 env_extra=env).wait() == 0
+    assert ask(spawn, env, "cancel", "--queue", "w").out[0].startswith("cancelled 3 tasks: 3 waiting")
+    assert spawn("producer", "--queue", "w", "--from", str(write_tasks(tmp_path / "b.jsonl", [4])),
+                 env_extra=env).wait() == 0
+    spawn("consumer", "--queues", "w", "--processes", "1", env_extra=env)
+    results = wait_for_results(god.results, 4)
+    assert sorted((r["payload"], r["consumer"] == "god") for r in results) == [(1, True), (2, True), (3, True),
+                                                                                (4, False)]
+    assert "god refused: 1 task not waiting" in ask(spawn, env, "cancel", results[0]["id"], code=1).text()
