@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from shared.client import GodClient
 from shared.config import Settings
 from shared.stats import Stats
 from tests.helpers import REPO, Proc
+
+# A shell without job control starts a command put in the background (`scripts/test.sh &`)
+# with SIGINT ignored, and every process started from it would inherit that: the tests of
+# what Ctrl-C does would then wait in vain. Children of a process with a handler get the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
