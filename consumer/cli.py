@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from consumer.worker import Recycle
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
@@ -62,6 +63,14 @@ def main(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
         "its result is a failure that says it timed out. Default: no limit.",
     )] = None,
+    max_tasks_per_worker: Annotated[Optional[int], typer.Option(
+        min=1, help="Replace a worker process after it ran this many tasks (for task code that leaks). "
+        "Default: never.",
+    )] = None,
+    max_worker_memory: Annotated[Optional[float], typer.Option(
+        min=1, help="Replace a worker process whose memory (RSS) passed this many MB, once its running tasks "
+        "end (looked at between tasks, at least every 64 tiny ones). Default: never.",
+    )] = None,
     give_up_after: GiveUpOption = GIVE_UP_AFTER_S,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -78,6 +87,7 @@ def main(
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
-                        task_timeout=task_timeout, log_level=log_level, log_json=log_json).run()
+                        task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),
+                        log_level=log_level, log_json=log_json).run()
 
     run_role("consumer", body)

@@ -21,6 +21,7 @@ from types import FrameType
 from loguru import logger
 
 from consumer.pool import Lost, WorkerPool
+from consumer.worker import NO_RECYCLE, Recycle
 from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
@@ -59,6 +60,7 @@ class Consumer:
         queues: tuple[str, ...] = (DEFAULT_QUEUE,),
         burst: bool = False,
         task_timeout: float | None = None,
+        recycle: Recycle = NO_RECYCLE,
         log_level: str = "INFO",
         log_json: bool = False,
     ) -> None:
@@ -72,7 +74,7 @@ class Consumer:
         self.reason = ""
         self.pool = WorkerPool(mp.get_context("spawn"), settings, task_spec=task_spec, consumer=self.name,
                                queues=queues, processes=processes, prefetch=prefetch, concurrency=concurrency, burst=burst,
-                               task_timeout=task_timeout, log_args=(log_level, log_json))
+                               task_timeout=task_timeout, recycle=recycle, log_args=(log_level, log_json))
         self._signals = 0
         self._signal_name = ""
         self._rtt_s = 0.0  # a round trip to god, as the heartbeats measure it (smoothed)

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from consumer.worker import KILL_GRACE_S, Running, Shared, WorkerSpec, running_task, worker_main
+from consumer.worker import KILL_GRACE_S, NO_RECYCLE, Recycle, Running, Shared, WorkerSpec, running_task, worker_main
 from shared.config import Settings
 from shared.records import R_LO, R_PRODUCER, Run
 
@@ -64,7 +64,7 @@ class WorkerPool:
     def __init__(
         self, ctx: SpawnContext, settings: Settings, *, task_spec: str, consumer: str, queues: tuple[str, ...],
         processes: int, prefetch: int, concurrency: int = 1, burst: bool = False, task_timeout: float | None = None,
-        log_args: tuple[str, bool] = ("INFO", False),
+        recycle: Recycle = NO_RECYCLE, log_args: tuple[str, bool] = ("INFO", False),
     ) -> None:
         self.settings = settings
         self.task_spec = task_spec
@@ -75,6 +75,7 @@ class WorkerPool:
         self.concurrency = concurrency
         self.burst = burst
         self.task_timeout = task_timeout
+        self.recycle = recycle
         self.replacing = True  # cleared to drain: the dead are not replaced
         self.rtt_s = 0.0  # a round trip to god, as the consumer's heartbeats measure it
         self.done = 0  # results of workers that ended, and timeouts
@@ -100,7 +101,7 @@ class WorkerPool:
             place.seq = -1
         name = f"{self.consumer}/{index}"
         spec = WorkerSpec(self.settings, name, self.consumer, self.task_spec, self.queues, self.prefetch, self.burst,
-                          self.concurrency, self.task_timeout, *self._log_args)
+                          self.concurrency, self.task_timeout, self.recycle, *self._log_args)
         p = self._ctx.Process(target=worker_main, name=f"worker-{index}", daemon=True,
                               args=(spec, theirs, shared, running))
         p.start()
@@ -156,7 +157,7 @@ class WorkerPool:
             self.failed += w.shared.failed
             if w.ended is not None:
                 out.ended.append(w)
-                if w.ended[0] == "replace" and self.replacing:  # a task thread ran over its time
+                if w.ended[0] == "replace" and self.replacing:  # recycled, or a task thread ran over its time
                     self.workers.append(self._spawn(w.index))
             else:
                 out.lost.append(self._lost(w))

@@ -17,6 +17,7 @@ import asyncio
 import ctypes
 import os
 import pickle
+import resource
 import signal
 import sys
 import time
@@ -26,12 +27,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from loguru import logger
+
 from consumer.concurrent import Calls, is_async, run_coroutine
 from consumer.tasks import Retry, TaskFunction, resolve_task
 from shared.client import GodClient
 from shared.config import Settings, hostname
 from shared.errors import ConfigError, GodError, Interrupted
-from shared.log import setup_logging
+from shared.log import count, setup_logging
 from shared.records import (
     A_FAILED, A_HI, A_LO, G_ALONE, G_ATTEMPT, G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_QUEUE, G_TASK,
     V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Ack, Failed, Grant, Run, Value, failure, json_line, ok_lines, task_id,
@@ -83,6 +86,29 @@ class Running(ctypes.Structure):
 
 
 @dataclass(frozen=True)
+class Recycle:
+    """When a worker process is replaced by a fresh one, for task code that leaks."""
+
+    tasks: int | None = None  # after this many tasks
+    memory_mb: float | None = None  # once its RSS passed this many MB
+
+
+NO_RECYCLE = Recycle()
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE / 2**20
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     """What a worker process is started with."""
 
@@ -95,6 +121,7 @@ class WorkerSpec:
     burst: bool
     concurrency: int  # tasks run at once
     task_timeout: float | None
+    recycle: Recycle
     log_level: str
     log_json: bool
 
@@ -293,6 +320,8 @@ class Worker:
             self.shared.done += a[A_HI] - a[A_LO]
             self.shared.failed += failed
         want = 0 if self.draining else max(0, self._slots() - self.held)
+        if self.spec.recycle.tasks is not None:  # never hold more than it may still run
+            want = min(want, max(0, self.spec.recycle.tasks - self.shared.tasks - self.held))
         wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if not (self.held or self.busy) else 0.0
         self.lease_seq += 1
         self.asked = want
@@ -330,6 +359,8 @@ class Worker:
             if not grants and not self.held and not self.busy and self.spec.burst and not self.draining:
                 self.draining = True  # the queue is empty: end as a drain does
                 self.why = "empty"
+        if not self.draining and self._recycle_due():
+            self.draining, self.why = True, "replace"
         if self.draining:
             if self.busy:
                 return True  # running tasks finish first
@@ -345,6 +376,20 @@ class Worker:
         if (not self.held and not self.busy) or (self.more and slots - self.held >= max(1, slots // 2)) or (
                 pending and time.monotonic() - self.last_send >= FLUSH_S):
             self._send()
+        return True
+
+    def _recycle_due(self) -> bool:
+        """Whether this worker is to be replaced: it ran --max-tasks-per-worker tasks, or its RSS
+        passed --max-worker-memory (said once, as it begins to drain)."""
+        r = self.spec.recycle
+        if r.tasks is not None and self.shared.tasks >= r.tasks:
+            why = f"ran {count(self.shared.tasks, 'task')} (--max-tasks-per-worker {r.tasks})"
+        elif r.memory_mb is not None and (mb := rss_mb()) > r.memory_mb:
+            why = f"uses {mb:.0f} MB (--max-worker-memory {r.memory_mb:g})"
+        else:
+            return False
+        logger.bind(role="consumer").info("worker {} (pid {}) {}: replacing it once its running tasks end",
+                                          self.spec.name, os.getpid(), why)
         return True
 
     def run(self) -> None:

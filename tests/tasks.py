@@ -145,3 +145,17 @@ async def await_until_cancelled(n: int) -> str:
             print(f"task {n} cancelled", file=sys.stderr, flush=True)
             raise
     return square(n)
+
+
+def pid(n: int) -> int:
+    """The worker process that ran task n."""
+    return os.getpid()
+
+
+_LEAKED: list[bytes] = []
+
+
+def leak(n: int) -> int:
+    """Keep 20 MB for good (task code that leaks), and say which worker process ran task n."""
+    _LEAKED.append(b"x" * (20 * 2**20))  # pages written, so resident
+    return os.getpid()
