@@ -88,6 +88,8 @@ class Slice:
     retried: int = 0  # retries of its tasks so far (failures tried again, not deaths)
     avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
     alone: bool = False  # its tasks ran beside others in a worker that died: run each alone
+    since: float = 0.0  # leased: when (the broker's clock)
+    warned: bool = False  # leased: god warned that it is held for longer than --warn-after
 
 
 @dataclass(slots=True)

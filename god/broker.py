@@ -55,6 +55,7 @@ TRACEBACK_CHARS = 4_000  # of a failure's traceback kept there
 #: that time is recognised as sent before. Its client gives up after --give-up-after (180 s
 #: by default), so a re-send comes long before; the memory is a dict entry per producer.
 DEDUPE_WINDOW_S = 86_400.0
+WARN_AFTER_S = 600.0  # seconds a consumer may hold a task before god warns (once) that it is stuck
 FORGET_JOURNAL_EVERY_S = 60.0  # seconds between forgetting such producers in the journal too
 TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue views
 
@@ -113,6 +114,7 @@ class Broker:
         figures: Callable[[], dict[str, int]] = dict,
         dedupe_window_s: float = DEDUPE_WINDOW_S,
         dead_keep: int = DEAD_KEEP,
+        warn_after_s: float | None = WARN_AFTER_S,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -121,12 +123,14 @@ class Broker:
             figures: more counts for ``stats`` (the door's connections and refusals).
             dedupe_window_s: how long a producer not heard from is remembered (its last seq).
             dead_keep: dead letters kept, the oldest let go first.
+            warn_after_s: a task held by a consumer longer than this is reported once by ``reap``.
         """
         self.capacity = capacity
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.max_payload = max_payload
         self.dedupe_window_s = dedupe_window_s
+        self.warn_after_s = warn_after_s
         self.journal = journal
         self._now = now
         self._on_change = on_change
@@ -287,7 +291,7 @@ class Broker:
 
     def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, w: Slice) -> tuple[Slice, Grant]:
         """Lease [lo, hi) of b, out of the waiting slice w, to c."""
-        s = Slice(b, lo, hi, w.tries + 1, c, w.retried, alone=w.alone)
+        s = Slice(b, lo, hi, w.tries + 1, c, w.retried, alone=w.alone, since=self._now())
         b.out.append(s)
         c.leased[s] = None
         return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
@@ -392,6 +396,21 @@ class Broker:
             p.put += put[PUT_N]
         self._on_change()
         return True, ticket
+
+    def _warn_stuck(self, now: float) -> None:
+        """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""
+        if self.warn_after_s is None:
+            return
+        horizon = now - self.warn_after_s
+        for c in self.peers.consumers.values():
+            for s in c.leased:
+                if s.since < horizon and not s.warned and s.batch.done.find(0, s.lo, s.hi) != -1:
+                    s.warned = True
+                    first = s.batch.first + s.batch.done.find(0, s.lo, s.hi)
+                    logger.warning("task {} has been held by consumer {} for {:.0f}s (over --warn-after {:g}): "
+                                   "running that long, or stuck; 'python -m god cancel {}' stops it",
+                                   task_id(s.batch.producer, first), c.top.name, now - s.since, self.warn_after_s,
+                                   task_id(s.batch.producer, first))
 
     def _unknown_put(self, producer: str, first: int) -> None:
         """A producer god does not remember puts a batch from seq ``first`` on: god forgot it
@@ -709,7 +728,8 @@ class Broker:
         owner, and so does the part returned."""
         self._unlease(s)
         b, c = s.batch, s.owner
-        parts = [Slice(b, a, z, s.tries, c, s.retried, alone=s.alone) for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi))
+        parts = [Slice(b, a, z, s.tries, c, s.retried, alone=s.alone, since=s.since, warned=s.warned)
+                 for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi))
                  if z > a]
         for part in parts:
             b.out.append(part)
@@ -903,6 +923,8 @@ class Broker:
             consumers: list[ConsumerFigures] = [
                 {"name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,
                  "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
+                 "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
+                                       if s.since), default=0.0),
                  "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
                 for c in self.peers.consumers.values() if c.parent is None
             ]
@@ -977,6 +999,7 @@ class Broker:
             now = self._now()
             due = self._tick(now)
             self._forget(now)
+            self._warn_stuck(now)
             for c in self.peers.silent(now, self.lease_s):
                 c.alive, c.lost = False, c.lost + 1
                 c.lease_seq, c.last_grants = None, []

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from god.dead import DEAD_KEEP
-from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD
+from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from god.operate import app as app  # the one app: serving, and the commands that ask god
@@ -56,6 +56,10 @@ def main(
     dead_keep: Annotated[int, typer.Option(
         min=1, help="Dead letters kept to list, serve again or purge ('python -m god dead'); the oldest go first.",
     )] = DEAD_KEEP,
+    warn_after: Annotated[float, typer.Option(
+        min=0, help="Warn (once a task) when a consumer has held a task this many seconds: running that long, "
+        "or stuck. 0: never.",
+    )] = WARN_AFTER_S,
     max_connections: Annotated[int, typer.Option(
         min=1, help="Connections god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
@@ -95,7 +99,7 @@ def main(
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
-                             dead_keep=dead_keep,
+                             dead_keep=dead_keep, warn_after_s=warn_after or None,
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,

@@ -48,11 +48,13 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)
     for name, justify in (("consumer", "left"), ("host", "left"), ("queues", "left"), ("processes", "right"),
                           ("done", "right"),
-                          ("failed", "right"), ("in flight", "right"), ("heartbeat", "right"), ("state", "left")):
+                          ("failed", "right"), ("in flight", "right"), ("oldest held", "right"), ("heartbeat", "right"),
+                          ("state", "left")):
         consumers.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in stats["consumers"]:
         consumers.add_row(
             c["name"], c["host"], ",".join(c["queues"]), str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["in_flight"]),
+            _age(c["oldest_held_s"]) if c["in_flight"] else "",
             f"{_age(c['last_seen_s'])} ago", Text("alive", style="green") if c["alive"] else Text("lost", style="red"),
         )
     producers = Table(title="producers", title_justify="left")

@@ -72,6 +72,12 @@ def render(stats: Stats, rate: float) -> str:
     out += ["# HELP god_consumer_done_total Tasks done by each consumer.", "# TYPE god_consumer_done_total counter"]
     for c in stats["consumers"]:
         out.append(f'god_consumer_done_total{{consumer="{_label(c["name"])}",host="{_label(c["host"])}"}} {c["done"]}')
+    out += ["# HELP god_consumer_oldest_held_task_age_seconds How long each consumer has held its oldest task "
+            "not done (running, or next in a worker): a stuck task shows here.",
+            "# TYPE god_consumer_oldest_held_task_age_seconds gauge"]
+    for c in stats["consumers"]:
+        out.append(f'god_consumer_oldest_held_task_age_seconds{{consumer="{_label(c["name"])}",'
+                   f'host="{_label(c["host"])}"}} {c["oldest_held_s"]:.3f}')
     return "\n".join(out) + "\n"
 
 

@@ -50,7 +50,8 @@ def status_text(where: str, stats: Stats) -> str:
     for c in stats["consumers"]:
         lines.append(f"  consumer {c['name']} on {c['host']}: {count(c['processes'], 'process', 'processes')}, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
-                     f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago")
+                     f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago"
+                     + (f", oldest task held {c['oldest_held_s']:.1f}s" if c["in_flight"] else ""))
     for p in stats["producers"]:
         lines.append(f"  producer {p['name']} on {p['host']}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
     return "\n".join(lines)

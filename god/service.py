@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from loguru import logger
 
 from god.api import Api
-from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, Broker
+from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S, Broker
 from god.dead import DEAD_KEEP
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
@@ -47,6 +47,7 @@ class GodOptions:
     max_payload: int = MAX_PAYLOAD
     dedupe_window_s: float = DEDUPE_WINDOW_S
     dead_keep: int = DEAD_KEEP
+    warn_after_s: float | None = WARN_AFTER_S
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -101,7 +102,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
                     max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures,
-                    dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep)
+                    dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
+                    warn_after_s=options.warn_after_s)
     record = Record(broker, results_path=options.results_path, journal=journal)
     monitor = Monitor(broker, record, out=out, quiet=options.quiet)
     if journal is None:

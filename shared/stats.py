@@ -17,6 +17,7 @@ class ConsumerFigures(TypedDict):
     done: int
     failed: int
     lost: int  # times god gave it up
+    oldest_held_s: float  # how long it has held its oldest task not done (running, or next in a worker)
     last_seen_s: float
     queues: list[str]  # the queues it serves, in its order
 

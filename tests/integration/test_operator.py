@@ -173,3 +173,19 @@ def test_cancelled_waiting_tasks_never_run(god: God, spawn: Callable[..., Proc],
     assert sorted((r["payload"], r["consumer"] == "god") for r in results) == [(1, True), (2, True), (3, True),
                                                                                 (4, False)]
     assert "god refused: 1 task not waiting" in ask(spawn, env, "cancel", results[0]["id"], code=1).text()
+
+
+def test_a_stuck_task_is_seen_in_status_and_god_warns_once(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    g = start_god("--warn-after", "1")
+    env = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [13])), env_extra=env).wait() == 0
+    spawn("consumer", "--task", "tests.tasks:hang_on_13", "--processes", "1", env_extra=env)
+    g.proc.wait_for(r"task \S+/1 has been held by consumer \S+ for \ds \(over --warn-after 1\): running that long, "
+                    r"or stuck; 'python -m god cancel \S+/1' stops it", stream="err")
+    (c,) = json.loads(ask(spawn, env, "status", "--json").out[0])["consumers"]
+    assert c["oldest_held_s"] >= 1 and c["in_flight"] == 1
+    assert "oldest task held" in ask(spawn, env, "status").text()
+    assert sum("has been held by" in line for line in g.proc.err) == 1
+    ask(spawn, env, "cancel", "--queue", "default")  # so the consumer stops at once at the end

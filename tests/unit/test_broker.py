@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from loguru import logger
 
 from consumer.tasks import Retry
 from god.broker import CANCELLED, TUTORIAL
@@ -800,3 +801,24 @@ def test_cancel_a_queue_or_a_producer(core: Core) -> None:
         core.call("cancel", None, None, "nobody").result()
     with pytest.raises(ValueError, match="one of them"):
         core.call("cancel", ["p/1"], "q1", None).result()
+
+
+def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None:
+    core = Core(lease_s=5.0, warn_after_s=10.0)
+    said: list[str] = []
+    sink = logger.add(lambda m: said.append(str(m)), level="WARNING", format="{message}")
+    try:
+        core.hello("c")
+        core.put("p", [1, 2])
+        core.lease("c", 1)
+        for _ in range(4):  # 12 s, beating all along
+            core.clock.t += 3
+            core.call("heartbeat", "c").result()
+            core.broker.reap()
+        (c,) = core.broker.stats()["consumers"]
+        assert c["oldest_held_s"] == 12.0
+        stuck = [m for m in said if "held by consumer c" in m]
+        assert len(stuck) == 1 and "task p/1 has been held by consumer c for 12s (over --warn-after 10)" in stuck[0]
+    finally:
+        logger.remove(sink)
+        core.close()
