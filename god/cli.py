@@ -36,6 +36,10 @@ def main(
         help="Keep tasks and results in this SQLite file, so a restarted god loses nothing. "
         "Default: journal-PORT.sqlite3 in god's state directory.",
     )] = None,
+    sync: Annotated[str, typer.Option(
+        help="normal: a confirmed put and a recorded result survive god being killed; full: they survive the "
+        "machine losing power too (each journal commit and results write synced to disk; slower).",
+    )] = "normal",
     no_journal: Annotated[bool, typer.Option(
         "--no-journal", help="Keep everything in memory only: a god that stops loses its queue.",
     )] = False,
@@ -95,11 +99,15 @@ def main(
     def body() -> int:
         if journal is not None and no_journal:
             raise UsageError("--journal and --no-journal contradict each other; give one")
+        if sync not in ("normal", "full"):
+            raise UsageError(f"--sync {sync!r}: expected normal or full")
+        if sync == "full" and no_journal:
+            raise UsageError("--sync full keeps the journal on disk; it cannot go with --no-journal")
         settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
-                             dead_keep=dead_keep, warn_after_s=warn_after or None,
+                             dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,

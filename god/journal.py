@@ -16,7 +16,9 @@ after a restart. So the journal holds the work in hand and one row per producer 
 within the dedupe window (``forget_producers``), not the history.
 
 WAL with ``synchronous=NORMAL``: a commit survives the god process dying (SIGKILL, OOM),
-not the machine losing power before the next checkpoint.
+not the machine losing power before the next checkpoint. ``sync_full`` (god --sync full):
+``synchronous=FULL``, the WAL synced to disk at every commit, so a confirmed put or a
+recorded result survives the power going too.
 """
 
 from __future__ import annotations
@@ -117,9 +119,10 @@ def dumps(obj: Any) -> bytes:
 class Journal:
     """A SQLite journal with one writer thread; every method but ``recover`` is thread-safe."""
 
-    def __init__(self, path: Path, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, path: Path, *, on_commit: Callable[[], None] = lambda: None, sync_full: bool = False) -> None:
         """Args:
             on_commit: called after each commit, from the writer thread (god: the waits' wake-up).
+            sync_full: sync every commit to disk (survives a power loss; slower).
         """
         self.path = path
         self.on_commit = on_commit
@@ -128,7 +131,7 @@ class Journal:
                               f"{path / 'journal.sqlite3'}")
         self._lockfile = _lock(path)
         try:
-            self._db = _open(path)
+            self._db = _open(path, sync_full)
         except BaseException:  # we hold the lock: nobody else uses the file, and it must not stay behind
             Path(f"{path}.lock").unlink(missing_ok=True)
             self._lockfile.close()
@@ -474,7 +477,7 @@ def _lock(path: Path) -> TextIO:
     return f
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def _open(path: Path, sync_full: bool = False) -> sqlite3.Connection:
     """Open (or create) the journal, check that it is one, bring an older one up to date;
     the caller holds the lock."""
     where = f"journal {path}"
@@ -495,7 +498,7 @@ def _open(path: Path) -> sqlite3.Connection:
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{where} was written by a newer god (version {version}); use that god")
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
         db.execute("BEGIN IMMEDIATE")  # explicit: DDL would commit on its own, and a migration is all or nothing
         try:
             if version == 2:

@@ -20,10 +20,11 @@ class Record:
     A restarted god finds in the file what a crash kept from the journal (Journal.recover).
     """
 
-    def __init__(self, broker: Broker, *, results_path: Path | None, journal: Journal | None) -> None:
+    def __init__(self, broker: Broker, *, results_path: Path | None, journal: Journal | None,
+                 sync_full: bool = False) -> None:
         self.broker = broker
         self.journal = journal
-        self.results = ResultsFile(results_path.resolve()) if results_path is not None else None
+        self.results = ResultsFile(results_path.resolve(), fsync=sync_full) if results_path is not None else None
         self._compacted_at = time.monotonic()
         self._finished: list[tuple[str, int]] = []  # batches to release once their results are journaled
 

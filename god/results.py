@@ -26,8 +26,12 @@ ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the l
 class ResultsFile:
     """Appends result lines; lines the file refuses (full disk) wait and go with the next write."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        """Args:
+            fsync: sync each write to disk before its results are journaled (god --sync full).
+        """
         self.path = path
+        self.fsync = fsync
         self.unwritten: list[str] = []  # lines the file has not taken yet, oldest first
         self._unwritten_done: list[Run] = []  # the runs of tasks they settle
         self._f: BinaryIO | None = None
@@ -59,6 +63,8 @@ class ResultsFile:
                 self._f = open(self.path, "ab")
             self._f.write("".join(self.unwritten).encode())
             self._f.flush()
+            if self.fsync:
+                os.fsync(self._f.fileno())
         except OSError as e:
             # The buffer may have reached the file in part; the reopened file goes on
             # from its real end, so a line may be cut short there, never lost.

@@ -48,6 +48,7 @@ class GodOptions:
     dedupe_window_s: float = DEDUPE_WINDOW_S
     dead_keep: int = DEAD_KEEP
     warn_after_s: float | None = WARN_AFTER_S
+    sync_full: bool = False  # every commit and every results write synced to disk (survives a power loss)
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -88,7 +89,8 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
     """Serve until SIGINT/SIGTERM, printing and recording results; returns the exit code."""
     log = logger.bind(role="god")
     waits = Waits()
-    journal = Journal(options.journal_path, on_commit=waits.changed) if options.journal_path is not None else None
+    journal = (Journal(options.journal_path, on_commit=waits.changed, sync_full=options.sync_full)
+               if options.journal_path is not None else None)
     try:
         return _serve(settings, options, journal, waits, out, log)
     finally:
@@ -104,7 +106,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
                     warn_after_s=options.warn_after_s)
-    record = Record(broker, results_path=options.results_path, journal=journal)
+    record = Record(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
     monitor = Monitor(broker, record, out=out, quiet=options.quiet)
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
@@ -130,6 +132,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                      if recovered.found_in_file else "")
         else:
             log.info("journal {}: empty, starting fresh", journal.path)
+        if options.sync_full:
+            log.info("--sync full: every journal commit and results write is synced to disk before it is confirmed")
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.set_limit(queue, rate, journal=False)
     server = GodServer(broker, Api(broker, waits, journal=journal, results=options.results_path), waits, settings, door)

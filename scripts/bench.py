@@ -314,10 +314,11 @@ class LineCounter:
         return self.count
 
 
-def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1) -> dict[str, Any]:
+def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1,
+                    god_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each process."""
     src = _numbers(work, n)
-    with god(work, *(() if journal else ("--no-journal",))) as g:
+    with god(work, *(() if journal else ("--no-journal",)), *god_args) as g:
         cons = [g.spawn("consumer", "--processes", str(processes)) for _ in range(consumers)]
         g.wait_consumers(consumers)
         cons_pids = [p.pid for p in cons] + [c for p in cons for c in _children(p.pid)]
@@ -494,10 +495,11 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
         if "throughput" in sections:
             base = tutorial_throughput(n if not quick else 5_000)
             out["throughput"] = {"tutorial": base}
-            for journal in (True, False):
-                r = ours_throughput(work, n, journal=journal)
+            for key, journal, args in (("journal", True, ()), ("no_journal", False, ()),
+                                       ("sync_full", True, ("--sync", "full"))):
+                r = ours_throughput(work, n, journal=journal, god_args=args)
                 r["ratio"] = r["tasks_per_s"] / base["tasks_per_s"]
-                out["throughput"]["journal" if journal else "no_journal"] = r
+                out["throughput"][key] = r
         if "latency" in sections:
             out["latency"] = {"tutorial": tutorial_latency(lat_n), "ours": ours_latency(work, lat_n),
                               "ours_journal": ours_latency(work, lat_n, journal=True)}
@@ -566,11 +568,11 @@ def table(r: dict[str, Any]) -> str:
     if "throughput" in r:
         t = r["throughput"]
         row(f"throughput, tutorial pattern ({t['tutorial']['tasks']:,} tasks)", t["tutorial"]["tasks_per_s"], ratio=1.0)
-        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal"), ("sync_full", "--sync full")):
             x = t[key]
             row(f"throughput, god, {name} ({x['tasks']:,} tasks)", x["tasks_per_s"], mb=x["god_peak_kb"] / 1024,
                 ratio=x["ratio"])
-        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal"), ("sync_full", "--sync full")):
             x = t[key]
             row(f"  {name}, from the first result ({x['first_result_s']:.2f}s in)", x["steady_tasks_per_s"],
                 ratio=x["steady_tasks_per_s"] / t["tutorial"]["tasks_per_s"])

@@ -21,12 +21,14 @@ def port_of(g: God) -> int:
     return int(g.address.rsplit(":", 1)[1])
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig, sync", [(signal.SIGKILL, "normal"), (signal.SIGTERM, "normal"), (signal.SIGKILL, "full")],
+                         ids=["SIGKILL", "SIGTERM", "SIGKILL-sync-full"])
 def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
-    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, sig: signal.Signals
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, sig: signal.Signals, sync: str
 ) -> None:
-    # Given 60 tasks put, and a consumer part way through them
-    journal = ("--journal", str(tmp_path / "journal.sqlite3"))
+    # Given 60 tasks put, and a consumer part way through them (with --sync full: each commit
+    # and results write synced to disk, the one part of a power cut a test can make)
+    journal = ("--journal", str(tmp_path / "journal.sqlite3"), "--sync", sync)
     god = start_god("--lease-timeout", "1", *journal)
     env = addr_env(god)
     src = write_tasks(tmp_path / "tasks.jsonl", [{"n": i, "s": 0.05} for i in range(60)])

@@ -473,3 +473,23 @@ def test_dead_letters_keep_their_payloads_on_disk_across_a_restart_and_are_serve
         assert (line["id"], line["requeued_from"]) == (moved["p/2"], "p/2")
     finally:
         again.close()
+
+
+def test_sync_full_syncs_every_commit_and_every_results_write(path: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for sync_full, level in ((False, 1), (True, 2)):  # NORMAL, FULL
+        j = Journal(path, sync_full=sync_full)
+        try:
+            assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        finally:
+            j.close()
+    synced: list[int] = []
+    monkeypatch.setattr("god.results.os.fsync", synced.append)
+    plain = ResultsFile(tmp_path / "plain.jsonl")
+    plain.write(["a\n"], [])
+    plain.close()
+    assert synced == []
+    full = ResultsFile(tmp_path / "full.jsonl", fsync=True)
+    full.write(["a\n"], [])
+    assert len(synced) == 1
+    full.close()
