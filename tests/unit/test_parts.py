@@ -15,6 +15,7 @@ from god.door import RateLimitedLog
 from god.server import GodServerManager
 from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
+from shared.log import setup_logging
 from shared.manager import REGISTERED, GodManager
 from shared.records import Result, failure, json_line
 
@@ -145,3 +146,23 @@ def test_last_line_with_finds_the_last_match_across_chunk_edges(tmp_path: Path) 
         assert last_line_with(f, '{"id": "p/70", ', chunk) is None
     f.write_text(lines[3])  # no newline at the end
     assert last_line_with(f, '{"id": "p/3", ', 4) == lines[3]
+
+
+def test_log_json_writes_one_flat_object_a_line() -> None:
+    lines: list[str] = []
+    setup_logging("god", json=True, sink=lines.append)
+    try:
+        logger.bind(queue="mail").warning("queue {} is paused", "mail")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            logger.exception("it broke")
+    finally:
+        setup_logging("god")
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "level", "role", "host", "pid", "message", "queue"}
+    assert (first["level"], first["role"], first["message"], first["queue"]) == ("WARNING", "god", "queue mail is paused",
+                                                                                 "mail")
+    assert all(not isinstance(v, (dict, list)) for v in first.values())  # flat
+    assert len(lines[0]) < 250 and lines[0].endswith("\n") and lines[0].count("\n") == 1
+    assert second["message"] == "it broke" and "KeyError: 'k'" in second["exception"]
