@@ -10,8 +10,8 @@
 #
 # The authkey never goes on a command line (it would show in ps): it is sent on the remote
 # command's stdin, read from GOD_AUTHKEY or the file GOD_AUTHKEY_FILE names. GOD_ADDRESS and
-# the GOD_TLS_* paths are passed along. With GOD_SHOW_PID set, the remote side prints
-# 'remote pid N' to stderr first, so cluster.sh can stop the process it started.
+# the GOD_TLS_* paths are passed along. With GOD_SHOW_PID set, the role's side (here or there)
+# prints 'remote pid N' to stderr first, so cluster.sh can stop the process it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -48,6 +48,7 @@ run_role() {
         cd "$REPO"
         source scripts/_venv.sh
         ensure_venv
+        if [ -n "${GOD_SHOW_PID:-}" ]; then echo "remote pid $$" >&2; fi  # the role is this process, after exec
         exec .venv/bin/python -m "$role" "$@"
     fi
     local dir="${GOD_REMOTE_DIR:-$REPO}" cmd var arg

@@ -2,7 +2,8 @@
 # Start, stop and look at a whole cluster described by a hosts file.
 #
 #   scripts/cluster.sh up HOSTS_FILE     god first (waits until it listens), then producers and consumers
-#   scripts/cluster.sh status            what runs where, and god's counts
+#   scripts/cluster.sh status            what runs where (an ended process with its exit code), and
+#                                        god's counts; exits 1 if a process ended with another code than 0
 #   scripts/cluster.sh down              stop what 'up' started, newest first, by the pids it recorded
 #
 # HOSTS_FILE has one line per process: ROLE HOST [ARGS...] (HOST 'local' is this machine),
@@ -38,22 +39,20 @@ signal() {  # signal HOST PID SIGNAL
 }
 
 # launch ROLE HOST LOG ARGS...: start one role in the background; records it once its pid is known.
+# The launcher waits for the role (here, or its remote-exec command) and appends its exit code
+# to the log, which is where 'status' finds it.
 launch() {
     local role="$1" host="$2" log="$3" launcher pid=""
     shift 3
-    GOD_SHOW_PID=1 "$SCRIPTS/$role.sh" --host "$host" "$@" > "$log" 2>&1 < /dev/null &
+    ( set +e; GOD_SHOW_PID=1 "$SCRIPTS/$role.sh" --host "$host" "$@"; echo "exited with code $?" ) > "$log" 2>&1 < /dev/null &
     launcher=$!
-    if [ "$host" = "local" ]; then
-        pid=$launcher  # the script execs the role: same process
-    else
-        for _ in $(seq 300); do
-            pid="$(sed -n 's/^remote pid \([0-9]*\)$/\1/p' "$log" | head -1)"
-            [ -n "$pid" ] && break
-            kill -0 "$launcher" 2>/dev/null || break
-            sleep 0.1
-        done
-        [ -n "$pid" ] || { cat "$log" >&2; die "$role on $host did not start (log: $log)"; }
-    fi
+    for _ in $(seq 300); do
+        pid="$(sed -n 's/^remote pid \([0-9]*\)$/\1/p' "$log" | head -1)"
+        [ -n "$pid" ] && break
+        kill -0 "$launcher" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || { cat "$log" >&2; die "$role on $host did not start (log: $log)"; }
     echo "$role $host $pid $launcher $log" >> "$PIDS"
     echo "started $role on $host (pid $pid, log $log)"
 }
@@ -97,15 +96,24 @@ up() {
 
 status() {
     [ -s "$PIDS" ] || die "nothing is up (no $PIDS)"
-    local role host pid launcher log god_host=""
+    local role host pid launcher log god_host="" code failed=0
     printf '%-9s %-16s %-8s %s\n' ROLE HOST PID STATE
     while read -r role host pid launcher log; do
-        if alive "$host" "$pid"; then state=running; else state=exited; fi
+        if alive "$host" "$pid"; then
+            state=running
+        else
+            # its launcher writes the code as it ends, a moment after the process did
+            for _ in $(seq 20); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+            code="$(sed -n 's/^exited with code \([0-9]*\)$/\1/p' "$log" 2>/dev/null | tail -1)"
+            state="exited, code ${code:-unknown}"
+            [ "${code:-}" = 0 ] || failed=1
+        fi
         printf '%-9s %-16s %-8s %s\n' "$role" "$host" "$pid" "$state"
         [ "$role" = god ] && god_host="$host"
     done < "$PIDS"
     echo
     GOD_ADDRESS="$(cat "$STATE/address")" "$SCRIPTS/god.sh" --host "$god_host" status || true
+    return "$failed"  # non-zero: a process ended with a code other than 0 (or one unknown)
 }
 
 down() {

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -157,3 +158,42 @@ def test_the_demo_runs_everything_and_leaves_nothing_behind(env: dict[str, str])
     work = re.search(r"results: (\S+)/results\.jsonl", out)
     assert work is not None, out
     assert not Path(work.group(1)).exists()
+
+
+def test_cluster_status_gives_each_ended_process_its_exit_code(env: dict[str, str], tmp_path: Path) -> None:
+    # Given a cluster on this machine: god, a producer that finishes, one that fails on a missing file
+    port = free_port()
+    hosts = tmp_path / "cluster.hosts"
+    hosts.write_text(f"address 127.0.0.1:{port}\n"
+                     f"god local --results {tmp_path / 'r.jsonl'} --no-journal\n"
+                     "producer local --rounds 1 --per-round 2\n"
+                     f"producer local --from {tmp_path / 'missing.jsonl'}\n")
+    cluster_env = {**env, "GOD_CLUSTER_DIR": str(tmp_path / "cluster")}
+
+    def cluster(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(REPO / "scripts" / "cluster.sh"), *args], env=cluster_env, capture_output=True,
+                              text=True, timeout=60)
+
+    try:
+        up = cluster("up", str(hosts))
+        assert up.returncode == 0, up.stdout + up.stderr
+        # When both producers have ended
+        def ended() -> subprocess.CompletedProcess[str] | None:
+            s = cluster("status")
+            return s if s.stdout.count("exited, code") == 2 else None
+
+        status = wait_until(ended, 30, "both producers to end")
+        # Then status shows each one's code, and says by its own that one failed
+        assert re.search(r"producer\s+local\s+\d+\s+exited, code 0\n", status.stdout), status.stdout
+        assert re.search(r"producer\s+local\s+\d+\s+exited, code 3\n", status.stdout), status.stdout
+        assert re.search(r"god\s+local\s+\d+\s+running\n", status.stdout), status.stdout
+        assert status.returncode == 1
+    finally:
+        down = cluster("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
