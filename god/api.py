@@ -239,6 +239,23 @@ class Api:
             raise ValueError("cancel takes ids, a queue or a producer: one of them")
         return self.broker.cancel(ids or None, _queue_or_all(queue), producer)
 
+    def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,
+                     payload: Any) -> dict[str, Any]:
+        """Put a task every N seconds, or at a crontab line's times; returns the schedule."""
+        if task is not None and (not isinstance(task, str) or ":" not in task):
+            raise ValueError(f"task {task!r} is not module:function")
+        if cron is not None and not isinstance(cron, str):
+            raise ValueError(f"cron {cron!r} is not a crontab line's five fields")
+        return self.broker.schedule_add(name, every, cron, check_queue(queue), task, payload)
+
+    def schedule_list(self) -> list[dict[str, Any]]:
+        """Every schedule."""
+        return self.broker.schedule_list()
+
+    def schedule_remove(self, name: str) -> dict[str, Any]:
+        """Stop a schedule; returns what it was."""
+        return self.broker.schedule_remove(str(name))
+
     def drain(self, consumer: str) -> int:
         """Ask a consumer to drain and exit; returns how many tasks it holds."""
         if not isinstance(consumer, str):

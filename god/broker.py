@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import math
 import pickle
 import random
 import secrets
@@ -31,6 +32,7 @@ from loguru import logger
 
 from god.batches import Batch, Bucket, Queue, Slice, runs_of
 from god.dead import DEAD_KEEP, DeadJournal, DeadLetter, DeadLetters, shown
+from god.schedules import Schedule, check_name, parse_cron
 from god.mailbox import Mailboxes, Posted
 from god.peers import ConsumerState, Peers
 from shared.records import (
@@ -87,6 +89,10 @@ class JournalLike(DeadJournal, Protocol):
 
     def set_paused(self, queue: str, paused: bool) -> int: ...
 
+    def set_schedule(self, s: Schedule) -> int: ...
+
+    def drop_schedule(self, name: str) -> int: ...
+
     def forget_producers(self, before: float) -> int: ...
 
 
@@ -115,6 +121,7 @@ class Broker:
         dedupe_window_s: float = DEDUPE_WINDOW_S,
         dead_keep: int = DEAD_KEEP,
         warn_after_s: float | None = WARN_AFTER_S,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -124,6 +131,7 @@ class Broker:
             dedupe_window_s: how long a producer not heard from is remembered (its last seq).
             dead_keep: dead letters kept, the oldest let go first.
             warn_after_s: a task held by a consumer longer than this is reported once by ``reap``.
+            wall: the Unix time, for schedules (injected too, for tests).
         """
         self.capacity = capacity
         self.lease_s = lease_s
@@ -133,6 +141,7 @@ class Broker:
         self.warn_after_s = warn_after_s
         self.journal = journal
         self._now = now
+        self._wall = wall
         self._on_change = on_change
         self._figures = figures
         self._started = now()
@@ -144,6 +153,7 @@ class Broker:
         self._batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
         self._upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)
         self._finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
+        self.schedules: dict[str, Schedule] = {}
         self._heard: dict[str, float] = {}  # producers in _upto by when they last put, oldest first
         self._forgot_at = now()  # when the journal last forgot producers
         self._pending = 0  # tasks waiting, all queues
@@ -396,6 +406,67 @@ class Broker:
             p.put += put[PUT_N]
         self._on_change()
         return True, ticket
+
+    def _run_schedules(self, now: float) -> int:
+        """Put the task of each schedule due at Unix time now; a schedule missed for several
+        periods (god was down) runs once. Returns how many were put (lock held)."""
+        n = 0
+        for s in self.schedules.values():
+            if s.next > now:
+                continue
+            first = s.runs + 1
+            if first > self._upto.get(s.producer, 0):  # (else put already, before a crash: not again)
+                put: Put = (first, 1, s.payload, s.queue, s.task, 0, None, None)
+                if self._take(s.producer, put, False, s.payload, None) < 0:
+                    continue  # god is full: tried again at the next look
+                n += 1
+            s.runs, s.next = first, s.after(now)
+            if self.journal is not None:
+                self.journal.set_schedule(s)
+        return n
+
+    def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,
+                     payload: Any) -> dict[str, Any]:
+        """Put a task every so many seconds, or at the times of a crontab line; journaled.
+
+        Raises:
+            ValueError: a name taken, a bad name, period or crontab line.
+        """
+        check_name(name)
+        if (every is None) == (cron is None):
+            raise ValueError("a schedule runs every N seconds or at the times of a crontab line: one of them")
+        if every is not None and not (isinstance(every, (int, float)) and math.isfinite(every) and every >= 1):
+            raise ValueError(f"every {every!r}: expected seconds, 1 or more")
+        blob = pickle.dumps([payload], pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            if name in self.schedules:
+                raise ValueError(f"schedule {name} exists already: remove it first")
+            now = self._wall()
+            first = parse_cron(cron).next_after(now) if cron is not None else now + float(every or 0)
+            s = self.schedules[name] = Schedule(name, float(every) if every is not None else None, cron, queue, task,
+                                                blob, first)
+            if self.journal is not None:
+                self.journal.set_schedule(s)
+            return s.figures(payload)
+
+    def schedule_list(self) -> list[dict[str, Any]]:
+        """Every schedule, by name."""
+        with self._lock:
+            return [s.figures(pickle.loads(s.payload)[0]) for _, s in sorted(self.schedules.items())]
+
+    def schedule_remove(self, name: str) -> dict[str, Any]:
+        """Stop a schedule (tasks it put already stay); returns what it was.
+
+        Raises:
+            ValueError: no schedule of that name.
+        """
+        with self._lock:
+            s = self.schedules.pop(name, None)
+            if s is None:
+                raise ValueError(f"god knows no schedule {name} (schedules: {', '.join(sorted(self.schedules)) or 'none'})")
+            if self.journal is not None:
+                self.journal.drop_schedule(name)
+            return s.figures(pickle.loads(s.payload)[0])
 
     def _warn_stuck(self, now: float) -> None:
         """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""
@@ -954,13 +1025,15 @@ class Broker:
     # -- god's own side (not reachable by clients) -----------------------------------------
 
     def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries], list[str] | None]],
-                upto: dict[str, int], dead: list[DeadLetter] | None = None) -> None:
+                upto: dict[str, int], dead: list[DeadLetter] | None = None,
+                schedules: list[Schedule] | None = None) -> None:
         """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets,
         dead letters it serves again) of each batch with tasks not done, in order; each
         producer's last seq; the dead letters kept. A retry that was due while god was down is
         served at once."""
         with self._lock:
             self.dead.restore(dead or [])
+            self.schedules.update((s.name, s) for s in schedules or [])
             self._upto.update(upto)
             now = self._now()
             self._heard.update(dict.fromkeys(upto, now))
@@ -1000,6 +1073,7 @@ class Broker:
             due = self._tick(now)
             self._forget(now)
             self._warn_stuck(now)
+            due += self._run_schedules(self._wall())
             for c in self.peers.silent(now, self.lease_s):
                 c.alive, c.lost = False, c.lost + 1
                 c.lease_seq, c.last_grants = None, []

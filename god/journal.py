@@ -41,6 +41,7 @@ from loguru import logger
 
 from god.broker import Attempts, Tries
 from god.dead import DeadLetter
+from god.schedules import Schedule
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
@@ -69,6 +70,8 @@ CREATE INDEX IF NOT EXISTS attempts_batch ON attempts (batch);
 CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL, at REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, every REAL, cron TEXT, queue TEXT NOT NULL, task TEXT,
+    payload BLOB NOT NULL, next REAL NOT NULL, runs INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
@@ -90,6 +93,8 @@ _META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 _LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
 _NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
 _PAUSE = "INSERT OR IGNORE INTO paused (queue) VALUES (?)"
+_SCHEDULE = "INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_UNSCHEDULE = "DELETE FROM schedules WHERE name = ?"
 _RESUME = "DELETE FROM paused WHERE queue = ?"
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
@@ -108,6 +113,7 @@ class Recovered:
     found_in_file: int = 0  # results the last god wrote to the results file but did not journal
     limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits set while god ran
     paused: list[str] = field(default_factory=list)  # queues paused while god ran
+    schedules: list[Schedule] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
 
 
@@ -208,6 +214,8 @@ class Journal:
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
         r.paused = [queue for (queue,) in db.execute("SELECT queue FROM paused ORDER BY queue")]
+        r.schedules = [Schedule(*row) for row in db.execute(
+            "SELECT name, every, cron, queue, task, payload, next, runs FROM schedules ORDER BY name")]
         r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at)
                   for tid, queue, task, priority, retry, shown, reason, attempts, at in db.execute(
                       "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
@@ -313,6 +321,14 @@ class Journal:
     def set_limit(self, queue: str, rate: float | None) -> int:
         """Remember a queue's rate limit (None: it has none)."""
         return self._append(_LIMIT, [(queue, rate)]) if rate is not None else self._append(_NO_LIMIT, [(queue,)])
+
+    def set_schedule(self, s: Schedule) -> int:
+        """Remember a schedule, with when it is next due and how many times it ran."""
+        return self._append(_SCHEDULE, [(s.name, s.every, s.cron, s.queue, s.task, s.payload, s.next, s.runs)])
+
+    def drop_schedule(self, name: str) -> int:
+        """Forget a schedule."""
+        return self._append(_UNSCHEDULE, [(name,)])
 
     def set_paused(self, queue: str, paused: bool) -> int:
         """Remember that a queue is paused, or no longer."""

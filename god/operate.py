@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.live import Live
 
 from god.live import render
 from god.monitor import status_text
+from god.schedules import check_name, parse_cron
 from shared.cli import (
     AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
     TlsCertOption, TlsKeyOption, new_app, run_role,
@@ -59,6 +60,11 @@ _COMMON = list(inspect.signature(_reaching_god, eval_str=True).parameters.values
 
 def operator(fn: Callable[..., int]) -> Callable[..., None]:
     """Register fn(ask, OPTIONS...) -> exit code as a command that takes the common options too."""
+    return _register(fn, app, fn.__name__)
+
+
+def _register(fn: Callable[..., int], on: typer.Typer, name: str) -> Callable[..., None]:
+    """Register fn as command NAME of app ``on`` (see ``operator``)."""
     own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
     names = [p.name for p in _COMMON]
 
@@ -85,7 +91,7 @@ def operator(fn: Callable[..., int]) -> Callable[..., None]:
 
     command.__signature__ = inspect.Signature(own + _COMMON)  # type: ignore[attr-defined]
     del command.__wrapped__  # typer reads the signature above, not fn's
-    app.command()(command)
+    on.command(name=name)(command)
     return command
 
 
@@ -321,3 +327,70 @@ def cancel(
     typer.echo(f"cancelled {count(sum(n.values()), 'task')}: {n['waiting']} waiting, {n['scheduled']} scheduled, "
                f"{n['running']} running (their consumers are told to stop them)")
     return 0
+
+
+schedule_app = new_app()
+schedule_app.info.help = "Tasks god puts every so often: add, list, remove."
+app.add_typer(schedule_app, name="schedule")
+
+
+def _every_text(s: dict[str, Any]) -> str:
+    return f"every {s['every']:g}s" if s["every"] is not None else f"cron '{s['cron']}'"
+
+
+def _schedule_line(s: dict[str, Any]) -> str:
+    return (f"{s['name']}: {_every_text(s)}, queue {s['queue']}, task {s['task'] or '-'}, payload "
+            f"{json.dumps(s['payload'])}, next {_when(s['next'])}, {count(s['runs'], 'run')} so far")
+
+
+def schedule_add(
+    ask: Ask,
+    name: Annotated[str, typer.Argument(help="The schedule's name ([A-Za-z0-9_.-]); its tasks' ids are schedule-NAME/RUN.")],
+    every: Annotated[Optional[float], typer.Option(min=1, help="Put the task every this many seconds.")] = None,
+    cron: Annotated[Optional[str], typer.Option(
+        help="Put the task at these times, a crontab line's five fields in god's local time: "
+        "'MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK', e.g. '*/15 * * * *' or '0 9 * * mon-fri'.")] = None,
+    queue: Annotated[str, typer.Option(help="The queue the task goes on.")] = "default",
+    task: Annotated[Optional[str], typer.Option(help="The task function, module:function (else the consumer's).")] = None,
+    payload: Annotated[str, typer.Option(help="The task's payload, as JSON.")] = "null",
+) -> int:
+    """Have god put a task every N seconds or at a crontab line's times: once a period, across restarts."""
+    try:
+        check_name(name)
+        _queue_name(queue)
+        if (every is None) == (cron is None):
+            raise UsageError("say when: --every SECONDS or --cron 'FIELDS' (one of them)")
+        if cron is not None:
+            parse_cron(cron)
+        value = json.loads(payload)
+    except ValueError as e:
+        raise UsageError(f"--payload {payload!r} is not JSON: {e}" if isinstance(e, json.JSONDecodeError) else str(e)) from None
+    if task is not None and ":" not in task:
+        raise UsageError(f"--task {task!r}: expected module:function")
+    with ask() as (client, _):
+        s = client.schedule_add(name, every, cron, queue, task, value)
+    typer.echo(f"schedule {_schedule_line(s)}")
+    return 0
+
+
+def schedule_list(ask: Ask, as_json: JsonOption = False) -> int:
+    """List god's schedules."""
+    with ask() as (client, _):
+        schedules = client.schedule_list()
+    for s in schedules:
+        typer.echo(json.dumps(s) if as_json else _schedule_line(s))
+    if not as_json:
+        typer.echo(count(len(schedules), "schedule"), err=True)
+    return 0
+
+
+def schedule_remove(ask: Ask, name: Annotated[str, typer.Argument(help="The schedule's name.")]) -> int:
+    """Stop a schedule (tasks it put already stay)."""
+    with ask() as (client, _):
+        s = client.schedule_remove(name)
+    typer.echo(f"schedule {s['name']} removed (it ran {count(s['runs'], 'time')})")
+    return 0
+
+
+for _fn, _name in ((schedule_add, "add"), (schedule_list, "list"), (schedule_remove, "remove")):
+    _register(_fn, schedule_app, _name)

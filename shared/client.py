@@ -256,6 +256,22 @@ class GodClient:
         out: dict[str, int] = self.call("cancel", ids, queue, producer)
         return out
 
+    def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,
+                     payload: Any) -> dict[str, Any]:
+        """Have god put a task every N seconds, or at a crontab line's times."""
+        out: dict[str, Any] = self.call("schedule_add", name, every, cron, queue, task, payload)
+        return out
+
+    def schedule_list(self) -> list[dict[str, Any]]:
+        """Every schedule god keeps."""
+        out: list[dict[str, Any]] = self.call("schedule_list")
+        return out
+
+    def schedule_remove(self, name: str) -> dict[str, Any]:
+        """Stop a schedule."""
+        out: dict[str, Any] = self.call("schedule_remove", name)
+        return out
+
     def drain(self, consumer: str) -> int:
         """Ask a consumer to drain; how many tasks it holds."""
         return int(self.call("drain", consumer))

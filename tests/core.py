@@ -55,7 +55,7 @@ class Core:
     def __init__(self, *, journal: JournalLike | None = None, **broker_args: Any) -> None:
         self.clock = Clock()
         self.waits = Waits(now=self.clock)
-        self.broker = Broker(now=self.clock, journal=journal, on_change=self.waits.changed, **broker_args)
+        self.broker = Broker(now=self.clock, wall=self.clock, journal=journal, on_change=self.waits.changed, **broker_args)
         self.api = Api(self.broker, self.waits, journal=journal)
         self.next_seq: defaultdict[str, int] = defaultdict(lambda: 1)
 

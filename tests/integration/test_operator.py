@@ -189,3 +189,27 @@ def test_a_stuck_task_is_seen_in_status_and_god_warns_once(
     assert "oldest task held" in ask(spawn, env, "status").text()
     assert sum("has been held by" in line for line in g.proc.err) == 1
     ask(spawn, env, "cancel", "--queue", "default")  # so the consumer stops at once at the end
+
+
+def test_a_schedule_puts_its_task_each_period_across_a_restart(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "journal.sqlite3")
+    g = start_god("--journal", journal)
+    env = addr_env(g)
+    added = ask(spawn, env, "schedule", "add", "tick", "--every", "1", "--payload", "3", "--task", "consumer.tasks:square")
+    assert added.out[0].startswith("schedule tick: every 1s, queue default, task consumer.tasks:square, payload 3")
+    assert "exists already" in ask(spawn, env, "schedule", "add", "tick", "--every", "5", code=1).text()
+    spawn("consumer", "--processes", "1", env_extra=env)
+    wait_for_results(g.results, 2)
+    port = int(g.address.rsplit(":", 1)[1])
+    g.proc.stop()
+    g = start_god("--journal", journal, port=port)
+    (s,) = [json.loads(line) for line in ask(spawn, env, "schedule", "list", "--json").out]
+    assert (s["name"], s["every"], s["payload"]) == ("tick", 1.0, 3) and s["runs"] >= 2
+    results = wait_for_results(g.results, s["runs"] + 2)
+    ids = [r["id"] for r in results]
+    assert ids == [f"schedule-tick/{i}" for i in range(1, len(ids) + 1)]  # each run once, in order
+    assert all(r["ok"] and r["value"] == "3 * 3 = 9" for r in results)
+    assert ask(spawn, env, "schedule", "remove", "tick").out[0].startswith("schedule tick removed (it ran ")
+    assert ask(spawn, env, "schedule", "list", "--json").out == []

@@ -40,7 +40,7 @@ def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, 
     again = Journal(j.path)
     r = again.recover(results)
     core = Core(journal=again)
-    core.broker.restore(r.batches, r.upto, r.dead)
+    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
     again.start()
     return again, r, core
 
@@ -493,3 +493,21 @@ def test_sync_full_syncs_every_commit_and_every_results_write(path: Path, tmp_pa
     full.write(["a\n"], [])
     assert len(synced) == 1
     full.close()
+
+
+def test_a_schedule_survives_a_restart_and_runs_once_for_the_periods_missed(journal: Journal) -> None:
+    core = Core(journal=journal)
+    core.call("schedule_add", "tick", 10.0, None, "default", None, "hello").result()
+    core.clock.t = 1010
+    core.broker.reap()
+    again, r, core2 = restarted(journal)
+    try:
+        (s,) = r.schedules
+        assert (s.name, s.runs, s.next) == ("tick", 1, 1020)
+        core2.clock.t = 1055  # god was down through 1020, 1030, 1040, 1050
+        core2.broker.reap()
+        core2.broker.reap()
+        assert seqs(core2.lease("c", 10)) == [1, 2]  # run 1 still waiting, and one run for the four missed
+        assert core2.call("schedule_list").result()[0]["next"] == 1060
+    finally:
+        again.close()
