@@ -136,6 +136,7 @@ class Api:
         self.waits = waits
         self.journal = journal
         self.results = results  # the results file, where ``task`` finds a task's line
+        self.dashboard: str | None = None  # the dashboard's address (god --http), once it listens
 
     def _deadline(self, timeout: float) -> float:
         return self.waits.now() + max(0.0, float(timeout))
@@ -224,6 +225,10 @@ class Api:
         """Start at most rate tasks a second from the queue, across all consumers (None: no
         limit); returns the limit it had."""
         return self.broker.set_limit(check_queue(queue), check_rate(rate))
+
+    def dashboard_address(self) -> str | None:
+        """The dashboard's address (god --http), or None; ``python -m god url`` adds the token."""
+        return self.dashboard
 
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""

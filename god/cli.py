@@ -17,8 +17,8 @@ from god.operate import app as app  # the one app: serving, and the commands tha
 from shared.cli import (
     AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, run_role,
 )
-from shared.config import default_journal_path, god_settings
-from shared.errors import UsageError
+from shared.config import default_journal_path, god_settings, parse_address
+from shared.errors import ConfigError, UsageError
 from shared.log import setup_logging
 from shared.records import check_queue, check_rate
 
@@ -79,6 +79,10 @@ def main(
     metrics_port: Annotated[Optional[int], typer.Option(
         min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: god's own).",
     )] = None,
+    http: Annotated[Optional[str], typer.Option(
+        help="Serve the dashboard, its JSON API and /metrics at [HOST:]PORT (HOST: 127.0.0.1 unless given). "
+        "God prints the login address; 'python -m god url' prints it again.",
+    )] = None,
     rate_limit: Annotated[Optional[list[str]], typer.Option(
         help="QUEUE=N: start at most N tasks a second from QUEUE, across all consumers. Repeatable; "
         "'python -m god limit' changes it while god runs.",
@@ -108,6 +112,7 @@ def main(
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
+                             http=http_address(http) if http is not None else None,
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,
@@ -115,6 +120,19 @@ def main(
         return run_god(settings, options)
 
     run_role("god", body)
+
+
+def http_address(text: str) -> tuple[str, int]:
+    """``--http [HOST:]PORT``: the host defaults to loopback (the dashboard reaches beyond the
+    authkey's holders only when told to)."""
+    if text.strip().isdigit():
+        text = f"127.0.0.1:{text.strip()}"
+    elif ":" not in text:
+        raise UsageError(f"--http {text!r}: give [HOST:]PORT, e.g. 8080 or 0.0.0.0:8080")
+    try:
+        return parse_address(text, default_host="127.0.0.1")
+    except ConfigError as e:
+        raise UsageError(f"--http: {e}") from None
 
 
 def parse_limits(given: list[str]) -> dict[str, float]:

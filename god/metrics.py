@@ -7,6 +7,7 @@ reaches (it listens on god's host).
 from __future__ import annotations
 
 import errno
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,6 +86,27 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def serve_http(host: str, port: int, handler: type[BaseHTTPRequestHandler], flag: str,
+               wrap: Callable[[socket.socket], socket.socket] | None = None) -> ThreadingHTTPServer:
+    """An HTTP server on host:port, serving in daemon threads; ``wrap`` wraps its socket (TLS).
+
+    Raises:
+        AddressInUseError, ConfigError: it cannot listen there (``flag`` names the option).
+    """
+    where = f"{host}:{port}"
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise AddressInUseError(f"{flag}: cannot listen on {where}: the port is already in use") from None
+        raise ConfigError(f"{flag}: cannot listen on {where}: {e.strerror or e}") from None
+    if wrap is not None:
+        server.socket = wrap(server.socket)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=f"god-http-{server.server_address[1]}", daemon=True).start()
+    return server
+
+
 class MetricsServer:
     """An HTTP server in a daemon thread that answers GET /metrics with ``render(*figures())``."""
 
@@ -104,16 +126,8 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # a scrape every few seconds is not news
 
-        where = f"{host}:{port}"
-        try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise AddressInUseError(f"--metrics-port: cannot listen on {where}: the port is already in use") from None
-            raise ConfigError(f"--metrics-port: cannot listen on {where}: {e.strerror or e}") from None
-        self.server.daemon_threads = True
+        self.server = serve_http(host, port, Handler, "--metrics-port")
         self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, name="god-metrics", daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()

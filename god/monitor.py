@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.text import Text
 
 from god.broker import Broker, Outgoing
+from god.history import History
 from god.live import render
 from god.record import Record
 from shared.log import count, redirect_logging
@@ -60,8 +61,10 @@ def status_text(where: str, stats: Stats) -> str:
 class Monitor:
     """Gives up silent consumers, has results recorded (god/record.py), and shows them."""
 
-    def __init__(self, broker: Broker, record: Record, *, out: TextIO, quiet: bool = False) -> None:
+    def __init__(self, broker: Broker, record: Record, *, out: TextIO, quiet: bool = False,
+                 history: History | None = None) -> None:
         self.broker = broker
+        self.history = history  # a sample a second for the dashboard
         self.record = record
         self.out = out
         self.quiet = quiet
@@ -97,6 +100,8 @@ class Monitor:
             total = stats["done"] + stats["failed"] + stats["dead"]
             self.rate = (total - self._last_total) / (now - self._last_rate_at)
             self._last_total, self._last_rate_at = total, now
+            if self.history is not None:
+                self.history.add(stats, self.rate)
             if self._live is not None:
                 self._live.update(render(stats, self.rate, self._where))
             elif self._window_count > PRINT_PER_S and not self.quiet:

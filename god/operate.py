@@ -24,6 +24,7 @@ from rich.live import Live
 from god.live import render
 from god.monitor import status_text
 from god.schedules import check_name, parse_cron
+from god.web import login_url
 from shared.cli import (
     AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
     TlsCertOption, TlsKeyOption, new_app, run_role,
@@ -326,6 +327,18 @@ def cancel(
         n = client.cancel(list(ids) if ids else None, queue, producer)
     typer.echo(f"cancelled {count(sum(n.values()), 'task')}: {n['waiting']} waiting, {n['scheduled']} scheduled, "
                f"{n['running']} running (their consumers are told to stop them)")
+    return 0
+
+
+@operator
+def url(ask: Ask) -> int:
+    """Print the dashboard's login address again (god --http), with the token made from the key."""
+    with ask() as (client, _):
+        base = client.dashboard_address()
+        key = client.settings.authkey
+    if base is None:
+        raise GodError("god serves no dashboard: start it with --http [HOST:]PORT")
+    typer.echo(login_url(base, key))
     return 0
 
 

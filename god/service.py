@@ -19,14 +19,16 @@ from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAY
 from god.dead import DEAD_KEEP
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
+from god.history import History
 from god.metrics import MetricsServer
 from god.monitor import Monitor
 from god.record import Record
 from god.server import GodServer
 from god.trim import Trimmer
 from god.waits import Waits
+from god.web import Web, login_url, web_context
 from shared import exitcodes
-from shared.config import Settings, format_address, hostname
+from shared.config import Settings, client_address, format_address
 
 if TYPE_CHECKING:
     from loguru import Logger  # only in loguru's type stubs
@@ -49,6 +51,7 @@ class GodOptions:
     dead_keep: int = DEAD_KEEP
     warn_after_s: float | None = WARN_AFTER_S
     sync_full: bool = False  # every commit and every results write synced to disk (survives a power loss)
+    http: tuple[str, int] | None = None  # serve the dashboard, its API and /metrics here
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -68,14 +71,6 @@ class _StopFlag:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-
-
-def client_address(address: tuple[str, int]) -> str:
-    """The address clients should use: a wildcard bind is reached through this host's name."""
-    host, port = address
-    if host in ("0.0.0.0", "::", ""):
-        return format_address((hostname(), port))
-    return format_address(address)
 
 
 def _loopback(host: str) -> bool:
@@ -107,7 +102,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
                     warn_after_s=options.warn_after_s)
     record = Record(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
-    monitor = Monitor(broker, record, out=out, quiet=options.quiet)
+    history = History()
+    monitor = Monitor(broker, record, out=out, quiet=options.quiet, history=history)
     if journal is None:
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
     else:
@@ -136,11 +132,17 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
             log.info("--sync full: every journal commit and results write is synced to disk before it is confirmed")
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.set_limit(queue, rate, journal=False)
-    server = GodServer(broker, Api(broker, waits, journal=journal, results=options.results_path), waits, settings, door)
+    api = Api(broker, waits, journal=journal, results=options.results_path)
+    server = GodServer(broker, api, waits, settings, door)
     address = server.start()
-    metrics = None  # bound before god says it listens: scripts wait for that line as "god is up"
+    metrics = web = None  # bound before god says it listens: scripts wait for that line as "god is up"
     if options.metrics_port is not None:
         metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
+    if options.http is not None:
+        web = Web(*options.http, api=api, waits=waits, authkey=settings.authkey,
+                  figures=lambda: (broker.stats(), monitor.rate), history=history,
+                  tls=web_context(settings.tls) if settings.tls is not None else None)
+        api.dashboard = web.base
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()
     log.info("listening on {}{}; authkey from {}", format_address(address), " with TLS" if settings.tls else "",
@@ -153,6 +155,14 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         log.info("appending results to {}", options.results_path)
     if metrics is not None:
         log.info("metrics on http://{}/metrics", format_address((address[0], metrics.port)))
+    if web is not None:
+        out.write(f"dashboard: {login_url(web.base, settings.authkey)}\n")
+        out.flush()
+        if not web.tls and not _loopback(web.address[0]):
+            log.warning("the dashboard at {} is plain HTTP beyond this machine: its login token and session cookie "
+                        "cross the network readable, and whoever has them can pause, cancel and requeue; give god "
+                        "--tls-cert (the dashboard then speaks HTTPS), or bind --http to 127.0.0.1 and tunnel",
+                        web.base)
 
     if options.live:
         monitor.start_live(format_address(address))
@@ -168,6 +178,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     log.info("stopping on {}", stop.signal_name)
     if metrics is not None:
         metrics.close()
+    if web is not None:
+        web.close()
     monitor.close()
     if record.unwritten:
         log.error("{} results could not be written to {} (they were printed above{})",

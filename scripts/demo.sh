@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole system on this machine: god, two consumers and a producer of a few rounds.
-# God's output (the results, as it prints them) comes to this terminal; everything this
+# God's output (the results, as it prints them, and its dashboard's address) comes to this terminal; everything this
 # script starts is stopped before it exits, and its folder (results, journal, logs) removed
 # unless it is run as: scripts/demo.sh --keep
 set -euo pipefail
@@ -37,7 +37,7 @@ trap finish EXIT
 
 echo "== god on $GOD_ADDRESS (results: $work/results.jsonl, journal: $work/journal.sqlite3, logs: $work/*.log)"
 # Process substitution, not a pipe: $! must be god's own pid for the stop to reach it.
-$py -m god --results "$work/results.jsonl" --journal "$work/journal.sqlite3" 2>"$work/god.log" > >(tee "$work/god.out") &
+$py -m god --results "$work/results.jsonl" --journal "$work/journal.sqlite3" --http 0 2>"$work/god.log" > >(tee "$work/god.out") &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$work/god.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/god.out" || { echo "god did not start:"; cat "$work/god.log"; exit 1; }

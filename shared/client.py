@@ -343,6 +343,11 @@ class GodClient:
         """Drop dead letters; how many."""
         return int(self.call("purge", queue, older_than_s))
 
+    def dashboard_address(self) -> str | None:
+        """God's dashboard address, if it serves one."""
+        out: str | None = self.call("dashboard_address")
+        return out
+
     def stats(self) -> Stats:
         """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, queues, ..."""
         stats: Stats = self.call("stats")

@@ -88,6 +88,14 @@ def parse_address(text: str, *, default_host: str) -> Address:
     return host, int(port_text)
 
 
+def client_address(address: tuple[str, int]) -> str:
+    """The address clients should use: a wildcard bind is reached through this host's name."""
+    host, port = address
+    if host in ("0.0.0.0", "::", ""):
+        return format_address((hostname(), port))
+    return format_address(address)
+
+
 def format_address(address: Address) -> str:
     """Render an address the way parse_address reads it back."""
     host, port = address

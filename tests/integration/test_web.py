@@ -1,0 +1,160 @@
+"""The dashboard's HTTP side (god --http): access, every API route, the actions, /metrics."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.certs import make_certs
+from tests.conftest import God, addr_env, god_stats
+from tests.helpers import Proc, wait_for_results, wait_until, write_tasks
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Dashboard:
+    """A client of god's dashboard: its address, its token, and a session if logged in."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "", parts.port or 80
+        self.token = parts.fragment.removeprefix("token=")
+        self.cookie: str | None = None
+        self.csrf: str | None = None
+
+    def request(self, method: str, path: str, body: Any = None, *, bearer: str | None = None,
+                csrf: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
+        if self.cookie is not None:
+            headers["Cookie"] = self.cookie
+        if csrf is not None:
+            headers["X-CSRF-Token"] = csrf
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """A call with the token (as scripts make them); it must succeed."""
+        status, _, data = self.request(method, path, body, bearer=self.token)
+        assert status == 200, (status, data)
+        return json.loads(data)
+
+    def login(self) -> None:
+        status, headers, data = self.request("POST", "/api/login", {"token": self.token})
+        assert status == 200, data
+        self.cookie = headers["set-cookie"].split(";")[0]
+        self.csrf = json.loads(data)["csrf"]
+
+
+def start_dashboard(start_god: Callable[..., God], *args: str) -> tuple[God, Dashboard]:
+    g = start_god("--http", "0", *args)
+    url = g.proc.wait_for(r"^dashboard: (http://\S+)$").group(1)
+    return g, Dashboard(url)
+
+
+def test_every_page_and_call_needs_a_session_or_the_token(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str]
+) -> None:
+    g, web = start_dashboard(start_god)
+    assert web.token and web.token not in env["GOD_AUTHKEY"]  # derived from the key, not the key
+    for method, path in (("GET", "/"), ("GET", "/api/status"), ("GET", "/metrics"), ("GET", "/api/dead"),
+                         ("POST", "/api/pause")):
+        status, _, body = web.request(method, path, {"queue": "default"} if method == "POST" else None)
+        assert status == 401, (method, path, status)
+    assert web.request("GET", "/login")[0] == 200  # the login page holds nothing
+    # A wrong token is refused and logged, like a wrong authkey
+    assert web.request("GET", "/api/status", bearer="0" * 40)[0] == 401
+    assert web.request("POST", "/api/login", {"token": "0" * 40})[0] == 401
+    g.proc.wait_for(r"dashboard: refused a request from 127\.0\.0\.1 with a wrong token", stream="err")
+    # The token logs a browser in: an HttpOnly, SameSite=Strict cookie, and a CSRF token for actions
+    status, headers, _ = web.request("POST", "/api/login", {"token": web.token})
+    assert status == 200
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    web.login()
+    assert web.request("GET", "/")[0] == 200 and web.request("GET", "/api/status")[0] == 200
+    assert web.request("POST", "/api/pause", {"queue": "default"})[0] == 403  # no CSRF token
+    assert web.request("POST", "/api/pause", {"queue": "default"}, csrf="forged")[0] == 403
+    status, _, body = web.request("POST", "/api/pause", {"queue": "nope"}, csrf=web.csrf)
+    assert status == 400 and "god knows no queue nope" in json.loads(body)["error"]
+    assert web.request("POST", "/api/logout", {}, csrf=web.csrf)[0] == 200
+    assert web.request("GET", "/api/status")[0] == 401
+    # and 'python -m god url' prints the same login address again, from the key
+    url = spawn("god", "url", env_extra=addr_env(g))
+    assert url.wait() == 0 and url.out == [f"http://127.0.0.1:{web.port}/login#token={web.token}"]
+    headers = web.request("GET", "/login")[1]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["cache-control"] == "no-store"
+
+
+def test_the_api_gives_what_status_gives_and_its_actions_act(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path
+) -> None:
+    g, web = start_dashboard(start_god, "--max-attempts", "1")
+    e = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [10, 11, 12])), env_extra=e).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "1", env_extra=e)
+    results = wait_for_results(g.results, 3)
+    ten = next(r["id"] for r in results if r["payload"] == 10)
+    # the figures are god's own
+    status = web.api("GET", "/api/status")
+    cli = god_stats(g, env)
+    assert {k: status[k] for k in ("done", "dead", "pending")} == {k: cli[k] for k in ("done", "dead", "pending")}
+    assert "rate" in status
+    assert wait_until(lambda: web.api("GET", "/api/history"), 10, "a sample of history")[-1]["done"] >= 0
+    assert "god_queue_tasks{queue=\"default\"" in web.request("GET", "/metrics", bearer=web.token)[2].decode()
+    (d,) = web.api("GET", "/api/dead")
+    assert d["id"] == ten and web.api("GET", "/api/failed") == []
+    t = web.api("GET", f"/api/task/{ten}")
+    assert t["state"] == "dead" and t["result"]["error"].startswith("dead letter")
+    assert web.api("GET", "/api/schedules") == []
+    # pause stops new work on the queue, resume lets it go
+    assert web.api("POST", "/api/pause", {"queue": "default"}) == {"was_paused": False}
+    assert web.api("GET", "/api/status")["queues"]["default"]["paused"] is True
+    assert web.api("POST", "/api/resume", {"queue": "default"}) == {"was_paused": True}
+    # a dead letter served again (to a consumer whose task does not die on it) gets done
+    c.stop()
+    spawn("consumer", "--processes", "1", env_extra=e)
+    (moved,) = web.api("POST", "/api/requeue", {"ids": [ten]})["moved"]
+    r = next(r for r in wait_for_results(g.results, 4) if r["id"] == moved[1])
+    assert r["ok"] and r["requeued_from"] == ten
+    assert web.api("POST", "/api/purge", {}) == {"dropped": 0}
+    assert web.api("POST", "/api/cancel", {"queue": "default"}) == {"waiting": 0, "scheduled": 0, "running": 0}
+    status, _, body = web.request("POST", "/api/drain", {"consumer": "nobody:1"}, bearer=web.token)
+    assert status == 400 and "god knows no consumer nobody:1" in json.loads(body)["error"]
+    assert web.request("GET", "/api/nothing", bearer=web.token)[0] == 404
+
+
+def test_a_bad_http_address_is_one_line(spawn: Callable[..., Proc]) -> None:
+    p = spawn("god", "--address", "127.0.0.1:0", "--no-journal", "--http", "localhost")
+    assert p.wait() == 2
+    assert re.search(r"--http 'localhost': give \[HOST:\]PORT", p.text()) and "Traceback" not in p.text()
+
+
+def test_a_tls_god_serves_its_dashboard_over_https(start_god: Callable[..., God], tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    g = start_god("--tls-cert", str(certs.god_cert), "--tls-key", str(certs.god_key), "--http", "0")
+    url = g.proc.wait_for(r"^dashboard: (https://\S+)$").group(1)
+    parts = urlsplit(url)
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=ctx, timeout=10)
+    try:
+        conn.request("POST", "/api/login", json.dumps({"token": parts.fragment.removeprefix("token=")}))
+        r = conn.getresponse()
+        assert r.status == 200 and "Secure" in (r.getheader("Set-Cookie") or "")
+        r.read()
+    finally:
+        conn.close()
