@@ -83,7 +83,8 @@ class Consumer:
         self._beater: threading.Thread | None = None
         self._log = logger.bind(role="consumer")
         self.concurrency = concurrency
-        info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "queues": queues}
+        info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "concurrency": concurrency,
+                "queues": queues}
         self._drain_started: float | None = None
         self._asked_to_drain = False  # an operator asked god to drain us (python -m god drain)
         self._stop: list[tuple[str, int]] = []  # cancelled tasks to stop, from the heartbeat thread

@@ -151,7 +151,7 @@ class Api:
             queues, parent = info.get("queues"), info.get("parent")
             b.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
-                             str(parent) if parent is not None else None)
+                             str(parent) if parent is not None else None, int(info.get("concurrency", 1)))
         elif role == "producer":
             b.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
         return {

@@ -358,14 +358,14 @@ class Broker:
     # -- what clients call (god/api.py) -------------------------------------------------
 
     def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
-                       parent: str | None = None) -> None:
+                       parent: str | None = None, concurrency: int = 1) -> None:
         """A consumer says who it is; or a worker process of consumer ``parent`` does."""
         with self._lock:
             if parent is not None:
                 self.peers.worker(name, parent, self._now())
                 return
             c = self.peers.consumer(name, self._now())
-            c.host, c.processes = host, processes
+            c.host, c.processes, c.concurrency = host, processes, concurrency
             if queues is not None:
                 c.queues = queues
 
@@ -992,7 +992,8 @@ class Broker:
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
-                {"name": c.name, "host": c.host, "processes": c.processes, "alive": c.alive,
+                {"name": c.name, "host": c.host, "processes": c.processes, "concurrency": c.concurrency,
+                 "alive": c.alive,
                  "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
                  "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
                                        if s.since), default=0.0),

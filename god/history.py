@@ -30,6 +30,7 @@ class History:
             "failed": stats["failed"], "dead": stats["dead"], "pending": stats["pending"],
             "in_flight": stats["in_flight"], "scheduled": stats["scheduled"],
             "queues": {name: q["pending"] for name, q in stats["queues"].items()},
+            "queues_done": {name: q["done"] + q["failed"] + q["dead"] for name, q in stats["queues"].items()},
         }
         with self._lock:
             self._samples.append(sample)

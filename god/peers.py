@@ -25,6 +25,7 @@ class ConsumerState:
     last_seen: float
     host: str = ""
     processes: int = 0
+    concurrency: int = 1  # tasks each of its processes runs at once
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     alive: bool = True
     leased: dict[Slice, None] = field(default_factory=dict)  # an ordered set

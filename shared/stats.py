@@ -12,6 +12,7 @@ class ConsumerFigures(TypedDict):
     name: str
     host: str
     processes: int
+    concurrency: int  # tasks each process runs at once
     alive: bool
     in_flight: int
     done: int
