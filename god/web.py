@@ -41,6 +41,7 @@ COOKIE = "god_session"
 SESSION_S = 12 * 3600.0  # a session lasts this long after its last request
 MAX_SESSIONS = 1000  # sessions kept; the least recently used go first
 MAX_BODY = 64 * 1024  # bytes of a POST's JSON body
+IDLE_S = 30.0  # seconds a connection may wait to send its request
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -129,6 +130,7 @@ class Web:
         class Handler(BaseHTTPRequestHandler):
             server_version = "god"
             sys_version = ""
+            timeout = IDLE_S  # a connection that sends nothing is closed: no thread waits forever
 
             def do_GET(self) -> None:  # noqa: N802 (the http.server name)
                 web.handle(self, "GET")
