@@ -167,6 +167,11 @@ def main(
             log.error("{}; {} put", e, count(producer.accepted if producer else 0, "task"))
             raise typer.Exit(e.exit_code) from None
         except GodError as e:
+            if isinstance(e, ConfigError) and producer is not None:
+                try:  # bad input: the batches sent before it are put, and confirmed, before we exit
+                    producer.flush()
+                except GodError:
+                    pass
             log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
             raise typer.Exit(e.exit_code) from None
         if stop.requested():  # stopped before the end of its tasks: not "done", and not a success

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, addr_env
+from tests.conftest import God, addr_env, god_stats
 from tests.helpers import Proc, wait_for_results
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,12 +73,15 @@ def test_a_task_that_does_not_import_fails_before_connecting(spawn: Callable[...
 
 
 def test_a_bad_json_line_is_named_and_the_lines_before_it_are_kept(
-    god: God, spawn: Callable[..., Proc], tmp_path: Path
+    god: God, spawn: Callable[..., Proc], tmp_path: Path, env: dict[str, str]
 ) -> None:
     src = tmp_path / "tasks.jsonl"
     src.write_text("1\n2\n{oops\n4\n")
     p = spawn("producer", "--from", str(src), env_extra=addr_env(god))
     assert_clean_failure(p, exitcodes.CONFIG, f"{src}:3: not valid JSON")
+    # the lines before it are put, and god holds them, before the producer exits
+    assert "(2 tasks were put before it)" in p.text()
+    assert god_stats(god, env)["accepted"] == 2
     spawn("consumer", "--burst", "--processes", "1", env_extra=addr_env(god))
     assert sorted(r["payload"] for r in wait_for_results(god.results, 2)) == [1, 2]
 
