@@ -22,6 +22,7 @@ def test_the_quick_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stdout + p.stderr
     for row in ("throughput, tutorial pattern", "throughput, god, journal on", "throughput, god, --no-journal",
+                "throughput, god, --sync full",
                 "from the first result", "connect + first call, stock manager", "connect + first call, GodClient",
                 "x tutorial", "waits of 50 ms, 2x50 threads", "waits of 50 ms, 2x50 coroutines"):
         assert row in p.stdout, p.stdout
@@ -32,5 +33,5 @@ def test_the_quick_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
         x = throughput[k]
         assert x["tasks_per_s"] > 0 and x["ratio"] > 0 and x["steady_tasks_per_s"] > 0, x
         assert 0 < x["first_result_s"] < x["seconds"], x
-    assert figures["connect"]["ours"]["n"] == 50
+    assert figures["connect"]["ours"]["n"] == 10
     assert all(figures["io"][kind]["tasks"] == 400 for kind in ("threads", "coroutines"))
