@@ -27,6 +27,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from loguru import logger
+
 from god.api import Api
 from god.door import RateLimitedLog
 from god.history import History
@@ -182,6 +184,9 @@ class Web:
             return self._json(h, e.status, {"error": str(e)})
         except ValueError as e:  # god refused what was asked (as the command line says it)
             return self._json(h, 400, {"error": str(e)})
+        except Exception as e:  # a bug of ours: said, and logged, not a dropped connection
+            logger.bind(role="god").exception("dashboard: {} {} failed", method, path)
+            return self._json(h, 500, {"error": f"god failed to answer: {e}"})
 
     def _who(self, h: BaseHTTPRequestHandler) -> tuple[str, str | None]:
         """("bearer", None) or ("session", its CSRF token); raises Denied(401) otherwise."""
