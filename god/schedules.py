@@ -8,8 +8,9 @@ puts the same run again on restart, which god's dedupe (all up to N of a produce
 Times are every N seconds, or the five fields of a crontab line (minute, hour, day of
 month, month, day of week: numbers, ``*``, lists, ranges and steps, month and day names;
 day of month and day of week both restricted: either matches, as cron has it), in god's
-local time. No library: the parser is fifty lines, and croniter, the usual choice, was
-left unmaintained in 2024.
+local time. No library: the parser is fifty lines; croniter, the usual choice, was declared
+abandoned by its author at the end of 2024 (pallets-eco has taken it up since, while its
+PyPI page still says not to use it), and cronsim would be a dependency for those fifty lines.
 """
 
 from __future__ import annotations
