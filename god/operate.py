@@ -70,16 +70,13 @@ def _register(fn: Callable[..., int], on: typer.Typer, name: str) -> Callable[..
     names = [p.name for p in _COMMON]
 
     @functools.wraps(fn)
-    def command(**kwargs: object) -> None:
-        common = {name: kwargs.pop(name) for name in names}
-        setup_logging("god", level=str(common.pop("log_level")), json=bool(common.pop("log_json")))
-        settings: dict[str, object] = common
+    def command(**kwargs: Any) -> None:
+        common = {name: kwargs.pop(name) for name in names}  # client_settings' own names, and the log's
+        setup_logging("god", level=common.pop("log_level"), json=common.pop("log_json"))
 
         @contextmanager
         def ask() -> Iterator[tuple[GodClient, str]]:
-            s = client_settings(settings["address"], settings["authkey_file"],  # type: ignore[arg-type]
-                                give_up_after=settings["give_up_after"], tls_cert=settings["tls_cert"],  # type: ignore[arg-type]
-                                tls_key=settings["tls_key"], tls_ca=settings["tls_ca"])  # type: ignore[arg-type]
+            s = client_settings(**common)
             client = GodClient(s, name=f"{fn.__name__}@{hostname()}", role="status")
             try:
                 yield client, format_address(s.address)

@@ -71,6 +71,7 @@ def web_context(tls: Tls) -> ssl.SSLContext:
 
 
 def _page(name: str) -> bytes:
+    """One of the dashboard's pages, as shipped in the god package."""
     return resources.files("god").joinpath(name).read_bytes()
 
 
@@ -125,6 +126,7 @@ class Web:
         self.api, self.waits, self.figures, self.history = api, waits, figures, history
         self.token = dashboard_token(authkey)
         self.sessions = Sessions()
+        self.pages = {name: _page(name) for name in ("login.html", "dashboard.html")}  # read once
         self.tls = tls is not None
         self._refusals = RateLimitedLog()
         web = self
@@ -163,12 +165,12 @@ class Web:
         path, query = url.path, parse_qs(url.query)
         try:
             if method == "GET" and path == "/login":
-                return self._send(h, 200, _page("login.html"), "text/html; charset=utf-8")
+                return self._send(h, 200, self.pages["login.html"], "text/html; charset=utf-8")
             if method == "POST" and path == "/api/login":
                 return self._login(h)
             who, csrf = self._who(h)
             if method == "GET" and path == "/":
-                return self._send(h, 200, _page("dashboard.html"), "text/html; charset=utf-8")
+                return self._send(h, 200, self.pages["dashboard.html"], "text/html; charset=utf-8")
             if method == "GET" and path == "/metrics":
                 return self._send(h, 200, render(*self.figures()).encode(), CONTENT_TYPE)
             if method == "GET" and path.startswith("/api/"):
@@ -180,7 +182,7 @@ class Web:
             raise Denied(404, f"no {method} {path} here")
         except Denied as e:
             if e.status == 401 and path == "/":
-                return self._send(h, 401, _page("login.html"), "text/html; charset=utf-8")
+                return self._send(h, 401, self.pages["login.html"], "text/html; charset=utf-8")
             return self._json(h, e.status, {"error": str(e)})
         except ValueError as e:  # god refused what was asked (as the command line says it)
             return self._json(h, 400, {"error": str(e)})

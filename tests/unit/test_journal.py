@@ -34,15 +34,20 @@ def journal(path: Path) -> Iterator[Journal]:
     j.close()
 
 
+def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
+    """Open a journal the way god starts on it: recover, a new core that takes it over, start."""
+    j = Journal(path)
+    r = j.recover(results)
+    core = Core(journal=j)
+    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
+    j.start()
+    return j, r, core
+
+
 def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
     """Close a journal and open it again, the way a restarted god does: a new core on it."""
     j.close()
-    again = Journal(j.path)
-    r = again.recover(results)
-    core = Core(journal=again)
-    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
-    again.start()
-    return again, r, core
+    return opened(j.path, results)
 
 
 def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:
@@ -297,12 +302,8 @@ def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
     # Given a version 2 journal with tasks waiting, one done, one with attempts
     version_2_journal(path)
     # When god opens it
-    j = Journal(path)
+    j, r, core = opened(path)
     try:
-        r = j.recover()
-        core = Core(journal=j)
-        core.broker.restore(r.batches, r.upto)
-        j.start()
         # Then what waited is served, in order, with its attempts, and done tasks are not
         got = core.lease("c", 10)
         assert [(g[0], seqs([g]), payloads_of(g), g[G_ATTEMPT]) for g in got] == [
@@ -345,12 +346,8 @@ def test_a_journal_of_version_3_is_migrated(path: Path) -> None:
     # Given a version 3 journal with a batch part done, and a producer whose batches are all done
     version_3_journal(path)
     # When god opens it
-    j = Journal(path)
+    j, r, core = opened(path)
     try:
-        r = j.recover()
-        core = Core(journal=j)
-        core.broker.restore(r.batches, r.upto)
-        j.start()
         # Then what waited is served with its queue, task and attempts, and done tasks are not
         got = core.lease("c", 10, queues=("q",))
         assert [(seqs([g]), payloads_of(g), g[G_ATTEMPT], g[G_TASK]) for g in got] == [
