@@ -14,7 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from god.broker import BEATS_PER_LEASE, Broker, JournalLike
+from god.broker import Broker
+from god.leases import BEATS_PER_LEASE
+from god.state import JournalLike
 from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
@@ -34,13 +36,13 @@ class _Lease(Wait):
         b = self.broker
         # The first try looks at the consumer's last lease too (a retry gets its answer again);
         # later ones only when tasks wait, which is read without the lock.
-        if not self.tried or b.has_waiting(self.queues):
+        if not self.tried or b.leases.has_waiting(self.queues):
             self.tried = True
-            grants = b.try_lease(self.consumer, self.queues, self.max_n, self.seq)
+            grants = b.leases.try_lease(self.consumer, self.queues, self.max_n, self.seq)
             if grants is not None:
                 return True, grants
         if late:  # recorded under its seq, so the consumer's retry gets the same answer
-            return True, b.lease_nothing(self.consumer, self.seq)
+            return True, b.leases.lease_nothing(self.consumer, self.seq)
         return False, None
 
 
@@ -58,8 +60,8 @@ class _Put(Wait):
         return not self.taken  # taken: the next put of its producer may follow it in
 
     def attempt(self, late: bool) -> tuple[bool, Any]:
-        if not self.taken and self.broker.has_room():
-            self.taken, self.ticket = self.broker.offer(self.producer, self.put, self.after)
+        if not self.taken and self.broker.intake.has_room():
+            self.taken, self.ticket = self.broker.intake.offer(self.producer, self.put, self.after)
             if self.ticket < 0:
                 return True, 0  # out of order: the producer sends it again
         if not self.taken:
@@ -76,7 +78,7 @@ class _Results(Wait):
         self.deadline = deadline
 
     def attempt(self, late: bool) -> tuple[bool, Any]:
-        posted, _ = self.broker.results_for(self.producer, self.run, self.confirmed, self.max_n)
+        posted, _ = self.broker.intake.results_for(self.producer, self.run, self.confirmed, self.max_n)
         if posted or late:
             return True, (posted, [])
         return False, None
@@ -149,18 +151,18 @@ class Api:
         b = self.broker
         if role == "consumer":
             queues, parent = info.get("queues"), info.get("parent")
-            b.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)),
+            b.leases.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
                              str(parent) if parent is not None else None, int(info.get("concurrency", 1)))
         elif role == "producer":
-            b.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
+            b.intake.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
         return {
-            "lease_s": b.lease_s,
-            "heartbeat_s": b.lease_s / BEATS_PER_LEASE,
-            "capacity": b.capacity,
-            "max_attempts": b.max_attempts,
-            "max_payload": b.max_payload,
-            "run": b.run,
+            "lease_s": b.state.lease_s,
+            "heartbeat_s": b.state.lease_s / BEATS_PER_LEASE,
+            "capacity": b.state.capacity,
+            "max_attempts": b.redelivery.max_attempts,
+            "max_payload": b.intake.max_payload,
+            "run": b.state.run,
         }
 
     def put_many(self, producer: str, put: Put, timeout: float = 0.0, after: int | None = None) -> int | Wait:
@@ -189,26 +191,26 @@ class Api:
 
     def ack_many(self, consumer: str, acks: list[Ack]) -> int:
         """Record results; returns how many were new."""
-        return self.broker.ack_many(consumer, acks)
+        return self.broker.acks.ack_many(consumer, acks)
 
     def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
         """Keep a consumer's leases alive: (False if god had given it up, what operators asked of it)."""
-        return self.broker.heartbeat(consumer)
+        return self.broker.leases.heartbeat(consumer)
 
     def bye(self, consumer: str) -> None:
         """A consumer leaves (what it still holds goes back), or a producer."""
-        self.broker.bye(consumer)
+        self.broker.redelivery.bye(consumer)
 
     def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
         """A consumer's worker process died or was stopped, with the tasks it was running."""
-        self.broker.worker_lost(worker, list(running), timed_out)
+        self.broker.redelivery.worker_lost(worker, list(running), timed_out)
 
     def ack_lease(self, consumer: str, acks: list[Ack], queues: tuple[str, ...], max_n: int, timeout: float = 0.0,
                   seq: int | None = None) -> list[Grant] | Wait:
         """Record results, then lease up to max_n tasks (none: max_n 0) like ``lease``: a worker's
         one round trip for both."""
         if acks:
-            self.broker.ack_many(consumer, acks)
+            self.broker.acks.ack_many(consumer, acks)
         if max_n <= 0:
             return []
         return self.lease(consumer, queues, max_n, timeout, seq)
@@ -216,7 +218,7 @@ class Api:
     def results_for(self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
                     check: list[str] | None = None) -> tuple[list[Posted], list[str]] | Wait:
         """Results of the producer's own tasks, waiting up to timeout for the first."""
-        posted, gone = self.broker.results_for(producer, run, confirmed, max_n, check)
+        posted, gone = self.broker.intake.results_for(producer, run, confirmed, max_n, check)
         if posted or gone or timeout <= 0:
             return posted, gone
         return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout))
@@ -224,7 +226,7 @@ class Api:
     def set_limit(self, queue: str, rate: float | None) -> float | None:
         """Start at most rate tasks a second from the queue, across all consumers (None: no
         limit); returns the limit it had."""
-        return self.broker.set_limit(check_queue(queue), check_rate(rate))
+        return self.broker.controls.set_limit(check_queue(queue), check_rate(rate))
 
     def dashboard_address(self) -> str | None:
         """The dashboard's address (god --http), or None; ``python -m god url`` adds the token."""
@@ -232,7 +234,7 @@ class Api:
 
     def stats(self) -> Any:
         """God's counts (shared.stats.Stats)."""
-        return self.broker.stats()
+        return self.broker.figures.stats()
 
     def cancel(self, ids: list[str] | None = None, queue: str | None = None,
                producer: str | None = None) -> dict[str, int]:
@@ -242,7 +244,7 @@ class Api:
             raise ValueError("ids are a list of task ids")
         if sum(x is not None and x != [] for x in (ids, queue, producer)) != 1:
             raise ValueError("cancel takes ids, a queue or a producer: one of them")
-        return self.broker.cancel(ids or None, _queue_or_all(queue), producer)
+        return self.broker.controls.cancel(ids or None, _queue_or_all(queue), producer)
 
     def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,
                      payload: Any) -> dict[str, Any]:
@@ -251,54 +253,54 @@ class Api:
             raise ValueError(f"task {task!r} is not module:function")
         if cron is not None and not isinstance(cron, str):
             raise ValueError(f"cron {cron!r} is not a crontab line's five fields")
-        return self.broker.schedule_add(name, every, cron, check_queue(queue), task, payload)
+        return self.broker.schedules.add(name, every, cron, check_queue(queue), task, payload)
 
     def schedule_list(self) -> list[dict[str, Any]]:
         """Every schedule."""
-        return self.broker.schedule_list()
+        return self.broker.schedules.listing()
 
     def schedule_remove(self, name: str) -> dict[str, Any]:
         """Stop a schedule; returns what it was."""
-        return self.broker.schedule_remove(str(name))
+        return self.broker.schedules.remove(str(name))
 
     def drain(self, consumer: str) -> int:
         """Ask a consumer to drain and exit; returns how many tasks it holds."""
         if not isinstance(consumer, str):
             raise ValueError(f"consumer {consumer!r} is not a name")
-        return self.broker.drain_consumer(consumer)
+        return self.broker.controls.drain(consumer)
 
     def pause(self, queue: str, paused: bool = True) -> bool:
         """Pause a queue (nothing more starts from it) or resume it; returns whether it was paused."""
-        return self.broker.pause(check_queue(queue), bool(paused))
+        return self.broker.controls.pause(check_queue(queue), bool(paused))
 
     def task(self, tid: str) -> dict[str, Any] | Wait:
         """Where a task is, and its results line once it has one (read back from the results file)."""
         if not isinstance(tid, str):
             raise ValueError(f"task id {tid!r} is not PRODUCER/SEQ")
-        state = self.broker.task_state(tid)
+        state = self.broker.figures.task_state(tid)
         if state["state"] not in ("done", "dead") or self.results is None or not self.results.exists():
             return {**state, "result": None}
         return _Lookup(state, self.results, self.waits)
 
     def dead(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The dead letters god keeps, oldest first (of one queue, or all)."""
-        return self.broker.dead_list(_queue_or_all(queue))
+        return self.broker.dead.listing(_queue_or_all(queue))
 
     def failed(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The last failed results, oldest first (of one queue, or all)."""
-        return self.broker.failed_list(_queue_or_all(queue))
+        return self.broker.acks.failures(_queue_or_all(queue))
 
     def requeue(self, ids: list[str] | None, queue: str | None = None) -> list[tuple[str, str]]:
         """Serve dead letters again (these ids, or all of a queue, or all); (old id, new id) each."""
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
             raise ValueError("ids are a list of task ids")
-        return self.broker.requeue_dead(ids, _queue_or_all(queue))
+        return self.broker.dead.requeue(ids, _queue_or_all(queue))
 
     def purge(self, queue: str | None = None, older_than_s: float | None = None) -> int:
         """Drop dead letters (of one queue, or all; given up more than older_than_s ago, or any)."""
         if older_than_s is not None and (not isinstance(older_than_s, (int, float)) or not older_than_s >= 0):
             raise ValueError(f"older than {older_than_s!r}: expected seconds from 0")
-        return self.broker.purge_dead(_queue_or_all(queue), older_than_s)
+        return self.broker.dead.purge(_queue_or_all(queue), older_than_s)
 
 
 def _queue_or_all(queue: str | None) -> str | None:

@@ -1,7 +1,8 @@
 """God's stored tasks: batches, the slices of them that wait or are leased, and queues.
 
 Data and its small questions only (which tasks of a run are done, which payloads to send);
-the rules that move slices between queues and consumers are in god/broker.py.
+the rules that move slices between queues and consumers are in the rule sets god/broker.py
+puts together (god/leases.py, god/acks.py, god/redelivery.py and the rest).
 """
 
 from __future__ import annotations
@@ -9,12 +10,27 @@ from __future__ import annotations
 import pickle
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shared.records import PRIORITIES, RetryPolicy
 
-if TYPE_CHECKING:
-    from god.peers import ConsumerState
+#: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
+Tries = tuple[int, int, int, int, "float | None"]
+#: Tries of a run, as the journal keeps them: (producer, first, lo, hi, tries, retries,
+#: wall-clock time its retry is due or None).
+Attempts = tuple[str, int, int, int, int, int, "float | None"]
+
+
+class Holder(Protocol):
+    """Who holds a leased slice: a consumer or one of its workers (god/peers.py's
+    ``ConsumerState``, which knows the slices it holds; this module knows none of it)."""
+
+    name: str
+    leased: dict[Slice, None]  # an ordered set
+    stop: dict[tuple[str, int], float]  # cancelled tasks it runs: until when to say so
+
+    @property
+    def top(self) -> Holder: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -84,9 +100,9 @@ class Slice:
     lo: int
     hi: int
     tries: int  # waiting: leases so far; leased: this lease's attempt
-    owner: ConsumerState | None = None  # leased: the consumer holding it
+    owner: Holder | None = None  # leased: the consumer holding it
     retried: int = 0  # retries of its tasks so far (failures tried again, not deaths)
-    avoid: ConsumerState | None = None  # waiting: a consumer whose worker died running it
+    avoid: Holder | None = None  # waiting: a consumer whose worker died running it
     alone: bool = False  # its tasks ran beside others in a worker that died: run each alone
     since: float = 0.0  # leased: when (the broker's clock)
     warned: bool = False  # leased: god warned that it is held for longer than --warn-after

@@ -10,7 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from god.dead import DEAD_KEEP
-from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S
+from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD
+from god.leases import LEASE_S, WARN_AFTER_S
+from god.redelivery import MAX_ATTEMPTS
 from god.service import GodOptions, run_god
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from god.operate import app as app  # the one app: serving, and the commands that ask god

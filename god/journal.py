@@ -39,9 +39,9 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from god.broker import Attempts, Tries
+from god.batches import Attempts, Tries
 from god.dead import DeadLetter
-from god.schedules import Schedule
+from god.cron import Schedule
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError

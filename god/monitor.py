@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from god.broker import Broker, Outgoing
+from god.broker import Broker
+from god.state import Outgoing
 from god.history import History
 from god.live import render
 from god.record import Record
@@ -82,11 +83,11 @@ class Monitor:
 
     def step(self, timeout: float) -> None:
         """One round: wait up to timeout for results, reap lost consumers, record and print."""
-        if self.broker.results_ready.wait(timeout):
+        if self.broker.state.results_ready.wait(timeout):
             time.sleep(GATHER_S)
         for name, n in self.broker.reap():
             self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} served again",
-                              name, self.broker.lease_s, count(n, "task"))
+                              name, self.broker.state.lease_s, count(n, "task"))
         out = self.record.take()
         now = time.monotonic()
         if out:
@@ -96,7 +97,7 @@ class Monitor:
             if not self.quiet:
                 self._show(out)
         if now - self._window_start >= SUMMARY_EVERY_S:
-            stats = self.broker.stats()
+            stats = self.broker.figures.stats()
             total = stats["done"] + stats["failed"] + stats["dead"]
             self.rate = (total - self._last_total) / (now - self._last_rate_at)
             self._last_total, self._last_rate_at = total, now
@@ -128,7 +129,7 @@ class Monitor:
         """Show the live view at the bottom of the terminal; results scroll above it."""
         self._where = where
         console = Console(file=self.out)
-        self._live = Live(render(self.broker.stats(), 0.0, where), console=console, refresh_per_second=4,
+        self._live = Live(render(self.broker.figures.stats(), 0.0, where), console=console, refresh_per_second=4,
                           redirect_stdout=False, redirect_stderr=False)
         self._live.start()
         live = self._live
@@ -146,7 +147,7 @@ class Monitor:
         out = self.record.take()
         if out and not self.quiet:
             self._show(out)
-        stats = self.broker.stats()
+        stats = self.broker.figures.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
         if self._live is not None:
             self._live.update(render(stats, self.rate, self._where))

@@ -23,7 +23,7 @@ from rich.live import Live
 
 from god.live import render
 from god.monitor import status_text
-from god.schedules import check_name, parse_cron
+from god.cron import check_name, parse_cron
 from god.web import login_url
 from shared.cli import (
     AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,

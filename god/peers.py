@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
+from god.batches import Slice
 from shared.records import DEFAULT_QUEUE, Grant
-
-if TYPE_CHECKING:
-    from god.batches import Slice
 
 FORGET_S = 300.0  # seconds a lost consumer or an idle producer stays in the stats
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from god.broker import Broker, Outgoing
+from god.broker import Broker
+from god.state import Outgoing
 from god.journal import Journal
 from god.results import ResultsFile
 from shared.records import Run

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, TextIO
 from loguru import logger
 
 from god.api import Api
-from god.broker import CAPACITY, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S, Broker
+from god.broker import Broker
+from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD
+from god.leases import LEASE_S, WARN_AFTER_S
+from god.redelivery import MAX_ATTEMPTS
 from god.dead import DEAD_KEEP
 from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
 from god.journal import Journal
@@ -114,9 +117,9 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                 log.info("queue {}: --rate-limit {:g} replaces the {:g} set while god last ran", queue,
                          options.limits[queue], rate)
             else:
-                broker.set_limit(queue, rate, journal=False)
+                broker.controls.set_limit(queue, rate, journal=False)
         for queue in recovered.paused:
-            broker.pause(queue, journal=False)
+            broker.controls.pause(queue, journal=False)
             log.warning("queue {} is paused (since before god restarted): nothing starts from it until "
                         "'python -m god resume {}'", queue, queue)
         journal.start()
@@ -131,16 +134,16 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         if options.sync_full:
             log.info("--sync full: every journal commit and results write is synced to disk before it is confirmed")
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
-        broker.set_limit(queue, rate, journal=False)
+        broker.controls.set_limit(queue, rate, journal=False)
     api = Api(broker, waits, journal=journal, results=options.results_path)
     server = GodServer(broker, api, waits, settings, door)
     address = server.start()
     metrics = web = None  # bound before god says it listens: scripts wait for that line as "god is up"
     if options.metrics_port is not None:
-        metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.stats(), monitor.rate))
+        metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.figures.stats(), monitor.rate))
     if options.http is not None:
         web = Web(*options.http, api=api, waits=waits, authkey=settings.authkey,
-                  figures=lambda: (broker.stats(), monitor.rate), history=history,
+                  figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
                   tls=web_context(settings.tls) if settings.tls is not None else None)
         api.dashboard = web.base
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")

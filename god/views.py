@@ -20,7 +20,8 @@ from typing import Any
 
 from god.api import Api
 from god.batches import Batch
-from god.broker import TUTORIAL, Broker
+from god.broker import Broker
+from god.handout import TUTORIAL
 from god.waits import Wait, Waits
 from shared.records import DEFAULT_QUEUE, V_ERROR, V_OK, V_VALUE, Put, Value
 
@@ -52,8 +53,8 @@ class Tutorial:
 
     def __init__(self, broker: Broker, api: Api, waits: Waits) -> None:
         self.broker, self.api, self.waits = broker, api, waits
-        self.name = f"{TUTORIAL}:{broker.run}"
-        broker.mailboxes.open(self.name)  # results of its tasks, whoever runs them
+        self.name = f"{TUTORIAL}:{broker.state.run}"
+        broker.state.mailboxes.open(self.name)  # results of its tasks, whoever runs them
         self._lock = threading.Lock()  # guards what is handed out and the values
         self._put_lock = threading.Lock()  # one put at a time: numbers rise in the order god takes them
         self._seq = 0
@@ -82,7 +83,7 @@ class Tutorial:
 
     def take(self) -> tuple[bool, Any]:
         """Hand out the next waiting task's payload, at most once."""
-        task = self.broker.hand_out(DEFAULT_QUEUE)
+        task = self.broker.tutorial.hand_out(DEFAULT_QUEUE)
         if task is None:
             return False, None
         with self._lock:
@@ -95,7 +96,7 @@ class Tutorial:
             task = self._handed.popleft() if self._handed else None
             self._values.append(value)
         # Our producer's task: its producer gets it too. The tutorial's own: readers have it now.
-        self.broker.record_value(value, task, post=task is not None and task[0].producer != self.name)
+        self.broker.tutorial.record_value(value, task, post=task is not None and task[0].producer != self.name)
 
     def take_value(self) -> tuple[bool, Any]:
         """The next value for a reader of the result queue view."""
@@ -112,7 +113,7 @@ class Tutorial:
 
     def _fetch(self) -> None:
         """Results of the tutorial's tasks that consumers ran, from its mailbox (lock held)."""
-        for number, item in self.broker.mailboxes.take(self.name, self._confirmed, FETCH):
+        for number, item in self.broker.state.mailboxes.take(self.name, self._confirmed, FETCH):
             self._confirmed = number
             values: list[Value] = pickle.loads(item[2])
             self._values.extend(v[V_VALUE] if v[V_OK] else v[V_ERROR] for v in values)
@@ -149,7 +150,7 @@ class TaskQueueView:
 
     def qsize(self) -> int:
         """Tasks waiting."""
-        return self._t.broker.waiting(DEFAULT_QUEUE)
+        return self._t.broker.tutorial.waiting(DEFAULT_QUEUE)
 
     def empty(self) -> bool:
         """No task waiting."""
@@ -157,7 +158,7 @@ class TaskQueueView:
 
     def full(self) -> bool:
         """God is at capacity."""
-        return not self._t.broker.has_room()
+        return not self._t.broker.intake.has_room()
 
 
 class ResultQueueView:

@@ -11,7 +11,8 @@ from typing import Any
 
 from consumer.worker import Acks
 from god.api import Api
-from god.broker import Broker, JournalLike
+from god.broker import Broker
+from god.state import JournalLike
 from god.waits import Wait, Waits
 from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, RetryPolicy, Run, failure, task_id
 

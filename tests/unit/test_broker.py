@@ -13,7 +13,8 @@ import pytest
 from loguru import logger
 
 from consumer.tasks import Retry
-from god.broker import CANCELLED, TUTORIAL
+from god.controls import CANCELLED
+from god.handout import TUTORIAL
 from god.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_ALONE, G_ATTEMPT, G_HI, G_KEEP, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Call, Core, payloads_of, seqs
@@ -38,7 +39,7 @@ def test_tasks_are_leased_in_order_and_acked_once(core: Core) -> None:
     assert [(g[G_PRODUCER], g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got] == [("p", 1, 4, 1)]
     assert payloads_of(got[0]) == [10, 11, 12]
     assert core.ack("c", got) == 3
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["done"], s["pending"], s["in_flight"]) == (3, 0, 0)
     assert [(r["id"], r["payload"], r["value"], r["queue"]) for r in lines(core)] == [
         ("p/1", 10, 10, "default"), ("p/2", 11, 11, "default"), ("p/3", 12, 12, "default")]
@@ -50,11 +51,11 @@ def test_a_batch_is_leased_in_slices_and_acked_in_parts(core: Core) -> None:
     assert (seqs(a), seqs(b)) == (list(range(1, 5)), list(range(5, 11)))
     assert payloads_of(a[0]) == [0, 1, 2, 3] and payloads_of(b[0]) == list(range(4, 10))
     assert core.ack("b", b, only=(7, 9)) == 2  # a worker's flush: part of a grant
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["done"], s["in_flight"]) == (2, 8)
     assert core.ack("b", b) == 4  # the rest of it; 7 and 8 again are duplicates
     assert core.ack("a", a, fail={2}) == 4
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["done"], s["failed"], s["duplicates"], s["in_flight"], s["pending"]) == (9, 1, 2, 0, 0)
     assert sorted(str(r["id"]) for r in lines(core)) == sorted(f"p/{i}" for i in range(1, 11))
 
@@ -62,7 +63,7 @@ def test_a_batch_is_leased_in_slices_and_acked_in_parts(core: Core) -> None:
 def test_a_resent_put_is_not_queued_twice(core: Core) -> None:
     core.put("p", [1, 2, 3], first=1)
     assert core.put("p", [1, 2, 3], first=1).result() == 3  # taken care of ...
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert s["pending"] == 3 and s["producers"][0]["duplicates"] == 3  # ... but only once
 
 
@@ -72,7 +73,7 @@ def test_first_result_wins_and_later_ones_are_counted_duplicates(core: Core) -> 
     assert core.ack("c", got, "first") == 1
     assert core.ack("c", got, "second") == 0
     assert [r["value"] for r in lines(core)] == ["first"]
-    assert core.broker.stats()["duplicates"] == 1
+    assert core.broker.figures.stats()["duplicates"] == 1
 
 
 def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(core: Core) -> None:
@@ -83,7 +84,7 @@ def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(core: Core
     got = core.lease("alive", 10)
     assert seqs(got) == [1, 2, 3, 4]
     assert [g[G_ATTEMPT] for g in got] == [2, 1]  # attempts counted
-    assert core.broker.stats()["redelivered"] == 2
+    assert core.broker.figures.stats()["redelivered"] == 2
 
 
 def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None:
@@ -94,7 +95,7 @@ def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None
         assert core.call("heartbeat", "c").result()[0] is True
         assert core.broker.reap() == []
     assert core.lease("other", 1) == []
-    assert core.broker.stats()["in_flight"] == 1
+    assert core.broker.figures.stats()["in_flight"] == 1
 
 
 def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_counts(core: Core) -> None:
@@ -105,7 +106,7 @@ def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_count
     assert core.call("heartbeat", "c").result()[0] is False  # it had been given up
     assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
     assert core.lease("other", 1) == []
-    assert core.broker.stats()["pending"] == 0
+    assert core.broker.figures.stats()["pending"] == 0
 
 
 def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
@@ -117,18 +118,18 @@ def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
     assert core.settle(put(1, None)) == 2
     # When batch 5-6, sent behind 3-4, comes: it is refused at once, not taken out of order
     assert put(5, 4).result() == 0
-    assert core.broker.stats()["accepted"] == 2
+    assert core.broker.figures.stats()["accepted"] == 2
     # Then 3-4 sent again is taken, and 5-6 after it
     assert core.settle(put(3, 2)) == 2
     assert core.settle(put(5, 4)) == 2
     assert seqs(core.lease("c", 10)) == [1, 2, 3, 4, 5, 6]
     # And a batch sent again after it was taken is a duplicate, whatever it came behind
     assert core.settle(put(3, 0)) == 2
-    assert core.broker.stats()["accepted"] == 6
+    assert core.broker.figures.stats()["accepted"] == 6
 
 
 def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) -> None:
-    core.broker.capacity = 3
+    core.broker.state.capacity = 3
     core.put("p", [1, 2, 3])
     waiting = core.put("p", [4, 5], timeout=2.0)
     assert not waiting.done  # parked: no room
@@ -137,16 +138,16 @@ def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) ->
     core.lease("c", 1)  # room: the lease wakes the parked put
     core.step()
     assert waiting.result() == 2
-    assert core.broker.stats()["pending"] == 4
+    assert core.broker.figures.stats()["pending"] == 4
 
 
 def test_a_put_that_finds_no_room_in_time_is_answered_0(core: Core) -> None:
-    core.broker.capacity = 1
+    core.broker.state.capacity = 1
     core.put("p", [1])
     waiting = core.put("p", [2], timeout=2.0)
     core.clock.t += 2.1
     core.step()
-    assert waiting.result() == 0 and core.broker.stats()["pending"] == 1
+    assert waiting.result() == 0 and core.broker.figures.stats()["pending"] == 1
 
 
 def test_a_waiting_lease_is_answered_by_a_put_or_empty_at_its_deadline(core: Core) -> None:
@@ -179,11 +180,11 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> 
         core.clock.t += 6
         core.broker.reap()
     assert core.lease("c", 1) == []
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
     (r,) = lines(core)
     assert r["ok"] is False and "dead letter" in str(r["error"]) and r["attempts"] == 3 and r["payload"] == "poison"
-    assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead_list()] == [("p/1", "'poison'", 3)]
+    assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead.listing()] == [("p/1", "'poison'", 3)]
 
 
 def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
@@ -195,7 +196,7 @@ def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
     core.lost("c/0", ("p", 1, 2, 3))
     got = core.lease("c2", 10)
     assert sorted((g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got) == [(1, 2, 1), (2, 3, 2), (3, 4, 1)]
-    assert core.broker.stats()["in_flight"] == 4  # 4 is still c/1's
+    assert core.broker.figures.stats()["in_flight"] == 4  # 4 is still c/1's
 
 
 def test_tasks_that_ran_together_in_a_worker_that_died_each_run_alone_next(core: Core) -> None:
@@ -234,16 +235,16 @@ def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consume
         assert core.call("heartbeat", "c").result()[0] is True
         assert core.broker.reap() == []
     # Then its workers keep their tasks, and status shows one consumer holding three
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert [(c["name"], c["in_flight"], c["queues"]) for c in s["consumers"]] == [("c", 3, ["default", "other"])]
     assert (s["consumers_alive"], s["queues"]["default"]["consumers"]) == (1, 1)
     # And its workers' results count as its own
     core.ack("c/0", held)
-    assert [(c["name"], c["done"], c["in_flight"]) for c in core.broker.stats()["consumers"]] == [("c", 1, 2)]
+    assert [(c["name"], c["done"], c["in_flight"]) for c in core.broker.figures.stats()["consumers"]] == [("c", 1, 2)]
     # When the consumer goes silent too, its workers' tasks are served again
     core.clock.t += 6
     assert sorted(core.broker.reap()) == [("c", 0), ("c/0", 0), ("c/1", 2)]
-    assert core.broker.stats()["pending"] == 3
+    assert core.broker.figures.stats()["pending"] == 3
 
 
 def test_a_consumers_bye_hands_back_what_its_workers_hold(core: Core) -> None:
@@ -252,7 +253,7 @@ def test_a_consumers_bye_hands_back_what_its_workers_hold(core: Core) -> None:
     core.hello("c/0", parent="c")
     core.lease("c/0", 2)
     core.call("bye", "c").result()
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["pending"], s["in_flight"], s["consumers"]) == (3, 0, [])
 
 
@@ -264,7 +265,7 @@ def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> Non
     why = "TimeoutError: timed out after 2s (--task-timeout); its worker was stopped"
     core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
     # Then it waits for its retry (TimeoutError is one to retry), and the other goes back unstarted
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["retried"], s["scheduled"], s["pending"], s["in_flight"]) == (1, 1, 1, 0)
     core.clock.t += 2
     core.broker.reap()
@@ -285,7 +286,7 @@ def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core)
     core.broker.reap()
     core.lease("b", 1)
     core.lost("a", ("p", 1, 1, 2))
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["in_flight"], s["pending"], s["redelivered"]) == (1, 0, 1)
 
 
@@ -294,17 +295,17 @@ def test_a_producer_that_says_goodbye_is_no_longer_shown_and_its_results_not_kep
     core.put("p", [1])
     core.ack("c", core.lease("c", 1))
     core.call("bye", "p").result()
-    assert core.broker.stats()["producers"] == []
-    assert core.call("results_for", "p", core.broker.run, 0, 10, 0.0, None).result() == ([], [])
+    assert core.broker.figures.stats()["producers"] == []
+    assert core.call("results_for", "p", core.broker.state.run, 0, 10, 0.0, None).result() == ([], [])
     assert core.settle(core.put("p", [1], first=1)) == 1  # and a re-sent put of it is still a duplicate
-    assert core.broker.stats()["accepted"] == 1
+    assert core.broker.figures.stats()["accepted"] == 1
 
 
 def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
     core.put("p", [1, 2])
     core.lease("c", 2)
     core.call("bye", "c").result()
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["pending"], s["in_flight"], s["consumers"]) == (2, 0, [])
 
 
@@ -338,7 +339,7 @@ def test_queues_are_served_in_the_consumers_order_and_keep_task_and_queue(core: 
     got = core.lease("c", 10, queues=("images", "pages"))
     assert [(g[G_QUEUE], payloads_of(g)) for g in got] == [("pages", ["page"])]
     core.ack("c", got)
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert s["queues"]["other"]["pending"] == 1 and s["queues"]["pages"]["done"] == 1
     assert s["queues"]["images"]["in_flight"] == 1 and s["queues"]["images"]["consumers"] == 1
     assert [(r["queue"], r["task"]) for r in lines(core)] == [("pages", "crawl:page")]
@@ -351,7 +352,7 @@ def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> N
         core.put("p", [1], priority=10).result()
     with pytest.raises(ValueError, match="queue name"):
         core.lease("c", 1, queues=("x" * 65,))
-    assert core.broker.stats()["pending"] == 0
+    assert core.broker.figures.stats()["pending"] == 0
 
 
 def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core) -> None:
@@ -368,7 +369,7 @@ def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core
     assert g[G_PRODUCER].startswith(TUTORIAL)
     core.ack("c", [g], "6 * 6 = 36")
     assert cq.get(False) == "6 * 6 = 36"
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["handed_out"], s["done"], s["pending"]) == (1, 2, 0)
 
 
@@ -396,7 +397,7 @@ def test_a_value_put_on_the_result_view_reaches_the_producer_that_waits(core: Co
     # When the worker puts its value on the result queue
     cq.put("3 * 3 = 9")
     # Then it is that task's result, in the producer's mailbox and in the results file
-    posted, _ = core.call("results_for", "p", core.broker.run, 0, 10, 0.0, None).result()
+    posted, _ = core.call("results_for", "p", core.broker.state.run, 0, 10, 0.0, None).result()
     ((_, (lo, hi, blob, consumer, _)),) = posted
     assert (lo, hi, pickle.loads(blob)) == (1, 2, [(True, "3 * 3 = 9", None, None)])
     assert [(r["id"], r["payload"], r["value"]) for r in lines(core)] == [("p/1", 3, "3 * 3 = 9")]
@@ -409,7 +410,7 @@ def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(core:
     grants = core.lease("c", 3)
     assert all(g[G_KEEP] == (g[G_PRODUCER] == "p") for g in grants)  # keep: only p's values travel
     core.ack("c", grants)
-    run = core.broker.run
+    run = core.broker.state.run
     posted, gone = core.call("results_for", "p", run, 0, 10, 0.0, None).result()
     assert [(n, item[0], item[1], pickle.loads(item[2])) for n, item in posted] == [
         (1, 1, 3, [(True, 1, None, None), (True, 2, None, None)])]
@@ -423,7 +424,7 @@ def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(core:
 def test_a_producer_waiting_for_results_is_answered_when_they_come(core: Core) -> None:
     core.call("hello", "p", "producer", {"results": True}).result()
     core.put("p", [1])
-    fetch = core.call("results_for", "p", core.broker.run, 0, 10, 1.0, None)
+    fetch = core.call("results_for", "p", core.broker.state.run, 0, 10, 1.0, None)
     assert not fetch.done
     core.ack("c", core.lease("c", 1))
     core.step()
@@ -443,18 +444,18 @@ def test_results_numbered_by_an_earlier_god_do_not_drop_this_ones(core: Core) ->
 
 def test_the_oldest_waiting_tasks_age(core: Core) -> None:
     b = core.broker
-    assert b.stats()["oldest_waiting_s"] == 0.0
+    assert b.figures.stats()["oldest_waiting_s"] == 0.0
     core.put("p", [1, 2])
     core.clock.t += 5
     core.put("q", [1, 2])
     core.clock.t += 3
-    assert b.stats()["oldest_waiting_s"] == 8.0
+    assert b.figures.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 2)  # the two oldest
-    assert b.stats()["oldest_waiting_s"] == 3.0
+    assert b.figures.stats()["oldest_waiting_s"] == 3.0
     core.lost("c", None)  # back, unstarted: the oldest again
-    assert b.stats()["oldest_waiting_s"] == 8.0
+    assert b.figures.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 10)
-    assert b.stats()["oldest_waiting_s"] == 0.0
+    assert b.figures.stats()["oldest_waiting_s"] == 0.0
 
 
 def test_a_task_that_killed_a_worker_goes_to_another_consumer_while_there_is_one(core: Core) -> None:
@@ -489,7 +490,7 @@ def test_a_failure_with_retries_left_waits_its_backoff_then_runs_again(core: Cor
     core.put("p", ["flaky"], retry=(2, 10.0, 300.0, None))
     # When it fails, it has no result yet and waits off the queue
     assert core.ack("c", core.lease("c", 1), fail={1}) == 0
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["failed"], s["scheduled"], s["pending"], s["in_flight"], s["retried"]) == (0, 1, 0, 0, 1)
     assert lines(core) == [] and core.lease("c", 1) == []
     core.clock.t += 7.9  # 10 s less 20% jitter at most: not yet
@@ -510,7 +511,7 @@ def test_a_failure_with_retries_left_waits_its_backoff_then_runs_again(core: Cor
     assert g[G_ATTEMPT] == 3 and core.ack("c", [g]) == 1
     (r,) = lines(core)  # one line for the task: the last attempt's
     assert (r["ok"], r["attempts"]) == (True, 3)
-    assert core.broker.stats()["scheduled"] == 0
+    assert core.broker.figures.stats()["scheduled"] == 0
 
 
 def test_a_failure_with_no_retries_left_is_its_result(core: Core) -> None:
@@ -521,7 +522,7 @@ def test_a_failure_with_no_retries_left_is_its_result(core: Core) -> None:
     assert core.ack("c", core.lease("c", 1), fail={1}) == 1
     (r,) = lines(core)
     assert (r["ok"], r["attempts"], r["error"]) == (False, 2, "ValueError: no")
-    assert core.broker.stats()["failed"] == 1
+    assert core.broker.figures.stats()["failed"] == 1
 
 
 def test_only_the_named_exceptions_are_retried(core: Core) -> None:
@@ -530,7 +531,7 @@ def test_only_the_named_exceptions_are_retried(core: Core) -> None:
     core.ack("c", grants, fail={1}, raised=TimeoutError("slow"), only=(1, 2))
     core.ack("c", grants, fail={2}, raised=KeyError("x"), only=(2, 3))
     assert [r["payload"] for r in lines(core)] == ["b"]  # the KeyError is final; the timeout waits
-    assert core.broker.stats()["scheduled"] == 1
+    assert core.broker.figures.stats()["scheduled"] == 1
 
 
 def test_a_task_asking_to_be_retried_later_is_served_then(core: Core) -> None:
@@ -555,7 +556,7 @@ def test_retries_do_not_count_towards_deaths(core: Core) -> None:
     assert g[G_ATTEMPT] == 3
     # When its worker dies, it is its first death of max_attempts 3: served again, not dead
     core.lost("c", ("p", 1, 1, 2))
-    assert core.broker.stats()["dead"] == 0
+    assert core.broker.figures.stats()["dead"] == 0
     (g,) = core.lease("other", 1)
     assert g[G_ATTEMPT] == 4
 
@@ -566,7 +567,7 @@ def test_a_delayed_batch_is_served_when_its_time_comes(core: Core) -> None:
     got = core.lease("c", 10)
     assert [payloads_of(g) for g in got] == [["now"]]
     core.ack("c", got)
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["scheduled"], s["pending"], s["queues"]["default"]["scheduled"]) == (1, 0, 1)
     core.clock.t += 59
     core.broker.reap()
@@ -589,7 +590,7 @@ def test_a_rate_limit_holds_across_consumers(core: Core) -> None:
     assert (len(first), len(second)) == (10, 5)
     core.clock.t += 10  # a long pause does not bank more than a second's worth
     assert len(seqs(core.lease("a", 100))) == 10
-    assert core.broker.stats()["queues"]["default"]["rate_limit"] == 10
+    assert core.broker.figures.stats()["queues"]["default"]["rate_limit"] == 10
     # and without the limit, the rest goes at once
     assert core.call("set_limit", "default", None).result() == 10
     assert len(seqs(core.lease("a", 1000))) == 75
@@ -613,21 +614,21 @@ def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_c
         core.clock.t += 99
         core.broker.reap()
         assert core.put("p", [1, 2], first=1).result() == 2  # re-sent within the window: a duplicate
-        assert core.broker.stats()["pending"] == 0
+        assert core.broker.figures.stats()["pending"] == 0
         core.clock.t += 51
         core.put("q", [7]).result()
         core.ack("c", core.lease("c", 1))
         core.clock.t += 50  # p silent for longer than the window; q heard from since
         core.broker.reap()
-        s = core.broker.stats()
+        s = core.broker.figures.stats()
         assert (s["producers_forgotten"], s["unknown_puts"]) == (1, 0)
         # Then: a put p sends again is taken as new, and counted as such
         assert core.put("p", [1, 2], first=1).result() == 2
-        assert core.broker.stats()["pending"] == 2 and core.broker.stats()["unknown_puts"] == 0  # from seq 1: new
+        assert core.broker.figures.stats()["pending"] == 2 and core.broker.figures.stats()["unknown_puts"] == 0  # from seq 1: new
         core.clock.t += 101
         core.broker.reap()
         core.put("p", [3], first=3).result()
-        s = core.broker.stats()
+        s = core.broker.figures.stats()
         assert (s["producers_forgotten"], s["unknown_puts"], s["pending"]) == (3, 1, 3)
     finally:
         core.close()
@@ -651,7 +652,7 @@ def test_a_dead_letter_is_listed_served_again_under_a_new_id_that_says_where_it_
     assert core.call("dead", "other").result() == []
     ((old, new),) = core.call("requeue", ["p/1"]).result()
     assert old == "p/1" and new != old and new.endswith("/1")
-    assert core.call("dead", None).result() == [] and core.broker.stats()["dead_kept"] == 0
+    assert core.call("dead", None).result() == [] and core.broker.figures.stats()["dead_kept"] == 0
     (g,) = core.lease("c", 5, queues=("mail",))
     assert (g[G_QUEUE], g[G_TASK], payloads_of(g)) == ("mail", "m:send", [{"to": "a@example.com"}])
     core.ack("c", [g])
@@ -665,7 +666,7 @@ def test_requeue_of_an_id_god_does_not_keep_is_refused_and_changes_nothing(core:
     with pytest.raises(ValueError, match=r"1 id god keeps no dead letter of: p/9"):
         core.call("requeue", ["p/1", "p/9"]).result()
     assert [d["id"] for d in core.call("dead", None).result()] == ["p/1"]
-    assert core.broker.stats()["pending"] == 0
+    assert core.broker.figures.stats()["pending"] == 0
 
 
 def test_requeue_of_a_queue_and_purge_by_queue_and_age(core: Core) -> None:
@@ -676,7 +677,7 @@ def test_requeue_of_a_queue_and_purge_by_queue_and_age(core: Core) -> None:
     assert [d["id"] for d in core.call("dead", None).result()] == ["p/1", "p/2", "p/3"]
     assert core.call("purge", "q1", 3600.0).result() == 0  # given up just now
     assert [new for _, new in core.call("requeue", None, "q2").result()] != []
-    assert core.broker.stats()["pending"] == 2
+    assert core.broker.figures.stats()["pending"] == 2
     assert core.call("purge", None, None).result() == 1
     assert core.call("dead", None).result() == []
 
@@ -687,7 +688,7 @@ def test_dead_keep_lets_the_oldest_go() -> None:
         core.put("p", [1, 2, 3])
         kill_three_times(core, 3)
         assert [d["id"] for d in core.call("dead", None).result()] == ["p/2", "p/3"]
-        assert core.broker.stats()["dead"] == 3 and core.broker.stats()["dead_kept"] == 2
+        assert core.broker.figures.stats()["dead"] == 3 and core.broker.figures.stats()["dead_kept"] == 2
     finally:
         core.close()
 
@@ -741,7 +742,7 @@ def test_a_paused_queue_starts_nothing_until_resumed_and_others_go_on(core: Core
     waiting = core.call("lease", "c", ("q1",), 5, 10.0, None)  # a consumer waits for work
     core.step()
     assert not waiting.done
-    s = core.broker.stats()["queues"]["q1"]
+    s = core.broker.figures.stats()["queues"]["q1"]
     assert (s["paused"], s["pending"]) == (True, 1)
     assert core.call("pause", "q1", False).result() is True
     core.step()
@@ -778,7 +779,7 @@ def test_cancel_fails_waiting_scheduled_and_running_tasks_at_once_and_tells_the_
     assert {tid for tid, r in got.items() if r["error"] == CANCELLED} == {"p/1", "p/3", "p/5"}
     assert core.call("heartbeat", "c").result()[1]["stop"] == [("p", 1), ("p", 3)]
     assert core.ack("c/0", running) == 1  # p/2's result counts; p/1's is a duplicate
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert (s["cancelled"], s["failed"], s["scheduled"]) == (3, 3, 0)  # p/5 failed once: tried again, then cancelled
     assert core.call("task", "p/1").result()["state"] == "done"
     core.clock.t += 11  # told for two lease periods, then forgotten
@@ -793,7 +794,7 @@ def test_cancel_a_queue_or_a_producer(core: Core) -> None:
     core.put("r", [4], queue="q1")
     assert core.call("cancel", None, "q1", None).result() == {"waiting": 3, "scheduled": 0, "running": 0}
     assert core.call("cancel", None, None, "r").result() == {"waiting": 1, "scheduled": 0, "running": 0}
-    assert core.broker.stats()["pending"] == 0 and core.lease("c", 5, queues=("q1", "q2")) == []
+    assert core.broker.figures.stats()["pending"] == 0 and core.lease("c", 5, queues=("q1", "q2")) == []
     assert len(lines(core)) == 4
     with pytest.raises(ValueError, match="god knows no queue nope"):
         core.call("cancel", None, "nope", None).result()
@@ -815,7 +816,7 @@ def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None
             core.clock.t += 3
             core.call("heartbeat", "c").result()
             core.broker.reap()
-        (c,) = core.broker.stats()["consumers"]
+        (c,) = core.broker.figures.stats()["consumers"]
         assert c["oldest_held_s"] == 12.0
         stuck = [m for m in said if "held by consumer c" in m]
         assert len(stuck) == 1 and "task p/1 has been held by consumer c for 12s (over --warn-after 10)" in stuck[0]
@@ -830,7 +831,7 @@ def test_a_schedule_puts_its_task_once_a_period_and_once_for_periods_missed(core
     assert (s["next"], s["runs"]) == (t0 + 10, 0)
     core.clock.t = t0 + 9.9
     core.broker.reap()
-    assert core.broker.stats()["pending"] == 0
+    assert core.broker.figures.stats()["pending"] == 0
     core.clock.t = t0 + 10
     core.broker.reap()
     (g,) = core.lease("c", 5, queues=("q",))
@@ -856,11 +857,11 @@ def test_a_schedule_puts_its_task_once_a_period_and_once_for_periods_missed(core
 
 def test_a_schedule_run_put_before_a_crash_is_not_put_again(core: Core) -> None:
     core.call("schedule_add", "tick", 10.0, None, "default", None, 7).result()
-    s = core.broker.schedules["tick"]
+    s = core.broker.state.schedules["tick"]
     core.put(s.producer, [7], first=1)  # run 1 was put; the schedule's own row did not say so yet
     core.clock.t = s.next
     core.broker.reap()
-    assert core.broker.stats()["pending"] == 1 and s.runs == 1  # the run counted, not put twice
+    assert core.broker.figures.stats()["pending"] == 1 and s.runs == 1  # the run counted, not put twice
 
 
 def test_bad_schedules_are_refused(core: Core) -> None:

@@ -65,7 +65,7 @@ def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journa
         assert seqs(got) == [1, 3, 5] and [payloads_of(g) for g in got] == [[0], [2], [4]]
         assert {(g[G_QUEUE], g[G_TASK]) for g in got} == {("q", "m:f")}  # queue, task and priority kept
         assert core2.settle(core2.put("p", [0, 1, 2, 3, 4], first=1)) == 5  # a re-sent put: not again
-        assert core2.broker.stats()["pending"] == 0
+        assert core2.broker.figures.stats()["pending"] == 0
         assert core2.ack("c", [g for g in grants], only=(2, 3)) == 0  # a late result of a done task
     finally:
         again.close()
@@ -86,7 +86,7 @@ def test_a_producers_finished_batches_are_not_taken_again_after_a_restart(
     again, r, core2 = restarted(journal)
     try:
         assert r.upto == {"p": 2}
-        assert core2.settle(core2.put("p", [1, 2], first=1)) == 2 and core2.broker.stats()["pending"] == 0
+        assert core2.settle(core2.put("p", [1, 2], first=1)) == 2 and core2.broker.figures.stats()["pending"] == 0
     finally:
         again.close()
 
@@ -104,7 +104,7 @@ def test_attempts_of_tasks_that_killed_their_consumer_survive_a_restart(journal:
         got = core2.lease("c", 2)
         assert [(seqs([g]), g[G_ATTEMPT]) for g in got] == [([1], 3), ([2], 1)]  # the last attempt
         core2.lost("c", ("p", 1, 1, 2))
-        assert core2.broker.stats()["dead"] == 1
+        assert core2.broker.figures.stats()["dead"] == 1
     finally:
         again.close()
 
@@ -309,7 +309,7 @@ def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
         assert [(g[0], seqs([g]), payloads_of(g), g[G_ATTEMPT]) for g in got] == [
             ("p", [1], ["a"], 1), ("p", [3], ["c"], 3), ("tutorial:abc", [1], [7], 1), ("p", [4], ["d"], 1)]
         assert core.settle(core.put("p", ["again"], first=2)) == 1  # p/2 was done: a re-sent put
-        assert core.broker.stats()["pending"] == 0
+        assert core.broker.figures.stats()["pending"] == 0
     finally:
         j.close()
     db = sqlite3.connect(path)
@@ -353,7 +353,7 @@ def test_a_journal_of_version_3_is_migrated(path: Path) -> None:
         assert [(seqs([g]), payloads_of(g), g[G_ATTEMPT], g[G_TASK]) for g in got] == [
             ([1], ["a"], 1, "m:f"), ([3], ["c"], 3, "m:f")]
         assert core.settle(core.put("old", ["again"], first=5)) == 1  # a re-sent put, still known
-        assert core.broker.stats()["pending"] == 0
+        assert core.broker.figures.stats()["pending"] == 0
     finally:
         j.close()
     db = sqlite3.connect(path)
@@ -382,13 +382,13 @@ def test_a_retry_waiting_for_its_time_survives_a_restart(journal: Journal) -> No
     core.settle(core.put("p", ["later"], retry=(2, 1000.0, 1000.0, None)))
     core.settle(core.put("p", ["now"], retry=(2, 0.001, 0.001, None)))
     core.ack("c", core.lease("c", 2), fail={1, 2})
-    s = core.broker.stats()
+    s = core.broker.figures.stats()
     assert s["scheduled"] >= 1 and s["scheduled"] + s["pending"] == 2
     # When god restarts on its journal
     again, r, core2 = restarted(journal)
     try:
         # Then the one whose time has come is served at once, its attempts counted; the other waits
-        s = core2.broker.stats()
+        s = core2.broker.figures.stats()
         assert (s["pending"], s["scheduled"]) == (1, 1)
         (g,) = core2.lease("c", 10)
         assert (payloads_of(g), g[G_ATTEMPT]) == (["now"], 2)
@@ -402,7 +402,7 @@ def test_a_delayed_batch_waits_across_a_restart(journal: Journal) -> None:
     core.settle(core.put("p", ["past"], due=time.time() - 1))
     again, r, core2 = restarted(journal)
     try:
-        s = core2.broker.stats()
+        s = core2.broker.figures.stats()
         assert (s["scheduled"], s["pending"]) == (1, 1)
         assert [payloads_of(g) for g in core2.lease("c", 10)] == [["past"]]
     finally:
@@ -452,7 +452,7 @@ def test_dead_letters_keep_their_payloads_on_disk_across_a_restart_and_are_serve
     core.clock.t += 6
     core.broker.reap()
     Record(core.broker, results_path=None, journal=journal).take()
-    assert all(d.payload is None for d in core.broker.dead.listing())  # not in memory
+    assert all(d.payload is None for d in core.broker.state.dead.listing())  # not in memory
     again, r, core2 = restarted(journal)
     try:
         assert [d.id for d in r.dead] == ["p/1", "p/2"]

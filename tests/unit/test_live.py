@@ -22,7 +22,7 @@ def stats_of_a_small_run() -> Stats:
     core.call("heartbeat", "cons-1")
     core.broker.reap()  # cons-2 is silent past its lease: lost
     core.close()
-    return core.broker.stats()
+    return core.broker.figures.stats()
 
 
 def test_the_live_view_shows_totals_and_a_row_per_queue_consumer_and_producer() -> None:
