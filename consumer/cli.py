@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from consumer.worker import Recycle
+from consumer.recycle import Recycle
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (

@@ -1,153 +1,99 @@
-"""Running up to N task calls at once in a worker process (``consumer --concurrency N``).
+"""Running up to --concurrency of a worker's tasks at once: plain functions on threads,
+coroutines on an event loop (consumer/calls.py runs them).
 
-Plain functions run on up to N threads; ``async def`` functions run as coroutines on an
-event loop in a thread of its own (told apart per function, not configured). Each call
-ends as ``(key, value, exception, monotonic end time)`` on ``done``, and a byte on a pipe
-wakes the worker's main thread, which waits in ``wait``.
-
-A coroutine that runs over its time is cancelled here. A thread cannot be stopped: the
-worker's main thread notices it is overdue (see consumer/worker.py).
+A task that ran beside others in a worker that died runs alone, so that if it kills this one
+too, god knows it was that task. One that runs over --task-timeout and cannot be stopped (a
+thread, a coroutine that never awaits) fails here, and its worker is replaced.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import os
-import select
-import threading
 import time
-from collections.abc import Callable, Coroutine
-from queue import Empty, SimpleQueue
-from typing import Any
 
-#: One call that ended: (key, value, exception or None, monotonic time it ended).
-Ended = tuple[Any, Any, "BaseException | None", float]
+from consumer.acks import CANCELLED, outcome
+from consumer.calls import Calls, is_async
+from consumer.loop import FLUSH_S, Worker
+from consumer.places import KILL_GRACE_S
+from shared.records import G_ALONE, G_FIRST, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure
 
-
-def is_async(fn: Callable[..., Any]) -> bool:
-    """Whether fn is an ``async def`` function (its calls are coroutines to await)."""
-    return inspect.iscoroutinefunction(fn)
+GRACE_S = 1.0  # seconds past --task-timeout before a coroutine that was not cancelled is given up
 
 
-class Calls:
-    """Up to ``n`` calls at once: threads for plain functions, coroutines on one event loop."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.done: SimpleQueue[Ended] = SimpleQueue()
-        self._work: SimpleQueue[tuple[Any, Callable[[Any], Any], Any]] = SimpleQueue()
-        self._threads = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._running: dict[asyncio.Task[Any], Any] = {}  # the tasks of coroutines, to their keys
-        self._waiting: set[asyncio.Task[None]] = set()  # what waits for each (the loop keeps weak references)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._poller = select.poll()
-        self._poller.register(self._wake_r, select.POLLIN)
-
-    def submit(self, key: Any, fn: Callable[[Any], Any], payload: Any, timeout: float | None) -> None:
-        """Start fn(payload); its end comes on ``done`` under key."""
-        if is_async(fn):
-            loop = self._loop if self._loop is not None else self._start_loop()
-            loop.call_soon_threadsafe(self._start_coroutine, key, fn, payload, timeout)
+def run_concurrently(w: Worker) -> None:
+    """Up to --concurrency tasks at once, until drained, out of work with --burst, or orphaned."""
+    spec, shared, todo = w.spec, w.shared, w.todo
+    calls = w.calls = Calls(spec.concurrency)
+    free = list(range(spec.concurrency - 1, -1, -1))
+    timeout = spec.task_timeout
+    token = 0
+    while True:
+        if not w.look():
             return
-        if self._threads < self.n:
-            self._threads += 1
-            threading.Thread(target=self._thread, name=f"task-{self._threads}", daemon=True).start()
-        self._work.put((key, fn, payload))
+        now = time.monotonic()
+        # Start what there is room for; a task that ran beside others in a worker that died
+        # runs alone, so that if it kills this one too, god knows it was that task.
+        alone = any(started[0][G_ALONE] for started in w.busy.values())
+        while free and w.held and not w.draining and not alone:
+            g = todo[0]
+            if g[G_ALONE] and w.busy:
+                break
+            alone = g[G_ALONE]
+            seq = w.at
+            payload = g[G_PAYLOADS][seq - g[G_LO]]
+            w.advance(1)
+            shared.tasks += 1
+            fn = w.fns.get(g[G_TASK])
+            if isinstance(fn, str) or (g[G_PRODUCER], seq) in w.skip:
+                v: Value = (False, None, fn, None) if isinstance(fn, str) else CANCELLED
+                w.finished.append((g, seq, payload, v, None))
+                continue
+            i = free.pop()
+            place = w.running[i]
+            place.producer, place.first, place.seq, place.since = g[G_PRODUCER].encode(), g[G_FIRST], seq, now
+            place.grace = KILL_GRACE_S  # the worker gives up what runs over its time itself
+            token += 1
+            w.busy[i] = (g, seq, payload, now, token, is_async(fn))
+            calls.submit((i, token), fn, payload, timeout)
+        # Wait for a task to end; for god's reply, a look now and then (often while it is due).
+        calls.wait(0.001 if w.client.sent else FLUSH_S / 2)
+        for (i, tok), value, exc, ended in calls.ended():
+            started = w.busy.get(i)
+            if started is None or started[4] != tok:
+                continue  # given up for running over its time: its result was written then
+            del w.busy[i]
+            free.append(i)
+            w.running[i].seq = -1
+            g, seq, payload, t0 = started[:4]
+            w.spent += ended - t0
+            w.ran += 1
+            w.finished.append((g, seq, payload, *outcome(value, exc)))
+        if timeout is not None:
+            _give_up_overdue(w, calls, timeout)
 
-    def wait(self, timeout: float) -> None:
-        """Wait up to timeout for a call to end (at once if one has)."""
-        if self.done.empty():
-            self._poller.poll(max(0, int(timeout * 1000)))
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def ended(self) -> list[Ended]:
-        """The calls that ended since the last look."""
-        out = []
-        try:
-            while True:
-                out.append(self.done.get_nowait())
-        except Empty:
-            return out
-
-    def blocking(self) -> Any:
-        """The key of the coroutine the event loop runs now, if any: read from another thread,
-        it names a coroutine that holds the loop (one that never awaits)."""
-        if self._loop is None:
-            return None
-        task = asyncio.current_task(self._loop)
-        return self._running.get(task) if task is not None else None
-
-    def cancel(self, key: Any) -> None:
-        """Cancel the coroutine that runs under key, if one does (from any thread)."""
-        loop = self._loop
-        if loop is None:
-            return
-        for task, k in list(self._running.items()):
-            if k == key:
-                loop.call_soon_threadsafe(task.cancel)
-
-    def _end(self, key: Any, value: Any, exc: BaseException | None) -> None:
-        self.done.put((key, value, exc, time.monotonic()))
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-
-    def _thread(self) -> None:
-        while True:
-            key, fn, payload = self._work.get()
-            try:
-                value = fn(payload)
-            except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
-                self._end(key, None, e)
-            else:
-                self._end(key, value, None)
-
-    def _start_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, name="event-loop", daemon=True).start()
-        return loop
-
-    def _start_coroutine(self, key: Any, fn: Callable[[Any], Coroutine[Any, Any, Any]], payload: Any,
-                         timeout: float | None) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(fn(payload))
-        self._running[task] = key
-        task.add_done_callback(self._running.pop)
-        waiter = self._loop.create_task(self._await(key, task, timeout))
-        self._waiting.add(waiter)
-        waiter.add_done_callback(self._waiting.discard)
-
-    async def _await(self, key: Any, task: asyncio.Task[Any], timeout: float | None) -> None:
-        t0 = time.monotonic()
-        try:
-            value = await asyncio.wait_for(task, timeout)
-        except BaseException as e:
-            self._end(key, None, _timed_out(e, timeout, t0))
-        else:
-            self._end(key, value, None)
-
-
-def run_coroutine(coroutine: Coroutine[Any, Any, Any], timeout: float | None, loop: asyncio.AbstractEventLoop) -> Any:
-    """Run an ``async def`` function's coroutine to its end on loop (a worker that runs one task
-    at a time)."""
-    t0 = time.monotonic()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
-    except asyncio.TimeoutError as e:
-        raise _timed_out(e, timeout, t0) from None
-
-
-def _timed_out(e: BaseException, timeout: float | None, t0: float) -> BaseException:
-    """The exception a coroutine ended with: ours if wait_for cancelled it (not one it raised)."""
-    if isinstance(e, asyncio.TimeoutError) and timeout is not None and time.monotonic() - t0 >= timeout:
-        return TimeoutError(f"timed out after {timeout:g}s (--task-timeout); it was cancelled")
-    return e
+def _give_up_overdue(w: Worker, calls: Calls, timeout: float) -> None:
+    """Fail the tasks running over --task-timeout that could not be stopped: a thread, or a
+    coroutine that holds its event loop (it never awaits), so that none is cancelled. Their
+    worker then drains and is replaced (what runs on in it holds a place for good)."""
+    now = time.monotonic()
+    for i, (g, seq, payload, t0, token, coroutine) in list(w.busy.items()):
+        if i not in w.busy or now - t0 <= timeout + (GRACE_S if coroutine else 0.0):
+            continue  # (handed back with a coroutine given up before it, or not overdue)
+        if coroutine:  # the one that holds the loop is to blame; the others wait behind it
+            key = calls.blocking()
+            blocker = w.busy.get(key[0]) if key is not None else None
+            if blocker is not None and blocker[4] == key[1]:  # (the same task, not a later one in its place)
+                i = key[0]
+                g, seq, payload = w.busy[i][:3]
+        del w.busy[i]
+        w.running[i].seq = -1
+        what = "coroutine was not cancelled in time (it blocks its event loop)" if coroutine else \
+            "thread cannot be stopped"
+        exc = TimeoutError(f"timed out after {timeout:g}s (--task-timeout); its {what}, "
+                           "so its worker is replaced once the others are done")
+        w.finished.append((g, seq, payload, failure(exc), exc))
+        if coroutine:  # the coroutines beside it cannot go on while it holds the loop: they go back
+            for j in [j for j, started in w.busy.items() if started[5]]:
+                del w.busy[j]  # the bye at the end hands them back, unfinished
+                w.running[j].seq = -1
+        if not w.draining:
+            w.draining, w.why = True, "replace"

@@ -21,7 +21,7 @@ from types import FrameType
 from loguru import logger
 
 from consumer.pool import Lost, WorkerPool
-from consumer.worker import NO_RECYCLE, Recycle
+from consumer.recycle import NO_RECYCLE, Recycle
 from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname

@@ -16,7 +16,10 @@ from typing import Any
 
 from loguru import logger
 
-from consumer.worker import KILL_GRACE_S, NO_RECYCLE, Recycle, Running, Shared, WorkerSpec, running_task, worker_main
+from consumer.loop import WorkerSpec
+from consumer.places import KILL_GRACE_S, Running, Shared, running_task
+from consumer.recycle import NO_RECYCLE, Recycle
+from consumer.worker import worker_main
 from shared.config import Settings
 from shared.records import R_LO, R_PRODUCER, Run
 
@@ -260,7 +263,7 @@ class WorkerPool:
     def _overdue(self, place: Running, now: float) -> bool:
         """Whether the task in that place runs over --task-timeout: at once for a plain function
         its worker runs alone; a grace later for what the worker stops or gives up itself (a
-        coroutine, tasks running side by side: consumer/worker.py)."""
+        coroutine, tasks running side by side: consumer/concurrent.py)."""
         since = place.since
         assert self.task_timeout is not None
         return bool(place.seq >= 0 and since > 0 and now - since > self.task_timeout + place.grace)

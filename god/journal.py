@@ -41,61 +41,19 @@ from loguru import logger
 
 from god.batches import Attempts, Tries
 from god.dead import DeadLetter
+from god import schema as sql
 from god.cron import Schedule
+from god.migrations import open_journal
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    DEFAULT_QUEUE, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
+    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
     R_PRODUCER, Put, RetryPolicy, Run, split_id,
 )
 
-APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 4  # 1: a row per task (never released); 2: rows of (id, payload) lists;
-# 3: rows of done runs and attempts not tied to a batch (kept until a restart)
 RETRY_S = 1.0  # seconds between attempts to commit while the disk refuses
 ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the log
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
-    n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
-    payloads BLOB NOT NULL, origin TEXT);
-CREATE TABLE IF NOT EXISTS dead (id TEXT PRIMARY KEY, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL,
-    retry TEXT, shown TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
-    payload BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, runs BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS done_batch ON done (batch);
-CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, rows BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_batch ON attempts (batch);
-CREATE TABLE IF NOT EXISTS producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL, at REAL NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, every REAL, cron TEXT, queue TEXT NOT NULL, task TEXT,
-    payload BLOB NOT NULL, next REAL NOT NULL, runs INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
-"""
-
-#: What the writer thread applies, in order: a statement and its rows.
-Op = tuple[str, list[tuple[Any, ...]]]
-_PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_DEAD = "INSERT OR REPLACE INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_UNDEAD = "DELETE FROM dead WHERE id = ?"
-_RELEASE = "DELETE FROM batches WHERE seq = ?"
-_RELEASE_DONE = "DELETE FROM done WHERE batch = ?"
-_RELEASE_ATTEMPTS = "DELETE FROM attempts WHERE batch = ?"
-_UPTO = ("INSERT INTO producers (name, upto, at) VALUES (?, ?, ?) "
-         "ON CONFLICT(name) DO UPDATE SET upto = max(upto, excluded.upto), at = max(at, excluded.at)")
-_FORGET = "DELETE FROM producers WHERE at < ?"
-_ATTEMPTS = "INSERT INTO attempts (batch, rows) VALUES (?, ?)"
-_DONE = "INSERT INTO done (batch, runs) VALUES (?, ?)"
-_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
-_LIMIT = "INSERT OR REPLACE INTO limits (queue, rate) VALUES (?, ?)"
-_NO_LIMIT = "DELETE FROM limits WHERE queue = ?"
-_PAUSE = "INSERT OR IGNORE INTO paused (queue) VALUES (?)"
-_SCHEDULE = "INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_UNSCHEDULE = "DELETE FROM schedules WHERE name = ?"
-_RESUME = "DELETE FROM paused WHERE queue = ?"
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
 #: ids of the dead letters its tasks were or None).
@@ -117,11 +75,6 @@ class Recovered:
     dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
 
 
-def dumps(obj: Any) -> bytes:
-    """Rows of runs as the journal stores them."""
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 class Journal:
     """A SQLite journal with one writer thread; every method but ``recover`` is thread-safe."""
 
@@ -137,13 +90,13 @@ class Journal:
                               f"{path / 'journal.sqlite3'}")
         self._lockfile = _lock(path)
         try:
-            self._db = _open(path, sync_full)
+            self._db = open_journal(path, sync_full)
         except BaseException:  # we hold the lock: nobody else uses the file, and it must not stay behind
             Path(f"{path}.lock").unlink(missing_ok=True)
             self._lockfile.close()
             raise
         self._cond = threading.Condition()
-        self._ops: list[Op] = []
+        self._ops: list[sql.Op] = []
         self._ticket = 0  # ops appended so far
         self._committed = 0  # ops committed so far
         self._closing = False
@@ -210,7 +163,7 @@ class Journal:
             for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
                 tries[producer, first].append((lo - first, hi - first, n, retried, due))
         if forget_before is not None:
-            db.execute(_FORGET, (forget_before,))
+            db.execute(sql.FORGET, (forget_before,))
         r.upto = dict(db.execute("SELECT name, upto FROM producers"))
         r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
         r.paused = [queue for (queue,) in db.execute("SELECT queue FROM paused ORDER BY queue")]
@@ -231,9 +184,9 @@ class Journal:
             db.execute("DELETE FROM done")
             db.execute("DELETE FROM attempts")
             now = time.time()
-            db.executemany(_UPTO, [(name, upto, now) for name, upto in r.upto.items()])
+            db.executemany(sql.UPTO, [(name, upto, now) for name, upto in r.upto.items()])
             open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _, _ in r.batches}
-            db.executemany(_RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
+            db.executemany(sql.RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
             for producer, put, done, t, _ in r.batches:
                 first = put[PUT_FIRST]
                 seq = held[producer, first][0]
@@ -245,9 +198,9 @@ class Journal:
                     runs.append((producer, first, first + i, first + end))
                     i = end
                 if runs:
-                    db.execute(_DONE, (seq, dumps(runs)))
+                    db.execute(sql.DONE, (seq, sql.dumps(runs)))
                 if t:
-                    db.execute(_ATTEMPTS, (seq, dumps([(producer, first, first + lo, first + hi, n, retried, due)
+                    db.execute(sql.ATTEMPTS, (seq, sql.dumps([(producer, first, first + lo, first + hi, n, retried, due)
                                                        for lo, hi, n, retried, due in t])))
                 self._open[producer, first] = (seq, first + put[PUT_N] - 1)
         return r
@@ -278,7 +231,7 @@ class Journal:
             first, n = put[PUT_FIRST], put[PUT_N]
             self._open[producer, first] = (seq, first + n - 1)
             retry = put[PUT_RETRY]
-            return self._append(_PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
+            return self._append(sql.PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
                                         put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None)])
 
@@ -300,9 +253,9 @@ class Journal:
                 by_batch.setdefault(held[0], []).append(run)
         ticket = self._ticket
         if by_batch:
-            ticket = self._append(_DONE, [(seq, dumps(rs)) for seq, rs in by_batch.items()])
+            ticket = self._append(sql.DONE, [(seq, sql.dumps(rs)) for seq, rs in by_batch.items()])
         if upto:
-            ticket = self._append(_UPTO, upto)
+            ticket = self._append(sql.UPTO, upto)
         return ticket
 
     def set_attempts(self, rows: list[Attempts]) -> int:
@@ -316,30 +269,30 @@ class Journal:
                     by_batch.setdefault(held[0], []).append(row)
             if not by_batch:
                 return self._ticket
-            return self._append(_ATTEMPTS, [(seq, dumps(rs)) for seq, rs in by_batch.items()])
+            return self._append(sql.ATTEMPTS, [(seq, sql.dumps(rs)) for seq, rs in by_batch.items()])
 
     def set_limit(self, queue: str, rate: float | None) -> int:
         """Remember a queue's rate limit (None: it has none)."""
-        return self._append(_LIMIT, [(queue, rate)]) if rate is not None else self._append(_NO_LIMIT, [(queue,)])
+        return self._append(sql.LIMIT, [(queue, rate)]) if rate is not None else self._append(sql.NO_LIMIT, [(queue,)])
 
     def set_schedule(self, s: Schedule) -> int:
         """Remember a schedule, with when it is next due and how many times it ran."""
-        return self._append(_SCHEDULE, [(s.name, s.every, s.cron, s.queue, s.task, s.payload, s.next, s.runs)])
+        return self._append(sql.SCHEDULE, [(s.name, s.every, s.cron, s.queue, s.task, s.payload, s.next, s.runs)])
 
     def drop_schedule(self, name: str) -> int:
         """Forget a schedule."""
-        return self._append(_UNSCHEDULE, [(name,)])
+        return self._append(sql.UNSCHEDULE, [(name,)])
 
     def set_paused(self, queue: str, paused: bool) -> int:
         """Remember that a queue is paused, or no longer."""
-        return self._append(_PAUSE if paused else _RESUME, [(queue,)])
+        return self._append(sql.PAUSE if paused else sql.RESUME, [(queue,)])
 
     def add_results(self, runs: list[Run], path: str | None = None, offset: int = 0) -> int:
         """Journal runs with results; with the results file they are in, and its new size."""
         with self._cond:
             ticket = self._add_runs(runs) if runs else self._ticket
             if path is not None:
-                ticket = self._append(_META, [("results_path", path), ("results_offset", offset)])
+                ticket = self._append(sql.META, [("results_path", path), ("results_offset", offset)])
             return ticket
 
     def held(self) -> list[tuple[str, int]]:
@@ -356,20 +309,20 @@ class Journal:
             if not gone:
                 return
             now = time.time()
-            self._append(_UPTO, [(producer, last, now) for producer, _, last in gone])
+            self._append(sql.UPTO, [(producer, last, now) for producer, _, last in gone])
             seqs = [(seq,) for _, seq, _ in gone]
-            self._append(_RELEASE, seqs)
-            self._append(_RELEASE_DONE, seqs)
-            self._append(_RELEASE_ATTEMPTS, seqs)
+            self._append(sql.RELEASE, seqs)
+            self._append(sql.RELEASE_DONE, seqs)
+            self._append(sql.RELEASE_ATTEMPTS, seqs)
 
     def add_dead(self, letters: list[DeadLetter]) -> int:
         """Keep dead letters, their payloads with them."""
-        return self._append(_DEAD, [(d.id, d.queue, d.task, d.priority, json.dumps(d.retry) if d.retry else None,
+        return self._append(sql.DEAD, [(d.id, d.queue, d.task, d.priority, json.dumps(d.retry) if d.retry else None,
                                      d.shown, d.reason, d.attempts, d.at, d.payload) for d in letters])
 
     def drop_dead(self, ids: list[str]) -> int:
         """Let dead letters go (served again, purged, or over --dead-keep)."""
-        return self._append(_UNDEAD, [(tid,) for tid in ids])
+        return self._append(sql.UNDEAD, [(tid,) for tid in ids])
 
     def dead_payloads(self, ids: list[str]) -> dict[str, bytes]:
         """The pickled payloads of dead letters, read back from the file (once what was appended
@@ -389,7 +342,7 @@ class Journal:
     def forget_producers(self, before: float) -> int:
         """Forget the producers last heard from before a Unix time (their re-sent puts are no
         longer told from new ones)."""
-        return self._append(_FORGET, [(before,)])
+        return self._append(sql.FORGET, [(before,)])
 
     @property
     def ticket(self) -> int:
@@ -435,12 +388,12 @@ class Journal:
                 self._cond.notify_all()
             self.on_commit()
 
-    def _apply(self, ops: list[Op]) -> None:
+    def _apply(self, ops: list[sql.Op]) -> None:
         with self._db:  # one transaction; rolled back if any statement fails
-            for sql, rows in ops:
-                self._db.executemany(sql, rows)
+            for statement, rows in ops:
+                self._db.executemany(statement, rows)
 
-    def _commit(self, ops: list[Op]) -> bool:
+    def _commit(self, ops: list[sql.Op]) -> bool:
         try:
             self._apply(ops)
             return True
@@ -493,56 +446,6 @@ def _lock(path: Path) -> TextIO:
     return f
 
 
-def _open(path: Path, sync_full: bool = False) -> sqlite3.Connection:
-    """Open (or create) the journal, check that it is one, bring an older one up to date;
-    the caller holds the lock."""
-    where = f"journal {path}"
-    try:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
-    except sqlite3.Error as e:
-        raise ConfigError(f"cannot open {where}: {e}") from None
-    try:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != APPLICATION_ID and (app_id or tables):
-            raise ConfigError(f"{where} is a SQLite file but not a god journal; "
-                              "give god another --journal PATH")
-        if 0 < version < 2:
-            raise ConfigError(f"{where} is in an older format ({version}) than this god reads (2 to {SCHEMA_VERSION}); "
-                              "let its god finish the work, or move it away")
-        if version > SCHEMA_VERSION:
-            raise ConfigError(f"{where} was written by a newer god (version {version}); use that god")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
-        db.execute("BEGIN IMMEDIATE")  # explicit: DDL would commit on its own, and a migration is all or nothing
-        try:
-            if version == 2:
-                _migrate_2(db)
-            elif version == 3:
-                _migrate_3(db)
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
-    except sqlite3.DatabaseError as e:
-        db.close()
-        if "not a database" in str(e) or "malformed" in str(e):
-            raise ConfigError(f"{where} is damaged or not a journal ({e}); move it away, "
-                              "or give god another --journal PATH") from None
-        raise ConfigError(f"cannot use {where}: {e}; give god a writable --journal PATH, "
-                          "or --no-journal") from None
-    except ConfigError:
-        db.close()
-        raise
-    return db
-
-
 def _policy(text: str | None) -> RetryPolicy | None:
     """A retry policy as the journal keeps it (JSON), back as a tuple."""
     if text is None:
@@ -551,58 +454,3 @@ def _policy(text: str | None) -> RetryPolicy | None:
     return retries, backoff, longest, tuple(on) if on is not None else None
 
 
-def _old_id(tid: str) -> tuple[str, int]:
-    """(producer, seq) of a version 2 id: PRODUCER/SEQ, or a tutorial task's tutorial:RUN:N."""
-    try:
-        return split_id(tid)
-    except ValueError:
-        producer, _, seq = tid.rpartition(":")
-        return producer, int(seq)
-
-
-def _migrate_2(db: sqlite3.Connection) -> None:
-    """Version 2 (rows of (id, payload) lists, done ids, attempts by id) to 3, in the caller's
-    transaction: each run of consecutive seqs not done becomes a batch on the default queue."""
-    done = {tid for (blob,) in db.execute("SELECT done FROM done_batches") for tid, _ in pickle.loads(blob)}
-    attempts = dict(db.execute("SELECT id, n FROM attempts"))
-    upto: dict[str, int] = {}
-    for tid in done:
-        producer, seq = _old_id(tid)
-        upto[producer] = max(upto.get(producer, 0), seq)
-    batches: list[tuple[str, int, list[Any]]] = []
-    tries: list[Attempts] = []
-    for (blob,) in db.execute("SELECT tasks FROM task_batches ORDER BY seq"):
-        for tid, payload in pickle.loads(blob):
-            producer, seq = _old_id(tid)
-            upto[producer] = max(upto.get(producer, 0), seq)
-            if tid in done:
-                continue
-            last = batches[-1] if batches else None
-            if last is not None and last[0] == producer and last[1] + len(last[2]) == seq:
-                last[2].append(payload)
-            else:
-                batches.append((producer, seq, [payload]))
-            if attempts.get(tid):
-                tries.append((producer, batches[-1][1], seq, seq + 1, attempts[tid], 0, None))
-    db.execute("DROP TABLE task_batches")
-    db.execute("DROP TABLE done_batches")
-    db.execute("DROP TABLE attempts")
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.executemany(_PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, dumps(payloads), None)
-                          for i, (producer, first, payloads) in enumerate(batches, 1)])
-    db.executemany(_UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
-    if tries:  # the batch each row belongs to: where its producer and first are
-        seq_of = {(producer, first): i for i, (producer, first, _) in enumerate(batches, 1)}
-        db.executemany(_ATTEMPTS, [(seq_of[row[0], row[1]], dumps([row])) for row in tries])
-
-
-def _migrate_3(db: sqlite3.Connection) -> None:
-    """Version 3 to 4, in the caller's transaction: rows of runs and attempts belong to a batch
-    (``recover`` rewrites them so), producers have when they were last heard from (now)."""
-    db.execute("ALTER TABLE batches ADD COLUMN origin TEXT")
-    db.execute("ALTER TABLE done ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE attempts ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE producers ADD COLUMN at REAL NOT NULL DEFAULT 0")
-    db.execute("UPDATE producers SET at = ?", (time.time(),))

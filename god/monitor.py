@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from loguru import logger
 from rich.console import Console

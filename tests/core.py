@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from consumer.worker import Acks
+from consumer.acks import Acks
 from god.api import Api
 from god.broker import Broker
 from god.state import JournalLike

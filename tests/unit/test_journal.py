@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import SCHEMA_VERSION, Journal, Recovered
+from god.journal import Journal, Recovered
+from god.schema import SCHEMA_VERSION
 from god.record import Record
 from god.results import ResultsFile
 from shared.errors import ConfigError

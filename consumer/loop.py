@@ -1,0 +1,250 @@
+"""The worker's lease/ack loop: leases tasks from god over its own connection, acks them.
+
+A task crosses god, worker, god and nothing else. Each ack carries the next lease in the
+same round trip (``ack_lease``), sent while the tasks in hand still run, so the worker
+rarely waits for god. Between tasks the loop reads god's reply and its consumer's pipe
+(``look``); what runs the tasks, one at a time (consumer/serial.py) or up to --concurrency
+at once (consumer/concurrent.py), calls it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from loguru import logger
+
+from consumer.acks import CANCELLED, Acks
+from consumer.calls import Calls
+from consumer.functions import Functions
+from consumer.places import Shared
+from consumer.recycle import Recycle
+from shared.client import GodClient
+from shared.config import Settings, hostname
+from shared.records import A_FAILED, A_HI, A_LO, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Grant, Value
+
+FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
+LEASE_WAIT_S = 1.0  # seconds a lease waits at god for the first task when the worker has none
+BURST_WAIT_S = 0.3  # the same with --burst: an empty queue ends the run sooner
+IDLE_LOOK_S = 0.05  # how often a worker waiting for god's reply looks at its consumer's pipe
+TARGET_QUEUED_S = 0.05  # seconds of work kept in hand (sizes each lease) ...
+RTT_QUEUED = 5.0  # ... or this many round trips to god, if longer: work in hand while results, acks and
+# the next lease travel (a result waits up to a flush and the ack's round trip)
+
+# The consumer sends ("drain",): finish the running task, ack, hand back the rest, and end;
+# ("stop", producer, seq): a task cancelled at god: skip it if held, cancel it if a coroutine
+# runs it, give up its thread (and be replaced) if a thread does; one worker running it alone
+# is killed by its consumer.
+# Its pipe closing means it is gone: end at once (god serves our tasks again).
+# The worker sends, last, ("ended", why): "drained", "empty" (--burst), "replace" (a task thread
+# ran over --task-timeout and runs on: start another worker), or ("error", message, exit code).
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process is started with."""
+
+    settings: Settings
+    name: str  # its name at god: its consumer's, a slash, its index
+    consumer: str
+    task_spec: str
+    queues: tuple[str, ...]
+    prefetch: int
+    burst: bool
+    concurrency: int  # tasks run at once
+    task_timeout: float | None
+    recycle: Recycle
+    log_level: str
+    log_json: bool
+
+
+#: A task running concurrently: (grant, seq, payload, monotonic start, token, a coroutine).
+Started = tuple[Grant, int, Any, float, int, bool]
+#: A task that ended: (grant, seq, payload, outcome, exception or None).
+Finished = tuple[Grant, int, Any, Value, "BaseException | None"]
+
+
+def _listed(g: Grant) -> Grant:
+    """The grant with its payloads as a list (god sends a whole batch as the producer's pickle)."""
+    payloads = g[G_PAYLOADS]
+    if isinstance(payloads, bytes):
+        return (*g[:G_PAYLOADS], pickle.loads(payloads), *g[G_PAYLOADS + 1 :])
+    return g
+
+
+class Worker:
+    """The state of one worker process and its lease/ack loop; see the module's docstring."""
+
+    def __init__(self, spec: WorkerSpec, control: Connection, shared: Shared, running: Any) -> None:
+        self.spec = spec
+        self.control = control
+        self.shared = shared
+        self.running = running  # Running[concurrency], in memory the consumer reads
+        self.fns = Functions(spec.task_spec, spec.consumer)
+        self.client = GodClient(spec.settings, name=spec.name, role="consumer",
+                                info={"host": hostname(), "pid": os.getpid(), "parent": spec.consumer},
+                                should_stop=self._told)
+        self.todo: deque[Grant] = deque()  # leased runs, payloads as lists; todo[0] from seq at
+        self.at = 0
+        self.held = 0  # tasks in todo not started yet
+        self.busy: dict[int, Started] = {}  # place -> the task running there (--concurrency over 1)
+        self.finished: list[Finished] = []  # results of those, not in acks yet
+        self.acks = Acks(spec.consumer)
+        self.draining = False
+        self.gone = False  # the consumer's pipe closed
+        self.avg_task_s: float | None = None
+        self.spent = 0.0  # seconds of task time since the last lease was sized
+        self.ran = 0  # tasks in that time
+        self.lease_seq = 0
+        self.last_send = self.told_at = time.monotonic()
+        self.asked = 0  # tasks the call in flight asks for
+        self.more = True  # the last lease got all it asked for: more may wait at god
+        self.why = "drained"  # why the loop ended, for the consumer
+        self.skip: set[tuple[str, int]] = set()  # (producer, seq) of tasks cancelled at god: not to run
+        self.calls: Calls | None = None  # with --concurrency over 1: what runs the tasks (consumer/concurrent.py)
+
+    def _told(self) -> bool:
+        """Whether the consumer said to drain or went away (reads its pipe)."""
+        if not (self.draining or self.gone):
+            try:
+                while self.control.poll():
+                    msg = self.control.recv()
+                    if msg[0] == "stop":
+                        self._stop_task(str(msg[1]), int(msg[2]))
+                    else:
+                        self.draining = True
+            except (EOFError, OSError):
+                self.gone = True
+        return self.draining or self.gone
+
+    def _stop_task(self, producer: str, seq: int) -> None:
+        """A task cancelled at god: never start it; stop it if it runs here (side by side with others)."""
+        self.skip.add((producer, seq))
+        for i, (g, s, payload, _, token, coroutine) in list(self.busy.items()):
+            if g[G_PRODUCER] != producer or s != seq:
+                continue
+            if coroutine and self.calls is not None:
+                self.calls.cancel((i, token))  # it ends as a CancelledError, its result a duplicate at god
+                continue
+            del self.busy[i]  # a thread cannot be stopped: give it up, and be replaced
+            self.running[i].seq = -1
+            self.finished.append((g, s, payload, CANCELLED, None))
+            if not self.draining:
+                self.draining, self.why = True, "replace"
+
+    def _slots(self) -> int:
+        """How many tasks to hold besides those running: about TARGET_QUEUED_S of work for each
+        place to run one, or RTT_QUEUED round trips."""
+        places = self.spec.concurrency
+        if self.avg_task_s is None:
+            return places
+        per_task = max(self.avg_task_s, 1e-9)
+        ahead = RTT_QUEUED * self.shared.rtt_s  # far from god, a worker needs this much work in hand
+        cap = max(self.spec.prefetch, int(ahead / per_task))  # --prefetch, unless the round trip needs more
+        return max(places, min(cap, int(max(TARGET_QUEUED_S, ahead) / per_task * places)))
+
+    def _send(self) -> None:
+        """Ack what is done and lease what there is room for, in one call whose reply comes later."""
+        if self.ran:
+            per_task = self.spent / self.ran
+            self.avg_task_s = per_task if self.avg_task_s is None else 0.8 * self.avg_task_s + 0.2 * per_task
+            self.spent, self.ran = 0.0, 0
+        self._add_finished()
+        out, _ = self.acks.take()
+        for a in out:
+            failed = len(a[A_FAILED])
+            self.shared.done += a[A_HI] - a[A_LO]
+            self.shared.failed += failed
+        want = 0 if self.draining else max(0, self._slots() - self.held)
+        if self.spec.recycle.tasks is not None:  # never hold more than it may still run
+            want = min(want, max(0, self.spec.recycle.tasks - self.shared.tasks - self.held))
+        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if not (self.held or self.busy) else 0.0
+        self.lease_seq += 1
+        self.asked = want
+        self.client.send("ack_lease", self.spec.name, out, self.spec.queues, want, wait, self.lease_seq)
+        self.last_send = time.monotonic()
+
+    def _take(self, grants: list[Grant]) -> None:
+        for g in grants:
+            if not self.todo:
+                self.at = g[G_LO]
+            self.todo.append(_listed(g))
+            self.held += g[G_HI] - g[G_LO]
+
+    def look(self) -> bool:
+        """Between tasks: read god's reply if it came (wait for it when idle), start the next
+        call when due. False: the worker is to end."""
+        client = self.client
+        now = time.monotonic()
+        idle = not self.held and not self.busy
+        if idle or now - self.told_at >= FLUSH_S:  # (a poll costs as much as a few tiny tasks)
+            self.told_at = now
+            if self._told() and self.gone:
+                return False
+        if client.sent:
+            if not idle:
+                if not client.ready():
+                    return True
+            else:
+                while not client.ready(IDLE_LOOK_S):
+                    if self._told() and self.gone:
+                        return False
+            grants = client.reply()
+            self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= self.asked > 0
+            self._take(grants)
+            if not grants and not self.held and not self.busy and self.spec.burst and not self.draining:
+                self.draining = True  # the queue is empty: end as a drain does
+                self.why = "empty"
+        if not self.draining and self._recycle_due():
+            self.draining, self.why = True, "replace"
+        if self.draining:
+            if self.busy:
+                return True  # running tasks finish first
+            self._send()  # the last results; no lease
+            client.reply()
+            client.bye()  # what we still hold goes back, unstarted
+            return False
+        # Lease ahead while tasks run, but only while god has more: asked again at once, a
+        # queue god just emptied answers "nothing", and the results wait for that answer
+        # (a round trip more for each lone task).
+        slots = self._slots()
+        pending = bool(self.acks.lines or self.acks.done or self.finished)
+        if (not self.held and not self.busy) or (self.more and slots - self.held >= max(1, slots // 2)) or (
+                pending and time.monotonic() - self.last_send >= FLUSH_S):
+            self._send()
+        return True
+
+    def _recycle_due(self) -> bool:
+        """Whether this worker is to be replaced: it ran --max-tasks-per-worker tasks, or its RSS
+        passed --max-worker-memory (said once, as it begins to drain)."""
+        why = self.spec.recycle.due(self.shared.tasks)
+        if why is None:
+            return False
+        logger.bind(role="consumer").info("worker {} (pid {}) {}: replacing it once its running tasks end",
+                                          self.spec.name, os.getpid(), why)
+        return True
+
+    def advance(self, n: int) -> None:
+        """n more tasks of todo[0] were started."""
+        self.held -= n
+        self.at += n
+        if self.at >= self.todo[0][G_HI]:
+            self.todo.popleft()
+            if self.todo:
+                self.at = self.todo[0][G_LO]
+
+    def _add_finished(self) -> None:
+        """The results of tasks that ran concurrently, into acks: in order, so they make runs."""
+        if not self.finished:
+            return
+        self.finished.sort(key=lambda f: (f[0][G_PRODUCER], f[0][G_FIRST], f[0][G_LO], f[1]))
+        self.acks.stamp = repr(time.time())
+        for g, seq, payload, v, exc in self.finished:
+            self.acks.add(g, seq, payload, v, exc)
+        self.finished = []
+
