@@ -12,7 +12,7 @@ import pickle
 from typing import Any
 
 from god.batches import Batch, runs_of
-from god.dead import shown
+from god.dead import payload_figures, shown
 from god.handout import TUTORIAL
 from god.peers import ConsumerState
 from god.retries import Retries
@@ -94,7 +94,7 @@ class Acks:
                 continue
             tb = d.get("traceback")
             self.state.failed.append({
-                "id": d.get("id"), "queue": d.get("queue"), "task": d.get("task"), "payload": shown(d.get("payload")),
+                "id": d.get("id"), "queue": d.get("queue"), "task": d.get("task"), **payload_figures(shown(d.get("payload"))),
                 "error": d.get("error"), "traceback": tb[-TRACEBACK_CHARS:] if isinstance(tb, str) else None,
                 "attempts": d.get("attempts"), "consumer": d.get("consumer"), "time": d.get("time"),
             })

@@ -9,6 +9,7 @@ go first, counted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ class DeadLetter:
     task: str | None
     priority: int
     retry: RetryPolicy | None  # its retry policy, for when it is served again
-    shown: str  # its payload cut short, for lists
+    shown: str  # its payload as lists show it (``shown``)
     reason: str
     attempts: int
     at: float  # Unix time it was given up
@@ -36,14 +37,28 @@ class DeadLetter:
 
     def figures(self) -> dict[str, Any]:
         """What ``god dead`` shows of it."""
-        return {"id": self.id, "queue": self.queue, "task": self.task, "payload": self.shown, "reason": self.reason,
-                "attempts": self.attempts, "time": self.at}
+        return {"id": self.id, "queue": self.queue, "task": self.task, **payload_figures(self.shown),
+                "reason": self.reason, "attempts": self.attempts, "time": self.at}
 
 
 def shown(payload: Any) -> str:
-    """A payload cut short for a list."""
-    text = repr(payload)
+    """A payload as a list shows it: its JSON when it has one (as result lines write it), else
+    its repr; cut short."""
+    try:
+        text = json.dumps(payload)
+    except (TypeError, ValueError):
+        text = repr(payload)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def payload_figures(text: str) -> dict[str, Any]:
+    """What a JSON listing says of a payload shown as text: "payload", its JSON value when the
+    text is one whole (not cut short, not a repr), else the text; and "shown", the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return {"payload": value, "shown": text}
 
 
 class DeadJournal(Protocol):

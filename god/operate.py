@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -185,7 +184,7 @@ def _listing(ask: Ask, what: str, queue: str | None, as_json: bool) -> int:
         rows = client.dead(queue) if what == "dead" else client.failed(queue)
     for r in rows:
         typer.echo(json.dumps(r) if as_json else
-                   f"{r['id']}  queue {r['queue']}  task {r['task'] or '-'}  {r['payload']}  "
+                   f"{r['id']}  queue {r['queue']}  task {r['task'] or '-'}  {r['shown']}  "
                    f"{count(r['attempts'] or 1, 'attempt')}, {_when(r['time'] or 0)}: "
                    f"{r['reason'] if what == 'dead' else r['error']}")
     if not as_json:

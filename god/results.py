@@ -16,6 +16,7 @@ from typing import BinaryIO
 from loguru import logger
 
 from shared.errors import ConfigError
+from shared.log import count
 from shared.records import Run
 
 ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the log
@@ -72,8 +73,8 @@ class ResultsFile:
             now = time.monotonic()
             if now - self._error_at > ERROR_EVERY_S:
                 self._error_at = now
-                self._log.error("cannot write results file {}: {}; {} results kept in memory, retrying",
-                                self.path, e.strerror or e, len(self.unwritten))
+                self._log.error("cannot write results file {}: {}; {} kept in memory, retrying",
+                                self.path, e.strerror or e, count(len(self.unwritten), "result"))
             return None
         written, self.unwritten, self._unwritten_done = self._unwritten_done, [], []
         return written

@@ -32,6 +32,7 @@ from god.waits import Waits
 from god.web import Web, login_url, web_context
 from shared import exitcodes
 from shared.config import Settings, client_address, format_address
+from shared.log import count
 
 if TYPE_CHECKING:
     from loguru import Logger  # only in loguru's type stubs
@@ -124,9 +125,9 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                         "'python -m god resume {}'", queue, queue)
         journal.start()
         if recovered.pending or recovered.done:
-            log.info("journal {}: {} tasks to serve (waiting or running when god last stopped), "
-                     "{} tasks already done and not run again{}", journal.path, recovered.pending,
-                     recovered.done,
+            log.info("journal {}: {} to serve (waiting or running when god last stopped), "
+                     "{} already done and not run again{}", journal.path, count(recovered.pending, "task"),
+                     count(recovered.done, "task"),
                      f" ({recovered.found_in_file} found in the results file)"
                      if recovered.found_in_file else "")
         else:
@@ -185,8 +186,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         web.close()
     monitor.close()
     if record.unwritten:
-        log.error("{} results could not be written to {} (they were printed above{})",
-                  record.unwritten, options.results_path,
+        log.error("{} could not be written to {} (they were printed above{})",
+                  count(record.unwritten, "result"), options.results_path,
                   "; their tasks are served again when god next starts on this journal" if journal else "")
         return exitcodes.FAILED
     return exitcodes.OK

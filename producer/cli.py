@@ -172,7 +172,7 @@ def main(
                     producer.flush()
                 except GodError:
                     pass
-            log.error("{}{}", e, f" ({producer.accepted} tasks were put before it)" if producer and producer.accepted else "")
+            log.error("{}{}", e, f" ({count(producer.accepted, 'task')} put before it)" if producer and producer.accepted else "")
             raise typer.Exit(e.exit_code) from None
         if stop.requested():  # stopped before the end of its tasks: not "done", and not a success
             log.warning("stopped by {}: god accepted {} (each one sent is confirmed); the rest was not put",
@@ -184,14 +184,14 @@ def main(
         try:
             failed = _wait_for_results(producer, results)
         except (Interrupted, KeyboardInterrupt) as e:
-            log.error("stopped while waiting: {} results outstanding", len(producer.waiting))
+            log.error("stopped while waiting: {} outstanding", count(len(producer.waiting), "result"))
             raise typer.Exit(exitcodes.INTERRUPTED if isinstance(e, KeyboardInterrupt) else e.exit_code) from None
         except GodError as e:
-            log.error("{} ({} results outstanding)", e, len(producer.waiting))
+            log.error("{} ({} outstanding)", e, count(len(producer.waiting), "result"))
             raise typer.Exit(e.exit_code) from None
         lost = len(producer.lost_in_restart)
         if failed or lost:
-            log.error("{} of {} tasks failed{}", failed, producer.accepted,
+            log.error("{} of {} failed{}", failed, count(producer.accepted, "task"),
                       f"; {lost} finished before god restarted: see god's results file" if lost else "")
             raise typer.Exit(exitcodes.FAILED)
         log.info("{} succeeded", "the 1 task" if producer.accepted == 1 else f"all {producer.accepted} tasks")

@@ -29,6 +29,7 @@ from loguru import logger
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
+from shared.log import count
 from shared.records import (
     DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, Value, check_priority, check_queue, check_retry,
     describe, task_id,
@@ -213,13 +214,13 @@ class Producer:
         waiting = False
         while not self.client.put_many(put, PUT_WAIT_S):
             if self._should_stop():
-                raise Interrupted(f"stopped while god was full: {n} tasks not put")
+                raise Interrupted(f"stopped while god was full: {count(n, 'task')} not put")
             if not waiting:
                 self._log.warning("god's queues are full ({} tasks waiting, its --capacity); waiting to put {} more",
-                                  self.client.server_info.get("capacity", "?"), n)
+                                  self.client.server_info.get("capacity", "?"), count(n, "task"))
                 waiting = True
         if waiting:
-            self._log.info("god has room again; all {} tasks of the batch put", n)
+            self._log.info("god has room again; {} put", "the batch's 1 task" if n == 1 else f"all {n} tasks of the batch")
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield the results of this producer's tasks as they come, until none is outstanding.
@@ -238,9 +239,9 @@ class Producer:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.waiting:
             if self._should_stop():
-                raise Interrupted(f"stopped with {len(self.waiting)} results outstanding")
+                raise Interrupted(f"stopped with {count(len(self.waiting), 'result')} outstanding")
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.waiting)} results still outstanding after {timeout}s")
+                raise TimeoutError(f"{count(len(self.waiting), 'result')} still outstanding after {timeout}s")
             run = str(self.client.server_info.get("run", ""))
             check = [task_id(self.name, seq) for seq in self.waiting] if run and self._run and run != self._run else None
             if run != self._run:
@@ -250,8 +251,8 @@ class Producer:
                 if self.waiting.pop(int(tid.rpartition("/")[2]), _GONE) is not _GONE:
                     self.lost_in_restart.append(tid)
             if gone:
-                self._log.warning("god restarted: {} tasks had finished before, their results are in god's "
-                                  "results file, not here", len(gone))
+                self._log.warning("god restarted: {} had finished before, their results are in god's "
+                                  "results file, not here", count(len(gone), "task"))
             for number, (lo, _, blob, consumer, attempts) in posted:
                 self._confirmed = number
                 values: list[Value] = pickle.loads(blob)

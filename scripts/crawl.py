@@ -37,7 +37,7 @@ def crawl(start: str, out: Path, *, max_pages: int, retries: int, backoff: float
         for r in god.results():
             if not r.ok:
                 failed += 1
-                print(f"failed after {r.attempts} attempts: {r.payload}: {r.error}", file=sys.stderr)
+                print(f"failed after {r.attempts} attempt{'s' if r.attempts != 1 else ''}: {r.payload}: {r.error}", file=sys.stderr)
                 continue
             if r.queue == IMAGES:
                 images += 1

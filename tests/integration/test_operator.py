@@ -36,7 +36,7 @@ def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
     c.stop()
     # When the operator lists them
     dead = [json.loads(line) for line in ask(spawn, env, "dead", "--json").out]
-    assert sorted(d["payload"] for d in dead) == ["10", "20"]
+    assert sorted(d["payload"] for d in dead) == [10, 20]  # as JSON values
     assert all(d["queue"] == "default" and d["attempts"] == 1 and "died" in d["reason"] for d in dead)
     assert ask(spawn, env, "failed").out == []  # dead letters are not failed results
     # Then they are still there after god restarts
@@ -46,7 +46,7 @@ def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
     listed = ask(spawn, env, "dead")
     assert len(listed.out) == 2 and "2 dead letters" in listed.text()
     # And one served again runs as a new task whose result says where it came from
-    ten = next(d["id"] for d in dead if d["payload"] == "10")
+    ten = next(d["id"] for d in dead if d["payload"] == 10)
     moved = ask(spawn, env, "requeue", ten)
     (line,) = moved.out
     old, new = line.split(" -> ")
@@ -58,7 +58,7 @@ def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
     # And each can be looked up: the new task done with its results line, the other still dead
     t = json.loads(ask(spawn, env, "task", new, "--json").out[0])
     assert (t["state"], t["result"]["requeued_from"], t["result"]["value"]) == ("done", ten, square(10))
-    twenty = next(d["id"] for d in dead if d["payload"] == "20")
+    twenty = next(d["id"] for d in dead if d["payload"] == 20)
     (line, result) = ask(spawn, env, "task", twenty).out
     assert line.startswith(f"{twenty}: dead (queue default, attempts 1)") and "died" in line
     assert json.loads(result)["error"].startswith("dead letter")
@@ -77,7 +77,8 @@ def test_failed_lists_the_last_failed_results(god: God, spawn: Callable[..., Pro
     spawn("consumer", "--processes", "1", env_extra=env)
     wait_for_results(god.results, 3)
     (f,) = [json.loads(line) for line in ask(spawn, env, "failed", "--json").out]
-    assert f["payload"] == "'x'" and "TypeError" in f["error"] and f["traceback"]
+    assert f["payload"] == "x" and "TypeError" in f["error"] and f["traceback"]
+    assert ask(spawn, env, "failed").out[0].startswith(f'{f["id"]}  queue default  task -  "x"  1 attempt')
     assert ask(spawn, env, "failed", "--queue", "other").out == []
     assert ask(spawn, env, "task", f["id"]).out[0] == f"{f['id']}: failed"
     unknown = ask(spawn, env, "task", "nobody/1", code=1)

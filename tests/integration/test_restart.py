@@ -39,7 +39,7 @@ def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
     god.proc.signal(sig)
     assert god.proc.wait() == (-9 if sig == signal.SIGKILL else 0), god.proc.text()
     again = start_god("--lease-timeout", "1", *journal, port=port_of(god))
-    again.proc.wait_for(r"journal .*: \d+ tasks to serve .*, \d+ tasks already done", stream="err")
+    again.proc.wait_for(r"journal .*: \d+ tasks? to serve .*, \d+ tasks? already done", stream="err")
 
     # Then the consumer carries on against the new god and every task has one result line
     results = wait_for_results(again.results, 60, timeout=60)

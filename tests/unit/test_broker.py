@@ -184,7 +184,7 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> 
     assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
     (r,) = lines(core)
     assert r["ok"] is False and "dead letter" in str(r["error"]) and r["attempts"] == 3 and r["payload"] == "poison"
-    assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead.listing()] == [("p/1", "'poison'", 3)]
+    assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead.listing()] == [("p/1", "poison", 3)]
 
 
 def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
@@ -648,7 +648,8 @@ def test_a_dead_letter_is_listed_served_again_under_a_new_id_that_says_where_it_
     lines(core)
     (d,) = core.call("dead", "mail").result()
     assert (d["id"], d["queue"], d["task"], d["attempts"]) == ("p/1", "mail", "m:send", 3)
-    assert "a@example.com" in d["payload"] and "lost" in d["reason"]
+    assert d["payload"] == {"to": "a@example.com"} and "lost" in d["reason"]  # its JSON value
+    assert d["shown"] == '{"to": "a@example.com"}'
     assert core.call("dead", "other").result() == []
     ((old, new),) = core.call("requeue", ["p/1"]).result()
     assert old == "p/1" and new != old and new.endswith("/1")
@@ -698,7 +699,7 @@ def test_failed_lists_the_last_failures_not_those_tried_again(core: Core) -> Non
     core.put("p", [4], retry=(2, 1.0, 10.0, None))
     core.ack("c", core.lease("c", 10), fail={2, 4}, raised=KeyError("k"))
     (f,) = core.call("failed", None).result()
-    assert (f["id"], f["payload"], f["queue"]) == ("p/2", "2", "default")
+    assert (f["id"], f["payload"], f["shown"], f["queue"]) == ("p/2", 2, "2", "default")
     assert "KeyError" in f["error"] and "k" in f["traceback"]
 
 
