@@ -4,14 +4,18 @@ and answer it on a later round) is what ``Core.call`` and ``Core.step`` do here.
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from consumer.acks import Acks
 from god.api import Api
 from god.broker import Broker
+from god.journal import Journal, Recovered
+from god.results import ResultsFile
 from god.state import JournalLike
 from god.waits import Wait, Waits
 from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, RetryPolicy, Run, failure, task_id
@@ -146,3 +150,25 @@ def seqs(grants: list[Grant]) -> list[int]:
 
 def ids(producer: str, numbers: list[int]) -> list[str]:
     return [task_id(producer, n) for n in numbers]
+
+
+def lines(core: Core) -> list[dict[str, object]]:
+    """The result lines the monitor would write now, read back."""
+    out, _ = core.broker.take_results()
+    return [json.loads(line) for text, _ in out for line in text.splitlines()]
+
+
+def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
+    """Open a journal the way god starts on it: recover, a new core that takes it over, start."""
+    j = Journal(path)
+    r = j.recover(results)
+    core = Core(journal=j)
+    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
+    j.start()
+    return j, r, core
+
+
+def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
+    """Close a journal and open it again, the way a restarted god does: a new core on it."""
+    j.close()
+    return opened(j.path, results)

@@ -17,9 +17,6 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from shared.client import GodClient
-from shared.config import Settings
-from shared.stats import Stats
 from tests.conftest import God, god_stats
 from tests.helpers import Proc, read_results, wait_until, write_tasks
 from tests.relay import Relay

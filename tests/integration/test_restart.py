@@ -12,7 +12,7 @@ import pytest
 from consumer.tasks import square
 from tests.conftest import God, addr_env
 from tests.helpers import Proc, read_results, wait_for_results, write_tasks
-from tests.unit.test_journal import version_2_journal
+from tests.unit.test_migrations import version_2_journal
 
 pytestmark = pytest.mark.timeout(90)
 

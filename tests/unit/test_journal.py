@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -12,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import Journal, Recovered
-from god.schema import SCHEMA_VERSION
+from god.journal import Journal
 from god.record import Record
 from god.results import ResultsFile
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
-from tests.core import Core, payloads_of, seqs
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "j" / "journal.sqlite3"
+from tests.core import Core, payloads_of, restarted, seqs
 
 
 @pytest.fixture
@@ -33,22 +26,6 @@ def journal(path: Path) -> Iterator[Journal]:
     j.start()
     yield j
     j.close()
-
-
-def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
-    """Open a journal the way god starts on it: recover, a new core that takes it over, start."""
-    j = Journal(path)
-    r = j.recover(results)
-    core = Core(journal=j)
-    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
-    j.start()
-    return j, r, core
-
-
-def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
-    """Close a journal and open it again, the way a restarted god does: a new core on it."""
-    j.close()
-    return opened(j.path, results)
 
 
 def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:
@@ -277,104 +254,6 @@ def test_no_batch_is_released_while_the_results_file_refuses_its_results(
         assert r.pending == 1  # served again after a restart
     finally:
         again.close()
-
-
-def version_2_journal(path: Path) -> None:
-    """A journal as the previous version wrote it: rows of (id, payload) lists, done ids, attempts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE task_batches (seq INTEGER PRIMARY KEY, tasks BLOB NOT NULL);
-        CREATE TABLE done_batches (seq INTEGER PRIMARY KEY, done BLOB NOT NULL);
-        CREATE TABLE attempts (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value);
-        PRAGMA application_id=1198482465;
-        PRAGMA user_version=2;
-    """)
-    rows = [[("p/1", "a"), ("p/2", "b"), ("p/3", "c")], [("tutorial:abc:1", 7), ("p/4", "d")]]
-    db.executemany("INSERT INTO task_batches (tasks) VALUES (?)", [(pickle.dumps(r),) for r in rows])
-    db.execute("INSERT INTO done_batches (done) VALUES (?)", (pickle.dumps([("p/2", True), ("p/0", True)]),))
-    db.execute("INSERT INTO attempts (id, n) VALUES ('p/3', 2)")
-    db.commit()
-    db.close()
-
-
-def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
-    # Given a version 2 journal with tasks waiting, one done, one with attempts
-    version_2_journal(path)
-    # When god opens it
-    j, r, core = opened(path)
-    try:
-        # Then what waited is served, in order, with its attempts, and done tasks are not
-        got = core.lease("c", 10)
-        assert [(g[0], seqs([g]), payloads_of(g), g[G_ATTEMPT]) for g in got] == [
-            ("p", [1], ["a"], 1), ("p", [3], ["c"], 3), ("tutorial:abc", [1], [7], 1), ("p", [4], ["d"], 1)]
-        assert core.settle(core.put("p", ["again"], first=2)) == 1  # p/2 was done: a re-sent put
-        assert core.broker.figures.stats()["pending"] == 0
-    finally:
-        j.close()
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    db.close()
-
-
-def version_3_journal(path: Path) -> None:
-    """A journal as god wrote it before rows of runs and attempts belonged to a batch: producer
-    p's batch of 3 (p/2 done, p/3 served twice), and producer old, all done up to 5."""
-    path.parent.mkdir(parents=True)
-    db = sqlite3.connect(path)
-    db.executescript("""
-        CREATE TABLE batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
-            n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
-            payloads BLOB NOT NULL);
-        CREATE TABLE done (seq INTEGER PRIMARY KEY, runs BLOB NOT NULL);
-        CREATE TABLE attempts (seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
-        CREATE TABLE producers (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
-        CREATE TABLE limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value);
-        PRAGMA application_id=1198482465;
-        PRAGMA user_version=3;
-    """)
-    db.execute("INSERT INTO batches VALUES (1, 'p', 1, 3, 'q', 'm:f', 2, NULL, NULL, ?)", (pickle.dumps(["a", "b", "c"]),))
-    db.execute("INSERT INTO done (runs) VALUES (?)", (pickle.dumps([("p", 1, 2, 3)]),))
-    db.execute("INSERT INTO attempts (rows) VALUES (?)", (pickle.dumps([("p", 1, 3, 4, 2, 0, None)]),))
-    db.execute("INSERT INTO producers VALUES ('old', 5)")
-    db.commit()
-    db.close()
-
-
-def test_a_journal_of_version_3_is_migrated(path: Path) -> None:
-    # Given a version 3 journal with a batch part done, and a producer whose batches are all done
-    version_3_journal(path)
-    # When god opens it
-    j, r, core = opened(path)
-    try:
-        # Then what waited is served with its queue, task and attempts, and done tasks are not
-        got = core.lease("c", 10, queues=("q",))
-        assert [(seqs([g]), payloads_of(g), g[G_ATTEMPT], g[G_TASK]) for g in got] == [
-            ([1], ["a"], 1, "m:f"), ([3], ["c"], 3, "m:f")]
-        assert core.settle(core.put("old", ["again"], first=5)) == 1  # a re-sent put, still known
-        assert core.broker.figures.stats()["pending"] == 0
-    finally:
-        j.close()
-    db = sqlite3.connect(path)
-    try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert db.execute("SELECT batch FROM done").fetchall() == [(1,)]  # rewritten per batch
-        assert db.execute("SELECT batch FROM attempts").fetchall() == [(1,)]
-    finally:
-        db.close()
-
-
-def test_a_journal_older_than_the_previous_version_is_refused_and_left_alone(path: Path) -> None:
-    path.parent.mkdir(parents=True)
-    db = sqlite3.connect(path)
-    db.executescript("CREATE TABLE tasks (id TEXT); PRAGMA application_id=1198482465; PRAGMA user_version=1;")
-    db.close()
-    before = path.read_bytes()
-    with pytest.raises(ConfigError, match=r"older format \(1\).*let its god finish the work, or move it away"):
-        Journal(path)
-    assert path.read_bytes() == before
 
 
 def test_a_retry_waiting_for_its_time_survives_a_restart(journal: Journal) -> None:

@@ -1,0 +1,48 @@
+"""Acks (god/acks.py): the first result wins; failures kept; a timeout's failure.
+
+On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
+
+from __future__ import annotations
+
+from shared.records import G_ATTEMPT
+from tests.core import Core, lines, payloads_of
+
+
+def test_first_result_wins_and_later_ones_are_counted_duplicates(core: Core) -> None:
+    core.put("p", [1])
+    got = core.lease("c", 1)
+    assert core.ack("c", got, "first") == 1
+    assert core.ack("c", got, "second") == 0
+    assert [r["value"] for r in lines(core)] == ["first"]
+    assert core.broker.figures.stats()["duplicates"] == 1
+
+
+def test_failed_lists_the_last_failures_not_those_tried_again(core: Core) -> None:
+    core.put("p", [1, 2, 3])
+    core.put("p", [4], retry=(2, 1.0, 10.0, None))
+    core.ack("c", core.lease("c", 10), fail={2, 4}, raised=KeyError("k"))
+    (f,) = core.call("failed", None).result()
+    assert (f["id"], f["payload"], f["shown"], f["queue"]) == ("p/2", 2, "2", "default")
+    assert "KeyError" in f["error"] and "k" in f["traceback"]
+
+
+def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> None:
+    # Given a task its consumer stopped for running too long, one that may be retried once
+    core.put("p", ["slow", "next"], retry=(1, 1.0, 1.0, ("TimeoutError",)))
+    core.hello("c/0", parent="c")
+    core.lease("c/0", 2)
+    why = "TimeoutError: timed out after 2s (--task-timeout); its worker was stopped"
+    core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
+    # Then it waits for its retry (TimeoutError is one to retry), and the other goes back unstarted
+    s = core.broker.figures.stats()
+    assert (s["retried"], s["scheduled"], s["pending"], s["in_flight"]) == (1, 1, 1, 0)
+    core.clock.t += 2
+    core.broker.reap()
+    core.hello("c/0", parent="c")  # its replacement
+    got = core.lease("c/0", 2)
+    assert [(payloads_of(g), g[G_ATTEMPT]) for g in got] == [(["slow"], 2), (["next"], 1)]
+    # When it times out again, its failure is final, in a line god writes with its payload
+    core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
+    (r,) = lines(core)
+    assert (r["id"], r["ok"], r["payload"], r["error"], r["attempts"], r["consumer"]) == (
+        "p/1", False, "slow", why, 2, "c")

@@ -1,0 +1,143 @@
+"""Leases (god/leases.py): order, priorities, queues, slices, retried leases, heartbeats, stuck tasks.
+
+On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
+from tests.core import Core, lines, payloads_of, seqs
+
+
+def test_tasks_are_leased_in_order_and_acked_once(core: Core) -> None:
+    assert core.put("p", [10, 11, 12]).result() == 3
+    got = core.lease("c", 10)
+    assert [(g[G_PRODUCER], g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got] == [("p", 1, 4, 1)]
+    assert payloads_of(got[0]) == [10, 11, 12]
+    assert core.ack("c", got) == 3
+    s = core.broker.figures.stats()
+    assert (s["done"], s["pending"], s["in_flight"]) == (3, 0, 0)
+    assert [(r["id"], r["payload"], r["value"], r["queue"]) for r in lines(core)] == [
+        ("p/1", 10, 10, "default"), ("p/2", 11, 11, "default"), ("p/3", 12, 12, "default")]
+
+
+def test_a_batch_is_leased_in_slices_and_acked_in_parts(core: Core) -> None:
+    core.put("p", list(range(10)))
+    a, b = core.lease("a", 4), core.lease("b", 100)
+    assert (seqs(a), seqs(b)) == (list(range(1, 5)), list(range(5, 11)))
+    assert payloads_of(a[0]) == [0, 1, 2, 3] and payloads_of(b[0]) == list(range(4, 10))
+    assert core.ack("b", b, only=(7, 9)) == 2  # a worker's flush: part of a grant
+    s = core.broker.figures.stats()
+    assert (s["done"], s["in_flight"]) == (2, 8)
+    assert core.ack("b", b) == 4  # the rest of it; 7 and 8 again are duplicates
+    assert core.ack("a", a, fail={2}) == 4
+    s = core.broker.figures.stats()
+    assert (s["done"], s["failed"], s["duplicates"], s["in_flight"], s["pending"]) == (9, 1, 2, 0, 0)
+    assert sorted(str(r["id"]) for r in lines(core)) == sorted(f"p/{i}" for i in range(1, 11))
+
+
+def test_a_waiting_lease_is_answered_by_a_put_or_empty_at_its_deadline(core: Core) -> None:
+    lease = core.call("lease", "c", ("default",), 10, 1.0, 1)
+    assert not lease.done
+    core.put("p", [7, 8])  # the put wakes it
+    core.step()
+    assert seqs(lease.result()) == [1, 2]
+    empty = core.call("lease", "c", ("default",), 10, 1.0, 2)
+    core.step()
+    assert not empty.done
+    core.clock.t += 1.5
+    core.step()
+    assert empty.result() == []
+    # a retry of the same lease (its reply lost) gets the same answer at once
+    assert core.lease("c", 10, timeout=1.0, seq=2) == []
+
+
+def test_a_retried_lease_returns_the_same_tasks(core: Core) -> None:
+    core.put("p", [1, 2, 3, 4, 5])
+    first = core.lease("c", 2, seq=7)
+    assert core.lease("c", 2, seq=7) == first  # the reply was lost; the retry sees it again
+    assert seqs(core.lease("c", 2, seq=8)) == [3, 4]
+
+
+def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consumers(core: Core) -> None:
+    # Given a consumer with two worker processes that hold tasks, and a task that waits
+    core.put("p", [1, 2, 3, 4])
+    core.hello("c", queues=("default", "other"))
+    core.hello("c/0", parent="c")
+    core.hello("c/1", parent="c")
+    held = core.lease("c/0", 1)
+    core.lease("c/1", 2)
+    # When only the consumer is heard from for longer than a lease
+    for _ in range(4):
+        core.clock.t += 2
+        assert core.call("heartbeat", "c").result()[0] is True
+        assert core.broker.reap() == []
+    # Then its workers keep their tasks, and status shows one consumer holding three
+    s = core.broker.figures.stats()
+    assert [(c["name"], c["in_flight"], c["queues"]) for c in s["consumers"]] == [("c", 3, ["default", "other"])]
+    assert (s["consumers_alive"], s["queues"]["default"]["consumers"]) == (1, 1)
+    # And its workers' results count as its own
+    core.ack("c/0", held)
+    assert [(c["name"], c["done"], c["in_flight"]) for c in core.broker.figures.stats()["consumers"]] == [("c", 1, 2)]
+    # When the consumer goes silent too, its workers' tasks are served again
+    core.clock.t += 6
+    assert sorted(core.broker.reap()) == [("c", 0), ("c/0", 0), ("c/1", 2)]
+    assert core.broker.figures.stats()["pending"] == 3
+
+
+def test_priorities_are_exact_and_first_in_first_out_within_a_level(core: Core) -> None:
+    core.put("p", ["low 1"], priority=0)
+    core.put("p", ["high 1"], priority=9)
+    core.put("p", ["mid"], priority=5)
+    core.put("p", ["high 2"], priority=9)
+    core.put("p", ["low 2"], priority=0)
+    order = [payloads_of(g)[0] for g in (core.lease("c", 1)[0] for _ in range(5))]
+    assert order == ["high 1", "high 2", "mid", "low 1", "low 2"]
+
+
+def test_queues_are_served_in_the_consumers_order_and_keep_task_and_queue(core: Core) -> None:
+    core.put("p", ["page"], queue="pages", task="crawl:page")
+    core.put("p", ["img"], queue="images", task="crawl:image")
+    core.put("p", ["other"], queue="other")
+    got = core.lease("c", 1, queues=("images", "pages"))
+    assert [(g[G_QUEUE], g[G_TASK], payloads_of(g)) for g in got] == [("images", "crawl:image", ["img"])]
+    got = core.lease("c", 10, queues=("images", "pages"))
+    assert [(g[G_QUEUE], payloads_of(g)) for g in got] == [("pages", ["page"])]
+    core.ack("c", got)
+    s = core.broker.figures.stats()
+    assert s["queues"]["other"]["pending"] == 1 and s["queues"]["pages"]["done"] == 1
+    assert s["queues"]["images"]["in_flight"] == 1 and s["queues"]["images"]["consumers"] == 1
+    assert [(r["queue"], r["task"]) for r in lines(core)] == [("pages", "crawl:page")]
+
+
+def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None:
+    core.put("p", [1])
+    core.lease("c", 1)
+    for _ in range(10):
+        core.clock.t += 4
+        assert core.call("heartbeat", "c").result()[0] is True
+        assert core.broker.reap() == []
+    assert core.lease("other", 1) == []
+    assert core.broker.figures.stats()["in_flight"] == 1
+
+
+def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None:
+    core = Core(lease_s=5.0, warn_after_s=10.0)
+    said: list[str] = []
+    sink = logger.add(lambda m: said.append(str(m)), level="WARNING", format="{message}")
+    try:
+        core.hello("c")
+        core.put("p", [1, 2])
+        core.lease("c", 1)
+        for _ in range(4):  # 12 s, beating all along
+            core.clock.t += 3
+            core.call("heartbeat", "c").result()
+            core.broker.reap()
+        (c,) = core.broker.figures.stats()["consumers"]
+        assert c["oldest_held_s"] == 12.0
+        stuck = [m for m in said if "held by consumer c" in m]
+        assert len(stuck) == 1 and "task p/1 has been held by consumer c for 12s (over --warn-after 10)" in stuck[0]
+    finally:
+        logger.remove(sink)
+        core.close()
