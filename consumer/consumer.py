@@ -10,6 +10,7 @@ are doing, and tells the workers the round trip it measures.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -31,6 +32,7 @@ from shared.records import DEFAULT_QUEUE
 
 WATCH_S = 0.2  # seconds the main thread waits for a worker to end between other chores
 DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to tell god of a lost worker
+BYE_S = 2.0  # seconds a consumer that stops keeps trying to say goodbye (its connection may need a new one)
 
 
 class State(Enum):
@@ -86,6 +88,7 @@ class Consumer:
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "concurrency": concurrency,
                 "queues": queues}
         self._drain_started: float | None = None
+        self._bye_until = math.inf  # when saying goodbye gives up
         self._asked_to_drain = False  # an operator asked god to drain us (python -m god drain)
         self._stop: list[tuple[str, int]] = []  # cancelled tasks to stop, from the heartbeat thread
         self._client = GodClient(settings, name=self.name, role="consumer", info=info, should_stop=self._stop_calling)
@@ -97,8 +100,8 @@ class Consumer:
     def _stop_calling(self) -> bool:
         # While draining, telling god of a lost worker is worth a short wait, not an endless
         # one: god gives the worker up when our heartbeats stop.
-        drain = self._drain_started
-        return self._signals > 1 or (drain is not None and time.monotonic() - drain > DRAIN_RETRY_S)
+        drain, now = self._drain_started, time.monotonic()
+        return self._signals > 1 or (drain is not None and now - drain > DRAIN_RETRY_S) or now > self._bye_until
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # The first signal only sets a flag (the main loop drains); the second stops now.
@@ -191,10 +194,14 @@ class Consumer:
         if self._beater is not None:
             self._beater.join()
         if self._fatal is None:
+            # Tried for BYE_S at most: the workers handed back what they held, so a god that
+            # is away (restarting, gone) loses nothing by not hearing it, and gives us up when
+            # our heartbeats stay away; a stop does not wait for it to come back.
+            self._bye_until = time.monotonic() + BYE_S
             try:
                 self._client.bye()
             except GodError:
-                pass  # god will give us up when our lease runs out; nothing is held anyway
+                pass
 
     def _teardown(self) -> None:
         self._threads_stopped.set()
