@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 N_TASKS = 2000
-TASK_S = 0.02  # seconds per task: long enough that the link is cut while work is under way
+TASK_S = 0.01  # seconds per task: long enough that the link is cut while work is under way
 SUBNET = "198.18.0"  # from 198.18.0.0/15, the range set aside for tests like this
 
 
