@@ -23,57 +23,34 @@ recorded result survives the power going too.
 
 from __future__ import annotations
 
-import bisect
 import fcntl
 import json
 import os
-import pickle
 import sqlite3
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from loguru import logger
 
-from god.batches import Attempts, Tries
+from god.batches import Attempts
 from god.dead import DeadLetter
 from god import schema as sql
 from god.cron import Schedule
 from god.migrations import open_journal
+from god.recovery import Recovered, read_back
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI, R_LO,
-    R_PRODUCER, Put, RetryPolicy, Run, split_id,
+    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
+    R_PRODUCER, Put, Run,
 )
 
 RETRY_S = 1.0  # seconds between attempts to commit while the disk refuses
 ERROR_EVERY_S = 10.0  # seconds between repeats of the same commit error in the log
-
-#: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
-#: ids of the dead letters its tasks were or None).
-Held = tuple[str, Put, bytearray, list[Tries], "list[str] | None"]
-
-
-@dataclass(slots=True)
-class Recovered:
-    """What a journal held when god started."""
-
-    batches: list[Held] = field(default_factory=list)  # with tasks not done, in order
-    upto: dict[str, int] = field(default_factory=dict)  # each producer's last seq taken
-    pending: int = 0  # tasks to serve again
-    done: int = 0  # tasks of those batches already done
-    found_in_file: int = 0  # results the last god wrote to the results file but did not journal
-    limits: dict[str, float] = field(default_factory=dict)  # queues' rate limits set while god ran
-    paused: list[str] = field(default_factory=list)  # queues paused while god ran
-    schedules: list[Schedule] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
-
 
 class Journal:
     """A SQLite journal with one writer thread; every method but ``recover`` is thread-safe."""
@@ -115,94 +92,7 @@ class Journal:
         journal entry count as done too, so those tasks are not served again. Producers last
         heard from before ``forget_before`` (a Unix time) are forgotten.
         """
-        db = self._db
-        r = Recovered()
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin "
-                          "FROM batches ORDER BY seq")
-        held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
-        origins: dict[tuple[str, int], list[str]] = {}
-        firsts: dict[str, list[int]] = defaultdict(list)
-        for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin in rows:
-            put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due)
-            held[producer, first] = (seq, put, bytearray(n))
-            if origin is not None:
-                origins[producer, first] = json.loads(origin)
-            firsts[producer].append(first)
-        for p in firsts.values():
-            p.sort()
-
-        def mark(producer: str, lo: int, hi: int, first: int | None = None) -> None:
-            if first is None:  # find the batch holding lo
-                fs = firsts.get(producer, [])
-                i = bisect.bisect_right(fs, lo) - 1
-                if i < 0:
-                    return
-                first = fs[i]
-            h = held.get((producer, first))
-            if h is not None:
-                n = h[1][PUT_N]
-                a, z = max(lo - first, 0), min(hi - first, n)
-                if z > a:
-                    h[2][a:z] = b"\x01" * (z - a)
-
-        for (blob,) in db.execute("SELECT runs FROM done"):
-            for run in pickle.loads(blob):
-                mark(run[R_PRODUCER], run[R_LO], run[R_HI], run[R_FIRST])
-        if results is not None and meta.get("results_path") == str(results.path):
-            found = results.ids_after(int(meta.get("results_offset", 0)))
-            r.found_in_file = len(found)
-            for tid in found:
-                try:
-                    producer, seq = split_id(tid)
-                except ValueError:
-                    continue
-                mark(producer, seq, seq + 1)
-        tries: dict[tuple[str, int], list[Tries]] = defaultdict(list)
-        for (blob,) in db.execute("SELECT rows FROM attempts ORDER BY seq"):
-            for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
-                tries[producer, first].append((lo - first, hi - first, n, retried, due))
-        if forget_before is not None:
-            db.execute(sql.FORGET, (forget_before,))
-        r.upto = dict(db.execute("SELECT name, upto FROM producers"))
-        r.limits = dict(db.execute("SELECT queue, rate FROM limits"))
-        r.paused = [queue for (queue,) in db.execute("SELECT queue FROM paused ORDER BY queue")]
-        r.schedules = [Schedule(*row) for row in db.execute(
-            "SELECT name, every, cron, queue, task, payload, next, runs FROM schedules ORDER BY name")]
-        r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at)
-                  for tid, queue, task, priority, retry, shown, reason, attempts, at in db.execute(
-                      "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
-        for (producer, first), (_, put, done) in held.items():
-            r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
-            left = done.count(0)
-            if left:
-                r.batches.append((producer, put, done, tries.get((producer, first), []), origins.get((producer, first))))
-                r.pending += left
-                r.done += put[PUT_N] - left
-        # Rewrite: the open batches, one row of their done runs, their attempts; the rest goes.
-        with db:
-            db.execute("DELETE FROM done")
-            db.execute("DELETE FROM attempts")
-            now = time.time()
-            db.executemany(sql.UPTO, [(name, upto, now) for name, upto in r.upto.items()])
-            open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _, _ in r.batches}
-            db.executemany(sql.RELEASE, [(seq,) for key, (seq, _, _) in held.items() if key not in open_keys])
-            for producer, put, done, t, _ in r.batches:
-                first = put[PUT_FIRST]
-                seq = held[producer, first][0]
-                runs: list[Run] = []
-                i = 0
-                while (i := done.find(1, i)) != -1:
-                    end = done.find(0, i)
-                    end = len(done) if end == -1 else end
-                    runs.append((producer, first, first + i, first + end))
-                    i = end
-                if runs:
-                    db.execute(sql.DONE, (seq, sql.dumps(runs)))
-                if t:
-                    db.execute(sql.ATTEMPTS, (seq, sql.dumps([(producer, first, first + lo, first + hi, n, retried, due)
-                                                       for lo, hi, n, retried, due in t])))
-                self._open[producer, first] = (seq, first + put[PUT_N] - 1)
+        r, self._open = read_back(self._db, results, forget_before=forget_before)
         return r
 
     def start(self) -> None:
@@ -211,9 +101,9 @@ class Journal:
 
     # -- appending (any thread) ------------------------------------------------------------
 
-    def _append(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    def _append(self, statement: str, rows: list[tuple[Any, ...]]) -> int:
         with self._cond:
-            self._ops.append((sql, rows))
+            self._ops.append((statement, rows))
             self._ticket += 1
             self._cond.notify_all()
             return self._ticket
@@ -444,13 +334,5 @@ def _lock(path: Path) -> TextIO:
     f.write(f"pid {os.getpid()} on {hostname()}\n")
     f.flush()
     return f
-
-
-def _policy(text: str | None) -> RetryPolicy | None:
-    """A retry policy as the journal keeps it (JSON), back as a tuple."""
-    if text is None:
-        return None
-    retries, backoff, longest, on = json.loads(text)
-    return retries, backoff, longest, tuple(on) if on is not None else None
 
 

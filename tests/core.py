@@ -14,7 +14,8 @@ from typing import Any
 from consumer.acks import Acks
 from god.api import Api
 from god.broker import Broker
-from god.journal import Journal, Recovered
+from god.journal import Journal
+from god.recovery import Recovered
 from god.results import ResultsFile
 from god.state import JournalLike
 from god.waits import Wait, Waits
