@@ -60,8 +60,11 @@ class _Put(Wait):
         return not self.taken  # taken: the next put of its producer may follow it in
 
     def attempt(self, late: bool) -> tuple[bool, Any]:
-        if not self.taken and self.broker.intake.has_room():
-            self.taken, self.ticket = self.broker.intake.offer(self.producer, self.put, self.after)
+        intake = self.broker.intake
+        if not self.taken and self.after is not None and intake.out_of_turn(self.producer, self.put, self.after):
+            return True, 0  # the batch before it was not taken: no use waiting for room, it is sent again
+        if not self.taken and intake.has_room():
+            self.taken, self.ticket = intake.offer(self.producer, self.put, self.after)
             if self.ticket < 0:
                 return True, 0  # out of order: the producer sends it again
         if not self.taken:

@@ -51,6 +51,12 @@ class Intake:
         """Whether a put would find room: a hint, read without the lock."""
         return self.state.pending < self.state.capacity
 
+    def out_of_turn(self, producer: str, put: Put, after: int) -> bool:
+        """Whether a new batch sent behind the one that ends at seq ``after`` would be refused
+        because that one was not taken: a hint, read without the lock (``offer`` decides)."""
+        upto = self.state.upto.get(producer, 0)
+        return put[PUT_FIRST] > upto and after != upto
+
     def offer(self, producer: str, put: Put, after: int | None = None) -> tuple[bool, int]:
         """Take a batch whole if there is room (a re-sent one is taken care of already).
 

@@ -199,26 +199,33 @@ class Producer:
         # again one at a time, each waiting for room.
         for _ in range(len(self._in_flight) - 1):
             self.client.reply()
+        said = self._say_full(self._in_flight[0][0][PUT_N])  # it waited PUT_WAIT_S already
         while self._in_flight:
-            self._put_waiting(self._in_flight[0][0])
+            self._put_waiting(self._in_flight[0][0], said=said)
             self._accept(self._in_flight.popleft())
+            said = False
 
     def _accept(self, sent: tuple[Put, list[tuple[int, tuple[Any, str, str | None]]]]) -> None:
         put, kept = sent
         self.accepted += put[PUT_N]
         self.waiting.update(kept)
 
-    def _put_waiting(self, put: Put) -> None:
-        """Put one batch, nothing else in flight, waiting for room while god is full."""
+    def _say_full(self, n: int) -> bool:
+        """Say that god is full and n tasks wait to be put; True."""
+        self._log.warning("god's queues are full ({} tasks waiting, its --capacity); waiting to put {} more",
+                          self.client.server_info.get("capacity", "?"), count(n, "task"))
+        return True
+
+    def _put_waiting(self, put: Put, *, said: bool = False) -> None:
+        """Put one batch, nothing else in flight, waiting for room while god is full (``said``:
+        the wait was told already)."""
         n = put[PUT_N]
-        waiting = False
+        waiting = said
         while not self.client.put_many(put, PUT_WAIT_S):
             if self._should_stop():
                 raise Interrupted(f"stopped while god was full: {count(n, 'task')} not put")
             if not waiting:
-                self._log.warning("god's queues are full ({} tasks waiting, its --capacity); waiting to put {} more",
-                                  self.client.server_info.get("capacity", "?"), count(n, "task"))
-                waiting = True
+                waiting = self._say_full(n)
         if waiting:
             self._log.info("god has room again; {} put", "the batch's 1 task" if n == 1 else f"all {n} tasks of the batch")
 

@@ -38,6 +38,18 @@ def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
     assert core.broker.figures.stats()["accepted"] == 6
 
 
+def test_a_batch_behind_one_god_was_too_full_to_take_is_refused_at_once_not_after_a_wait(core: Core) -> None:
+    # Given a god full after batch 1-3, and batch 4-6 refused for it
+    core.broker.state.capacity = 3
+    assert core.settle(core.put("p", [1, 2, 3])) == 3
+    assert core.settle(core.put("p", [4, 5, 6], first=4)) == 0
+    # When batch 7-9, sent behind 4-6 before its answer came, may wait 5 s for room
+    behind = core.call("put_many", "p", (7, 3, pickle.dumps([7, 8, 9]), "default", None, 0, None, None), 5.0, 6)
+    # Then it is answered at once, not taken (room would not make it follow a batch not taken)
+    assert behind.done and behind.result() == 0
+    assert core.broker.figures.stats()["accepted"] == 3
+
+
 def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) -> None:
     core.broker.state.capacity = 3
     core.put("p", [1, 2, 3])
