@@ -72,7 +72,8 @@ class DeadJournal(Protocol):
 
 
 class DeadLetters:
-    """The kept dead letters, oldest first; not thread-safe (the broker's lock guards it)."""
+    """The kept dead letters, oldest first; not thread-safe (the state's lock guards it). The
+    rules that give tasks up and serve them again are god/dead_letters.py's."""
 
     def __init__(self, keep: int = DEAD_KEEP, journal: DeadJournal | None = None) -> None:
         self.keep = keep

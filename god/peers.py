@@ -1,6 +1,6 @@
 """Peers: what god knows of each consumer and producer, and when it last heard from them.
 
-The broker holds one ``Peers`` under its lock; nothing here locks or keeps time itself.
+The state (god/state.py) holds one ``Peers`` under its lock; nothing here locks or keeps time itself.
 """
 
 from __future__ import annotations

@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv test
-exec .venv/bin/python -m pytest "$@"
+# Two tests at a time on a machine with two cores or more (-n 0 after this runs them one by one):
+# most of a test is waiting for real processes to start and answer.
+exec .venv/bin/python -m pytest -n auto --maxprocesses 2 "$@"
