@@ -14,9 +14,7 @@ import inspect
 import os
 import re
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,6 +112,11 @@ class _Links(HTMLParser):
 def _get(url: str) -> Any:
     """Open url; a server error (5xx) or a refused connection raises, so --retries apply; a 429
     with Retry-After asks to be tried again then."""
+    # Imported here: urllib.request brings http.client and email (40 ms), which every
+    # consumer and worker process paid at its start for the crawler's two functions.
+    import urllib.error
+    import urllib.request
+
     try:
         return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "god-crawler"}),
                                       timeout=FETCH_TIMEOUT_S)
