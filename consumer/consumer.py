@@ -233,7 +233,8 @@ class Consumer:
                 if not alive:
                     self._log.warning("god had given consumer {} up; its tasks were served again", self.name)
         except GodError as e:
-            if self._fatal is None:
+            # A beat cut short because we stop (a god away, retried) is no failure of ours.
+            if self._fatal is None and not self._threads_stopped.is_set():
                 self._fatal = e
 
 
