@@ -45,8 +45,14 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
         return p
 
     yield start
-    for p in reversed(procs):  # clients before god, so none is left waiting for it
-        p.stop()
+    # Clients before god (a god started again comes after some of them), so none is left
+    # waiting for a god already gone; each group told at once, so their drains overlap.
+    gods = [p for p in procs if p.name == "god"]
+    for group in ([p for p in reversed(procs) if p not in gods], gods[::-1]):
+        for p in group:
+            p.signal(signal.SIGTERM)
+        for p in group:
+            p.stop(asked=True)
 
 
 class God:

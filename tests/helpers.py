@@ -100,13 +100,15 @@ class Proc:
         if self.popen.poll() is None:
             os.kill(self.popen.pid, sig)
 
-    def stop(self) -> None:
-        """Terminate, wait, kill: used in teardown, also when the test failed."""
+    def stop(self, *, asked: bool = False) -> None:
+        """Terminate, wait, kill: used in teardown, also when the test failed. ``asked``: it was
+        sent SIGTERM already (a second one would be a cold stop)."""
         # A process started in its own session may have left workers behind: end the group.
         group = self._own_group()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.popen.poll() is None:
-                self.popen.send_signal(sig)
+                if not (asked and sig == signal.SIGTERM):
+                    self.popen.send_signal(sig)
                 try:
                     self.popen.wait(5)
                 except subprocess.TimeoutExpired:

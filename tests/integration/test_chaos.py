@@ -28,6 +28,8 @@ SEED = 20261122
 
 @pytest.fixture
 def relay() -> Iterator[Relay]:
+    """A relay that the test's processes reach god through (asked for before them, it closes
+    after they stopped: closed first, it left them waiting for a god they could not reach)."""
     r = Relay(("127.0.0.1", 1))  # pointed at god once it listens
     yield r
     r.close()
@@ -41,7 +43,7 @@ def target(g: God) -> tuple[str, int]:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("concurrency", [1, 50])
 def test_chaos_every_task_gets_exactly_one_result(
-    start_god: Callable[..., God], spawn: Callable[..., Proc], relay: Relay, env: dict[str, str], tmp_path: Path,
+    relay: Relay, start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], concurrency: int,
 ) -> None:
     rng = random.Random(SEED)
