@@ -12,14 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from consumer.callers import Caller
+from consumer.functions import Functions
 from consumer.tasks import Retry
+from shared import records
+from shared.calls import is_call
 from shared.records import (
-    G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Ack, Failed,
+    G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK, Ack, Failed,
     Grant, Value, failure, json_line, ok_lines, task_id,
 )
 
 PLAIN = (str, int, float, bool, type(None))  # values that always pickle
-CANCELLED: Value = (False, None, "cancelled by an operator (python -m god cancel)", None)
+CANCELLED: Value = (False, None, records.CANCELLED, None)
 
 
 def unpicklable(value: Any) -> str | None:
@@ -31,11 +35,18 @@ def unpicklable(value: Any) -> str | None:
         return f"the task's return value cannot be pickled: {e}"
 
 
-def outcome(value: Any, exc: BaseException | None) -> tuple[Value, BaseException | None]:
-    """What a task call gave, as a result: its value, or its failure (an unpicklable value is one)."""
+def never(value: Any) -> None:
+    """No reason: a call's value is checked as it is packed (Caller.pack), with cloudpickle."""
+    return None
+
+
+def outcome(value: Any, exc: BaseException | None, check: Callable[[Any], str | None] = unpicklable
+            ) -> tuple[Value, BaseException | None]:
+    """What a task call gave, as a result: its value, or its failure (a value ``check`` finds
+    unpicklable is one)."""
     if exc is not None:
         return failure(exc), exc
-    why = None if type(value) in PLAIN else unpicklable(value)
+    why = None if type(value) in PLAIN else check(value)
     if why is not None:
         e = TypeError(why)
         return failure(e), e
@@ -49,8 +60,11 @@ class Acks:
     and the time in ``stamp`` (the hot path); everything else goes through ``add``.
     """
 
-    def __init__(self, consumer: str) -> None:
+    def __init__(self, consumer: str, functions: Functions) -> None:
         self.consumer = consumer
+        self.functions = functions
+        self.caller: Caller | None = None  # the open run's, when its tasks are calls
+        self.check: Callable[[Any], str | None] = unpicklable  # why a value cannot go back (None: it can)
         self.done: list[Ack] = []  # closed runs
         self.count = 0  # tasks in them
         self.grant: Grant | None = None  # the open run's grant
@@ -67,15 +81,24 @@ class Acks:
             return
         self.close()
         self.grant, self._lo = g, seq
-        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], g[G_TASK])
+        task = g[G_TASK]
+        caller = self.functions.get(task) if is_call(task) else None
+        self.caller = caller if isinstance(caller, Caller) else None
+        self.check = never if self.caller is not None else unpicklable
+        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task,
+                                self.caller.view if self.caller is not None else None)
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
         """The result of task seq of grant g; exc: the exception a failed task raised, if any."""
         self.begin(g, seq)
+        value = v[1]
+        if self.caller is not None and g[G_KEEP]:
+            v, exc = self.caller.pack(v, exc)
         if v[V_OK]:
-            self.lines.append(self.ok_line(seq, payload, v[V_VALUE], self.stamp))
+            self.lines.append(self.ok_line(seq, payload, value, self.stamp))
         else:
-            self.lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, False, v[V_VALUE], v[V_ERROR],
+            shown = self.caller.view(payload) if self.caller is not None else payload
+            self.lines.append(json_line(task_id(g[G_PRODUCER], seq), shown, False, None, v[V_ERROR],
                                         v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
                                         g[G_TASK]))
             self._failed.append((seq, type(exc).__name__ if exc is not None else "Error",

@@ -36,7 +36,7 @@ class Calls:
     def __init__(self, n: int) -> None:
         self.n = n
         self.done: SimpleQueue[Ended] = SimpleQueue()
-        self._work: SimpleQueue[tuple[Any, Callable[[Any], Any], Any]] = SimpleQueue()
+        self._work: SimpleQueue[tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = SimpleQueue()
         self._threads = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[asyncio.Task[Any], Any] = {}  # the tasks of coroutines, to their keys
@@ -47,16 +47,17 @@ class Calls:
         self._poller = select.poll()
         self._poller.register(self._wake_r, select.POLLIN)
 
-    def submit(self, key: Any, fn: Callable[[Any], Any], payload: Any, timeout: float | None) -> None:
-        """Start fn(payload); its end comes on ``done`` under key."""
+    def submit(self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+               timeout: float | None) -> None:
+        """Start fn(*args, **kwargs); its end comes on ``done`` under key."""
         if is_async(fn):
             loop = self._loop if self._loop is not None else self._start_loop()
-            loop.call_soon_threadsafe(self._start_coroutine, key, fn, payload, timeout)
+            loop.call_soon_threadsafe(self._start_coroutine, key, fn, args, kwargs, timeout)
             return
         if self._threads < self.n:
             self._threads += 1
             threading.Thread(target=self._thread, name=f"task-{self._threads}", daemon=True).start()
-        self._work.put((key, fn, payload))
+        self._work.put((key, fn, args, kwargs))
 
     def wait(self, timeout: float) -> None:
         """Wait up to timeout for a call to end (at once if one has)."""
@@ -103,9 +104,9 @@ class Calls:
 
     def _thread(self) -> None:
         while True:
-            key, fn, payload = self._work.get()
+            key, fn, args, kwargs = self._work.get()
             try:
-                value = fn(payload)
+                value = fn(*args, **kwargs)
             except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
                 self._end(key, None, e)
             else:
@@ -116,10 +117,15 @@ class Calls:
         threading.Thread(target=loop.run_forever, name="event-loop", daemon=True).start()
         return loop
 
-    def _start_coroutine(self, key: Any, fn: Callable[[Any], Coroutine[Any, Any, Any]], payload: Any,
-                         timeout: float | None) -> None:
+    def _start_coroutine(self, key: Any, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...],
+                         kwargs: dict[str, Any], timeout: float | None) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(fn(payload))
+        try:
+            coroutine = fn(*args, **kwargs)
+        except BaseException as e:  # (the call's arguments do not fit the function)
+            self._end(key, None, e)
+            return
+        task = self._loop.create_task(coroutine)
         self._running[task] = key
         task.add_done_callback(self._running.pop)
         waiter = self._loop.create_task(self._await(key, task, timeout))

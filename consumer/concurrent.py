@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 
-from consumer.acks import CANCELLED, outcome
+from consumer.acks import CANCELLED, never, outcome, unpicklable
+from consumer.callers import Caller, Target
 from consumer.calls import Calls, is_async
 from consumer.loop import FLUSH_S, Worker
 from consumer.places import KILL_GRACE_S
+from shared.calls import RemoteError, is_call
 from shared.records import G_ALONE, G_FIRST, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure
 
 GRACE_S = 1.0  # seconds past --task-timeout before a coroutine that was not cancelled is given up
@@ -47,13 +49,20 @@ def run_concurrently(w: Worker) -> None:
                 v: Value = (False, None, fn, None) if isinstance(fn, str) else CANCELLED
                 w.finished.append((g, seq, payload, v, None))
                 continue
+            call: Target = (fn, (payload,), {})
+            if isinstance(fn, Caller):
+                try:
+                    call = fn.target(payload)
+                except RemoteError as e:  # its function or arguments cannot be loaded here
+                    w.finished.append((g, seq, payload, failure(e), e))
+                    continue
             i = free.pop()
             place = w.running[i]
             place.producer, place.first, place.seq, place.since = g[G_PRODUCER].encode(), g[G_FIRST], seq, now
             place.grace = KILL_GRACE_S  # the worker gives up what runs over its time itself
             token += 1
-            w.busy[i] = (g, seq, payload, now, token, is_async(fn))
-            calls.submit((i, token), fn, payload, timeout)
+            w.busy[i] = (g, seq, payload, now, token, is_async(call[0]))
+            calls.submit((i, token), *call, timeout)
         # Wait for a task to end; for god's reply, a look now and then (often while it is due).
         calls.wait(0.001 if w.client.sent else FLUSH_S / 2)
         for (i, tok), value, exc, ended in calls.ended():
@@ -66,7 +75,7 @@ def run_concurrently(w: Worker) -> None:
             g, seq, payload, t0 = started[:4]
             w.spent += ended - t0
             w.ran += 1
-            w.finished.append((g, seq, payload, *outcome(value, exc)))
+            w.finished.append((g, seq, payload, *outcome(value, exc, never if is_call(g[G_TASK]) else unpicklable)))
         if timeout is not None:
             _give_up_overdue(w, calls, timeout)
 

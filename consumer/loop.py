@@ -94,7 +94,7 @@ class Worker:
         self.held = 0  # tasks in todo not started yet
         self.busy: dict[int, Started] = {}  # place -> the task running there (--concurrency over 1)
         self.finished: list[Finished] = []  # results of those, not in acks yet
-        self.acks = Acks(spec.consumer)
+        self.acks = Acks(spec.consumer, self.fns)
         self.draining = False
         self.gone = False  # the consumer's pipe closed
         self.avg_task_s: float | None = None
@@ -102,7 +102,7 @@ class Worker:
         self.ran = 0  # tasks in that time
         self.lease_seq = 0
         self.last_send = self.told_at = time.monotonic()
-        self.asked = 0  # tasks the call in flight asks for
+        self.asked: deque[tuple[int, bool]] = deque()  # calls in flight: (tasks asked for, a lease that waits at god)
         self.more = True  # the last lease got all it asked for: more may wait at god
         self.why = "drained"  # why the loop ended, for the consumer
         self.skip: set[tuple[str, int]] = set()  # (producer, seq) of tasks cancelled at god: not to run
@@ -148,8 +148,10 @@ class Worker:
         cap = max(self.spec.prefetch, int(ahead / per_task))  # --prefetch, unless the round trip needs more
         return max(places, min(cap, int(max(TARGET_QUEUED_S, ahead) / per_task * places)))
 
-    def _send(self) -> None:
-        """Ack what is done and lease what there is room for, in one call whose reply comes later."""
+    def _send(self, want: int | None = None) -> None:
+        """Ack what is done and lease what there is room for (or ``want`` tasks), in one call
+        whose reply comes later. With no task in hand and a place free, the lease waits at god
+        for the first task; results sent behind it end its wait (god/hub.py)."""
         if self.ran:
             per_task = self.spent / self.ran
             self.avg_task_s = per_task if self.avg_task_s is None else 0.8 * self.avg_task_s + 0.2 * per_task
@@ -160,14 +162,28 @@ class Worker:
             failed = len(a[A_FAILED])
             self.shared.done += a[A_HI] - a[A_LO]
             self.shared.failed += failed
-        want = 0 if self.draining else max(0, self._slots() - self.held)
+        if want is None:
+            want = 0 if self.draining else max(0, self._slots() - self.held)
         if self.spec.recycle.tasks is not None:  # never hold more than it may still run
             want = min(want, max(0, self.spec.recycle.tasks - self.shared.tasks - self.held))
-        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if not (self.held or self.busy) else 0.0
+        free = not self.held and len(self.busy) < self.spec.concurrency and want > 0
+        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if free else 0.0
         self.lease_seq += 1
-        self.asked = want
+        self.asked.append((want, wait > 0))
         self.client.send("ack_lease", self.spec.name, out, self.spec.queues, want, wait, self.lease_seq)
         self.last_send = time.monotonic()
+
+    def _read_reply(self) -> list[Grant]:
+        """Read the reply to the oldest call in flight: the tasks it leased, now held."""
+        grants: list[Grant] = self.client.reply()
+        asked, _ = self.asked.popleft()
+        self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= asked > 0
+        self._take(grants)
+        return grants
+
+    def _parked(self) -> bool:
+        """Whether the one call in flight is a lease that waits at god."""
+        return len(self.asked) == 1 and self.asked[0][1]
 
     def _take(self, grants: list[Grant]) -> None:
         for g in grants:
@@ -186,17 +202,20 @@ class Worker:
             self.told_at = now
             if self._told() and self.gone:
                 return False
+        pending = bool(self.acks.lines or self.acks.done or self.finished)
         if client.sent:
-            if not idle:
-                if not client.ready():
+            while not client.ready(IDLE_LOOK_S if idle else 0.0):
+                # A lease waits at god (places are free here): results, or a drain, go behind
+                # it, asking for nothing, and end its wait there.
+                if self._parked() and (self.draining or pending):
+                    self._send(want=0)
+                if not idle:
                     return True
-            else:
-                while not client.ready(IDLE_LOOK_S):
-                    if self._told() and self.gone:
-                        return False
-            grants = client.reply()
-            self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= self.asked > 0
-            self._take(grants)
+                if self._told() and self.gone:
+                    return False
+            grants = self._read_reply()
+            if client.sent:
+                return True  # the next reply in a later look
             if not grants and not self.held and not self.busy and self.spec.burst and not self.draining:
                 self.draining = True  # the queue is empty: end as a drain does
                 self.why = "empty"
@@ -206,15 +225,17 @@ class Worker:
             if self.busy:
                 return True  # running tasks finish first
             self._send()  # the last results; no lease
-            client.reply()
+            while client.sent:
+                self._read_reply()
             client.bye()  # what we still hold goes back, unstarted
             return False
         # Lease ahead while tasks run, but only while god has more: asked again at once, a
         # queue god just emptied answers "nothing", and the results wait for that answer
-        # (a round trip more for each lone task).
+        # (a round trip more for each lone task). With a place free and nothing in hand, a
+        # lease waits at god, so that a task put meanwhile starts at once.
         slots = self._slots()
-        pending = bool(self.acks.lines or self.acks.done or self.finished)
-        if (not self.held and not self.busy) or (self.more and slots - self.held >= max(1, slots // 2)) or (
+        free = not self.held and len(self.busy) < self.spec.concurrency
+        if free or (self.more and slots - self.held >= max(1, slots // 2)) or (
                 pending and time.monotonic() - self.last_send >= FLUSH_S):
             self._send()
         return True

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-from consumer.acks import CANCELLED, PLAIN, unpicklable
+from consumer.acks import CANCELLED, PLAIN
+from consumer.callers import Caller
 from consumer.calls import is_async, run_coroutine
 from consumer.loop import FLUSH_S, Worker
 from consumer.places import KILL_GRACE_S
@@ -28,12 +31,20 @@ class _Awaited:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __call__(self, fn: TaskFunction) -> TaskFunction:
+        if isinstance(fn, Caller):  # a call of an async def function returns its coroutine to run
+            if fn.awaits is None:
+                fn.awaits = self.run
+            return fn
         if not is_async(fn):
             return fn
+        run = self.run
+        return lambda payload: run(fn(payload))
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine to its end, within the timeout."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        loop, timeout = self._loop, self.timeout
-        return lambda payload: run_coroutine(fn(payload), timeout, loop)
+        return run_coroutine(coroutine, self.timeout, self._loop)
 
 
 def run_one_at_a_time(w: Worker) -> None:
@@ -59,14 +70,15 @@ def run_one_at_a_time(w: Worker) -> None:
         # results have waited FLUSH_S.
         g = todo[0]
         fn = fns.get(g[G_TASK])
-        if not isinstance(fn, str):
-            place.grace = KILL_GRACE_S if is_async(fn) else 0.0  # a coroutine is cancelled here
-            fn = awaited(fn)
         payloads, lo, hi = g[G_PAYLOADS], g[G_LO], g[G_HI]
         seq, stop = w.at, min(hi, w.at + POLL_EVERY - since_poll)
+        if not isinstance(fn, str):
+            coroutines = fn.is_async(payloads[seq - lo]) if isinstance(fn, Caller) else is_async(fn)
+            place.grace = KILL_GRACE_S if coroutines else 0.0  # a coroutine is cancelled here
+            fn = awaited(fn)
         acks.begin(g, seq)
         acks.stamp = stamp = repr(time.time())  # a time per round of tasks: at most FLUSH_S off
-        add, lines, ok_line, fast = acks.add, acks.lines, acks.ok_line, not g[G_KEEP]
+        add, lines, ok_line, fast, check = acks.add, acks.lines, acks.ok_line, not g[G_KEEP], acks.check
         place.producer, place.first = g[G_PRODUCER].encode(), g[G_FIRST]
         shared.tasks += stop - seq
         last_send = w.last_send
@@ -91,7 +103,7 @@ def run_one_at_a_time(w: Worker) -> None:
                 except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
                     v, exc = failure(e), e
                 else:  # a value must be able to reach whoever waits for it
-                    why = None if type(value) in PLAIN else unpicklable(value)
+                    why = None if type(value) in PLAIN else check(value)
                     if why is not None:
                         exc = TypeError(why)
                         v = failure(exc)

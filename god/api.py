@@ -20,12 +20,14 @@ from god.state import JournalLike
 from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
-    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put, Run,
-    check_priority, check_queue, check_rate, check_retry,
+    CANCELLED, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    Run, check_priority, check_queue, check_rate, check_retry,
 )
 
 
 class _Lease(Wait):
+    yields = True  # the worker's next call (its results) ends the wait
+
     def __init__(self, broker: Broker, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None,
                  deadline: float) -> None:
         self.broker, self.consumer, self.queues, self.max_n, self.seq = broker, consumer, queues, max_n, seq
@@ -240,14 +242,18 @@ class Api:
         return self.broker.figures.stats()
 
     def cancel(self, ids: list[str] | None = None, queue: str | None = None,
-               producer: str | None = None) -> dict[str, int]:
+               producer: str | None = None, started: bool = True, why: str | None = None) -> dict[str, int]:
         """Cancel tasks: these ids, or all of a queue's or a producer's; how many were waiting,
-        scheduled and running."""
+        scheduled and running. ``started`` False: not those that run; ``why``: the error
+        their results give."""
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
             raise ValueError("ids are a list of task ids")
         if sum(x is not None and x != [] for x in (ids, queue, producer)) != 1:
             raise ValueError("cancel takes ids, a queue or a producer: one of them")
-        return self.broker.controls.cancel(ids or None, _queue_or_all(queue), producer)
+        if why is not None and (not isinstance(why, str) or not 0 < len(why) <= 200):
+            raise ValueError(f"why {why!r} is not a line of at most 200 characters")
+        return self.broker.controls.cancel(ids or None, _queue_or_all(queue), producer, started=bool(started),
+                                           why=why or CANCELLED)
 
     def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,
                      payload: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.calls import call_view, is_call
 from shared.records import PRIORITIES, RetryPolicy
 
 #: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
@@ -67,6 +68,12 @@ class Batch:
             assert self.blob is not None
             self.payloads = pickle.loads(self.blob)
         return self.payloads
+
+    def shown(self, i: int) -> Any:
+        """What results lines and listings show of the payload at offset i: a call's as
+        ``{"fn", "args", "kwargs"}`` (shared/calls.py), any other as it is."""
+        payload = self.payload_list()[i]
+        return call_view(self.task, payload) if self.task is not None and is_call(self.task) else payload
 
     def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
         """Payloads of offsets [lo, hi): the producer's blob as it came when that is all of them."""

@@ -12,9 +12,8 @@ import time
 from god.batches import Batch, Bucket, runs_of
 from god.state import State
 from shared.log import count
-from shared.records import json_line, split_id, task_id
+from shared.records import CANCELLED, json_line, split_id, task_id
 
-CANCELLED = "cancelled by an operator (python -m god cancel)"  # the error of a cancelled task's result
 
 
 class Controls:
@@ -62,13 +61,15 @@ class Controls:
         return before
 
     def cancel(self, ids: list[str] | None = None, queue: str | None = None,
-               producer: str | None = None) -> dict[str, int]:
+               producer: str | None = None, *, started: bool = True, why: str = CANCELLED) -> dict[str, int]:
         """Cancel tasks (these ids, or all of a queue's or a producer's not done): each gets a
-        failed result that says so at once, and is never run; a running one's consumer is told
-        to stop it (its heartbeats say so), and what it sends for it later is a duplicate.
+        failed result that says so (``why``) at once, and is never run; a running one's
+        consumer is told to stop it (its heartbeats say so), and what it sends for it later is
+        a duplicate. With ``started`` False, running tasks are left to run (counted all the
+        same), and ids done already are counted as ``done`` (an executor's ``Future.cancel``).
 
         Returns:
-            How many were waiting, scheduled and running.
+            How many were waiting, scheduled and running (and done, with ``started`` False).
 
         Raises:
             ValueError: an id that is not waiting, scheduled or running; a queue or producer
@@ -77,6 +78,7 @@ class Controls:
         st = self.state
         with st.lock:
             targets: list[tuple[Batch, list[tuple[int, int]]]] = []
+            counts = dict.fromkeys(("waiting", "scheduled", "running"), 0)
             if ids:
                 by_batch: dict[Batch, list[int]] = {}
                 missing = []
@@ -87,6 +89,9 @@ class Controls:
                         missing.append(tid)
                     else:
                         by_batch.setdefault(b, []).append(seq - b.first)
+                if not started:
+                    counts["done"] = len(missing)
+                    missing = [tid for tid in missing if not st.done_before(*split_id(tid))]
                 if missing:
                     raise ValueError(f"{count(len(missing), 'task')} not waiting, scheduled or running (done, dead or "
                                      f"unknown: python -m god task ID says which): {', '.join(missing[:5])}"
@@ -99,17 +104,21 @@ class Controls:
                     raise ValueError(f"god knows no producer {producer}")
                 targets = [(b, b.undone(0, b.n)) for b in st.batches.values()
                            if (queue is None or b.queue == queue) and (producer is None or b.producer == producer)]
-            counts = dict.fromkeys(("waiting", "scheduled", "running"), 0)
             until = st.now() + 2 * st.lease_s
             for b, runs in targets:
                 for lo, hi in runs:
-                    self._cancel(b, lo, hi, counts, until)
+                    if started:
+                        self._cancel(b, lo, hi, counts, until, why)
+                        continue
+                    for a, z in _unleased(b, lo, hi):  # what runs runs on
+                        self._cancel(b, a, z, counts, until, why)
+                    counts["running"] += sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in b.out)
         if any(counts.values()):
             st.results_ready.set()
             st.on_change()
         return counts
 
-    def _cancel(self, b: Batch, lo: int, hi: int, counts: dict[str, int], until: float) -> None:
+    def _cancel(self, b: Batch, lo: int, hi: int, counts: dict[str, int], until: float, why: str) -> None:
         """Settle offsets [lo, hi) of b (none done) as cancelled, telling the consumers running any (lock held)."""
         st = self.state
         for s in b.out:
@@ -120,10 +129,10 @@ class Controls:
         counts["scheduled"] += sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in b.later)
         n = hi - lo
         counts["waiting"] += n - sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in (*b.out, *b.later))
-        payloads, at = b.payload_list(), time.time()
-        lines = "".join(json_line(task_id(b.producer, b.first + i), payloads[i], False, None, CANCELLED, None, "god",
+        at = time.time()
+        lines = "".join(json_line(task_id(b.producer, b.first + i), b.shown(i), False, None, why, None, "god",
                                   0, at, b.queue, b.task) + "\n" for i in range(lo, hi))
-        st.record(b, lo, hi, lines, [(False, None, CANCELLED, None)] * n if b.keep else None, "god", 0)
+        st.record(b, lo, hi, lines, [(False, None, why, None)] * n if b.keep else None, "god", 0)
         st.settle(b, lo, hi)
         q = st.queues[b.queue]
         q.failed += n
@@ -148,3 +157,13 @@ class Controls:
                                  f"(consumers: {', '.join(alive) or 'none'})")
             c.drain = True
             return c.in_flight()
+
+
+def _unleased(b: Batch, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The runs of offsets in [lo, hi) of b that no consumer holds."""
+    held = bytearray(hi - lo)
+    for s in b.out:
+        a, z = max(lo, s.lo), min(hi, s.hi)
+        if z > a:
+            held[a - lo : z - lo] = b"\x01" * (z - a)
+    return [(lo + a, lo + z) for a, z in runs_of([i for i in range(hi - lo) if not held[i]])] if held.count(1) else [(lo, hi)]

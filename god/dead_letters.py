@@ -35,9 +35,9 @@ class DeadLetterRules:
             lines = []
             for i in range(lo, hi):
                 tid = task_id(b.producer, b.first + i)
-                lines.append(json_line(tid, payloads[i], False, None, error, None, "god", attempts, at, b.queue,
+                lines.append(json_line(tid, b.shown(i), False, None, error, None, "god", attempts, at, b.queue,
                                        b.task) + "\n")
-                letters.append(DeadLetter(tid, b.queue, b.task, b.priority, b.retry, shown(payloads[i]), reason,
+                letters.append(DeadLetter(tid, b.queue, b.task, b.priority, b.retry, shown(b.shown(i)), reason,
                                           attempts, at, pickle.dumps(payloads[i], pickle.HIGHEST_PROTOCOL)))
             dead: Value = (False, None, error, None)
             values = [dead] * (hi - lo) if b.keep else None

@@ -177,7 +177,11 @@ class Hub:
         self._serve(peer)
 
     def _serve(self, peer: Peer) -> None:
-        """Take the requests that came, in order, while none waits behind a parked call."""
+        """Take the requests that came, in order, while none waits behind a parked call (a
+        parked call that yields to the next one is answered now)."""
+        held = peer.held
+        if held is not None and held.yields and peer.inbox:
+            self.waits.hurry(held)
         while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
             whole, request = unframe(peer.inbox)
             if not whole:

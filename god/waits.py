@@ -27,6 +27,10 @@ class Wait:
 
     deadline: float = math.inf  # on the Waits' clock; the call is answered by then
 
+    #: Whether the next call on its connection ends the wait (a lease: a worker that waits
+    #: for tasks with places free sends its results behind it; they must not wait for it).
+    yields = False
+
     @property
     def holds_line(self) -> bool:
         """Whether later calls on the same connection wait until this one is answered (they
@@ -115,6 +119,11 @@ class Waits:
         if box[1] is not None:
             raise box[1]
         return box[0]
+
+    def hurry(self, wait: Wait) -> None:
+        """Answer a parked call at the next retry, as if its deadline had passed."""
+        wait.deadline = -math.inf
+        self.changed()
 
     def __len__(self) -> int:
         return len(self._parked)

@@ -1,5 +1,22 @@
-"""Producer: puts tasks on god in batches: the tutorial's random rounds, JSON lines, or your own program."""
+"""Producer: puts tasks on god in batches: the tutorial's random rounds, JSON lines, or your own
+program (``connect`` for tasks by name, ``Executor`` for calls as ``concurrent.futures`` makes them)."""
+
+from typing import Any
 
 from producer.producer import Producer, connect
 
-__all__ = ["Producer", "connect"]
+__all__ = ["Executor", "Producer", "RemoteError", "TaskFuture", "connect"]
+
+
+def __getattr__(name: str) -> Any:
+    # The executor's modules (concurrent.futures and what it brings) load when a program asks
+    # for them, not at every start of the command line producer.
+    if name in ("Executor", "TaskFuture"):
+        from producer import executor
+
+        return getattr(executor, name)
+    if name == "RemoteError":
+        from shared.calls import RemoteError
+
+        return RemoteError
+    raise AttributeError(f"module 'producer' has no attribute {name!r}")

@@ -26,19 +26,19 @@ from typing import Any
 
 from loguru import logger
 
+from producer.mail import Mail
+from shared.calls import CALL
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.log import count
 from shared.records import (
-    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, Value, check_priority, check_queue, check_retry,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_priority, check_queue, check_retry,
     describe, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
 IN_FLIGHT = 16  # batches sent (put_many(wait=False)) before the oldest one's confirmation is read
-RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
-RESULTS_BATCH = 1000  # results fetched per call
 _GONE = object()  # not waited for (any more)
 MAX_PAYLOAD = 16 * 2**20  # bytes, until god says its own limit
 
@@ -90,9 +90,10 @@ class Producer:
 
     def __init__(
         self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False,
-        **options: Any,
+        track: bool = True, **options: Any,
     ) -> None:
-        """A producer; with ``results`` god keeps the results of its tasks for ``results()``.
+        """A producer; with ``results`` god keeps the results of its tasks for ``results()``
+        (``track`` False: for whoever reads them, not ``results()``; the executor does).
 
         ``options`` (those of ``PutOptions``: queue, task, priority, retries, retry_backoff,
         retry_max_backoff, retry_on) are what its puts use unless they say otherwise.
@@ -110,12 +111,12 @@ class Producer:
         self._in_flight: deque[tuple[Put, list[tuple[int, tuple[Any, str, str | None]]]]] = deque()
         self.accepted = 0
         self.keeps_results = results
+        self._tracks = results and track
         # Tasks put whose results have not come yet, in order: seq -> (payload, queue, task).
         # The producer keeps its payloads, so god does not send them back with the results.
         self.waiting: dict[int, tuple[Any, str, str | None]] = {}
         self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
-        self._confirmed = 0  # the last result number taken from god's mailbox
-        self._run = ""  # the god run those numbers belong to
+        self.mail = Mail(self.client, self.name)
         self._log = logger.bind(role="producer")
 
     def __enter__(self) -> Producer:
@@ -135,6 +136,16 @@ class Producer:
     def put(self, payload: Any, **options: Any) -> str:
         """Put one task (``options`` as for put_many); returns its id once god holds it."""
         return self.put_many([payload], **options)[0]
+
+    @property
+    def next_seq(self) -> int:
+        """The number the next task put gets (its id: ``task_id(name, next_seq)``)."""
+        return self._seq
+
+    def task(self, tid: str) -> dict[str, Any]:
+        """Where a task is (any producer's, by id), and its results line once it has one: what
+        ``python -m god task ID --json`` prints."""
+        return self.client.task(tid)
 
     def connect(self) -> dict[str, Any]:
         """Reach god (retrying as configured); returns its parameters."""
@@ -165,7 +176,11 @@ class Producer:
             PayloadError: a payload cannot be pickled or is too big.
             Interrupted: a stop was requested while god was full.
         """
-        o = self.options.given(options)
+        return self.send(payloads, self.options.given(options), where, wait=wait)
+
+    def send(self, payloads: list[Any], o: PutOptions, where: Callable[[int], str] | None = None, *,
+             wait: bool = True) -> TaskIds:
+        """``put_many`` with its options checked already (the executor's calls come this way)."""
         if not payloads:
             return TaskIds(self.name, self._seq, 0)
         try:
@@ -173,11 +188,11 @@ class Producer:
                                   int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
         except PayloadError as e:
             if e.index:
-                self.put_many(payloads[: e.index], **options)
+                self.send(payloads[: e.index], o)
             raise
         first, n = self._seq, len(payloads)
         put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due())
-        kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self.keeps_results else []
+        kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self._tracks else []
         self.client.send_put(put, PUT_WAIT_S, first - 1 if self._in_flight else None)
         self._in_flight.append((put, kept))
         self._seq += n  # the next batch follows this one, taken or not yet
@@ -249,20 +264,14 @@ class Producer:
                 raise Interrupted(f"stopped with {count(len(self.waiting), 'result')} outstanding")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{count(len(self.waiting), 'result')} still outstanding after {timeout}s")
-            run = str(self.client.server_info.get("run", ""))
-            check = [task_id(self.name, seq) for seq in self.waiting] if run and self._run and run != self._run else None
-            if run != self._run:
-                self._run, self._confirmed = run, 0
-            posted, gone = self.client.results_for(run, self._confirmed, RESULTS_BATCH, RESULTS_WAIT_S, check)
+            posted, gone = self.mail.fetch(lambda: self.waiting)
             for tid in gone:
                 if self.waiting.pop(int(tid.rpartition("/")[2]), _GONE) is not _GONE:
                     self.lost_in_restart.append(tid)
             if gone:
                 self._log.warning("god restarted: {} had finished before, their results are in god's "
                                   "results file, not here", count(len(gone), "task"))
-            for number, (lo, _, blob, consumer, attempts) in posted:
-                self._confirmed = number
-                values: list[Value] = pickle.loads(blob)
+            for lo, values, consumer, attempts in posted:
                 for seq, v in enumerate(values, lo):
                     held = self.waiting.pop(seq, None)
                     if held is not None:  # not a duplicate
@@ -332,6 +341,8 @@ class PutOptions:
             raise ConfigError(str(e)) from None
         if o.task is not None and (not isinstance(o.task, str) or ":" not in o.task or o.task.startswith(":")):
             raise ConfigError(f"task {o.task!r} is not of the form module:function")
+        if o.task is not None and o.task.endswith(CALL):
+            raise ConfigError(f"task {o.task!r}: names ending in {CALL} are the executor's calls (producer.Executor)")
         for name, when in (("delay", o.delay), ("at", o.at)):
             if when is not None and (not isinstance(when, (int, float)) or not math.isfinite(when)
                                      or (name == "delay" and when < 0)):

@@ -251,9 +251,10 @@ class GodClient:
         return int(self.call("ack_many", self.name, acks))
 
     def cancel(self, ids: list[str] | None = None, queue: str | None = None,
-               producer: str | None = None) -> dict[str, int]:
-        """Cancel tasks; how many were waiting, scheduled and running."""
-        out: dict[str, int] = self.call("cancel", ids, queue, producer)
+               producer: str | None = None, *, started: bool = True, why: str | None = None) -> dict[str, int]:
+        """Cancel tasks; how many were waiting, scheduled and running (and done: with
+        ``started`` False, which leaves running tasks be)."""
+        out: dict[str, int] = self.call("cancel", ids, queue, producer, started, why)
         return out
 
     def schedule_add(self, name: str, every: float | None, cron: str | None, queue: str, task: str | None,

@@ -34,13 +34,14 @@ class Proc:
     """A role running as a real process, its output collected by reader threads."""
 
     def __init__(self, args: list[str], env: dict[str, str], *, stdin: Any = subprocess.DEVNULL,
-                 new_session: bool = False, program: str | None = None) -> None:
-        """Run ``python ARGS`` (a role: ``["-m", "god", ...]``), or ``program ARGS``."""
+                 new_session: bool = False, program: str | None = None, cwd: Path | None = None) -> None:
+        """Run ``python ARGS`` (a role: ``["-m", "god", ...]``), or ``program ARGS``; in the
+        repository, or in cwd."""
         self.args = args
         self.name = Path(program).name if program else args[1] if args[0] == "-m" else Path(args[0]).name
         self.new_session = new_session
         self.popen = subprocess.Popen(
-            [program or sys.executable, *args], cwd=REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
+            [program or sys.executable, *args], cwd=cwd or REPO, env=env, stdin=stdin, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=new_session,
         )
         self.out: list[str] = []

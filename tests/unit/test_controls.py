@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from god.controls import CANCELLED
+from shared.records import CANCELLED
 from tests.core import Core, lines, seqs
 
 

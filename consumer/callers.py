@@ -1,0 +1,140 @@
+"""Running calls (``Executor.submit`` tasks, shared/calls.py): their functions loaded once and
+kept by content, their arguments unpacked, what they give packed for the program.
+
+A function that travels by value is unpickled the first time its bytes come and kept under
+them, so a map of a million items unpickles it once per worker; one by name is imported
+once, as ``--task`` functions are. A function or arguments that cannot be loaded here fail
+that task alone, with a message naming the function and this consumer; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from shared.calls import CallPickler, Packed, RemoteError, call_view, function_name, plain
+from shared.records import V_OK, V_VALUE, Value, describe, failure
+
+KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
+
+#: A call ready to start: the function and its arguments.
+Target = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+#: Functions by name or by content, or why they cannot be had: one for all of a worker's calls.
+Loaded = dict["str | bytes", "Callable[..., Any] | str"]
+
+
+class Caller:
+    """Runs the calls of one task name (``module:function()``); ``functions`` finds a function
+    by name (consumer/functions.py), ``loaded`` keeps what was loaded."""
+
+    def __init__(self, task: str, *, functions: Callable[[str], Callable[..., Any] | str], loaded: Loaded,
+                 consumer: str) -> None:
+        self.task = task
+        self.name = function_name(task)
+        self._by_name = functions
+        self.consumer = consumer
+        self._fns = loaded
+        self._last: tuple[Any, tuple[tuple[Any, ...], dict[str, Any]]] | None = None  # pickled arguments, loaded
+        self._pickler: CallPickler | None = None
+        #: Runs a coroutine to its end (a worker that runs one task at a time sets it); None:
+        #: the caller of ``target`` runs what it gets.
+        self.awaits: Callable[[Any], Any] | None = None
+
+    def __call__(self, payload: Any) -> Any:
+        """Make the call (a TaskFunction)."""
+        fn, args, kwargs = self.target(payload)
+        out = fn(*args, **kwargs)
+        if self.awaits is not None and inspect.iscoroutine(out):
+            return self.awaits(out)
+        return out
+
+    def target(self, payload: Any) -> Target:
+        """The function and arguments of a call.
+
+        Raises:
+            RemoteError: the function or the arguments cannot be loaded here, saying which.
+        """
+        ref = payload[0]
+        fn = self._fns.get(ref)
+        if fn is None:
+            fn = self._load(ref)
+        if isinstance(fn, str):
+            raise RemoteError(fn)
+        if len(payload) == 3:
+            return fn, payload[1], payload[2]
+        return fn, *self._arguments(payload)
+
+    def is_async(self, payload: Any) -> bool:
+        """Whether the call's function is an ``async def`` one (False if it cannot be loaded)."""
+        try:
+            return inspect.iscoroutinefunction(self.target(payload)[0])
+        except RemoteError:
+            return False
+
+    def view(self, payload: Any) -> Any:
+        """The payload as results lines show it (shared.calls.call_view), its arguments loaded."""
+        arguments = None
+        if len(payload) == 2:
+            last = self._last
+            if last is not None and last[0] is payload:
+                arguments = last[1]
+            else:
+                try:
+                    arguments = pickle.loads(payload[1])
+                except Exception:
+                    arguments = None
+        return call_view(self.task, payload, arguments)
+
+    def pack(self, v: Value, exc: BaseException | None) -> tuple[Value, BaseException | None]:
+        """What a call gave, for the program that waits for it: a value of other than builtin
+        types, and an exception, as Packed; a value that cannot be pickled fails the call."""
+        if v[V_OK]:
+            value = v[V_VALUE]
+            if plain(value):
+                return v, exc
+            try:
+                return (True, Packed(self._dumps(value)), None, None), None
+            except Exception as e:
+                err = TypeError(f"the call's return value cannot be pickled: {describe(e)}")
+                return failure(err), err
+        if exc is None:
+            return v, exc
+        try:
+            blob: Packed | None = Packed(self._dumps(exc))
+        except Exception:
+            blob = None  # the program gets a RemoteError with the exception's text
+        return (False, blob, *v[2:]), exc
+
+    def _dumps(self, obj: Any) -> bytes:
+        if self._pickler is None:
+            self._pickler = CallPickler()
+        return self._pickler.dumps(obj)
+
+    def _load(self, ref: str | bytes) -> Callable[..., Any] | str:
+        if len(self._fns) >= KEEP_FUNCTIONS:
+            self._fns.clear()
+        if isinstance(ref, str):
+            fn = self._by_name(ref)  # (or why not: the message names it and this consumer)
+        else:
+            try:
+                fn = pickle.loads(ref)  # cloudpickle's output loads with pickle (cloudpickle installed)
+            except Exception as e:
+                fn = f"function {self.name} cannot be loaded on consumer {self.consumer}: {describe(e)}"
+            else:
+                if not callable(fn):
+                    fn = f"function {self.name} came as a {type(fn).__name__} on consumer {self.consumer}"
+        self._fns[ref] = fn
+        return fn
+
+    def _arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        try:
+            args, kwargs = pickle.loads(payload[1])
+        except Exception as e:
+            raise RemoteError(f"the arguments of {self.name} cannot be loaded on consumer {self.consumer}: "
+                              f"{describe(e)}") from None
+        self._last = payload, (args, kwargs)
+        return args, kwargs

@@ -1,0 +1,414 @@
+"""``concurrent.futures`` across hosts: an Executor whose calls run on god's consumers.
+
+    from producer import Executor
+
+    with Executor() as ex:                        # god found as connect() finds it
+        futures = [ex.submit(score, doc, lang="de") for doc in docs]
+        for f in concurrent.futures.as_completed(futures):
+            print(f.result())
+        print(list(ex.map(len, ["a", "bb", "ccc"])))   # [1, 2, 3]
+
+Each call is a task at god (shared/calls.py has its wire form): queue, priority, retries,
+dead letters, cancels, the results file and ``god task ID`` apply to it as to any task.
+Puts go out from the calling thread, pipelined (a lone ``submit`` waits for nothing); one
+thread of the executor reads the results over a connection of its own and resolves the
+futures. ``map`` keeps a window of tasks in flight, so an endless iterable runs in bounded
+memory; it makes no Future per item.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import itertools
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from loguru import logger
+
+from producer.mail import Mail
+from producer.producer import Producer, PutOptions
+from shared.calls import CallPickler, RemoteError, arguments_of, call_task, outcome
+from shared.client import GodClient
+from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
+from shared.errors import GodError
+from shared.records import V_ERROR, V_OK, V_VALUE, Value, describe, split_id, task_id
+
+MAP_WINDOW = 16_384  # tasks of a map in flight at most, unless its buffersize says otherwise
+MAP_BATCH = 4_096  # tasks of a map put at a time, at most
+CANCELLED_BY_PROGRAM = "cancelled by its program (Future.cancel or Executor.shutdown(cancel_futures=True))"
+
+
+class TaskFuture(cf.Future):  # type: ignore[type-arg]
+    """A standard Future of a task at god, with its id; ``cancel`` asks god."""
+
+    def __init__(self, executor: Executor, tid: str) -> None:
+        super().__init__()
+        self.task_id = tid
+        self._executor = executor
+
+    def cancel(self) -> bool:
+        """Cancel the task at god if it still waits there: True; False once a consumer runs it
+        or it has its result (as ``concurrent.futures`` does)."""
+        if self.done():
+            return self.cancelled()
+        return self._executor._cancel(self)
+
+
+class _Window:
+    """A map's tasks in flight, in input order, and the results come for them."""
+
+    def __init__(self) -> None:
+        self.order: deque[int] = deque()  # seqs not yielded yet, in order
+        self.values: dict[int, tuple[Value, str]] = {}  # results come, not yielded yet: (value, consumer)
+        self.exhausted = False  # the input iterables are used up
+        self.closed = False  # its iterator ended: results that come are dropped
+
+
+class Executor(cf.Executor):
+    """Runs calls on god's consumers: a ``concurrent.futures.Executor``.
+
+    Options are the put options (``queue``, ``priority``, ``retries``, ``retry_backoff``,
+    ``retry_max_backoff``, ``retry_on``, ``delay``, ``at``); ``options(...)`` gives a view
+    of the executor whose calls differ.
+    """
+
+    def __init__(self, address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
+                 settings: Settings | None = None, **options: Any) -> None:
+        """Connect to god (address, key and TLS as ``connect()`` finds them).
+
+        Raises:
+            GodError: no key, a bad address, god unreachable, or an option god would refuse.
+        """
+        if settings is None:
+            settings = client_settings(address, give_up_after=give_up_after)
+        self._producer = Producer(settings, results=True, track=False, **options)
+        self._producer.connect()
+        self._options = self._producer.options
+        self.name = self._producer.name
+        self._results = GodClient(settings, name=self.name, role="producer",
+                                  info={"host": self._producer.client.info.get("host", ""), "results": True})
+        self._put_lock = threading.Lock()  # puts and cancels, on the producer's connection
+        self._pickler = CallPickler()  # used under _put_lock
+        self._cond = threading.Condition()  # the targets, and each map's values
+        self._targets: dict[int, TaskFuture | _Window] = {}  # seq -> what waits for its result
+        self._notified: set[int] = set()  # ids of futures told of their cancel (once only)
+        self._shutdown = False
+        self._closing = False  # the results thread ends once nothing is outstanding
+        self._log = logger.bind(role="producer")
+        self._thread = threading.Thread(target=self._read_results, name=f"executor-results-{self.name}", daemon=True)
+        self._thread.start()
+        atexit.register(_leave_at_exit, weakref.ref(self))
+
+    # -- what programs call ---------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Run ``fn(*args, **kwargs)`` on a consumer; returns its Future.
+
+        Raises:
+            TypeError: fn or its arguments cannot be pickled (naming which).
+            RuntimeError: after ``shutdown``.
+        """
+        return self._submit(self._options, fn, args, kwargs)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+        """``fn`` over the items of the iterables (zipped), its results in their order, lazily.
+
+        At most ``buffersize`` tasks are in flight (default MAP_WINDOW), so the iterables may
+        be endless; ``chunksize`` is taken for compatibility: each item is a task of its own,
+        and puts go in batches anyway. ``timeout`` counts from this call; the iterator raises
+        ``TimeoutError`` at the first result not there by then, and a call's exception at its
+        item, after yielding those before it.
+        """
+        return self._map(self._options, fn, iterables, timeout, chunksize, buffersize)
+
+    def options(self, **options: Any) -> Options:
+        """A view of this executor whose calls use these put options instead (``priority=9``).
+
+        Raises:
+            GodError: an option god would refuse.
+        """
+        return Options(self, self._options.given(options))
+
+    def task(self, tid: str) -> dict[str, Any]:
+        """What ``python -m god task ID --json`` prints of a task (any task, by id)."""
+        with self._put_lock:
+            self._producer.flush()
+            return self._producer.task(tid)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No more calls. ``cancel_futures``: cancel at god every task not started yet. ``wait``:
+        return once every future is done and the executor's thread has ended; else once god
+        holds every task submitted (they run on, without this program)."""
+        with self._put_lock:
+            if not self._shutdown:
+                self._shutdown = True
+                self._producer.flush()  # god holds every task submitted
+            if cancel_futures and self._producer.next_seq > 1:
+                self._producer.client.cancel(producer=self.name, started=False, why=CANCELLED_BY_PROGRAM)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if wait:
+            self._thread.join()  # it says goodbye to god as it ends
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.shutdown(wait=True)
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def _submit(self, o: PutOptions, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> TaskFuture:
+        with self._put_lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit calls after the executor's shutdown")
+            name, ref = self._pickler.function(fn)
+            payload = self._arguments(name, ref, args, kwargs)
+            seq = self._producer.next_seq
+            future = TaskFuture(self, task_id(self.name, seq))
+            self._register(range(seq, seq + 1), future)
+            try:
+                self._producer.send([payload], replace(o, task=call_task(name)), lambda i: f"the call of {name}",
+                                    wait=False)
+            except BaseException:
+                self._unregister(range(seq, seq + 1))
+                raise
+        return future
+
+    def _arguments(self, name: str, ref: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            return arguments_of(self._pickler, ref, args, kwargs)
+        except Exception as e:
+            raise TypeError(f"the arguments of {name} cannot be pickled to travel to consumers: {describe(e)}") from None
+
+    def _map(self, o: PutOptions, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
+             timeout: float | None, chunksize: int, buffersize: int | None) -> Iterator[Any]:
+        if type(chunksize) is not int or chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        if buffersize is not None and (type(buffersize) is not int or buffersize < 1):
+            raise ValueError("buffersize must be None or > 0")
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._put_lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit calls after the executor's shutdown")
+            name, ref = self._pickler.function(fn)
+        o = replace(o, task=call_task(name))
+        items = zip(*iterables)
+        window = _Window()
+        size = buffersize or MAP_WINDOW
+        batch = max(1, min(MAP_BATCH, size // 4))
+        self._fill(window, items, o, name, ref, size)
+        return self._yield(window, items, o, name, ref, size, batch, end)
+
+    def _fill(self, window: _Window, items: Iterator[tuple[Any, ...]], o: PutOptions, name: str,
+              ref: str | bytes, room: int) -> None:
+        """Put up to room more of a map's items, in batches."""
+        while room > 0 and not window.exhausted:
+            chunk = list(itertools.islice(items, min(room, MAP_BATCH)))
+            if not chunk:
+                window.exhausted = True
+                return
+            room -= len(chunk)
+            with self._put_lock:
+                if self._shutdown:
+                    raise RuntimeError("cannot submit calls after the executor's shutdown")
+                payloads = [self._arguments(name, ref, args, {}) for args in chunk]
+                first = self._producer.next_seq
+                seqs = range(first, first + len(payloads))
+                self._register(seqs, window)
+                window.order.extend(seqs)
+                try:
+                    self._producer.send(payloads, o, lambda i: f"the call of {name} on item {i + 1} of a batch",
+                                        wait=False)
+                except BaseException:
+                    self._unregister(seqs)
+                    for _ in seqs:
+                        window.order.pop()
+                    raise
+
+    def _yield(self, window: _Window, items: Iterator[tuple[Any, ...]], o: PutOptions, name: str,
+               ref: str | bytes, size: int, batch: int, end: float | None) -> Iterator[Any]:
+        ready: deque[tuple[Value, str]] = deque()
+        try:
+            while window.order or ready:
+                if not ready:
+                    self._take_ready(window, ready, end)
+                if not window.exhausted and size - len(window.order) >= batch:
+                    self._fill(window, items, o, name, ref, size - len(window.order))
+                v, consumer = ready.popleft()
+                ok, value = outcome(v, consumer)
+                if not ok:
+                    raise value
+                yield value
+        finally:
+            window.closed = True
+            if window.order:
+                self._abandon(window)
+
+    def _take_ready(self, window: _Window, ready: deque[tuple[Value, str]], end: float | None) -> None:
+        """Wait for the next result of a map in order; take it and those ready after it."""
+        with self._cond:
+            first = window.order[0]
+            while first not in window.values:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise cf.TimeoutError(f"a result of the map was not there within its timeout (task "
+                                          f"{task_id(self.name, first)})")
+                self._cond.wait(left)
+            values, order = window.values, window.order
+            while order and order[0] in values:
+                ready.append(values.pop(order.popleft()))
+
+    def _abandon(self, window: _Window) -> None:
+        """A map's iterator ended early (an exception, a timeout, a break): cancel at god what of
+        it has not started."""
+        ids = [task_id(self.name, seq) for seq in window.order]
+        window.order.clear()
+        try:
+            with self._put_lock:
+                self._producer.flush()
+                self._producer.client.cancel(ids, started=False, why=CANCELLED_BY_PROGRAM)
+        except (GodError, ValueError) as e:  # its tasks run on: their results are dropped
+            self._log.warning("could not cancel the {} tasks left of a map: {}", len(ids), e)
+
+    # -- cancelling -----------------------------------------------------------------------
+
+    def _cancel(self, future: TaskFuture) -> bool:
+        with self._put_lock:
+            self._producer.flush()  # god holds the task: a put in flight cannot be cancelled
+            if future.done():
+                return future.cancelled()
+            counts = self._producer.client.cancel([future.task_id], started=False, why=CANCELLED_BY_PROGRAM)
+        if not counts.get("waiting", 0) + counts.get("scheduled", 0):
+            return False  # it runs, or has its result on the way
+        return self._cancelled(future)
+
+    def _cancelled(self, future: TaskFuture) -> bool:
+        """Mark a future cancelled and tell whoever waits for it (``as_completed``, ``wait``)."""
+        if not cf.Future.cancel(future):
+            return False  # its result came first
+        with self._cond:
+            first = id(future) not in self._notified
+            self._notified.add(id(future))
+        if first:
+            future.set_running_or_notify_cancel()
+        return True
+
+    # -- results --------------------------------------------------------------------------
+
+    def _register(self, seqs: range, target: TaskFuture | _Window) -> None:
+        with self._cond:
+            for seq in seqs:
+                self._targets[seq] = target
+            self._cond.notify_all()
+
+    def _unregister(self, seqs: range) -> None:
+        with self._cond:
+            for seq in seqs:
+                self._targets.pop(seq, None)
+
+    def _read_results(self) -> None:
+        """The executor's thread: fetch results while any is outstanding, resolve what waits."""
+        mail = Mail(self._results, self.name)
+        try:
+            while True:
+                with self._cond:
+                    while not self._targets and not self._closing:
+                        self._cond.wait()
+                    if not self._targets:
+                        break
+                runs, gone = mail.fetch(lambda: list(self._targets))
+                for lo, values, consumer, _ in runs:
+                    self._resolve(lo, values, consumer)
+                for tid in gone:
+                    lost: Value = (False, None, "the task finished before god restarted, and god did not keep its "
+                                   "result for this program: it is in god's results file", None)
+                    self._resolve(split_id(tid)[1], [lost], "god")
+        except BaseException as e:  # god unreachable for good, or the key refused: nothing more comes
+            self._fail_all(e)
+        finally:
+            self._results.close()
+        self._leave()
+
+    def _resolve(self, lo: int, values: list[Value], consumer: str) -> None:
+        futures: list[tuple[TaskFuture, Value]] = []
+        with self._cond:
+            pop = self._targets.pop
+            for seq, v in enumerate(values, lo):
+                target = pop(seq, None)
+                if target is None:
+                    continue  # a result had come already (god restarted), or the call's put failed
+                if type(target) is _Window:
+                    if not target.closed:
+                        target.values[seq] = (v, consumer)
+                else:
+                    futures.append((target, v))  # type: ignore[arg-type]
+            self._cond.notify_all()
+        for future, v in futures:  # outside the lock: done callbacks may call the executor
+            if not v[V_OK] and v[V_VALUE] is None and v[V_ERROR] == CANCELLED_BY_PROGRAM:
+                self._cancelled(future)
+                continue
+            ok, value = outcome(v, consumer)
+            try:
+                future.set_result(value) if ok else future.set_exception(value)
+            except cf.InvalidStateError:
+                pass  # cancelled meanwhile
+
+    def _fail_all(self, e: BaseException) -> None:
+        """Nothing more will come: every outstanding call fails with why."""
+        error = f"the executor stopped reading results: {describe(e)}"
+        with self._cond:
+            targets, self._targets = self._targets, {}
+            for seq, t in targets.items():
+                if type(t) is _Window:
+                    t.values[seq] = ((False, None, error, None), "")
+            self._cond.notify_all()
+        for t in targets.values():
+            if type(t) is TaskFuture:
+                try:
+                    t.set_exception(RemoteError(error))
+                except cf.InvalidStateError:
+                    pass
+
+    def _leave(self) -> None:
+        """Say goodbye to god (it keeps no more results for us) and close the connections."""
+        with self._put_lock:
+            self._producer.close()
+
+
+class Options:
+    """A view of an Executor whose calls use other put options (``Executor.options``)."""
+
+    def __init__(self, executor: Executor, options: PutOptions) -> None:
+        self._executor = executor
+        self._options = options
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """As ``Executor.submit``, with these options."""
+        return self._executor._submit(self._options, fn, args, kwargs)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+        """As ``Executor.map``, with these options."""
+        return self._executor._map(self._options, fn, iterables, timeout, chunksize, buffersize)
+
+
+def _leave_at_exit(ref: weakref.ref[Executor]) -> None:
+    """A program that exits with an executor not shut down (or shut down without waiting)
+    tells god it left, so god keeps no results for it."""
+    ex = ref()
+    if ex is not None and ex._thread.is_alive():
+        try:
+            ex._producer.client.leave()
+        except Exception:
+            pass

@@ -1,0 +1,209 @@
+"""Calls as tasks: the wire form of ``Executor.submit(fn, *args, **kwargs)`` and what comes back.
+
+A call is an ordinary task whose task name is the function's name with ``()`` after it
+(``__main__:score()``) and whose payload is one of
+
+- ``(fn, args, kwargs)``: arguments of builtin types only (numbers, strings, bytes, None,
+  and lists, tuples and dicts of those), as they are;
+- ``(fn, blob)``: any other arguments, ``(args, kwargs)`` pickled with cloudpickle.
+
+``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
+pickled by value with cloudpickle (bytes). God unpickles a batch's payloads to cut it into
+leases, so what it sees of a call is builtins and bytes, never the program's own objects:
+it needs neither the program's modules nor its classes.
+
+What a call gave comes back as a ``Value`` whose value is the returned object as it is when
+it is of a builtin type, else a ``Packed`` (its cloudpickle); a call that raised gives its
+exception the same way, so the program raises it as itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import io
+import pickle
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value
+
+CALL = "()"  # what ends the task name of a call
+ATOMS = frozenset((int, float, str, bytes, bool, type(None)))  # need no pickling but pickle's own
+
+
+class Packed(bytes):
+    """A value or exception pickled with cloudpickle: bytes to god, loaded only where it is used."""
+
+    __slots__ = ()
+
+
+class RemoteError(Exception):
+    """A call failed on a consumer in a way that is not its own exception as itself: its
+    function or arguments could not be loaded there, or what it raised could not come back."""
+
+
+class RemoteTraceback(Exception):
+    """The consumer's traceback, set as ``__cause__`` of the exception a call raised there (as
+    ``ProcessPoolExecutor`` attaches its workers')."""
+
+    def __init__(self, consumer: str, tb: str) -> None:
+        super().__init__(consumer, tb)
+        self.consumer = consumer
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'on consumer {self.consumer}:\n"""\n{self.tb}"""'
+
+
+def is_call(task: str | None) -> bool:
+    """Whether tasks of this name are calls."""
+    return task is not None and task.endswith(CALL)
+
+
+def call_task(name: str) -> str:
+    """The task name of calls of the function named name."""
+    return name + CALL
+
+
+def function_name(task: str) -> str:
+    """The function's name in a call's task name."""
+    return task[: -len(CALL)]
+
+
+def plain(x: Any) -> bool:
+    """Whether x is of builtin types all through, one level deep: pickled as it is, it loads
+    anywhere (god included) without the program's modules."""
+    kind = type(x)
+    if kind in ATOMS:
+        return True
+    if kind is list or kind is tuple:
+        return all(type(i) in ATOMS for i in x)
+    if kind is dict:
+        return all(type(k) in ATOMS and type(v) in ATOMS for k, v in x.items())
+    return False
+
+
+def call_view(task: str, payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Any:
+    """A call's payload as results lines and listings show it: ``{"fn", "args", "kwargs"}``;
+    pickled arguments as their size, unless given loaded (``arguments``)."""
+    if type(payload) is tuple and len(payload) == 3:
+        arguments = payload[1], payload[2]
+    if arguments is not None:
+        return {"fn": function_name(task), "args": list(arguments[0]), "kwargs": arguments[1]}
+    size = len(payload[1]) if type(payload) is tuple and len(payload) == 2 else 0
+    return {"fn": function_name(task), "args": f"({size:,} bytes, pickled)", "kwargs": None}
+
+
+# -- the program's side ----------------------------------------------------------------------
+
+
+class CallPickler:
+    """cloudpickle, with one pickler kept for the arguments of many calls (7 us a call less
+    than ``cloudpickle.dumps``); for one thread."""
+
+    def __init__(self) -> None:
+        import cloudpickle  # 45 ms: only programs that make calls, and consumers that run them, pay it
+
+        self._cloudpickle = cloudpickle
+        self._buf = io.BytesIO()
+        self._pickler = cloudpickle.Pickler(self._buf, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def dumps(self, obj: Any) -> bytes:
+        """obj pickled, by value where it is the program's own (``__main__``, a local module)."""
+        buf = self._buf
+        buf.seek(0)
+        buf.truncate()
+        self._pickler.clear_memo()
+        self._pickler.dump(obj)
+        return buf.getvalue()
+
+    def function(self, fn: Callable[..., Any]) -> tuple[str, str | bytes]:
+        """(the name results show, what travels): a function consumers can import goes by name,
+        anything else by value.
+
+        Raises:
+            TypeError: fn cannot be pickled at all, naming it.
+        """
+        name = display_name(fn)
+        if by_name(fn):
+            return name, name
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        if module is not None and module.__name__ != "__main__" and not installed(module.__name__):
+            # a module beside the program (mytasks.py): consumers elsewhere cannot import it
+            self._cloudpickle.register_pickle_by_value(module)
+        try:
+            return name, self.dumps(fn)
+        except Exception as e:
+            raise TypeError(f"function {name} cannot be pickled to travel to consumers: "
+                            f"{type(e).__name__}: {e}") from None
+
+
+def display_name(fn: Any) -> str:
+    """``module:qualname`` of a function; what a partial wraps, said so."""
+    if isinstance(fn, functools.partial):
+        return f"functools.partial({display_name(fn.func)})"
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}:{qualname}"
+
+
+def by_name(fn: Any) -> bool:
+    """Whether consumers import fn by its name: a module-level function (or builtin) of the
+    standard library or an installed distribution, found under that name."""
+    if not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)):
+        return False
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname or not installed(module):
+        return False
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn
+
+
+@functools.lru_cache(maxsize=1024)
+def installed(module: str) -> bool:
+    """Whether a module is the standard library's or an installed distribution's (so every
+    consumer has it), not a file beside the program."""
+    top = module.partition(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    return top in _distributions()
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> frozenset[str]:
+    return frozenset(importlib.metadata.packages_distributions())  # 80 ms, once
+
+
+def arguments_of(pickler: CallPickler, fn: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """A call's payload (see the module's docstring)."""
+    if all(plain(a) for a in args) and all(plain(v) for v in kwargs.values()):
+        return fn, args, kwargs
+    return fn, pickler.dumps((args, kwargs))
+
+
+def outcome(v: Value, consumer: str) -> tuple[bool, Any]:
+    """(True, the value) or (False, the exception to raise) of what a call gave."""
+    if v[V_OK]:
+        value = v[V_VALUE]
+        if type(value) is not Packed:
+            return True, value
+        try:
+            return True, pickle.loads(value)
+        except Exception as e:
+            return False, RemoteError(f"the call's value cannot be loaded here: {type(e).__name__}: {e}")
+    exc: BaseException | None = None
+    if type(v[V_VALUE]) is Packed:
+        try:
+            exc = pickle.loads(v[V_VALUE])
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(v[V_ERROR] or "the call failed")
+    if v[V_TRACEBACK]:
+        exc.__cause__ = RemoteTraceback(consumer, v[V_TRACEBACK])
+    return False, exc
