@@ -45,6 +45,7 @@ from god.figures import Figures
 from god.handout import HandOut
 from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD, Intake
 from god.leases import LEASE_S, WARN_AFTER_S, Leases
+from god.mailbox import Item
 from god.redelivery import MAX_ATTEMPTS, Redelivery
 from god.retries import Retries
 from god.schedules import Schedules
@@ -136,13 +137,16 @@ class Broker:
 
     def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries], list[str] | None]],
                 upto: dict[str, int], dead: list[DeadLetter] | None = None,
-                schedules: list[Schedule] | None = None) -> None:
+                schedules: list[Schedule] | None = None, mailboxes: dict[str, list[Item]] | None = None) -> None:
         """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets,
         dead letters it serves again) of each batch with tasks not done, in order; each
-        producer's last seq; the dead letters kept. A retry that was due while god was down is
-        served at once."""
+        producer's last seq; the dead letters kept; the producers' mailboxes with the results
+        they had not confirmed. A retry that was due while god was down is served at once."""
         st = self.state
         with st.lock:
+            for name, items in (mailboxes or {}).items():  # first: their batches keep values for them
+                st.mailboxes.restore(name, items)
+                st.peers.producer(name, st.now())  # forgotten like any producer that does not come back
             st.dead.restore(dead or [])
             st.schedules.update((s.name, s) for s in schedules or [])
             st.upto.update(upto)

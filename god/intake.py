@@ -45,7 +45,7 @@ class Intake:
         with st.lock:
             st.peers.producer(name, st.now()).host = host
         if results:
-            st.mailboxes.open(name)
+            st.mailboxes.open(name, durable=True)
 
     def has_room(self) -> bool:
         """Whether a put would find room: a hint, read without the lock."""

@@ -37,6 +37,7 @@ from loguru import logger
 
 from god.batches import Attempts
 from god.dead import DeadLetter
+from god.mailbox import Item
 from god import schema as sql
 from god.cron import Schedule
 from god.migrations import open_journal
@@ -229,6 +230,25 @@ class Journal:
             self._reader.rollback()  # end the read: the next one sees what was committed since
             return out
 
+    def open_mailbox(self, producer: str) -> int:
+        """Remember that god keeps a producer's results for it (its mailbox)."""
+        return self._append(sql.MAILBOX, [(producer,)])
+
+    def close_mailbox(self, producer: str) -> int:
+        """Forget a producer's mailbox and the results waiting in it."""
+        with self._cond:
+            self._append(sql.NO_MAIL, [(producer,)])
+            return self._append(sql.NO_MAILBOX, [(producer,)])
+
+    def add_mail(self, producer: str, item: Item) -> int:
+        """Keep a run of results posted to a producer's mailbox until it confirms them."""
+        lo, hi, blob, consumer, attempt = item
+        return self._append(sql.MAIL, [(producer, lo, hi, consumer, attempt, blob)])
+
+    def drop_mail(self, producer: str, los: list[int]) -> int:
+        """The producer confirmed these runs (by their first seqs)."""
+        return self._append(sql.UNMAIL, [(producer, lo) for lo in los])
+
     def forget_producers(self, before: float) -> int:
         """Forget the producers last heard from before a Unix time (their re-sent puts are no
         longer told from new ones)."""
@@ -245,15 +265,15 @@ class Journal:
         with self._cond:
             return self._committed >= ticket
 
-    def wait(self, ticket: int) -> None:
-        """Block until the op with this ticket is committed (for tests and tools).
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        """Block until the op with this ticket is committed, or timeout seconds passed; whether
+        it is committed.
 
         After ``close`` an op that missed the last commit never will be: the caller waits
         until the process ends, so what it was confirming stays unconfirmed.
         """
         with self._cond:
-            while self._committed < ticket:
-                self._cond.wait()
+            return self._cond.wait_for(lambda: self._committed >= ticket, timeout)
 
     # -- the writer thread ---------------------------------------------------------------
 

@@ -1,16 +1,20 @@
-"""Results kept for the producers that asked for them (``--wait``, the Python API).
+"""Results kept for the producers that asked for them (``--wait``, the Python API, executors).
 
 A producer that says so in its hello gets a mailbox: the results of its tasks are posted
 there as they come, a run of tasks at a time, numbered, and stay until the producer
 confirms it has them (the number it sends with its next call). A retried call after a lost
-reply so gets the same results again, and nothing is dropped. Mailboxes live in god's
-memory: a restarted god starts without them (the results stay in its results file).
+reply so gets the same results again, and nothing is dropped.
+
+With a journal, a producer's mailbox and what waits in it are journaled too (``durable``),
+so a god killed and restarted hands a waiting producer every result it had not confirmed:
+each run is journaled as it is posted, and dropped from the journal once confirmed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Protocol
 
 #: A run of results: (lo, hi, pickled list of Value for seqs [lo, hi), consumer, attempt).
 Item = tuple[int, int, bytes, str, int]
@@ -18,21 +22,53 @@ Item = tuple[int, int, bytes, str, int]
 Posted = tuple[int, Item]
 
 
+class MailJournal(Protocol):
+    """What mailboxes need of the journal (god/journal.py)."""
+
+    def open_mailbox(self, producer: str) -> int: ...
+
+    def close_mailbox(self, producer: str) -> int: ...
+
+    def add_mail(self, producer: str, item: Item) -> int: ...
+
+    def drop_mail(self, producer: str, los: list[int]) -> int: ...
+
+
 class Mailboxes:
     """One mailbox per producer that wants its results; thread-safe, and nothing here waits."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: MailJournal | None = None) -> None:
         self._boxes: dict[str, deque[Posted]] = {}
         self._numbers: dict[str, int] = {}
+        self._durable: set[str] = set()  # producers whose mailboxes the journal keeps
+        self._journal = journal
         self._lock = threading.Lock()
+        #: The journal ticket of the last run posted: what a results file line must not come
+        #: before (a restarted god counts a task whose line it finds as done, and its value
+        #: must be in the journal then).
+        self.ticket = 0
 
     def __contains__(self, producer: object) -> bool:
         return producer in self._boxes
 
-    def open(self, producer: str) -> None:
-        """Keep results for this producer from now on (again after a reconnect: same box)."""
+    def open(self, producer: str, *, durable: bool = False) -> None:
+        """Keep results for this producer from now on (again after a reconnect: same box);
+        ``durable``: in the journal too (a producer's; not a tutorial view's)."""
         with self._lock:
             self._boxes.setdefault(producer, deque())
+            self._numbers.setdefault(producer, 0)
+            if durable and self._journal is not None and producer not in self._durable:
+                self._durable.add(producer)
+                self._journal.open_mailbox(producer)
+
+    def restore(self, producer: str, items: list[Item]) -> None:
+        """A durable mailbox as a journal kept it, with the runs that waited in it."""
+        with self._lock:
+            box = self._boxes.setdefault(producer, deque())
+            self._durable.add(producer)
+            for item in items:
+                self._numbers[producer] = self._numbers.get(producer, 0) + 1
+                box.append((self._numbers[producer], item))
             self._numbers.setdefault(producer, 0)
 
     def post(self, producer: str, item: Item) -> None:
@@ -43,6 +79,8 @@ class Mailboxes:
                 return
             self._numbers[producer] += 1
             box.append((self._numbers[producer], item))
+            if producer in self._durable and self._journal is not None:
+                self.ticket = self._journal.add_mail(producer, item)
 
     def take(self, producer: str, confirmed: int, max_n: int) -> list[Posted]:
         """Drop what the producer confirmed (numbers up to ``confirmed``), then return up to
@@ -51,8 +89,11 @@ class Mailboxes:
             box = self._boxes.get(producer)
             if box is None:
                 return []
+            dropped = []
             while box and box[0][0] <= confirmed:
-                box.popleft()
+                dropped.append(box.popleft()[1][0])
+            if dropped and producer in self._durable and self._journal is not None:
+                self._journal.drop_mail(producer, dropped)
             return [box[i] for i in range(min(max_n, len(box)))]
 
     def holds(self, producer: str) -> set[int]:
@@ -65,3 +106,7 @@ class Mailboxes:
         with self._lock:
             self._boxes.pop(producer, None)
             self._numbers.pop(producer, None)
+            if producer in self._durable:
+                self._durable.discard(producer)
+                if self._journal is not None:
+                    self._journal.close_mailbox(producer)

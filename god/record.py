@@ -13,6 +13,7 @@ from god.results import ResultsFile
 from shared.records import Run
 
 COMPACT_EVERY_S = 1.0  # seconds between releases of finished batches from the journal
+MAIL_WAIT_S = 1.0  # longest wait for results posted to producers to be journaled before their lines are written
 
 
 class Record:
@@ -41,6 +42,12 @@ class Record:
         journal = self.journal
         out, finished = self.broker.take_results()
         self._finished += finished
+        if out and journal is not None and self.results is not None:
+            # A restarted god takes a task whose line it finds in the file as done: the value
+            # posted to its producer must be in the journal by then (god/mailbox.py).
+            # (A journal that cannot commit for longer, a full disk, does not hold the file up:
+            # such a value is then in its results line only.)
+            journal.wait(self.broker.state.mailboxes.ticket, MAIL_WAIT_S)
         if out:
             runs = [r for _, rs in out for r in rs]
             if self.results is not None:

@@ -17,9 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from god import schema as sql
-from god.batches import Tries
+from god.batches import Tries, runs_of
 from god.cron import Schedule
 from god.dead import DeadLetter
+from god.mailbox import Item
 from god.results import ResultsFile
 from shared.records import PUT_FIRST, PUT_N, R_FIRST, R_HI, R_LO, R_PRODUCER, Put, RetryPolicy, Run, split_id
 
@@ -41,6 +42,8 @@ class Recovered:
     paused: list[str] = field(default_factory=list)  # queues paused while god ran
     schedules: list[Schedule] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
+    #: Producers' mailboxes, with the runs of results they had not confirmed (of done tasks).
+    mailboxes: dict[str, list[Item]] = field(default_factory=dict)
 
 #: Where each batch still held is in the journal: (producer, first) -> (its row, its last seq).
 Kept = dict[tuple[str, int], tuple[int, int]]
@@ -110,6 +113,31 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
                   "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
     for (producer, first), (_, put, done) in held.items():
         r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
+
+    def is_done(producer: str, seq: int) -> bool:
+        fs = firsts.get(producer, [])
+        i = bisect.bisect_right(fs, seq) - 1
+        h = held.get((producer, fs[i])) if i >= 0 else None
+        if h is not None and seq < fs[i] + h[1][PUT_N]:
+            return bool(h[2][seq - fs[i]])
+        return seq <= r.upto.get(producer, 0)  # its batch was released: all of it done
+
+    r.mailboxes = {producer: [] for (producer,) in db.execute("SELECT producer FROM mailboxes")}
+    mail = db.execute("SELECT producer, lo, hi, consumer, attempt, vals FROM mail ORDER BY producer, lo").fetchall()
+    for producer, lo, hi, consumer, attempt, blob in mail:
+        box = r.mailboxes.get(producer)
+        if box is None:
+            continue
+        # Posted, but the task may have no result: god died before its results line was written
+        # (then it runs again, and its next result is posted). Keep what is done.
+        done_seqs = [seq for seq in range(lo, hi) if is_done(producer, seq)]
+        if len(done_seqs) == hi - lo:
+            box.append((lo, hi, blob, consumer, attempt))
+            continue
+        values = pickle.loads(blob) if done_seqs else []
+        for a, z in runs_of(done_seqs):
+            box.append((a, z, pickle.dumps(values[a - lo : z - lo], pickle.HIGHEST_PROTOCOL), consumer, attempt))
+    for (producer, first), (_, put, done) in held.items():
         left = done.count(0)
         if left:
             r.batches.append((producer, put, done, tries.get((producer, first), []), origins.get((producer, first))))
@@ -119,6 +147,10 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     with db:
         db.execute("DELETE FROM done")
         db.execute("DELETE FROM attempts")
+        db.execute("DELETE FROM mail")
+        db.executemany(sql.MAIL, [(producer, lo, hi, consumer, attempt, blob)
+                                  for producer, items in r.mailboxes.items()
+                                  for lo, hi, blob, consumer, attempt in items])
         now = time.time()
         db.executemany(sql.UPTO, [(name, upto, now) for name, upto in r.upto.items()])
         open_keys = {(producer, put[PUT_FIRST]) for producer, put, _, _, _ in r.batches}

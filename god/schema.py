@@ -8,8 +8,8 @@ import pickle
 from typing import Any
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 4  # 1: a row per task (never released); 2: rows of (id, payload) lists;
-# 3: rows of done runs and attempts not tied to a batch (kept until a restart)
+SCHEMA_VERSION = 5  # 1: a row per task (never released); 2: rows of (id, payload) lists;
+# 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS limits (queue TEXT PRIMARY KEY, rate REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, every REAL, cron TEXT, queue TEXT NOT NULL, task TEXT,
     payload BLOB NOT NULL, next REAL NOT NULL, runs INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mailboxes (producer TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS mail (producer TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    consumer TEXT NOT NULL, attempt INTEGER NOT NULL, vals BLOB NOT NULL, PRIMARY KEY (producer, lo));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
@@ -51,6 +54,11 @@ PAUSE = "INSERT OR IGNORE INTO paused (queue) VALUES (?)"
 SCHEDULE = "INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 UNSCHEDULE = "DELETE FROM schedules WHERE name = ?"
 RESUME = "DELETE FROM paused WHERE queue = ?"
+MAILBOX = "INSERT OR IGNORE INTO mailboxes (producer) VALUES (?)"
+NO_MAILBOX = "DELETE FROM mailboxes WHERE producer = ?"
+MAIL = "INSERT OR REPLACE INTO mail (producer, lo, hi, consumer, attempt, vals) VALUES (?, ?, ?, ?, ?, ?)"
+UNMAIL = "DELETE FROM mail WHERE producer = ? AND lo = ?"
+NO_MAIL = "DELETE FROM mail WHERE producer = ?"
 
 
 def dumps(obj: Any) -> bytes:

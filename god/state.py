@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from god.batches import Attempts, Batch, Queue, Slice
 from god.cron import Schedule
 from god.dead import DeadJournal, DeadLetters
-from god.mailbox import Mailboxes
+from god.mailbox import MailJournal, Mailboxes
 from god.peers import ConsumerState, Peers
 from shared.records import (
     PUT_DUE, PUT_FIRST, PUT_N, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put, Run, Value,
@@ -37,7 +37,7 @@ _ONE = b"\x01"
 Outgoing = tuple[str, list[Run]]
 
 
-class JournalLike(DeadJournal, Protocol):
+class JournalLike(DeadJournal, MailJournal, Protocol):
     """What the rules tell the journal, under the state's lock (god/journal.py)."""
 
     @property
@@ -91,7 +91,7 @@ class State:
         self.lock = threading.Lock()
         self.results_ready = threading.Event()  # set when results wait for the monitor
         self.peers = Peers()
-        self.mailboxes = Mailboxes()  # results kept for producers that wait for theirs
+        self.mailboxes = Mailboxes(journal)  # results kept for producers that wait for theirs
         self.queues: dict[str, Queue] = {}
         self.batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
         self.upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)

@@ -166,7 +166,7 @@ def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Rec
     j = Journal(path)
     r = j.recover(results)
     core = Core(journal=j)
-    core.broker.restore(r.batches, r.upto, r.dead, r.schedules)
+    core.broker.restore(r.batches, r.upto, r.dead, r.schedules, r.mailboxes)
     j.start()
     return j, r, core
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
+from producer import Executor
 from tests.conftest import God, addr_env
 from tests.helpers import Proc, read_results, wait_for_results, write_tasks
 from tests.unit.test_migrations import version_2_journal
@@ -51,6 +54,53 @@ def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
     assert sorted(r["payload"]["n"] for r in results) == list(range(60))
     assert all(r["ok"] and r["value"] == square(r["payload"]["n"]) for r in results)
     assert consumer.popen.poll() is None  # it waited for god instead of giving up
+
+
+def test_a_producer_that_waits_gets_every_result_across_a_restart_of_god(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a producer waiting for the results of 300 tasks, a third of them done
+    journal = ("--lease-timeout", "1", "--journal", str(tmp_path / "journal.sqlite3"))
+    god = start_god(*journal)
+    env = addr_env(god)
+    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    src = write_tasks(tmp_path / "tasks.jsonl", [{"n": i, "s": 0.01} for i in range(300)])
+    out = tmp_path / "mine.jsonl"
+    producer = spawn("producer", "--from", str(src), "--wait", "--results", str(out), env_extra=env)
+    wait_for_results(god.results, 100)
+    # When god is killed and started again on its journal
+    god.proc.signal(signal.SIGKILL)
+    god.proc.wait()
+    start_god(*journal, port=port_of(god))
+    # Then the producer gets every result once, and exits 0
+    assert producer.wait(60) == 0, producer.text()
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(got) == 300 and len({r["id"] for r in got}) == 300
+    assert sorted(r["value"] for r in got) == sorted(square(i) for i in range(300))
+
+
+def slow_square(n: int) -> int:
+    time.sleep(0.01)
+    return n * n
+
+
+def test_futures_resolve_with_their_values_across_a_restart_of_god(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path, env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = ("--lease-timeout", "1", "--journal", str(tmp_path / "journal.sqlite3"))
+    god = start_god(*journal)
+    spawn("consumer", "--processes", "2", env_extra=addr_env(god))
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    with Executor(god.address, give_up_after=30) as ex:
+        futures = [ex.submit(slow_square, i) for i in range(200)]
+        wait_for_results(god.results, 60)
+        god.proc.signal(signal.SIGKILL)
+        god.proc.wait()
+        start_god(*journal, port=port_of(god))
+        assert [f.result(timeout=60) for f in futures] == [i * i for i in range(200)]
+    lines_per_id = Counter(r["id"] for r in wait_for_results(god.results, 200))
+    assert len(lines_per_id) == 200 and max(lines_per_id.values()) == 1
 
 
 def test_a_second_god_on_the_same_journal_refuses(start_god: Callable[..., God], spawn: Callable[..., Proc],

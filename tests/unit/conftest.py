@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from god.journal import Journal
 from tests.core import Core
 
 
@@ -21,3 +22,13 @@ def core() -> Iterator[Core]:
 def path(tmp_path: Path) -> Path:
     """Where a test's journal goes (its folder is not made)."""
     return tmp_path / "j" / "journal.sqlite3"
+
+
+@pytest.fixture
+def journal(path: Path) -> Iterator[Journal]:
+    """A journal at path, recovered (empty) and committing."""
+    j = Journal(path)
+    j.recover()
+    j.start()
+    yield j
+    j.close()

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,6 @@ from god.results import ResultsFile
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, payloads_of, restarted, seqs
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    j = Journal(path)
-    j.recover()
-    j.start()
-    yield j
-    j.close()
 
 
 def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:
