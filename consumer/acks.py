@@ -86,7 +86,7 @@ class Acks:
         self.caller = caller if isinstance(caller, Caller) else None
         self.check = never if self.caller is not None else unpicklable
         self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task,
-                                self.caller.view if self.caller is not None else None)
+                                self.caller.json if self.caller is not None else None)
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
         """The result of task seq of grant g; exc: the exception a failed task raised, if any."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import types
 from collections.abc import Callable
 from typing import Any
 
-from shared.calls import CallPickler, Packed, RemoteError, call_view, function_name, plain
+from shared.calls import CallPickler, Packed, RemoteError, call_json, call_view, function_name, plain
 from shared.records import V_OK, V_VALUE, Value, describe, failure
 
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
@@ -38,6 +39,7 @@ class Caller:
         self._by_name = functions
         self.consumer = consumer
         self._fns = loaded
+        self._json = call_json(task)
         self._last: tuple[Any, tuple[tuple[Any, ...], dict[str, Any]]] | None = None  # pickled arguments, loaded
         self._pickler: CallPickler | None = None
         #: Runs a coroutine to its end (a worker that runs one task at a time sets it); None:
@@ -46,9 +48,13 @@ class Caller:
 
     def __call__(self, payload: Any) -> Any:
         """Make the call (a TaskFunction)."""
-        fn, args, kwargs = self.target(payload)
+        fn = self._fns.get(payload[0])
+        if fn is None or isinstance(fn, str) or len(payload) != 3:
+            fn, args, kwargs = self.target(payload)
+        else:  # the usual case, inline: a function loaded before, arguments as they are
+            args, kwargs = payload[1], payload[2]
         out = fn(*args, **kwargs)
-        if self.awaits is not None and inspect.iscoroutine(out):
+        if self.awaits is not None and type(out) is types.CoroutineType:
             return self.awaits(out)
         return out
 
@@ -77,17 +83,23 @@ class Caller:
 
     def view(self, payload: Any) -> Any:
         """The payload as results lines show it (shared.calls.call_view), its arguments loaded."""
-        arguments = None
-        if len(payload) == 2:
-            last = self._last
-            if last is not None and last[0] is payload:
-                arguments = last[1]
-            else:
-                try:
-                    arguments = pickle.loads(payload[1])
-                except Exception:
-                    arguments = None
-        return call_view(self.task, payload, arguments)
+        return call_view(self.task, payload, self._loaded_arguments(payload))
+
+    def json(self, payload: Any) -> str:
+        """The same as JSON, fast: what a results line has."""
+        return self._json(payload, self._loaded_arguments(payload) if len(payload) == 2 else None)
+
+    def _loaded_arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        if len(payload) != 2:
+            return None
+        last = self._last
+        if last is not None and last[0] is payload:
+            return last[1]
+        try:
+            args, kwargs = pickle.loads(payload[1])
+        except Exception:
+            return None
+        return args, kwargs
 
     def pack(self, v: Value, exc: BaseException | None) -> tuple[Value, BaseException | None]:
         """What a call gave, for the program that waits for it: a value of other than builtin

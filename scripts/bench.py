@@ -18,30 +18,25 @@ import os
 import platform
 import queue
 import secrets
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing import Process
 from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_harness import (  # noqa: E402
+    KEY, WARMUP, GodClient, LineCounter, _children, _numbers, _percentiles, _until, cpu_s, god, relayed, wait_cpu_s,
+)
+import bench_executor  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
-from shared.client import GodClient  # noqa: E402
-from shared.config import Settings  # noqa: E402
-from tests.relay import Relay  # noqa: E402  (a TCP relay that can hold bytes, as a far link does)
 
-KEY = secrets.token_hex(16)
-WARMUP = 10  # round trips not counted: the worker starting and connecting, caches filling
 READY = "ready"  # a tutorial worker's first result: it is connected
-PY = sys.executable
 
 
 # -- the tutorial pattern --------------------------------------------------------------------
@@ -161,160 +156,6 @@ def tutorial_connect(n: int) -> dict[str, float]:
 # -- god -------------------------------------------------------------------------------------
 
 
-class God:
-    """God, started with this run's key on a free loopback port; its consumers and producers."""
-
-    def __init__(self, work: Path, *args: str) -> None:
-        self.work = work
-        self.results = work / f"results-{secrets.token_hex(3)}.jsonl"
-        self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.proc = self.spawn("god", "--address", "127.0.0.1:0", "--quiet", "--plain", "--results",
-                               str(self.results), *args, stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        self.address = line.split()[2]
-        self.env["GOD_ADDRESS"] = self.address
-        host, port = self.address.rsplit(":", 1)
-        self.settings = Settings((host, int(port)), KEY.encode(), "bench", give_up_after=30)
-
-    def spawn(self, role: str, *args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen([PY, "-m", role, *args], cwd=REPO, env=self.env, stdout=stdout,
-                             stderr=subprocess.DEVNULL)
-        self.procs.append(p)
-        return p
-
-    def stats(self) -> dict[str, Any]:
-        c = GodClient(self.settings, name="bench", role="status")
-        try:
-            return dict(c.stats())
-        finally:
-            c.close()
-
-    def wait_consumers(self, n: int) -> None:
-        """Wait until n consumers are connected and every process started here has settled
-        (64 workers importing on 2 cores take seconds of CPU: not part of a run)."""
-        _until(lambda: self.stats()["consumers_alive"] >= n, 120, f"{n} consumers")
-        last = _tree_cpu(os.getpid())
-        for _ in range(600):
-            time.sleep(0.25)
-            now = _tree_cpu(os.getpid())
-            if now - last < 3:  # clock ticks in a quarter second, all processes together
-                return
-            last = now
-
-    def rss_kb(self) -> dict[str, int]:
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
-        return {"rss_kb": int(fields["VmRSS"].split()[0]), "peak_kb": int(fields["VmHWM"].split()[0])}
-
-    def close(self) -> None:
-        # Newest first, each gone before the next: consumers drain while god still answers
-        # (stopped together, a consumer's last ack waited 10 s for a god already gone).
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-@contextmanager
-def god(work: Path, *args: str) -> Iterator[God]:
-    g = God(work, *args)
-    try:
-        yield g
-    finally:
-        g.close()
-
-
-def _tree_cpu(root: int) -> int:
-    """CPU clock ticks used so far by every process under root."""
-    parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
-    total, todo = 0, [root]
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent.items():
-        children.setdefault(ppid, []).append(pid)
-    while todo:
-        pid = todo.pop()
-        for child in children.get(pid, ()):
-            total += ticks.get(child, 0)
-            todo.append(child)
-    return total
-
-
-def _children(root: int) -> list[int]:
-    """Every process under root."""
-    kids: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [root]
-    while todo:
-        for child in kids.get(todo.pop(), ()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def cpu_s(pids: list[int]) -> float:
-    """Seconds on a CPU so far of these processes, every thread (schedstat: nanoseconds)."""
-    total = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, IndexError, ValueError):
-                pass
-    return total / 1e9
-
-
-def wait_cpu_s(p: subprocess.Popen[bytes]) -> float:
-    """Wait for a process to exit; the CPU seconds it used (its own, children excluded)."""
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _until(pred: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(poll)
-
-
-class LineCounter:
-    """Counts the lines of a growing file, reading only what is new."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.count, self._pos = path, 0, 0
-        self.first: tuple[float, int] | None = None  # (when, count) lines were first seen
-
-    def __call__(self) -> int:
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                f.seek(self._pos)
-                chunk = f.read()
-            self._pos += len(chunk)
-            self.count += chunk.count(b"\n")
-            if self.first is None and self.count:
-                self.first = (time.perf_counter(), self.count)
-        return self.count
-
-
 def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1,
                     god_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each process."""
@@ -339,25 +180,6 @@ def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, pr
             "first_result_s": first_at - t0, "steady_tasks_per_s": (n - first_count) / (end - first_at),
             "cpu_us_per_task": {"god": god_cpu / n * 1e6, "consumers": cons_cpu / n * 1e6,
                                 "producer": producer_cpu / n * 1e6}}
-
-
-def _numbers(work: Path, n: int) -> Path:
-    """A file of the numbers 0..n-1 as JSON lines (made once per run)."""
-    src = work / f"tasks-{n}.jsonl"
-    if not src.exists():
-        src.write_text("".join(f"{i}\n" for i in range(n)))
-    return src
-
-
-@contextmanager
-def relayed(g: God, rtt_s: float) -> Iterator[str]:
-    """The address of a relay to g that holds every byte rtt_s/2 each way (none with 0)."""
-    host, port = g.address.rsplit(":", 1)
-    relay = Relay((host, int(port)), delay_s=rtt_s / 2)
-    try:
-        yield relay.address
-    finally:
-        relay.close()
 
 
 def ours_far(work: Path, n: int, task: str, *, rtt_s: float, concurrency: int = 1) -> dict[str, Any]:
@@ -478,14 +300,6 @@ def ours_growth(work: Path, marks: tuple[int, ...], chunk: int = 500_000) -> dic
     return out
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    qs = statistics.quantiles(samples, n=100)
-    return {"n": len(samples), "p50_ms": statistics.median(samples) * 1e3, "p99_ms": qs[98] * 1e3}
-
-
-# -- the run ---------------------------------------------------------------------------------
-
-
 def run(quick: bool, sections: set[str]) -> dict[str, Any]:
     n = 20_000 if quick else 200_000
     lat_n = 300 if quick else 2000
@@ -549,6 +363,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             out["growth"] = ours_growth(work, (100_000, 1_000_000) if quick else (100_000, 1_000_000, 10_000_000))
         if "million" in sections:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
+        if "executor" in sections:
+            out["executor"] = bench_executor.section(work, quick)
     return out
 
 
@@ -639,10 +455,13 @@ def table(r: dict[str, Any]) -> str:
         for mark, x in r["growth"].items():
             rows.append(f"after {int(mark):,} tasks through one god: god RSS {x['god_rss_mb']:.0f} MB, "
                         f"journal {x['journal_mb']:.1f} MB")
+    if "executor" in r:
+        bench_executor.rows(r["executor"], row, rows.append)
     return "\n".join(rows)
 
 
-SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth")
+SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth",
+            "executor")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from producer import Executor, RemoteError, TaskFuture
+from producer import Executor, RemoteError, TaskFuture, connect
 from shared.calls import RemoteTraceback
 from tests.conftest import God, addr_env
 from tests.helpers import Proc, read_results, wait_until
@@ -46,6 +46,21 @@ def nap(seconds: float) -> float:
 async def twice(x: int) -> int:
     await asyncio.sleep(0.01)
     return 2 * x
+
+
+class Counted:
+    """A callable that leaves a line in a file each time it is unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        with open(self.path, "a") as f:
+            f.write("loaded\n")
+
+    def __call__(self, x: int) -> int:
+        return x + 1
 
 
 class Unlucky(Exception):
@@ -294,3 +309,24 @@ def test_a_dead_letter_fails_its_future_with_the_reason(
         f = ex.submit(os._exit, 3)  # kills the worker: given up after one attempt
         with pytest.raises(RemoteError, match="dead letter"):
             f.result(timeout=30)
+
+
+def test_a_function_by_value_is_unpickled_once_per_worker(executor: Executor, tmp_path: Path) -> None:
+    loads = tmp_path / "loads.txt"
+    fn = Counted(str(loads))
+    assert list(executor.map(fn, range(300), buffersize=64)) == list(range(1, 301))  # many puts, many leases
+    assert [executor.submit(fn, i).result(timeout=20) for i in range(10)] == list(range(1, 11))
+    assert loads.read_text() == "loaded\n"  # one worker process: once
+
+
+def test_a_task_by_id_from_another_client_after_the_program_left(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawn("consumer", "--processes", "1", env_extra=addr_env(god))
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    with Executor(god.address, give_up_after=10) as ex:
+        tid = ex.submit(mul, 6, 7).task_id
+    with connect(god.address, give_up_after=10) as other:
+        state = wait_until(lambda: (s := other.task(tid))["result"] and s, 20, "the results line")
+    assert state["state"] == "done" and state["result"]["value"] == 42
+    assert state["result"]["payload"] == {"fn": f"{__name__}:mul", "args": [6, 7], "kwargs": {}}

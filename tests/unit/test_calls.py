@@ -1,0 +1,77 @@
+"""Calls as tasks (shared/calls.py): what travels by name or by value, how a call's payload is
+shown, and what comes back of a value or an exception."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from typing import Any
+
+import pytest
+
+from consumer.tasks import square
+from shared.calls import (
+    CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name, call_json, call_view, outcome,
+)
+from shared.records import json_value
+
+
+def local(x: int) -> int:
+    return x
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (pow, True), (square, True), (functools.reduce, True),  # builtins, an installed package, the stdlib
+    (local, False), (lambda x: x, False), (functools.partial(pow, 2), False), (Point, False),
+])
+def test_what_travels_by_name(fn: Any, expected: bool) -> None:
+    assert by_name(fn) is expected
+
+
+def test_arguments_of_builtin_types_travel_as_they_are_and_others_pickled() -> None:
+    p = CallPickler()
+    assert arguments_of(p, "m:f", (1, "a", [1, 2], {"k": None}), {"x": 1.5}) == ("m:f", (1, "a", [1, 2], {"k": None}),
+                                                                             {"x": 1.5})
+    ref, blob = arguments_of(p, "m:f", (Point(3),), {"deep": [[1]]})
+    args, kwargs = pickle.loads(blob)
+    assert ref == "m:f" and args[0].x == 3 and kwargs == {"deep": [[1]]}
+
+
+@pytest.mark.parametrize("payload", [
+    ("m:f", (5,), {}), ("m:f", (1, [1, 2], "s", {"a": 1.5}, None, 2.5), {"k": None, "z": (1, 2)}),
+    ("m:f", (), {"only": "kw"}), (b"fn", b"pickled arguments"),
+])
+def test_a_calls_payload_shows_the_same_fast_and_slow(payload: Any) -> None:
+    fast = call_json("m:f()")
+    assert fast(payload) == json_value(call_view("m:f()", payload))
+    if len(payload) == 3:
+        assert call_view("m:f()", payload) == {"fn": "m:f", "args": list(payload[1]), "kwargs": payload[2]}
+    else:
+        assert call_view("m:f()", payload)["args"] == "(17 bytes, pickled)"
+        loaded: tuple[tuple[Any, ...], dict[str, Any]] = ((1,), {})
+        assert fast(payload, loaded) == json_value(call_view("m:f()", payload, loaded))
+
+
+def test_an_exception_comes_back_as_itself_with_the_traceback_as_its_cause() -> None:
+    packed = Packed(CallPickler().dumps(KeyError("k")))
+    ok, exc = outcome((False, packed, "KeyError: 'k'", "Traceback ...\n"), "host:1")
+    assert not ok and isinstance(exc, KeyError) and exc.args == ("k",)
+    assert isinstance(exc.__cause__, RemoteTraceback) and "host:1" in str(exc.__cause__)
+    # one that could not be pickled, or loaded here: a RemoteError with its text
+    ok, exc = outcome((False, None, "Weird: no", "tb"), "host:1")
+    assert isinstance(exc, RemoteError) and str(exc) == "Weird: no"
+    ok, exc = outcome((False, Packed(b"not a pickle"), "Weird: no", None), "host:1")
+    assert isinstance(exc, RemoteError)
+
+
+def test_a_value_of_the_programs_own_class_comes_back_and_one_that_cannot_load_fails() -> None:
+    ok, value = outcome((True, Packed(CallPickler().dumps(Point(4))), None, None), "c")
+    assert ok and value.x == 4
+    ok, value = outcome((True, Packed(b"\x80\x05junk"), None, None), "c")
+    assert not ok and isinstance(value, RemoteError) and "cannot be loaded here" in str(value)
+    assert outcome((True, [1, 2], None, None), "c") == (True, [1, 2])
