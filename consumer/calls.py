@@ -59,10 +59,17 @@ class Calls:
             threading.Thread(target=self._thread, name=f"task-{self._threads}", daemon=True).start()
         self._work.put((key, fn, args, kwargs))
 
-    def wait(self, timeout: float) -> None:
-        """Wait up to timeout for a call to end (at once if one has)."""
+    def wait(self, timeout: float, fd: int | None = None) -> None:
+        """Wait up to timeout for a call to end (at once if one has), or for fd to be readable."""
         if self.done.empty():
-            self._poller.poll(max(0, int(timeout * 1000)))
+            if fd is None:
+                self._poller.poll(max(0, int(timeout * 1000)))
+            else:
+                self._poller.register(fd, select.POLLIN)
+                try:
+                    self._poller.poll(max(0, int(timeout * 1000)))
+                finally:
+                    self._poller.unregister(fd)
         try:
             while os.read(self._wake_r, 4096):
                 pass

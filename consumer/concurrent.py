@@ -64,7 +64,9 @@ def run_concurrently(w: Worker) -> None:
             w.busy[i] = (g, seq, payload, now, token, is_async(call[0]))
             calls.submit((i, token), *call, timeout)
         # Wait for a task to end; for god's reply, a look now and then (often while it is due).
-        calls.wait(0.001 if w.client.sent else FLUSH_S / 2)
+        # (a lease waiting at god for a free place: its reply wakes us; no poll every millisecond)
+        parked = w.client.fileno() if w._parked() else None
+        calls.wait(FLUSH_S / 2 if parked is not None or not w.client.sent else 0.001, parked)
         for (i, tok), value, exc, ended in calls.ended():
             started = w.busy.get(i)
             if started is None or started[4] != tok:

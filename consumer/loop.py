@@ -182,7 +182,8 @@ class Worker:
         return grants
 
     def _parked(self) -> bool:
-        """Whether the one call in flight is a lease that waits at god."""
+        """Whether the one call in flight is a lease that waits at god (a drain, or results,
+        end its wait: they are sent behind it)."""
         return len(self.asked) == 1 and self.asked[0][1]
 
     def _take(self, grants: list[Grant]) -> None:

@@ -184,6 +184,10 @@ class GodClient:
                 conn = None
         self._sent.append((method, args, conn))  # None: reply() makes the call, retrying as call() does
 
+    def fileno(self) -> int | None:
+        """The open connection's descriptor (readable when a reply comes), or None."""
+        return self._conn.fileno() if self._conn is not None else None
+
     @property
     def sent(self) -> int:
         """How many calls were sent whose replies are not read yet."""

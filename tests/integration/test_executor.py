@@ -330,3 +330,33 @@ def test_a_task_by_id_from_another_client_after_the_program_left(
         state = wait_until(lambda: (s := other.task(tid))["result"] and s, 20, "the results line")
     assert state["state"] == "done" and state["result"]["value"] == 42
     assert state["result"]["payload"] == {"fn": f"{__name__}:mul", "args": [6, 7], "kwargs": {}}
+
+
+LEAVING = """
+import time
+from producer import Executor
+
+def nap(i):
+    time.sleep(0.05)
+    return i
+
+ex = Executor()
+futures = [ex.submit(nap, i) for i in range(20)]
+ex.shutdown(wait=False)
+print("left", len(futures), flush=True)
+"""
+
+
+def test_shutdown_without_waiting_leaves_the_calls_to_run_to_their_end(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a program that submits 20 calls and exits without waiting for them
+    (tmp_path / "leaving.py").write_text(LEAVING)
+    p = spawn(str(tmp_path / "leaving.py"), env_extra=addr_env(god), cwd=tmp_path)
+    assert p.wait(30) == 0, p.text()
+    assert p.out == ["left 20"]
+    # When a consumer comes only then, Then every call runs, once
+    spawn("consumer", "--processes", "1", env_extra=addr_env(god))
+    wait_until(lambda: len(read_results(god.results)) >= 20, 30, "20 results")
+    results = read_results(god.results)
+    assert sorted(r["value"] for r in results) == list(range(20)) and all(r["ok"] for r in results)
