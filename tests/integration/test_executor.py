@@ -128,18 +128,18 @@ def test_an_exception_comes_back_as_itself_with_the_consumers_traceback(executor
 
 
 def test_map_and_result_time_out(executor: Executor) -> None:
-    results = executor.map(nap, [0, 0, 5], timeout=2)
+    results = executor.map(nap, [0, 0, 2.5], timeout=1.5)
     assert [next(results), next(results)] == [0, 0]
     t0 = time.monotonic()
     with pytest.raises(cf.TimeoutError):
         next(results)
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 2.4
     with pytest.raises(cf.TimeoutError):
-        executor.submit(nap, 5).result(timeout=0.3)
+        executor.submit(nap, 1.5).result(timeout=0.3)
 
 
 def test_as_completed_and_each_wait_mode(executor: Executor) -> None:
-    slow, quick = executor.submit(nap, 3), executor.submit(nap, 0)
+    slow, quick = executor.submit(nap, 1.5), executor.submit(nap, 0)
     assert next(cf.as_completed([slow, quick], timeout=20)) is quick
     done, not_done = cf.wait([slow, quick], timeout=20, return_when=cf.FIRST_COMPLETED)
     assert quick in done and slow in not_done
@@ -148,7 +148,7 @@ def test_as_completed_and_each_wait_mode(executor: Executor) -> None:
     assert done == {failing} and not_done == {slow}
     done, not_done = cf.wait([slow, quick, failing], timeout=20, return_when=cf.ALL_COMPLETED)
     assert done == {slow, quick, failing} and not not_done
-    assert sorted(f.result() for f in cf.as_completed([slow, quick])) == [0, 3]
+    assert sorted(f.result() for f in cf.as_completed([slow, quick])) == [0, 1.5]
 
 
 def test_done_callbacks_are_called_once_with_the_future(executor: Executor) -> None:
