@@ -166,8 +166,7 @@ class Worker:
             want = 0 if self.draining else max(0, self._slots() - self.held)
         if self.spec.recycle.tasks is not None:  # never hold more than it may still run
             want = min(want, max(0, self.spec.recycle.tasks - self.shared.tasks - self.held))
-        free = not self.held and len(self.busy) < self.spec.concurrency and want > 0
-        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if free else 0.0
+        wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if self._free() and want > 0 else 0.0
         self.lease_seq += 1
         self.asked.append((want, wait > 0))
         self.client.send("ack_lease", self.spec.name, out, self.spec.queues, want, wait, self.lease_seq)
@@ -180,6 +179,10 @@ class Worker:
         self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= asked > 0
         self._take(grants)
         return grants
+
+    def _free(self) -> bool:
+        """Whether a task would start now: nothing in hand, a place free."""
+        return not self.held and len(self.busy) < self.spec.concurrency
 
     def _parked(self) -> bool:
         """Whether the one call in flight is a lease that waits at god (a drain, or results,
@@ -235,8 +238,7 @@ class Worker:
         # (a round trip more for each lone task). With a place free and nothing in hand, a
         # lease waits at god, so that a task put meanwhile starts at once.
         slots = self._slots()
-        free = not self.held and len(self.busy) < self.spec.concurrency
-        if free or (self.more and slots - self.held >= max(1, slots // 2)) or (
+        if self._free() or (self.more and slots - self.held >= max(1, slots // 2)) or (
                 pending and time.monotonic() - self.last_send >= FLUSH_S):
             self._send()
         return True

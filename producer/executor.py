@@ -52,6 +52,7 @@ class TaskFuture(cf.Future):  # type: ignore[type-arg]
         super().__init__()
         self.task_id = tid
         self._executor = executor
+        self.notified = False  # its waiters were told of its cancel (once only; the executor's lock)
 
     def cancel(self) -> bool:
         """Cancel the task at god if it still waits there: True; False once a consumer runs it
@@ -98,7 +99,6 @@ class Executor(cf.Executor):
         self._pickler = CallPickler()  # used under _put_lock
         self._cond = threading.Condition()  # the targets, and each map's values
         self._targets: dict[int, TaskFuture | _Window] = {}  # seq -> what waits for its result
-        self._notified: set[int] = set()  # ids of futures told of their cancel (once only)
         self._shutdown = False
         self._closing = False  # the results thread ends once nothing is outstanding
         self._log = logger.bind(role="producer")
@@ -298,8 +298,7 @@ class Executor(cf.Executor):
         if not cf.Future.cancel(future):
             return False  # its result came first
         with self._cond:
-            first = id(future) not in self._notified
-            self._notified.add(id(future))
+            first, future.notified = not future.notified, True
         if first:
             future.set_running_or_notify_cancel()
         return True
