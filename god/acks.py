@@ -76,9 +76,9 @@ class Acks:
         n = sum(rhi - rlo for rlo, rhi in runs)
         attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
         if len(runs) == 1:
-            st.record(b, runs[0][0], runs[0][1], lines, values, c.top.name, attempt)
+            st.record(b, runs[0][0], runs[0][1], lines, values, c.top.name, attempt, failed=failed)
         else:
-            self._record_runs(b, runs, lines, values, c.top.name, attempt)
+            self._record_runs(b, runs, lines, values, c.top.name, attempt, failed)
         for rlo, rhi in runs:
             st.settle(b, rlo, rhi)
         st.count_results(c, st.queues[b.queue], n, len(failed))
@@ -100,7 +100,7 @@ class Acks:
             })
 
     def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,
-                     consumer: str, attempt: int) -> None:
+                     consumer: str, attempt: int, failed: tuple[Failed, ...]) -> None:
         """Record results that are several runs of b (some in between had results already)."""
         parts = lines.split("\n")
         vals = pickle.loads(values) if values is not None else None
@@ -108,7 +108,7 @@ class Acks:
         for lo, hi in runs:
             k = hi - lo
             self.state.record(b, lo, hi, "".join(p + "\n" for p in parts[i : i + k]),
-                              vals[i : i + k] if vals is not None else None, consumer, attempt)
+                              vals[i : i + k] if vals is not None else None, consumer, attempt, failed=failed)
             i += k
 
     def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:

@@ -20,8 +20,8 @@ from god.state import JournalLike
 from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
-    CANCELLED, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
-    Run, check_priority, check_queue, check_rate, check_retry,
+    CANCELLED, MAX_AFTER, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    Run, check_priority, check_queue, check_rate, check_retry, split_id,
 )
 
 
@@ -179,7 +179,7 @@ class Api:
             The batch's size once god holds it (now or from before), or 0 if god stayed full
             (or the batch before it was not taken).
         """
-        _check_put(producer, put)
+        put = _check_put(producer, put)
         if after is not None and type(after) is not int:
             raise ValueError(f"after {after!r} is not a seq")
         wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after)
@@ -316,9 +316,13 @@ def _queue_or_all(queue: str | None) -> str | None:
     return None if queue is None else check_queue(queue)
 
 
-def _check_put(producer: str, put: Put) -> None:
-    if not isinstance(put, tuple) or len(put) != 8:
-        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due)")
+def _check_put(producer: str, put: Put) -> Put:
+    """The put, if god can take it; one of 8 fields (before tasks could wait for tasks) gets
+    the 9th, None."""
+    if not isinstance(put, tuple) or len(put) not in (8, 9):
+        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after)")
+    if len(put) == 8:
+        put = (*put, None)
     if "/" in producer:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
@@ -334,3 +338,12 @@ def _check_put(producer: str, put: Put) -> None:
     task = put[PUT_TASK]
     if task is not None and (not isinstance(task, str) or ":" not in task):
         raise ValueError(f"task {task!r} is not module:function")
+    after = put[PUT_AFTER]
+    if after is not None:
+        if not isinstance(after, tuple) or not after or len(after) > MAX_AFTER:
+            raise ValueError(f"a put's after is a tuple of 1 to {MAX_AFTER:,} task ids")
+        for tid in after:
+            if not isinstance(tid, str):
+                raise ValueError(f"task id {tid!r} in a put's after is not a string")
+            split_id(tid)
+    return put

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.calls import call_view, is_call
+from shared.calls import call_view, is_call, with_values
 from shared.records import PRIORITIES, RetryPolicy
 
 #: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
@@ -50,6 +50,11 @@ class Batch:
     retry: RetryPolicy | None = None  # how its failed tasks are tried again
     payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
     origin: list[str] | None = None  # the dead letters its tasks were, when it serves them again
+    after: tuple[str, ...] | None = None  # ids of the tasks whose results its tasks wait for (god/graph.py)
+    due: float | None = None  # the Unix time before which it is not served (placed when it stops waiting)
+    missing: int = 0  # of those, how many have no result yet: it is blocked while some have none
+    values: tuple[Any, ...] | None = None  # their values, in after's order, sent with a call's payloads
+    uses: list[tuple[str, int]] | None = None  # the outcomes god keeps for it, (producer, seq) each
     done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices
@@ -76,10 +81,18 @@ class Batch:
         return call_view(self.task, payload) if self.task is not None and is_call(self.task) else payload
 
     def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
-        """Payloads of offsets [lo, hi): the producer's blob as it came when that is all of them."""
+        """Payloads of offsets [lo, hi) as consumers get them: the producer's blob as it came when
+        that is all of them; a call's with the values it waited for (shared.calls.with_values)."""
+        if self.values is not None:
+            return [with_values(p, self.values) for p in self.payload_list()[lo:hi]]
         if lo == 0 and hi == self.n and self.blob is not None:
             return self.blob
         return self.payload_list()[lo:hi]
+
+    def payload(self, i: int) -> Any:
+        """The payload at offset i as consumers get it (a dead letter keeps it so)."""
+        p = self.payload_list()[i]
+        return with_values(p, self.values) if self.values is not None else p
 
     def undone(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """The runs of offsets in [lo, hi) without a result."""
@@ -140,6 +153,7 @@ class Queue:
     pending: int = 0
     in_flight: int = 0
     scheduled: int = 0  # waiting for a retry's time
+    blocked: int = 0  # waiting for other tasks' results (god/graph.py)
     limit: Bucket | None = None  # its rate limit, if it has one
     paused: bool = False  # nothing starts from it (python -m god pause)
     done: int = 0

@@ -20,6 +20,7 @@ Where each rule lives:
 ``dead`` (dead_letters.py)    giving tasks up; listing, requeueing, purging them
 ``controls`` (controls.py)    rate limits, pauses, cancels, drains
 ``schedules`` (schedules.py)  periodic tasks
+``graph`` (graph.py)          tasks that wait for other tasks' results (state.graph)
 ``tutorial`` (handout.py)     the tutorial queue views' hand-out
 ``figures`` (figures.py)      every count, and where one task is
 ============================  ==========================================================
@@ -50,7 +51,7 @@ from god.redelivery import MAX_ATTEMPTS, Redelivery
 from god.retries import Retries
 from god.schedules import Schedules
 from god.state import JournalLike, Outgoing, State, do_nothing
-from shared.records import PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put
+from shared.records import PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put
 
 
 class Broker:
@@ -94,6 +95,7 @@ class Broker:
         self.schedules = Schedules(st)
         self.tutorial = HandOut(st, leases=self.leases)
         self.figures = Figures(st, more=figures)
+        self.graph = st.graph
 
     def reap(self) -> list[tuple[str, int]]:
         """Give up consumers silent for longer than lease_s, their tasks served again; serve the
@@ -137,11 +139,13 @@ class Broker:
 
     def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries], list[str] | None]],
                 upto: dict[str, int], dead: list[DeadLetter] | None = None,
-                schedules: list[Schedule] | None = None, mailboxes: dict[str, list[Item]] | None = None) -> None:
+                schedules: list[Schedule] | None = None, mailboxes: dict[str, list[Item]] | None = None,
+                outcomes: dict[str, bytes] | None = None) -> None:
         """Take over what a journal held: (producer, put, done bytes, tries of runs as offsets,
         dead letters it serves again) of each batch with tasks not done, in order; each
         producer's last seq; the dead letters kept; the producers' mailboxes with the results
-        they had not confirmed. A retry that was due while god was down is served at once."""
+        they had not confirmed; what tasks others wait for gave. A retry that was due while
+        god was down is served at once; a batch that waits for tasks waits again."""
         st = self.state
         with st.lock:
             for name, items in (mailboxes or {}).items():  # first: their batches keep values for them
@@ -150,11 +154,14 @@ class Broker:
             st.dead.restore(dead or [])
             st.schedules.update((s.name, s) for s in schedules or [])
             st.upto.update(upto)
+            st.graph.restore(outcomes or {})
             now = st.now()
             st.heard.update(dict.fromkeys(upto, now))
+            held: list[tuple[Batch, list[Tries]]] = []
             for producer, put, done, tries, origin in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
-                          put[PUT_PAYLOADS], producer in st.mailboxes, now, put[PUT_RETRY], origin=origin)
+                          put[PUT_PAYLOADS], producer in st.mailboxes, now, put[PUT_RETRY], origin=origin,
+                          after=put[PUT_AFTER], due=put[PUT_DUE])
                 b.done[:] = done
                 b.left = done.count(0)
                 if not b.left:
@@ -162,6 +169,10 @@ class Broker:
                 st.batches[b.key] = b
                 st.upto[producer] = max(st.upto.get(producer, 0), b.first + b.n - 1)
                 st.heard.setdefault(producer, now)
+                held.append((b, tries))
+            for b, tries in held:  # once all are back: a batch may wait for any of them
+                if b.after is not None and not st.graph.link(b):
+                    continue  # it waits, or failed now
                 marks: list[tuple[int, int, float | None]] = [(0, 0, None)] * b.n
                 for lo, hi, n, retried, due in tries:
                     marks[lo:hi] = [(n, retried, due)] * (hi - lo)
@@ -172,5 +183,6 @@ class Broker:
                             n, retried, due = marks[start]
                             # a retry's time, else the batch's own (--delay), if still to come
                             st.place(Slice(b, start, i, n, retried=retried),
-                                     due if due is not None else put[PUT_DUE], first=False)
+                                     due if due is not None else b.due, first=False)
                             start = i
+            st.graph.forget_unused()

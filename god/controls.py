@@ -7,12 +7,10 @@ heartbeats (god/leases.py answers them).
 
 from __future__ import annotations
 
-import time
-
 from god.batches import Batch, Bucket, runs_of
 from god.state import State
 from shared.log import count
-from shared.records import CANCELLED, json_line, split_id, task_id
+from shared.records import CANCELLED, split_id
 
 
 
@@ -129,11 +127,7 @@ class Controls:
         counts["scheduled"] += sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in b.later)
         n = hi - lo
         counts["waiting"] += n - sum(max(0, min(hi, s.hi) - max(lo, s.lo)) for s in (*b.out, *b.later))
-        at = time.time()
-        lines = "".join(json_line(task_id(b.producer, b.first + i), b.shown(i), False, None, why, None, "god",
-                                  0, at, b.queue, b.task) + "\n" for i in range(lo, hi))
-        st.record(b, lo, hi, lines, [(False, None, why, None)] * n if b.keep else None, "god", 0)
-        st.settle(b, lo, hi)
+        st.conclude(b, lo, hi, (False, None, why, None), 0)
         q = st.queues[b.queue]
         q.failed += n
         st.counts["failed"] += n

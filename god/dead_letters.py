@@ -15,7 +15,7 @@ from god.batches import Batch
 from god.dead import DeadLetter, shown
 from god.state import State
 from shared.log import count
-from shared.records import Value, json_line, task_id
+from shared.records import task_id
 
 
 class DeadLetterRules:
@@ -28,21 +28,14 @@ class DeadLetterRules:
         """The tasks of these runs of b are given up on (lock held): each gets its result line, and is kept."""
         st = self.state
         error = f"dead letter: {reason}"
-        payloads = b.payload_list()
         at = time.time()
         letters = []
         for lo, hi in runs:
-            lines = []
             for i in range(lo, hi):
-                tid = task_id(b.producer, b.first + i)
-                lines.append(json_line(tid, b.shown(i), False, None, error, None, "god", attempts, at, b.queue,
-                                       b.task) + "\n")
-                letters.append(DeadLetter(tid, b.queue, b.task, b.priority, b.retry, shown(b.shown(i)), reason,
-                                          attempts, at, pickle.dumps(payloads[i], pickle.HIGHEST_PROTOCOL)))
-            dead: Value = (False, None, error, None)
-            values = [dead] * (hi - lo) if b.keep else None
-            st.record(b, lo, hi, "".join(lines), values, "god", attempts)
-            st.settle(b, lo, hi)
+                letters.append(DeadLetter(task_id(b.producer, b.first + i), b.queue, b.task, b.priority, b.retry,
+                                          shown(b.shown(i)), reason, attempts, at,
+                                          pickle.dumps(b.payload(i), pickle.HIGHEST_PROTOCOL)))
+            st.conclude(b, lo, hi, (False, None, error, None), attempts)
             n = hi - lo
             st.counts["dead"] += n
             st.queues[b.queue].dead += n
@@ -87,7 +80,7 @@ class DeadLetterRules:
             for (q, task, priority, retry), letters in groups.items():
                 blob = pickle.dumps([pickle.loads(b) for _, b in letters], pickle.HIGHEST_PROTOCOL)
                 origin = [d.id for d, _ in letters]
-                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None), False, blob, None,
+                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None), False, blob, None,
                              origin)
                 out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
                 seq += len(letters)

@@ -31,7 +31,7 @@ class Figures:
                 oldest = q.oldest()
                 queues[name] = {
                     "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
-                    "dead": q.dead, "scheduled": q.scheduled, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
+                    "dead": q.dead, "scheduled": q.scheduled, "blocked": q.blocked, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
                     "consumers": sum(1 for _ in st.peers.serving(name)),
                 }
@@ -57,7 +57,7 @@ class Figures:
                 "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": st.pending,
                 "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
                 "dead_kept": len(st.dead), "cancelled": counts["cancelled"],
-                "scheduled": sum(q.scheduled for q in st.queues.values()),
+                "scheduled": sum(q.scheduled for q in st.queues.values()), "blocked": st.blocked,
                 "in_flight": sum(q.in_flight for q in st.queues.values()), "capacity": st.capacity,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - st.started,
                 "consumers_alive": st.peers.alive(), "connections": 0, "refused": 0,
@@ -69,8 +69,9 @@ class Figures:
         return stats
 
     def task_state(self, tid: str) -> dict[str, Any]:
-        """Where a task is: waiting, scheduled, running (on which consumer), dead, or done (its
-        results line tells done from failed); its queue, task and attempts where god holds them.
+        """Where a task is: blocked (on which tasks), waiting, scheduled, running (on which
+        consumer), dead, or done (its results line tells done from failed); its queue, task and
+        attempts where god holds them.
 
         Raises:
             ValueError: not a task id, or a task god does not know.
@@ -92,8 +93,12 @@ class Figures:
             out: dict[str, Any] = {"id": tid, "queue": b.queue, "task": b.task, "priority": b.priority}
             if b.origin is not None:
                 out["requeued_from"] = b.origin[i]
+            if b.after is not None:
+                out["after"] = list(b.after)
             if b.done[i]:
                 return {**out, "state": "done"}
+            if b.missing:
+                return {**out, "state": "blocked", "on": st.graph.blocked_on(b)}
             s = next((s for s in b.out if s.lo <= i < s.hi), None)
             if s is not None:
                 return {**out, "state": "running", "attempts": s.tries,

@@ -46,7 +46,7 @@ from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
     R_PRODUCER, Put, Run,
 )
 
@@ -122,9 +122,11 @@ class Journal:
             first, n = put[PUT_FIRST], put[PUT_N]
             self._open[producer, first] = (seq, first + n - 1)
             retry = put[PUT_RETRY]
+            after = put[PUT_AFTER]
             return self._append(sql.PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
-                                        put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None)])
+                                        put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None,
+                                        json.dumps(after) if after is not None else None)])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
@@ -248,6 +250,14 @@ class Journal:
     def drop_mail(self, producer: str, los: list[int]) -> int:
         """The producer confirmed these runs (by their first seqs)."""
         return self._append(sql.UNMAIL, [(producer, lo) for lo in los])
+
+    def keep_outcome(self, tid: str, value: bytes) -> int:
+        """Keep what a task gave (a pickled Value) for the tasks that wait for it."""
+        return self._append(sql.OUTCOME, [(tid, value)])
+
+    def drop_outcomes(self, tids: list[str]) -> int:
+        """No task waits for these any more."""
+        return self._append(sql.NO_OUTCOME, [(tid,) for tid in tids])
 
     def forget_producers(self, before: float) -> int:
         """Forget the producers last heard from before a Unix time (their re-sent puts are no

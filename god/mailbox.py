@@ -12,9 +12,12 @@ each run is journaled as it is posted, and dropped from the journal once confirm
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections import deque
 from typing import Protocol
+
+from shared.records import Value
 
 #: A run of results: (lo, hi, pickled list of Value for seqs [lo, hi), consumer, attempt).
 Item = tuple[int, int, bytes, str, int]
@@ -95,6 +98,18 @@ class Mailboxes:
             if dropped and producer in self._durable and self._journal is not None:
                 self._journal.drop_mail(producer, dropped)
             return [box[i] for i in range(min(max_n, len(box)))]
+
+    def value_of(self, producer: str, seq: int) -> Value | None:
+        """What a call gave, if its result waits in its producer's mailbox (not confirmed yet)."""
+        with self._lock:
+            found = next((item for _, item in self._boxes.get(producer, ()) if item[0] <= seq < item[1]), None)
+        if found is None:
+            return None
+        try:
+            v: Value = pickle.loads(found[2])[seq - found[0]]  # a call's: builtins and Packed bytes only
+        except Exception:
+            return None
+        return v
 
     def holds(self, producer: str) -> set[int]:
         """Seqs of the tasks whose results wait in the producer's mailbox."""

@@ -103,7 +103,8 @@ def _migrate_2(db: sqlite3.Connection) -> None:
     for statement in sql.SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    db.executemany(sql.PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, sql.dumps(payloads), None)
+    db.executemany(sql.PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, sql.dumps(payloads), None,
+                              None)
                           for i, (producer, first, payloads) in enumerate(batches, 1)])
     db.executemany(sql.UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
     if tries:  # the batch each row belongs to: where its producer and first are
@@ -119,7 +120,14 @@ def _migrate_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE producers ADD COLUMN at REAL NOT NULL DEFAULT 0")
     db.execute("UPDATE producers SET at = ?", (time.time(),))
+    _migrate_5(db)
+
+
+def _migrate_5(db: sqlite3.Connection) -> None:
+    """Versions 4 and 5 to 6, in the caller's transaction: batches may wait for other tasks."""
+    db.execute("ALTER TABLE batches ADD COLUMN after TEXT")
 
 
 #: The migration from each earlier version this god reads (each goes straight to this one).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _migrate_2, 3: _migrate_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _migrate_2, 3: _migrate_3, 4: _migrate_5,
+                                                               5: _migrate_5}

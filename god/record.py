@@ -44,10 +44,12 @@ class Record:
         self._finished += finished
         if out and journal is not None and self.results is not None:
             # A restarted god takes a task whose line it finds in the file as done: the value
-            # posted to its producer must be in the journal by then (god/mailbox.py).
+            # posted to its producer (god/mailbox.py), and what it gave for the tasks that wait
+            # for it (god/graph.py), must be in the journal by then.
             # (A journal that cannot commit for longer, a full disk, does not hold the file up:
             # such a value is then in its results line only.)
-            journal.wait(self.broker.state.mailboxes.ticket, MAIL_WAIT_S)
+            st = self.broker.state
+            journal.wait(max(st.mailboxes.ticket, st.graph.ticket), MAIL_WAIT_S)
         if out:
             runs = [r for _, rs in out for r in rs]
             if self.results is not None:

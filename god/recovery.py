@@ -44,6 +44,8 @@ class Recovered:
     dead: list[DeadLetter] = field(default_factory=list)  # dead letters kept, oldest first (payloads on disk)
     #: Producers' mailboxes, with the runs of results they had not confirmed (of done tasks).
     mailboxes: dict[str, list[Item]] = field(default_factory=dict)
+    #: What tasks others wait for gave (pickled Values), by id (god/graph.py).
+    outcomes: dict[str, bytes] = field(default_factory=dict)
 
 #: Where each batch still held is in the journal: (producer, first) -> (its row, its last seq).
 Kept = dict[tuple[str, int], tuple[int, int]]
@@ -57,13 +59,14 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     r = Recovered()
     kept: Kept = {}
     meta = dict(db.execute("SELECT key, value FROM meta"))
-    rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin "
+    rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after "
                       "FROM batches ORDER BY seq")
     held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
     origins: dict[tuple[str, int], list[str]] = {}
     firsts: dict[str, list[int]] = defaultdict(list)
-    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin in rows:
-        put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due)
+    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after in rows:
+        put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due,
+                    tuple(json.loads(after)) if after is not None else None)
         held[producer, first] = (seq, put, bytearray(n))
         if origin is not None:
             origins[producer, first] = json.loads(origin)
@@ -122,6 +125,7 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
             return bool(h[2][seq - fs[i]])
         return seq <= r.upto.get(producer, 0)  # its batch was released: all of it done
 
+    r.outcomes = dict(db.execute("SELECT id, value FROM outcomes"))
     r.mailboxes = {producer: [] for (producer,) in db.execute("SELECT producer FROM mailboxes")}
     mail = db.execute("SELECT producer, lo, hi, consumer, attempt, vals FROM mail ORDER BY producer, lo").fetchall()
     for producer, lo, hi, consumer, attempt, blob in mail:

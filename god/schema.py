@@ -8,13 +8,14 @@ import pickle
 from typing import Any
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 5  # 1: a row per task (never released); 2: rows of (id, payload) lists;
-# 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes
+SCHEMA_VERSION = 6  # 1: a row per task (never released); 2: rows of (id, payload) lists;
+# 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes;
+# 5: no tasks that wait for tasks (batches without after, no outcomes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
     n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
-    payloads BLOB NOT NULL, origin TEXT);
+    payloads BLOB NOT NULL, origin TEXT, after TEXT);
 CREATE TABLE IF NOT EXISTS dead (id TEXT PRIMARY KEY, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL,
     retry TEXT, shown TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
     payload BLOB NOT NULL);
@@ -30,13 +31,14 @@ CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, every REAL, cron TE
 CREATE TABLE IF NOT EXISTS mailboxes (producer TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS mail (producer TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
     consumer TEXT NOT NULL, attempt INTEGER NOT NULL, vals BLOB NOT NULL, PRIMARY KEY (producer, lo));
+CREATE TABLE IF NOT EXISTS outcomes (id TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
-PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 DEAD = "INSERT OR REPLACE INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 UNDEAD = "DELETE FROM dead WHERE id = ?"
 RELEASE = "DELETE FROM batches WHERE seq = ?"
@@ -59,6 +61,8 @@ NO_MAILBOX = "DELETE FROM mailboxes WHERE producer = ?"
 MAIL = "INSERT OR REPLACE INTO mail (producer, lo, hi, consumer, attempt, vals) VALUES (?, ?, ?, ?, ?, ?)"
 UNMAIL = "DELETE FROM mail WHERE producer = ? AND lo = ?"
 NO_MAIL = "DELETE FROM mail WHERE producer = ?"
+OUTCOME = "INSERT OR REPLACE INTO outcomes (id, value) VALUES (?, ?)"
+NO_OUTCOME = "DELETE FROM outcomes WHERE id = ?"
 
 
 def dumps(obj: Any) -> bytes:

@@ -112,7 +112,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         log.info("no journal: tasks and results live in memory only and are lost if god stops")
     else:
         recovered = journal.recover(record.results, forget_before=time.time() - options.dedupe_window_s)
-        broker.restore(recovered.batches, recovered.upto, recovered.dead, recovered.schedules, recovered.mailboxes)
+        broker.restore(recovered.batches, recovered.upto, recovered.dead, recovered.schedules, recovered.mailboxes,
+                       recovered.outcomes)
         for queue, rate in recovered.limits.items():  # set with 'god limit' while the last god ran
             if queue in options.limits:
                 log.info("queue {}: --rate-limit {:g} replaces the {:g} set while god last ran", queue,

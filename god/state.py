@@ -23,10 +23,12 @@ from typing import Any, Protocol
 from god.batches import Attempts, Batch, Queue, Slice
 from god.cron import Schedule
 from god.dead import DeadJournal, DeadLetters
+from god.graph import Graph, GraphJournal
 from god.mailbox import MailJournal, Mailboxes
 from god.peers import ConsumerState, Peers
 from shared.records import (
-    PUT_DUE, PUT_FIRST, PUT_N, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put, Run, Value,
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, V_ERROR, V_TRACEBACK, Failed,
+    Put, Run, Value, json_line, task_id,
 )
 
 FAILED_KEEP = 1_000  # recent failed results kept for ``failed``
@@ -37,7 +39,7 @@ _ONE = b"\x01"
 Outgoing = tuple[str, list[Run]]
 
 
-class JournalLike(DeadJournal, MailJournal, Protocol):
+class JournalLike(DeadJournal, MailJournal, GraphJournal, Protocol):
     """What the rules tell the journal, under the state's lock (god/journal.py)."""
 
     @property
@@ -98,6 +100,10 @@ class State:
         self.heard: dict[str, float] = {}  # producers in upto by when they last put, oldest first
         self.finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
         self.pending = 0  # tasks waiting, all queues
+        self.blocked = 0  # tasks waiting for other tasks' results, all queues
+        #: Per producer, per seq: the batches blocked until that task has its result.
+        self.waiters: dict[str, dict[int, list[Batch]]] = {}
+        self.graph = Graph(self, journal)
         self.outbox: list[Outgoing] = []
         self.scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
         self.order = itertools.count()  # ties in the heap go first in, first out
@@ -118,17 +124,20 @@ class State:
 
     def add_batch(self, producer: str, put: Put, keep: bool, blob: bytes | None, payloads: list[Any] | None,
                   origin: list[str] | None = None) -> int:
-        """Queue a batch if there is room: its ticket (0 without a journal), or -1 if full."""
-        if self.pending >= self.capacity:
+        """Queue a batch if there is room (or, when it waits for other tasks, block it): its
+        ticket (0 without a journal), or -1 if full."""
+        if self.pending + self.blocked >= self.capacity:
             return -1
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
-                  self.now(), put[PUT_RETRY], payloads, origin)
+                  self.now(), put[PUT_RETRY], payloads, origin, put[PUT_AFTER], put[PUT_DUE])
         self.batches[b.key] = b
         self.upto[producer] = put[PUT_FIRST] + n - 1
-        self.place(Slice(b, 0, n, 0), put[PUT_DUE], first=False)
         self.counts["accepted"] += n
-        return self.journal.add_batch(producer, put, origin) if self.journal is not None else 0
+        ticket = self.journal.add_batch(producer, put, origin) if self.journal is not None else 0
+        if b.after is None or self.graph.link(b):  # (after the journal: a batch failed at once settles)
+            self.place(Slice(b, 0, n, 0), b.due, first=False)
+        return ticket
 
     def place(self, s: Slice, due: float | None, *, first: bool) -> None:
         """A waiting slice goes on its queue (at the front of its level with first), or, when
@@ -167,12 +176,18 @@ class State:
         q.in_flight -= held
         q.scheduled -= later
         waiting = hi - lo - held - later  # a late result for a task that waited to be served again
-        q.pending -= waiting
-        self.pending -= waiting
+        if b.missing:  # or that waited for other tasks (cancelled, or failed by what it waited for)
+            q.blocked -= waiting
+            self.blocked -= waiting
+        else:
+            q.pending -= waiting
+            self.pending -= waiting
         if b.left == 0:
             del self.batches[b.key]
             if self.journal is not None:
                 self.finished.append(b.key)
+            if b.after is not None:
+                self.graph.finished(b)
 
     def unlease(self, s: Slice) -> None:
         """A leased slice is no longer held by anyone."""
@@ -197,17 +212,38 @@ class State:
         return next(part for part in parts if part.lo == lo)
 
     def record(self, b: Batch, lo: int, hi: int, lines: str, values: list[Value] | bytes | None,
-               consumer: str, attempt: int) -> None:
-        """Results for offsets [lo, hi) of b: to the monitor, and to whoever waits for the values."""
+               consumer: str, attempt: int, *, outcome: Value | None = None, failed: tuple[Failed, ...] = ()) -> None:
+        """Results for offsets [lo, hi) of b: to the monitor, to whoever waits for the values,
+        and to the tasks that wait for them (``outcome``: what all of them gave, when god gave it;
+        ``failed``: those that failed, of a consumer's results)."""
         first = b.first
         if b.origin is not None:  # served again from dead letters: each line says which
             lines = "".join(f'{line[:-1]}, "requeued_from": {json.dumps(tid)}}}\n'
                             for line, tid in zip(lines.splitlines(), b.origin[lo:hi]))
         self.outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
-        if values is None or not b.keep:
-            return
-        blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
-        self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
+        if values is not None and b.keep:
+            blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+            self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
+        if self.waiters and b.producer in self.waiters:  # after: what they fail or start comes after them
+            self.graph.resolved(b, lo, hi, lines, values, outcome, failed)
+
+    def conclude(self, b: Batch, lo: int, hi: int, v: Value, attempts: int) -> None:
+        """God gives offsets [lo, hi) of b, none done, the failed result v itself (a cancel, a
+        dead letter, a failed dependency): their lines, recorded and settled (counts are the
+        caller's)."""
+        at = time.time()
+        lines = "".join(json_line(task_id(b.producer, b.first + i), b.shown(i), False, None, v[V_ERROR],
+                                  v[V_TRACEBACK], "god", attempts, at, b.queue, b.task) + "\n" for i in range(lo, hi))
+        self.record(b, lo, hi, lines, [v] * (hi - lo) if b.keep else None, "god", attempts, outcome=v)
+        self.settle(b, lo, hi)
+
+    def failure_of(self, tid: str) -> str | None:
+        """The error of a task done before, if god still knows it failed (a dead letter kept, or
+        among the last failures)."""
+        d = self.dead.get(tid)
+        if d is not None:
+            return f"dead letter: {d.reason}"
+        return next((f["error"] or "failed" for f in reversed(self.failed) if f["id"] == tid), None)
 
     def count_results(self, c: ConsumerState, q: Queue, n: int, failed: int) -> None:
         """n new results from c for tasks of q, failed of them failures."""
@@ -220,7 +256,11 @@ class State:
         self.counts["failed"] += failed
 
     def batch_of(self, producer: str, seq: int) -> Batch | None:
-        """The batch god holds with that task of the producer's (a scan: for rare calls)."""
+        """The batch god holds with that task of the producer's (a scan unless the task is the
+        first of its batch, as each call of an executor's ``submit`` is: for rare calls)."""
+        b = self.batches.get((producer, seq))
+        if b is not None:
+            return b
         for b in self.batches.values():
             if b.producer == producer and b.first <= seq < b.first + b.n:
                 return b

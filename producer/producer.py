@@ -33,8 +33,8 @@ from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.log import count
 from shared.records import (
-    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_priority, check_queue, check_retry,
-    describe, task_id,
+    DEFAULT_QUEUE, MAX_AFTER, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_priority, check_queue, check_retry,
+    describe, split_id, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
@@ -191,7 +191,7 @@ class Producer:
                 self.send(payloads[: e.index], o)
             raise
         first, n = self._seq, len(payloads)
-        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due())
+        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after)
         kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self._tracks else []
         self.client.send_put(put, PUT_WAIT_S, first - 1 if self._in_flight else None)
         self._in_flight.append((put, kept))
@@ -305,6 +305,25 @@ def connect(
     return producer
 
 
+def check_after(ids: Any) -> tuple[str, ...] | None:
+    """Task ids to wait for, as a put carries them (None for none).
+
+    Raises:
+        ConfigError: one is not a task id (PRODUCER/SEQ), naming it.
+    """
+    if isinstance(ids, str):
+        ids = (ids,)
+    out = tuple(dict.fromkeys(ids))
+    for tid in out:
+        try:
+            split_id(tid) if isinstance(tid, str) else split_id(repr(tid))
+        except ValueError:
+            raise ConfigError(f"after: {tid!r} is not a task id (PRODUCER/SEQ, as put_many and god task show)") from None
+    if len(out) > MAX_AFTER:
+        raise ConfigError(f"after: {len(out):,} task ids, over the {MAX_AFTER:,} one put may wait for")
+    return out or None
+
+
 @dataclass(frozen=True, slots=True)
 class PutOptions:
     """What a put asks of god: its queue, function, priority, and how often to retry a failure."""
@@ -318,6 +337,7 @@ class PutOptions:
     retry_on: tuple[str, ...] | None = None  # exception class names retried; None: any
     delay: float | None = None  # seconds from the put before the tasks are served
     at: float | None = None  # or the Unix time from which they are served
+    after: tuple[str, ...] | None = None  # ids of tasks whose results they wait for (god serves them after)
 
     def given(self, options: dict[str, Any]) -> PutOptions:
         """These options, with those given (None: not given) instead, checked.
@@ -349,6 +369,8 @@ class PutOptions:
                 raise ConfigError(f"{name} {when!r} is not a number of seconds{' from 0' if name == 'delay' else ''}")
         if o.delay is not None and o.at is not None:
             raise ConfigError("give delay or at, not both")
+        if o.after is not None:
+            o = replace(o, after=check_after(o.after))
         return o
 
     def due(self) -> float | None:

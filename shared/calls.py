@@ -5,7 +5,10 @@ A call is an ordinary task whose task name is the function's name with ``()`` af
 
 - ``(fn, args, kwargs)``: arguments of builtin types only (numbers, strings, bytes, None,
   and lists, tuples and dicts of those), as they are;
-- ``(fn, blob)``: any other arguments, ``(args, kwargs)`` pickled with cloudpickle.
+- ``(fn, blob)``: any other arguments, ``(args, kwargs)`` pickled with cloudpickle;
+- ``(fn, blob, values)``: as consumers get a call that waited for other tasks' results
+  (god/graph.py): each future among its arguments is an ``Awaited(k)`` in the blob, and
+  ``values[k]`` is the value of the k-th task it waited for, put in its place before the call.
 
 ``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
 pickled by value with cloudpickle (bytes). God unpickles a batch's payloads to cut it into
@@ -38,6 +41,21 @@ class Packed(bytes):
     """A value or exception pickled with cloudpickle: bytes to god, loaded only where it is used."""
 
     __slots__ = ()
+
+
+class Awaited:
+    """Where a future was among a call's arguments: the index of its task in the put's ``after``."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[type[Awaited], tuple[int]]:
+        return Awaited, (self.index,)
+
+    def __repr__(self) -> str:
+        return f"Awaited({self.index})"
 
 
 class RemoteError(Exception):
@@ -86,14 +104,41 @@ def plain(x: Any) -> bool:
     return False
 
 
+def is_plain(payload: Any) -> bool:
+    """Whether a call's payload is ``(fn, args, kwargs)``, its arguments as they are."""
+    return type(payload) is tuple and len(payload) == 3 and type(payload[1]) is tuple
+
+
+def with_values(payload: Any, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A call's payload as consumers get it once the tasks it waited for have their values."""
+    return payload[0], payload[1], values
+
+
+def replaced(args: tuple[Any, ...], kwargs: dict[str, Any], kind: type, swap: Callable[[Any], Any]
+             ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """args and kwargs with every x of type ``kind`` among them (an argument, or an item of a
+    list, tuple or dict that is one: one level deep) as ``swap(x)``."""
+    def one(x: Any) -> Any:
+        if isinstance(x, kind):
+            return swap(x)
+        t = type(x)
+        if (t is list or t is tuple) and any(isinstance(i, kind) for i in x):
+            return t(swap(i) if isinstance(i, kind) else i for i in x)
+        if t is dict and any(isinstance(v, kind) for v in x.values()):
+            return {k: swap(v) if isinstance(v, kind) else v for k, v in x.items()}
+        return x
+
+    return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
+
+
 def call_view(task: str, payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Any:
     """A call's payload as results lines and listings show it: ``{"fn", "args", "kwargs"}``;
     pickled arguments as their size, unless given loaded (``arguments``)."""
-    if type(payload) is tuple and len(payload) == 3:
+    if is_plain(payload):
         arguments = payload[1], payload[2]
     if arguments is not None:
         return {"fn": function_name(task), "args": list(arguments[0]), "kwargs": arguments[1]}
-    size = len(payload[1]) if type(payload) is tuple and len(payload) == 2 else 0
+    size = len(payload[1]) if type(payload) is tuple and len(payload) in (2, 3) else 0
     return {"fn": function_name(task), "args": f"({size:,} bytes, pickled)", "kwargs": None}
 
 
@@ -110,7 +155,7 @@ def call_json(task: str) -> Shown:
     value = json_value
 
     def shown(payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> str:
-        if type(payload) is tuple and len(payload) == 3:
+        if is_plain(payload):
             args, kwargs = payload[1], payload[2]
         elif arguments is not None:
             args, kwargs = arguments

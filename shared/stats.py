@@ -42,6 +42,7 @@ class QueueFigures(TypedDict):
     failed: int
     dead: int
     scheduled: int  # waiting for a retry's time
+    blocked: int  # waiting for other tasks' results
     oldest_waiting_s: float
     rate_limit: float | None  # tasks it may start a second, across consumers
     paused: bool  # nothing starts from it (python -m god pause)
@@ -65,6 +66,7 @@ class Stats(TypedDict):
     unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
     pending: int
     scheduled: int  # tasks waiting for a retry's time
+    blocked: int  # tasks waiting for other tasks' results
     in_flight: int
     capacity: int
     oldest_waiting_s: float

@@ -103,12 +103,13 @@ class Core:
 
     def put(self, producer: str, payloads: list[Any], *, queue: str = DEFAULT_QUEUE, task: str | None = None,
             priority: int = 0, first: int | None = None, timeout: float = 0.0,
-            retry: RetryPolicy | None = None, due: float | None = None) -> Call:
-        """A producer's put_many of one batch (numbered on from its last unless first is given)."""
+            retry: RetryPolicy | None = None, due: float | None = None, after: tuple[str, ...] | None = None) -> Call:
+        """A producer's put_many of one batch (numbered on from its last unless first is given);
+        ``after``: the ids of the tasks it waits for."""
         if first is None:
             first = self.next_seq[producer]
         self.next_seq[producer] = max(self.next_seq[producer], first + len(payloads))
-        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry, due)
+        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry, due, after)
         return self.call("put_many", producer, put, timeout)
 
     def lease(self, consumer: str, n: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,), timeout: float = 0.0,
@@ -166,7 +167,7 @@ def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Rec
     j = Journal(path)
     r = j.recover(results)
     core = Core(journal=j)
-    core.broker.restore(r.batches, r.upto, r.dead, r.schedules, r.mailboxes)
+    core.broker.restore(r.batches, r.upto, r.dead, r.schedules, r.mailboxes, r.outcomes)
     j.start()
     return j, r, core
 

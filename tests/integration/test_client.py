@@ -49,7 +49,7 @@ def test_puts_in_flight_when_the_connection_drops_are_each_taken_once_in_order(
         c.connect()
 
         def put(first: int) -> None:
-            c.send_put((first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None), 1.0,
+            c.send_put((first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None, None), 1.0,
                        first - 1 if c.sent else None)
 
         for first in (1, 3, 5):

@@ -35,7 +35,7 @@ from god.journal import Journal
 
 def put(first, payloads):
     """A put as god's API makes it: offered, then confirmed once its commit is in."""
-    taken, ticket = b.intake.offer("p", (first, len(payloads), pickle.dumps(payloads), "default", None, 0, None, None))
+    taken, ticket = b.intake.offer("p", (first, len(payloads), pickle.dumps(payloads), "default", None, 0, None, None, None))
     j.wait(ticket)
     return len(payloads)
 

@@ -87,7 +87,7 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
     try:
         # Given 24 MiB of tasks waiting
         payloads = [b"x" * 2**20] * 24
-        assert producer.put_many((1, 24, pickle.dumps(payloads), "default", None, 0, None, None), 5) == 24
+        assert producer.put_many((1, 24, pickle.dumps(payloads), "default", None, 0, None, None, None), 5) == 24
         with raw_peer(settings) as peer:
             # When a peer leases them all and never reads the reply (far more than socket buffers hold)
             peer.send((BROKER, "lease", ("raw", ("default",), 24, 0.0, 1), {}))
@@ -122,7 +122,7 @@ def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God
     try:
         c.connect()
         c.send("lease", "pipelined-consumer", ("default",), 10, 0.5, 1)
-        c.send_put((1, 2, pickle.dumps(["a", "b"]), "default", None, 0, None, None), 1.0, None)
+        c.send_put((1, 2, pickle.dumps(["a", "b"]), "default", None, 0, None, None, None), 1.0, None)
         c.send("stats")
         # Then the replies come in the order of the calls: the waiting lease holds the calls
         # behind it (the put is not taken before the lease gives up, so it leases nothing)

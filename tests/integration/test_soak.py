@@ -121,7 +121,7 @@ def test_millions_of_tasks_leave_god_and_its_journal_flat_and_dedupe_exact(
         resend = GodClient(settings_for(god, env), name=producer, role="producer")
         try:
             payloads = pickle.dumps(list(range(1000)))
-            assert resend.put_many((1, 1000, payloads, DEFAULT_QUEUE, None, 0, None, None), 5.0) == 1000
+            assert resend.put_many((1, 1000, payloads, DEFAULT_QUEUE, None, 0, None, None, None), 5.0) == 1000
             assert resend.ack_many([(producer, 1, 1, 2, '{"id": "late"}\n', (), None)]) == 0
         finally:
             resend.close()

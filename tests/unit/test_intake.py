@@ -21,7 +21,7 @@ def test_a_resent_put_is_not_queued_twice(core: Core) -> None:
 
 def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
     def put(first: int, after: int | None) -> Call:
-        return core.call("put_many", "p", (first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None),
+        return core.call("put_many", "p", (first, 2, pickle.dumps([first, first + 1]), "default", None, 0, None, None, None),
                          0.0, after)
 
     # Given batch 1-2 taken, and batch 3-4 not (god was full, or it was lost on the way)
@@ -44,7 +44,7 @@ def test_a_batch_behind_one_god_was_too_full_to_take_is_refused_at_once_not_afte
     assert core.settle(core.put("p", [1, 2, 3])) == 3
     assert core.settle(core.put("p", [4, 5, 6], first=4)) == 0
     # When batch 7-9, sent behind 4-6 before its answer came, may wait 5 s for room
-    behind = core.call("put_many", "p", (7, 3, pickle.dumps([7, 8, 9]), "default", None, 0, None, None), 5.0, 6)
+    behind = core.call("put_many", "p", (7, 3, pickle.dumps([7, 8, 9]), "default", None, 0, None, None, None), 5.0, 6)
     # Then it is answered at once, not taken (room would not make it follow a batch not taken)
     assert behind.done and behind.result() == 0
     assert core.broker.figures.stats()["accepted"] == 3
