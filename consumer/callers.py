@@ -15,7 +15,9 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from shared.calls import CallPickler, Packed, RemoteError, call_json, call_view, function_name, plain
+from shared.calls import (
+    Awaited, CallPickler, Packed, RemoteError, call_json, call_view, function_name, is_plain, plain, replaced,
+)
 from shared.records import V_OK, V_VALUE, Value, describe, failure
 
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
@@ -49,7 +51,7 @@ class Caller:
     def __call__(self, payload: Any) -> Any:
         """Make the call (a TaskFunction)."""
         fn = self._fns.get(payload[0])
-        if fn is None or isinstance(fn, str) or len(payload) != 3:
+        if fn is None or isinstance(fn, str) or len(payload) != 3 or type(payload[1]) is not tuple:
             fn, args, kwargs = self.target(payload)
         else:  # the usual case, inline: a function loaded before, arguments as they are
             args, kwargs = payload[1], payload[2]
@@ -70,7 +72,7 @@ class Caller:
             fn = self._load(ref)
         if isinstance(fn, str):
             raise RemoteError(fn)
-        if len(payload) == 3:
+        if is_plain(payload):
             return fn, payload[1], payload[2]
         return fn, *self._arguments(payload)
 
@@ -87,10 +89,10 @@ class Caller:
 
     def json(self, payload: Any) -> str:
         """The same as JSON, fast: what a results line has."""
-        return self._json(payload, self._loaded_arguments(payload) if len(payload) == 2 else None)
+        return self._json(payload, None if is_plain(payload) else self._loaded_arguments(payload))
 
     def _loaded_arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        if len(payload) != 2:
+        if is_plain(payload):
             return None
         last = self._last
         if last is not None and last[0] is payload:
@@ -143,10 +145,19 @@ class Caller:
         return fn
 
     def _arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments pickled in a payload, with the values of the tasks it waited for in
+        their places (``(fn, blob, values)``)."""
         try:
             args, kwargs = pickle.loads(payload[1])
         except Exception as e:
             raise RemoteError(f"the arguments of {self.name} cannot be loaded on consumer {self.consumer}: "
                               f"{describe(e)}") from None
+        if len(payload) == 3:
+            try:
+                values = [pickle.loads(v) if type(v) is Packed else v for v in payload[2]]
+            except Exception as e:
+                raise RemoteError(f"a value {self.name} waited for cannot be loaded on consumer {self.consumer}: "
+                                  f"{describe(e)}") from None
+            args, kwargs = replaced(args, kwargs, Awaited, lambda a: values[a.index])
         self._last = payload, (args, kwargs)
         return args, kwargs

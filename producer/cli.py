@@ -109,6 +109,10 @@ def main(
     delay: Annotated[Optional[float], typer.Option(
         help="Seconds god holds the tasks before serving them (journaled: across a restart too).",
     )] = None,
+    after: Annotated[Optional[str], typer.Option(
+        help="Task ids, comma-separated (as god task and put print them): god serves these tasks once each of "
+        "those has a result, and fails them if one failed. Their payloads are as put.",
+    )] = None,
     wait: Annotated[bool, typer.Option(
         help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
     )] = False,
@@ -142,8 +146,10 @@ def main(
                                 priority=priority, retries=retries, retry_backoff=retry_backoff,
                                 retry_max_backoff=retry_max_backoff,
                                 retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None,
-                                delay=delay)
+                                delay=delay, after=_ids(after))
             producer.connect()
+            for tid in producer.options.after or ():  # one that god never had is named now, not in a result
+                producer.task(tid)
             with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
                 for n, batch in enumerate(batches, 1):
                     # A file's batches travel several at a time (one per round trip is slow far
@@ -203,6 +209,16 @@ def main(
     finally:  # god stops listing a producer that said goodbye
         if producer is not None:
             producer.close()
+
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    """--after's ids."""
+    if text is None:
+        return None
+    ids = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not ids:
+        raise UsageError("--after needs task ids (PRODUCER/SEQ, comma-separated)")
+    return ids
+
 
 def _wait_for_results(producer: Producer, path: Path | None) -> int:
     """Print (or write to path) each result of the producer's tasks as it comes; returns the failures."""

@@ -34,7 +34,7 @@ from loguru import logger
 
 from producer.mail import Mail
 from producer.producer import Producer, PutOptions
-from shared.calls import CallPickler, RemoteError, arguments_of, call_task, outcome
+from shared.calls import Awaited, CallPickler, Packed, RemoteError, arguments_of, call_task, outcome, replaced
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
 from shared.errors import GodError
@@ -46,9 +46,12 @@ CANCELLED_BY_PROGRAM = "cancelled by its program (Future.cancel or Executor.shut
 
 
 class TaskFuture(cf.Future):  # type: ignore[type-arg]
-    """A standard Future of a task at god, with its id; ``cancel`` asks god."""
+    """A standard Future of a task at god, with its id; ``cancel`` asks god. It may be an
+    argument of another call (``submit(f, future)``, or in a list, tuple or dict argument):
+    that call waits at god for its result, and gets its value in its place. (A future that
+    failed before the call is made fails the call at once, in the program: its id is None.)"""
 
-    def __init__(self, executor: Executor, tid: str) -> None:
+    def __init__(self, executor: Executor, tid: str | None) -> None:
         super().__init__()
         self.task_id = tid
         self._executor = executor
@@ -97,6 +100,8 @@ class Executor(cf.Executor):
                                   info={"host": self._producer.client.info.get("host", ""), "results": True})
         self._put_lock = threading.Lock()  # puts and cancels, on the producer's connection
         self._pickler = CallPickler()  # used under _put_lock
+        self._waiting_puts = 0  # puts of calls that wait for tasks, sent since the results thread last flushed
+        self._local = itertools.count(-1, -1)  # keys of a map's items that failed here (what they waited for had)
         self._cond = threading.Condition()  # the targets, and each map's values
         self._targets: dict[int, TaskFuture | _Window] = {}  # seq -> what waits for its result
         self._shutdown = False
@@ -173,16 +178,65 @@ class Executor(cf.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit calls after the executor's shutdown")
             name, ref = self._pickler.function(fn)
+            args, kwargs, after, failed = self._awaited(args, kwargs)
+            if failed is not None:
+                return self._failed_at_once(failed)
             payload = self._arguments(name, ref, args, kwargs)
-            seq = self._producer.next_seq
-            future = TaskFuture(self, task_id(self.name, seq))
-            self._register(range(seq, seq + 1), future)
-            try:
-                self._producer.send([payload], replace(o, task=call_task(name)), lambda i: f"the call of {name}",
-                                    wait=False)
-            except BaseException:
-                self._unregister(range(seq, seq + 1))
-                raise
+            future = TaskFuture(self, task_id(self.name, self._producer.next_seq))
+            self._put([payload], replace(o, task=call_task(name)), after, future, lambda i: f"the call of {name}")
+        return future
+
+    def _put(self, payloads: list[tuple[Any, ...]], o: PutOptions, after: tuple[str, ...],
+             target: TaskFuture | _Window, where: Callable[[int], str]) -> range:
+        """Send calls (``after``: the ids of the futures among their arguments) for target."""
+        first = self._producer.next_seq
+        seqs = range(first, first + len(payloads))
+        self._register(seqs, target)
+        if after or o.after:
+            o = replace(o, after=after + tuple(tid for tid in o.after or () if tid not in after))
+        try:
+            self._producer.send(payloads, o, where, wait=False)
+        except BaseException:
+            self._unregister(seqs)
+            raise
+        if after:
+            self._waiting_puts += 1
+        return seqs
+
+    def _awaited(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[tuple[Any, ...], dict[str, Any], tuple[str, ...], TaskFuture | None]:
+        """A call's arguments with each future among them (one level deep) as its value if it has
+        one, else as ``Awaited(k)``; the ids of those (the k-th is k), and a future that failed.
+
+        Raises:
+            ValueError: a future of another executor.
+        """
+        ids: dict[str, int] = {}
+        failed: list[TaskFuture] = []
+
+        def swap(f: TaskFuture) -> Any:
+            if f._executor is not self:
+                raise ValueError(f"the future of task {f.task_id} is another executor's: pass its result(), or "
+                                 "submit the call to that executor")
+            if f.done():
+                if f.cancelled() or f.exception() is not None:
+                    failed.append(f)
+                    return None
+                return f.result()
+            assert f.task_id is not None
+            return Awaited(ids.setdefault(f.task_id, len(ids)))
+
+        args, kwargs = replaced(args, kwargs, TaskFuture, swap)
+        return args, kwargs, tuple(ids), failed[0] if failed else None
+
+    def _failed_at_once(self, dep: TaskFuture) -> TaskFuture:
+        """A call that waits for a future that failed or was cancelled: it fails so at once (no
+        task at god)."""
+        future = TaskFuture(self, None)
+        if dep.cancelled():
+            self._cancelled(future)
+        else:
+            future.set_exception(dep.exception())
         return future
 
     def _arguments(self, name: str, ref: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -222,19 +276,38 @@ class Executor(cf.Executor):
             with self._put_lock:
                 if self._shutdown:
                     raise RuntimeError("cannot submit calls after the executor's shutdown")
-                payloads = [self._arguments(name, ref, args, {}) for args in chunk]
-                first = self._producer.next_seq
-                seqs = range(first, first + len(payloads))
-                self._register(seqs, window)
-                window.order.extend(seqs)
-                try:
-                    self._producer.send(payloads, o, lambda i: f"the call of {name} on item {i + 1} of a batch",
-                                        wait=False)
-                except BaseException:
-                    self._unregister(seqs)
-                    for _ in seqs:
-                        window.order.pop()
-                    raise
+                run: list[tuple[Any, ...]] = []  # items that wait for nothing go in one put
+                for item in chunk:
+                    args, kwargs, after, failed = self._awaited(item, {})
+                    if failed is None and not after:
+                        run.append(self._arguments(name, ref, args, kwargs))
+                        continue
+                    self._put_run(window, run, o, name)
+                    run = []
+                    if failed is not None:
+                        with self._cond:
+                            key = next(self._local)
+                            window.order.append(key)
+                            window.values[key] = (self._failure(failed), "")
+                    else:
+                        window.order.extend(self._put([self._arguments(name, ref, args, kwargs)], o, after, window,
+                                                      lambda i: f"the call of {name} on an item"))
+                self._put_run(window, run, o, name)
+
+    def _put_run(self, window: _Window, payloads: list[tuple[Any, ...]], o: PutOptions, name: str) -> None:
+        if payloads:
+            window.order.extend(self._put(payloads, o, (), window,
+                                          lambda i: f"the call of {name} on item {i + 1} of a batch"))
+
+    def _failure(self, f: TaskFuture) -> Value:
+        """What an item of a map that waits for a failed (or cancelled) future gives: its exception."""
+        exc = cf.CancelledError() if f.cancelled() else f.exception()
+        assert exc is not None
+        try:
+            packed = Packed(self._pickler.dumps(exc))
+        except Exception:
+            return False, None, describe(exc), None
+        return False, packed, describe(exc), None
 
     def _yield(self, window: _Window, items: Iterator[tuple[Any, ...]], o: PutOptions, name: str,
                ref: str | bytes, size: int, batch: int, end: float | None) -> Iterator[Any]:
@@ -272,7 +345,7 @@ class Executor(cf.Executor):
     def _abandon(self, window: _Window) -> None:
         """A map's iterator ended early (an exception, a timeout, a break): cancel at god what of
         it has not started."""
-        ids = [task_id(self.name, seq) for seq in window.order]
+        ids = [task_id(self.name, seq) for seq in window.order if seq > 0]
         window.order.clear()
         try:
             with self._put_lock:
@@ -286,7 +359,7 @@ class Executor(cf.Executor):
     def _cancel(self, future: TaskFuture) -> bool:
         with self._put_lock:
             self._producer.flush()  # god holds the task: a put in flight cannot be cancelled
-            if future.done():
+            if future.done() or future.task_id is None:
                 return future.cancelled()
             counts = self._producer.client.cancel([future.task_id], started=False, why=CANCELLED_BY_PROGRAM)
         if not counts.get("waiting", 0) + counts.get("scheduled", 0):
@@ -326,6 +399,8 @@ class Executor(cf.Executor):
                         self._cond.wait()
                     if not self._targets:
                         break
+                if self._waiting_puts:
+                    self._flush_waiting()
                 runs, gone = mail.fetch(lambda: list(self._targets))
                 for lo, values, consumer, _ in runs:
                     self._resolve(lo, values, consumer)
@@ -338,6 +413,14 @@ class Executor(cf.Executor):
         finally:
             self._results.close()
         self._leave()
+
+    def _flush_waiting(self) -> None:
+        """Before results are confirmed to god (it then lets their values go), god has taken every
+        call sent that waits for a future: one whose result had come but was not set yet when
+        the call was sent takes the value from god's mailbox, which still has it then."""
+        with self._put_lock:
+            self._producer.flush()
+            self._waiting_puts = 0
 
     def _resolve(self, lo: int, values: list[Value], consumer: str) -> None:
         futures: list[tuple[TaskFuture, Value]] = []
@@ -354,7 +437,7 @@ class Executor(cf.Executor):
                     futures.append((target, v))  # type: ignore[arg-type]
             self._cond.notify_all()
         for future, v in futures:  # outside the lock: done callbacks may call the executor
-            if not v[V_OK] and v[V_VALUE] is None and v[V_ERROR] == CANCELLED_BY_PROGRAM:
+            if not v[V_OK] and v[V_VALUE] is None and (v[V_ERROR] or "").endswith(CANCELLED_BY_PROGRAM):
                 self._cancelled(future)
                 continue
             ok, value = outcome(v, consumer)

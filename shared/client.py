@@ -194,10 +194,10 @@ class GodClient:
         return len(self._sent)
 
     def ready(self, timeout: float = 0.0) -> bool:
-        """Whether the reply to the call sent has come (waiting up to timeout for it)."""
+        """Whether the reply to the oldest call sent has come (waiting up to timeout for it)."""
         conn = self._conn
-        if conn is None:
-            return True  # reply() makes the call anew
+        if conn is None or (self._sent and self._sent[0][2] is not conn):
+            return True  # reply() makes the call anew (it was sent on a connection that dropped since)
         readable = self._readable
         if readable is None or readable.conn is not conn:
             readable = self._readable = transport.Readable(conn)

@@ -67,3 +67,25 @@ def test_puts_in_flight_when_the_connection_drops_are_each_taken_once_in_order(
     finally:
         c.close()
         relay.close()
+
+
+def test_a_call_sent_on_a_connection_that_dropped_is_ready_to_be_made_anew(god: God, env: dict[str, str]) -> None:
+    # Given a worker's two calls in flight through a relay: a lease that waits at god, and one behind it
+    host, port = god.address.rsplit(":", 1)
+    relay = Relay((host, int(port)))
+    relay_host, relay_port = relay.address.rsplit(":", 1)
+    c = GodClient(replace(settings_for(god, env), address=(relay_host, int(relay_port))), name="w", role="consumer")
+    try:
+        c.connect()
+        c.send("lease", "w", ("default",), 5, 0.5, 1)
+        c.send("ping")
+        # When the connection drops and the first is made anew (on a new connection)
+        relay.cut()
+        assert c.ready(0.0) and c.reply() == []
+        # Then the second is ready too (it went out on the old one: nothing will come for it on
+        # the new one, and a worker that waited for that would wait for ever), and gets its answer
+        assert c.ready(0.0)
+        assert c.reply() is None and c.sent == 0
+    finally:
+        c.close()
+        relay.close()

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +71,6 @@ def unlucky(x: int) -> int:
     if x == 13:
         raise Unlucky(f"{x} is unlucky")
     return x
-
-
-@pytest.fixture
-def executor(god: God, spawn: Callable[..., Proc], env: dict[str, str],
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Executor]:
-    """An executor on god, with a consumer that runs up to 8 calls at once."""
-    spawn("consumer", "--processes", "1", "--concurrency", "8", env_extra=addr_env(god))
-    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
-    ex = Executor(god.address, give_up_after=10)
-    yield ex
-    ex.shutdown(wait=True, cancel_futures=True)
 
 
 def test_submit_runs_the_call_with_its_positional_and_keyword_arguments(executor: Executor, god: God) -> None:
