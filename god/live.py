@@ -33,16 +33,17 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
     )
     totals.add_row(
         f"[bold]duplicates[/] {stats['duplicates']:,}", f"[bold]redelivered[/] {stats['redelivered']:,}",
-        f"[bold]retried[/] {stats['retried']:,}", "",
+        f"[bold]retried[/] {stats['retried']:,}", f"[bold]blocked[/] {stats['blocked']:,}",
     )
     queues = Table(title="queues", title_justify="left", expand=False)
     for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("scheduled", "right"),
-                          ("done", "right"), ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"),
+                          ("blocked", "right"), ("done", "right"), ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"),
                           ("consumers", "right"), ("limit", "right")):
         queues.add_column(name, justify=justify)  # type: ignore[arg-type]
     for qname, q in sorted(stats["queues"].items()):
         limit = q["rate_limit"]
-        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}", f"{q['done']:,}",
+        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}",
+                       f"{q['blocked']:,}", f"{q['done']:,}",
                        f"{q['failed']:,}", f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]),
                        f"{limit:g}/s" if limit is not None else "")
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)

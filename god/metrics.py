@@ -45,10 +45,10 @@ def render(stats: Stats, rate: float) -> str:
     """God's stats in the Prometheus text format."""
     out = [
         "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), scheduled (a retry's time to come), "
-        "done, failed, dead.",
+        "blocked (waiting for other tasks' results), done, failed, dead.",
         "# TYPE god_tasks gauge",
     ]
-    for state in ("pending", "in_flight", "scheduled", "done", "failed", "dead"):
+    for state in ("pending", "in_flight", "scheduled", "blocked", "done", "failed", "dead"):
         out.append(f'god_tasks{{state="{state}"}} {stats[state]}')
     out += [
         "# HELP god_results_per_second Results recorded per second, over the last second or so.",
@@ -60,7 +60,7 @@ def render(stats: Stats, rate: float) -> str:
     out += ["# HELP god_queue_tasks Tasks of each queue by state.", "# TYPE god_queue_tasks gauge"]
     for name, q in sorted(stats["queues"].items()):
         for state, n in (("pending", q["pending"]), ("in_flight", q["in_flight"]), ("scheduled", q["scheduled"]),
-                         ("done", q["done"]),
+                         ("blocked", q["blocked"]), ("done", q["done"]),
                          ("failed", q["failed"]), ("dead", q["dead"])):
             out.append(f'god_queue_tasks{{queue="{_label(name)}",state="{state}"}} {n}')
     out += ["# HELP god_queue_oldest_waiting_task_age_seconds Age of the oldest task waiting on each queue.",

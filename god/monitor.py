@@ -43,7 +43,7 @@ def status_text(where: str, stats: Stats) -> str:
              + f" | connections {stats['connections']} | refused {stats['refused']}"]
     for name, q in sorted(stats["queues"].items()):
         lines.append(f"  queue {name}: pending {q['pending']}, in flight {q['in_flight']}, scheduled {q['scheduled']}, "
-                     f"done {q['done']}, "
+                     f"blocked {q['blocked']}, done {q['done']}, "
                      f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
                      f"consumers {q['consumers']}"
                      + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else "")

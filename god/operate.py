@@ -251,7 +251,7 @@ def task(
     tid: Annotated[str, typer.Argument(metavar="ID", help="The task's id, PRODUCER/SEQ.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> int:
-    """Where one task is (waiting, scheduled, running on which consumer, done, failed, dead), and its results line."""
+    """Where one task is (blocked, waiting, scheduled, running on which consumer, done, failed, dead), and its results line."""
     try:
         split_id(tid)
     except ValueError as e:
@@ -269,6 +269,7 @@ def task(
                       if t.get(k) is not None)
     extra = f"; {t['reason']}" if t.get("reason") else ""
     extra += f"; due in {t['due_in_s']:.1f}s" if t.get("due_in_s") is not None else ""
+    extra += f"; waits for {', '.join(t['on'])}" if t.get("on") else ""
     typer.echo(f"{tid}: {'running on ' + t['consumer'] if state == 'running' and t.get('consumer') else state}"
                f"{' (' + where + ')' if where else ''}{extra}")
     if result is not None:

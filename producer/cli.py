@@ -149,7 +149,10 @@ def main(
                                 delay=delay, after=_ids(after))
             producer.connect()
             for tid in producer.options.after or ():  # one that god never had is named now, not in a result
-                producer.task(tid)
+                try:
+                    producer.task(tid)
+                except ValueError as e:
+                    raise ConfigError(f"--after: {e}") from None
             with PutProgress(total=_total(from_, rounds), what="rounds" if unit == "round" else "the file") as bar:
                 for n, batch in enumerate(batches, 1):
                     # A file's batches travel several at a time (one per round trip is slow far

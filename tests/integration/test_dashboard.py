@@ -50,7 +50,7 @@ def test_the_overview_shows_gods_figures_and_charts_them(
 
     def same() -> bool:
         s = web.api("GET", "/api/status")
-        shown = {k: text(browser, f"#{k}") for k in ("done", "failed", "dead", "pending", "in_flight")}
+        shown = {k: text(browser, f"#{k}") for k in ("done", "failed", "dead", "pending", "in_flight", "blocked")}
         return shown == {k: f"{s[k]:,}" for k in shown}
 
     wait_until(same, 10, "the overview to match /api/status")

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from producer import Executor, connect
+from shared import exitcodes
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until
+from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -219,3 +220,27 @@ def test_blocked_tasks_are_counted_per_queue(executor: Executor, god: God) -> No
         stats = wait_until(lambda: (s := other.client.stats())["blocked"] == 4 and s, 20)
     assert stats["queues"]["default"]["blocked"] == 3 and stats["queues"][IDLE]["blocked"] == 1
     assert stats["queues"][IDLE]["pending"] == 1
+
+
+def test_producer_after_puts_tasks_that_wait_for_those_ids(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a task on a queue no consumer serves yet
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    with connect(god.address, give_up_after=10) as first:
+        tid = first.put(7, queue="later")
+        # When the command line puts two tasks after it
+        src = write_tasks(tmp_path / "t.jsonl", [1, 2])
+        p = spawn("producer", "--from", str(src), "--after", tid, env_extra=addr_env(god))
+        assert p.wait(30) == 0, p.text()
+        # Then they wait (blocked), and run once it has its result, with their payloads as put
+        assert wait_until(lambda: first.client.stats()["blocked"] == 2, 20)
+        spawn("consumer", "--queues", "later,default", "--processes", "1", env_extra=addr_env(god))
+        results = wait_for_results(god.results, 3)
+    assert [r["payload"] for r in results] == [7, 1, 2] and all(r["ok"] for r in results)
+    # And an id god never had, or one that is not an id, is one line and a failure, not a task
+    p = spawn("producer", "--from", str(src), "--after", "nope:1:2/9", env_extra=addr_env(god))
+    assert p.wait(30) == exitcodes.CONFIG and "god knows no task nope:1:2/9" in p.text(), p.text()
+    p = spawn("producer", "--from", str(src), "--after", "7", env_extra=addr_env(god))
+    assert p.wait(30) == exitcodes.CONFIG and "after: '7' is not a task id" in p.text(), p.text()
+    assert "Traceback" not in p.text() and len(read_results(god.results)) == 3

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.calls import Awaited, Packed
+from god.metrics import render
+from god.monitor import status_text
 from god.record import Record
 from shared.records import CANCELLED, Grant
 from tests.core import Core, lines, opened, payloads_of, restarted, seqs
@@ -263,3 +265,14 @@ def test_values_are_let_go_as_the_graph_finishes() -> None:
     empty(core)
     assert not core.broker.state.batches
     core.close()
+
+
+def test_blocked_tasks_are_shown_in_status_metrics_and_god_task(core: Core) -> None:
+    core.put("p", [1])
+    core.put("p", [2, 3], after=("p/1",), queue="q")
+    stats = core.broker.figures.stats()
+    assert any(line.startswith("  queue q:") and "blocked 2" in line for line in status_text("here", stats).splitlines())
+    text = render(stats, 0.0)
+    assert 'god_tasks{state="blocked"} 2' in text and 'god_queue_tasks{queue="q",state="blocked"} 2' in text
+    assert core.broker.figures.task_state("p/3") == {"id": "p/3", "queue": "q", "task": None, "priority": 0,
+                                                    "after": ["p/1"], "state": "blocked", "on": ["p/1"]}

@@ -13,6 +13,7 @@ def stats_of_a_small_run() -> Stats:
     core.call("hello", "cons-1", "consumer", {"host": "compute1", "processes": 4})
     core.call("hello", "cons-2", "consumer", {"host": "compute2", "processes": 2})
     core.put("prod-1", list(range(10)))
+    core.put("prod-1", [99], after=("prod-1/10",))  # blocked until prod-1/10 has its result
     core.call("set_limit", "default", 500)
     core.clock.t += 2
     core.ack("cons-1", core.lease("cons-1", 3))
@@ -35,6 +36,7 @@ def test_the_live_view_shows_totals_and_a_row_per_queue_consumer_and_producer() 
     assert [cell.strip() for cell in rows["cons-1"].split("│")[3:7]] == ["default", "4", "3", "1"]  # queues,
     # processes, done, failed
     assert rows["default"].split("│")[2].strip() == "6"  # the queue's row: 6 waiting
-    assert rows["default"].split("│")[10].strip() == "500/s"  # and its rate limit
+    assert rows["default"].split("│")[5].strip() == "1" and "blocked 1" in text  # 1 blocked
+    assert rows["default"].split("│")[11].strip() == "500/s"  # and its rate limit
     assert "compute2" in rows["cons-2"] and "lost" in rows["cons-2"]
-    assert "data1" in rows["prod-1"] and "10" in rows["prod-1"]
+    assert "data1" in rows["prod-1"] and "11" in rows["prod-1"]
