@@ -399,8 +399,7 @@ class Executor(cf.Executor):
                         self._cond.wait()
                     if not self._targets:
                         break
-                if self._waiting_puts:
-                    self._flush_waiting()
+                self._flush_waiting()
                 runs, gone = mail.fetch(lambda: list(self._targets))
                 for lo, values, consumer, _ in runs:
                     self._resolve(lo, values, consumer)
@@ -417,10 +416,13 @@ class Executor(cf.Executor):
     def _flush_waiting(self) -> None:
         """Before results are confirmed to god (it then lets their values go), god has taken every
         call sent that waits for a future: one whose result had come but was not set yet when
-        the call was sent takes the value from god's mailbox, which still has it then."""
+        the call was sent takes the value from god's mailbox, which still has it then. (Under
+        the lock that submits hold from looking at their futures to sending: a call that saw a
+        future not done is counted by now.)"""
         with self._put_lock:
-            self._producer.flush()
-            self._waiting_puts = 0
+            if self._waiting_puts:
+                self._producer.flush()
+                self._waiting_puts = 0
 
     def _resolve(self, lo: int, values: list[Value], consumer: str) -> None:
         futures: list[tuple[TaskFuture, Value]] = []

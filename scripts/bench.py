@@ -34,6 +34,7 @@ from bench_harness import (  # noqa: E402
     KEY, WARMUP, GodClient, LineCounter, _children, _numbers, _percentiles, _until, cpu_s, god, relayed, wait_cpu_s,
 )
 import bench_executor  # noqa: E402
+import bench_graphs  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
 
 READY = "ready"  # a tutorial worker's first result: it is connected
@@ -365,6 +366,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
         if "executor" in sections:
             out["executor"] = bench_executor.section(work, quick)
+        if "graphs" in sections:
+            out["graphs"] = bench_graphs.section(work, quick)
     return out
 
 
@@ -457,11 +460,13 @@ def table(r: dict[str, Any]) -> str:
                         f"journal {x['journal_mb']:.1f} MB")
     if "executor" in r:
         bench_executor.rows(r["executor"], row, rows.append)
+    if "graphs" in r:
+        bench_graphs.rows(r["graphs"], row, rows.append)
     return "\n".join(rows)
 
 
 SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth",
-            "executor")
+            "executor", "graphs")
 
 
 def main() -> None:

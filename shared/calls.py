@@ -117,7 +117,16 @@ def with_values(payload: Any, values: tuple[Any, ...]) -> tuple[Any, ...]:
 def replaced(args: tuple[Any, ...], kwargs: dict[str, Any], kind: type, swap: Callable[[Any], Any]
              ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """args and kwargs with every x of type ``kind`` among them (an argument, or an item of a
-    list, tuple or dict that is one: one level deep) as ``swap(x)``."""
+    list, tuple or dict that is one: one level deep) as ``swap(x)``; as they are when there is
+    none (the usual case, asked of each call of a map: 0.6 us for one number here)."""
+    atoms = ATOMS
+    for x in args:
+        if type(x) not in atoms and _holds(x, kind):
+            break
+    else:
+        if not kwargs or not any(type(v) not in atoms and _holds(v, kind) for v in kwargs.values()):
+            return args, kwargs
+
     def one(x: Any) -> Any:
         if isinstance(x, kind):
             return swap(x)
@@ -129,6 +138,16 @@ def replaced(args: tuple[Any, ...], kwargs: dict[str, Any], kind: type, swap: Ca
         return x
 
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
+
+
+def _holds(x: Any, kind: type) -> bool:
+    """Whether x is of type kind, or a list, tuple or dict with such an item."""
+    t = type(x)
+    if isinstance(x, kind):
+        return True
+    if t is list or t is tuple:
+        return any(isinstance(i, kind) for i in x)
+    return t is dict and any(isinstance(v, kind) for v in x.values())
 
 
 def call_view(task: str, payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Any:

@@ -9,11 +9,18 @@ from typing import Any
 
 import pytest
 
-from consumer.tasks import square
+from consumer.callers import Caller
+from consumer.functions import Functions
+from consumer.tasks import DEFAULT_TASK, square
 from shared.calls import (
-    CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name, call_json, call_view, outcome,
+    Awaited, CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name, call_json, call_view, outcome,
+    with_values,
 )
 from shared.records import json_value
+
+
+def both(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
 
 
 def local(x: int) -> int:
@@ -75,3 +82,17 @@ def test_a_value_of_the_programs_own_class_comes_back_and_one_that_cannot_load_f
     ok, value = outcome((True, Packed(b"\x80\x05junk"), None, None), "c")
     assert not ok and isinstance(value, RemoteError) and "cannot be loaded here" in str(value)
     assert outcome((True, [1, 2], None, None), "c") == (True, [1, 2])
+
+
+def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> None:
+    caller = Functions(DEFAULT_TASK, "c").get(f"{__name__}:both()")
+    assert isinstance(caller, Caller)
+    blob = CallPickler().dumps(((Awaited(0), [1, Awaited(1)], {"k": Awaited(0)}), {"kw": (Awaited(1),)}))
+    payload = with_values((f"{__name__}:both", blob), (5, Packed(pickle.dumps({7}))))
+    fn, args, kwargs = caller.target(payload)
+    assert fn is both and args == (5, [1, {7}], {"k": 5}) and kwargs == {"kw": ({7},)}
+    assert caller(payload) == (args, kwargs)
+    assert caller.view(payload)["args"] == [5, [1, {7}], {"k": 5}]  # the results line shows what it got
+    assert call_view("m:f()", payload)["args"] == f"({len(blob):,} bytes, pickled)"  # god's own lines
+    with pytest.raises(RemoteError, match=f"a value {__name__}:both waited for cannot be loaded on consumer c"):
+        caller.target(with_values((f"{__name__}:both", blob), (Packed(b"not a pickle"), 1)))
