@@ -114,7 +114,6 @@ class Graph:
                 self._fail(b, because(tid, v[V_ERROR]), v)
                 return False
             uses.append((key, v))
-        b.uses = []
         for key, v in uses:
             self._use(b, key, v)
         for producer, seq in waits:
