@@ -276,3 +276,24 @@ def test_blocked_tasks_are_shown_in_status_metrics_and_god_task(core: Core) -> N
     assert 'god_tasks{state="blocked"} 2' in text and 'god_queue_tasks{queue="q",state="blocked"} 2' in text
     assert core.broker.figures.task_state("p/3") == {"id": "p/3", "queue": "q", "task": None, "priority": 0,
                                                     "after": ["p/1"], "state": "blocked", "on": ["p/1"]}
+
+
+def test_tasks_put_after_others_wait_again_after_a_restart_and_a_failure_still_fails_them(tmp_path: Path) -> None:
+    j, _, core = opened(tmp_path / "j.sqlite3")
+    core.settle(core.put("a", ["x", "y"]))
+    core.settle(core.put("b", ["one"], after=("a/1",)))
+    core.settle(core.put("c", ["two"], after=("a/2",)))
+    g = core.lease("w", 10)
+    core.ack("w", g, fail={2}, only=(1, 3))  # a/1 done, a/2 failed
+    # When god restarts before their results lines are written (so a/1 and a/2 run again)
+    j, _, core = restarted(j)
+    # Then b, whose a/1 has its outcome journaled, is served (a/1's second result changes nothing
+    # for it: at least once), and c waits for a/2 again, which fails it again
+    assert core.broker.figures.stats()["blocked"] == 1
+    g = core.lease("w", 10)
+    assert [(x[0], x[2]) for x in g] == [("a", 1), ("b", 1)] and payloads_of(g[1]) == ["one"]
+    core.ack("w", g, fail={2})
+    got = {str(d["id"]): d for d in lines(core)}
+    assert got["c/1"]["error"] == "dependency a/2 failed: ValueError: no" and got["b/1"]["ok"]
+    empty(core)
+    j.close()
