@@ -112,3 +112,34 @@ def test_a_journal_older_than_the_previous_version_is_refused_and_left_alone(pat
     with pytest.raises(ConfigError, match=r"older format \(1\).*let its god finish the work, or move it away"):
         Journal(path)
     assert path.read_bytes() == before
+
+
+def test_a_journal_of_version_5_is_migrated_and_its_batches_may_be_waited_for(path: Path) -> None:
+    # Given a version 5 journal (before tasks could wait for tasks) holding p's batch of 2
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
+            n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
+            payloads BLOB NOT NULL, origin TEXT);
+        PRAGMA application_id=1198482465;
+        PRAGMA user_version=5;
+    """)
+    db.execute("INSERT INTO batches VALUES (1, 'p', 1, 2, 'q', NULL, 0, NULL, NULL, ?, NULL)", (pickle.dumps(["a", "b"]),))
+    db.commit()
+    db.close()
+    # When god opens it, Then its tasks are served, and a task put after one of them waits for it
+    j, r, core = opened(path)
+    try:
+        assert r.pending == 2
+        assert core.settle(core.put("p", ["later"], first=3, after=("p/1",))) == 1
+        assert core.broker.figures.stats()["blocked"] == 1
+        assert seqs(core.lease("c", 10, queues=("q",))) == [1, 2]
+    finally:
+        j.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT after FROM batches ORDER BY seq").fetchall() == [(None,), ('["p/1"]',)]
+    finally:
+        db.close()
