@@ -35,6 +35,7 @@ from bench_harness import (  # noqa: E402
 )
 import bench_executor  # noqa: E402
 import bench_graphs  # noqa: E402
+import bench_startup  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
 
 READY = "ready"  # a tutorial worker's first result: it is connected
@@ -368,6 +369,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             out["executor"] = bench_executor.section(work, quick)
         if "graphs" in sections:
             out["graphs"] = bench_graphs.section(work, quick)
+        if "startup" in sections:
+            out["startup"] = bench_startup.startup(work, 3 if quick else 7)
     return out
 
 
@@ -462,11 +465,13 @@ def table(r: dict[str, Any]) -> str:
         bench_executor.rows(r["executor"], row, rows.append)
     if "graphs" in r:
         bench_graphs.rows(r["graphs"], row, rows.append)
+    if "startup" in r:
+        bench_startup.rows(r["startup"], row, rows.append)
     return "\n".join(rows)
 
 
 SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth",
-            "executor", "graphs")
+            "executor", "graphs", "startup")
 
 
 def main() -> None:
