@@ -20,8 +20,8 @@ from god.state import JournalLike
 from god.mailbox import Posted
 from god.waits import Wait, Waits
 from shared.records import (
-    CANCELLED, MAX_AFTER, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
-    Run, check_priority, check_queue, check_rate, check_retry, split_id,
+    CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
 
 
@@ -338,12 +338,5 @@ def _check_put(producer: str, put: Put) -> Put:
     task = put[PUT_TASK]
     if task is not None and (not isinstance(task, str) or ":" not in task):
         raise ValueError(f"task {task!r} is not module:function")
-    after = put[PUT_AFTER]
-    if after is not None:
-        if not isinstance(after, tuple) or not after or len(after) > MAX_AFTER:
-            raise ValueError(f"a put's after is a tuple of 1 to {MAX_AFTER:,} task ids")
-        for tid in after:
-            if not isinstance(tid, str):
-                raise ValueError(f"task id {tid!r} in a put's after is not a string")
-            split_id(tid)
+    check_after(put[PUT_AFTER])
     return put

@@ -105,13 +105,11 @@ class Graph:
                     continue
                 v, why = self._looked_up(tid, key, calls)
                 if why is not None:
-                    self._block(b, 1)
-                    self._fail(b, why, None)
+                    self._fail_now(b, why, None)
                     return False
             assert v is not None
             if not v[V_OK]:
-                self._block(b, 1)
-                self._fail(b, because(tid, v[V_ERROR]), v)
+                self._fail_now(b, because(tid, v[V_ERROR]), v)
                 return False
             uses.append((key, v))
         for key, v in uses:
@@ -123,6 +121,12 @@ class Graph:
             return False
         self._values(b)
         return True
+
+    def _fail_now(self, b: Batch, error: str, root: Value | None) -> None:
+        """b, on no queue yet, fails as it is put: counted as blocked first, where its results
+        then count it off (State.settle)."""
+        self._block(b, 1)
+        self._fail(b, error, root)
 
     def _block(self, b: Batch, missing: int) -> None:
         """b waits for that many tasks: off its queue, counted as blocked."""
@@ -153,8 +157,12 @@ class Graph:
     def blocked_on(self, b: Batch) -> list[str]:
         """The ids b still waits for."""
         waiters = self.state.waiters
-        return [tid for tid in dict.fromkeys(b.after or ()) if b in waiters.get(split_id(tid)[0], {}).get(
-            split_id(tid)[1], ())]
+        on = []
+        for tid in dict.fromkeys(b.after or ()):
+            producer, seq = split_id(tid)
+            if b in waiters.get(producer, {}).get(seq, ()):
+                on.append(tid)
+        return on
 
     # -- results ----------------------------------------------------------------------------
 
@@ -253,11 +261,9 @@ class Graph:
             o = self.outcomes[key]
             o.users -= 1
             if o.users <= 0:
-                del self.outcomes[key]
-                gone.append(task_id(*key))
+                gone.append(key)
         b.values = b.uses = None
-        if gone and self.journal is not None:
-            self.journal.drop_outcomes(gone)
+        self._drop(gone)
 
     def _use(self, b: Batch, key: Key, v: Value) -> None:
         """b uses what the task of key gave (v, kept from now if it was not)."""
@@ -283,11 +289,14 @@ class Graph:
 
     def forget_unused(self) -> None:
         """Drop the outcomes restored that no batch uses (after linking the batches again)."""
-        gone = [key for key, o in self.outcomes.items() if o.users <= 0]
-        for key in gone:
+        self._drop([key for key, o in self.outcomes.items() if o.users <= 0])
+
+    def _drop(self, keys: list[Key]) -> None:
+        """No batch uses these outcomes any more: here, and in the journal."""
+        for key in keys:
             del self.outcomes[key]
-        if gone and self.journal is not None:
-            self.journal.drop_outcomes([task_id(*key) for key in gone])
+        if keys and self.journal is not None:
+            self.journal.drop_outcomes([task_id(*key) for key in keys])
 
 
 def _error_in(line: str) -> str | None:

@@ -33,8 +33,8 @@ from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
 from shared.log import count
 from shared.records import (
-    DEFAULT_QUEUE, MAX_AFTER, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_priority, check_queue, check_retry,
-    describe, split_id, task_id,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
+    describe, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
@@ -305,25 +305,6 @@ def connect(
     return producer
 
 
-def check_after(ids: Any) -> tuple[str, ...] | None:
-    """Task ids to wait for, as a put carries them (None for none).
-
-    Raises:
-        ConfigError: one is not a task id (PRODUCER/SEQ), naming it.
-    """
-    if isinstance(ids, str):
-        ids = (ids,)
-    out = tuple(dict.fromkeys(ids))
-    for tid in out:
-        try:
-            split_id(tid) if isinstance(tid, str) else split_id(repr(tid))
-        except ValueError:
-            raise ConfigError(f"after: {tid!r} is not a task id (PRODUCER/SEQ, as put_many and god task show)") from None
-    if len(out) > MAX_AFTER:
-        raise ConfigError(f"after: {len(out):,} task ids, over the {MAX_AFTER:,} one put may wait for")
-    return out or None
-
-
 @dataclass(frozen=True, slots=True)
 class PutOptions:
     """What a put asks of god: its queue, function, priority, and how often to retry a failure."""
@@ -349,6 +330,10 @@ class PutOptions:
             o = replace(self, **{k: v for k, v in options.items() if v is not None})
         except TypeError as e:
             raise ConfigError(f"not a put option: {e}") from None
+        if isinstance(o.after, str):
+            o = replace(o, after=(o.after,))
+        elif o.after is not None and hasattr(o.after, "__iter__"):  # a list, a generator: each id once, in order
+            o = replace(o, after=tuple(dict.fromkeys(o.after)) or None)
         if isinstance(o.retry_on, str):
             o = replace(o, retry_on=(o.retry_on,))
         elif o.retry_on is not None and not isinstance(o.retry_on, tuple):
@@ -357,6 +342,7 @@ class PutOptions:
             check_queue(o.queue)
             check_priority(o.priority)
             check_retry(o.policy())
+            check_after(o.after)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if o.task is not None and (not isinstance(o.task, str) or ":" not in o.task or o.task.startswith(":")):
@@ -369,8 +355,6 @@ class PutOptions:
                 raise ConfigError(f"{name} {when!r} is not a number of seconds{' from 0' if name == 'delay' else ''}")
         if o.delay is not None and o.at is not None:
             raise ConfigError("give delay or at, not both")
-        if o.after is not None:
-            o = replace(o, after=check_after(o.after))
         return o
 
     def due(self) -> float | None:

@@ -183,6 +183,27 @@ def check_retry(policy: RetryPolicy | None) -> RetryPolicy | None:
     return policy
 
 
+def check_after(after: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The ids of the tasks a put waits for (None: none), if each is a task id and they are
+    not too many.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if after is None:
+        return None
+    if not isinstance(after, tuple) or not after:
+        raise ValueError(f"after {after!r} is not a tuple of task ids")
+    if len(after) > MAX_AFTER:
+        raise ValueError(f"after: {len(after):,} task ids, over the {MAX_AFTER:,} one put may wait for")
+    for tid in after:
+        try:
+            split_id(tid)
+        except (ValueError, AttributeError, TypeError):
+            raise ValueError(f"after: {tid!r} is not a task id (PRODUCER/SEQ, as put_many and god task show)") from None
+    return after
+
+
 def check_rate(rate: float | None) -> float | None:
     """A rate limit in tasks a second (None: none), if it is a number above 0.
 
