@@ -20,6 +20,7 @@ from typing import Any
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference
+SCRIPT_TIMEOUT_MS = 5_000  # a script in the page calls back in milliseconds; one cut off by a navigation, never
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1400,1100", "--force-device-scale-factor=1"]
@@ -52,7 +53,7 @@ class Browser:
                 time.sleep(0.05)
             args = [*FLAGS, f"--user-data-dir={self.profile}"]
             caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-                "binary": CHROMIUM, "args": args}}}}
+                "binary": CHROMIUM, "args": args}, "timeouts": {"script": SCRIPT_TIMEOUT_MS}}}}
             self.session = self._call("POST", "/session", caps)["sessionId"]
         except BaseException:
             self.close()
@@ -79,12 +80,22 @@ class Browser:
         self._s("POST", "/url", {"url": url})
 
     def run(self, script: str, *args: Any) -> Any:
-        """Run a function body in the page (``return ...`` gives its value); a Promise is awaited."""
-        return self._s("POST", "/execute/async", {
-            "script": "const done = arguments[arguments.length - 1];"
-                      f"Promise.resolve((function() {{ {script} }}).apply(null, Array.from(arguments).slice(0, -1)))"
-                      ".then(done, e => done({error: String(e)}));",
-            "args": list(args)})
+        """Run a function body in the page (``return ...`` gives its value); a Promise is awaited.
+
+        A script the page's own navigation cut off (the login page going on to the dashboard)
+        never calls back: webdriver says "script timeout", and it runs again in the new page.
+        """
+        body = {"script": "const done = arguments[arguments.length - 1];"
+                          f"Promise.resolve((function() {{ {script} }}).apply(null, Array.from(arguments).slice(0, -1)))"
+                          ".then(done, e => done({error: String(e)}));",
+                "args": list(args)}
+        for attempt in range(3):
+            try:
+                return self._s("POST", "/execute/async", body)
+            except RuntimeError as e:
+                if "script timeout" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("not reached")
 
     def click(self, css: str) -> None:
         """Click the element css finds (found again if the page redrew it meanwhile)."""
