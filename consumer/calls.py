@@ -11,7 +11,6 @@ worker's main thread notices it is overdue (see consumer/concurrent.py).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import select
@@ -19,7 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio  # imported where a coroutine first runs: 40 ms of a worker's start otherwise
 
 #: One call that ended: (key, value, exception or None, monotonic time it ended).
 Ended = tuple[Any, Any, "BaseException | None", float]
@@ -90,6 +92,8 @@ class Calls:
         it names a coroutine that holds the loop (one that never awaits)."""
         if self._loop is None:
             return None
+        import asyncio
+
         task = asyncio.current_task(self._loop)
         return self._running.get(task) if task is not None else None
 
@@ -120,6 +124,8 @@ class Calls:
                 self._end(key, value, None)
 
     def _start_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         loop = self._loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, name="event-loop", daemon=True).start()
         return loop
@@ -140,6 +146,8 @@ class Calls:
         waiter.add_done_callback(self._waiting.discard)
 
     async def _await(self, key: Any, task: asyncio.Task[Any], timeout: float | None) -> None:
+        import asyncio
+
         t0 = time.monotonic()
         try:
             value = await asyncio.wait_for(task, timeout)
@@ -152,6 +160,8 @@ class Calls:
 def run_coroutine(coroutine: Coroutine[Any, Any, Any], timeout: float | None, loop: asyncio.AbstractEventLoop) -> Any:
     """Run an ``async def`` function's coroutine to its end on loop (a worker that runs one task
     at a time)."""
+    import asyncio
+
     t0 = time.monotonic()
     try:
         return loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
@@ -161,6 +171,8 @@ def run_coroutine(coroutine: Coroutine[Any, Any, Any], timeout: float | None, lo
 
 def _timed_out(e: BaseException, timeout: float | None, t0: float) -> BaseException:
     """The exception a coroutine ended with: ours if wait_for cancelled it (not one it raised)."""
+    import asyncio
+
     if isinstance(e, asyncio.TimeoutError) and timeout is not None and time.monotonic() - t0 >= timeout:
         return TimeoutError(f"timed out after {timeout:g}s (--task-timeout); it was cancelled")
     return e

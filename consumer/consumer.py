@@ -19,15 +19,13 @@ import time
 from enum import Enum, auto
 from types import FrameType
 
-from loguru import logger
-
 from consumer.pool import Lost, WorkerPool
 from consumer.recycle import NO_RECYCLE, Recycle
 from shared import exitcodes
 from shared.client import GodClient
 from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
-from shared.log import count
+from shared.log import count, logger
 from shared.records import DEFAULT_QUEUE
 
 WATCH_S = 0.2  # seconds the main thread waits for a worker to end between other chores

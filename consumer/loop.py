@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loguru import logger
-
 from consumer.acks import CANCELLED, Acks
 from consumer.calls import Calls
 from consumer.functions import Functions
@@ -26,6 +24,7 @@ from consumer.places import Shared
 from consumer.recycle import Recycle
 from shared.client import GodClient
 from shared.config import Settings, hostname
+from shared.log import logger
 from shared.records import A_FAILED, A_HI, A_LO, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Grant, Value
 
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones

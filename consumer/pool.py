@@ -14,13 +14,12 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from loguru import logger
-
 from consumer.loop import WorkerSpec
 from consumer.places import KILL_GRACE_S, Running, Shared, running_task
 from consumer.recycle import NO_RECYCLE, Recycle
 from consumer.worker import worker_main
 from shared.config import Settings
+from shared.log import logger
 from shared.records import R_LO, R_PRODUCER, Run
 
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop

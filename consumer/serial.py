@@ -6,10 +6,9 @@ An ``async def`` task runs to its end on an event loop of the worker's own, one 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.acks import CANCELLED, PLAIN
 from consumer.callers import Caller
@@ -18,6 +17,9 @@ from consumer.loop import FLUSH_S, Worker
 from consumer.places import KILL_GRACE_S
 from consumer.tasks import TaskFunction
 from shared.records import G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure
+
+if TYPE_CHECKING:
+    import asyncio
 
 POLL_EVERY = 64  # tasks run between looks at god's reply and the consumer's pipe while there is work in hand
 
@@ -43,6 +45,8 @@ class _Awaited:
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run a coroutine to its end, within the timeout."""
         if self._loop is None:
+            import asyncio  # for a worker that runs coroutines only
+
             self._loop = asyncio.new_event_loop()
         return run_coroutine(coroutine, self.timeout, self._loop)
 

@@ -40,14 +40,15 @@ from god.acks import Acks
 from god.batches import Batch, Slice, Tries
 from god.controls import Controls
 from god.cron import Schedule
-from god.dead import DEAD_KEEP, DeadLetter
+from god.dead import DeadLetter
+from god.defaults import CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S
 from god.dead_letters import DeadLetterRules
 from god.figures import Figures
 from god.handout import HandOut
-from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD, Intake
-from god.leases import LEASE_S, WARN_AFTER_S, Leases
+from god.intake import Intake
+from god.leases import Leases
 from god.mailbox import Item
-from god.redelivery import MAX_ATTEMPTS, Redelivery
+from god.redelivery import Redelivery
 from god.retries import Retries
 from god.schedules import Schedules
 from god.state import JournalLike, Outgoing, State, do_nothing

@@ -9,12 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from god.dead import DEAD_KEEP
-from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD
-from god.leases import LEASE_S, WARN_AFTER_S
-from god.redelivery import MAX_ATTEMPTS
-from god.service import GodOptions, run_god
-from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
+from god.defaults import (
+    CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
+    WARN_AFTER_S,
+)
 from god.operate import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
     AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, run_role,
@@ -103,6 +101,8 @@ def main(
     setup_logging("god", level=log_level, json=log_json)
 
     def body() -> int:
+        from god.service import GodOptions, run_god  # the server: only when serving
+
         if journal is not None and no_journal:
             raise UsageError("--journal and --no-journal contradict each other; give one")
         if sync not in ("normal", "full"):

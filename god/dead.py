@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from god.defaults import DEAD_KEEP
 from shared.records import RetryPolicy
 
-DEAD_KEEP = 10_000  # dead letters kept (--dead-keep)
 SHOWN_CHARS = 80  # characters of a payload a list shows
 
 

@@ -18,13 +18,10 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
 
-from loguru import logger
-
+from god.defaults import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from shared import transport
+from shared.log import logger
 
-MAX_CONNECTIONS = 1000  # connections god serves at once
-HANDSHAKE_S = 10.0  # seconds a new connection has for the TLS and authkey handshakes
-IDLE_S = 300.0  # seconds an authenticated connection may wait without a request
 LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
 
 

@@ -26,11 +26,10 @@ from multiprocessing import connection
 from traceback import format_exc
 from typing import Any
 
-from loguru import logger
-
 from god.api import Api
 from god.door import Door, peer_of
 from god.waits import Wait, Waits
+from shared.log import logger
 from shared.manager import BROKER, BROKER_METHODS
 from shared.transport import TlsConnection, frame, unframe
 

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import time
 
-from loguru import logger
-
+from god.defaults import DEDUPE_WINDOW_S, MAX_PAYLOAD
 from god.handout import TUTORIAL
 from god.mailbox import Posted
 from god.state import State
+from shared.log import logger
 from shared.records import PUT_FIRST, PUT_N, PUT_PAYLOADS, Put, split_id
 
-CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
-MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
-#: Seconds god remembers a producer it no longer hears from: a put it sends again within
-#: that time is recognised as sent before. Its client gives up after --give-up-after (180 s
-#: by default), so a re-send comes long before; the memory is a dict entry per producer.
-DEDUPE_WINDOW_S = 86_400.0
 FORGET_JOURNAL_EVERY_S = 60.0  # seconds between forgetting such producers in the journal too
 
 

@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from loguru import logger
-
 from god.batches import Attempts
 from god.dead import DeadLetter
 from god.mailbox import Item
@@ -45,6 +43,7 @@ from god.recovery import Recovered, read_back
 from god.results import ResultsFile
 from shared.config import hostname
 from shared.errors import ConfigError
+from shared.log import logger
 from shared.records import (
     PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
     R_PRODUCER, Put, Run,

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from loguru import logger
-
 from god.batches import Batch, Slice
+from god.defaults import WARN_AFTER_S
 from god.peers import ConsumerState
 from god.state import State
+from shared.log import logger
 from shared.records import Grant, task_id
 
-LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are served again
 BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
-WARN_AFTER_S = 600.0  # seconds a consumer may hold a task before god warns (once) that it is stuck
 
 
 class Leases:

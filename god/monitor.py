@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from loguru import logger
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -13,11 +12,11 @@ from rich.text import Text
 from god.broker import Broker
 from god.state import Outgoing
 from god.history import History
+from god.lines import summary_line
 from god.live import render
 from god.record import Record
-from shared.log import count, redirect_logging
+from shared.log import count, logger, redirect_logging
 from shared.records import Result
-from shared.stats import Stats
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
@@ -25,37 +24,6 @@ SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
 #: took the GIL from the hub right when the hub was sending that result on to its producer
 #: and the next task to a consumer: single-task latency 0.30 ms, 0.24 ms with this pause.
 GATHER_S = 0.002
-
-
-def summary_line(stats: Stats, rate: float) -> str:
-    """One line of counts: done, pending, in flight, failed, dead, rate, consumers alive."""
-    return (
-        f"done {stats['done']} | pending {stats['pending']} | in flight {stats['in_flight']} | "
-        f"failed {stats['failed']} | dead {stats['dead']} | {rate:,.0f}/s | "
-        f"consumers alive {stats['consumers_alive']}"
-    )
-
-
-def status_text(where: str, stats: Stats) -> str:
-    """God's figures for a person: the summary line, then a line per queue, consumer and producer."""
-    lines = [f"god at {where}, up {stats['uptime_s']:.0f}s: " + summary_line(stats, 0.0).rsplit(" | ", 2)[0]
-             + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"
-             + f" | connections {stats['connections']} | refused {stats['refused']}"]
-    for name, q in sorted(stats["queues"].items()):
-        lines.append(f"  queue {name}: pending {q['pending']}, in flight {q['in_flight']}, scheduled {q['scheduled']}, "
-                     f"blocked {q['blocked']}, done {q['done']}, "
-                     f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
-                     f"consumers {q['consumers']}"
-                     + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else "")
-                     + (", paused" if q["paused"] else ""))
-    for c in stats["consumers"]:
-        lines.append(f"  consumer {c['name']} on {c['host']}: {count(c['processes'], 'process', 'processes')}, "
-                     f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
-                     f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago"
-                     + (f", oldest task held {c['oldest_held_s']:.1f}s" if c["in_flight"] else ""))
-    for p in stats["producers"]:
-        lines.append(f"  producer {p['name']} on {p['host']}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
-    return "\n".join(lines)
 
 
 class Monitor:

@@ -18,12 +18,9 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.live import Live
 
-from god.live import render
-from god.monitor import status_text
 from god.cron import check_name, parse_cron
-from god.web import login_url
+from god.lines import status_text
 from shared.cli import (
     AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
     TlsCertOption, TlsKeyOption, new_app, run_role,
@@ -137,6 +134,10 @@ def _watch(client: GodClient, where: str, interval: float) -> int:
                 stats = client.stats()
         except KeyboardInterrupt:
             return 0
+    from rich.live import Live  # rich, for a terminal only
+
+    from god.live import render
+
     try:
         with Live(render(stats, 0.0, where), refresh_per_second=4) as live:
             while True:
@@ -335,6 +336,8 @@ def url(ask: Ask) -> int:
         key = client.settings.authkey
     if base is None:
         raise GodError("god serves no dashboard: start it with --http [HOST:]PORT")
+    from god.web import login_url  # the web server's module, for this command only
+
     typer.echo(login_url(base, key))
     return 0
 

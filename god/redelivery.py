@@ -14,12 +14,12 @@ import time
 from god.acks import Acks
 from god.batches import Slice
 from god.dead_letters import DeadLetterRules
+from god.defaults import MAX_ATTEMPTS
 from god.peers import ConsumerState
 from god.state import State
 from shared.log import count
 from shared.records import R_FIRST, R_LO, R_HI, R_PRODUCER, Run, Value, json_line, task_id
 
-MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
 
 
 class Redelivery:

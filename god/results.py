@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from loguru import logger
-
 from shared.errors import ConfigError
-from shared.log import count
+from shared.log import count, logger
 from shared.records import Run
 
 ERROR_EVERY_S = 10.0  # seconds between repeats of a results-file error in the log

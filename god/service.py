@@ -12,15 +12,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from loguru import logger
-
 from god.api import Api
 from god.broker import Broker
-from god.intake import CAPACITY, DEDUPE_WINDOW_S, MAX_PAYLOAD
-from god.leases import LEASE_S, WARN_AFTER_S
-from god.redelivery import MAX_ATTEMPTS
-from god.dead import DEAD_KEEP
-from god.door import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, Door
+from god.defaults import (
+    CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
+    WARN_AFTER_S,
+)
+from god.door import Door
 from god.journal import Journal
 from god.history import History
 from god.metrics import MetricsServer
@@ -32,7 +30,7 @@ from god.waits import Waits
 from god.web import Web, login_url, web_context
 from shared import exitcodes
 from shared.config import Settings, client_address, format_address
-from shared.log import count
+from shared.log import count, logger
 
 if TYPE_CHECKING:
     from loguru import Logger  # only in loguru's type stubs

@@ -27,14 +27,13 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from loguru import logger
-
 from god.api import Api
 from god.door import RateLimitedLog
 from god.history import History
 from god.metrics import CONTENT_TYPE, render, serve_http
 from god.waits import Wait, Waits
 from shared.config import Tls, client_address
+from shared.log import logger
 from shared.transport import server_context
 from shared.stats import Stats
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from loguru import logger
 
 from producer.producer import Producer
 from producer.progress import PutProgress
@@ -25,7 +24,7 @@ from shared.cli import (
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
 from shared.records import DEFAULT_QUEUE, MAX_BACKOFF_S
-from shared.log import count, setup_logging
+from shared.log import count, logger, setup_logging
 
 BATCH = 1000  # tasks per put when reading a file
 

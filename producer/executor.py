@@ -30,14 +30,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from loguru import logger
-
 from producer.mail import Mail
 from producer.producer import Producer, PutOptions
 from shared.calls import Awaited, CallPickler, Packed, RemoteError, arguments_of, call_task, outcome, replaced
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
 from shared.errors import GodError
+from shared.log import logger
 from shared.records import V_ERROR, V_OK, V_VALUE, Value, describe, split_id, task_id
 
 MAP_WINDOW = 16_384  # tasks of a map in flight at most, unless its buffersize says otherwise

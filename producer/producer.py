@@ -24,14 +24,12 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from loguru import logger
-
 from producer.mail import Mail
 from shared.calls import CALL
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, Interrupted
-from shared.log import count
+from shared.log import count, logger
 from shared.records import (
     DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
     describe, task_id,

@@ -23,7 +23,6 @@ exception the same way, so the program raises it as itself.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import io
 import pickle
 import sys
@@ -264,6 +263,8 @@ def installed(module: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _distributions() -> frozenset[str]:
+    import importlib.metadata  # 20 ms to import: only for a program that submits functions
+
     return frozenset(importlib.metadata.packages_distributions())  # 80 ms, once
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from loguru import logger
 
 from shared import exitcodes
 from shared.errors import GodError
+from shared.log import logger
 
 # The environment is read in shared/config.py alone; these options only say so. What a flag
 # gives wins over the environment.

@@ -23,11 +23,10 @@ from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
 from typing import Any
 
-from loguru import logger
-
 from shared import transport
 from shared.config import Settings, format_address
 from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
+from shared.log import logger
 from shared.manager import ACCEPT_BROKER, BROKER
 from shared.records import Ack, Grant, Put, Run, describe
 from shared.stats import Stats

@@ -28,9 +28,9 @@ pytestmark = [
 SCRIPT = r'''
 import json, pickle, sys, threading, time
 from pathlib import Path
-from loguru import logger
 from god.broker import Broker
 from god.journal import Journal
+from shared.log import logger
 
 
 def put(first, payloads):

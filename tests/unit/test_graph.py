@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.calls import Awaited, Packed
 from god.metrics import render
-from god.monitor import status_text
+from god.lines import status_text
 from god.record import Record
 from shared.records import CANCELLED, Grant
 from tests.core import Core, lines, opened, payloads_of, restarted, seqs

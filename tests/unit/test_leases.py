@@ -4,8 +4,7 @@ On the path production uses (API, waits, broker), with a fake clock: no sockets,
 
 from __future__ import annotations
 
-from loguru import logger
-
+from shared.log import logger
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, lines, payloads_of, seqs
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from consumer.tasks import resolve_task, square
 from god.api import last_line_with
@@ -15,7 +14,7 @@ from god.door import RateLimitedLog
 from god.server import GodServerManager
 from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
-from shared.log import setup_logging
+from shared.log import logger, setup_logging
 from shared.manager import REGISTERED, GodManager
 from shared.records import Result, failure, json_line
 
