@@ -24,6 +24,7 @@ from consumer.concurrent import run_concurrently
 from consumer.loop import Worker, WorkerSpec
 from consumer.places import Shared
 from consumer.serial import run_one_at_a_time
+from shared import hops
 from shared.errors import GodError, Interrupted
 from shared.log import setup_logging
 
@@ -32,6 +33,7 @@ def worker_main(spec: WorkerSpec, control: Connection, shared: Shared, running: 
     """A worker process's life: see ``Worker``; says how it ended on the pipe, last."""
     # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    hops.start_from_environment("worker")
     setup_logging("consumer", level=spec.log_level, json=spec.log_json)
     worker = Worker(spec, control, shared, running)
     try:

@@ -29,6 +29,7 @@ from typing import Any
 from god.api import Api
 from god.door import Door, peer_of
 from god.waits import Wait, Waits
+from shared import hops
 from shared.log import logger
 from shared.manager import BROKER, BROKER_METHODS
 from shared.transport import TlsConnection, frame, unframe
@@ -55,6 +56,7 @@ class Peer:
     pending: deque[list[Any]] = field(default_factory=deque)
     held: Wait | None = None  # a parked call that later requests wait behind (holds_line)
     closed: bool = False
+    tls: bool = False
 
 
 class Hub:
@@ -71,6 +73,8 @@ class Hub:
         self._replies: deque[Peer] = deque()  # peers with other replies to send
         self._resume: set[Peer] = set()  # peers with requests that wait (behind a parked call, or for room)
         self._retrying = False
+        self._buf = bytearray(READ_CHUNK)
+        self._view = memoryview(self._buf)
         self._log = logger.bind(role="god")
         self._thread = threading.Thread(target=self._run, name="god-hub", daemon=True)
 
@@ -150,7 +154,7 @@ class Hub:
         else:  # the Connection keeps its descriptor; the hub reads and writes a duplicate
             sock = socket.socket(fileno=os.dup(conn.fileno()))
         sock.setblocking(False)
-        peer = Peer(conn, sock, peer_of(conn))
+        peer = Peer(conn, sock, peer_of(conn), tls=isinstance(conn, TlsConnection))
         self._sel.register(sock, selectors.EVENT_READ, peer)
         self.door.waiting(conn, True)
         try:
@@ -161,18 +165,23 @@ class Hub:
     # -- reading and writing -----------------------------------------------------------------
 
     def _read(self, peer: Peer) -> None:
-        while True:  # to the end: TLS keeps decrypted bytes the selector cannot see
+        # Into one buffer of the hub's: recv(256 KiB) allocates that much for every call, even
+        # one that finds nothing (16 us each here, against 3 for recv_into).
+        buf, view = self._buf, self._view
+        while True:
             try:
-                data = peer.sock.recv(READ_CHUNK)
+                n = peer.sock.recv_into(buf)
             except _WOULD_BLOCK:
                 break
             except OSError:
                 self._close(peer)
                 return
-            if not data:
+            if not n:
                 self._close(peer)
                 return
-            peer.inbox += data
+            peer.inbox += view[:n]
+            if n < READ_CHUNK and not peer.tls:
+                break  # the socket is empty; TLS may hold decrypted bytes the selector cannot see
         self._serve(peer)
 
     def _serve(self, peer: Peer) -> None:
@@ -209,6 +218,8 @@ class Hub:
         out = peer.out
         while out and not peer.closed:
             buf = out[0]
+            if hops.ON:
+                hops.hop("writes")
             try:
                 sent = peer.sock.send(buf)
             except _WOULD_BLOCK:
@@ -255,6 +266,8 @@ class Hub:
             ident, method, args, kwds = request
         except (TypeError, ValueError):
             raise pickle.UnpicklingError("not a manager request") from None
+        if hops.ON:
+            hops.hop(f"read {method}")
         box: list[Any] = []
         peer.pending.append(box)
         self.door.waiting(peer.conn, False)
@@ -270,10 +283,14 @@ class Hub:
             def answer(value: Any, error: BaseException | None, wait: Wait = reply) -> None:
                 if peer.held is wait:
                     peer.held = None
+                if hops.ON:
+                    hops.hop(f"answered {method} (parked)")
                 self._send(peer, box, ("#RETURN", value) if error is None else ("#ERROR", error))
             if reply.holds_line:
                 peer.held = reply
                 self._resume.add(peer)
             self.waits.park(reply, answer)
         else:
+            if hops.ON:
+                hops.hop(f"answered {method}")
             self._send(peer, box, ("#RETURN", reply))

@@ -35,6 +35,7 @@ from bench_harness import (  # noqa: E402
 )
 import bench_executor  # noqa: E402
 import bench_graphs  # noqa: E402
+import bench_hops  # noqa: E402
 import bench_startup  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
 
@@ -130,11 +131,11 @@ def tutorial_throughput(n: int, workers: int = 2) -> dict[str, float]:
     return {"tasks": n, "seconds": elapsed, "tasks_per_s": n / elapsed}
 
 
-def tutorial_latency(n: int, payload: Any = 7) -> dict[str, float]:
+def tutorial_latency(n: int, payload: Any = 7, workers: int = 1) -> dict[str, float]:
     with tutorial_server() as address:
         tasks, results = _tutorial_queues(address)
         samples = []
-        with tutorial_workers(address, tasks, results, 1):
+        with tutorial_workers(address, tasks, results, workers):
             for i in range(n + WARMUP):
                 t0 = time.perf_counter()
                 tasks.put(payload)
@@ -238,9 +239,9 @@ def ours_queues(work: Path, n: int, queues: int, *, consumers: int = 2) -> dict[
 
 
 def ours_latency(work: Path, n: int, payload: Any = 7, task: str = "consumer.tasks:square", *,
-                 journal: bool = False) -> dict[str, float]:
+                 journal: bool = False, processes: int = 1) -> dict[str, float]:
     with god(work, *(() if journal else ("--no-journal",))) as g:
-        g.spawn("consumer", "--processes", "1", "--task", task)
+        g.spawn("consumer", "--processes", str(processes), "--task", task)
         g.wait_consumers(1)
         samples = []
         with producer_connect(settings=g.settings, results=True) as p:
@@ -319,7 +320,11 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
                 out["throughput"][key] = r
         if "latency" in sections:
             out["latency"] = {"tutorial": tutorial_latency(lat_n), "ours": ours_latency(work, lat_n),
-                              "ours_journal": ours_latency(work, lat_n, journal=True)}
+                              "ours_journal": ours_latency(work, lat_n, journal=True),
+                              "tutorial_2": tutorial_latency(lat_n, workers=2),
+                              "ours_journal_2": ours_latency(work, lat_n, journal=True, processes=2),
+                              "hops": bench_hops.traced(work, lat_n, journal=False),
+                              "hops_journal": bench_hops.traced(work, lat_n, journal=True)}
         if "payloads" in sections:
             out["payloads"] = {}
             for size in (1024, 16 * 1024, 32 * 1024, 64 * 1024, 1024 * 1024):
@@ -405,9 +410,13 @@ def table(r: dict[str, Any]) -> str:
             rows.append(f"  {name}, CPU per task: god {c['god']:.2f} us, consumers {c['consumers']:.2f} us, "
                         f"producer {c['producer']:.2f} us")
     if "latency" in r:
-        for who, name in (("tutorial", "tutorial pattern"), ("ours", "god, --no-journal"), ("ours_journal", "god, journal on")):
+        for who, name in (("tutorial", "tutorial pattern"), ("ours", "god, --no-journal"), ("ours_journal", "god, journal on"),
+                          ("tutorial_2", "tutorial pattern, 2 workers"),
+                          ("ours_journal_2", "god, journal on, a consumer of 2 processes")):
             x = r["latency"][who]
             row(f"single-task latency, {name}", None, x["p50_ms"], x["p99_ms"])
+        bench_hops.rows("--no-journal", r["latency"]["hops"], rows.append)
+        bench_hops.rows("journal on", r["latency"]["hops_journal"], rows.append)
     if "payloads" in r:
         for size, x in r["payloads"].items():
             for who in ("tutorial", "ours"):

@@ -30,10 +30,11 @@ PY = sys.executable
 class God:
     """God, started with this run's key on a free loopback port; its consumers and producers."""
 
-    def __init__(self, work: Path, *args: str) -> None:
+    def __init__(self, work: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.work = work
         self.results = work / f"results-{secrets.token_hex(3)}.jsonl"
-        self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO)}
+        self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO),
+                    **(env or {})}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.proc = self.spawn("god", "--address", "127.0.0.1:0", "--quiet", "--plain", "--results",
                                str(self.results), *args, stdout=subprocess.PIPE)
@@ -87,8 +88,9 @@ class God:
 
 
 @contextmanager
-def god(work: Path, *args: str) -> Iterator[God]:
-    g = God(work, *args)
+def god(work: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[God]:
+    """God with args (and env, for it and every role it spawns), stopped afterwards."""
+    g = God(work, *args, env=env)
     try:
         yield g
     finally:

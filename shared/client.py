@@ -23,7 +23,7 @@ from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import convert_to_error  # type: ignore[attr-defined]
 from typing import Any
 
-from shared import transport
+from shared import hops, transport
 from shared.config import Settings, format_address
 from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from shared.log import logger
@@ -122,8 +122,12 @@ class GodClient:
                 conn = self._conn if self._conn is not None else self._open()
                 try:
                     t0 = time.monotonic()
+                    if hops.ON:
+                        hops.hop(f"sends {method}")
                     conn.send((BROKER, method, args, {}))
                     kind, result = conn.recv()
+                    if hops.ON:
+                        hops.hop(f"got {method}")
                     if was_open and failing_since is None:
                         self.round_trip_s = time.monotonic() - t0
                 except BaseException:
@@ -176,6 +180,8 @@ class GodClient:
         if self._sent and self._sent[-1][2] is not conn:
             conn = None  # one before it is to be made anew: so is this one, after it, in order
         if conn is not None:
+            if hops.ON:
+                hops.hop(f"sends {method}")
             try:
                 conn.send((BROKER, method, args, {}))
             except (OSError, EOFError):
@@ -215,6 +221,8 @@ class GodClient:
             except (OSError, EOFError):
                 self._drop()  # out of step: make the call anew
             else:
+                if hops.ON:
+                    hops.hop(f"got {method}")
                 if kind == "#RETURN":
                     return result
                 raise convert_to_error(kind, result)

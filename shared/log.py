@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from shared import hops
 from shared.config import hostname
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def setup_logging(role: str, *, level: str = "INFO", json: bool = False,
 
     ``diagnose=False`` keeps variable values (an authkey among them) out of tracebacks.
     """
+    hops.start_from_environment(role)  # (scripts/bench.py's per-hop timings; off otherwise)
     with _Deferred._lock:
         _options.update(role=role, level=level, json=json, sink=sink)
         if _Deferred._real is not None:  # else at the first line logged
