@@ -27,7 +27,7 @@ START = ("producer", "sends put_many")  # put() is put_many of one
 
 
 def traced(work: Path, n: int, *, journal: bool, processes: int = 1) -> dict[str, Any]:
-    """n single tasks with every process tracing: the median round trip and each hop's share."""
+    """n single tasks with every process tracing: the median round trip and each step's (``steps``)."""
     with tempfile.TemporaryDirectory(dir=work) as directory, \
             god(work, *(() if journal else ("--no-journal",)), env={hops.ENV: directory}) as g:
         g.spawn("consumer", "--processes", str(processes))
@@ -44,18 +44,23 @@ def traced(work: Path, n: int, *, journal: bool, processes: int = 1) -> dict[str
     return steps(notes)
 
 
-def steps(notes: list[tuple[int, str, str]]) -> dict[str, Any]:
-    """Round trips cut at each START note; for each step (two consecutive notes) its median in
-    µs over the round trips that have it, in the order of a typical round trip."""
+def round_trips(notes: list[tuple[int, str, str]]) -> list[list[tuple[int, str]]]:
+    """The notes cut at each START note: a list per round trip of (ns, "ROLE EVENT")."""
     trips: list[list[tuple[int, str]]] = []
     for ns, role, event in notes:
         if (role, event) == START:
             trips.append([])
         if trips:
             trips[-1].append((ns, f"{role} {event}"))
-    trips = trips[:-1]  # the last may be cut short
+    return trips
+
+
+def steps(notes: list[tuple[int, str, str]]) -> dict[str, Any]:
+    """For each step of the round trips (two consecutive notes) its median in µs over the
+    round trips that have it, in the order of a typical round trip."""
+    trips = round_trips(notes)[:-1]  # the last may be cut short
     per_step: dict[str, list[float]] = {}
-    order: dict[str, float] = {}
+    order: dict[str, int] = {}
     totals = []
     for trip in trips:
         totals.append((trip[-1][0] - trip[0][0]) / 1e3)
