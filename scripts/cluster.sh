@@ -44,7 +44,8 @@ signal() {  # signal HOST PID SIGNAL
 launch() {
     local role="$1" host="$2" log="$3" launcher pid=""
     shift 3
-    ( set +e; GOD_SHOW_PID=1 "$SCRIPTS/$role.sh" --host "$host" "$@"; echo "exited with code $?" ) > "$log" 2>&1 < /dev/null &
+    : > "$log"  # made here: the loop below reads it before the background shell may have opened it
+    ( set +e; GOD_SHOW_PID=1 "$SCRIPTS/$role.sh" --host "$host" "$@"; echo "exited with code $?" ) >> "$log" 2>&1 < /dev/null &
     launcher=$!
     for _ in $(seq 300); do
         pid="$(sed -n 's/^remote pid \([0-9]*\)$/\1/p' "$log" | head -1)"
