@@ -9,12 +9,12 @@ that task alone, with a message naming the function and this consumer; the worke
 
 from __future__ import annotations
 
-import inspect
 import pickle
 import types
 from collections.abc import Callable
 from typing import Any
 
+from consumer.calls import is_async
 from shared.calls import (
     Awaited, CallPickler, Packed, RemoteError, call_json, call_view, function_name, is_plain, plain, replaced,
 )
@@ -79,7 +79,7 @@ class Caller:
     def is_async(self, payload: Any) -> bool:
         """Whether the call's function is an ``async def`` one (False if it cannot be loaded)."""
         try:
-            return inspect.iscoroutinefunction(self.target(payload)[0])
+            return is_async(self.target(payload)[0])
         except RemoteError:
             return False
 

@@ -26,6 +26,7 @@ from shared.client import GodClient
 from shared.config import Settings, hostname
 from shared.log import logger
 from shared.records import A_FAILED, A_HI, A_LO, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Grant, Value
+from shared.transport import Readable
 
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
 LEASE_WAIT_S = 1.0  # seconds a lease waits at god for the first task when the worker has none
@@ -82,6 +83,7 @@ class Worker:
     def __init__(self, spec: WorkerSpec, control: Connection, shared: Shared, running: Any) -> None:
         self.spec = spec
         self.control = control
+        self._control_readable = Readable(control)  # (Connection.poll makes a selector each time: 8 us)
         self.shared = shared
         self.running = running  # Running[concurrency], in memory the consumer reads
         self.fns = Functions(spec.task_spec, spec.consumer)
@@ -111,7 +113,7 @@ class Worker:
         """Whether the consumer said to drain or went away (reads its pipe)."""
         if not (self.draining or self.gone):
             try:
-                while self.control.poll():
+                while self._control_readable(0.0):
                     msg = self.control.recv()
                     if msg[0] == "stop":
                         self._stop_task(str(msg[1]), int(msg[2]))

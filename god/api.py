@@ -78,6 +78,8 @@ class _Put(Wait):
 
 
 class _Results(Wait):
+    yields = True  # a call behind it (a producer that fetched ahead puts again) ends the wait
+
     def __init__(self, broker: Broker, producer: str, run: str, confirmed: int, max_n: int, deadline: float) -> None:
         self.broker, self.producer, self.run, self.confirmed, self.max_n = broker, producer, run, confirmed, max_n
         self.deadline = deadline

@@ -41,6 +41,7 @@ from god.cron import Schedule
 from god.migrations import open_journal
 from god.recovery import Recovered, read_back
 from god.results import ResultsFile
+from shared import hops
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.log import logger
@@ -101,11 +102,15 @@ class Journal:
 
     # -- appending (any thread) ------------------------------------------------------------
 
-    def _append(self, statement: str, rows: list[tuple[Any, ...]]) -> int:
+    def _append(self, statement: str, rows: list[tuple[Any, ...]], *, wake: bool = True) -> int:
+        """Queue an op for the next commit; ``wake=False``: one nothing waits for, which rides
+        with the next op's commit instead of making one of its own (asking whether it is
+        committed, or waiting for it, wakes the writer)."""
         with self._cond:
             self._ops.append((statement, rows))
             self._ticket += 1
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
             return self._ticket
 
     def add_batch(self, producer: str, put: Put, origin: list[str] | None = None) -> int:
@@ -247,8 +252,10 @@ class Journal:
         return self._append(sql.MAIL, [(producer, lo, hi, consumer, attempt, blob)])
 
     def drop_mail(self, producer: str, los: list[int]) -> int:
-        """The producer confirmed these runs (by their first seqs)."""
-        return self._append(sql.UNMAIL, [(producer, lo) for lo in los])
+        """The producer confirmed these runs (by their first seqs). Not worth a commit of its
+        own (a single task's path made three): lost with a god killed before the next one,
+        the runs are posted again after its restart, and the producer drops them as duplicates."""
+        return self._append(sql.UNMAIL, [(producer, lo) for lo in los], wake=False)
 
     def keep_outcome(self, tid: str, value: bytes) -> int:
         """Keep what a task gave (a pickled Value) for the tasks that wait for it."""
@@ -272,7 +279,10 @@ class Journal:
     def committed(self, ticket: int) -> bool:
         """True once the op with this ticket is committed."""
         with self._cond:
-            return self._committed >= ticket
+            if self._committed >= ticket:
+                return True
+            self._cond.notify_all()  # it may be an op that did not wake the writer
+            return False
 
     def wait(self, ticket: int, timeout: float | None = None) -> bool:
         """Block until the op with this ticket is committed, or timeout seconds passed; whether
@@ -282,6 +292,8 @@ class Journal:
         until the process ends, so what it was confirming stays unconfirmed.
         """
         with self._cond:
+            if self._committed < ticket:
+                self._cond.notify_all()  # it may be an op that did not wake the writer
             return self._cond.wait_for(lambda: self._committed >= ticket, timeout)
 
     # -- the writer thread ---------------------------------------------------------------
@@ -295,6 +307,8 @@ class Journal:
                     return
                 ops, upto = self._ops, self._ticket
                 self._ops = []
+            if hops.ON:
+                hops.hop("journal commits")
             if not self._commit(ops):
                 with self._cond:
                     self._ops[:0] = ops  # try again, in the same order, with what came since
@@ -302,6 +316,8 @@ class Journal:
                         return
                     self._cond.wait(RETRY_S)
                 continue
+            if hops.ON:
+                hops.hop("journal committed")
             with self._cond:
                 self._committed = upto
                 self._cond.notify_all()

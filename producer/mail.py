@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from shared.client import GodClient
 from shared.records import Value, task_id
@@ -28,25 +29,42 @@ class Mail:
         self.producer = producer
         self._confirmed = 0  # the last result number taken
         self._run = ""  # the god run those numbers belong to
+        self.started = False  # a fetch was sent whose answer is not read yet (start)
+
+    def start(self, outstanding: Callable[[], Iterable[int]], wait_s: float | None = None) -> None:
+        """Send the next fetch and return at once; ``fetch`` reads its answer. God answers it
+        when a result comes, when wait_s (default RESULTS_WAIT_S) passes, or at once when
+        another call comes behind it on the connection (the call yields: god/api.py)."""
+        self.client.send("results_for", *self._ask(outstanding, RESULTS_WAIT_S if wait_s is None else wait_s))
+        self.started = True
 
     def fetch(self, outstanding: Callable[[], Iterable[int]], wait_s: float = RESULTS_WAIT_S
               ) -> tuple[list[Run], list[str]]:
         """The next runs of results (waiting up to wait_s for one), and the ids of tasks
         outstanding (seqs) that god says finished before it restarted without keeping their
-        results for us: those are in god's results file only.
+        results for us: those are in god's results file only. Reads the answer to the fetch
+        ``start`` sent, if there is one.
 
         Raises:
             GodError: as ``GodClient.call`` (god unreachable, and so on).
         """
+        if self.started:
+            self.started = False
+            posted, gone = self.client.reply()
+        else:
+            posted, gone = self.client.call("results_for", *self._ask(outstanding, wait_s))
+        runs: list[Run] = []
+        for number, (lo, _, blob, consumer, attempts) in posted:
+            self._confirmed = number
+            runs.append((lo, pickle.loads(blob), consumer, attempts))
+        return runs, list(gone)
+
+    def _ask(self, outstanding: Callable[[], Iterable[int]], wait_s: float) -> tuple[Any, ...]:
+        """The arguments of god's results_for, confirming what was taken so far."""
         run = str(self.client.server_info.get("run", ""))
         check = None
         if run and self._run and run != self._run:  # god restarted since the last call
             check = [task_id(self.producer, seq) for seq in outstanding()]
         if run != self._run:
             self._run, self._confirmed = run, 0
-        posted, gone = self.client.results_for(run, self._confirmed, RESULTS_BATCH, wait_s, check)
-        runs: list[Run] = []
-        for number, (lo, _, blob, consumer, attempts) in posted:
-            self._confirmed = number
-            runs.append((lo, pickle.loads(blob), consumer, attempts))
-        return runs, gone
+        return self.producer, run, self._confirmed, RESULTS_BATCH, wait_s, check

@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from producer.mail import Mail
+from producer.mail import Mail, Run
 from shared.calls import CALL
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
-from shared.errors import ConfigError, Interrupted
+from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import count, logger
 from shared.records import (
     DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
@@ -115,6 +115,7 @@ class Producer:
         self.waiting: dict[int, tuple[Any, str, str | None]] = {}
         self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
         self.mail = Mail(self.client, self.name)
+        self._early: deque[tuple[list[Run], list[str]]] = deque()  # fetched before results() asked
         self._log = logger.bind(role="producer")
 
     def __enter__(self) -> Producer:
@@ -129,6 +130,11 @@ class Producer:
 
     def close(self) -> None:
         """Say goodbye to god (it stops showing this producer) and close the connection."""
+        if self.mail.started:  # the goodbye goes behind it, and ends its wait
+            try:
+                self._call("bye", self.name)
+            except GodError:
+                pass  # god forgets us after a while anyway
         self.client.leave()
 
     def put(self, payload: Any, **options: Any) -> str:
@@ -143,7 +149,8 @@ class Producer:
     def task(self, tid: str) -> dict[str, Any]:
         """Where a task is (any producer's, by id), and its results line once it has one: what
         ``python -m god task ID --json`` prints."""
-        return self.client.task(tid)
+        out: dict[str, Any] = self._call("task", tid)
+        return out
 
     def connect(self) -> dict[str, Any]:
         """Reach god (retrying as configured); returns its parameters."""
@@ -194,16 +201,40 @@ class Producer:
         self.client.send_put(put, PUT_WAIT_S, first - 1 if self._in_flight else None)
         self._in_flight.append((put, kept))
         self._seq += n  # the next batch follows this one, taken or not yet
+        # A put that waits, of a producer that reads its results: the fetch for them goes
+        # right behind it, so that it waits at god when the result comes rather than set
+        # out once the put is confirmed (the producer, woken for the confirmation, had not
+        # asked yet when a lone task's result came; 0.16 ms of 0.68 with the journal on).
+        behind = wait and self._tracks and not self.mail.started
+        if behind:
+            self.mail.start(lambda: self.waiting)
         while len(self._in_flight) > (0 if wait else IN_FLIGHT - 1):
-            self._confirm_oldest()
+            self._confirm_oldest(fetch_behind=behind)
         return TaskIds(self.name, first, n)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """A call on the producer's connection. Behind a fetch sent ahead (``mail.start``) it
+        ends that fetch's wait at god; its results are kept for ``results()``."""
+        if not self.mail.started:
+            return self.client.call(method, *args)
+        self.client.send(method, *args)
+        self._read_early()
+        return self.client.reply()
+
+    def _read_early(self) -> None:
+        """Read the answer to the fetch sent ahead, for ``results()``."""
+        self._early.append(self.mail.fetch(lambda: self.waiting))
 
     def flush(self) -> None:
         """Wait until god holds every batch sent (``put_many(wait=False)``)."""
         while self._in_flight:
             self._confirm_oldest()
 
-    def _confirm_oldest(self) -> None:
+    def _confirm_oldest(self, *, fetch_behind: bool = False) -> None:
+        """Read the oldest confirmation. ``fetch_behind``: a fetch was sent after the batches
+        in flight; else one sent is older than they are, and is read first."""
+        if self.mail.started and not fetch_behind:
+            self._read_early()
         if self.client.reply():
             self._accept(self._in_flight.popleft())
             return
@@ -212,6 +243,8 @@ class Producer:
         # again one at a time, each waiting for room.
         for _ in range(len(self._in_flight) - 1):
             self.client.reply()
+        if self.mail.started:  # behind them: read before the puts are made again, one at a time
+            self._read_early()
         said = self._say_full(self._in_flight[0][0][PUT_N])  # it waited PUT_WAIT_S already
         while self._in_flight:
             self._put_waiting(self._in_flight[0][0], said=said)
@@ -262,7 +295,7 @@ class Producer:
                 raise Interrupted(f"stopped with {count(len(self.waiting), 'result')} outstanding")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{count(len(self.waiting), 'result')} still outstanding after {timeout}s")
-            posted, gone = self.mail.fetch(lambda: self.waiting)
+            posted, gone = self._early.popleft() if self._early else self.mail.fetch(lambda: self.waiting)
             for tid in gone:
                 if self.waiting.pop(int(tid.rpartition("/")[2]), _GONE) is not _GONE:
                     self.lost_in_restart.append(tid)

@@ -96,7 +96,7 @@ class GodClient:
 
     @staticmethod
     def _exchange(conn: connection.Connection, ident: str | None, method: str, args: tuple[Any, ...]) -> Any:
-        conn.send((ident, method, args, {}))
+        transport.send(conn, (ident, method, args, {}))
         kind, result = conn.recv()
         if kind == "#RETURN":
             return result
@@ -124,7 +124,7 @@ class GodClient:
                     t0 = time.monotonic()
                     if hops.ON:
                         hops.hop(f"sends {method}")
-                    conn.send((BROKER, method, args, {}))
+                    transport.send(conn, (BROKER, method, args, {}))
                     kind, result = conn.recv()
                     if hops.ON:
                         hops.hop(f"got {method}")
@@ -183,7 +183,7 @@ class GodClient:
             if hops.ON:
                 hops.hop(f"sends {method}")
             try:
-                conn.send((BROKER, method, args, {}))
+                transport.send(conn, (BROKER, method, args, {}))
             except (OSError, EOFError):
                 self._drop()
                 conn = None
@@ -298,13 +298,6 @@ class GodClient:
         """Our worker process died (or was stopped for running over --task-timeout: timed_out
         says so) while running those tasks; god serves again the rest of what it held."""
         self.call("worker_lost", worker, running, timed_out)
-
-    def results_for(
-        self, run: str, confirmed: int, max_n: int, timeout: float, check: list[str] | None = None
-    ) -> tuple[list[tuple[int, tuple[Any, ...]]], list[str]]:
-        """Results of our own tasks (numbered, after ``confirmed``), and ids in check done before god restarted."""
-        posted, gone = self.call("results_for", self.name, run, confirmed, max_n, timeout, check)
-        return list(posted), list(gone)
 
     def bye(self) -> None:
         """Say we are leaving; god hands back anything still leased to us."""

@@ -101,3 +101,29 @@ def test_connect_reads_the_key_file_and_tls_from_the_environment_as_the_cli_does
     # Then it reaches god and gets their results
     assert p.wait(30) == 0, p.text()
     assert sorted(p.out) == [square(4), square(5)]
+
+
+def test_a_producer_that_fetched_ahead_puts_asks_and_leaves_without_waiting_for_that_fetch(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a producer whose fetch for results, sent behind each put, would wait at god for
+    # longer than the test's timeout, and no consumer yet: each fetch waits there
+    import producer.mail
+
+    monkeypatch.setattr(producer.mail, "RESULTS_WAIT_S", 600.0)
+    monkeypatch.setenv("GOD_ADDRESS", god.address)
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    with connect(results=True, give_up_after=10) as g:
+        first = g.put(3)
+        assert g.mail.started  # the fetch went behind the put
+        # When it puts again, asks where a task is, and puts once more: each call behind the
+        # fetch ends its wait at god (else each would wait 600 s)
+        second = g.put(4)
+        assert g.task(first)["state"] == "waiting"
+        g.put(5)
+        # Then every result comes once a consumer runs them, none lost among the early fetches
+        spawn("consumer", "--processes", "1", env_extra=addr_env(god))
+        results = {r.id: r.value for r in g.results(timeout=30)}
+        assert results[first] == square(3) and results[second] == square(4) and len(results) == 3
+        g.put(6)  # and the producer leaves with a fetch in flight, at once
+    assert not g.mail.started
