@@ -28,6 +28,7 @@ from typing import Any
 
 from god.api import Api
 from god.door import Door, peer_of
+from god.journal import Journal
 from god.waits import Wait, Waits
 from shared import hops
 from shared.log import logger
@@ -64,6 +65,7 @@ class Hub:
 
     def __init__(self, api: Api, waits: Waits, door: Door) -> None:
         self.api = api
+        self._journal = api.journal if isinstance(api.journal, Journal) else None
         self.waits = waits
         self.door = door
         self._sel = selectors.DefaultSelector()
@@ -92,6 +94,8 @@ class Hub:
 
     def _run(self) -> None:
         self.waits.serve_from_this_thread()
+        if self._journal is not None:
+            self._journal.serve_from_this_thread()
         self._sel.register(self.waits.fileno(), selectors.EVENT_READ, None)
         while True:
             try:
@@ -101,8 +105,7 @@ class Hub:
 
     def step(self) -> None:
         """One round: read what came, answer or park it, retry parked calls, send replies."""
-        ready = any(p.held is None or not p.held.holds_line for p in self._resume)  # requests in hand to serve
-        for key, mask in self._sel.select(0 if ready else self.waits.timeout(MAX_WAIT_S)):
+        for key, mask in self._sel.select(0 if self._ready() else self.waits.timeout(MAX_WAIT_S)):
             peer = key.data
             if peer is None:
                 self.waits.woken()
@@ -115,6 +118,24 @@ class Hub:
                     self._read(peer)
             except Exception as e:
                 self._drop(peer, str(e))
+        self._answer()
+        # What this round gave the journal: committed here when nothing else waits (as a lone
+        # task's put and its result do), and what waited for that answered in the same round.
+        if self._journal is not None and self._journal.commit_here(self._idle):
+            self.waits.changed()
+            self._answer()
+
+    def _idle(self) -> bool:
+        """Whether no request is in hand to serve and no socket has anything to read or room
+        that a reply waits for. Not idle: the next round's select returns at once."""
+        return not self._ready() and not self._sel.select(0)
+
+    def _ready(self) -> bool:
+        """Whether requests are in hand to serve (none behind a parked call)."""
+        return any(p.held is None or not p.held.holds_line for p in self._resume)
+
+    def _answer(self) -> None:
+        """Retry the parked calls, serve what waited behind them, send the replies."""
         self._retrying = True
         try:
             self.waits.retry()
