@@ -60,9 +60,12 @@ class Acks:
     and the time in ``stamp`` (the hot path); everything else goes through ``add``.
     """
 
-    def __init__(self, consumer: str, functions: Functions) -> None:
+    def __init__(self, consumer: str, functions: Functions,
+                 payload_max: Callable[[], int | None] = lambda: None) -> None:
+        """``payload_max``: god's --results-payload-max (it says so when the worker connects)."""
         self.consumer = consumer
         self.functions = functions
+        self.payload_max = payload_max
         self.caller: Caller | None = None  # the open run's, when its tasks are calls
         self.check: Callable[[Any], str | None] = unpicklable  # why a value cannot go back (None: it can)
         self.done: list[Ack] = []  # closed runs
@@ -86,7 +89,7 @@ class Acks:
         self.caller = caller if isinstance(caller, Caller) else None
         self.check = never if self.caller is not None else unpicklable
         self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task,
-                                self.caller.json if self.caller is not None else None)
+                                self.caller.json if self.caller is not None else None, self.payload_max())
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
         """The result of task seq of grant g; exc: the exception a failed task raised, if any."""
@@ -100,7 +103,7 @@ class Acks:
             shown = self.caller.view(payload) if self.caller is not None else payload
             self.lines.append(json_line(task_id(g[G_PRODUCER], seq), shown, False, None, v[V_ERROR],
                                         v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
-                                        g[G_TASK]))
+                                        g[G_TASK], self.payload_max() if self.caller is None else None))
             self._failed.append((seq, type(exc).__name__ if exc is not None else "Error",
                                  exc.after if isinstance(exc, Retry) else None))
         if g[G_KEEP]:

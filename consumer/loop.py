@@ -95,7 +95,7 @@ class Worker:
         self.held = 0  # tasks in todo not started yet
         self.busy: dict[int, Started] = {}  # place -> the task running there (--concurrency over 1)
         self.finished: list[Finished] = []  # results of those, not in acks yet
-        self.acks = Acks(spec.consumer, self.fns)
+        self.acks = Acks(spec.consumer, self.fns, lambda: self.client.server_info.get("results_payload_max"))
         self.draining = False
         self.gone = False  # the consumer's pipe closed
         self.avg_task_s: float | None = None

@@ -169,6 +169,7 @@ class Api:
             "capacity": b.state.capacity,
             "max_attempts": b.redelivery.max_attempts,
             "max_payload": b.intake.max_payload,
+            "results_payload_max": b.state.results_payload_max,
             "run": b.state.run,
         }
 

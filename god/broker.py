@@ -41,7 +41,9 @@ from god.batches import Batch, Slice, Tries
 from god.controls import Controls
 from god.cron import Schedule
 from god.dead import DeadLetter
-from god.defaults import CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, WARN_AFTER_S
+from god.defaults import (
+    CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, LEASE_S, MAX_ATTEMPTS, MAX_PAYLOAD, RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
+)
 from god.dead_letters import DeadLetterRules
 from god.figures import Figures
 from god.handout import HandOut
@@ -65,6 +67,7 @@ class Broker:
         lease_s: float = LEASE_S,
         max_attempts: int = MAX_ATTEMPTS,
         max_payload: int = MAX_PAYLOAD,
+        results_payload_max: int | None = RESULTS_PAYLOAD_MAX,
         now: Callable[[], float] = time.monotonic,
         journal: JournalLike | None = None,
         on_change: Callable[[], None] = do_nothing,
@@ -83,9 +86,11 @@ class Broker:
             dead_keep: dead letters kept, the oldest let go first.
             warn_after_s: a task held by a consumer longer than this is reported once by ``reap``.
             wall: the Unix time, for schedules (injected too, for tests).
+            results_payload_max: characters of a payload's JSON a results line holds (None: all).
         """
         self.state = st = State(capacity=capacity, lease_s=lease_s, dead_keep=dead_keep, now=now, wall=wall,
                                 journal=journal, on_change=on_change)
+        st.results_payload_max = results_payload_max
         self.intake = Intake(st, max_payload=max_payload, dedupe_window_s=dedupe_window_s)
         self.leases = Leases(st, warn_after_s=warn_after_s)
         self.retries = Retries(st)

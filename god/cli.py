@@ -11,7 +11,7 @@ import typer
 
 from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
-    WARN_AFTER_S,
+    RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
 from god.operate import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
@@ -53,6 +53,10 @@ def main(
     max_payload: Annotated[int, typer.Option(
         min=1, help="Largest task payload producers may put, in bytes (pickled).",
     )] = MAX_PAYLOAD,
+    results_payload_max: Annotated[int, typer.Option(
+        min=0, help="Characters of a payload's JSON a results line holds; a longer payload is shown as "
+        '{"large": KIND, "bytes": SIZE, "sha256": HEX} instead (its value and the producer\'s results are whole).',
+    )] = RESULTS_PAYLOAD_MAX,
     dedupe_window: Annotated[float, typer.Option(
         min=1, help="Seconds god remembers a producer it no longer hears from, so that a put it sends again is "
         "not run twice (it is a few dozen bytes a producer).",
@@ -112,7 +116,8 @@ def main(
         settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
-                             max_attempts=max_attempts, max_payload=max_payload, dedupe_window_s=dedupe_window,
+                             max_attempts=max_attempts, max_payload=max_payload, results_payload_max=results_payload_max,
+                             dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
                              http=http_address(http) if http is not None else None,
                              quiet=quiet,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
 MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
+#: Characters of a payload's JSON a results line holds; a longer one is shown by its size and
+#: digest (shared.records.payload_json): lines a person and a JSON reader take in one go.
+RESULTS_PAYLOAD_MAX = 64 * 1024
 #: Seconds god remembers a producer it no longer hears from: a put it sends again within
 #: that time is recognised as sent before. Its client gives up after --give-up-after (180 s
 #: by default), so a re-send comes long before; the memory is a dict entry per producer.

@@ -59,7 +59,7 @@ class HandOut:
                 b, i, payload = task
                 st.queue(b.queue).done += 1
                 st.outbox.append((json_line(task_id(b.producer, b.first + i), payload, True, value, None, None,
-                                            TUTORIAL, 1, at, b.queue, b.task) + "\n", []))
+                                            TUTORIAL, 1, at, b.queue, b.task, st.results_payload_max) + "\n", []))
                 if post and b.keep:
                     blob = pickle.dumps([(True, value, None, None)], pickle.HIGHEST_PROTOCOL)
                     st.mailboxes.post(b.producer, (b.first + i, b.first + i + 1, blob, TUTORIAL, 1))

@@ -16,7 +16,7 @@ from god.api import Api
 from god.broker import Broker
 from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
-    WARN_AFTER_S,
+    RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
 from god.door import Door
 from god.journal import Journal
@@ -49,6 +49,7 @@ class GodOptions:
     lease_s: float = LEASE_S
     max_attempts: int = MAX_ATTEMPTS
     max_payload: int = MAX_PAYLOAD
+    results_payload_max: int = RESULTS_PAYLOAD_MAX
     dedupe_window_s: float = DEDUPE_WINDOW_S
     dead_keep: int = DEAD_KEEP
     warn_after_s: float | None = WARN_AFTER_S
@@ -100,7 +101,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
            log: Logger) -> int:
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                    max_payload=options.max_payload, journal=journal, on_change=waits.changed, figures=door.figures,
+                    max_payload=options.max_payload, results_payload_max=options.results_payload_max, journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
                     warn_after_s=options.warn_after_s)
     record = Record(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)

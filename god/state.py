@@ -84,6 +84,7 @@ class State:
         """
         self.capacity = capacity
         self.lease_s = lease_s
+        self.results_payload_max: int | None = None  # of a payload's JSON in a results line (None: all)
         self.now = now
         self.wall = wall
         self.journal = journal

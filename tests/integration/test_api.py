@@ -127,3 +127,23 @@ def test_a_producer_that_fetched_ahead_puts_asks_and_leaves_without_waiting_for_
         assert results[first] == square(3) and results[second] == square(4) and len(results) == 3
         g.put(6)  # and the producer leaves with a fetch in flight, at once
     assert not g.mail.started
+
+
+def test_a_results_line_holds_a_large_payload_as_its_size_and_digest_and_the_producer_gets_the_value(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given god keeping up to 1,000 characters of a payload in a results line
+    god = start_god("--results-payload-max", "1000")
+    spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", env_extra=addr_env(god))
+    monkeypatch.setenv("GOD_ADDRESS", god.address)
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    big, small = bytes(range(256)) * 4096, b"small"  # 1 MiB
+    # When a program puts a payload of 1 MiB and a small one, and waits for their results
+    with connect(results=True, give_up_after=10) as g:
+        ids = [g.put(big), g.put(small)]
+        values = {r.id: r.value for r in g.results(timeout=30)}
+    # Then it gets both values whole, and the results file has the large one in brief
+    assert values == {ids[0]: big, ids[1]: small}
+    lines = {r["id"]: r for r in wait_for_results(god.results, 2)}
+    assert lines[ids[0]]["payload"] == {"large": "bytes", "bytes": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+    assert lines[ids[1]]["payload"] == repr(small)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
 from shared.log import logger, setup_logging
 from shared.manager import REGISTERED, GodManager
-from shared.records import Result, failure, json_line
+from shared.records import Result, failure, json_line, json_value, ok_lines
 
 
 def test_square_says_what_the_tutorial_says() -> None:
@@ -165,3 +166,24 @@ def test_log_json_writes_one_flat_object_a_line() -> None:
     assert all(not isinstance(v, (dict, list)) for v in first.values())  # flat
     assert len(lines[0]) < 250 and lines[0].endswith("\n") and lines[0].count("\n") == 1
     assert second["message"] == "it broke" and "KeyError: 'k'" in second["exception"]
+
+
+@pytest.mark.parametrize("payload, kind, data", [
+    (b"\x00" * 300, "bytes", b"\x00" * 300),  # over the limit on its own: its JSON is not made
+    (b"\xff" * 40, "bytes", b"\xff" * 40),  # 40 bytes, but 160 characters of JSON
+    ("é" * 200, "str", ("é" * 200).encode()),  # the digest of its UTF-8, as a file of it has
+    (list(range(100)), "json", json.dumps(list(range(100))).encode()),
+])
+def test_a_results_line_shows_a_payload_over_the_limit_by_its_size_and_digest(payload: Any, kind: str,
+                                                                               data: bytes) -> None:
+    line = json.loads(json_line("p/1", payload, True, 7, None, None, "c", 1, 0.0, payload_max=100))
+    assert line["payload"] == {"large": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert line["value"] == 7
+    fast = json.loads(ok_lines("p", "c", 1, "default", None, payload_max=100)(1, payload, 7, "0.0"))
+    assert fast == line  # the worker's own path writes the same
+
+
+@pytest.mark.parametrize("payload", [b"x" * 90, "é" * 98, list(range(20)), 12345, None])
+def test_a_payload_within_the_limit_is_written_whole(payload: Any) -> None:
+    line = json.loads(json_line("p/1", payload, True, 7, None, None, "c", 1, 0.0, payload_max=100))
+    assert line["payload"] == json.loads(json_value(payload))
