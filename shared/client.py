@@ -62,6 +62,7 @@ class GodClient:
         # Calls sent whose replies are not read yet, oldest first, with the connection each went on.
         self._sent: deque[tuple[str, tuple[Any, ...], connection.Connection | None]] = deque()
         self._readable: transport.Readable | None = None  # for ready(), made for each connection
+        self._held = b""  # frames of calls sent with hold=True, not written yet
         self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
         self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
@@ -83,6 +84,7 @@ class GodClient:
 
     def _drop(self) -> None:
         # Calls sent on it are made anew by reply(), in order.
+        self._held = b""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -114,6 +116,7 @@ class GodClient:
         # (reply() makes calls anew through here, the one it reads first; any other call must
         # wait for the replies of those sent, or it would read one of theirs)
         assert not self._sent or self._sent[0][2] is not self._conn or self._conn is None, "calls in flight"
+        assert not self._held, "calls held back"
         failing_since: float | None = None
         attempt = 0
         while True:
@@ -169,9 +172,10 @@ class GodClient:
 
     # -- a call whose reply is read later ---------------------------------------------------
 
-    def send(self, method: str, *args: Any) -> None:
+    def send(self, method: str, *args: Any, hold: bool = False) -> None:
         """Start a call and return at once; ``reply`` reads the answers in the order the calls
-        were sent (god answers them in that order).
+        were sent (god answers them in that order). ``hold``: the call goes out in one write
+        with the next one sent (god reads both at once), or before anything waits for a reply.
 
         A connection that fails here is dropped, and ``reply`` makes each call anew as ``call``
         does: what it sends must be safe to send twice.
@@ -183,14 +187,28 @@ class GodClient:
             if hops.ON:
                 hops.hop(f"sends {method}")
             try:
-                transport.send(conn, (BROKER, method, args, {}))
+                if hold:
+                    self._held += b"".join(transport.frame((BROKER, method, args, {})))
+                else:
+                    held, self._held = self._held, b""
+                    transport.send(conn, (BROKER, method, args, {}), held)
             except (OSError, EOFError):
                 self._drop()
                 conn = None
         self._sent.append((method, args, conn))  # None: reply() makes the call, retrying as call() does
 
+    def _send_held(self) -> None:
+        """Send what ``send(hold=True)`` kept back, before anything waits for a reply."""
+        if self._held and self._conn is not None:
+            held, self._held = self._held, b""
+            try:
+                self._conn._send(held)  # type: ignore[attr-defined]
+            except (OSError, EOFError):
+                self._drop()  # reply() makes those calls anew
+
     def fileno(self) -> int | None:
         """The open connection's descriptor (readable when a reply comes), or None."""
+        self._send_held()
         return self._conn.fileno() if self._conn is not None else None
 
     @property
@@ -200,6 +218,7 @@ class GodClient:
 
     def ready(self, timeout: float = 0.0) -> bool:
         """Whether the reply to the oldest call sent has come (waiting up to timeout for it)."""
+        self._send_held()
         conn = self._conn
         if conn is None or (self._sent and self._sent[0][2] is not conn):
             return True  # reply() makes the call anew (it was sent on a connection that dropped since)
@@ -214,6 +233,7 @@ class GodClient:
 
     def reply(self) -> Any:
         """The answer to the oldest call ``send`` started (waiting for it), as ``call`` returns it."""
+        self._send_held()
         method, args, conn = self._sent.popleft()
         if conn is not None and conn is self._conn:
             try:
@@ -247,11 +267,11 @@ class GodClient:
         """Offer a batch; returns its size once god holds it, or 0 if god stayed full for timeout."""
         return int(self.call("put_many", self.name, put, timeout))
 
-    def send_put(self, put: Put, timeout: float, after: int | None) -> None:
+    def send_put(self, put: Put, timeout: float, after: int | None, *, hold: bool = False) -> None:
         """Offer a batch without waiting: ``reply()`` says, in turn, its size once god holds it,
         or 0 (god stayed full, or ``after``, the last seq of the batch sent before it, was not
-        taken)."""
-        self.send("put_many", self.name, put, timeout, after)
+        taken). ``hold``: as ``send``."""
+        self.send("put_many", self.name, put, timeout, after, hold=hold)
 
     def lease(self, queues: tuple[str, ...], max_n: int, timeout: float, seq: int) -> list[Grant]:
         """Lease up to max_n tasks from the queues, in order, waiting up to timeout for the first one."""
