@@ -378,3 +378,30 @@ def test_a_schedule_survives_a_restart_and_runs_once_for_the_periods_missed(jour
         assert core2.call("schedule_list").result()[0]["next"] == 1060
     finally:
         again.close()
+
+
+def _put_8_mib(j: Journal) -> None:
+    """A batch of 8 MiB of payloads, committed: past SQLite's own checkpoint at 1,000 pages of WAL."""
+    put = (1, 1, b"\0" * (8 << 20), "default", None, 0, None, None, None)
+    assert j.wait(j.add_batch("p", put), 10)  # type: ignore[arg-type]
+
+
+def test_a_commit_does_not_checkpoint_the_wal(path: Path) -> None:
+    j = Journal(path)
+    j.recover()
+    j.start()
+    try:
+        j._checkpoints.close()  # no checkpoints from here on, but those a commit would make itself
+        empty = path.stat().st_size
+        _put_8_mib(j)
+        assert path.stat().st_size == empty  # in the WAL only (a checkpoint syncs to disk: ms in a commit)
+    finally:
+        j.close()
+
+
+def test_the_journal_checkpoints_its_wal_off_the_commit_path(journal: Journal, path: Path) -> None:
+    _put_8_mib(journal)
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < 8 << 20:  # its checkpointer copies it into the database
+        assert time.monotonic() < deadline, "never checkpointed"
+        time.sleep(0.01)
