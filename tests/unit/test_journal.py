@@ -383,7 +383,7 @@ def test_a_schedule_survives_a_restart_and_runs_once_for_the_periods_missed(jour
 def _put_8_mib(j: Journal) -> None:
     """A batch of 8 MiB of payloads, committed: past SQLite's own checkpoint at 1,000 pages of WAL."""
     put = (1, 1, b"\0" * (8 << 20), "default", None, 0, None, None, None)
-    assert j.wait(j.add_batch("p", put), 10)  # type: ignore[arg-type]
+    assert j.wait(j.add_batch("p", put), 10)
 
 
 def test_a_commit_does_not_checkpoint_the_wal(path: Path) -> None:
