@@ -261,8 +261,8 @@ def ok_lines(producer: str, consumer: str, attempts: int, queue: str, task: str 
         return f'{head}{seq}", "payload": {value(payload)}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
 
     def capped_line(seq: int, payload: Any, v: Any, at: str) -> str:
-        return (f'{head}{seq}", "payload": {payload_json(payload, payload_max)}, "ok": true, "value": {value(v)}, '
-                f'{tail}{at}{end}')
+        shown = str(payload) if type(payload) is int else payload_json(payload, payload_max)  # (ints: the most)
+        return f'{head}{seq}", "payload": {shown}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
 
     if shown is None:
         return line if payload_max is None else capped_line
