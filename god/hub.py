@@ -134,26 +134,37 @@ class Hub:
         """Whether requests are in hand to serve (none behind a parked call)."""
         return any(p.held is None or not p.held.holds_line for p in self._resume)
 
-    def _answer(self) -> None:
-        """Retry the parked calls, serve what waited behind them, send the replies."""
+    def _retry(self) -> None:
+        """Retry the parked calls; the replies of those answered are urgent."""
         self._retrying = True
         try:
             self.waits.retry()
         finally:
             self._retrying = False
+
+    def _send_urgent(self) -> None:
+        """Send the replies of calls that waited (a lease's tasks, a producer's results: what a
+        task's path waits on)."""
+        while self._urgent:
+            peer = self._urgent.popleft()
+            if not peer.closed:
+                self._flush(peer)
+
+    def _answer(self) -> None:
+        """Retry the parked calls, serve what waited behind them, send the replies."""
+        self._retry()
         for peer in list(self._resume):  # serve what waited behind a parked call, or for room
             if peer.held is not None and peer.held.holds_line:
                 continue
             self._resume.discard(peer)
             peer.held = None
             self._serve(peer)
-        # Replies go out once the round is done: first those of calls that waited (a lease's
-        # tasks, a producer's results: what a task's path waits on), then the rest.
-        for queue in (self._urgent, self._replies):
-            while queue:
-                peer = queue.popleft()
-                if not peer.closed:
-                    self._flush(peer)
+        # Replies go out once the round is done: first those of calls that waited, then the rest.
+        self._send_urgent()
+        while self._replies:
+            peer = self._replies.popleft()
+            if not peer.closed:
+                self._flush(peer)
 
     def _take_arrivals(self) -> None:
         with self._lock:
@@ -216,6 +227,9 @@ class Hub:
             if not whole:
                 return
             self._request(peer, request)
+            if self.waits.dirty:  # it may let parked calls go on (a put, a lease that waits for
+                self._retry()  # it): their replies go out before the next request is read
+                self._send_urgent()
 
     def _send(self, peer: Peer, box: list[Any], msg: tuple[str, Any]) -> None:
         """The reply to the request of box; it goes out after those of the requests before it."""

@@ -125,6 +125,11 @@ class Waits:
         wait.deadline = -math.inf
         self.changed()
 
+    @property
+    def dirty(self) -> bool:
+        """Whether something changed since the last retry, with calls parked to try again."""
+        return self._dirty and bool(self._parked)
+
     def __len__(self) -> int:
         return len(self._parked)
 
