@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from god.batches import Attempts
-from god.checkpoints import Checkpointer
 from god.dead import DeadLetter
 from god.mailbox import Item
 from god import schema as sql
@@ -77,8 +76,6 @@ class Journal:
             Path(f"{path}.lock").unlink(missing_ok=True)
             self._lockfile.close()
             raise
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the commit path
-        self._checkpoints = Checkpointer(path, lambda: self._committed)
         self._cond = threading.Condition()
         self._ops: list[sql.Op] = []
         self._ticket = 0  # ops appended so far
@@ -110,7 +107,6 @@ class Journal:
     def start(self) -> None:
         """Start committing."""
         self._thread.start()
-        self._checkpoints.start()
 
     # -- appending (any thread) ------------------------------------------------------------
 
@@ -415,7 +411,6 @@ class Journal:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join()
-        self._checkpoints.close()
         if self._reader is not None:
             self._reader.close()
         try:

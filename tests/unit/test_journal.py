@@ -380,28 +380,13 @@ def test_a_schedule_survives_a_restart_and_runs_once_for_the_periods_missed(jour
         again.close()
 
 
-def _put_8_mib(j: Journal) -> None:
-    """A batch of 8 MiB of payloads, committed: past SQLite's own checkpoint at 1,000 pages of WAL."""
-    put = (1, 1, b"\0" * (8 << 20), "default", None, 0, None, None, None)
-    assert j.wait(j.add_batch("p", put), 10)
-
-
-def test_a_commit_does_not_checkpoint_the_wal(path: Path) -> None:
-    j = Journal(path)
-    j.recover()
-    j.start()
-    try:
-        j._checkpoints.close()  # no checkpoints from here on, but those a commit would make itself
-        empty = path.stat().st_size
-        _put_8_mib(j)
-        assert path.stat().st_size == empty  # in the WAL only (a checkpoint syncs to disk: ms in a commit)
-    finally:
-        j.close()
-
-
-def test_the_journal_checkpoints_its_wal_off_the_commit_path(journal: Journal, path: Path) -> None:
-    _put_8_mib(journal)
-    deadline = time.monotonic() + 10
-    while path.stat().st_size < 8 << 20:  # its checkpointer copies it into the database
-        assert time.monotonic() < deadline, "never checkpointed"
-        time.sleep(0.01)
+def test_the_wal_stays_short_while_commits_keep_coming(journal: Journal, path: Path) -> None:
+    # (a checkpoint from a thread of its own, PASSIVE, never caught up with commits that kept
+    # coming: the WAL grew to 148 MB in 3 s of single tasks)
+    wal = Path(f"{path}-wal")
+    biggest = 0
+    for i in range(1, 201):  # 200 commits of 200 kB: 40 MB through the WAL
+        put = (i, 1, b"\0" * 200_000, "default", None, 0, None, None, None)
+        assert journal.wait(journal.add_batch("p", put), 10)
+        biggest = max(biggest, wal.stat().st_size)
+    assert biggest < 8 << 20, f"the WAL grew to {biggest:,} bytes"
