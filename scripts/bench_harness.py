@@ -36,6 +36,10 @@ class God:
         self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO),
                     **(env or {})}
         self.procs: list[subprocess.Popen[bytes]] = []
+        if "--no-journal" not in args and "--journal" not in args:
+            # Its own: on port 0 every god of the run would take the same default journal, and
+            # recover what the god before it left (the far rows' puts, say, into the io rows)
+            args = ("--journal", str(self.results.with_suffix(".journal")), *args)
         self.proc = self.spawn("god", "--address", "127.0.0.1:0", "--quiet", "--plain", "--results",
                                str(self.results), *args, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
