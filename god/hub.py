@@ -219,9 +219,6 @@ class Hub:
     def _serve(self, peer: Peer) -> None:
         """Take the requests that came, in order, while none waits behind a parked call (a
         parked call that yields to the next one is answered now)."""
-        held = peer.held
-        if held is not None and held.yields and peer.inbox:
-            self.waits.hurry(held)
         while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
             whole, request = unframe(peer.inbox)
             if not whole:
@@ -230,6 +227,12 @@ class Hub:
             if self.waits.dirty:  # it may let parked calls go on (a put, a lease that waits for
                 self._retry()  # it): their replies go out before the next request is read
                 self._send_urgent()
+        # After the loop, not before it: a call that yields may have parked just now with the
+        # next request already here (a worker's results in the same read as its lease), which
+        # then waited the lease's whole second (2,000 tasks of 50 ms took 2.1 s, not 1.1).
+        held = peer.held
+        if held is not None and held.yields and peer.inbox:
+            self.waits.hurry(held)
 
     def _send(self, peer: Peer, box: list[Any], msg: tuple[str, Any]) -> None:
         """The reply to the request of box; it goes out after those of the requests before it."""

@@ -133,3 +133,18 @@ def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God
         assert c.stats()["pending"] == 2
     finally:
         c.close()
+
+
+def test_a_call_in_the_same_read_as_a_waiting_lease_ends_its_wait(god: God, env: dict[str, str]) -> None:
+    # A worker with places free sends a lease that waits, and its results right behind it: when
+    # both come in one read, the results must end the lease's wait (it yields), not wait 60 s
+    # behind it (this test's timeout)
+    c = GodClient(settings_for(god, env), name="w", role="consumer", info={"host": "h"})
+    try:
+        c.connect()
+        c.send("lease", "w", ("default",), 1, 60.0, 1, hold=True)  # one write with the next
+        c.send("ack_many", "w", [])
+        assert c.reply() == []  # ended at once, empty
+        assert c.reply() == 0
+    finally:
+        c.close()
