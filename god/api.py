@@ -27,6 +27,7 @@ from shared.records import (
 
 class _Lease(Wait):
     yields = True  # the worker's next call (its results) ends the wait
+    newest_first = True  # the worker that waited least takes a lone task (god/waits.py)
 
     def __init__(self, broker: Broker, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None,
                  deadline: float) -> None:

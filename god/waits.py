@@ -27,6 +27,11 @@ class Wait:
 
     deadline: float = math.inf  # on the Waits' clock; the call is answered by then
 
+    #: Whether, among the calls that ask for it, the newest parked is tried first: leases, so
+    #: that a task goes to the worker that waited least (its process and caches warm: a lone
+    #: task that two workers took in turn took 10% longer than with one worker).
+    newest_first = False
+
     #: Whether the next call on its connection ends the wait (a lease: a worker that waits
     #: for tasks with places free sends its results behind it; they must not wait for it).
     yields = False
@@ -143,7 +148,8 @@ class Waits:
         return max(0.0, min(longest, soonest - self.now()))
 
     def retry(self) -> int:
-        """Try the parked calls again, oldest first; returns how many were answered."""
+        """Try the parked calls again, oldest first (those that ask for it newest first, after
+        the others); returns how many were answered."""
         if not self._parked:
             self._dirty = False
             return 0
@@ -153,17 +159,21 @@ class Waits:
         self._dirty = False
         with self._lock:
             parked, self._parked = self._parked, []
-        kept = []
-        for wait, answer in parked:
+        done: set[int] = set()
+        # Oldest first; those that ask for it (leases) newest first, after the others
+        for i in [i for i, (w, _) in enumerate(parked) if not w.newest_first] + \
+                [i for i in range(len(parked) - 1, -1, -1) if parked[i][0].newest_first]:
+            wait, answer = parked[i]
             try:
                 answered, reply = wait.attempt(wait.deadline <= now)
             except Exception as e:
                 answer(None, e)
+                done.add(i)
                 continue
             if answered:
                 answer(reply, None)
-            else:
-                kept.append((wait, answer))
+                done.add(i)
+        kept = [p for i, p in enumerate(parked) if i not in done] if done else parked
         with self._lock:
             self._parked[:0] = kept  # before any parked meanwhile: they are younger
         return len(parked) - len(kept)
