@@ -144,9 +144,9 @@ class Journal:
         with self._cond:
             if not self._held:
                 return False
-            if not self._ops or self._committing:
+            if not self._ops or self._committing or self._closing:
                 self._held, self._held_since = False, None
-                return False  # the writer took them, or takes them after its commit
+                return False  # the writer took them, takes them after its commit, or god stops
             if self.sync_full or not idle():  # (a sync to disk holds up no one here)
                 now = time.monotonic()
                 if self._held_since is None:
