@@ -89,8 +89,7 @@ class Broker:
             results_payload_max: characters of a payload's JSON a results line holds (None: all).
         """
         self.state = st = State(capacity=capacity, lease_s=lease_s, dead_keep=dead_keep, now=now, wall=wall,
-                                journal=journal, on_change=on_change)
-        st.results_payload_max = results_payload_max
+                                journal=journal, on_change=on_change, results_payload_max=results_payload_max)
         self.intake = Intake(st, max_payload=max_payload, dedupe_window_s=dedupe_window_s)
         self.leases = Leases(st, warn_after_s=warn_after_s)
         self.retries = Retries(st)

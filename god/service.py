@@ -101,7 +101,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
            log: Logger) -> int:
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                    max_payload=options.max_payload, results_payload_max=options.results_payload_max, journal=journal, on_change=waits.changed, figures=door.figures,
+                    max_payload=options.max_payload, results_payload_max=options.results_payload_max,
+                    journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
                     warn_after_s=options.warn_after_s)
     record = Record(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)

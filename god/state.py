@@ -73,7 +73,7 @@ class State:
 
     def __init__(self, *, capacity: int, lease_s: float, dead_keep: int, now: Callable[[], float],
                  wall: Callable[[], float], journal: JournalLike | None = None,
-                 on_change: Callable[[], None] = do_nothing) -> None:
+                 on_change: Callable[[], None] = do_nothing, results_payload_max: int | None = None) -> None:
         """Args:
             capacity: tasks waiting, all queues together, before puts wait.
             lease_s: seconds without a heartbeat before a consumer's tasks are served again.
@@ -81,10 +81,11 @@ class State:
             now: the clock of leases and waits; wall: the Unix time (schedules).
             journal: told of every accepted batch, settled handout and counted attempt.
             on_change: called after a change that may let a waiting call go on.
+            results_payload_max: characters of a payload's JSON a results line holds (None: all).
         """
         self.capacity = capacity
         self.lease_s = lease_s
-        self.results_payload_max: int | None = None  # of a payload's JSON in a results line (None: all)
+        self.results_payload_max = results_payload_max  # of a payload's JSON in a results line (None: all)
         self.now = now
         self.wall = wall
         self.journal = journal

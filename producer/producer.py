@@ -130,12 +130,14 @@ class Producer:
 
     def close(self) -> None:
         """Say goodbye to god (it stops showing this producer) and close the connection."""
-        if self.mail.started:  # the goodbye goes behind it, and ends its wait
-            try:
-                self._call("bye", self.name)
-            except GodError:
-                pass  # god forgets us after a while anyway
-        self.client.leave()
+        if not self.mail.started:
+            self.client.leave()
+            return
+        try:  # the goodbye goes behind the fetch sent ahead, and ends its wait
+            self._call("bye", self.name)
+        except GodError:
+            pass  # god forgets us after a while anyway
+        self.client.close()
 
     def put(self, payload: Any, **options: Any) -> str:
         """Put one task (``options`` as for put_many); returns its id once god holds it."""

@@ -202,7 +202,7 @@ class GodClient:
         if self._held and self._conn is not None:
             held, self._held = self._held, b""
             try:
-                self._conn._send(held)  # type: ignore[attr-defined]
+                transport.write(self._conn, held)
             except (OSError, EOFError):
                 self._drop()  # reply() makes those calls anew
 

@@ -134,14 +134,18 @@ def send(conn: connection.Connection, msg: Any, held: bytes = b"") -> None:
     ForkingPickler for each message: 1.2 us more than this for a call's few fields), after
     ``held``: frames kept back to go out in the same write."""
     pieces = frame(msg)
-    write = conn._send  # type: ignore[attr-defined]  # (TlsConnection's own, under TLS)
     if len(pieces) == 1:
-        write(held + pieces[0])
+        write(conn, held + pieces[0])
         return
     if held:
-        write(held)
+        write(conn, held)
     for piece in pieces:
-        write(piece)
+        write(conn, piece)
+
+
+def write(conn: connection.Connection, data: bytes) -> None:
+    """Write bytes already framed (``frame``) on a Connection, whole."""
+    conn._send(data)  # type: ignore[attr-defined]  # (TlsConnection's own, under TLS)
 
 
 def frame(msg: Any) -> list[bytes]:
