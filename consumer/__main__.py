@@ -1,3 +1,11 @@
+"""``python -m consumer``, and the installed ``consumer`` command (pyproject.toml's scripts)."""
+
 from consumer.cli import app
 
-app(prog_name="consumer")
+
+def main() -> None:
+    app(prog_name="consumer")
+
+
+if __name__ == "__main__":
+    main()

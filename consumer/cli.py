@@ -11,8 +11,8 @@ from consumer.recycle import Recycle
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, new_app, run_role,
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption,
+    TlsKeyOption, VersionOption, new_app, run_role,
 )
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError
@@ -77,6 +77,7 @@ def main(
     tls_ca: TlsCaOption = None,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
+    version: VersionOption = False,
 ) -> None:
     """Take tasks from god, run them in worker processes, send the results back."""
     setup_logging("consumer", level=log_level, json=log_json)

@@ -15,7 +15,8 @@ from god.defaults import (
 )
 from god.operate import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
-    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, run_role,
+    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption,
+    run_role,
 )
 from shared.config import default_journal_path, god_settings, parse_address
 from shared.errors import ConfigError, UsageError
@@ -98,6 +99,7 @@ def main(
     )] = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
+    version: VersionOption = False,
 ) -> None:
     """Serve the task and result queues, and print and record results."""
     if ctx.invoked_subcommand is not None:

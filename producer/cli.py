@@ -18,8 +18,8 @@ from producer.progress import PutProgress
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, new_app,
+    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption,
+    TlsKeyOption, VersionOption, new_app,
 )
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
@@ -124,6 +124,7 @@ def main(
     tls_ca: TlsCaOption = None,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
+    version: VersionOption = False,
 ) -> None:
     """Put tasks on god: rounds of random integers like the tutorial, or JSON lines."""
     setup_logging("producer", level=log_level, json=log_json)

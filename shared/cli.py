@@ -36,6 +36,20 @@ LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 
 
+def _print_version(ctx: typer.Context, given: bool) -> None:
+    if given:
+        import platform
+
+        from shared.version import VERSION
+        sys.stdout.write(f"{ctx.find_root().info_name} {VERSION} (Python {platform.python_version()})\n")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[bool, typer.Option(
+    "--version", is_eager=True, callback=_print_version, help="Print the version and exit.",
+)]
+
+
 
 class RoleApp(typer.Typer):
     """A role's Typer app: a flag the parser refuses (``--delay abc``, ``--rounds 0``) is one line

@@ -1,0 +1,97 @@
+"""The roles as an operator installs them: the wheel alone in a venv outside the checkout, and
+god, producers, consumers and the tutorial's clients each on a different Python."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.version import VERSION
+from tests.helpers import Proc, wait_for_results
+from tests.installed import python_for, venv_with_wheel
+from tests.integration.test_tutorial_clients import _puts_and_results
+
+# a build and an install from the package index, once a run, then the roles
+pytestmark = pytest.mark.timeout(300)
+
+HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+@pytest.fixture(scope="session")
+def install_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run shares: the wheel and venvs are made once."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def _bin(install_base: Path, version: str) -> Path:
+    python = python_for(version)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine (pyenv install {version} adds it)")
+    return venv_with_wheel(install_base, python, version)
+
+
+def _squares(results: list[dict[str, object]]) -> None:
+    for r in results:
+        n = int(str(r["payload"]))
+        assert r["ok"] and r["value"] == f"{n} * {n} = {n * n}", r
+
+
+def test_the_wheel_alone_runs_the_demo_flow(install_base: Path, spawn: Callable[..., Proc], tmp_path: Path) -> None:
+    bin = _bin(install_base, HERE)
+    for role in ("god", "producer", "consumer"):
+        out = subprocess.run([str(bin / role), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and out.stdout == f"{role} {VERSION} (Python {sys.version.split()[0]})\n", out
+    where = subprocess.run([str(bin / "python"), "-c", "import god, consumer; print(god.__file__, consumer.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert where.stdout.count(str(bin.parent / "lib")) == 2, where  # the venv's copy, not the checkout's
+
+    results = tmp_path / "results.jsonl"
+    g = spawn("god", "--address", "127.0.0.1:0", "--results", str(results), installed=bin, cwd=tmp_path)
+    env = {"GOD_ADDRESS": g.wait_for(r"listening on (\S+:\d+)").group(1)}
+    producer = spawn("producer", "--rounds", "2", "--per-round", "5", "--interval", "0", env_extra=env,
+                     installed=bin, cwd=tmp_path)
+    assert producer.wait() == 0, producer.text()
+    consumer = spawn("consumer", "--burst", "--processes", "2", env_extra=env, installed=bin, cwd=tmp_path)
+    assert consumer.wait() == 0, consumer.text()
+    _squares(wait_for_results(results, 10))
+    assert (tmp_path / "state").is_dir()  # the journal went to the state directory, as with a checkout
+
+
+@pytest.mark.parametrize("god_on, producer_on, consumer_on, master_on, worker_on", [
+    ("3.10", "3.13", "3.12", HERE, "3.13"),  # an old god: clients with the newer (SHA-256) challenge
+    ("3.13", "3.10", HERE, "3.10", "3.12"),  # a new god: clients with the older digest
+])
+def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: Callable[..., Proc], tmp_path: Path,
+                                                     god_on: str, producer_on: str, consumer_on: str, master_on: str,
+                                                     worker_on: str) -> None:
+    bins = {v: _bin(install_base, v) for v in {god_on, producer_on, consumer_on, master_on, worker_on}}
+    results = tmp_path / "results.jsonl"
+    g = spawn("god", "--address", "127.0.0.1:0", "--results", str(results), installed=bins[god_on], cwd=tmp_path)
+    env = {"GOD_ADDRESS": g.wait_for(r"listening on (\S+:\d+)").group(1)}
+    producer = spawn("producer", "--rounds", "2", "--per-round", "5", "--interval", "0", env_extra=env,
+                     installed=bins[producer_on], cwd=tmp_path)
+    assert producer.wait() == 0, producer.text()
+    consumer = spawn("consumer", "--burst", "--processes", "1", env_extra=env, installed=bins[consumer_on],
+                     cwd=tmp_path)
+    assert consumer.wait() == 0, consumer.text()
+    _squares(wait_for_results(results, 10))
+    # the tutorial's own clients, plain multiprocessing.managers on yet other Pythons (run from
+    # the checkout, where tests/tutorial_clients.py is)
+    master = spawn("python", "-m", "tests.tutorial_clients", "master", "get_task_queue", "get_result_queue",
+                   env_extra=env, installed=bins[master_on])
+    worker = spawn("python", "-m", "tests.tutorial_clients", "worker", "get_task_queue", "get_result_queue",
+                   env_extra=env, installed=bins[worker_on])
+    assert master.wait(60) == 0, master.text()
+    assert worker.wait(60) == 0, worker.text()
+    puts, answers = _puts_and_results(master)
+    assert sorted(answers) == sorted(f"{n} * {n} = {n * n}" for n in puts) and len(puts) == 10
+    versions = {bins[v].parent.name for v in (god_on, producer_on, consumer_on, master_on, worker_on)}
+    assert len(versions) >= 3, versions
+    assert not re.search(r"Traceback|ERROR", g.text()), g.text()
