@@ -16,7 +16,8 @@ from typing import Any
 
 from consumer.calls import is_async
 from shared.calls import (
-    Awaited, CallPickler, Packed, RemoteError, call_json, call_view, function_name, is_plain, plain, replaced,
+    PYTHON, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, call_view, function_name, is_plain,
+    load_function, plain, replaced,
 )
 from shared.records import V_OK, V_VALUE, Value, describe, failure
 
@@ -135,7 +136,12 @@ class Caller:
             fn = self._by_name(ref)  # (or why not: the message names it and this consumer)
         else:
             try:
-                fn = pickle.loads(ref)  # cloudpickle's output loads with pickle (cloudpickle installed)
+                fn = load_function(ref)
+            except OtherPython as e:
+                fn = (f"function {self.name} was pickled by value on Python {e.made_on}, and consumer "
+                      f"{self.consumer} runs Python {PYTHON}: such a function loads only on the Python that "
+                      f"made it. Run it on consumers of Python {e.made_on} (a queue of their own), or make it "
+                      f"importable there, so that it goes by name")
             except Exception as e:
                 fn = f"function {self.name} cannot be loaded on consumer {self.consumer}: {describe(e)}"
             else:

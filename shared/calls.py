@@ -11,7 +11,9 @@ A call is an ordinary task whose task name is the function's name with ``()`` af
   ``values[k]`` is the value of the k-th task it waited for, put in its place before the call.
 
 ``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
-pickled by value with cloudpickle (bytes). God unpickles a batch's payloads to cut it into
+pickled by value with cloudpickle, wrapped with the Python that pickled it (bytes:
+``CallPickler.function``): such a function loads only on the same Python minor version, and a
+consumer on another one says so instead of failing inside the unpickling. God unpickles a batch's payloads to cut it into
 leases, so what it sees of a call is builtins and bytes, never the program's own objects:
 it needs neither the program's modules nor its classes.
 
@@ -33,6 +35,8 @@ from typing import Any, Protocol
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value
 
 CALL = "()"  # what ends the task name of a call
+BY_VALUE = "by-value"  # the first field of a function by value: (BY_VALUE, its Python, its cloudpickle)
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"  # the Python a function by value needs
 ATOMS = frozenset((int, float, str, bytes, bool, type(None)))  # need no pickling but pickle's own
 
 
@@ -222,10 +226,34 @@ class CallPickler:
             # a module beside the program (mytasks.py): consumers elsewhere cannot import it
             self._cloudpickle.register_pickle_by_value(module)
         try:
-            return name, self.dumps(fn)
+            return name, pickle.dumps((BY_VALUE, PYTHON, self.dumps(fn)), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
             raise TypeError(f"function {name} cannot be pickled to travel to consumers: "
                             f"{type(e).__name__}: {e}") from None
+
+
+class OtherPython(Exception):
+    """A function by value pickled on another Python minor version than this one."""
+
+    def __init__(self, made_on: str) -> None:
+        super().__init__(made_on)
+        self.made_on = made_on
+
+
+def load_function(ref: bytes) -> Any:
+    """The function a call carries by value (``CallPickler.function``).
+
+    Raises:
+        OtherPython: it was pickled on another Python than this one (cloudpickle's code
+            objects are not portable between versions: loading it fails or, worse, runs).
+        Exception: what unpickling raises (a module it needs is not here, say).
+    """
+    packed = pickle.loads(ref)
+    if type(packed) is tuple and len(packed) == 3 and packed[0] == BY_VALUE:
+        if packed[1] != PYTHON:
+            raise OtherPython(packed[1])
+        packed = pickle.loads(packed[2])
+    return packed  # (a call put before functions said their Python: the function itself)
 
 
 def display_name(fn: Any) -> str:

@@ -22,6 +22,18 @@ pytestmark = pytest.mark.timeout(300)
 
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
+EXECUTOR_PROGRAM = """
+from consumer.tasks import square
+from producer import Executor
+
+with Executor() as ex:
+    print("by name:", ex.submit(square, 7).result(timeout=60), flush=True)
+    try:
+        ex.submit(lambda: 1).result(timeout=60)
+    except Exception as e:
+        print("by value:", e, flush=True)
+"""
+
 
 @pytest.fixture(scope="session")
 def install_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -78,10 +90,17 @@ def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: C
     producer = spawn("producer", "--rounds", "2", "--per-round", "5", "--interval", "0", env_extra=env,
                      installed=bins[producer_on], cwd=tmp_path)
     assert producer.wait() == 0, producer.text()
-    consumer = spawn("consumer", "--burst", "--processes", "1", env_extra=env, installed=bins[consumer_on],
-                     cwd=tmp_path)
-    assert consumer.wait() == 0, consumer.text()
-    _squares(wait_for_results(results, 10))
+    # an Executor program on the producer's Python: a function by name runs on the consumer's;
+    # one by value cannot, and says why
+    (tmp_path / "program.py").write_text(EXECUTOR_PROGRAM)
+    program = spawn("python", "program.py", env_extra=env, installed=bins[producer_on], cwd=tmp_path)
+    spawn("consumer", "--processes", "1", env_extra=env, installed=bins[consumer_on], cwd=tmp_path)
+    assert program.wait(60) == 0, program.text()
+    _squares([r for r in wait_for_results(results, 10 + 2) if not str(r["task"]).endswith("()")])
+    assert program.out[0] == "by name: 7 * 7 = 49", program.text()
+    assert program.out[1].startswith(f"by value: function __main__:<lambda> was pickled by value on Python "
+                                      f"{producer_on}, and consumer "), program.text()
+    assert f"runs Python {consumer_on}: such a function loads only on the Python that made it" in program.out[1]
     # the tutorial's own clients, plain multiprocessing.managers on yet other Pythons (run from
     # the checkout, where tests/tutorial_clients.py is)
     master = spawn("python", "-m", "tests.tutorial_clients", "master", "get_task_queue", "get_result_queue",
