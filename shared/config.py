@@ -124,9 +124,13 @@ def default_journal_path(port: int) -> Path:
 
 
 def read_authkey_file(path: Path) -> bytes:
-    """Read a key file; surrounding whitespace (a trailing newline) is not part of the key."""
+    """Read a key file; surrounding whitespace (a trailing newline) is not part of the key. A
+    file that others than its owner may read or write is refused, as ssh refuses such a
+    private key: whoever can read the key can run code on god."""
     try:
-        key = path.read_bytes().strip()
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            key = f.read().strip()
     except FileNotFoundError:
         raise ConfigError(f"authkey file {path} does not exist") from None
     except IsADirectoryError:
@@ -135,6 +139,9 @@ def read_authkey_file(path: Path) -> bytes:
         raise ConfigError(f"authkey file {path} is not readable (permission denied)") from None
     except OSError as e:
         raise ConfigError(f"authkey file {path} cannot be read: {e.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"authkey file {path} is open to others (mode {mode & 0o777:04o}): anyone who can read "
+                          f"it can run code on god; chmod 600 {path}")
     if not key:
         raise ConfigError(f"authkey file {path} is empty")
     return key

@@ -67,14 +67,22 @@ def test_key_file_beats_environment_beats_default(state: Path, tmp_path: Path, m
     assert config.resolve_authkey(None, generate=False)[0] == b"from-env"
     f = tmp_path / "k"
     f.write_text("from-file\n")
+    f.chmod(0o600)
+    assert config.resolve_authkey(f, generate=False) == (b"from-file", f"file {f}")
+    f.chmod(0o400)  # read-only to its owner, as systemd hands a credential over
     assert config.resolve_authkey(f, generate=False) == (b"from-file", f"file {f}")
 
 
-@pytest.mark.parametrize("content,says", [("", "is empty"), (None, "does not exist")])
-def test_bad_key_files_are_named(tmp_path: Path, content: str | None, says: str, state: Path) -> None:
+@pytest.mark.parametrize("content, mode, says", [
+    ("", 0o600, "is empty"), (None, 0o600, "does not exist"),
+    ("k", 0o644, r"is open to others \(mode 0644\): anyone who can read it can run code on god; chmod 600 "),
+    ("k", 0o620, r"is open to others \(mode 0620\)"),
+])
+def test_bad_key_files_are_named(tmp_path: Path, content: str | None, mode: int, says: str, state: Path) -> None:
     f = tmp_path / "key"
     if content is not None:
         f.write_text(content)
+        f.chmod(mode)
     with pytest.raises(ConfigError, match=says):
         config.resolve_authkey(f, generate=False)
 
@@ -96,6 +104,7 @@ def test_client_settings_come_from_flags_then_the_environment(
 ) -> None:
     key = tmp_path / "key"
     key.write_text("from-file\n")
+    key.chmod(0o600)
     ca = tmp_path / "ca.pem"
     ca.write_text("not read here")
     monkeypatch.setenv("GOD_ADDRESS", "coord:7000")
