@@ -268,16 +268,14 @@ class WorkerPool:
         return bool(place.seq >= 0 and since > 0 and now - since > self.task_timeout + place.grace)
 
     def terminate(self) -> None:
-        """Stop every worker: ask (SIGTERM), wait, then kill."""
+        """Stop every worker still running (a drained one has ended itself): kill it. Workers
+        ignore SIGTERM (consumer/worker.py), and a task's own work is not asked to stop."""
         self.replacing = False
         workers = list(self.workers)
         for w in workers:
             if w.process.is_alive():
-                w.process.terminate()
+                w.process.kill()
         for w in workers:
             w.process.join(JOIN_S)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join(JOIN_S)
         for w in workers:
             w.control.close()

@@ -31,8 +31,11 @@ from shared.log import setup_logging
 
 def worker_main(spec: WorkerSpec, control: Connection, shared: Shared, running: Any) -> None:
     """A worker process's life: see ``Worker``; says how it ended on the pipe, last."""
-    # Ctrl-C reaches the whole process group; the consumer decides how to stop, not us.
+    # Ctrl-C reaches the whole process group, and Slurm's scancel (or a service manager's stop
+    # without KillMode=mixed) sends SIGTERM to every process: the consumer decides how to stop,
+    # not us (it drains: our running tasks finish).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     hops.start_from_environment("worker")
     setup_logging("consumer", level=spec.log_level, json=spec.log_json)
     worker = Worker(spec, control, shared, running)

@@ -35,13 +35,14 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
     procs: list[Proc] = []
 
     def start(role: str, *args: str, env_extra: dict[str, str] | None = None, script: bool = False,
-              installed: Path | None = None, **kw: object) -> Proc:
+              installed: Path | None = None, environment: dict[str, str] | None = None, **kw: object) -> Proc:
         # script=True runs scripts/ROLE.sh instead of python -m ROLE; installed=BIN runs the
         # installed command BIN/ROLE; a ROLE ending in .py is a Python script in the repository,
-        # run with this Python
+        # run with this Python. environment: exactly this one, not the test's (no key in it)
         program = str(REPO / "scripts" / f"{role}.sh") if script else str(installed / role) if installed else None
         argv = [*args] if program else [str(REPO / role), *args] if role.endswith(".py") else ["-m", role, *args]
-        p = Proc(argv, {**env, **(env_extra or {})}, program=program, **kw)  # type: ignore[arg-type]
+        p = Proc(argv, environment if environment is not None else {**env, **(env_extra or {})}, program=program,
+                 **kw)  # type: ignore[arg-type]
         procs.append(p)
         return p
 

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 
 INSTALL_TIMEOUT_S = 240  # a build or an install with its dependencies, the index reached once
@@ -86,3 +88,12 @@ def venv_with_wheel(base: Path, python: str, version: str) -> Path:
               str(built)], f"installing the wheel on Python {version}", cwd=base)
         (venv / "installed").touch()
         return venv / "bin"
+
+
+def installed_bin(base: Path, version: str) -> Path:
+    """The bin/ folder of a venv of Python version with the wheel installed; skips the test
+    when this machine has no such Python."""
+    python = python_for(version)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine (pyenv install {version} adds it)")
+    return venv_with_wheel(base, python, version)

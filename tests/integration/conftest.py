@@ -1,8 +1,10 @@
-"""Fixtures of the integration tests that use the executor."""
+"""Fixtures of the integration tests: an executor with a consumer, and the directory installs share."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,11 @@ def executor(god: God, spawn: Callable[..., Proc], env: dict[str, str],
     ex = Executor(god.address, give_up_after=10)
     yield ex
     ex.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def install_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run shares, where the wheel and the venvs made
+    from it are made once (tests/installed.py)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base

@@ -3,7 +3,6 @@ god, producers, consumers and the tutorial's clients each on a different Python.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from shared.version import VERSION
 from tests.helpers import Proc, wait_for_results
-from tests.installed import python_for, venv_with_wheel
+from tests.installed import installed_bin
 from tests.integration.test_tutorial_clients import _puts_and_results
 
 # a build and an install from the package index, once a run, then the roles
@@ -35,20 +34,6 @@ with Executor() as ex:
 """
 
 
-@pytest.fixture(scope="session")
-def install_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this run shares: the wheel and venvs are made once."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
-
-
-def _bin(install_base: Path, version: str) -> Path:
-    python = python_for(version)
-    if python is None:
-        pytest.skip(f"no Python {version} on this machine (pyenv install {version} adds it)")
-    return venv_with_wheel(install_base, python, version)
-
-
 def _squares(results: list[dict[str, object]]) -> None:
     for r in results:
         n = int(str(r["payload"]))
@@ -56,7 +41,7 @@ def _squares(results: list[dict[str, object]]) -> None:
 
 
 def test_the_wheel_alone_runs_the_demo_flow(install_base: Path, spawn: Callable[..., Proc], tmp_path: Path) -> None:
-    bin = _bin(install_base, HERE)
+    bin = installed_bin(install_base, HERE)
     for role in ("god", "producer", "consumer"):
         out = subprocess.run([str(bin / role), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0 and out.stdout == f"{role} {VERSION} (Python {sys.version.split()[0]})\n", out
@@ -83,7 +68,7 @@ def test_the_wheel_alone_runs_the_demo_flow(install_base: Path, spawn: Callable[
 def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: Callable[..., Proc], tmp_path: Path,
                                                      god_on: str, producer_on: str, consumer_on: str, master_on: str,
                                                      worker_on: str) -> None:
-    bins = {v: _bin(install_base, v) for v in {god_on, producer_on, consumer_on, master_on, worker_on}}
+    bins = {v: installed_bin(install_base, v) for v in {god_on, producer_on, consumer_on, master_on, worker_on}}
     results = tmp_path / "results.jsonl"
     g = spawn("god", "--address", "127.0.0.1:0", "--results", str(results), installed=bins[god_on], cwd=tmp_path)
     env = {"GOD_ADDRESS": g.wait_for(r"listening on (\S+:\d+)").group(1)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
@@ -42,6 +43,25 @@ def test_one_sigterm_drains_and_hands_back_the_rest(
     results = wait_for_results(god.results, tasks)
     assert set(Counter(r["id"] for r in results).values()) == {1}
     assert all(r["attempts"] == 1 for r in results)
+
+
+def test_sigterm_to_every_process_of_a_consumer_drains_it_too(
+    god: God, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    # Given a consumer of two workers, each running a task of 1.5 s, in a process group of its own
+    env = addr_env(god)
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 2, 1.5)), env_extra=env).wait() == 0
+    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    for i in range(2):
+        c.wait_for(f"slow task {i} started", stream="err")
+    # When SIGTERM reaches all of its processes at once, as Slurm's scancel sends it (and a
+    # service manager's stop without KillMode=mixed)
+    os.killpg(c.pid, signal.SIGTERM)
+    # Then the workers' tasks finish, the consumer exits 0, and nothing runs twice
+    assert c.wait(15) == 0, c.text()
+    results = wait_for_results(god.results, 2)
+    assert len(results) == 2 and all(r["ok"] and r["attempts"] == 1 for r in results), results
+    assert "died" not in c.text()
 
 
 def test_a_second_sigterm_exits_at_once_with_a_non_zero_code(
