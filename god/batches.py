@@ -122,7 +122,8 @@ class Slice:
     tries: int  # waiting: leases so far; leased: this lease's attempt
     owner: Holder | None = None  # leased: the consumer holding it
     retried: int = 0  # retries of its tasks so far (failures tried again, not deaths)
-    avoid: Holder | None = None  # waiting: a consumer whose worker died running it
+    avoid: Holder | None = None  # waiting: a consumer whose worker died running it...
+    avoid_until: float = 0.0  # ...kept from it until then (the broker's clock), while another serves the queue
     alone: bool = False  # its tasks ran beside others in a worker that died: run each alone
     since: float = 0.0  # leased: when (the broker's clock)
     warned: bool = False  # leased: god warned that it is held for longer than --warn-after

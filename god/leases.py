@@ -99,7 +99,9 @@ class Leases:
                 i = 0
                 while room > 0 and i < len(level):
                     s = level[i]
-                    if s.avoid is c.top:  # it killed one of this consumer's workers: another's, if any
+                    if s.avoid is c.top and st.now() < s.avoid_until:
+                        # it killed one of this consumer's workers: another's, if any, for a
+                        # lease period (redelivery.py); then whoever asks
                         if others is None:
                             others = any(o is not c.top for o in st.peers.serving(name))
                         if others:

@@ -39,7 +39,9 @@ class Redelivery:
                 alone: bool = False) -> int:
         """A leased slice goes back to the front of its level, or to the dead letters once its
         tasks were served max_attempts times (lock held); returns how many went back.
-        ``avoid``: a consumer not to serve it again while another can (its worker died running it)."""
+        ``avoid``: a consumer not to serve it again while another can (its worker died running
+        it), for one lease period at most: a consumer that serves the queue too, but is busy
+        with queues before it, must not leave the task waiting indefinitely."""
         st = self.state
         b = s.batch
         runs = b.undone(s.lo, s.hi)
@@ -52,8 +54,10 @@ class Redelivery:
             return 0
         st.queues[b.queue].in_flight -= total
         tries = s.tries if counted else s.tries - 1
+        until = st.now() + st.lease_s if avoid is not None else 0.0
         for lo, hi in reversed(runs):
-            st.place(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid, alone=alone or s.alone), None, first=True)
+            st.place(Slice(b, lo, hi, tries, retried=s.retried, avoid=avoid, avoid_until=until, alone=alone or s.alone),
+                     None, first=True)
         st.counts["redelivered"] += total
         if counted and st.journal is not None:
             st.journal.set_attempts([(b.producer, b.first, b.first + lo, b.first + hi, tries, s.retried, None)

@@ -9,7 +9,7 @@ import pytest
 
 from consumer.tasks import square
 from tests.conftest import God, addr_env, god_stats
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -102,3 +102,31 @@ def test_a_task_that_holds_the_gil_longer_than_a_lease_keeps_it(
     assert (r["ok"], r["value"], r["attempts"]) == (True, square(4), 1)
     s = god_stats(g, env)
     assert (s["redelivered"], s["duplicates"], [c["lost"] for c in s["consumers"]]) == (0, 0, [])
+
+
+def test_a_poison_task_kept_from_its_consumer_does_not_wait_behind_another_consumers_busy_queue(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given consumer A serving pages first (busy with them for far longer than this test waits),
+    # then images; and consumer B serving images alone
+    addr = addr_env(god)
+    pages = write_tasks(tmp_path / "pages.jsonl", [{"n": i, "s": 0.1} for i in range(4000)])
+    assert spawn("producer", "--queue", "pages", "--task", "tests.tasks:slow", "--from", str(pages),
+                 env_extra=addr).wait() == 0
+    spawn("consumer", "--queues", "pages,images,mail", "--processes", "1", "--concurrency", "20", env_extra=addr)
+    b = spawn("consumer", "--queues", "images,mail", "--processes", "1", env_extra=addr)
+    b.wait_for("running", stream="err")
+    # When four tasks on images kill B's workers
+    poison = write_tasks(tmp_path / "images.jsonl", [13] * 4)
+    assert spawn("producer", "--queue", "images", "--task", "tests.tasks:exit_on_13", "--from", str(poison),
+                 env_extra=addr).wait() == 0
+
+    # Then each is kept from B for a lease period at most, not until A is done with pages:
+    # all four reach their dead letters while pages is still busy
+    def dead_letters() -> list[dict[str, object]] | None:
+        dead = [r for r in read_results(god.results) if r["queue"] == "images"]
+        return dead if len(dead) == 4 else None
+
+    dead = wait_until(dead_letters, 30, "the four poison tasks' dead letters")
+    assert all(r["ok"] is False and r["attempts"] == 3 for r in dead), dead
+    assert god_stats(god, env)["queues"]["pages"]["pending"] > 0  # A never got to images

@@ -143,3 +143,22 @@ def test_a_task_that_killed_a_worker_comes_back_to_its_consumer_when_it_is_the_o
     core.lost("c/0", ("p", 1, 1, 2))
     (g,) = core.lease("c/0", 1)
     assert g[G_ATTEMPT] == 2
+
+
+def test_a_task_kept_from_the_consumer_it_killed_goes_back_to_it_after_a_lease_period(core: Core) -> None:
+    # Given a task that killed a worker of c, and another consumer that serves the queue but
+    # takes nothing from it (busy with queues it serves first)
+    core.put("p", ["poison"])
+    for consumer in ("c", "other"):
+        core.hello(consumer)
+        core.hello(f"{consumer}/0", parent=consumer)
+    core.hello("c/1", parent="c")
+    core.lease("c/0", 1)
+    core.lost("c/0", ("p", 1, 1, 2))
+    # When c's new worker leases within a lease period, it gets nothing; just after, the task
+    for step, expected in ((4.9, []), (0.2, [["poison"]])):
+        core.clock.t += step
+        for consumer in ("c", "other"):
+            core.call("heartbeat", consumer).result()
+        assert [payloads_of(g) for g in core.lease("c/1", 10)] == expected
+    assert core.broker.figures.stats()["in_flight"] == 1
