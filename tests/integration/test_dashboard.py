@@ -132,3 +132,30 @@ def test_the_page_follows_the_browsers_light_or_dark_theme(start_god: Callable[.
     assert browser.run(background) == "rgb(246, 247, 249)"
     browser.color_scheme("dark")
     assert browser.run(background) == "rgb(20, 23, 29)"
+
+
+THEMES = {  # the page's colours: --accent, --ok (the first two queues), --warn (failed), --bad (dead)
+    "light": ("#2f6fde", "#1f8f4e", "#b7791f", "#c53030"),
+    "dark": ("#6ea1ff", "#4cc38a", "#f0b45a", "#ff6b6b"),
+}
+
+
+def test_each_line_of_a_chart_is_named_in_its_colour_in_both_themes(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], browser: Browser, tmp_path: Path
+) -> None:
+    g, web = start_dashboard(start_god)
+    for queue in ("pages", "images"):  # waiting, with no consumer: a line each on "waiting"
+        tasks = write_tasks(tmp_path / f"{queue}.jsonl", [1, 2, 3])
+        assert spawn("producer", "--queue", queue, "--from", str(tasks), env_extra=addr_env(g)).wait() == 0
+    logged_in(browser, f"http://{web.host}:{web.port}/login#token={web.token}")
+    keys = """return [...document.querySelectorAll('.legend .key')].map(k => {
+        const line = k.closest('section').querySelector(`path.series[data-series="${k.dataset.series}"]`);
+        return [k.parentElement.id, k.textContent, k.querySelector('line').getAttribute('stroke'),
+                line ? line.getAttribute('stroke') : null, k.offsetHeight > 0];
+    })"""
+    for scheme, (first, second, warn, bad) in THEMES.items():
+        browser.color_scheme(scheme)
+        expected = [["legend-depth", "images", first, first, True], ["legend-depth", "pages", second, second, True],
+                    ["legend-failures", "failed", warn, warn, True], ["legend-failures", "dead", bad, bad, True]]
+        wait_until(lambda: browser.run(keys) == expected, 20, f"the charts' legends in the {scheme} theme")
+    assert browser.run("return document.querySelector('#legend-rate')") is None  # one line: its heading names it
