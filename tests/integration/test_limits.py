@@ -54,3 +54,23 @@ def test_a_rate_limit_that_is_not_queue_equals_n_is_one_line(
     assert p.wait(20) == exitcodes.USAGE, p.text()
     errors = [line for line in p.err if "ERROR" in line]
     assert len(errors) == 1 and says in errors[0], p.text()
+
+
+def test_limit_with_no_arguments_lists_every_queues_limit(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    g = start_god("--rate-limit", "images=5", "--rate-limit", "pages=0.5")
+    env = addr_env(g)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [1])), env_extra=env).wait() == 0
+    listed = spawn("god", "limit", env_extra=env)
+    assert listed.wait() == 0, listed.text()
+    assert listed.out == ["queue default: no rate limit", "queue images: at most 5 tasks a second start",
+                          "queue pages: at most 0.5 tasks a second start"]
+    assert listed.err == ["3 queues, 2 with a rate limit"]
+    as_json = spawn("god", "limit", "--json", env_extra=env)
+    assert as_json.wait() == 0
+    assert [json.loads(line) for line in as_json.out] == [
+        {"queue": "default", "rate_limit": None}, {"queue": "images", "rate_limit": 5.0},
+        {"queue": "pages", "rate_limit": 0.5}]
+    one = spawn("god", "limit", "images", env_extra=env)
+    assert one.wait() == 0 and one.out == ["queue images: at most 5 tasks a second start"], one.text()
