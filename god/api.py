@@ -23,6 +23,8 @@ from shared.records import (
     CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
+from shared.log import logger
+from shared.version import PYTHON, VERSION, other_version
 
 
 class _Lease(Wait):
@@ -157,14 +159,20 @@ class Api:
     def hello(self, name: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
         """Register a producer or consumer; returns the parameters it must follow."""
         b = self.broker
+        host, python = str(info.get("host", "")), str(info.get("python", ""))
         if role == "consumer":
             queues, parent = info.get("queues"), info.get("parent")
-            b.leases.hello_consumer(name, str(info.get("host", "")), int(info.get("processes", 0)),
+            b.leases.hello_consumer(name, host, int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
-                             str(parent) if parent is not None else None, int(info.get("concurrency", 1)))
+                             str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python)
         elif role == "producer":
-            b.intake.hello_producer(name, str(info.get("host", "")), bool(info.get("results")))
+            b.intake.hello_producer(name, host, bool(info.get("results")), python)
+        note = other_version(f"{role} {name} on {host}", info.get("version"))
+        if note is not None and info.get("parent") is None:  # (its workers say the same)
+            logger.bind(role="god").warning(note)
         return {
+            "version": VERSION,
+            "python": PYTHON,
             "lease_s": b.state.lease_s,
             "heartbeat_s": b.state.lease_s / BEATS_PER_LEASE,
             "capacity": b.state.capacity,

@@ -37,7 +37,8 @@ class Figures:
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
-                {"name": c.name, "host": c.host, "processes": c.processes, "concurrency": c.concurrency,
+                {"name": c.name, "host": c.host, "python": c.python, "processes": c.processes,
+                 "concurrency": c.concurrency,
                  "alive": c.alive,
                  "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
                  "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
@@ -46,7 +47,7 @@ class Figures:
                 for c in st.peers.consumers.values() if c.parent is None
             ]
             producers: list[ProducerFigures] = [
-                {"name": p.name, "host": p.host, "put": p.put, "duplicates": p.duplicates,
+                {"name": p.name, "host": p.host, "python": p.python, "put": p.put, "duplicates": p.duplicates,
                  "last_seen_s": now - p.last_seen}
                 for p in st.peers.producers.values()
             ]

@@ -33,11 +33,12 @@ class Intake:
         self.dedupe_window_s = dedupe_window_s
         self._forgot_at = state.now()  # when the journal last forgot producers
 
-    def hello_producer(self, name: str, host: str, results: bool) -> None:
-        """A producer says who it is, and whether god should keep its results for it."""
+    def hello_producer(self, name: str, host: str, results: bool, python: str = "") -> None:
+        """A producer says who it is (on which Python), and whether god should keep its results for it."""
         st = self.state
         with st.lock:
-            st.peers.producer(name, st.now()).host = host
+            p = st.peers.producer(name, st.now())
+            p.host, p.python = host, python
         if results:
             st.mailboxes.open(name, durable=True)
 

@@ -31,15 +31,15 @@ class Leases:
         self.warn_after_s = warn_after_s
 
     def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
-                       parent: str | None = None, concurrency: int = 1) -> None:
-        """A consumer says who it is; or a worker process of consumer ``parent`` does."""
+                       parent: str | None = None, concurrency: int = 1, python: str = "") -> None:
+        """A consumer says who it is (on which Python); or a worker process of consumer ``parent`` does."""
         st = self.state
         with st.lock:
             if parent is not None:
                 st.peers.worker(name, parent, st.now())
                 return
             c = st.peers.consumer(name, st.now())
-            c.host, c.processes, c.concurrency = host, processes, concurrency
+            c.host, c.processes, c.concurrency, c.python = host, processes, concurrency, python
             if queues is not None:
                 c.queues = queues
 

@@ -5,7 +5,7 @@ that ask god import this before they connect."""
 from __future__ import annotations
 
 from shared.log import count
-from shared.stats import Stats
+from shared.stats import ConsumerFigures, ProducerFigures, Stats
 
 
 def summary_line(stats: Stats, rate: float) -> str:
@@ -15,6 +15,10 @@ def summary_line(stats: Stats, rate: float) -> str:
         f"failed {stats['failed']} | dead {stats['dead']} | {rate:,.0f}/s | "
         f"consumers alive {stats['consumers_alive']}"
     )
+
+
+def _python(peer: ConsumerFigures | ProducerFigures) -> str:
+    return f" (Python {peer['python']})" if peer.get("python") else ""
 
 
 def status_text(where: str, stats: Stats) -> str:
@@ -30,10 +34,10 @@ def status_text(where: str, stats: Stats) -> str:
                      + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else "")
                      + (", paused" if q["paused"] else ""))
     for c in stats["consumers"]:
-        lines.append(f"  consumer {c['name']} on {c['host']}: {count(c['processes'], 'process', 'processes')}, "
+        lines.append(f"  consumer {c['name']} on {c['host']}{_python(c)}: {count(c['processes'], 'process', 'processes')}, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
                      f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago"
                      + (f", oldest task held {c['oldest_held_s']:.1f}s" if c["in_flight"] else ""))
     for p in stats["producers"]:
-        lines.append(f"  producer {p['name']} on {p['host']}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
+        lines.append(f"  producer {p['name']} on {p['host']}{_python(p)}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ class ConsumerState:
     name: str
     last_seen: float
     host: str = ""
+    python: str = ""  # the version it runs on ("3.12.1"; "" from a client that did not say)
     processes: int = 0
     concurrency: int = 1  # tasks each of its processes runs at once
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -52,6 +53,7 @@ class ProducerState:
     name: str
     last_seen: float
     host: str = ""
+    python: str = ""
     put: int = 0
     duplicates: int = 0
 

@@ -30,6 +30,7 @@ from shared.log import logger
 from shared.manager import ACCEPT_BROKER, BROKER
 from shared.records import Ack, Grant, Put, Run, describe
 from shared.stats import Stats
+from shared.version import PYTHON, VERSION, other_version
 
 BACKOFF_FIRST_S = 0.1  # first wait after a failure
 BACKOFF_MAX_S = 5.0  # longest wait between attempts
@@ -55,8 +56,9 @@ class GodClient:
         self.settings = settings
         self.name = name
         self.role = role
-        self.info = info or {}
+        self.info = {**(info or {}), "python": PYTHON, "version": VERSION}  # god shows and checks them
         self.server_info: dict[str, Any] = {}
+        self._warned_version = False
         self._should_stop = should_stop or (lambda: False)
         self._conn: connection.Connection | None = None
         # Calls sent whose replies are not read yet, oldest first, with the connection each went on.
@@ -76,6 +78,10 @@ class GodClient:
         try:
             self._exchange(conn, None, ACCEPT_BROKER, (self.name,))
             self.server_info = self._exchange(conn, BROKER, "hello", (self.name, self.role, self.info))
+            note = other_version(f"god at {self._where}", self.server_info.get("version"))
+            if note is not None and not self._warned_version:
+                self._warned_version = True
+                self._log.warning(note)
         except BaseException:
             conn.close()
             raise

@@ -11,6 +11,7 @@ class ConsumerFigures(TypedDict):
 
     name: str
     host: str
+    python: str  # the Python it runs on ("3.12.1")
     processes: int
     concurrency: int  # tasks each process runs at once
     alive: bool
@@ -28,6 +29,7 @@ class ProducerFigures(TypedDict):
 
     name: str
     host: str
+    python: str
     put: int
     duplicates: int  # tasks it sent again that god had already
     last_seen_s: float

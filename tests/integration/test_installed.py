@@ -3,6 +3,7 @@ god, producers, consumers and the tutorial's clients each on a different Python.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -81,6 +82,12 @@ def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: C
     program = spawn("python", "program.py", env_extra=env, installed=bins[producer_on], cwd=tmp_path)
     spawn("consumer", "--processes", "1", env_extra=env, installed=bins[consumer_on], cwd=tmp_path)
     assert program.wait(60) == 0, program.text()
+    # god shows which Python each of its peers runs
+    status = spawn("god", "status", "--json", env_extra=env, installed=bins[master_on], cwd=tmp_path)
+    assert status.wait() == 0, status.text()
+    peers = json.loads(status.out[0])
+    assert [c["python"].rsplit(".", 1)[0] for c in peers["consumers"] if c["alive"]] == [consumer_on], peers
+    assert {p["python"].rsplit(".", 1)[0] for p in peers["producers"]} <= {producer_on}, peers
     _squares([r for r in wait_for_results(results, 10 + 2) if not str(r["task"]).endswith("()")])
     assert program.out[0] == "by name: 7 * 7 = 49", program.text()
     assert program.out[1].startswith(f"by value: function __main__:<lambda> was pickled by value on Python "

@@ -9,6 +9,7 @@ import pytest
 
 from shared import config
 from shared.errors import ConfigError
+from shared.version import VERSION, other_version
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -120,3 +121,10 @@ def test_client_settings_come_from_flags_then_the_environment(
         config.client_settings()
     monkeypatch.delenv("GOD_ADDRESS")
     assert config.god_settings(tls_cert=ca).address == ("0.0.0.0", 5678)
+
+
+def test_a_peer_of_another_version_is_named_with_both_versions() -> None:
+    assert other_version("god at coord:5678", VERSION) is None
+    assert other_version("god at coord:5678", None) is None  # an older peer that does not say
+    assert other_version("consumer c1:42 on c1", "9.9.9") == (
+        f"consumer c1:42 on c1 runs god-tasks 9.9.9, this process {VERSION}: run one version on every host")

@@ -8,7 +8,9 @@ import pickle
 
 import pytest
 
+from god.lines import status_text
 from shared.records import G_KEEP, G_PRODUCER
+from shared.version import PYTHON, VERSION
 from tests.core import Call, Core, seqs
 
 
@@ -159,3 +161,15 @@ def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> N
     with pytest.raises(ValueError, match="queue name"):
         core.lease("c", 1, queues=("x" * 65,))
     assert core.broker.figures.stats()["pending"] == 0
+
+
+def test_hello_records_each_peers_python_and_god_answers_with_its_own_versions(core: Core) -> None:
+    reply = core.call("hello", "p", "producer", {"host": "h", "python": "3.10.13", "version": VERSION}).result()
+    assert (reply["version"], reply["python"]) == (VERSION, PYTHON)
+    core.call("hello", "c", "consumer", {"host": "h", "python": "3.13.0", "queues": ["default"]}).result()
+    core.call("hello", "c/0", "consumer", {"parent": "c", "python": "3.13.0"}).result()
+    stats = core.broker.figures.stats()
+    assert [(c["name"], c["python"]) for c in stats["consumers"]] == [("c", "3.13.0")]
+    assert [(p["name"], p["python"]) for p in stats["producers"]] == [("p", "3.10.13")]
+    text = status_text("here", stats)
+    assert "consumer c on h (Python 3.13.0): " in text and "producer p on h (Python 3.10.13): " in text
