@@ -16,7 +16,7 @@ from typing import Any
 
 from consumer.calls import is_async
 from shared.calls import (
-    PYTHON, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, call_view, function_name, is_plain,
+    PYTHON_MINOR, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, call_view, function_name, is_plain,
     load_function, plain, replaced,
 )
 from shared.records import V_OK, V_VALUE, Value, describe, failure
@@ -139,7 +139,7 @@ class Caller:
                 fn = load_function(ref)
             except OtherPython as e:
                 fn = (f"function {self.name} was pickled by value on Python {e.made_on}, and consumer "
-                      f"{self.consumer} runs Python {PYTHON}: such a function loads only on the Python that "
+                      f"{self.consumer} runs Python {PYTHON_MINOR}: such a function loads only on the Python that "
                       f"made it. Run it on consumers of Python {e.made_on} (a queue of their own), or make it "
                       f"importable there, so that it goes by name")
             except Exception as e:

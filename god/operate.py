@@ -175,24 +175,23 @@ def limit(
     """Change a queue's rate limit while god runs (journaled: it holds across a restart); with
     a queue alone, print its limit; with nothing, list every queue's."""
     _queue_name(queue)
-    n = _rate(rate) if rate is not None else None
-    with ask() as (client, _):
-        if queue is not None and rate is not None:
+    if queue is not None and rate is not None:  # (a rate comes only after a queue)
+        n = _rate(rate)
+        with ask() as (client, _):
             before = client.set_limit(queue, n)
-        else:
-            queues = client.stats()["queues"]
-    if queue is not None and rate is not None:
         typer.echo(json.dumps({"queue": queue, "rate_limit": n, "was": before}) if as_json else
                    f"queue {queue}: {_limit_text(n)} (was {_limit_text(before)})")
         return 0
-    names = [queue] if queue is not None else sorted(queues)
-    for name in names:
-        current = queues[name]["rate_limit"] if name in queues else None
+    with ask() as (client, _):
+        queues = client.stats()["queues"]
+    limits = {name: queues[name]["rate_limit"] if name in queues else None
+              for name in ([queue] if queue is not None else sorted(queues))}
+    for name, current in limits.items():
         typer.echo(json.dumps({"queue": name, "rate_limit": current}) if as_json else
                    f"queue {name}: {_limit_text(current)}")
     if not as_json and queue is None:
-        limited = sum(queues[q]["rate_limit"] is not None for q in names)
-        typer.echo(f"{count(len(names), 'queue')}, {limited} with a rate limit", err=True)
+        limited = sum(r is not None for r in limits.values())
+        typer.echo(f"{count(len(limits), 'queue')}, {limited} with a rate limit", err=True)
     return 0
 
 

@@ -13,7 +13,8 @@ A call is an ordinary task whose task name is the function's name with ``()`` af
 ``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
 pickled by value with cloudpickle, wrapped with the Python that pickled it (bytes:
 ``CallPickler.function``): such a function loads only on the same Python minor version, and a
-consumer on another one says so instead of failing inside the unpickling. God unpickles a batch's payloads to cut it into
+consumer on another one says so instead of failing inside the unpickling. God unpickles a
+batch's payloads to cut it into
 leases, so what it sees of a call is builtins and bytes, never the program's own objects:
 it needs neither the program's modules nor its classes.
 
@@ -33,10 +34,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value
+from shared.version import PYTHON
 
 CALL = "()"  # what ends the task name of a call
 BY_VALUE = "by-value"  # the first field of a function by value: (BY_VALUE, its Python, its cloudpickle)
-PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"  # the Python a function by value needs
+PYTHON_MINOR = PYTHON.rsplit(".", 1)[0]  # the Python a function by value needs ("3.12")
 ATOMS = frozenset((int, float, str, bytes, bool, type(None)))  # need no pickling but pickle's own
 
 
@@ -226,7 +228,7 @@ class CallPickler:
             # a module beside the program (mytasks.py): consumers elsewhere cannot import it
             self._cloudpickle.register_pickle_by_value(module)
         try:
-            return name, pickle.dumps((BY_VALUE, PYTHON, self.dumps(fn)), protocol=pickle.HIGHEST_PROTOCOL)
+            return name, pickle.dumps((BY_VALUE, PYTHON_MINOR, self.dumps(fn)), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as e:
             raise TypeError(f"function {name} cannot be pickled to travel to consumers: "
                             f"{type(e).__name__}: {e}") from None
@@ -250,7 +252,7 @@ def load_function(ref: bytes) -> Any:
     """
     packed = pickle.loads(ref)
     if type(packed) is tuple and len(packed) == 3 and packed[0] == BY_VALUE:
-        if packed[1] != PYTHON:
+        if packed[1] != PYTHON_MINOR:
             raise OtherPython(packed[1])
         packed = pickle.loads(packed[2])
     return packed  # (a call put before functions said their Python: the function itself)

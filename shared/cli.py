@@ -38,10 +38,8 @@ LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 
 def _print_version(ctx: typer.Context, given: bool) -> None:
     if given:
-        import platform
-
-        from shared.version import VERSION
-        sys.stdout.write(f"{ctx.find_root().info_name} {VERSION} (Python {platform.python_version()})\n")
+        from shared.version import PYTHON, VERSION
+        sys.stdout.write(f"{ctx.find_root().info_name} {VERSION} (Python {PYTHON})\n")
         raise typer.Exit()
 
 

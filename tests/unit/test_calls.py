@@ -13,8 +13,8 @@ from consumer.callers import Caller
 from consumer.functions import Functions
 from consumer.tasks import DEFAULT_TASK, square
 from shared.calls import (
-    BY_VALUE, PYTHON, Awaited, CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name, call_json,
-    call_task, call_view, outcome, with_values,
+    BY_VALUE, PYTHON_MINOR, Awaited, CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name,
+    call_json, call_task, call_view, outcome, with_values,
 )
 from shared.records import json_value
 
@@ -101,12 +101,13 @@ def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> No
 def test_a_function_by_value_from_another_python_fails_saying_which_pythons() -> None:
     pickler = CallPickler()
     name, ref = pickler.function(lambda x: x + 1)
-    assert isinstance(ref, bytes) and pickle.loads(ref)[:2] == (BY_VALUE, PYTHON)
+    assert isinstance(ref, bytes) and pickle.loads(ref)[:2] == (BY_VALUE, PYTHON_MINOR)
     caller = Functions(DEFAULT_TASK, "c").get(call_task(name))
     assert isinstance(caller, Caller)
     assert caller((ref, (1,), {})) == 2  # made on this Python: it runs
     inner = pickle.loads(ref)[2]
     elsewhere = pickle.dumps((BY_VALUE, "3.99", inner))  # as a program on another Python sends it
-    with pytest.raises(RemoteError, match=rf"pickled by value on Python 3\.99, and consumer c runs Python {PYTHON}"):
+    with pytest.raises(RemoteError,
+                       match=rf"pickled by value on Python 3\.99, and consumer c runs Python {PYTHON_MINOR}"):
         caller((elsewhere, (1,), {}))
     assert caller((inner, (1,), {})) == 2  # a call put before functions said their Python still runs
