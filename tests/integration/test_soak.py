@@ -69,7 +69,11 @@ def test_consumer_connect_and_kill_cycles_leave_god_flat(
 
 GROWTH_RUNS = 8  # producer runs of GROWTH_BATCH tasks: 2 million tiny tasks
 GROWTH_BATCH = 250_000
-GROWTH_SLACK_KB = 8 * 1024  # allocator noise (measured 4 MB); 110 bytes a task kept (before issue 13) is 160 MB
+# What god's allocator keeps of its high water: 2.5-5 MB here, over 8 MB once in CI, where the
+# other tests' load changes how far the producer runs ahead of the consumer. Python's own objects
+# do not grow (tracemalloc on god across these runs: a few kB). 110 bytes a task kept (before
+# issue 13) is 160 MB; this slack still catches 16 bytes a task.
+GROWTH_SLACK_KB = 24 * 1024
 
 
 def journal_rows(path: Path) -> dict[str, int]:
@@ -109,8 +113,17 @@ def test_millions_of_tasks_leave_god_and_its_journal_flat_and_dedupe_exact(
         total = GROWTH_RUNS * GROWTH_BATCH
         # Then god's memory comes back to what it was after the first 500,000 (it returns freed
         # memory to the system each second), and the journal holds the producers, nothing else.
-        end = wait_until(lambda: (rss := proc_status(god.proc.pid)["rss_kb"]) - base < GROWTH_SLACK_KB and rss, 10,
-                         f"god's RSS back within {GROWTH_SLACK_KB} kB of {base} kB")
+        wait_until(at_rest, 10, "god at rest")
+        rss = [base]
+
+        def settled() -> int:
+            rss.append(proc_status(god.proc.pid)["rss_kb"])
+            return rss[-1] if rss[-1] - base < GROWTH_SLACK_KB else 0
+
+        try:
+            end = wait_until(settled, 10, f"god's RSS back within {GROWTH_SLACK_KB} kB of {base} kB")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; it stayed at {rss[-1]} kB") from None
         rows = wait_until(lambda: (r := journal_rows(journal))["batches"] == 0 and r, 10, "finished batches released")
         assert rows == {"batches": 0, "done": 0, "attempts": 0, "producers": GROWTH_RUNS}, rows
         # And dedupe is still exact for the first batch of the first producer: a re-sent put
