@@ -7,6 +7,7 @@ when the task's producer waits for them.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import time
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class Acks:
         self.ok_line: Callable[[int, Any, Any, str], str] = lambda seq, payload, v, at: ""
         self.stamp = repr(time.time())  # the time written in result lines
         self.lines: list[str] = []
+        self._shown_max: int | None = None  # the open run's payload_max
         self._lo = 0
         self._failed: list[Failed] = []
         self._values: list[Value] = []
@@ -88,8 +90,12 @@ class Acks:
         caller = self.functions.get(task) if is_call(task) else None
         self.caller = caller if isinstance(caller, Caller) else None
         self.check = never if self.caller is not None else unpicklable
-        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task,
-                                self.caller.json if self.caller is not None else None, self.payload_max())
+        self._shown_max = payload_max = self.payload_max()
+        shown = None
+        if self.caller is not None:
+            json = self.caller.json
+            shown = functools.partial(json, payload_max=payload_max) if payload_max is not None else json
+        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task, shown, payload_max)
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
         """The result of task seq of grant g; exc: the exception a failed task raised, if any."""
@@ -100,10 +106,10 @@ class Acks:
         if v[V_OK]:
             self.lines.append(self.ok_line(seq, payload, value, self.stamp))
         else:
-            shown = self.caller.view(payload) if self.caller is not None else payload
-            self.lines.append(json_line(task_id(g[G_PRODUCER], seq), shown, False, None, v[V_ERROR],
+            shown = self.caller.json(payload, self._shown_max) if self.caller is not None else None
+            self.lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, False, None, v[V_ERROR],
                                         v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
-                                        g[G_TASK], self.payload_max() if self.caller is None else None))
+                                        g[G_TASK], self._shown_max, shown=shown))
             self._failed.append((seq, type(exc).__name__ if exc is not None else "Error",
                                  exc.after if isinstance(exc, Retry) else None))
         if g[G_KEEP]:

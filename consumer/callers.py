@@ -88,9 +88,10 @@ class Caller:
         """The payload as results lines show it (shared.calls.call_view), its arguments loaded."""
         return call_view(self.task, payload, self._loaded_arguments(payload))
 
-    def json(self, payload: Any) -> str:
-        """The same as JSON, fast: what a results line has."""
-        return self._json(payload, None if is_plain(payload) else self._loaded_arguments(payload))
+    def json(self, payload: Any, payload_max: int | None = None) -> str:
+        """The same as JSON, fast: what a results line has (``payload_max``: as
+        ``shared.calls.call_json``)."""
+        return self._json(payload, None if is_plain(payload) else self._loaded_arguments(payload), payload_max)
 
     def _loaded_arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         if is_plain(payload):

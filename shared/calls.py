@@ -33,7 +33,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value
+from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value, payload_json
 from shared.version import PYTHON
 
 CALL = "()"  # what ends the task name of a call
@@ -169,23 +169,32 @@ def call_view(task: str, payload: Any, arguments: tuple[tuple[Any, ...], dict[st
 class Shown(Protocol):
     """A call's payload as JSON text (``call_json``)."""
 
-    def __call__(self, payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None, /) -> str: ...
+    def __call__(self, payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None,
+                 payload_max: int | None = None, /) -> str: ...
 
 
 def call_json(task: str) -> Shown:
     """``json_value(call_view(task, payload, arguments))`` for the calls of one task name, 6 us a
-    call faster than the JSON encoder on the view (a worker's results lines, the hot path)."""
+    call faster than the JSON encoder on the view (a worker's results lines, the hot path).
+    ``payload_max``: each argument, and each keyword argument's value, is shown as a payload
+    is (``shared.records.payload_json``): one over payload_max characters in brief, by its size
+    and digest, the rest whole."""
     head = '{"fn": ' + json_value(function_name(task)) + ', "args": ['
     value = json_value
 
-    def shown(payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> str:
+    def shown(payload: Any, arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None,
+              payload_max: int | None = None) -> str:
         if is_plain(payload):
             args, kwargs = payload[1], payload[2]
         elif arguments is not None:
             args, kwargs = arguments
         else:
             return value(call_view(task, payload))
-        return f'{head}{", ".join([value(a) for a in args])}], "kwargs": {value(kwargs) if kwargs else "{}"}}}'
+        if payload_max is None:
+            return f'{head}{", ".join([value(a) for a in args])}], "kwargs": {value(kwargs) if kwargs else "{}"}}}'
+        shown_args = ", ".join([str(a) if type(a) is int else payload_json(a, payload_max) for a in args])
+        shown_kwargs = ", ".join([f"{value(k)}: {payload_json(v, payload_max)}" for k, v in kwargs.items()])
+        return f'{head}{shown_args}], "kwargs": {{{shown_kwargs}}}}}'
 
     return shown
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import hashlib
 import json
 import os
 import threading
@@ -23,7 +24,7 @@ import pytest
 from producer import Executor, RemoteError, TaskFuture, connect
 from shared.calls import RemoteTraceback
 from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_until
+from tests.helpers import Proc, read_results, wait_for_results, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -286,6 +287,33 @@ def test_a_call_killed_with_its_consumer_is_run_again_and_resolves_once(
         assert f.result(timeout=30) == 1.5
     lines = wait_until(lambda: [r for r in read_results(god.results) if r["id"] == f.task_id], 20)
     assert len(lines) == 1 and lines[0]["ok"] and lines[0]["attempts"] == 2
+
+
+def unlucky_with(x: int, blob: bytes) -> int:
+    return unlucky(x)
+
+
+def test_a_calls_large_argument_is_in_brief_in_its_results_line_on_success_and_failure(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given god keeping up to 1,000 characters of a payload in a results line
+    g = start_god("--results-payload-max", "1000")
+    spawn("consumer", "--processes", "1", env_extra=addr_env(g))
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    big = bytes(range(256)) * 4096  # 1 MiB
+    brief = {"large": "bytes", "bytes": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+    # When calls get a 1 MiB argument, one of them failing
+    with Executor(g.address, give_up_after=10) as ex:
+        ok, failed = ex.submit(len, big), ex.submit(unlucky_with, 13, blob=big)
+        assert ok.result(timeout=30) == len(big)
+        with pytest.raises(Unlucky):
+            failed.result(timeout=30)
+    # Then each line shows the call with that argument in brief, the others whole
+    lines = {r["id"]: r for r in wait_for_results(g.results, 2)}
+    assert lines[ok.task_id]["payload"] == {"fn": "builtins:len", "args": [brief], "kwargs": {}}
+    assert lines[failed.task_id]["payload"] == {"fn": f"{__name__}:unlucky_with", "args": [13], "kwargs": {"blob": brief}}
+    assert not lines[failed.task_id]["ok"] and "13 is unlucky" in lines[failed.task_id]["error"]
+    assert max(len(json.dumps(r)) for r in lines.values()) < 5000
 
 
 def test_a_dead_letter_fails_its_future_with_the_reason(

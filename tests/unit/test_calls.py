@@ -4,6 +4,8 @@ shown, and what comes back of a value or an exception."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import pickle
 from typing import Any
 
@@ -62,6 +64,19 @@ def test_a_calls_payload_shows_the_same_fast_and_slow(payload: Any) -> None:
         assert call_view("m:f()", payload)["args"] == "(17 bytes, pickled)"
         loaded: tuple[tuple[Any, ...], dict[str, Any]] = ((1,), {})
         assert fast(payload, loaded) == json_value(call_view("m:f()", payload, loaded))
+
+
+def test_a_calls_argument_over_the_limit_shows_in_brief_and_the_rest_whole() -> None:
+    big, text = b"\x00" * 300, "é" * 200
+    shown = json.loads(call_json("m:f()")(("m:f", (big, 7), {"note": text, "n": 1}), None, 100))
+    assert shown == {"fn": "m:f",
+                     "args": [{"large": "bytes", "bytes": 300, "sha256": hashlib.sha256(big).hexdigest()}, 7],
+                     "kwargs": {"note": {"large": "str", "bytes": 400, "sha256": hashlib.sha256(text.encode()).hexdigest()},
+                                "n": 1}}
+    # Within the limit, or with none, the call shows as it always did
+    small = ("m:f", (1, [1, 2], "s"), {"k": None})
+    assert call_json("m:f()")(small, None, 100) == call_json("m:f()")(small) == json_value(call_view("m:f()", small))
+    assert call_json("m:f()")(("m:f", (), {}), None, 100) == '{"fn": "m:f", "args": [], "kwargs": {}}'
 
 
 def test_an_exception_comes_back_as_itself_with_the_traceback_as_its_cause() -> None:
