@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.calls import call_view, is_call, with_values
+from shared.calls import call_view, is_call, shown_json, with_values
 from shared.records import PRIORITIES, RetryPolicy
 
 #: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
@@ -79,6 +79,10 @@ class Batch:
         ``{"fn", "args", "kwargs"}`` (shared/calls.py), any other as it is."""
         payload = self.payload_list()[i]
         return call_view(self.task, payload) if self.task is not None and is_call(self.task) else payload
+
+    def shown_json(self, i: int, payload_max: int | None) -> str:
+        """The same as a results line has it, a payload over payload_max in brief (shared/calls.py)."""
+        return shown_json(self.task, self.payload_list()[i], payload_max)
 
     def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
         """Payloads of offsets [lo, hi) as consumers get them: the producer's blob as it came when

@@ -12,6 +12,7 @@ from god.batches import Batch
 from god.leases import Leases
 from god.peers import ConsumerState
 from god.state import State
+from shared.calls import shown_json
 from shared.records import json_line, task_id
 
 TUTORIAL = "tutorial"  # producer name prefix of tasks put through the queue views
@@ -58,8 +59,9 @@ class HandOut:
             else:
                 b, i, payload = task
                 st.queue(b.queue).done += 1
-                st.outbox.append((json_line(task_id(b.producer, b.first + i), payload, True, value, None, None,
-                                            TUTORIAL, 1, at, b.queue, b.task, st.results_payload_max) + "\n", []))
+                st.outbox.append((json_line(task_id(b.producer, b.first + i), None, True, value, None, None,
+                                            TUTORIAL, 1, at, b.queue, b.task,
+                                            shown=shown_json(b.task, payload, st.results_payload_max)) + "\n", []))
                 if post and b.keep:
                     blob = pickle.dumps([(True, value, None, None)], pickle.HIGHEST_PROTOCOL)
                     st.mailboxes.post(b.producer, (b.first + i, b.first + i + 1, blob, TUTORIAL, 1))

@@ -111,9 +111,9 @@ class Redelivery:
                 i = r[R_LO] - b.first
                 if 0 <= i < b.n and not b.done[i]:
                     held = next((s for s in b.out if s.lo <= i < s.hi), None)
-                    line = json_line(task_id(b.producer, b.first + i), b.shown(i), False, None, timed_out,
+                    line = json_line(task_id(b.producer, b.first + i), None, False, None, timed_out,
                                      None, c.top.name, held.tries if held is not None else 1, time.time(),
-                                     b.queue, b.task)
+                                     b.queue, b.task, shown=b.shown_json(i, self.state.results_payload_max))
                     failure: Value = (False, None, timed_out, None)
                     values = pickle.dumps([failure]) if b.keep else None
                     self.acks.ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",

@@ -234,8 +234,9 @@ class State:
         dead letter, a failed dependency): their lines, recorded and settled (counts are the
         caller's)."""
         at = time.time()
-        lines = "".join(json_line(task_id(b.producer, b.first + i), b.shown(i), False, None, v[V_ERROR],
-                                  v[V_TRACEBACK], "god", attempts, at, b.queue, b.task) + "\n" for i in range(lo, hi))
+        lines = "".join(json_line(task_id(b.producer, b.first + i), None, False, None, v[V_ERROR], v[V_TRACEBACK],
+                                  "god", attempts, at, b.queue, b.task, shown=b.shown_json(i, self.results_payload_max))
+                        + "\n" for i in range(lo, hi))
         self.record(b, lo, hi, lines, [v] * (hi - lo) if b.keep else None, "god", attempts, outcome=v)
         self.settle(b, lo, hi)
 

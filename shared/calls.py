@@ -199,6 +199,15 @@ def call_json(task: str) -> Shown:
     return shown
 
 
+def shown_json(task: str | None, payload: Any, payload_max: int | None) -> str:
+    """The JSON a results line shows of a task's payload: a call's as ``call_json`` shows it,
+    any other as ``shared.records.payload_json`` does (the lines god writes itself: cancels,
+    dead letters, timeouts)."""
+    if task is not None and is_call(task):
+        return call_json(task)(payload, None, payload_max)
+    return payload_json(payload, payload_max)
+
+
 # -- the program's side ----------------------------------------------------------------------
 
 

@@ -4,6 +4,8 @@ On the path production uses (API, waits, broker), with a fake clock: no sockets,
 
 from __future__ import annotations
 
+import hashlib
+
 from shared.records import G_ATTEMPT
 from tests.core import Core, lines, payloads_of
 
@@ -46,3 +48,23 @@ def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> Non
     (r,) = lines(core)
     assert (r["id"], r["ok"], r["payload"], r["error"], r["attempts"], r["consumer"]) == (
         "p/1", False, "slow", why, 2, "c")
+
+
+def test_the_lines_god_writes_itself_show_a_large_payload_in_brief() -> None:
+    # Given god keeping up to 100 characters of a payload in a line
+    core = Core(capacity=100, lease_s=5.0, max_attempts=3, results_payload_max=100)
+    try:
+        big = b"\x00" * 300
+        brief = {"large": "bytes", "bytes": 300, "sha256": hashlib.sha256(big).hexdigest()}
+        core.put("p", [big, "small"])
+        core.put("p", [("m:f", (big, 7), {"k": 1})], task="m:f()")
+        core.hello("c/0", parent="c")
+        core.lease("c/0", 1)
+        # When the first times out and is not retried, and an operator cancels the others
+        core.lost("c/0", ("p", 1, 1, 2), timed_out="TimeoutError: timed out")
+        core.call("cancel", ["p/2", "p/3"], None, None).result()
+        # Then each of god's lines shows the large payload (or argument) in brief, the rest whole
+        got = {r["id"]: r["payload"] for r in lines(core)}
+        assert got == {"p/1": brief, "p/2": "small", "p/3": {"fn": "m:f", "args": [brief, 7], "kwargs": {"k": 1}}}
+    finally:
+        core.close()
