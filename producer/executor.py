@@ -35,7 +35,7 @@ from producer.producer import Producer, PutOptions
 from shared.calls import Awaited, CallPickler, Packed, RemoteError, arguments_of, call_task, outcome, replaced
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
-from shared.errors import GodError
+from shared.errors import ConfigError, GodError
 from shared.log import logger
 from shared.records import V_ERROR, V_OK, V_VALUE, Value, describe, split_id, task_id
 
@@ -74,6 +74,10 @@ class _Window:
         self.closed = False  # its iterator ended: results that come are dropped
 
 
+#: ProcessPoolExecutor's own arguments: code written for it may pass them.
+POOL_ARGUMENTS = ("max_workers", "mp_context", "initializer", "initargs", "max_tasks_per_child")
+
+
 class Executor(cf.Executor):
     """Runs calls on god's consumers: a ``concurrent.futures.Executor``.
 
@@ -89,6 +93,13 @@ class Executor(cf.Executor):
         Raises:
             GodError: no key, a bad address, god unreachable, or an option god would refuse.
         """
+        pool = next((k for k in POOL_ARGUMENTS if options.get(k) is not None), None)
+        if pool is not None:
+            raise ConfigError(f"Executor({pool}=...): that is ProcessPoolExecutor's; here the consumers run the calls, "
+                              "as many at once as their --processes and --concurrency say: leave it out")
+        for k in POOL_ARGUMENTS:
+            options.pop(k, None)  # None: as ProcessPoolExecutor's own default, nothing asked
+        PutOptions().given(options)  # a wrong option is named before the key and god are looked for
         if settings is None:
             settings = client_settings(address, give_up_after=give_up_after)
         self._producer = Producer(settings, results=True, track=False, **options)

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from types import TracebackType
 from typing import Any
 
@@ -360,10 +360,10 @@ class PutOptions:
         Raises:
             ConfigError: an option that does not exist, or a value god would refuse.
         """
-        try:
-            o = replace(self, **{k: v for k, v in options.items() if v is not None})
-        except TypeError as e:
-            raise ConfigError(f"not a put option: {e}") from None
+        unknown = [k for k in options if k not in PUT_OPTIONS]
+        if unknown:
+            raise ConfigError(f"not a put option: {', '.join(unknown)} (they are {', '.join(PUT_OPTIONS)})")
+        o = replace(self, **{k: v for k, v in options.items() if v is not None})
         if isinstance(o.after, str):
             o = replace(o, after=(o.after,))
         elif o.after is not None and hasattr(o.after, "__iter__"):  # a list, a generator: each id once, in order
@@ -400,3 +400,7 @@ class PutOptions:
         if not self.retries:
             return None
         return self.retries, self.retry_backoff, self.retry_max_backoff, self.retry_on
+
+
+#: The put options' names, in order.
+PUT_OPTIONS = tuple(f.name for f in fields(PutOptions))

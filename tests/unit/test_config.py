@@ -128,3 +128,12 @@ def test_a_peer_of_another_version_is_named_with_both_versions() -> None:
     assert other_version("god at coord:5678", None) is None  # an older peer that does not say
     assert other_version("consumer c1:42 on c1", "9.9.9") == (
         f"consumer c1:42 on c1 runs god-tasks 9.9.9, this process {VERSION}: run one version on every host")
+
+
+def test_processpoolexecutors_own_arguments_and_unknown_options_are_named_before_connecting() -> None:
+    from producer import Executor
+
+    with pytest.raises(ConfigError, match=r"Executor\(max_workers=\.\.\.\): that is ProcessPoolExecutor's; .*--processes"):
+        Executor("127.0.0.1:1", max_workers=4)
+    with pytest.raises(ConfigError, match=r"^not a put option: max_worker \(they are queue, task, priority, "):
+        Executor("127.0.0.1:1", max_worker=4)
