@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.calls import call_view, is_call, shown_json, with_values
+from shared.calls import call_view, is_call, needs_python, shown_json, with_values
 from shared.records import PRIORITIES, RetryPolicy
 
 #: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
@@ -59,6 +59,7 @@ class Batch:
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices
     later: list[Slice] = field(default_factory=list)  # its slices waiting for a retry's time
+    _python: str | None | bool = False  # needs_python of its calls, once asked (False: not yet)
 
     def __post_init__(self) -> None:
         self.done = bytearray(self.n)
@@ -79,6 +80,17 @@ class Batch:
         ``{"fn", "args", "kwargs"}`` (shared/calls.py), any other as it is."""
         payload = self.payload_list()[i]
         return call_view(self.task, payload) if self.task is not None and is_call(self.task) else payload
+
+    def python(self) -> str | None:
+        """The Python its calls need (``shared.calls.needs_python``; None: any), read once from
+        its first payload: a program's calls are all pickled on its one Python."""
+        if self._python is False:
+            first = None
+            if self.task is not None and is_call(self.task):
+                payloads = self.payloads if self.payloads is not None else pickle.loads(self.blob) if self.blob else []
+                first = payloads[0] if payloads else None
+            self._python = needs_python(first)
+        return self._python if isinstance(self._python, str) else None
 
     def shown_json(self, i: int, payload_max: int | None) -> str:
         """The same as a results line has it, a payload over payload_max in brief (shared/calls.py)."""

@@ -14,8 +14,10 @@ from god.batches import Batch, Slice
 from god.defaults import WARN_AFTER_S
 from god.peers import ConsumerState
 from god.state import State
+from shared.calls import CALL
 from shared.log import logger
 from shared.records import Grant, task_id
+from shared.version import minor
 
 BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
 
@@ -29,6 +31,9 @@ class Leases:
         """
         self.state = state
         self.warn_after_s = warn_after_s
+        #: The Pythons (minor versions) consumers have said they run since god started: while
+        #: there is one, calls need no routing by Python (lease_now skips the question).
+        self.pythons: set[str] = set()
 
     def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
                        parent: str | None = None, concurrency: int = 1, python: str = "") -> None:
@@ -40,6 +45,7 @@ class Leases:
                 return
             c = st.peers.consumer(name, st.now())
             c.host, c.processes, c.concurrency, c.python = host, processes, concurrency, python
+            self.pythons.add(minor(python))
             if queues is not None:
                 c.queues = queues
 
@@ -90,6 +96,7 @@ class Leases:
             if q is None or q.pending <= 0 or q.paused:
                 continue
             others: bool | None = None  # whether another consumer alive serves q (asked when needed)
+            able: set[str] | None = None  # the Pythons of the consumers alive that serve q (the same)
             room = want
             if q.limit is not None:  # exact across consumers: god hands out every task
                 room = min(want, q.limit.refill(st.now()))
@@ -108,6 +115,17 @@ class Leases:
                             i += 1
                             continue
                     b = s.batch
+                    if len(self.pythons) > 1 and b.task is not None and b.task.endswith(CALL):
+                        # a function by value loads only on the Python that pickled it: on a
+                        # consumer of that Python while one serves q; else whoever asks (it
+                        # fails there, saying both Pythons). Only consumers of mixed Pythons
+                        # make god ask, and read which one a batch needs (it unpickles its payloads).
+                        if able is None:
+                            able = {minor(o.python) for o in st.peers.serving(name)}
+                        if len(able) > 1 and (need := b.python()) is not None and need != minor(c.top.python) \
+                                and need in able:
+                            i += 1
+                            continue
                     if s.hi - s.lo > room:  # lease the front of it; the rest waits on
                         lo, hi = s.lo, s.lo + room
                         s.lo = hi

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value, payload_json
-from shared.version import PYTHON
+from shared.version import PYTHON, minor
 
 CALL = "()"  # what ends the task name of a call
 BY_VALUE = "by-value"  # the first field of a function by value: (BY_VALUE, its Python, its cloudpickle)
-PYTHON_MINOR = PYTHON.rsplit(".", 1)[0]  # the Python a function by value needs ("3.12")
+PYTHON_MINOR = minor(PYTHON)  # the Python a function by value needs ("3.12")
 ATOMS = frozenset((int, float, str, bytes, bool, type(None)))  # need no pickling but pickle's own
 
 
@@ -258,6 +258,22 @@ class OtherPython(Exception):
     def __init__(self, made_on: str) -> None:
         super().__init__(made_on)
         self.made_on = made_on
+
+
+def needs_python(payload: Any) -> str | None:
+    """The Python a call needs: the minor version (``"3.12"``) its function was pickled on when
+    it travels by value; None when it goes by name, which any Python imports. Read without
+    loading the function (god routes on it, god/leases.py)."""
+    ref = payload[0] if type(payload) is tuple and payload else None
+    if type(ref) is not bytes:
+        return None
+    try:
+        packed = pickle.loads(ref)
+    except Exception:
+        return None
+    if type(packed) is tuple and len(packed) == 3 and packed[0] == BY_VALUE and type(packed[1]) is str:
+        return packed[1]
+    return None
 
 
 def load_function(ref: bytes) -> Any:

@@ -6,6 +6,11 @@ VERSION = "0.1.0"
 PYTHON = "%d.%d.%d" % sys.version_info[:3]  # this process's Python, as every role tells god at hello
 
 
+def minor(python: str) -> str:
+    """The minor version of a Python version ("3.12.1" -> "3.12"): what a function by value needs."""
+    return ".".join(python.split(".")[:2])
+
+
 def other_version(peer: str, version: object, ours: str = VERSION) -> str | None:
     """What to warn of when a peer (``"god at coord:5678"``, ``"consumer c1:42 on c1"``) says it
     runs another version of the package than this process: the records both sides pickle

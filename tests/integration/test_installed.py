@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import hostname
 from shared.version import VERSION
 from tests.helpers import Proc, wait_for_results
 from tests.installed import installed_bin
@@ -106,3 +107,35 @@ def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: C
     versions = {bins[v].parent.name for v in (god_on, producer_on, consumer_on, master_on, worker_on)}
     assert len(versions) >= 3, versions
     assert not re.search(r"Traceback|ERROR", g.text()), g.text()
+
+
+ROUTED_PROGRAM = """
+from producer import Executor
+
+with Executor() as ex:
+    calls = [ex.submit(lambda x: x * 2, i) for i in range(12)]
+    print([f.result(timeout=60) for f in calls], flush=True)
+"""
+
+
+def test_calls_by_value_go_to_the_consumers_of_the_programs_python(install_base: Path, spawn: Callable[..., Proc],
+                                                                    tmp_path: Path) -> None:
+    other = "3.12" if HERE != "3.12" else "3.13"
+    bins = {v: installed_bin(install_base, v) for v in (HERE, other)}
+    results = tmp_path / "results.jsonl"
+    g = spawn("god", "--address", "127.0.0.1:0", "--results", str(results), installed=bins[HERE], cwd=tmp_path)
+    env = {"GOD_ADDRESS": g.wait_for(r"listening on (\S+:\d+)").group(1)}
+    # Given a consumer on this Python and one on another, serving the same queue
+    consumers = {v: spawn("consumer", "--processes", "1", env_extra=env, installed=bins[v], cwd=tmp_path)
+                 for v in (HERE, other)}
+    for c in consumers.values():
+        c.wait_for(r"consumer \S+ running", stream="err")
+    # When a program on the other Python calls lambdas, which travel by value
+    (tmp_path / "program.py").write_text(ROUTED_PROGRAM)
+    program = spawn("python", "program.py", env_extra=env, installed=bins[other], cwd=tmp_path)
+    assert program.wait(60) == 0, program.text()
+    # Then every call ran, each on the consumer of the program's Python
+    assert program.out[0] == str([2 * i for i in range(12)]), program.text()
+    lines = wait_for_results(results, 12)
+    assert all(r["ok"] for r in lines), lines
+    assert {r["consumer"] for r in lines} == {f"{hostname()}:{consumers[other].pid}"}, lines

@@ -4,6 +4,9 @@ On the path production uses (API, waits, broker), with a fake clock: no sockets,
 
 from __future__ import annotations
 
+import pickle
+
+from shared.calls import BY_VALUE
 from shared.log import logger
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, lines, payloads_of, seqs
@@ -159,3 +162,25 @@ def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None
     finally:
         logger.remove(sink)
         core.close()
+
+
+def test_a_function_by_value_goes_to_a_consumer_of_its_python_while_one_serves_the_queue(core: Core) -> None:
+    # Given consumers on Python 3.11 and 3.12 serving one queue, a worker each
+    for name, python in (("a", "3.11.7"), ("b", "3.12.1")):
+        core.call("hello", name, "consumer", {"host": name, "queues": ("default",), "python": python}).result()
+        core.hello(f"{name}/0", parent=name)
+    by_value: tuple[bytes, tuple[int], dict[str, int]] = (pickle.dumps((BY_VALUE, "3.12", b"the function")), (1,), {})
+    by_name: tuple[str, tuple[int], dict[str, int]] = ("m:f", (2,), {})
+    # When a program on 3.12 puts a call of a function by value, and one of a function by name
+    core.put("p", [by_value], task="m:f()")
+    core.put("p", [by_name], task="m:f()")
+    # Then 3.11's worker gets only the call by name, and 3.12's the one by value
+    assert [payloads_of(g) for g in core.lease("a/0", 10)] == [[by_name]]
+    got = core.lease("b/0", 10)
+    assert [payloads_of(g) for g in got] == [[by_value]]
+    assert core.ack("b/0", got, "done") == 1
+    # And with no consumer of 3.12 left, the next such call goes to whoever asks (and fails
+    # there, naming both Pythons) rather than wait for ever
+    core.call("bye", "b").result()
+    core.put("p", [by_value], task="m:f()")
+    assert [payloads_of(g) for g in core.lease("a/0", 10)] == [[by_value]]
