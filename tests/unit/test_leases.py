@@ -8,6 +8,7 @@ import pickle
 
 from shared.calls import BY_VALUE
 from shared.log import logger
+from god.leases import SCAN_PAST
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, lines, payloads_of, seqs
 
@@ -184,3 +185,18 @@ def test_a_function_by_value_goes_to_a_consumer_of_its_python_while_one_serves_t
     core.call("bye", "b").result()
     core.put("p", [by_value], task="m:f()")
     assert [payloads_of(g) for g in core.lease("a/0", 10)] == [[by_value]]
+
+
+def test_a_lease_looks_past_at_most_scan_past_slices_it_may_not_take(core: Core) -> None:
+    for name, python in (("a", "3.11.7"), ("b", "3.12.1")):
+        core.call("hello", name, "consumer", {"host": name, "queues": ("default",), "python": python}).result()
+        core.hello(f"{name}/0", parent=name)
+    ref = pickle.dumps((BY_VALUE, "3.12", b"the function"))
+    for i in range(SCAN_PAST + 10):  # calls for 3.12, each a batch of its own, then one by name
+        core.put("p", [(ref, (i,), {})], task="m:f()")
+    core.put("p", [("m:f", (0,), {})], task="m:f()")
+    # 3.11's worker does not look as far as the call by name behind them...
+    assert core.lease("a/0", 10) == []
+    # ...until 3.12's has taken enough of those ahead of it
+    assert len(core.lease("b/0", 20)) == 20
+    assert [payloads_of(g) for g in core.lease("a/0", 10)] == [[("m:f", (0,), {})]]
