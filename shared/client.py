@@ -15,6 +15,7 @@ re-sent result is a counted duplicate).
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 import time
 from collections import deque
@@ -153,6 +154,11 @@ class GodClient:
             except (OSError, EOFError) as e:
                 if isinstance(e, ssl.SSLError) and not isinstance(e, _TLS_TRANSIENT):
                     raise ConfigError(_tls_problem(self._where, e)) from None  # waiting will not fix it
+                if isinstance(e, socket.gaierror) and e.errno in _NO_SUCH_HOST and not self.server_info:
+                    # never reached: a name DNS says does not exist is a typo, not a god starting
+                    # (a temporary failure of DNS, EAI_AGAIN, is waited out as any other)
+                    raise ConfigError(f"god's address {self._where}: no such host ({e.strerror}); check "
+                                      "--address or GOD_ADDRESS") from None
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
@@ -387,6 +393,9 @@ class GodClient:
 
 #: TLS errors that mean the connection went away, not that TLS is set up wrong.
 _TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: What getaddrinfo says of a name that does not exist (not of a DNS that does not answer now).
+_NO_SUCH_HOST = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+                          if e is not None)
 
 
 def _tls_problem(where: str, e: ssl.SSLError) -> str:

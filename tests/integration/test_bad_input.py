@@ -55,6 +55,28 @@ def test_an_address_that_does_not_parse(spawn: Callable[..., Proc], role: str, a
     assert_clean_failure(p, exitcodes.CONFIG, says)
 
 
+NO_SUCH_HOST = "nosuchhost.invalid"  # .invalid never resolves (RFC 2606)
+
+
+def _resolver_says_no_such_host() -> bool:
+    try:
+        socket.getaddrinfo(NO_SUCH_HOST, 5678)
+    except socket.gaierror as e:
+        return e.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    return False
+
+
+@pytest.mark.parametrize("role", ["producer", "consumer", "god status"])
+def test_a_host_name_that_does_not_exist_is_named_at_once(spawn: Callable[..., Proc], role: str) -> None:
+    if not _resolver_says_no_such_host():
+        pytest.skip(f"this machine's resolver does not say {NO_SUCH_HOST} does not exist (it may be down: then "
+                    "clients wait, as for a god that is starting)")
+    # (it retried for 180 s, as if god were starting)
+    p = spawn(*role.split(), env_extra={"GOD_ADDRESS": f"{NO_SUCH_HOST}:5678"})
+    assert_clean_failure(p, exitcodes.CONFIG, f"god's address {NO_SUCH_HOST}:5678: no such host")
+    assert "retry" not in p.text(), p.text()
+
+
 def test_port_already_in_use(god: God, spawn: Callable[..., Proc]) -> None:
     p = spawn("god", "--address", god.address)
     assert_clean_failure(p, exitcodes.ADDRESS_IN_USE, f"cannot listen on {god.address}: the port is already in use")
