@@ -22,6 +22,14 @@ def slow_tasks(tmp_path: Path, n: int, seconds: float) -> Path:
     return write_tasks(tmp_path / "slow.jsonl", [{"n": i, "s": seconds} for i in range(n)])
 
 
+def slow_consumer_at_work(spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path, n: int,
+                          seconds: float) -> Proc:
+    """n tasks of that many seconds put, and a consumer of 2 workers for them in a process
+    group of its own (to signal it whole, or its main process alone)."""
+    assert spawn("producer", "--from", str(slow_tasks(tmp_path, n, seconds)), env_extra=env).wait() == 0
+    return spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+
+
 @pytest.mark.parametrize(("tasks", "concurrency"), [(8, 1), (120, 50)])
 def test_one_sigterm_drains_and_hands_back_the_rest(
     god: God, spawn: Callable[..., Proc], tmp_path: Path, tasks: int, concurrency: int
@@ -50,8 +58,7 @@ def test_sigterm_to_every_process_of_a_consumer_drains_it_too(
 ) -> None:
     # Given a consumer of two workers, each running a task of 1.5 s, in a process group of its own
     env = addr_env(god)
-    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 2, 1.5)), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    c = slow_consumer_at_work(spawn, env, tmp_path, 2, 1.5)
     for i in range(2):
         c.wait_for(f"slow task {i} started", stream="err")
     # When SIGTERM reaches all of its processes at once, as Slurm's scancel sends it (and a
@@ -121,8 +128,7 @@ def test_the_workers_of_a_consumer_killed_alone_end_and_their_tasks_are_served_a
 ) -> None:
     # Given a consumer of 2 worker processes (each with its own connection to god) at work
     env = addr_env(god)
-    assert spawn("producer", "--from", str(slow_tasks(tmp_path, 40, 0.1)), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    c = slow_consumer_at_work(spawn, env, tmp_path, 40, 0.1)
     wait_for_results(god.results, 1)
     workers = [pid for pid in _children(c.pid) if "worker" in Path(f"/proc/{pid}/cmdline").read_text()
                or "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text()]
