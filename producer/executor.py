@@ -12,7 +12,7 @@ Each call is a task at god (shared/calls.py has its wire form): queue, priority,
 dead letters, cancels, the results file and ``god task ID`` apply to it as to any task.
 Puts go out from the calling thread, pipelined (a lone ``submit`` waits for nothing); one
 thread of the executor reads the results over a connection of its own and resolves the
-futures. ``map`` keeps a window of tasks in flight, so an endless iterable runs in bounded
+futures. ``map`` keeps a window of tasks in flight (producer/mapping.py), so an endless iterable runs in bounded
 memory; it makes no Future per item.
 """
 
@@ -22,26 +22,22 @@ import atexit
 import concurrent.futures as cf
 import itertools
 import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 from producer.mail import Mail
+from producer.mapping import Map, Window
 from producer.producer import Producer, PutOptions
-from shared.calls import Awaited, CallPickler, Packed, RemoteError, arguments_of, call_task, outcome, replaced
+from shared.calls import Awaited, CallPickler, RemoteError, arguments_of, call_task, outcome, replaced
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
-from shared.errors import ConfigError, GodError
+from shared.errors import ConfigError
 from shared.log import logger
-from shared.records import V_ERROR, V_OK, V_VALUE, Value, describe, split_id, task_id
+from shared.records import CANCELLED_BY_PROGRAM, V_ERROR, V_OK, V_VALUE, Value, describe, split_id, task_id
 
-MAP_WINDOW = 16_384  # tasks of a map in flight at most, unless its buffersize says otherwise
-MAP_BATCH = 4_096  # tasks of a map put at a time, at most
-CANCELLED_BY_PROGRAM = "cancelled by its program (Future.cancel or Executor.shutdown(cancel_futures=True))"
 
 
 class TaskFuture(cf.Future):  # type: ignore[type-arg]
@@ -62,16 +58,6 @@ class TaskFuture(cf.Future):  # type: ignore[type-arg]
         if self.done():
             return self.cancelled()
         return self._executor._cancel(self)
-
-
-class _Window:
-    """A map's tasks in flight, in input order, and the results come for them."""
-
-    def __init__(self) -> None:
-        self.order: deque[int] = deque()  # seqs not yielded yet, in order
-        self.values: dict[int, tuple[Value, str]] = {}  # results come, not yielded yet: (value, consumer)
-        self.exhausted = False  # the input iterables are used up
-        self.closed = False  # its iterator ended: results that come are dropped
 
 
 #: ProcessPoolExecutor's own arguments: code written for it may pass them.
@@ -113,7 +99,7 @@ class Executor(cf.Executor):
         self._waiting_puts = 0  # puts of calls that wait for tasks, sent since the results thread last flushed
         self._local = itertools.count(-1, -1)  # keys of a map's items that failed here (what they waited for had)
         self._cond = threading.Condition()  # the targets, and each map's values
-        self._targets: dict[int, TaskFuture | _Window] = {}  # seq -> what waits for its result
+        self._targets: dict[int, TaskFuture | Window] = {}  # seq -> what waits for its result
         self._shutdown = False
         self._closing = False  # the results thread ends once nothing is outstanding
         self._log = logger.bind(role="producer")
@@ -136,7 +122,7 @@ class Executor(cf.Executor):
             chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
         """``fn`` over the items of the iterables (zipped), its results in their order, lazily.
 
-        At most ``buffersize`` tasks are in flight (default MAP_WINDOW), so the iterables may
+        At most ``buffersize`` tasks are in flight (default producer.mapping.MAP_WINDOW), so the iterables may
         be endless; ``chunksize`` is taken for compatibility: each item is a task of its own,
         and puts go in batches anyway. ``timeout`` counts from this call; the iterator raises
         ``TimeoutError`` at the first result not there by then, and a call's exception at its
@@ -197,7 +183,7 @@ class Executor(cf.Executor):
         return future
 
     def _put(self, payloads: list[tuple[Any, ...]], o: PutOptions, after: tuple[str, ...],
-             target: TaskFuture | _Window, where: Callable[[int], str]) -> range:
+             target: TaskFuture | Window, where: Callable[[int], str]) -> range:
         """Send calls (``after``: the ids of the futures among their arguments) for target."""
         first = self._producer.next_seq
         seqs = range(first, first + len(payloads))
@@ -257,112 +243,7 @@ class Executor(cf.Executor):
 
     def _map(self, o: PutOptions, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
              timeout: float | None, chunksize: int, buffersize: int | None) -> Iterator[Any]:
-        if type(chunksize) is not int or chunksize < 1:
-            raise ValueError("chunksize must be >= 1")
-        if buffersize is not None and (type(buffersize) is not int or buffersize < 1):
-            raise ValueError("buffersize must be None or > 0")
-        end = None if timeout is None else time.monotonic() + timeout
-        with self._put_lock:
-            if self._shutdown:
-                raise RuntimeError("cannot submit calls after the executor's shutdown")
-            name, ref = self._pickler.function(fn)
-        o = replace(o, task=call_task(name))
-        items = zip(*iterables)
-        window = _Window()
-        size = buffersize or MAP_WINDOW
-        batch = max(1, min(MAP_BATCH, size // 4))
-        self._fill(window, items, o, name, ref, size)
-        return self._yield(window, items, o, name, ref, size, batch, end)
-
-    def _fill(self, window: _Window, items: Iterator[tuple[Any, ...]], o: PutOptions, name: str,
-              ref: str | bytes, room: int) -> None:
-        """Put up to room more of a map's items, in batches."""
-        while room > 0 and not window.exhausted:
-            chunk = list(itertools.islice(items, min(room, MAP_BATCH)))
-            if not chunk:
-                window.exhausted = True
-                return
-            room -= len(chunk)
-            with self._put_lock:
-                if self._shutdown:
-                    raise RuntimeError("cannot submit calls after the executor's shutdown")
-                run: list[tuple[Any, ...]] = []  # items that wait for nothing go in one put
-                for item in chunk:
-                    args, kwargs, after, failed = self._awaited(item, {})
-                    if failed is None and not after:
-                        run.append(self._arguments(name, ref, args, kwargs))
-                        continue
-                    self._put_run(window, run, o, name)
-                    run = []
-                    if failed is not None:
-                        with self._cond:
-                            key = next(self._local)
-                            window.order.append(key)
-                            window.values[key] = (self._failure(failed), "")
-                    else:
-                        window.order.extend(self._put([self._arguments(name, ref, args, kwargs)], o, after, window,
-                                                      lambda i: f"the call of {name} on an item"))
-                self._put_run(window, run, o, name)
-
-    def _put_run(self, window: _Window, payloads: list[tuple[Any, ...]], o: PutOptions, name: str) -> None:
-        if payloads:
-            window.order.extend(self._put(payloads, o, (), window,
-                                          lambda i: f"the call of {name} on item {i + 1} of a batch"))
-
-    def _failure(self, f: TaskFuture) -> Value:
-        """What an item of a map that waits for a failed (or cancelled) future gives: its exception."""
-        exc = cf.CancelledError() if f.cancelled() else f.exception()
-        assert exc is not None
-        try:
-            packed = Packed(self._pickler.dumps(exc))
-        except Exception:
-            return False, None, describe(exc), None
-        return False, packed, describe(exc), None
-
-    def _yield(self, window: _Window, items: Iterator[tuple[Any, ...]], o: PutOptions, name: str,
-               ref: str | bytes, size: int, batch: int, end: float | None) -> Iterator[Any]:
-        ready: deque[tuple[Value, str]] = deque()
-        try:
-            while window.order or ready:
-                if not ready:
-                    self._take_ready(window, ready, end)
-                if not window.exhausted and size - len(window.order) >= batch:
-                    self._fill(window, items, o, name, ref, size - len(window.order))
-                v, consumer = ready.popleft()
-                ok, value = outcome(v, consumer)
-                if not ok:
-                    raise value
-                yield value
-        finally:
-            window.closed = True
-            if window.order:
-                self._abandon(window)
-
-    def _take_ready(self, window: _Window, ready: deque[tuple[Value, str]], end: float | None) -> None:
-        """Wait for the next result of a map in order; take it and those ready after it."""
-        with self._cond:
-            first = window.order[0]
-            while first not in window.values:
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise cf.TimeoutError(f"a result of the map was not there within its timeout (task "
-                                          f"{task_id(self.name, first)})")
-                self._cond.wait(left)
-            values, order = window.values, window.order
-            while order and order[0] in values:
-                ready.append(values.pop(order.popleft()))
-
-    def _abandon(self, window: _Window) -> None:
-        """A map's iterator ended early (an exception, a timeout, a break): cancel at god what of
-        it has not started."""
-        ids = [task_id(self.name, seq) for seq in window.order if seq > 0]
-        window.order.clear()
-        try:
-            with self._put_lock:
-                self._producer.flush()
-                self._producer.client.cancel(ids, started=False, why=CANCELLED_BY_PROGRAM)
-        except (GodError, ValueError) as e:  # its tasks run on: their results are dropped
-            self._log.warning("could not cancel the {} tasks left of a map: {}", len(ids), e)
+        return Map(self, o, fn, iterables, timeout, chunksize, buffersize).results()
 
     # -- cancelling -----------------------------------------------------------------------
 
@@ -388,7 +269,7 @@ class Executor(cf.Executor):
 
     # -- results --------------------------------------------------------------------------
 
-    def _register(self, seqs: range, target: TaskFuture | _Window) -> None:
+    def _register(self, seqs: range, target: TaskFuture | Window) -> None:
         with self._cond:
             for seq in seqs:
                 self._targets[seq] = target
@@ -442,7 +323,7 @@ class Executor(cf.Executor):
                 target = pop(seq, None)
                 if target is None:
                     continue  # a result had come already (god restarted), or the call's put failed
-                if type(target) is _Window:
+                if type(target) is Window:
                     if not target.closed:
                         target.values[seq] = (v, consumer)
                 else:
@@ -464,7 +345,7 @@ class Executor(cf.Executor):
         with self._cond:
             targets, self._targets = self._targets, {}
             for seq, t in targets.items():
-                if type(t) is _Window:
+                if type(t) is Window:
                     t.values[seq] = ((False, None, error, None), "")
             self._cond.notify_all()
         for t in targets.values():

@@ -318,6 +318,8 @@ def json_value(v: Any) -> str:
 
 #: The error of a cancelled task's result.
 CANCELLED = "cancelled by an operator (python -m god cancel)"
+#: Why a task its program cancelled (producer.Executor) has no result.
+CANCELLED_BY_PROGRAM = "cancelled by its program (Future.cancel or Executor.shutdown(cancel_futures=True))"
 
 
 def failure(exc: BaseException) -> Value:
