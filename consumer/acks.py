@@ -91,10 +91,7 @@ class Acks:
         self.caller = caller if isinstance(caller, Caller) else None
         self.check = never if self.caller is not None else unpicklable
         self._shown_max = payload_max = self.payload_max()
-        shown = None
-        if self.caller is not None:
-            json = self.caller.json
-            shown = functools.partial(json, payload_max=payload_max) if payload_max is not None else json
+        shown = functools.partial(self.caller.json, payload_max=payload_max) if self.caller is not None else None
         self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task, shown, payload_max)
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:

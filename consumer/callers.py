@@ -16,7 +16,7 @@ from typing import Any
 
 from consumer.calls import is_async
 from shared.calls import (
-    PYTHON_MINOR, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, call_view, function_name, is_plain,
+    PYTHON_MINOR, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, function_name, is_plain,
     load_function, plain, replaced,
 )
 from shared.records import V_OK, V_VALUE, Value, describe, failure
@@ -84,13 +84,9 @@ class Caller:
         except RemoteError:
             return False
 
-    def view(self, payload: Any) -> Any:
-        """The payload as results lines show it (shared.calls.call_view), its arguments loaded."""
-        return call_view(self.task, payload, self._loaded_arguments(payload))
-
     def json(self, payload: Any, payload_max: int | None = None) -> str:
-        """The same as JSON, fast: what a results line has (``payload_max``: as
-        ``shared.calls.call_json``)."""
+        """The payload as results lines show it (``shared.calls.call_json``: its arguments
+        loaded, those over payload_max in brief)."""
         return self._json(payload, None if is_plain(payload) else self._loaded_arguments(payload), payload_max)
 
     def _loaded_arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:

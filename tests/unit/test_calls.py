@@ -107,7 +107,9 @@ def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> No
     fn, args, kwargs = caller.target(payload)
     assert fn is both and args == (5, [1, {7}], {"k": 5}) and kwargs == {"kw": ({7},)}
     assert caller(payload) == (args, kwargs)
-    assert caller.view(payload)["args"] == [5, [1, {7}], {"k": 5}]  # the results line shows what it got
+    # the results line shows what it got
+    assert caller.json(payload) == json_value({"fn": f"{__name__}:both", "args": [5, [1, {7}], {"k": 5}],
+                                               "kwargs": {"kw": ({7},)}})
     assert call_view("m:f()", payload)["args"] == f"({len(blob):,} bytes, pickled)"  # god's own lines
     with pytest.raises(RemoteError, match=f"a value {__name__}:both waited for cannot be loaded on consumer c"):
         caller.target(with_values((f"{__name__}:both", blob), (Packed(b"not a pickle"), 1)))
