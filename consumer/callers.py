@@ -137,8 +137,8 @@ class Caller:
             except OtherPython as e:
                 fn = (f"function {self.name} was pickled by value on Python {e.made_on}, and consumer "
                       f"{self.consumer} runs Python {PYTHON_MINOR}: such a function loads only on the Python that "
-                      f"made it. Start a consumer of Python {e.made_on} on its queue (god then gives such calls to it), "
-                      f"or make it importable, so that it goes by name")
+                      f"made it. Start a consumer of Python {e.made_on} on its queue (god then gives such calls "
+                      f"to it), or make it importable, so that it goes by name")
             except Exception as e:
                 fn = f"function {self.name} cannot be loaded on consumer {self.consumer}: {describe(e)}"
             else:

@@ -12,8 +12,8 @@ Each call is a task at god (shared/calls.py has its wire form): queue, priority,
 dead letters, cancels, the results file and ``god task ID`` apply to it as to any task.
 Puts go out from the calling thread, pipelined (a lone ``submit`` waits for nothing); one
 thread of the executor reads the results over a connection of its own and resolves the
-futures. ``map`` keeps a window of tasks in flight (producer/mapping.py), so an endless iterable runs in bounded
-memory; it makes no Future per item.
+futures. ``map`` keeps a window of tasks in flight (producer/mapping.py), so an endless
+iterable runs in bounded memory; it makes no Future per item.
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ class Executor(cf.Executor):
             chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
         """``fn`` over the items of the iterables (zipped), its results in their order, lazily.
 
-        At most ``buffersize`` tasks are in flight (default producer.mapping.MAP_WINDOW), so the iterables may
-        be endless; ``chunksize`` is taken for compatibility: each item is a task of its own,
-        and puts go in batches anyway. ``timeout`` counts from this call; the iterator raises
+        At most ``buffersize`` tasks are in flight (default producer.mapping.MAP_WINDOW), so
+        the iterables may be endless; ``chunksize`` is taken for compatibility: each item is a
+        task of its own, and puts go in batches anyway. ``timeout`` counts from this call; the iterator raises
         ``TimeoutError`` at the first result not there by then, and a call's exception at its
         item, after yielding those before it.
         """

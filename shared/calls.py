@@ -268,11 +268,16 @@ def needs_python(payload: Any) -> str | None:
     if type(ref) is not bytes:
         return None
     try:
-        packed = pickle.loads(ref)
+        return _made_on(pickle.loads(ref))
     except Exception:
         return None
+
+
+def _made_on(packed: Any) -> str | None:
+    """The Python a function by value was pickled on, from its unpickled reference (None: a
+    call put before functions said their Python, whose reference is the function itself)."""
     if type(packed) is tuple and len(packed) == 3 and packed[0] == BY_VALUE and type(packed[1]) is str:
-        return packed[1]
+        return str(packed[1])
     return None
 
 
@@ -285,11 +290,12 @@ def load_function(ref: bytes) -> Any:
         Exception: what unpickling raises (a module it needs is not here, say).
     """
     packed = pickle.loads(ref)
-    if type(packed) is tuple and len(packed) == 3 and packed[0] == BY_VALUE:
-        if packed[1] != PYTHON_MINOR:
-            raise OtherPython(packed[1])
-        packed = pickle.loads(packed[2])
-    return packed  # (a call put before functions said their Python: the function itself)
+    made_on = _made_on(packed)
+    if made_on is None:
+        return packed  # (a call put before functions said their Python: the function itself)
+    if made_on != PYTHON_MINOR:
+        raise OtherPython(made_on)
+    return pickle.loads(packed[2])
 
 
 def display_name(fn: Any) -> str:

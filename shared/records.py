@@ -240,7 +240,9 @@ def json_line(tid: str | None, payload: Any, ok: bool, value: Any, error: str | 
     integers without the general encoder (0.8 us a result against 2 us for json.dumps of a
     dict, and 40 us through a Result and dataclasses.asdict).
     """
-    return (f'{{"id": {_string(tid)}, "payload": {payload_json(payload, payload_max) if shown is None else shown}, "ok": {"true" if ok else "false"}, '
+    if shown is None:
+        shown = payload_json(payload, payload_max)
+    return (f'{{"id": {_string(tid)}, "payload": {shown}, "ok": {"true" if ok else "false"}, '
             f'"value": {json_value(value)}, "error": {_string(error)}, "traceback": {_string(tb)}, '
             f'"consumer": {_string(consumer)}, "attempts": {attempts}, "time": {at!r}, '
             f'"queue": {_string(queue)}, "task": {_string(task)}}}')
@@ -262,7 +264,8 @@ def ok_lines(producer: str, consumer: str, attempts: int, queue: str, task: str 
         return f'{head}{seq}", "payload": {value(payload)}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
 
     def capped_line(seq: int, payload: Any, v: Any, at: str) -> str:
-        return f'{head}{seq}", "payload": {payload_json(payload, payload_max)}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
+        text = payload_json(payload, payload_max)
+        return f'{head}{seq}", "payload": {text}, "ok": true, "value": {value(v)}, {tail}{at}{end}'
 
     if shown is None:
         return line if payload_max is None else capped_line
