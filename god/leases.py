@@ -95,6 +95,7 @@ class Leases:
         st = self.state
         out: list[tuple[Slice, Grant]] = []
         want = max_n
+        mixed = len(self.pythons) > 1  # consumers of several Pythons: calls by value are routed
         for name in queues:
             q = st.queues.get(name)
             if q is None or q.pending <= 0 or q.paused:
@@ -120,7 +121,7 @@ class Leases:
                             i += 1
                             continue
                     b = s.batch
-                    if len(self.pythons) > 1 and b.task is not None and b.task.endswith(CALL):
+                    if mixed and b.task is not None and b.task.endswith(CALL):
                         # a function by value loads only on the Python that pickled it: on a
                         # consumer of that Python while one serves q; else whoever asks (it
                         # fails there, saying both Pythons). Only consumers of mixed Pythons
