@@ -152,7 +152,7 @@ class Worker:
     def _send(self, want: int | None = None) -> None:
         """Ack what is done and lease what there is room for (or ``want`` tasks), in one call
         whose reply comes later. With no task in hand and a place free, the lease waits at god
-        for the first task; results sent behind it end its wait (god/hub.py)."""
+        for the first task; results sent behind it end its wait (god/transport/hub.py)."""
         if self.ran:
             per_task = self.spent / self.ran
             self.avg_task_s = per_task if self.avg_task_s is None else 0.8 * self.avg_task_s + 0.2 * per_task

@@ -1,5 +1,5 @@
 """God's command line: ``python -m god`` serves; the commands that ask a running god
-(``python -m god status`` and the rest) are in god/operate.py, on the same app."""
+(``python -m god status`` and the rest) are in god/operator/commands.py, on the same app."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
     RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
-from god.operate import app as app  # the one app: serving, and the commands that ask god
+from god.operator.commands import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
     AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption,
     run_role,

@@ -12,22 +12,22 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from god.api import Api
-from god.broker import Broker
 from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
     RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
-from god.door import Door
-from god.journal import Journal
-from god.history import History
-from god.metrics import MetricsServer
-from god.monitor import Monitor
-from god.record import Record
-from god.server import GodServer
+from god.journal.recorder import Record
+from god.journal.writer import Journal
+from god.operator.history import History
+from god.operator.metrics import MetricsServer
+from god.operator.monitor import Monitor
+from god.operator.web import Web, login_url, web_context
+from god.rules.broker import Broker
+from god.transport.api import Api
+from god.transport.door import Door
+from god.transport.server import GodServer
+from god.transport.waits import Waits
 from god.trim import Trimmer
-from god.waits import Waits
-from god.web import Web, login_url, web_context
 from shared import exitcodes
 from shared.config import Settings, client_address, format_address
 from shared.log import count, logger

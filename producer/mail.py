@@ -34,7 +34,7 @@ class Mail:
     def start(self, outstanding: Callable[[], Iterable[int]], wait_s: float | None = None) -> None:
         """Send the next fetch and return at once; ``fetch`` reads its answer. God answers it
         when a result comes, when wait_s (default RESULTS_WAIT_S) passes, or at once when
-        another call comes behind it on the connection (the call yields: god/api.py)."""
+        another call comes behind it on the connection (the call yields: god/transport/api.py)."""
         self.client.send("results_for", *self._ask(outstanding, RESULTS_WAIT_S if wait_s is None else wait_s))
         self.started = True
 

@@ -7,7 +7,7 @@ A call is an ordinary task whose task name is the function's name with ``()`` af
   and lists, tuples and dicts of those), as they are;
 - ``(fn, blob)``: any other arguments, ``(args, kwargs)`` pickled with cloudpickle;
 - ``(fn, blob, values)``: as consumers get a call that waited for other tasks' results
-  (god/graph.py): each future among its arguments is an ``Awaited(k)`` in the blob, and
+  (god/rules/graph.py): each future among its arguments is an ``Awaited(k)`` in the blob, and
   ``values[k]`` is the value of the k-th task it waited for, put in its place before the call.
 
 ``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
@@ -263,7 +263,7 @@ class OtherPython(Exception):
 def needs_python(payload: Any) -> str | None:
     """The Python a call needs: the minor version (``"3.12"``) its function was pickled on when
     it travels by value; None when it goes by name, which any Python imports. Read without
-    loading the function (god routes on it, god/leases.py)."""
+    loading the function (god routes on it, god/rules/leases.py)."""
     ref = payload[0] if type(payload) is tuple and payload else None
     if type(ref) is not bytes:
         return None

@@ -32,7 +32,7 @@ QUEUE_METHODS = ("put", "put_nowait", "get", "get_nowait", "empty", "qsize", "fu
 
 
 class GodManager(BaseManager):
-    """Client view of god: registered names, no callables (god/server.py adds them)."""
+    """Client view of god: registered names, no callables (god/transport/server.py adds them)."""
 
     def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
         super().__init__(address=address, authkey=authkey, serializer=transport.SERIALIZER)

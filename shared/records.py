@@ -39,7 +39,7 @@ MAX_BACKOFF_S = 300.0  # the default longest wait before a retry
 #: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
 #: task function or None for the consumer's own, priority, retry policy or None, the Unix
 #: time before which it is not served or None, the ids of the tasks whose results its tasks
-#: wait for (god/graph.py) or None).
+#: wait for (god/rules/graph.py) or None).
 Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None", "float | None", "tuple[str, ...] | None"]
 PUT_FIRST: Final = 0
 PUT_N: Final = 1

@@ -14,13 +14,13 @@ from typing import Any
 from consumer.acks import Acks
 from consumer.functions import Functions
 from consumer.tasks import DEFAULT_TASK
-from god.api import Api
-from god.broker import Broker
-from god.journal import Journal
-from god.recovery import Recovered
-from god.results import ResultsFile
-from god.state import JournalLike
-from god.waits import Wait, Waits
+from god.journal.recovery import Recovered
+from god.journal.results_file import ResultsFile
+from god.journal.writer import Journal
+from god.rules.broker import Broker
+from god.rules.state import JournalLike
+from god.transport.api import Api
+from god.transport.waits import Wait, Waits
 from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, RetryPolicy, Run, failure, task_id
 
 

@@ -28,8 +28,8 @@ pytestmark = [
 SCRIPT = r'''
 import json, pickle, sys, threading, time
 from pathlib import Path
-from god.broker import Broker
-from god.journal import Journal
+from god.journal.writer import Journal
+from god.rules.broker import Broker
 from shared.log import logger
 
 

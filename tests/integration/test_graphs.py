@@ -1,5 +1,5 @@
 """Tasks that wait for other tasks, against a real god and consumers: futures as arguments of
-calls, resolved at god (god/graph.py), across the exit of the program that submitted them,
+calls, resolved at god (god/rules/graph.py), across the exit of the program that submitted them,
 god's kill -9, and consumers killed mid-graph.
 
 Functions defined here travel by value (the tests are not an installed package).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import Journal
+from god.journal.writer import Journal
 from tests.core import Core
 
 

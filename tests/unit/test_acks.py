@@ -1,4 +1,4 @@
-"""Acks (god/acks.py): the first result wins; failures kept; a timeout's failure.
+"""Acks (god/rules/acks.py): the first result wins; failures kept; a timeout's failure.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

@@ -1,4 +1,4 @@
-"""Operator controls (god/controls.py): rate limits, pauses, drains, cancels.
+"""Operator controls (god/rules/controls.py): rate limits, pauses, drains, cancels.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

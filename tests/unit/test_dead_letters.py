@@ -1,4 +1,4 @@
-"""Dead letters (god/dead_letters.py): listed, served again under new ids, purged, bounded.
+"""Dead letters (god/rules/dead_letters.py): listed, served again under new ids, purged, bounded.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

@@ -1,4 +1,4 @@
-"""Figures (god/figures.py): the oldest waiting task's age, where a task is.
+"""Figures (god/rules/figures.py): the oldest waiting task's age, where a task is.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

@@ -1,4 +1,4 @@
-"""Tasks that wait for other tasks (god/graph.py): blocked until what they wait for has a
+"""Tasks that wait for other tasks (god/rules/graph.py): blocked until what they wait for has a
 result, then served with its values; failures, dead letters and cancels fail what waits,
 transitively; outcomes kept only while a batch uses them; all of it across a restart.
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.calls import Awaited, Packed
-from god.metrics import render
-from god.lines import status_text
-from god.record import Record
+from god.journal.recorder import Record
+from god.operator.lines import status_text
+from god.operator.metrics import render
 from shared.records import CANCELLED, Grant
 from tests.core import Core, lines, opened, payloads_of, restarted, seqs
 

@@ -1,4 +1,4 @@
-"""The tutorial's hand-out (god/handout.py, through the views of god/views.py).
+"""The tutorial's hand-out (god/rules/handout.py, through the views of god/transport/views.py).
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 
@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from god.handout import TUTORIAL
-from god.views import ResultQueueView, TaskQueueView, Tutorial
+from god.rules.handout import TUTORIAL
+from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_PRODUCER
 from tests.core import Core, lines
 

@@ -1,4 +1,4 @@
-"""Taking puts (god/intake.py): dedupe, capacity, order, and producers' results.
+"""Taking puts (god/rules/intake.py): dedupe, capacity, order, and producers' results.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 
@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from god.lines import status_text
+from god.operator.lines import status_text
 from shared.records import G_KEEP, G_PRODUCER
 from shared.version import PYTHON, VERSION
 from tests.core import Call, Core, seqs

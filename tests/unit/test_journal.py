@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import Journal
-from god.record import Record
-from god.results import ResultsFile
+from god.journal.recorder import Record
+from god.journal.results_file import ResultsFile
+from god.journal.writer import Journal
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, payloads_of, restarted, seqs
@@ -42,7 +42,7 @@ def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journa
 def test_a_producers_finished_batches_are_not_taken_again_after_a_restart(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     core.settle(core.put("p", [1, 2]))
     core.ack("c", core.lease("c", 2))
@@ -180,7 +180,7 @@ def batch_rows(path: Path) -> int:
 def test_a_batch_is_released_once_none_of_its_tasks_waits_or_runs(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     core.settle(core.put("p", [0, 1]))
     core.settle(core.put("p", [2]))
@@ -202,7 +202,7 @@ def test_a_batch_is_released_once_none_of_its_tasks_waits_or_runs(
 def test_finished_batches_go_with_their_rows_while_an_older_one_still_runs(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     record = Record(core.broker, results_path=None, journal=journal)
     core.settle(core.put("p", [0]))
@@ -228,7 +228,7 @@ def test_finished_batches_go_with_their_rows_while_an_older_one_still_runs(
 def test_no_batch_is_released_while_the_results_file_refuses_its_results(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     core.settle(core.put("p", [0]))
     record = Record(core.broker, results_path=Path("/dev/full"), journal=journal)
@@ -293,7 +293,7 @@ def test_a_rate_limit_set_while_god_runs_holds_across_a_restart(journal: Journal
 def test_producers_past_the_dedupe_window_are_forgotten_by_the_journal(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("god.record.COMPACT_EVERY_S", 0.0)
+    monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     core.settle(core.put("old", [1]))
     core.ack("c", core.lease("c", 1))
@@ -351,7 +351,7 @@ def test_sync_full_syncs_every_commit_and_every_results_write(path: Path, tmp_pa
         finally:
             j.close()
     synced: list[int] = []
-    monkeypatch.setattr("god.results.os.fsync", synced.append)
+    monkeypatch.setattr("god.journal.results_file.os.fsync", synced.append)
     plain = ResultsFile(tmp_path / "plain.jsonl")
     plain.write(["a\n"], [])
     plain.close()

@@ -1,4 +1,4 @@
-"""Leases (god/leases.py): order, priorities, queues, slices, retried leases, heartbeats, stuck tasks.
+"""Leases (god/rules/leases.py): order, priorities, queues, slices, retried leases, heartbeats, stuck tasks.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 
@@ -8,7 +8,7 @@ import pickle
 
 from shared.calls import BY_VALUE
 from shared.log import logger
-from god.leases import SCAN_PAST
+from god.rules.leases import SCAN_PAST
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.core import Core, lines, payloads_of, seqs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from god.live import render_text
+from god.operator.live import render_text
 from shared.stats import Stats
 from tests.core import Core
 

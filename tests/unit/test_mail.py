@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 
-from god.journal import Journal
-from god.record import Record
+from god.journal.recorder import Record
+from god.journal.writer import Journal
 from shared.records import G_KEEP, V_VALUE
 from tests.core import Core, restarted, seqs
 

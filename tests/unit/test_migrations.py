@@ -1,4 +1,4 @@
-"""Journals an earlier god wrote (god/migrations.py): brought up to this version as god opens
+"""Journals an earlier god wrote (god/journal/migrations.py): brought up to this version as god opens
 them, what waited served again and what was done not; one too old is refused and left alone."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from god.journal import Journal
-from god.schema import SCHEMA_VERSION
+from god.journal.schema import SCHEMA_VERSION
+from god.journal.writer import Journal
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_TASK
 from tests.core import opened, payloads_of, seqs

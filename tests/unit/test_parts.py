@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from consumer.tasks import resolve_task, square
-from god.api import last_line_with
-from god.door import RateLimitedLog
-from god.server import GodServerManager
+from god.transport.api import last_line_with
+from god.transport.door import RateLimitedLog
+from god.transport.server import GodServerManager
 from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
 from shared.log import logger, setup_logging

@@ -1,4 +1,4 @@
-"""Redelivery (god/redelivery.py): what lost, silent or leaving consumers held goes back, or to the dead letters.
+"""Redelivery (god/rules/redelivery.py): what lost, silent or leaving consumers held goes back, or to the dead letters.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

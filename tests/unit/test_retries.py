@@ -1,4 +1,4 @@
-"""Retries and scheduled tasks (god/retries.py): backoff, named exceptions, Retry(after), delays.
+"""Retries and scheduled tasks (god/rules/retries.py): backoff, named exceptions, Retry(after), delays.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

@@ -1,4 +1,4 @@
-"""Schedules (god/schedules.py): a task a period, once for periods missed, not twice across a crash.
+"""Schedules (god/rules/schedules.py): a task a period, once for periods missed, not twice across a crash.
 
 On the path production uses (API, waits, broker), with a fake clock: no sockets, no sleeps."""
 

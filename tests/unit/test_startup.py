@@ -12,7 +12,7 @@ import pytest
 
 #: Modules a command does not need before its first byte to god (each costs 20-100 ms here).
 HEAVY = ("loguru", "asyncio", "rich", "pydantic", "importlib.metadata", "cloudpickle", "sqlite3",
-         "god.service", "god.broker", "god.hub", "god.web")
+         "god.service", "god.rules.broker", "god.transport.hub", "god.operator.web")
 
 
 def _loaded_by(code: str) -> list[str]:

@@ -1,0 +1,292 @@
+"""God's dashboard over HTTP (god --http HOST:PORT): the page, its JSON API and /metrics, on one port.
+
+Access. The key to it is a token derived from the authkey (an HMAC of a fixed label), never
+the authkey itself: god prints the login address with it (``/login#token=...``; a fragment
+never reaches a server's log), and ``python -m god url`` prints it again from the key. The
+login page trades the token for a session: an HttpOnly, SameSite=Strict cookie, and a CSRF
+token the page sends with every action. Scripts send ``Authorization: Bearer TOKEN`` instead.
+Without either, every page and call but the login page is refused with 401; a wrong token is
+logged like a wrong authkey (rate-limited).
+
+The API calls god/transport/api.py, as the command line does: one implementation of every action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from god.operator.history import History
+from god.operator.metrics import CONTENT_TYPE, render, serve_http
+from god.transport.api import Api
+from god.transport.door import RateLimitedLog
+from god.transport.waits import Wait, Waits
+from shared.config import Tls, client_address
+from shared.log import logger
+from shared.transport import server_context
+from shared.stats import Stats
+
+TOKEN_LABEL = b"god dashboard token, v1"
+COOKIE = "god_session"
+SESSION_S = 12 * 3600.0  # a session lasts this long after its last request
+MAX_SESSIONS = 1000  # sessions kept; the least recently used go first
+MAX_BODY = 64 * 1024  # bytes of a POST's JSON body
+IDLE_S = 30.0  # seconds a connection may wait to send its request
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+}
+
+
+def dashboard_token(authkey: bytes) -> str:
+    """The dashboard's token: derived from the authkey, which it does not reveal."""
+    return hmac.new(authkey, TOKEN_LABEL, hashlib.sha256).hexdigest()[:40]
+
+
+def login_url(base: str, authkey: bytes) -> str:
+    """The address that logs a browser in: the dashboard's, with the token in its fragment."""
+    return f"{base}/login#token={dashboard_token(authkey)}"
+
+
+def web_context(tls: Tls) -> ssl.SSLContext:
+    """The dashboard's TLS context: god's certificate; browsers present none."""
+    ctx = server_context(Tls(tls.cert, tls.key, None))
+    return ctx
+
+
+def _page(name: str) -> bytes:
+    """One of the dashboard's pages, as shipped in the god package."""
+    return resources.files("god.operator").joinpath(name).read_bytes()
+
+
+class Sessions:
+    """Browser sessions: id -> (CSRF token, when last used); thread-safe, bounded, expiring."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self._by_id: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def start(self) -> tuple[str, str]:
+        """A new session: (its id, its CSRF token)."""
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self._lock:
+            self._by_id[sid] = (csrf, self._now())
+            while len(self._by_id) > MAX_SESSIONS:
+                self._by_id.popitem(last=False)
+        return sid, csrf
+
+    def csrf(self, sid: str) -> str | None:
+        """The CSRF token of a live session (used now), or None."""
+        with self._lock:
+            found = self._by_id.get(sid)
+            now = self._now()
+            if found is None or now - found[1] > SESSION_S:
+                self._by_id.pop(sid, None)
+                return None
+            self._by_id[sid] = (found[0], now)
+            self._by_id.move_to_end(sid)
+            return found[0]
+
+    def end(self, sid: str) -> None:
+        with self._lock:
+            self._by_id.pop(sid, None)
+
+
+class Denied(Exception):
+    """A request refused: its status and why."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+class Web:
+    """The dashboard's HTTP server, in daemon threads."""
+
+    def __init__(self, host: str, port: int, *, api: Api, waits: Waits, authkey: bytes,
+                 figures: Callable[[], tuple[Stats, float]], history: History,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.api, self.waits, self.figures, self.history = api, waits, figures, history
+        self.token = dashboard_token(authkey)
+        self.sessions = Sessions()
+        self.pages = {name: _page(name) for name in ("login.html", "dashboard.html")}  # read once
+        self.tls = tls is not None
+        self._refusals = RateLimitedLog()
+        web = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "god"
+            sys_version = ""
+            timeout = IDLE_S  # a connection that sends nothing is closed: no thread waits forever
+
+            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+                web.handle(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                web.handle(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # refusals are logged by handle(); the rest is not news
+
+        wrap = (lambda sock: tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)) if tls else None
+        self.server = serve_http(host, port, Handler, "--http", wrap)
+        self.address = (host, int(self.server.server_address[1]))
+
+    @property
+    def base(self) -> str:
+        """The dashboard's address, for people (a wildcard bind as this host's name)."""
+        return f"{'https' if self.tls else 'http'}://{client_address(self.address)}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- a request -----------------------------------------------------------------------
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(h.path)
+        path, query = url.path, parse_qs(url.query)
+        try:
+            if method == "GET" and path == "/login":
+                return self._send(h, 200, self.pages["login.html"], "text/html; charset=utf-8")
+            if method == "POST" and path == "/api/login":
+                return self._login(h)
+            who, csrf = self._who(h)
+            if method == "GET" and path == "/":
+                return self._send(h, 200, self.pages["dashboard.html"], "text/html; charset=utf-8")
+            if method == "GET" and path == "/metrics":
+                return self._send(h, 200, render(*self.figures()).encode(), CONTENT_TYPE)
+            if method == "GET" and path.startswith("/api/"):
+                return self._json(h, 200, self._get(path[5:], query, csrf))
+            if method == "POST" and path.startswith("/api/"):
+                if who == "session" and not hmac.compare_digest(h.headers.get("X-CSRF-Token", ""), csrf or ""):
+                    raise Denied(403, "an action needs the session's CSRF token (X-CSRF-Token)")
+                return self._json(h, 200, self._post(path[5:], self._body(h), h))
+            raise Denied(404, f"no {method} {path} here")
+        except Denied as e:
+            if e.status == 401 and path == "/":
+                return self._send(h, 401, self.pages["login.html"], "text/html; charset=utf-8")
+            return self._json(h, e.status, {"error": str(e)})
+        except ValueError as e:  # god refused what was asked (as the command line says it)
+            return self._json(h, 400, {"error": str(e)})
+        except Exception as e:  # a bug of ours: said, and logged, not a dropped connection
+            logger.bind(role="god").exception("dashboard: {} {} failed", method, path)
+            return self._json(h, 500, {"error": f"god failed to answer: {e}"})
+
+    def _who(self, h: BaseHTTPRequestHandler) -> tuple[str, str | None]:
+        """("bearer", None) or ("session", its CSRF token); raises Denied(401) otherwise."""
+        auth = h.headers.get("Authorization", "")
+        if auth:
+            scheme, _, given = auth.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token):
+                return "bearer", None
+            self._refused(h, "a wrong token")
+            raise Denied(401, "wrong token: use the one 'python -m god url' prints")
+        for part in h.headers.get("Cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                csrf = self.sessions.csrf(value)
+                if csrf is not None:
+                    return "session", csrf
+        raise Denied(401, "no session: open the login address god printed ('python -m god url' prints it again)")
+
+    def _refused(self, h: BaseHTTPRequestHandler, what: str) -> None:
+        self._refusals.warning("web", "dashboard: refused a request from {} with {}", h.client_address[0], what)
+
+    def _login(self, h: BaseHTTPRequestHandler) -> None:
+        given = self._body(h).get("token")
+        if not isinstance(given, str) or not hmac.compare_digest(given, self.token):
+            self._refused(h, "a wrong token")
+            raise Denied(401, "wrong token: use the login address god printed ('python -m god url')")
+        sid, csrf = self.sessions.start()
+        cookie = f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={int(SESSION_S)}"
+        self._json(h, 200, {"csrf": csrf}, {"Set-Cookie": cookie + ("; Secure" if self.tls else "")})
+
+    def _body(self, h: BaseHTTPRequestHandler) -> dict[str, Any]:
+        n = int(h.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            raise Denied(413, f"a body of {n} bytes is more than {MAX_BODY}")
+        raw = h.rfile.read(n) if n else b"{}"
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise Denied(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise Denied(400, "the body is not a JSON object")
+        return body
+
+    def _call(self, reply: Any) -> Any:
+        return self.waits.call(reply) if isinstance(reply, Wait) else reply
+
+    def _get(self, what: str, query: dict[str, list[str]], csrf: str | None) -> Any:
+        queue = query.get("queue", [None])[0]
+        if what == "session":
+            return {"csrf": csrf}
+        if what == "status":
+            stats, rate = self.figures()
+            return {**stats, "rate": rate}
+        if what == "history":
+            return self.history.since(float(query.get("since", ["0"])[0]))
+        if what == "dead":
+            return self.api.dead(queue)
+        if what == "failed":
+            return self.api.failed(queue)
+        if what == "schedules":
+            return self.api.schedule_list()
+        if what.startswith("task/"):
+            return self._call(self.api.task(unquote(what[5:])))
+        raise Denied(404, f"no GET /api/{what} here")
+
+    def _post(self, what: str, body: dict[str, Any], h: BaseHTTPRequestHandler) -> Any:
+        if what == "logout":
+            for part in h.headers.get("Cookie", "").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == COOKIE:
+                    self.sessions.end(value)
+            return {}
+        if what in ("pause", "resume"):
+            return {"was_paused": self.api.pause(_text(body, "queue"), what == "pause")}
+        if what == "requeue":
+            return {"moved": self.api.requeue(body.get("ids"), body.get("queue"))}
+        if what == "purge":
+            return {"dropped": self.api.purge(body.get("queue"), body.get("older_than_s"))}
+        if what == "cancel":
+            return self.api.cancel(body.get("ids"), body.get("queue"), body.get("producer"))
+        if what == "drain":
+            return {"held": self.api.drain(_text(body, "consumer"))}
+        raise Denied(404, f"no POST /api/{what} here")
+
+    def _json(self, h: BaseHTTPRequestHandler, status: int, value: Any, extra: dict[str, str] | None = None) -> None:
+        self._send(h, status, json.dumps(value).encode(), "application/json", extra)
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, kind: str,
+              extra: dict[str, str] | None = None) -> None:
+        h.send_response(status)
+        for name, value in {**HEADERS, **(extra or {}), "Content-Type": kind, "Content-Length": str(len(body))}.items():
+            h.send_header(name, value)
+        h.end_headers()
+        h.wfile.write(body)
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"the body needs {key!r}, a string")
+    return value

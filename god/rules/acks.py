@@ -1,0 +1,132 @@
+"""Acks: a consumer's results settle runs of a batch; the first result for a task wins.
+
+An ack carries a run's result lines (the worker formats them), its failures, and the values
+when its producer waits for them. A failure with retries left is not a result yet
+(god/rules/retries.py takes it); the last failures are kept for ``python -m god failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+from god.rules.handout import TUTORIAL
+from god.rules.retries import Retries
+from god.rules.state import State
+from god.store.batches import Batch, runs_of
+from god.store.dead_letters import payload_figures, shown
+from god.store.peers import ConsumerState
+from shared.records import (
+    A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_SEQ, Ack, Failed,
+)
+
+TRACEBACK_CHARS = 4_000  # of a failure's traceback kept for ``failed``
+
+
+class Acks:
+    """Recording results."""
+
+    def __init__(self, state: State, *, retries: Retries) -> None:
+        self.state = state
+        self.retries = retries
+
+    def ack_many(self, consumer: str, acks: list[Ack]) -> int:
+        """Record results; the first result for a task wins, later ones are counted duplicates.
+
+        Returns:
+            How many results were new.
+        """
+        st = self.state
+        with st.lock:
+            c = st.peers.consumer(consumer, st.now())
+            new = sum(self.ack(c, a) for a in acks)
+        if new:
+            st.results_ready.set()
+            st.on_change()
+        return new
+
+    def ack(self, c: ConsumerState, a: Ack) -> int:
+        """Record the results of one ack from c (lock held); returns how many were new."""
+        st = self.state
+        b = st.batches.get((a[A_PRODUCER], a[A_FIRST]))
+        lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
+        if b is None or not 0 <= lo < hi <= b.n:
+            return self._ack_unknown(c, a)
+        lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
+        runs = b.undone(lo, hi)
+        keep: set[int] | None = None  # the offsets to record, when not all of [lo, hi)
+        if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
+            keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
+            st.counts["duplicates"] += hi - lo - len(keep)
+        if failed and (b.retry is not None or any(f[F_AFTER] is not None for f in failed)):
+            again = self.retries.retry_failures(c, b, failed, keep, lo, hi)
+            if again:  # tried again later: no result for them now
+                keep = (set(range(lo, hi)) if keep is None else keep) - again
+        if keep is not None:
+            if not keep:
+                return 0
+            lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
+            failed = tuple(f for f in failed if f[F_SEQ] - b.first in keep)
+            if values is not None:
+                values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
+            runs = runs_of(sorted(keep))
+        if failed:
+            self._keep_failures(a[A_LO], a[A_LINES], failed)
+        n = sum(rhi - rlo for rlo, rhi in runs)
+        attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
+        if len(runs) == 1:
+            st.record(b, runs[0][0], runs[0][1], lines, values, c.top.name, attempt, failed=failed)
+        else:
+            self._record_runs(b, runs, lines, values, c.top.name, attempt, failed)
+        for rlo, rhi in runs:
+            st.settle(b, rlo, rhi)
+        st.count_results(c, st.queues[b.queue], n, len(failed))
+        return n
+
+    def _keep_failures(self, lo: int, lines: str, failed: tuple[Failed, ...]) -> None:
+        """Keep the last failed results (their lines, from seq lo on, read back) for ``failed``."""
+        parts = lines.split("\n")
+        for f in failed:
+            try:
+                d = json.loads(parts[f[F_SEQ] - lo])
+            except (IndexError, ValueError):
+                continue
+            tb = d.get("traceback")
+            self.state.failed.append({
+                "id": d.get("id"), "queue": d.get("queue"), "task": d.get("task"), **payload_figures(shown(d.get("payload"))),
+                "error": d.get("error"), "traceback": tb[-TRACEBACK_CHARS:] if isinstance(tb, str) else None,
+                "attempts": d.get("attempts"), "consumer": d.get("consumer"), "time": d.get("time"),
+            })
+
+    def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,
+                     consumer: str, attempt: int, failed: tuple[Failed, ...]) -> None:
+        """Record results that are several runs of b (some in between had results already)."""
+        parts = lines.split("\n")
+        vals = pickle.loads(values) if values is not None else None
+        i = 0
+        for lo, hi in runs:
+            k = hi - lo
+            self.state.record(b, lo, hi, "".join(p + "\n" for p in parts[i : i + k]),
+                              vals[i : i + k] if vals is not None else None, consumer, attempt, failed=failed)
+            i += k
+
+    def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:
+        """Results for a batch god does not hold: done before (duplicates), or put to a god that
+        restarted without a journal (kept: nobody else will run them)."""
+        st = self.state
+        producer, n = a[A_PRODUCER], a[A_HI] - a[A_LO]
+        if a[A_HI] - 1 <= st.upto.get(producer, 0) or producer.startswith(TUTORIAL):
+            st.counts["duplicates"] += n
+            return 0
+        st.outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))
+        st.upto[producer] = max(st.upto.get(producer, 0), a[A_HI] - 1)
+        st.heard.setdefault(producer, st.now())
+        st.count_results(c, st.queue(DEFAULT_QUEUE), n, len(a[A_FAILED]))
+        return n
+
+    def failures(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The last failed results (not dead letters), oldest first, of one queue or all."""
+        st = self.state
+        with st.lock:
+            return [f for f in st.failed if queue is None or f["queue"] == queue]

@@ -1,0 +1,113 @@
+"""What god tells of itself: every count (``stats``, for the monitor, status, metrics and the
+dashboard) and where one task is (``python -m god task ID``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from god.rules.state import State
+from shared.records import split_id
+from shared.stats import ConsumerFigures, ProducerFigures, QueueFigures, Stats
+
+
+class Figures:
+    """Snapshots of the state, taken under its lock."""
+
+    def __init__(self, state: State, *, more: Callable[[], dict[str, int]] = dict) -> None:
+        """Args:
+            more: more counts for ``stats`` (the door's connections and refusals).
+        """
+        self.state = state
+        self.more = more
+
+    def stats(self) -> Stats:
+        """A snapshot of every count."""
+        st = self.state
+        with st.lock:
+            now = st.now()
+            queues: dict[str, QueueFigures] = {}
+            for name, q in st.queues.items():
+                oldest = q.oldest()
+                queues[name] = {
+                    "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
+                    "dead": q.dead, "scheduled": q.scheduled, "blocked": q.blocked, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
+                    "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
+                    "consumers": sum(1 for _ in st.peers.serving(name)),
+                }
+            oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
+            consumers: list[ConsumerFigures] = [
+                {"name": c.name, "host": c.host, "python": c.python, "processes": c.processes,
+                 "concurrency": c.concurrency,
+                 "alive": c.alive,
+                 "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
+                 "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
+                                       if s.since), default=0.0),
+                 "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
+                for c in st.peers.consumers.values() if c.parent is None
+            ]
+            producers: list[ProducerFigures] = [
+                {"name": p.name, "host": p.host, "python": p.python, "put": p.put, "duplicates": p.duplicates,
+                 "last_seen_s": now - p.last_seen}
+                for p in st.peers.producers.values()
+            ]
+            counts = st.counts
+            stats: Stats = {
+                "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
+                "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
+                "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": st.pending,
+                "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
+                "dead_kept": len(st.dead), "cancelled": counts["cancelled"],
+                "scheduled": sum(q.scheduled for q in st.queues.values()), "blocked": st.blocked,
+                "in_flight": sum(q.in_flight for q in st.queues.values()), "capacity": st.capacity,
+                "oldest_waiting_s": oldest_all, "uptime_s": now - st.started,
+                "consumers_alive": st.peers.alive(), "connections": 0, "refused": 0,
+                "consumers": consumers, "producers": producers, "queues": queues,
+            }
+        more = self.more()
+        stats["connections"] = more.get("connections", 0)
+        stats["refused"] = more.get("refused", 0)
+        return stats
+
+    def task_state(self, tid: str) -> dict[str, Any]:
+        """Where a task is: blocked (on which tasks), waiting, scheduled, running (on which
+        consumer), dead, or done (its results line tells done from failed); its queue, task and
+        attempts where god holds them.
+
+        Raises:
+            ValueError: not a task id, or a task god does not know.
+        """
+        producer, seq = split_id(tid)
+        st = self.state
+        with st.lock:
+            d = st.dead.get(tid)
+            if d is not None:
+                return {"id": tid, "state": "dead", "queue": d.queue, "task": d.task, "attempts": d.attempts,
+                        "reason": d.reason}
+            b = st.batch_of(producer, seq)
+            if b is None:
+                if seq <= st.upto.get(producer, 0):
+                    return {"id": tid, "state": "done"}
+                raise ValueError(f"god knows no task {tid}: none of {producer}'s tasks up to {seq} came here, "
+                                 f"or they finished more than --dedupe-window ago")
+            i = seq - b.first
+            out: dict[str, Any] = {"id": tid, "queue": b.queue, "task": b.task, "priority": b.priority}
+            if b.origin is not None:
+                out["requeued_from"] = b.origin[i]
+            if b.after is not None:
+                out["after"] = list(b.after)
+            if b.done[i]:
+                return {**out, "state": "done"}
+            if b.missing:
+                return {**out, "state": "blocked", "on": st.graph.blocked_on(b)}
+            s = next((s for s in b.out if s.lo <= i < s.hi), None)
+            if s is not None:
+                return {**out, "state": "running", "attempts": s.tries,
+                        "consumer": s.owner.top.name if s.owner is not None else None}
+            s = next((s for s in b.later if s.lo <= i < s.hi), None)
+            if s is not None:
+                due = next((at for at, _, t in st.scheduled if t is s), st.now())
+                return {**out, "state": "scheduled", "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
+            s = next((s for level in st.queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
+                     None)
+            return {**out, "state": "waiting", "attempts": s.tries if s is not None else 0}

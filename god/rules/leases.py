@@ -1,0 +1,195 @@
+"""Leases: consumers take waiting tasks, queues in their order, higher priority first.
+
+A lease hands out slices of batches and records what it granted under the consumer's
+sequence number, so a retried lease (its reply was lost) gets the same grants and no task
+stays leased to a consumer that never saw it. Heartbeats keep a consumer's leases alive;
+what becomes of them when it goes silent, leaves or loses a worker is god/rules/redelivery.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from god.defaults import WARN_AFTER_S
+from god.rules.state import State
+from god.store.batches import Batch, Slice
+from god.store.peers import ConsumerState
+from shared.calls import CALL
+from shared.log import logger
+from shared.records import Grant, task_id
+from shared.version import minor
+
+BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
+#: Waiting slices a lease passes over in a level, kept from it (a poison suspect, a call for
+#: another Python), before it stops looking there: a consumer that may take none of a long
+#: backlog does not scan all of it on each try (2,000 such slices took 3.5 ms a lease).
+SCAN_PAST = 64
+
+
+class Leases:
+    """Handing waiting tasks to consumers, and keeping their leases alive."""
+
+    def __init__(self, state: State, *, warn_after_s: float | None = WARN_AFTER_S) -> None:
+        """Args:
+            warn_after_s: a task held by a consumer longer than this is reported once by ``warn_stuck``.
+        """
+        self.state = state
+        self.warn_after_s = warn_after_s
+        #: The Pythons (minor versions) consumers have said they run since god started: while
+        #: there is one, calls need no routing by Python (lease_now skips the question).
+        self.pythons: set[str] = set()
+
+    def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
+                       parent: str | None = None, concurrency: int = 1, python: str = "") -> None:
+        """A consumer says who it is (on which Python); or a worker process of consumer ``parent`` does."""
+        st = self.state
+        with st.lock:
+            if parent is not None:
+                st.peers.worker(name, parent, st.now())
+                return
+            c = st.peers.consumer(name, st.now())
+            c.host, c.processes, c.concurrency, c.python = host, processes, concurrency, python
+            self.pythons.add(minor(python))
+            if queues is not None:
+                c.queues = queues
+
+    def has_waiting(self, queues: tuple[str, ...]) -> bool:
+        """Whether tasks wait on any of these queues: a hint, read without the lock."""
+        qs = self.state.queues
+        return any(name in qs and qs[name].pending > 0 and not qs[name].paused for name in queues)
+
+    def try_lease(self, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None) -> list[Grant] | None:
+        """Lease up to max_n tasks from the queues, in their order; None (nothing recorded, so
+        the same seq may try again) while none waits there.
+
+        A retried call (the same seq as the consumer's last lease, whose reply was lost) gets
+        the same grants again, so no task is left leased to a consumer that never saw it.
+        """
+        st = self.state
+        with st.lock:
+            c = st.peers.consumer(consumer, st.now())
+            c.queues = queues
+            if seq is not None and seq == c.lease_seq:
+                return [g for s, g in c.last_grants if s in c.leased]
+            if not any(q.pending > 0 and not q.paused for q in map(st.queues.get, queues) if q is not None):
+                return None
+            leased = self.lease_now(c, queues, max_n)
+            if not leased:
+                return None  # what waits is for other consumers (it killed this one's workers)
+            c.lease_seq, c.last_grants = seq, leased
+        st.on_change()  # room for puts
+        return [g for _, g in leased]
+
+    def lease_nothing(self, consumer: str, seq: int | None) -> list[Grant]:
+        """Answer a lease that found nothing in time: recorded under seq, so a retry gets the same."""
+        st = self.state
+        with st.lock:
+            c = st.peers.consumer(consumer, st.now())
+            if seq is not None and seq == c.lease_seq:
+                return [g for s, g in c.last_grants if s in c.leased]
+            c.lease_seq, c.last_grants = seq, []
+            return []
+
+    def lease_now(self, c: ConsumerState, queues: tuple[str, ...], max_n: int) -> list[tuple[Slice, Grant]]:
+        """Lease up to max_n waiting tasks to c: queues in order, higher priority first (lock held)."""
+        st = self.state
+        out: list[tuple[Slice, Grant]] = []
+        want = max_n
+        mixed = len(self.pythons) > 1  # consumers of several Pythons: calls by value are routed
+        for name in queues:
+            q = st.queues.get(name)
+            if q is None or q.pending <= 0 or q.paused:
+                continue
+            others: bool | None = None  # whether another consumer alive serves q (asked when needed)
+            able: set[str] | None = None  # the Pythons of the consumers alive that serve q (the same)
+            mine = ""  # c's Python (asked when needed)
+            room = want
+            if q.limit is not None:  # exact across consumers: god hands out every task
+                room = min(want, q.limit.refill(st.now()))
+                if room <= 0:
+                    continue
+            for level in reversed(q.levels):
+                i = 0
+                while room > 0 and i < len(level) and i < SCAN_PAST:
+                    s = level[i]
+                    if s.avoid is c.top and st.now() < s.avoid_until:
+                        # it killed one of this consumer's workers: another's, if any, for a
+                        # lease period (redelivery.py); then whoever asks
+                        if others is None:
+                            others = any(o is not c.top for o in st.peers.serving(name))
+                        if others:
+                            i += 1
+                            continue
+                    b = s.batch
+                    if mixed and b.task is not None and b.task.endswith(CALL):
+                        # a function by value loads only on the Python that pickled it: on a
+                        # consumer of that Python while one serves q; else whoever asks (it
+                        # fails there, saying both Pythons). Only consumers of mixed Pythons
+                        # make god ask, and read which one a batch needs (it unpickles its payloads).
+                        if able is None:
+                            able, mine = {minor(o.python) for o in st.peers.serving(name)}, minor(c.top.python)
+                        if len(able) > 1 and (need := b.python()) is not None and need != mine and need in able:
+                            i += 1
+                            continue
+                    if s.hi - s.lo > room:  # lease the front of it; the rest waits on
+                        lo, hi = s.lo, s.lo + room
+                        s.lo = hi
+                    else:
+                        if i:
+                            del level[i]
+                        else:
+                            level.popleft()
+                        lo, hi = s.lo, s.hi
+                    for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
+                        out.append(self._grant(c, b, rlo, rhi, s))
+                        n = rhi - rlo
+                        want -= n
+                        room -= n
+                        if q.limit is not None:
+                            q.limit.tokens -= n
+                        q.pending -= n
+                        q.in_flight += n
+                        st.pending -= n
+                if want <= 0:
+                    return out
+        return out
+
+    def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, w: Slice) -> tuple[Slice, Grant]:
+        """Lease [lo, hi) of b, out of the waiting slice w, to c."""
+        s = Slice(b, lo, hi, w.tries + 1, c, w.retried, alone=w.alone, since=self.state.now())
+        b.out.append(s)
+        c.leased[s] = None
+        return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
+                   b.queue, b.keep, w.alone)
+
+    def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
+        """Keep a consumer's leases alive.
+
+        Returns:
+            (False if it had been given up (its tasks requeued), what operators asked of it:
+            "drain" (bool), "stop" (the (producer, seq) of cancelled tasks it runs)).
+        """
+        st = self.state
+        with st.lock:
+            c = st.peers.consumers.get(consumer)
+            was_alive = c is not None and c.alive
+            now = st.now()
+            c = st.peers.consumer(consumer, now)
+            if c.stop:  # told for a while (a lost reply is no matter), then forgotten
+                c.stop = {key: until for key, until in c.stop.items() if until > now}
+            return was_alive, {"drain": c.drain, "stop": list(c.stop)}
+
+    def warn_stuck(self, now: float) -> None:
+        """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""
+        if self.warn_after_s is None:
+            return
+        horizon = now - self.warn_after_s
+        for c in self.state.peers.consumers.values():
+            for s in c.leased:
+                if s.since < horizon and not s.warned and s.batch.done.find(0, s.lo, s.hi) != -1:
+                    s.warned = True
+                    first = s.batch.first + s.batch.done.find(0, s.lo, s.hi)
+                    logger.warning("task {} has been held by consumer {} for {:.0f}s (over --warn-after {:g}): "
+                                   "running that long, or stuck; 'python -m god cancel {}' stops it",
+                                   task_id(s.batch.producer, first), c.top.name, now - s.since, self.warn_after_s,
+                                   task_id(s.batch.producer, first))

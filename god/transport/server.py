@@ -1,0 +1,210 @@
+"""God's manager server, run in god's own process: registered callables and the serve thread."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+from multiprocessing import AuthenticationError, connection, managers
+from traceback import format_exc
+from typing import Any, cast
+
+from god.rules.broker import Broker
+from god.transport.api import Api
+from god.transport.door import Door, peer_of
+from god.transport.hub import Hub
+from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
+from god.transport.waits import Wait, Waits
+from shared import transport
+from shared.config import Address, Settings, format_address
+from shared.errors import AddressInUseError, ConfigError
+from shared.manager import (
+    ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS, RESULT_QUEUES, TASK_QUEUES, GodManager,
+)
+
+# The registered callables run in server threads and must reach god's one broker; they are
+# module-level functions (a lambda cannot be pickled under spawn/forkserver), so it lives here.
+_served: tuple[Tutorial, Waits, Api] | None = None
+
+
+def _god() -> tuple[Tutorial, Waits, Api]:
+    if _served is None:
+        raise RuntimeError("god's broker is not set up")
+    return _served
+
+
+class ThreadApi:
+    """The Api for a connection a stock server thread serves: a call that waits blocks the thread."""
+
+    def __init__(self, api: Api, waits: Waits) -> None:
+        self._api, self._waits = api, waits
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+
+        def call(*args: Any, **kwds: Any) -> Any:
+            reply = method(*args, **kwds)
+            return self._waits.call(reply) if isinstance(reply, Wait) else reply
+
+        return call
+
+
+def get_broker() -> ThreadApi:
+    """The broker API this process serves."""
+    _, waits, api = _god()
+    return ThreadApi(api, waits)
+
+
+def get_task_queue() -> TaskQueueView:
+    """A queue-shaped view of the default queue's tasks, for tutorial clients."""
+    return TaskQueueView(_god()[0])
+
+
+def get_result_queue() -> ResultQueueView:
+    """A queue-shaped view of the results, for tutorial clients."""
+    return ResultQueueView(_god()[0])
+
+
+class GodServerManager(GodManager):
+    """God's side of GodManager: the same names, with the callables that serve them."""
+
+
+GodServerManager.register(BROKER, callable=get_broker, exposed=BROKER_METHODS)
+for _name in TASK_QUEUES:
+    GodServerManager.register(_name, callable=get_task_queue, exposed=QUEUE_METHODS)
+for _name in RESULT_QUEUES:
+    GodServerManager.register(_name, callable=get_result_queue, exposed=QUEUE_METHODS)
+
+
+class DoorServer(managers.Server):
+    """The stock manager Server with god's door: a connection limit, handshake and idle timeouts,
+    and refused peers logged. Only connection handling differs; requests are served as ever.
+    """
+
+    door: Door
+    hub: Hub
+    listener: connection.Listener
+    authkey: bytes
+
+    def accepter(self) -> None:
+        """Accept connections; each admitted one gets a thread of its own."""
+        while True:
+            try:
+                c = self.listener.accept()
+            except OSError:
+                continue
+            if not self.door.admit(c):
+                c.close()
+                continue
+            threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
+
+    def handle_request(self, conn: connection.Connection) -> None:
+        """One connection: the handshakes within the door's time, then its requests (or the
+        hub serves them, for our clients)."""
+        adopted = False
+        try:
+            adopted = self._handle_request(conn)
+        except SystemExit:
+            pass  # serve_client() calls sys.exit(0) on EOF
+        finally:
+            if not adopted:
+                conn.close()
+                self.door.left(conn)
+
+    def _handle_request(self, c: connection.Connection) -> bool:
+        """Returns True if the hub took the connection over."""
+        # The stock method, with the handshake bounded in time and its failures logged
+        # (the stock one sends a traceback to a peer that failed to authenticate).
+        if not transport.tls_spoken(c):
+            self.door.log.warning("handshake", "dropped {}: it does not speak TLS (told it so)", peer_of(c))
+            return False
+        try:
+            transport.set_timeout(c, self.door.handshake_s)
+            connection.deliver_challenge(c, self.authkey)
+            connection.answer_challenge(c, self.authkey)
+            transport.set_timeout(c, None)
+        except AuthenticationError as e:
+            self.door.wrong_key(c, f"wrong authkey ({e})")
+            return False
+        except (OSError, EOFError, AssertionError) as e:
+            # Timed out, went away, not TLS, or not the manager protocol: nothing to answer.
+            self.door.log.warning("handshake", "dropped {}: no handshake ({})", peer_of(c), _why(e))
+            return False
+        request = None
+        try:
+            request = c.recv()
+            ignore, funcname, args, kwds = request
+            if funcname == ACCEPT_BROKER:  # our client: the hub serves it from now on
+                c.send(("#RETURN", None))
+                self.hub.adopt(c)
+                return True
+            assert funcname in self.public, f"{funcname!r} unrecognized"
+            func = getattr(self, funcname)
+        except (EOFError, OSError):
+            return False
+        except Exception:
+            msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
+        else:
+            try:
+                msg = ("#RETURN", func(c, *args, **kwds))
+            except Exception:
+                msg = ("#TRACEBACK", format_exc())
+        try:
+            c.send(msg)
+        except Exception:
+            pass  # the peer went away
+        return False
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "closed"
+    if isinstance(e, (TimeoutError, BlockingIOError)):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
+class GodServer:
+    """The manager server bound to god's address, served by a thread of this process."""
+
+    def __init__(self, broker: Broker, api: Api, waits: Waits, settings: Settings, door: Door) -> None:
+        self.broker = broker
+        self.api = api
+        self.waits = waits
+        self.settings = settings
+        self.door = door
+        self.address: Address = settings.address
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Address:
+        """Bind and start serving; returns the real address (port 0 becomes a free port).
+
+        Raises:
+            AddressInUseError: another process holds the port.
+            ConfigError: the host cannot be bound here.
+        """
+        global _served
+        _served = (Tutorial(self.broker, self.api, self.waits), self.waits, self.api)
+        where = format_address(self.settings.address)
+        tls = self.settings.tls
+        transport.server_tls = transport.server_context(tls) if tls is not None else None
+        try:
+            server = DoorServer(getattr(GodServerManager, "_registry"), self.settings.address,
+                                self.settings.authkey, transport.SERIALIZER)
+        except socket.gaierror as e:
+            raise ConfigError(f"cannot listen on {where}: unknown host ({e.strerror})") from None
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(f"cannot listen on {where}: the port is already in use") from None
+            raise ConfigError(f"cannot listen on {where}: {e.strerror or e}") from None
+        # Our clients call the broker under a fixed id, with no 'create'/'incref' round
+        # trips first; the refcount of 1 keeps the server from ever disposing of it.
+        server.id_to_obj[BROKER] = (ThreadApi(self.api, self.waits), frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
+        server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
+        server.door = self.door
+        server.hub = Hub(self.api, self.waits, self.door)
+        server.hub.start()
+        self.address = cast(Address, server.address)
+        self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)
+        self._thread.start()
+        return self.address
