@@ -1,4 +1,4 @@
-"""God's monitor: gives up silent consumers, has results recorded, prints them or a summary."""
+"""God's monitor: shows the results the recorder kept, or a summary of them, and keeps the rate."""
 
 from __future__ import annotations
 
@@ -9,34 +9,24 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from god.journal.recorder import Record
 from god.operator.history import History
 from god.operator.lines import summary_line
 from god.operator.live import render
-from god.rules.broker import Broker
-from god.rules.state import Outgoing
-from shared.log import count, logger, redirect_logging
+from god.rules.figures import Figures
+from god.store.outbox import Outgoing
+from shared.log import redirect_logging
 from shared.records import Result
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
-#: Seconds the monitor lets results gather after the first one. Woken for each result, it
-#: took the GIL from the hub right when the hub was sending that result on to its producer
-#: and the next task to a consumer: single-task latency 0.30 ms, 0.24 ms with this pause.
-GATHER_S = 0.002
-#: Seconds between reaps (silent consumers, tasks due, ...) while results keep the monitor
-#: awake: a reap at each wake held the GIL for 13 us of every single task's 330.
-REAP_EVERY_S = 0.1
 
 
 class Monitor:
-    """Gives up silent consumers, has results recorded (god/journal/recorder.py), and shows them."""
+    """Shows results once they are kept (god/journal/recorder.py), and the figures."""
 
-    def __init__(self, broker: Broker, record: Record, *, out: TextIO, quiet: bool = False,
-                 history: History | None = None) -> None:
-        self.broker = broker
+    def __init__(self, figures: Figures, *, out: TextIO, quiet: bool = False, history: History | None = None) -> None:
+        self.figures = figures
         self.history = history  # a sample a second for the dashboard
-        self.record = record
         self.out = out
         self.quiet = quiet
         self._live: Live | None = None
@@ -49,20 +39,10 @@ class Monitor:
         self.rate = 0.0
         self._first_at: float | None = None  # when the first and the last results came (this god's life)
         self._last_at = 0.0
-        self._reaped_at = 0.0
-        self._log = logger.bind(role="god")
 
-    def step(self, timeout: float) -> None:
-        """One round: wait up to timeout for results, reap lost consumers, record and print."""
-        if self.broker.state.results_ready.wait(timeout):
-            time.sleep(GATHER_S)
+    def step(self, out: list[Outgoing]) -> None:
+        """One round: show results kept since the last (or a summary line), and the figures."""
         now = time.monotonic()
-        if now - self._reaped_at >= REAP_EVERY_S:
-            self._reaped_at = now
-            for name, n in self.broker.reap():
-                self._log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} served again",
-                                  name, self.broker.state.lease_s, count(n, "task"))
-        out = self.record.take()
         if out:
             self._last_at = now
             if self._first_at is None:
@@ -70,7 +50,7 @@ class Monitor:
             if not self.quiet:
                 self._show(out)
         if now - self._window_start >= SUMMARY_EVERY_S:
-            stats = self.broker.figures.stats()
+            stats = self.figures.stats()
             total = stats["done"] + stats["failed"] + stats["dead"]
             self.rate = (total - self._last_total) / (now - self._last_rate_at)
             self._last_total, self._last_rate_at = total, now
@@ -102,7 +82,7 @@ class Monitor:
         """Show the live view at the bottom of the terminal; results scroll above it."""
         self._where = where
         console = Console(file=self.out)
-        self._live = Live(render(self.broker.figures.stats(), 0.0, where), console=console, refresh_per_second=4,
+        self._live = Live(render(self.figures.stats(), 0.0, where), console=console, refresh_per_second=4,
                           redirect_stdout=False, redirect_stderr=False)
         self._live.start()
         live = self._live
@@ -115,12 +95,11 @@ class Monitor:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def close(self) -> None:
-        """Record what is left and print the final summary."""
-        out = self.record.take()
+    def close(self, out: list[Outgoing]) -> None:
+        """Show the last results kept, and print the final summary."""
         if out and not self.quiet:
             self._show(out)
-        stats = self.broker.figures.stats()
+        stats = self.figures.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
         if self._live is not None:
             self._live.update(render(stats, self.rate, self._where))
@@ -130,4 +109,3 @@ class Monitor:
         # The rate while results came, not over god's whole life (idle hours would drown it).
         working = self._last_at - self._first_at if self._first_at is not None else 0.0
         self._print("final: " + summary_line(stats, total / working if working > 0 else 0.0))
-        self.record.close()

@@ -33,6 +33,7 @@ clients call through.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -49,10 +50,11 @@ from god.rules.leases import Leases
 from god.rules.redelivery import Redelivery
 from god.rules.retries import Retries
 from god.rules.schedules import Schedules
-from god.rules.state import JournalLike, Outgoing, State, do_nothing
+from god.rules.state import JournalLike, State, do_nothing
 from god.store.batches import Batch, Slice, Tries
 from god.store.dead_letters import DeadLetter
 from god.store.mailboxes import Item
+from god.store.outbox import Outgoing
 from god.store.schedules import Schedule
 from shared.records import PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put
 
@@ -105,7 +107,7 @@ class Broker:
     def reap(self) -> list[tuple[str, int]]:
         """Give up consumers silent for longer than lease_s, their tasks served again; serve the
         tasks whose time has come, put the schedules' tasks that are due, forget producers
-        silent for the dedupe window, warn of stuck tasks. The monitor calls it each tick.
+        silent for the dedupe window, warn of stuck tasks. God's loop (god/service.py) calls it each tick.
 
         Returns:
             (consumer, tasks requeued or dead-lettered) for each consumer given up now.
@@ -141,6 +143,18 @@ class Broker:
             out, st.outbox = st.outbox, []
             finished, st.finished = st.finished, []
         return out, finished
+
+    @property
+    def results_ready(self) -> threading.Event:
+        """Set when results wait to be taken (``take_results``)."""
+        return self.state.results_ready
+
+    @property
+    def kept_ticket(self) -> int:
+        """The journal ticket of the last value kept for a producer (god/store/mailboxes.py) or
+        for the tasks that wait for it (god/rules/graph.py): results lines come after it."""
+        st = self.state
+        return max(st.mailboxes.ticket, st.graph.ticket)
 
     def restore(self, batches: list[tuple[str, Put, bytearray, list[Tries], list[str] | None]],
                 upto: dict[str, int], dead: list[DeadLetter] | None = None,

@@ -17,20 +17,39 @@ import json
 import pickle
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from god.store.batches import Batch, Slice
+from god.store.batches import Batch, Queue, Slice
+from god.store.mailboxes import Mailboxes
 from shared.calls import is_call
 from shared.records import F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, split_id, task_id
-
-if TYPE_CHECKING:
-    from god.rules.state import State
 
 DEPENDENCY = "dependency "  # how the error of a task failed by what it waited for begins
 _OK: Value = (True, None, None, None)  # what a task gave when no one uses its value
 
 #: (producer, seq) of a task.
 Key = tuple[str, int]
+
+
+class GraphState(Protocol):
+    """What the graph needs of the broker's state (god/rules/state.py), which holds it."""
+
+    queues: dict[str, Queue]
+    counts: dict[str, int]
+    mailboxes: Mailboxes
+    blocked: int  # tasks waiting for other tasks' results, all queues
+
+    def queue(self, name: str) -> Queue: ...
+
+    def place(self, s: Slice, due: float | None, *, first: bool) -> None: ...
+
+    def conclude(self, b: Batch, lo: int, hi: int, v: Value, attempts: int) -> None: ...
+
+    def batch_of(self, producer: str, seq: int) -> Batch | None: ...
+
+    def done_before(self, producer: str, seq: int) -> bool: ...
+
+    def failure_of(self, tid: str) -> str | None: ...
 
 
 class GraphJournal(Protocol):
@@ -70,9 +89,11 @@ def root_error(error: str) -> str:
 class Graph:
     """Batches that wait for other tasks' results (lock held in every method)."""
 
-    def __init__(self, state: State, journal: GraphJournal | None = None) -> None:
+    def __init__(self, state: GraphState, journal: GraphJournal | None = None) -> None:
         self.state = state
         self.journal = journal
+        #: Per producer, per seq: the batches blocked until that task has its result.
+        self.waiters: dict[str, dict[int, list[Batch]]] = {}
         self.outcomes: dict[Key, Outcome] = {}
         #: The journal ticket of the last outcome kept: a results line must not come before it
         #: (a restarted god takes a task whose line it finds as done, and then its outcome must
@@ -115,7 +136,7 @@ class Graph:
         for key, v in uses:
             self._use(b, key, v)
         for producer, seq in waits:
-            st.waiters.setdefault(producer, {}).setdefault(seq, []).append(b)
+            self.waiters.setdefault(producer, {}).setdefault(seq, []).append(b)
         if waits:
             self._block(b, len(waits))
             return False
@@ -156,7 +177,7 @@ class Graph:
 
     def blocked_on(self, b: Batch) -> list[str]:
         """The ids b still waits for."""
-        waiters = self.state.waiters
+        waiters = self.waiters
         on = []
         for tid in dict.fromkeys(b.after or ()):
             producer, seq = split_id(tid)
@@ -166,6 +187,10 @@ class Graph:
 
     # -- results ----------------------------------------------------------------------------
 
+    def waits_for(self, producer: str) -> bool:
+        """Whether a batch waits for a task of that producer's."""
+        return producer in self.waiters
+
     def resolved(self, b: Batch, lo: int, hi: int, lines: str, values: list[Value] | bytes | None,
                  outcome: Value | None, failed: tuple[Failed, ...]) -> None:
         """Offsets [lo, hi) of b have their results (State.record): what waits for them goes on.
@@ -173,7 +198,7 @@ class Graph:
         ``outcome``: what all of them gave (a result god gave them itself), else ``values`` (a
         call's, sent back because someone waits) or ``failed`` with their ``lines``.
         """
-        waiters = self.state.waiters
+        waiters = self.waiters
         w = waiters.get(b.producer)
         if not w:
             return

@@ -24,6 +24,7 @@ from god.rules.graph import Graph, GraphJournal
 from god.store.batches import Attempts, Batch, Queue, Slice
 from god.store.dead_letters import DeadJournal, DeadLetters
 from god.store.mailboxes import MailJournal, Mailboxes
+from god.store.outbox import Outgoing
 from god.store.peers import ConsumerState, Peers
 from god.store.schedules import Schedule
 from shared.records import (
@@ -34,9 +35,6 @@ from shared.records import (
 FAILED_KEEP = 1_000  # recent failed results kept for ``failed``
 
 _ONE = b"\x01"
-
-#: What the monitor takes: result lines (each ending in a newline) and the runs they settle.
-Outgoing = tuple[str, list[Run]]
 
 
 class JournalLike(DeadJournal, MailJournal, GraphJournal, Protocol):
@@ -93,7 +91,7 @@ class State:
         self.started = now()
         self.run = secrets.token_hex(6)  # this god's life: restarts get another
         self.lock = threading.Lock()
-        self.results_ready = threading.Event()  # set when results wait for the monitor
+        self.results_ready = threading.Event()  # set when results wait for the recorder
         self.peers = Peers()
         self.mailboxes = Mailboxes(journal)  # results kept for producers that wait for theirs
         self.queues: dict[str, Queue] = {}
@@ -103,8 +101,6 @@ class State:
         self.finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
         self.pending = 0  # tasks waiting, all queues
         self.blocked = 0  # tasks waiting for other tasks' results, all queues
-        #: Per producer, per seq: the batches blocked until that task has its result.
-        self.waiters: dict[str, dict[int, list[Batch]]] = {}
         self.graph = Graph(self, journal)
         self.outbox: list[Outgoing] = []
         self.scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
@@ -226,7 +222,7 @@ class State:
         if values is not None and b.keep:
             blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
             self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
-        if self.waiters and b.producer in self.waiters:  # after: what they fail or start comes after them
+        if self.graph.waits_for(b.producer):  # after: what they fail or start comes after them
             self.graph.resolved(b, lo, hi, lines, values, outcome, failed)
 
     def conclude(self, b: Batch, lo: int, hi: int, v: Value, attempts: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.calls import Awaited, Packed
-from god.journal.recorder import Record
+from god.journal.recorder import Recorder
 from god.operator.lines import status_text
 from god.operator.metrics import render
 from shared.records import CANCELLED, Grant
@@ -37,7 +37,7 @@ def values_of(g: Grant) -> list[Any]:
 def empty(core: Core) -> None:
     """Nothing of the graph is left in god: no outcome, no waiter, nothing blocked."""
     st = core.broker.state
-    assert (st.graph.outcomes, st.waiters, st.blocked) == ({}, {}, 0)
+    assert (st.graph.outcomes, st.graph.waiters, st.blocked) == ({}, {}, 0)
     assert all(q.blocked == 0 for q in st.queues.values())
 
 
@@ -234,7 +234,7 @@ def test_the_graph_survives_a_restart(tmp_path: Path) -> None:
     core.settle(core.put("p", [call(Awaited(0), Awaited(1))], task=F, after=("p/2", "p/1")))
     (g,) = core.lease("c", 10)
     core.ack("c", [g], value=4)
-    Record(core.broker, results_path=None, journal=j).take()  # journals p/1 as done
+    Recorder(core.broker, results_path=None, journal=j).take()  # journals p/1 as done
     j, r, core = restarted(j)
     assert r.outcomes.keys() == {"p/1"}
     (g,) = core.lease("c", 10)
@@ -244,7 +244,7 @@ def test_the_graph_survives_a_restart(tmp_path: Path) -> None:
     assert values_of(g) == [(5, 4)]
     core.ack("c", [g], value=6)
     empty(core)
-    Record(core.broker, results_path=None, journal=j).take()
+    Recorder(core.broker, results_path=None, journal=j).take()
     j, r, core = restarted(j)
     assert r.outcomes == {}  # let go with the last task that used them
     j.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from god.journal.recorder import Record
+from god.journal.recorder import Recorder
 from god.journal.results_file import ResultsFile
 from god.journal.writer import Journal
 from shared.errors import ConfigError
@@ -24,7 +24,7 @@ def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journa
     grants = core.lease("c", 5, queues=("q",))
     core.ack("c", grants, only=(2, 3))
     core.ack("c", grants, only=(4, 5), fail={4})
-    Record(core.broker, results_path=None, journal=journal).take()  # journals the two results
+    Recorder(core.broker, results_path=None, journal=journal).take()  # journals the two results
 
     again, r, core2 = restarted(journal)
     try:
@@ -46,7 +46,7 @@ def test_a_producers_finished_batches_are_not_taken_again_after_a_restart(
     core = Core(journal=journal)
     core.settle(core.put("p", [1, 2]))
     core.ack("c", core.lease("c", 2))
-    record = Record(core.broker, results_path=None, journal=journal)
+    record = Recorder(core.broker, results_path=None, journal=journal)
     record.take()
     record.take()  # releases the finished batch
     journal.wait(journal.ticket)
@@ -129,7 +129,7 @@ def test_results_a_killed_god_wrote_but_did_not_journal_are_not_run_again(journa
     core = Core(journal=journal)
     core.settle(core.put("p", [0, 1, 2]))
     grants = core.lease("c", 3)
-    record = Record(core.broker, results_path=results, journal=journal)
+    record = Recorder(core.broker, results_path=results, journal=journal)
     core.ack("c", grants, only=(1, 2))
     record.take()  # p/1: written, then journaled
     record.close()
@@ -184,7 +184,7 @@ def test_a_batch_is_released_once_none_of_its_tasks_waits_or_runs(
     core = Core(journal=journal)
     core.settle(core.put("p", [0, 1]))
     core.settle(core.put("p", [2]))
-    record = Record(core.broker, results_path=None, journal=journal)
+    record = Recorder(core.broker, results_path=None, journal=journal)
     grants = core.lease("c", 3)
     core.ack("c", grants, only=(1, 3))  # the first batch is done, p/3 runs
     record.take()
@@ -204,7 +204,7 @@ def test_finished_batches_go_with_their_rows_while_an_older_one_still_runs(
 ) -> None:
     monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
-    record = Record(core.broker, results_path=None, journal=journal)
+    record = Recorder(core.broker, results_path=None, journal=journal)
     core.settle(core.put("p", [0]))
     stuck = core.lease("c", 1)  # p/1 runs for as long as it likes
     for k in range(50):  # batches after it come and finish, with an attempt counted on the way
@@ -231,7 +231,7 @@ def test_no_batch_is_released_while_the_results_file_refuses_its_results(
     monkeypatch.setattr("god.journal.recorder.COMPACT_EVERY_S", 0.0)
     core = Core(journal=journal)
     core.settle(core.put("p", [0]))
-    record = Record(core.broker, results_path=Path("/dev/full"), journal=journal)
+    record = Recorder(core.broker, results_path=Path("/dev/full"), journal=journal)
     core.ack("c", core.lease("c", 1))
     record.take()  # the line is refused: not journaled, so the task must stay in the journal
     record.take()
@@ -297,7 +297,7 @@ def test_producers_past_the_dedupe_window_are_forgotten_by_the_journal(
     core = Core(journal=journal)
     core.settle(core.put("old", [1]))
     core.ack("c", core.lease("c", 1))
-    record = Record(core.broker, results_path=None, journal=journal)
+    record = Recorder(core.broker, results_path=None, journal=journal)
     record.take()
     record.take()  # releases the batch: its producer's last seq stays, with when
     journal.wait(journal.ticket)
@@ -321,7 +321,7 @@ def test_dead_letters_keep_their_payloads_on_disk_across_a_restart_and_are_serve
     core.lease("doomed", 2, queues=("q",))
     core.clock.t += 6
     core.broker.reap()
-    Record(core.broker, results_path=None, journal=journal).take()
+    Recorder(core.broker, results_path=None, journal=journal).take()
     assert all(d.payload is None for d in core.broker.state.dead.listing())  # not in memory
     again, r, core2 = restarted(journal)
     try:

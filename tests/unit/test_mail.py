@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-from god.journal.recorder import Record
+from god.journal.recorder import Recorder
 from god.journal.writer import Journal
 from shared.records import G_KEEP, V_VALUE
 from tests.core import Core, restarted, seqs
@@ -25,7 +25,7 @@ def mail(core: Core, confirmed: int = 0, name: str = "p") -> list[tuple[int, tup
 
 def journaled(core: Core, journal: Journal, results: Path) -> None:
     """The monitor's round: results to the file, then the journal; wait for the commit."""
-    record = Record(core.broker, results_path=results, journal=journal)
+    record = Recorder(core.broker, results_path=results, journal=journal)
     record.close()  # (takes what is there first)
     journal.wait(journal.ticket)
 
