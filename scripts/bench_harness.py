@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.client import GodClient  # noqa: E402
 from shared.config import Settings  # noqa: E402
-from tests.relay import Relay  # noqa: E402  (a TCP relay that can hold bytes, as a far link does)
+from tests.support.relay import Relay  # noqa: E402  (a TCP relay that can hold bytes, as a far link does)
 
 KEY = secrets.token_hex(16)
 WARMUP = 10  # round trips not counted: the worker starting and connecting, caches filling

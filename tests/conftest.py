@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.client import GodClient
-from shared.config import Settings
-from shared.stats import Stats
-from tests.helpers import REPO, Proc
+from tests.support.gods import God
+from tests.support.helpers import REPO, Proc
 
 # A shell without job control starts a command put in the background (`scripts/test.sh &`)
 # with SIGINT ignored, and every process started from it would inherit that: the tests of
@@ -57,13 +55,6 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
             p.stop(asked=True)
 
 
-class God:
-    """A running god: its process, the address it listens on, and its results file."""
-
-    def __init__(self, proc: Proc, address: str, results: Path) -> None:
-        self.proc, self.address, self.results = proc, address, results
-
-
 @pytest.fixture
 def start_god(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., God]:
     """Start god on 127.0.0.1 and a free port; returns once it says it listens."""
@@ -81,23 +72,3 @@ def start_god(spawn: Callable[..., Proc], tmp_path: Path) -> Callable[..., God]:
 def god(start_god: Callable[..., God]) -> God:
     """A god with default settings but a short lease, so lost consumers are noticed quickly."""
     return start_god("--lease-timeout", "1")
-
-
-def settings_for(g: God, env: dict[str, str]) -> Settings:
-    """Settings for a client of this test's own, to god g."""
-    host, port = g.address.rsplit(":", 1)
-    return Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
-
-
-def god_stats(g: God, env: dict[str, str]) -> Stats:
-    """God's figures, asked by a client of the test's own."""
-    client = GodClient(settings_for(g, env), name="test-observer", role="observer")
-    try:
-        return client.stats()
-    finally:
-        client.close()
-
-
-def addr_env(g: God) -> dict[str, str]:
-    return {"GOD_ADDRESS": g.address}
-

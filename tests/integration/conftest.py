@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from producer import Executor
-from tests.conftest import God, addr_env
-from tests.helpers import Proc
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc
 
 
 @pytest.fixture
@@ -27,6 +27,6 @@ def executor(god: God, spawn: Callable[..., Proc], env: dict[str, str],
 @pytest.fixture(scope="session")
 def install_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory every xdist worker of this run shares, where the wheel and the venvs made
-    from it are made once (tests/installed.py)."""
+    from it are made once (tests/support/installed.py)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base

@@ -12,9 +12,9 @@ import pytest
 from consumer.tasks import square
 from producer import connect
 from shared import exitcodes
-from tests.certs import make_certs
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.support.certs import make_certs
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +23,7 @@ def test_wait_prints_the_results_and_fails_if_one_failed(
     god: God, spawn: Callable[..., Proc], tmp_path: Path
 ) -> None:
     env = addr_env(god)
-    spawn("consumer", "--task", "tests.tasks:fail_on_13", "--processes", "1", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:fail_on_13", "--processes", "1", env_extra=env)
     p = spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [11, 12, 13, 14])), "--wait",
               env_extra=env)
     assert p.wait() == exitcodes.FAILED
@@ -50,7 +50,7 @@ def test_a_crawler_puts_work_it_finds_in_its_results(
     god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given consumers whose task returns the links found on a page
-    spawn("consumer", "--task", "tests.tasks:links", "--processes", "2", env_extra=addr_env(god))
+    spawn("consumer", "--task", "tests.support.tasks:links", "--processes", "2", env_extra=addr_env(god))
     monkeypatch.setenv("GOD_ADDRESS", god.address)
     monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
     # When a program puts the first page, and every link it gets back, through the API
@@ -97,7 +97,7 @@ def test_connect_reads_the_key_file_and_tls_from_the_environment_as_the_cli_does
     client_env = {**addr_env(g), "GOD_AUTHKEY_FILE": str(key_file), "GOD_TLS_CA": str(certs.ca)}
     spawn("consumer", "--processes", "1", env_extra=client_env)
     # When it puts tasks through producer.connect()
-    p = spawn("tests.api_client", "4", "5", env_extra=client_env)
+    p = spawn("tests.support.api_client", "4", "5", env_extra=client_env)
     # Then it reaches god and gets their results
     assert p.wait(30) == 0, p.text()
     assert sorted(p.out) == [square(4), square(5)]
@@ -134,7 +134,7 @@ def test_a_results_line_holds_a_large_payload_as_its_size_and_digest_and_the_pro
 ) -> None:
     # Given god keeping up to 1,000 characters of a payload in a results line
     god = start_god("--results-payload-max", "1000")
-    spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", env_extra=addr_env(god))
+    spawn("consumer", "--task", "tests.support.tasks:echo", "--processes", "1", env_extra=addr_env(god))
     monkeypatch.setenv("GOD_ADDRESS", god.address)
     monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
     big, small = bytes(range(256)) * 4096, b"small"  # 1 MiB

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, addr_env, god_stats
-from tests.helpers import Proc, wait_for_results
+from tests.support.gods import God, addr_env, god_stats
+from tests.support.helpers import assert_clean_failure, Proc, wait_for_results
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,13 +21,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def assert_clean_failure(p: Proc, code: int, says: str) -> None:
-    assert p.wait() == code, p.text()
-    text = p.text()
-    assert says in text, text
-    assert "Traceback" not in text, text
 
 
 @pytest.mark.parametrize("role", ["producer", "consumer"])
@@ -86,7 +79,7 @@ def test_port_already_in_use(god: God, spawn: Callable[..., Proc]) -> None:
     ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
     ("consumer.tasks:nope", "has no attribute 'nope'"),
     ("square", "is not of the form module:function"),
-    ("tests.tasks:a_generator", "is a generator function; a task returns one value"),
+    ("tests.support.tasks:a_generator", "is a generator function; a task returns one value"),
 ])
 def test_a_task_that_does_not_import_fails_before_connecting(spawn: Callable[..., Proc], spec: str, says: str) -> None:
     # No god runs: the task is checked first, so the error comes at once.

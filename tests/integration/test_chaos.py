@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, god_stats
-from tests.helpers import Proc, read_results, wait_until, write_tasks
-from tests.relay import Relay
+from tests.support.gods import God, god_stats
+from tests.support.helpers import Proc, read_results, wait_until, write_tasks
+from tests.support.relay import Relay
 
 PER_PRODUCER = 2500
 CONSUMERS = 3
@@ -59,7 +59,7 @@ def test_chaos_every_task_gets_exactly_one_result(
     producers = [spawn("producer", "--from", str(f), env_extra=via_relay) for f in files]
 
     def consumer() -> Proc:
-        return spawn("consumer", "--task", "tests.tasks:nap", "--processes", "2", "--concurrency", str(concurrency),
+        return spawn("consumer", "--task", "tests.support.tasks:nap", "--processes", "2", "--concurrency", str(concurrency),
                      env_extra=via_relay, new_session=True)
 
     consumers = [consumer() for _ in range(CONSUMERS)]

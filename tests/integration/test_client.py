@@ -10,8 +10,8 @@ import pytest
 import shared.client
 from shared.client import GodClient
 from shared.config import Settings
-from tests.conftest import God, settings_for
-from tests.relay import Relay
+from tests.support.gods import God, settings_for
+from tests.support.relay import Relay
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,7 +24,7 @@ def most_at_once(spans: list[list[float]]) -> int:
     return top
 
 
-@pytest.mark.parametrize("task", ["tests.tasks:span", "tests.tasks:await_span"])
+@pytest.mark.parametrize("task", ["tests.support.tasks:span", "tests.support.tasks:await_span"])
 def test_a_worker_runs_many_tasks_at_once_threads_and_coroutines_alike(
     god: God, spawn: Callable[..., Proc], tmp_path: Path, task: str
 ) -> None:
@@ -42,10 +42,10 @@ def test_a_worker_runs_many_tasks_at_once_threads_and_coroutines_alike(
 
 
 @pytest.mark.parametrize(("task", "concurrency", "says"), [
-    ("tests.tasks:hang_on_13", 4, "its thread cannot be stopped, so its worker is replaced once the others are done"),
-    ("tests.tasks:await_hang_on_13", 4, "it was cancelled"),
-    ("tests.tasks:await_hang_on_13", 1, "it was cancelled"),  # async def, one task at a time
-    ("tests.tasks:block_on_13", 4,
+    ("tests.support.tasks:hang_on_13", 4, "its thread cannot be stopped, so its worker is replaced once the others are done"),
+    ("tests.support.tasks:await_hang_on_13", 4, "it was cancelled"),
+    ("tests.support.tasks:await_hang_on_13", 1, "it was cancelled"),  # async def, one task at a time
+    ("tests.support.tasks:block_on_13", 4,
      "its coroutine was not cancelled in time (it blocks its event loop), so its worker is replaced"),
 ])
 def test_a_task_over_task_timeout_fails_with_concurrency_and_the_others_go_on(
@@ -75,7 +75,7 @@ def test_a_task_that_kills_its_worker_among_others_running_is_dead_lettered_alon
     env = addr_env(g)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(10, 30)))),
                  env_extra=env).wait() == 0
-    spawn("consumer", "--task", "tests.tasks:exit_on_13", "--processes", "1", "--concurrency", "8", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:exit_on_13", "--processes", "1", "--concurrency", "8", env_extra=env)
     # Then 13 alone is a dead letter: the tasks that ran beside it when it struck ran alone next,
     # and only 13 killed a worker again
     by_payload = {r["payload"]: r for r in wait_for_results(g.results, 20, timeout=60)}

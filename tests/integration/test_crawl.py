@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import God, addr_env
-from tests.helpers import Proc
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc
 
 pytestmark = pytest.mark.timeout(90)
 

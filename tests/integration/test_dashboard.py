@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser import Browser, available
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, wait_until, write_tasks
-from tests.integration.test_web import Dashboard, start_dashboard
+from tests.support.browser import Browser, available
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, wait_until, write_tasks
+from tests.support.web import start_dashboard
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not available(), reason="no chromium and chromedriver (.ci/run installs them)")]
@@ -41,7 +41,7 @@ def test_the_overview_shows_gods_figures_and_charts_them(
 ) -> None:
     g, web = start_dashboard(start_god)
     e = addr_env(g)
-    spawn("consumer", "--task", "tests.tasks:nap", "--processes", "2", env_extra=e)
+    spawn("consumer", "--task", "tests.support.tasks:nap", "--processes", "2", env_extra=e)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(1200)))), env_extra=e).wait() == 0
     logged_in(browser, f"http://{web.host}:{web.port}/login#token={web.token}")
     assert browser.run("return location.hash") == ""  # the token left the address bar
@@ -93,7 +93,7 @@ def test_requeueing_a_dead_letter_from_the_page_gets_it_done(
 ) -> None:
     g, web = start_dashboard(start_god, "--max-attempts", "1")
     e = addr_env(g)
-    c = spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "1", env_extra=e)
+    c = spawn("consumer", "--task", "tests.support.tasks:exit_on_tens", "--processes", "1", env_extra=e)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [10])), env_extra=e).wait() == 0
     (dead,) = wait_for_results(g.results, 1)
     c.stop()

@@ -11,12 +11,12 @@ import pytest
 
 from shared import exitcodes
 from shared.client import GodClient
-from tests.certs import Certs, make_certs
-from tests.conftest import God, addr_env, settings_for
-from tests.helpers import Proc, wait_for_results, wait_until
-from tests.integration.test_bad_input import assert_clean_failure
-from tests.integration.test_soak import proc_status
-from tests.relay import Relay
+from tests.support.certs import Certs, make_certs
+from tests.support.gods import God, addr_env, settings_for
+from tests.support.helpers import Proc, wait_for_results, wait_until
+from tests.support.helpers import assert_clean_failure
+from tests.support.helpers import proc_status
+from tests.support.relay import Relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,7 +116,7 @@ def test_with_tls_no_payload_or_result_crosses_the_wire_in_clear(
     src = tmp_path / "t.jsonl"
     src.write_text("".join(json.dumps({"secret": f"{MARKER}-{i}"}) + "\n" for i in range(5)))
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", "--burst", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:echo", "--processes", "1", "--burst", env_extra=env)
     assert c.wait() == 0, c.text()
     results = wait_for_results(g.results, 5)
     assert all(r["value"]["secret"].startswith(MARKER) for r in results)

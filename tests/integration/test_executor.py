@@ -23,8 +23,8 @@ import pytest
 
 from producer import Executor, RemoteError, TaskFuture, connect
 from shared.calls import RemoteTraceback
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env, god_stats
-from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
+from tests.support.gods import God, addr_env, god_stats
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,7 +44,7 @@ def test_tasks_from_a_file_and_a_failing_task_function(god: God, spawn: Callable
     env = addr_env(god)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     # When a burst consumer runs them
-    c = spawn("consumer", "--task", "tests.tasks:fail_on_13", "--processes", "2", "--burst", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:fail_on_13", "--processes", "2", "--burst", env_extra=env)
     assert c.wait() == 0, c.text()
     # Then the failure is a result with the error and traceback, and the others succeeded
     results = wait_for_results(god.results, 10)
@@ -63,14 +63,14 @@ def test_killed_consumer_tasks_are_redelivered_and_finished_exactly_once(
     # Given 12 tasks of 0.3 s and a consumer that takes them
     src = write_tasks(tmp_path / "slow.jsonl", [{"n": n, "s": 0.3} for n in range(12)])
     env = addr_env(god)
-    victim = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    victim = spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     wait_until(lambda: read_results(god.results), 20, "the first result")
     # When it is SIGKILLed with its workers (a host going down) while it holds tasks
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     # Then another consumer finishes every task, and each task id has exactly one result
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", env_extra=env)
     results = wait_for_results(god.results, 12, timeout=40)
     counts = Counter(r["id"] for r in results)
     assert len(counts) == 12 and set(counts.values()) == {1}, counts
@@ -104,7 +104,7 @@ def test_a_result_that_cannot_be_pickled_fails_that_task_only(
     env = addr_env(god)
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
     # When one worker runs them all in one batch
-    c = spawn("consumer", "--task", "tests.tasks:unpicklable_on_7", "--processes", "1", "--burst", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:unpicklable_on_7", "--processes", "1", "--burst", env_extra=env)
     assert c.wait() == 0, c.text()
     # Then 7 fails saying why, and the others of its batch succeed
     by_payload = {r["payload"]: r for r in wait_for_results(god.results, 5)}
@@ -115,7 +115,7 @@ def test_a_result_that_cannot_be_pickled_fails_that_task_only(
 def test_identical_consumers_share_the_work(god: God, spawn: Callable[..., Proc], tmp_path: Path) -> None:
     # Given two identical consumers, both running
     env = addr_env(god)
-    for c in [spawn("consumer", "--task", "tests.tasks:nap", "--processes", "1", env_extra=env) for _ in range(2)]:
+    for c in [spawn("consumer", "--task", "tests.support.tasks:nap", "--processes", "1", env_extra=env) for _ in range(2)]:
         c.wait_for("running", stream="err")
     # When 400 tasks of a few milliseconds each are put at once
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(400)))),

@@ -19,8 +19,8 @@ import pytest
 
 from producer import Executor, connect
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 

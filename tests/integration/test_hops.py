@@ -12,8 +12,8 @@ import pytest
 
 from producer import connect
 from shared import hops
-from tests.conftest import God, addr_env, settings_for
-from tests.helpers import REPO, Proc
+from tests.support.gods import God, addr_env, settings_for
+from tests.support.helpers import REPO, Proc
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, read_results, wait_until, write_tasks
+from tests.support.helpers import REPO, read_results, wait_until, write_tasks
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -101,8 +101,8 @@ def test_roles_on_four_hosts_survive_a_consumer_host_cut_off(
         f"address {god_ip}:5678\n"
         f"god {god_ns} --results {results} --journal {tmp_path / 'journal.sqlite3'} --lease-timeout 1\n"
         f"producer {prod_ns} --from {tasks}\n"
-        f"consumer {c1_ns} --task tests.tasks:slow --processes 1\n"
-        f"consumer {c2_ns} --task tests.tasks:slow --processes 1\n"
+        f"consumer {c1_ns} --task tests.support.tasks:slow --processes 1\n"
+        f"consumer {c2_ns} --task tests.support.tasks:slow --processes 1\n"
     )
     cluster_env = {**env, "GOD_REMOTE": "ip netns exec {host} sh -c", "GOD_CLUSTER_DIR": str(tmp_path / "cluster")}
 

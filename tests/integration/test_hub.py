@@ -16,9 +16,9 @@ from shared.client import GodClient
 from shared.config import Settings
 from shared.records import G_HI, G_LO, G_PAYLOADS, G_PRODUCER
 from shared.manager import ACCEPT_BROKER, BROKER
-from tests.conftest import God, settings_for
-from tests.helpers import wait_until
-from tests.integration.test_soak import proc_status
+from tests.support.gods import God, settings_for
+from tests.support.helpers import wait_until
+from tests.support.helpers import proc_status
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,9 +14,9 @@ import pytest
 
 from shared.config import hostname
 from shared.version import VERSION
-from tests.helpers import Proc, wait_for_results
-from tests.installed import installed_bin
-from tests.integration.test_tutorial_clients import _puts_and_results
+from tests.support.helpers import Proc, wait_for_results
+from tests.support.installed import installed_bin
+from tests.support.helpers import puts_and_results
 
 # a build and an install from the package index, once a run, then the roles
 pytestmark = pytest.mark.timeout(300)
@@ -95,14 +95,14 @@ def test_god_and_its_clients_each_on_another_python(install_base: Path, spawn: C
                                       f"{producer_on}, and consumer "), program.text()
     assert f"runs Python {consumer_on}: such a function loads only on the Python that made it" in program.out[1]
     # the tutorial's own clients, plain multiprocessing.managers on yet other Pythons (run from
-    # the checkout, where tests/tutorial_clients.py is)
-    master = spawn("python", "-m", "tests.tutorial_clients", "master", "get_task_queue", "get_result_queue",
+    # the checkout, where tests/support/tutorial_clients.py is)
+    master = spawn("python", "-m", "tests.support.tutorial_clients", "master", "get_task_queue", "get_result_queue",
                    env_extra=env, installed=bins[master_on])
-    worker = spawn("python", "-m", "tests.tutorial_clients", "worker", "get_task_queue", "get_result_queue",
+    worker = spawn("python", "-m", "tests.support.tutorial_clients", "worker", "get_task_queue", "get_result_queue",
                    env_extra=env, installed=bins[worker_on])
     assert master.wait(60) == 0, master.text()
     assert worker.wait(60) == 0, worker.text()
-    puts, answers = _puts_and_results(master)
+    puts, answers = puts_and_results(master)
     assert sorted(answers) == sorted(f"{n} * {n} = {n * n}" for n in puts) and len(puts) == 10
     versions = {bins[v].parent.name for v in (god_on, producer_on, consumer_on, master_on, worker_on)}
     assert len(versions) >= 3, versions

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 

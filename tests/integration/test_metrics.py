@@ -9,22 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results
+from tests.support.web import scrape
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def test_metrics_count_tasks_by_state(start_god: Callable[..., God], spawn: Callable[..., Proc]) -> None:
@@ -35,7 +24,7 @@ def test_metrics_count_tasks_by_state(start_god: Callable[..., God], spawn: Call
     before = scrape(url)
     assert before['god_tasks{state="pending"}'] == 6 and before["god_tasks_accepted_total"] == 6
     assert before["god_oldest_waiting_task_age_seconds"] >= 0 and before["god_consumers_alive"] == 0
-    spawn("consumer", "--task", "tests.tasks:fail_on_13", "--processes", "1", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:fail_on_13", "--processes", "1", env_extra=env)
     wait_for_results(g.results, 6)
     after = scrape(url)
     assert after['god_tasks{state="done"}'] + after['god_tasks{state="failed"}'] == 6

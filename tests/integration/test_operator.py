@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -31,7 +31,7 @@ def test_dead_letters_are_listed_kept_across_a_restart_served_again_and_purged(
     g = start_god("--max-attempts", "1", "--journal", journal)
     env = addr_env(g)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [10, 20, 21])), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "1", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:exit_on_tens", "--processes", "1", env_extra=env)
     wait_for_results(g.results, 3)
     c.stop()
     # When the operator lists them
@@ -117,7 +117,7 @@ def test_drain_makes_a_consumer_finish_what_it_runs_hand_back_the_rest_and_exit_
     env = addr_env(god)
     tasks = write_tasks(tmp_path / "slow.jsonl", [{"n": i, "s": 0.4} for i in range(8)])
     assert spawn("producer", "--from", str(tasks), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "1", env_extra=env)
     name = c.wait_for(r"consumer (\S+) running", stream="err").group(1)
     wait_for_results(god.results, 1)
     asked = ask(spawn, env, "drain", name)
@@ -126,7 +126,7 @@ def test_drain_makes_a_consumer_finish_what_it_runs_hand_back_the_rest_and_exit_
     assert "god asked it to drain" in c.text()
     done_first = len(read_results(god.results))
     assert done_first < 8, "the consumer finished everything first: nothing was handed back"
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", "--burst", env_extra=env)
     results = wait_for_results(god.results, 8)
     assert sorted(r["payload"]["n"] for r in results) == list(range(8))
     assert all(r["attempts"] == 1 for r in results)  # handed back unstarted: no attempt used
@@ -139,8 +139,8 @@ def in_flight(spawn: Callable[..., Proc], env: dict[str, str], queue: str) -> in
 
 
 @pytest.mark.parametrize("task, concurrency, stopped", [
-    ("tests.tasks:hang_on_13", "1", r"task \S+/1 was cancelled; stopping it"),  # a worker running it alone: killed
-    ("tests.tasks:await_until_cancelled", "4", r"task 13 cancelled"),  # a coroutine: cancelled in its worker
+    ("tests.support.tasks:hang_on_13", "1", r"task \S+/1 was cancelled; stopping it"),  # a worker running it alone: killed
+    ("tests.support.tasks:await_until_cancelled", "4", r"task 13 cancelled"),  # a coroutine: cancelled in its worker
 ])
 def test_cancel_stops_a_running_task_and_the_consumer_goes_on(
     god: God, spawn: Callable[..., Proc], tmp_path: Path, task: str, concurrency: str, stopped: str
@@ -182,7 +182,7 @@ def test_a_stuck_task_is_seen_in_status_and_god_warns_once(
     g = start_god("--warn-after", "1")
     env = addr_env(g)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [13])), env_extra=env).wait() == 0
-    spawn("consumer", "--task", "tests.tasks:hang_on_13", "--processes", "1", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:hang_on_13", "--processes", "1", env_extra=env)
     g.proc.wait_for(r"task \S+/1 has been held by consumer \S+ for \ds \(over --warn-after 1\): running that long, "
                     r"or stuck; 'python -m god cancel \S+/1' stops it", stream="err")
     (c,) = json.loads(ask(spawn, env, "status", "--json").out[0])["consumers"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env, god_stats
-from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
+from tests.support.gods import God, addr_env, god_stats
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -23,7 +23,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_attempts(
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(10, 20)))),
                  env_extra=env).wait() == 0
     # When a consumer runs them
-    c = spawn("consumer", "--task", "tests.tasks:exit_on_13", "--processes", "1", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:exit_on_13", "--processes", "1", env_extra=env)
     # Then 13 is served three times, then recorded as a dead letter with the reason
     by_payload = {r["payload"]: r for r in wait_for_results(g.results, 10, timeout=60)}
     dead = by_payload[13]
@@ -44,7 +44,7 @@ def test_poison_tasks_among_good_ones_do_not_stall_a_consumer(
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(100)))),
                  env_extra=env).wait() == 0
     # When one consumer of 2 processes runs them
-    spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "2", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:exit_on_tens", "--processes", "2", env_extra=env)
     # Then every task has its result soon: 90 squares and 10 dead letters (each worker that died
     # running a task was replaced at once; before, each quick death doubled a pause up to 30 s)
     records = wait_for_results(god.results, 100, timeout=60)
@@ -57,7 +57,7 @@ def test_workers_that_die_before_their_first_task_are_replaced_after_a_growing_p
     god: God, spawn: Callable[..., Proc]
 ) -> None:
     # Given a task module that imports in the consumer but ends every worker process that imports it
-    c = spawn("consumer", "--task", "tests.crash_in_worker:square", "--processes", "1", env_extra=addr_env(god))
+    c = spawn("consumer", "--task", "tests.support.crash_in_worker:square", "--processes", "1", env_extra=addr_env(god))
     # Then the consumer replaces them after a pause that grows, and says why
     c.wait_for(r"worker 0 \(pid \d+\) died with exit code 3; starting a new one in 0\.5s "
                r"\(2 in a row died before their first task\)", stream="err")
@@ -72,7 +72,7 @@ def test_a_task_over_task_timeout_fails_and_the_others_go_on(
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(11, 16)))),
                  env_extra=env).wait() == 0
     # When one worker runs them with a one-second limit per task
-    c = spawn("consumer", "--task", "tests.tasks:hang_on_13", "--processes", "1", "--task-timeout", "1",
+    c = spawn("consumer", "--task", "tests.support.tasks:hang_on_13", "--processes", "1", "--task-timeout", "1",
               "--burst", env_extra=env)
     assert c.wait(timeout=60) == 0, c.text()
     # Then 13 failed saying it timed out, once, and the others succeeded
@@ -95,7 +95,7 @@ def test_a_task_that_holds_the_gil_longer_than_a_lease_keeps_it(
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [{"n": 4, "s": 3}])),
                  env_extra=where).wait() == 0
     # When one worker runs it
-    c = spawn("consumer", "--task", "tests.tasks:hold_gil", "--processes", "1", "--burst", env_extra=where)
+    c = spawn("consumer", "--task", "tests.support.tasks:hold_gil", "--processes", "1", "--burst", env_extra=where)
     assert c.wait(timeout=60) == 0, c.text()
     # Then its consumer's heartbeats kept the lease: one result, at the first attempt, never served again
     (r,) = wait_for_results(g.results, 1)
@@ -111,14 +111,14 @@ def test_a_poison_task_kept_from_its_consumer_does_not_wait_behind_another_consu
     # then images; and consumer B serving images alone
     addr = addr_env(god)
     pages = write_tasks(tmp_path / "pages.jsonl", [{"n": i, "s": 0.1} for i in range(4000)])
-    assert spawn("producer", "--queue", "pages", "--task", "tests.tasks:slow", "--from", str(pages),
+    assert spawn("producer", "--queue", "pages", "--task", "tests.support.tasks:slow", "--from", str(pages),
                  env_extra=addr).wait() == 0
     spawn("consumer", "--queues", "pages,images,mail", "--processes", "1", "--concurrency", "20", env_extra=addr)
     b = spawn("consumer", "--queues", "images,mail", "--processes", "1", env_extra=addr)
     b.wait_for("running", stream="err")
     # When four tasks on images kill B's workers
     poison = write_tasks(tmp_path / "images.jsonl", [13] * 4)
-    assert spawn("producer", "--queue", "images", "--task", "tests.tasks:exit_on_13", "--from", str(poison),
+    assert spawn("producer", "--queue", "images", "--task", "tests.support.tasks:exit_on_13", "--from", str(poison),
                  env_extra=addr).wait() == 0
 
     # Then each is kept from B for a lease period at most, not until A is done with pages:

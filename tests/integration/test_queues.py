@@ -10,9 +10,9 @@ import pytest
 
 from consumer.tasks import square
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
-from tests.integration.test_metrics import scrape
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
+from tests.support.web import scrape
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,8 +22,8 @@ def test_two_consumers_on_two_queues_each_run_their_own_queues_tasks(
 ) -> None:
     # Given a crawler's two stages: pages (their links) on one queue, images on another
     env = addr_env(god)
-    pages = spawn("consumer", "--queues", "pages", "--task", "tests.tasks:links", "--processes", "1", env_extra=env)
-    images = spawn("consumer", "--queues", "images", "--task", "tests.tasks:echo", "--processes", "1",
+    pages = spawn("consumer", "--queues", "pages", "--task", "tests.support.tasks:links", "--processes", "1", env_extra=env)
+    images = spawn("consumer", "--queues", "images", "--task", "tests.support.tasks:echo", "--processes", "1",
                    env_extra=env)
     pages.wait_for("running", stream="err")
     images.wait_for("running", stream="err")
@@ -49,19 +49,19 @@ def test_a_task_runs_the_function_it_names_and_a_missing_one_fails_alone(
     consumer = spawn("consumer", "--processes", "1", env_extra=env)
     # When tasks name a function, a function that is not there, and none
     src = write_tasks(tmp_path / "t.jsonl", [5, 6])
-    for extra in (("--task", "tests.tasks:echo"), ("--task", "tests.tasks:no_such_function"), ()):
+    for extra in (("--task", "tests.support.tasks:echo"), ("--task", "tests.support.tasks:no_such_function"), ()):
         assert spawn("producer", "--from", str(src), *extra, env_extra=env).wait() == 0
     # Then each ran what it named, the missing one failed saying what and where, and the consumer went on
     records = wait_for_results(god.results, 6)
     by_task: dict[str | None, list[dict[str, object]]] = {}
     for r in records:
         by_task.setdefault(r["task"], []).append(r)
-    assert sorted(r["value"] for r in by_task["tests.tasks:echo"]) == [5, 6]  # type: ignore[type-var]
+    assert sorted(r["value"] for r in by_task["tests.support.tasks:echo"]) == [5, 6]  # type: ignore[type-var]
     assert sorted(r["value"] for r in by_task[None]) == [square(5), square(6)]  # type: ignore[type-var]
-    missing = by_task["tests.tasks:no_such_function"]
+    missing = by_task["tests.support.tasks:no_such_function"]
     assert len(missing) == 2 and not any(r["ok"] for r in missing)
     error = str(missing[0]["error"])
-    assert "'tests.tasks:no_such_function'" in error and "no attribute" in error
+    assert "'tests.support.tasks:no_such_function'" in error and "no attribute" in error
     assert f"consumer {missing[0]['consumer']}" in error
     assert consumer.popen.poll() is None
 
@@ -88,7 +88,7 @@ def test_a_restarted_god_keeps_each_tasks_queue_function_and_priority(
     journal = ("--journal", str(tmp_path / "journal.sqlite3"))
     g = start_god(*journal)
     env = addr_env(g)
-    for n, args in ((3, ("--queue", "later")), (4, ("--queue", "urgent", "--task", "tests.tasks:echo")),
+    for n, args in ((3, ("--queue", "later")), (4, ("--queue", "urgent", "--task", "tests.support.tasks:echo")),
                     (5, ("--queue", "later", "--priority", "9"))):
         src = write_tasks(tmp_path / f"t{n}.jsonl", [n])
         assert spawn("producer", "--from", str(src), *args, env_extra=env).wait() == 0
@@ -101,7 +101,7 @@ def test_a_restarted_god_keeps_each_tasks_queue_function_and_priority(
     # Then each ran as it was put: its queue first, its function, its priority
     records = wait_for_results(again.results, 3)
     assert [(r["queue"], r["task"], r["value"]) for r in records] == [
-        ("urgent", "tests.tasks:echo", 4), ("later", None, square(5)), ("later", None, square(3))]
+        ("urgent", "tests.support.tasks:echo", 4), ("later", None, square(5)), ("later", None, square(3))]
 
 
 @pytest.mark.parametrize("role, args, says", [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -21,7 +21,7 @@ def test_a_worker_is_replaced_after_max_tasks_per_worker(
 ) -> None:
     env = addr_env(god)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(23)))), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:pid", "--processes", "1", "--concurrency", concurrency,
+    c = spawn("consumer", "--task", "tests.support.tasks:pid", "--processes", "1", "--concurrency", concurrency,
               "--max-tasks-per-worker", "5", env_extra=env)
     results = wait_for_results(god.results, 23)
     assert sorted(r["payload"] for r in results) == list(range(23))  # each once
@@ -36,7 +36,7 @@ def test_a_worker_is_replaced_once_its_memory_passed_max_worker_memory(
 ) -> None:
     env = addr_env(god)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", list(range(12)))), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:leak", "--processes", "1", "--prefetch", "1",
+    c = spawn("consumer", "--task", "tests.support.tasks:leak", "--processes", "1", "--prefetch", "1",
               "--max-worker-memory", "150", env_extra=env)
     results = wait_for_results(god.results, 12)
     assert sorted(r["payload"] for r in results) == list(range(12))

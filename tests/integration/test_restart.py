@@ -13,9 +13,9 @@ import pytest
 
 from consumer.tasks import square
 from producer import Executor
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, write_tasks
-from tests.unit.test_migrations import version_2_journal
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, read_results, wait_for_results, write_tasks
+from tests.support.journals import version_2_journal
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,7 +36,7 @@ def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
     env = addr_env(god)
     src = write_tasks(tmp_path / "tasks.jsonl", [{"n": i, "s": 0.05} for i in range(60)])
     assert spawn("producer", "--from", str(src), env_extra=env).wait() == 0
-    consumer = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    consumer = spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", env_extra=env)
     wait_for_results(god.results, 10)
     # When god is killed outright (or stopped) and started again on the same journal and port
     god.proc.signal(sig)
@@ -63,7 +63,7 @@ def test_a_producer_that_waits_gets_every_result_across_a_restart_of_god(
     journal = ("--lease-timeout", "1", "--journal", str(tmp_path / "journal.sqlite3"))
     god = start_god(*journal)
     env = addr_env(god)
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", env_extra=env)
     src = write_tasks(tmp_path / "tasks.jsonl", [{"n": i, "s": 0.01} for i in range(300)])
     out = tmp_path / "mine.jsonl"
     producer = spawn("producer", "--from", str(src), "--wait", "--results", str(out), env_extra=env)
@@ -160,7 +160,7 @@ def test_a_god_started_on_a_journal_of_the_previous_version_serves_what_it_held(
     # When god starts on it
     god = start_god("--journal", str(path))
     god.proc.wait_for(r"journal .*: 4 tasks to serve", stream="err")
-    spawn("consumer", "--task", "tests.tasks:echo", "--processes", "1", "--burst", env_extra=addr_env(god))
+    spawn("consumer", "--task", "tests.support.tasks:echo", "--processes", "1", "--burst", env_extra=addr_env(god))
     # Then those four run, and the done one does not
     results = wait_for_results(god.results, 4)
     assert sorted((r["id"], r["value"]) for r in results) == [

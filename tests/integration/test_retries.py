@@ -11,8 +11,8 @@ import pytest
 
 from consumer.tasks import square
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, wait_for_results, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,7 +31,7 @@ def test_a_flaky_task_succeeds_on_its_third_try_and_one_that_never_does_fails_on
     src = write_tasks(tmp_path / "t.jsonl", [{"dir": str(d), "n": 1, "fails": 2}, {"dir": str(d), "n": 2, "fails": 99}])
     assert spawn("producer", "--from", str(src), "--retries", "3", "--retry-backoff", "0.3", env_extra=env).wait() == 0
     # When a consumer runs them
-    spawn("consumer", "--task", "tests.tasks:flaky", "--processes", "1", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:flaky", "--processes", "1", env_extra=env)
     # Then each has one result line: 1 succeeded at its third attempt, 2 failed at its fourth
     by_n = {r["payload"]["n"]: r for r in wait_for_results(god.results, 2, timeout=30)}
     assert (by_n[1]["ok"], by_n[1]["value"], by_n[1]["attempts"]) == (True, square(1), 3)
@@ -52,7 +52,7 @@ def test_a_task_that_asks_to_be_retried_later_runs_again_then(
     env = addr_env(god)
     src = write_tasks(tmp_path / "t.jsonl", [{"dir": str(d), "n": 5, "after": 1.0}])
     assert spawn("producer", "--from", str(src), "--retries", "1", env_extra=env).wait() == 0
-    spawn("consumer", "--task", "tests.tasks:rate_limited", "--processes", "1", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:rate_limited", "--processes", "1", env_extra=env)
     (r,) = wait_for_results(god.results, 1, timeout=30)
     assert (r["ok"], r["value"], r["attempts"]) == (True, square(5), 2)
 

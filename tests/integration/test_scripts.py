@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import REPO, Proc, wait_for_results, wait_until
+from tests.support.gods import God, addr_env
+from tests.support.helpers import REPO, Proc, wait_for_results, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

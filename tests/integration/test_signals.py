@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, read_results, wait_for_results, wait_until, write_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,7 +27,7 @@ def slow_consumer_at_work(spawn: Callable[..., Proc], env: dict[str, str], tmp_p
     """n tasks of that many seconds put, and a consumer of 2 workers for them in a process
     group of its own (to signal it whole, or its main process alone)."""
     assert spawn("producer", "--from", str(slow_tasks(tmp_path, n, seconds)), env_extra=env).wait() == 0
-    return spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
+    return spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", env_extra=env, new_session=True)
 
 
 @pytest.mark.parametrize(("tasks", "concurrency"), [(8, 1), (120, 50)])
@@ -37,7 +37,7 @@ def test_one_sigterm_drains_and_hands_back_the_rest(
     # Given a consumer working through tasks of 0.4 s with one worker (running one or 50 at a time)
     env = addr_env(god)
     assert spawn("producer", "--from", str(slow_tasks(tmp_path, tasks, 0.4)), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", "--concurrency", str(concurrency),
+    c = spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "1", "--concurrency", str(concurrency),
               env_extra=env)
     wait_for_results(god.results, 1)
     # When it gets one SIGTERM
@@ -46,7 +46,7 @@ def test_one_sigterm_drains_and_hands_back_the_rest(
     assert c.wait(15) == 0, c.text()
     done_first = len(read_results(god.results))
     assert done_first < tasks, "the consumer finished everything before the signal: nothing was handed back"
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--concurrency", str(concurrency), "--burst",
+    spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", "--concurrency", str(concurrency), "--burst",
           env_extra=env)
     results = wait_for_results(god.results, tasks)
     assert set(Counter(r["id"] for r in results).values()) == {1}
@@ -77,7 +77,7 @@ def test_a_second_sigterm_exits_at_once_with_a_non_zero_code(
     # Given a consumer running a 30 s task
     env = addr_env(god)
     assert spawn("producer", "--from", str(slow_tasks(tmp_path, 1, 30)), env_extra=env).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:slow", "--processes", "1", env_extra=env)
+    c = spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "1", env_extra=env)
     c.wait_for("slow task 0 started", stream="err")
     # When it gets two SIGTERMs
     c.signal(signal.SIGTERM)
@@ -138,6 +138,6 @@ def test_the_workers_of_a_consumer_killed_alone_end_and_their_tasks_are_served_a
     # Then its workers end on their own (their consumer's pipe closed), and god serves their
     # tasks again: another consumer finishes every task, one result each
     wait_until(lambda: not any(map(_running, workers)), 15, "the orphaned workers to end")
-    spawn("consumer", "--task", "tests.tasks:slow", "--processes", "2", "--burst", env_extra=env)
+    spawn("consumer", "--task", "tests.support.tasks:slow", "--processes", "2", "--burst", env_extra=env)
     results = wait_for_results(god.results, 40)
     assert set(Counter(r["id"] for r in results).values()) == {1}

@@ -1,5 +1,5 @@
 """Consumers as Slurm jobs (scripts/slurm-consumers.sh), on a real single-node Slurm that the
-test starts (tests/slurm.py)."""
+test starts (tests/support/slurm.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, god_stats
-from tests.helpers import REPO, Proc, wait_for_results, wait_until, write_tasks
-from tests.slurm import Slurm, cluster, why_not
+from tests.support.gods import God, god_stats
+from tests.support.helpers import REPO, Proc, wait_for_results, wait_until, write_tasks
+from tests.support.slurm import Slurm, cluster, why_not
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,7 +40,7 @@ def test_consumers_as_a_job_array_run_the_tasks_and_a_scancel_mid_task_loses_not
                  env_extra={"GOD_ADDRESS": god.address}).wait() == 0
     with cluster(tmp_path / "slurm") as slurm:
         out = f"--output={tmp_path}/job-%A_%a.out"
-        array = _submit(slurm, env, "2", out, "--", "--processes", "1", "--task", "tests.tasks:slow", "--burst",
+        array = _submit(slurm, env, "2", out, "--", "--processes", "1", "--task", "tests.support.tasks:slow", "--burst",
                         address=god.address)
         wait_until(lambda: list(slurm.jobs().values()) == ["RUNNING", "RUNNING"], 60, "both consumers' jobs running")
         # the job script execs the consumer, so that the time limit's --signal=B:TERM reaches it

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import God, addr_env, settings_for
+from tests.support.gods import God, addr_env, settings_for
 from shared.client import GodClient
 from shared.records import DEFAULT_QUEUE, split_id
-from tests.helpers import Proc, wait_until
+from tests.support.helpers import Proc, proc_status, wait_until
 
 WARMUP = 4  # cycles before the baseline: first connections allocate for good
 CYCLES = 16  # cycles measured, two consumers each
 RSS_SLACK_KB = 6 * 1024  # allocator noise; a leak of one connection's buffers per cycle is far more
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS (kB) and Threads of a process, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
 
 
 @pytest.mark.timeout(150)

@@ -1,5 +1,5 @@
 """The systemd units (scripts/systemd/): systemd's own check of each, and each unit's command
-run as systemd would run it, from the installed wheel (tests/units.py; PID 1 here is not
+run as systemd would run it, from the installed wheel (tests/support/units.py; PID 1 here is not
 systemd, so the units themselves are not started)."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from shared import exitcodes
-from tests.conftest import God, god_stats
-from tests.helpers import Proc, wait_for_results, wait_until, write_tasks
-from tests.installed import installed_bin
-from tests.units import UNITS, start, unit_text
+from tests.support.gods import God, god_stats
+from tests.support.helpers import Proc, wait_for_results, wait_until, write_tasks
+from tests.support.installed import installed_bin
+from tests.support.units import UNITS, start, unit_text
 
-pytestmark = pytest.mark.timeout(300)  # the wheel's venv, made once a run (tests/installed.py)
+pytestmark = pytest.mark.timeout(300)  # the wheel's venv, made once a run (tests/support/installed.py)
 
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 UNIT_NAMES = ("god.service", "consumer@images.service", r"consumer@pages\x2cimages.service")

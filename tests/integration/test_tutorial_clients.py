@@ -8,16 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from consumer.tasks import square
-from tests.conftest import God, addr_env
-from tests.helpers import Proc, wait_for_results
+from tests.support.gods import God, addr_env
+from tests.support.helpers import Proc, puts_and_results, wait_for_results
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _puts_and_results(master: Proc) -> tuple[list[int], list[str]]:
-    puts = [int(m.group(1)) for line in master.out if (m := re.match(r"Put task (\d+)", line))]
-    results = [line.removeprefix("Result: ") for line in master.out if line.startswith("Result: ")]
-    return puts, results
 
 
 @pytest.mark.parametrize("names, style", [
@@ -27,12 +21,12 @@ def _puts_and_results(master: Proc) -> tuple[list[int], list[str]]:
 def test_tutorial_master_and_worker_against_god(god: God, spawn: Callable[..., Proc], names: tuple[str, str],
                                                 style: str) -> None:
     env = addr_env(god)
-    master = spawn("tests.tutorial_clients", "master", *names, env_extra=env)
+    master = spawn("tests.support.tutorial_clients", "master", *names, env_extra=env)
     master.wait_for("Try get results")
-    worker = spawn("tests.tutorial_clients", style, *names, env_extra=env)
+    worker = spawn("tests.support.tutorial_clients", style, *names, env_extra=env)
     assert master.wait() == 0, master.text()
     assert worker.wait() == 0, worker.text()
-    puts, results = _puts_and_results(master)
+    puts, results = puts_and_results(master)
     assert len(puts) == 10 and sorted(results) == sorted(square(n) for n in puts)
     assert "worker exit. empty=True" in worker.out
     records = wait_for_results(god.results, 10, distinct=False)
@@ -43,9 +37,9 @@ def test_tutorial_master_and_worker_against_god(god: God, spawn: Callable[..., P
 def test_tutorial_master_with_our_consumer(god: God, spawn: Callable[..., Proc]) -> None:
     env = addr_env(god)
     spawn("consumer", "--processes", "1", env_extra=env)
-    master = spawn("tests.tutorial_clients", "master", "pq", "cq", env_extra=env)
+    master = spawn("tests.support.tutorial_clients", "master", "pq", "cq", env_extra=env)
     assert master.wait() == 0, master.text()
-    puts, results = _puts_and_results(master)
+    puts, results = puts_and_results(master)
     assert len(puts) == 10 and sorted(results) == sorted(square(n) for n in puts)
 
 
@@ -55,7 +49,7 @@ def test_our_producer_that_waits_with_a_tutorial_worker_finishes(god: God, spawn
     producer = spawn("producer", "--rounds", "1", "--per-round", "10", "--wait", env_extra=env)
     producer.wait_for("god accepted all 10 tasks", stream="err")
     # When a worker written the tutorial's way does them
-    worker = spawn("tests.tutorial_clients", "worker", "get_task_queue", "get_result_queue", env_extra=env)
+    worker = spawn("tests.support.tutorial_clients", "worker", "get_task_queue", "get_result_queue", env_extra=env)
     assert worker.wait() == 0, worker.text()
     ran = [int(m.group(1)) for line in worker.out if (m := re.match(r"run task (\d+) \*", line))]
     assert len(ran) == 10

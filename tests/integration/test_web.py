@@ -8,62 +8,16 @@ import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.certs import make_certs
-from tests.conftest import God, addr_env, god_stats
-from tests.helpers import Proc, wait_for_results, wait_until, write_tasks
+from tests.support.certs import make_certs
+from tests.support.gods import God, addr_env, god_stats
+from tests.support.helpers import Proc, wait_for_results, wait_until, write_tasks
+from tests.support.web import start_dashboard
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Dashboard:
-    """A client of god's dashboard: its address, its token, and a session if logged in."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "", parts.port or 80
-        self.token = parts.fragment.removeprefix("token=")
-        self.cookie: str | None = None
-        self.csrf: str | None = None
-
-    def request(self, method: str, path: str, body: Any = None, *, bearer: str | None = None,
-                csrf: str | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        headers = {"Content-Type": "application/json"}
-        if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
-        if self.cookie is not None:
-            headers["Cookie"] = self.cookie
-        if csrf is not None:
-            headers["X-CSRF-Token"] = csrf
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            conn.close()
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        """A call with the token (as scripts make them); it must succeed."""
-        status, _, data = self.request(method, path, body, bearer=self.token)
-        assert status == 200, (status, data)
-        return json.loads(data)
-
-    def login(self) -> None:
-        status, headers, data = self.request("POST", "/api/login", {"token": self.token})
-        assert status == 200, data
-        self.cookie = headers["set-cookie"].split(";")[0]
-        self.csrf = json.loads(data)["csrf"]
-
-
-def start_dashboard(start_god: Callable[..., God], *args: str) -> tuple[God, Dashboard]:
-    g = start_god("--http", "0", *args)
-    url = g.proc.wait_for(r"^dashboard: (http://\S+)$").group(1)
-    return g, Dashboard(url)
 
 
 def test_every_page_and_call_needs_a_session_or_the_token(
@@ -106,7 +60,7 @@ def test_the_api_gives_what_status_gives_and_its_actions_act(
     g, web = start_dashboard(start_god, "--max-attempts", "1")
     e = addr_env(g)
     assert spawn("producer", "--from", str(write_tasks(tmp_path / "t.jsonl", [10, 11, 12])), env_extra=e).wait() == 0
-    c = spawn("consumer", "--task", "tests.tasks:exit_on_tens", "--processes", "1", env_extra=e)
+    c = spawn("consumer", "--task", "tests.support.tasks:exit_on_tens", "--processes", "1", env_extra=e)
     results = wait_for_results(g.results, 3)
     ten = next(r["id"] for r in results if r["payload"] == 10)
     # the figures are god's own

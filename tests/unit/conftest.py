@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from god.journal.writer import Journal
-from tests.core import Core
+from tests.support.core import Core
 
 
 @pytest.fixture

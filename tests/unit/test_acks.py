@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 
 from shared.records import G_ATTEMPT
-from tests.core import Core, lines, payloads_of
+from tests.support.core import Core, lines, payloads_of
 
 
 def test_first_result_wins_and_later_ones_are_counted_duplicates(core: Core) -> None:

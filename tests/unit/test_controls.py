@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared.records import CANCELLED
-from tests.core import Core, lines, seqs
+from tests.support.core import Core, lines, seqs
 
 
 def test_a_rate_limit_holds_across_consumers(core: Core) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared.records import G_QUEUE, G_TASK
-from tests.core import Core, lines, payloads_of
+from tests.support.core import Core, lines, payloads_of
 
 
 def kill_three_times(core: Core, n: int = 1, queue: str = "default") -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core import Core
+from tests.support.core import Core
 
 
 def test_the_oldest_waiting_tasks_age(core: Core) -> None:

@@ -15,14 +15,14 @@ from god.journal.recorder import Recorder
 from god.operator.lines import status_text
 from god.operator.metrics import render
 from shared.records import CANCELLED, Grant
-from tests.core import Core, lines, opened, payloads_of, restarted, seqs
+from tests.support.core import Core, lines, opened, payloads_of, restarted, seqs
 
-F = "tests.tasks:add()"  # a call's task name; its payloads below are (fn, blob) as the executor sends them
+F = "tests.support.tasks:add()"  # a call's task name; its payloads below are (fn, blob) as the executor sends them
 
 
 def call(*args: Any) -> tuple[Any, ...]:
     """A call's payload whose arguments are pickled (as they are when a future is among them)."""
-    return ("tests.tasks:add", pickle.dumps((args, {})))
+    return ("tests.support.tasks:add", pickle.dumps((args, {})))
 
 
 def waiter(core: Core, producer: str = "p") -> None:

@@ -12,7 +12,7 @@ import pytest
 from god.rules.handout import TUTORIAL
 from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
 from shared.records import G_PRODUCER
-from tests.core import Core, lines
+from tests.support.core import Core, lines
 
 
 def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core) -> None:

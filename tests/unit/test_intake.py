@@ -11,7 +11,7 @@ import pytest
 from god.operator.lines import status_text
 from shared.records import G_KEEP, G_PRODUCER
 from shared.version import PYTHON, VERSION
-from tests.core import Call, Core, seqs
+from tests.support.core import Call, Core, seqs
 
 
 def test_a_resent_put_is_not_queued_twice(core: Core) -> None:

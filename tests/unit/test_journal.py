@@ -15,7 +15,7 @@ from god.journal.results_file import ResultsFile
 from god.journal.writer import Journal
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
-from tests.core import Core, payloads_of, restarted, seqs
+from tests.support.core import Core, payloads_of, restarted, seqs
 
 
 def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journal) -> None:

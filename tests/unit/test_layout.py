@@ -121,3 +121,11 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share code through tests/support/ only (and fixtures through conftest.py)."""
+    tests = {_module(p): p for p in sorted((REPO / "tests").rglob("*.py"))}
+    wrong = sorted(f"{m} imports {d}" for m, p in tests.items() for d in _imports(m, p, set(tests))
+                   if not d.startswith("tests.support") and d != "tests")
+    assert wrong == []

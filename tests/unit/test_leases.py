@@ -10,7 +10,7 @@ from shared.calls import BY_VALUE
 from shared.log import logger
 from god.rules.leases import SCAN_PAST
 from shared.records import G_ATTEMPT, G_HI, G_LO, G_PRODUCER, G_QUEUE, G_TASK
-from tests.core import Core, lines, payloads_of, seqs
+from tests.support.core import Core, lines, payloads_of, seqs
 
 
 def test_tasks_are_leased_in_order_and_acked_once(core: Core) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from god.operator.live import render_text
 from shared.stats import Stats
-from tests.core import Core
+from tests.support.core import Core
 
 
 def stats_of_a_small_run() -> Stats:

@@ -10,7 +10,7 @@ from typing import Any
 from god.journal.recorder import Recorder
 from god.journal.writer import Journal
 from shared.records import G_KEEP, V_VALUE
-from tests.core import Core, restarted, seqs
+from tests.support.core import Core, restarted, seqs
 
 
 def waiting_producer(core: Core, name: str = "p") -> None:

@@ -33,7 +33,7 @@ def test_resolve_task_finds_module_functions() -> None:
     ("nocolon", "not of the form module:function"),
     ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
     ("consumer.tasks:nope", "has no attribute 'nope'"),
-    ("tests.tasks:NOT_CALLABLE", "is a int, not a function"),
+    ("tests.support.tasks:NOT_CALLABLE", "is a int, not a function"),
 ])
 def test_resolve_task_names_what_is_wrong(spec: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):

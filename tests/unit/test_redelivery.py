@@ -5,7 +5,7 @@ On the path production uses (API, waits, broker), with a fake clock: no sockets,
 from __future__ import annotations
 
 from shared.records import G_ALONE, G_ATTEMPT, G_HI, G_LO
-from tests.core import Core, lines, payloads_of, seqs
+from tests.support.core import Core, lines, payloads_of, seqs
 
 
 def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(core: Core) -> None:

@@ -8,7 +8,7 @@ import time
 
 from consumer.tasks import Retry
 from shared.records import G_ATTEMPT
-from tests.core import Core, lines, payloads_of
+from tests.support.core import Core, lines, payloads_of
 
 
 def test_a_failure_with_retries_left_waits_its_backoff_then_runs_again(core: Core) -> None:

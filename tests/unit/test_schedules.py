@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared.records import G_LO, G_PRODUCER, G_TASK
-from tests.core import Core, payloads_of, seqs
+from tests.support.core import Core, payloads_of, seqs
 
 
 def test_a_schedule_puts_its_task_once_a_period_and_once_for_periods_missed(core: Core) -> None:

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 UNITS = REPO / "scripts" / "systemd"
 ROOT_PATHS = ("/etc/god", "/var/lib")  # where units point on a host; under the test's root here

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "scontrol")
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")

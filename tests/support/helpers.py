@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 POLL_S = 0.02
 
 
@@ -146,3 +146,24 @@ def write_tasks(path: Path, payloads: list[Any]) -> Path:
     """Write payloads as a JSON-lines task file for ``producer --from``; returns the path."""
     path.write_text("".join(json.dumps(p) + "\n" for p in payloads))
     return path
+
+
+def assert_clean_failure(p: Proc, code: int, says: str) -> None:
+    """p exits with code, saying says, without a traceback."""
+    assert p.wait() == code, p.text()
+    text = p.text()
+    assert says in text, text
+    assert "Traceback" not in text, text
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS (kB) and Threads of a process, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
+
+
+def puts_and_results(master: Proc) -> tuple[list[int], list[str]]:
+    """The numbers the tutorial's master put, and the results it printed."""
+    puts = [int(m.group(1)) for line in master.out if (m := re.match(r"Put task (\d+)", line))]
+    results = [line.removeprefix("Result: ") for line in master.out if line.startswith("Result: ")]
+    return puts, results

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 INSTALL_TIMEOUT_S = 240  # a build or an install with its dependencies, the index reached once
 SOURCES = ("pyproject.toml", "README.md", "god", "producer", "consumer", "shared")  # what a wheel is made of

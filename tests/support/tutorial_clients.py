@@ -1,6 +1,6 @@
 """Clients written the tutorial's way: a bare BaseManager subclass, registered names, queue calls.
 
-Run as ``python -m tests.tutorial_clients master|worker|seed-worker TASK_NAME RESULT_NAME``; god's address
+Run as ``python -m tests.support.tutorial_clients master|worker|seed-worker TASK_NAME RESULT_NAME``; god's address
 and key come from GOD_ADDRESS and GOD_AUTHKEY (the tutorial hard-codes them).
 """
 

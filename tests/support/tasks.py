@@ -1,4 +1,4 @@
-"""Task functions the integration tests hand to real consumers (``--task tests.tasks:NAME``)."""
+"""Task functions the integration tests hand to real consumers (``--task tests.support.tasks:NAME``)."""
 
 from __future__ import annotations
 
