@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.helpers import REPO
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.timeout(300)
 def test_the_quick_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import pytest
 from tests.support.helpers import REPO, read_results, wait_until, write_tasks
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(240),
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                        reason="needs root and iproute2 (ip) to make network namespaces"),

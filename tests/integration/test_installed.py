@@ -19,7 +19,7 @@ from tests.support.installed import installed_bin
 from tests.support.helpers import puts_and_results
 
 # a build and an install from the package index, once a run, then the roles
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 

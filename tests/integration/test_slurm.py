@@ -16,7 +16,7 @@ from tests.support.gods import God, god_stats
 from tests.support.helpers import REPO, Proc, wait_for_results, wait_until, write_tasks
 from tests.support.slurm import Slurm, cluster, why_not
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SCRIPT = str(REPO / "scripts" / "slurm-consumers.sh")
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gods import God, addr_env, settings_for
 from shared.client import GodClient
 from shared.records import DEFAULT_QUEUE, split_id
+from tests.support.gods import God, addr_env, settings_for
 from tests.support.helpers import Proc, proc_status, wait_until
+
+pytestmark = pytest.mark.slow
 
 WARMUP = 4  # cycles before the baseline: first connections allocate for good
 CYCLES = 16  # cycles measured, two consumers each

@@ -21,7 +21,7 @@ from tests.support.helpers import Proc, wait_for_results, wait_until, write_task
 from tests.support.installed import installed_bin
 from tests.support.units import UNITS, start, unit_text
 
-pytestmark = pytest.mark.timeout(300)  # the wheel's venv, made once a run (tests/support/installed.py)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # the wheel's venv, made once a run (tests/support/installed.py)
 
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 UNIT_NAMES = ("god.service", "consumer@images.service", r"consumer@pages\x2cimages.service")
