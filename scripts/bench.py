@@ -273,7 +273,7 @@ def ours_million(work: Path, n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         g.spawn("producer", "--from", str(src)).wait()
         elapsed = time.perf_counter() - t0
-        assert g.stats()["pending"] == n
+        assert g.stats()["waiting"] == n
         rss = g.rss_kb()
     return {"tasks": n, "put_seconds": elapsed, "god_rss_mb": rss["rss_kb"] / 1024,
             "god_peak_mb": rss["peak_kb"] / 1024, "bytes_per_task": (rss["rss_kb"] - base) * 1024 / n}

@@ -386,7 +386,7 @@ class GodClient:
         return out
 
     def stats(self) -> Stats:
-        """God's counts: pending, in flight, done, failed, dead, duplicates, consumers, queues, ..."""
+        """God's counts: waiting, running, done, failed, dead, duplicates, consumers, queues, ..."""
         stats: Stats = self.call("stats")
         return stats
 

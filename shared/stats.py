@@ -1,5 +1,7 @@
 """God's figures, as ``stats()`` returns them: the one schema that status, the live view and
-metrics read (and ``god status --json`` prints)."""
+metrics read (and ``god status --json`` prints). Tasks are counted by their states' names
+(shared/states.py); ``pending`` and ``in_flight`` are the old names of ``waiting`` and
+``running``, sent beside them for one release."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ class ConsumerFigures(TypedDict):
     processes: int
     concurrency: int  # tasks each process runs at once
     alive: bool
-    in_flight: int
+    running: int  # tasks it holds, not done
+    in_flight: int  # old name of running, for one release
     done: int
     failed: int
     lost: int  # times god gave it up
@@ -38,17 +41,19 @@ class ProducerFigures(TypedDict):
 class QueueFigures(TypedDict):
     """One named queue."""
 
-    pending: int
-    in_flight: int
+    waiting: int  # on the queue, to be handed out
+    running: int  # held by consumers
     done: int
     failed: int
     dead: int
-    scheduled: int  # waiting for a retry's time
+    scheduled: int  # waiting off the queue for their time (a delay, a retry's backoff)
     blocked: int  # waiting for other tasks' results
     oldest_waiting_s: float
     rate_limit: float | None  # tasks it may start a second, across consumers
     paused: bool  # nothing starts from it (python -m god pause)
     consumers: int  # alive consumers that serve it
+    pending: int  # old name of waiting, for one release
+    in_flight: int  # old name of running, for one release
 
 
 class Stats(TypedDict):
@@ -66,10 +71,12 @@ class Stats(TypedDict):
     cancelled: int  # tasks cancelled by an operator (counted among the failed too)
     dead_kept: int  # dead letters kept to be looked at, served again or purged (--dead-keep)
     unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
-    pending: int
-    scheduled: int  # tasks waiting for a retry's time
+    waiting: int  # tasks on their queues, to be handed out
+    scheduled: int  # tasks waiting off their queues for their time
     blocked: int  # tasks waiting for other tasks' results
-    in_flight: int
+    running: int  # tasks held by consumers
+    pending: int  # old name of waiting, for one release
+    in_flight: int  # old name of running, for one release
     capacity: int
     oldest_waiting_s: float
     uptime_s: float

@@ -27,9 +27,9 @@ class History:
         """One sample: totals, the rate, and each queue's depth."""
         sample = {
             "time": time.time() if at is None else at, "rate": rate, "done": stats["done"],
-            "failed": stats["failed"], "dead": stats["dead"], "pending": stats["pending"],
-            "in_flight": stats["in_flight"], "scheduled": stats["scheduled"],
-            "queues": {name: q["pending"] for name, q in stats["queues"].items()},
+            "failed": stats["failed"], "dead": stats["dead"], "waiting": stats["waiting"],
+            "running": stats["running"], "scheduled": stats["scheduled"], "blocked": stats["blocked"],
+            "queues": {name: q["waiting"] for name, q in stats["queues"].items()},
             "queues_done": {name: q["done"] + q["failed"] + q["dead"] for name, q in stats["queues"].items()},
         }
         with self._lock:

@@ -9,9 +9,9 @@ from shared.stats import ConsumerFigures, ProducerFigures, Stats
 
 
 def summary_line(stats: Stats, rate: float) -> str:
-    """One line of counts: done, pending, in flight, failed, dead, rate, consumers alive."""
+    """One line of counts: done, waiting, running, failed, dead, rate, consumers alive."""
     return (
-        f"done {stats['done']} | pending {stats['pending']} | in flight {stats['in_flight']} | "
+        f"done {stats['done']} | waiting {stats['waiting']} | running {stats['running']} | "
         f"failed {stats['failed']} | dead {stats['dead']} | {rate:,.0f}/s | "
         f"consumers alive {stats['consumers_alive']}"
     )
@@ -27,7 +27,7 @@ def status_text(where: str, stats: Stats) -> str:
              + f" | duplicates {stats['duplicates']} | consumers alive {stats['consumers_alive']}"
              + f" | connections {stats['connections']} | refused {stats['refused']}"]
     for name, q in sorted(stats["queues"].items()):
-        lines.append(f"  queue {name}: pending {q['pending']}, in flight {q['in_flight']}, scheduled {q['scheduled']}, "
+        lines.append(f"  queue {name}: waiting {q['waiting']}, running {q['running']}, scheduled {q['scheduled']}, "
                      f"blocked {q['blocked']}, done {q['done']}, "
                      f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
                      f"consumers {q['consumers']}"
@@ -36,8 +36,8 @@ def status_text(where: str, stats: Stats) -> str:
     for c in stats["consumers"]:
         lines.append(f"  consumer {c['name']} on {c['host']}{_python(c)}: {count(c['processes'], 'process', 'processes')}, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "
-                     f"in flight {c['in_flight']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago"
-                     + (f", oldest task held {c['oldest_held_s']:.1f}s" if c["in_flight"] else ""))
+                     f"running {c['running']}, queues {','.join(c['queues'])}, last heard {c['last_seen_s']:.1f}s ago"
+                     + (f", oldest task held {c['oldest_held_s']:.1f}s" if c["running"] else ""))
     for p in stats["producers"]:
         lines.append(f"  producer {p['name']} on {p['host']}{_python(p)}: put {p['put']}, last heard {p['last_seen_s']:.1f}s ago")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
         f"[bold red]dead[/] {stats['dead']:,}", f"[bold]rate[/] {rate:,.0f}/s",
     )
     totals.add_row(
-        f"[bold]waiting[/] {stats['pending']:,} / {stats['capacity']:,}", f"[bold]in flight[/] {stats['in_flight']:,}",
+        f"[bold]waiting[/] {stats['waiting']:,} / {stats['capacity']:,}", f"[bold]running[/] {stats['running']:,}",
         f"[bold]scheduled[/] {stats['scheduled']:,}", f"[bold]oldest waiting[/] {_age(stats['oldest_waiting_s'])}",
     )
     totals.add_row(
@@ -36,26 +36,26 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
         f"[bold]retried[/] {stats['retried']:,}", f"[bold]blocked[/] {stats['blocked']:,}",
     )
     queues = Table(title="queues", title_justify="left", expand=False)
-    for name, justify in (("queue", "left"), ("waiting", "right"), ("in flight", "right"), ("scheduled", "right"),
+    for name, justify in (("queue", "left"), ("waiting", "right"), ("running", "right"), ("scheduled", "right"),
                           ("blocked", "right"), ("done", "right"), ("failed", "right"), ("dead", "right"), ("oldest waiting", "right"),
                           ("consumers", "right"), ("limit", "right")):
         queues.add_column(name, justify=justify)  # type: ignore[arg-type]
     for qname, q in sorted(stats["queues"].items()):
         limit = q["rate_limit"]
-        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['pending']:,}", f"{q['in_flight']:,}", f"{q['scheduled']:,}",
+        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['waiting']:,}", f"{q['running']:,}", f"{q['scheduled']:,}",
                        f"{q['blocked']:,}", f"{q['done']:,}",
                        f"{q['failed']:,}", f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]),
                        f"{limit:g}/s" if limit is not None else "")
     consumers = Table(title=f"consumers ({stats['consumers_alive']} alive)", title_justify="left", expand=False)
     for name, justify in (("consumer", "left"), ("host", "left"), ("queues", "left"), ("processes", "right"),
                           ("done", "right"),
-                          ("failed", "right"), ("in flight", "right"), ("oldest held", "right"), ("heartbeat", "right"),
+                          ("failed", "right"), ("running", "right"), ("oldest held", "right"), ("heartbeat", "right"),
                           ("state", "left")):
         consumers.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in stats["consumers"]:
         consumers.add_row(
-            c["name"], c["host"], ",".join(c["queues"]), str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["in_flight"]),
-            _age(c["oldest_held_s"]) if c["in_flight"] else "",
+            c["name"], c["host"], ",".join(c["queues"]), str(c["processes"]), f"{c['done']:,}", f"{c['failed']:,}", str(c["running"]),
+            _age(c["oldest_held_s"]) if c["running"] else "",
             f"{_age(c['last_seen_s'])} ago", Text("alive", style="green") if c["alive"] else Text("lost", style="red"),
         )
     producers = Table(title="producers", title_justify="left")

@@ -14,9 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from shared.errors import AddressInUseError, ConfigError
+from shared.states import TaskState
 from shared.stats import Stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The states god_tasks and god_queue_tasks count, in a task's order.
+STATES = tuple(s.value for s in TaskState)
 
 #: (name, type, help, stats key or None): one sample each, from god's stats.
 _SIMPLE = (
@@ -30,7 +33,7 @@ _SIMPLE = (
     ("god_unknown_producer_puts_total", "counter",
      "Puts from producers god did not remember (past the dedupe window): a re-sent one would run again.",
      "unknown_puts"),
-    ("god_queue_depth", "gauge", "Tasks waiting to be served.", "pending"),
+    ("god_queue_depth", "gauge", "Tasks waiting on their queues to be served.", "waiting"),
     ("god_queue_capacity", "gauge", "Tasks that may wait before producers are made to wait.", "capacity"),
     ("god_oldest_waiting_task_age_seconds", "gauge", "Age of the oldest task never served yet.", "oldest_waiting_s"),
     ("god_consumers_alive", "gauge", "Consumers whose heartbeat god hears.", "consumers_alive"),
@@ -44,12 +47,12 @@ _SIMPLE = (
 def render(stats: Stats, rate: float) -> str:
     """God's stats in the Prometheus text format."""
     out = [
-        "# HELP god_tasks Tasks by state: pending (waiting), in_flight (leased), scheduled (a retry's time to come), "
-        "blocked (waiting for other tasks' results), done, failed, dead.",
+        "# HELP god_tasks Tasks by state: waiting (on a queue), running (held by a consumer), scheduled (waiting "
+        "for their time), blocked (waiting for other tasks' results), done, failed, dead.",
         "# TYPE god_tasks gauge",
     ]
-    for state in ("pending", "in_flight", "scheduled", "blocked", "done", "failed", "dead"):
-        out.append(f'god_tasks{{state="{state}"}} {stats[state]}')
+    for state in STATES:
+        out.append(f'god_tasks{{state="{state}"}} {stats.get(state, 0)}')
     out += [
         "# HELP god_results_per_second Results recorded per second, over the last second or so.",
         "# TYPE god_results_per_second gauge",
@@ -59,10 +62,8 @@ def render(stats: Stats, rate: float) -> str:
         out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {stats.get(key, 0)}"]
     out += ["# HELP god_queue_tasks Tasks of each queue by state.", "# TYPE god_queue_tasks gauge"]
     for name, q in sorted(stats["queues"].items()):
-        for state, n in (("pending", q["pending"]), ("in_flight", q["in_flight"]), ("scheduled", q["scheduled"]),
-                         ("blocked", q["blocked"]), ("done", q["done"]),
-                         ("failed", q["failed"]), ("dead", q["dead"])):
-            out.append(f'god_queue_tasks{{queue="{_label(name)}",state="{state}"}} {n}')
+        for state in STATES:
+            out.append(f'god_queue_tasks{{queue="{_label(name)}",state="{state}"}} {q.get(state, 0)}')
     out += ["# HELP god_queue_oldest_waiting_task_age_seconds Age of the oldest task waiting on each queue.",
             "# TYPE god_queue_oldest_waiting_task_age_seconds gauge"]
     out += [f'god_queue_oldest_waiting_task_age_seconds{{queue="{_label(name)}"}} {q["oldest_waiting_s"]:.3f}'

@@ -8,27 +8,13 @@ written with C calls over whole runs. Per-task Python objects exist only on the 
 exceptions: a slice carved for a redelivery, a batch whose payloads are unpickled because
 it is leased in parts, a dead letter.
 
-Where each rule lives:
-
-============================  ==========================================================
-``state`` (god/rules/state.py)      queues, batches, per-producer marks, counts, the lock
-``intake`` (intake.py)        taking puts: dedupe, capacity; producers' results
-``leases`` (leases.py)        handing tasks out, heartbeats, stuck tasks
-``acks`` (acks.py)            recording results, the first one wins; failures kept
-``retries`` (retries.py)      failures tried again, tasks served at their time
-``redelivery`` (redelivery)   what a consumer that left, went silent or lost a worker held
-``dead`` (dead_letters.py)    giving tasks up; listing, requeueing, purging them
-``controls`` (controls.py)    rate limits, pauses, cancels, drains
-``schedules`` (schedules.py)  periodic tasks
-``graph`` (graph.py)          tasks that wait for other tasks' results (state.graph)
-``tutorial`` (handout.py)     the tutorial queue views' hand-out
-``figures`` (figures.py)      every count, and where one task is
-============================  ==========================================================
+The rule sets, one per concern, are listed in ``god/rules/__init__.py``; one call's trip
+through them is drawn in ``god/__init__.py``.
 
 No sockets, no threads and no waiting of its own: calls return at once, and a caller that
-waits for tasks, room or results parks in ``god/transport/waits.py``, which ``on_change`` wakes. The
-clock is injected, so tests expire leases without sleeping. ``god/transport/api.py`` is the one door
-clients call through.
+waits for tasks, room or results parks in ``god/transport/waits.py``, which ``on_change``
+wakes. The clock is injected, so tests expire leases without sleeping.
+``god/transport/api.py`` is the one door clients call through.
 """
 
 from __future__ import annotations
@@ -125,7 +111,7 @@ class Broker:
         if lost:
             st.results_ready.set()
         # A rate-limited queue's budget grows with time, which changes nothing else: look again.
-        if lost or due or any(q.limit is not None and q.pending > 0 for q in list(st.queues.values())):
+        if lost or due or any(q.limit is not None and q.waiting > 0 for q in list(st.queues.values())):
             st.on_change()
         return lost
 

@@ -150,7 +150,7 @@ class Controls:
                 raise ValueError(f"god knows no {'live ' if c is not None else ''}consumer {name} "
                                  f"(consumers: {', '.join(alive) or 'none'})")
             c.drain = True
-            return c.in_flight()
+            return c.running()
 
 
 def _unleased(b: Batch, lo: int, hi: int) -> list[tuple[int, int]]:

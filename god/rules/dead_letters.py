@@ -70,8 +70,8 @@ class DeadLetterRules:
                 ids = [d.id for d in st.dead.listing(queue)]
             if not ids:
                 return []
-            if st.pending + st.blocked + len(ids) > st.capacity:
-                raise ValueError(f"no room for {count(len(ids), 'task')}: {st.pending + st.blocked} wait of --capacity "
+            if st.waiting + st.blocked + len(ids) > st.capacity:
+                raise ValueError(f"no room for {count(len(ids), 'task')}: {st.waiting + st.blocked} wait of --capacity "
                                  f"{st.capacity}; try again when fewer wait")
             groups: dict[tuple[str, str | None, int, Any], list[tuple[DeadLetter, bytes]]] = {}
             for d, blob in st.dead.payloads(ids):

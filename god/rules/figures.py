@@ -8,7 +8,13 @@ from typing import Any
 
 from god.rules.state import State
 from shared.records import split_id
+from shared.states import TaskState
 from shared.stats import ConsumerFigures, ProducerFigures, QueueFigures, Stats
+
+
+# What ``task_state`` says, as plain strings: clients of any version read them.
+BLOCKED, DEAD, DONE = TaskState.BLOCKED.value, TaskState.DEAD.value, TaskState.DONE.value
+RUNNING, SCHEDULED, WAITING = TaskState.RUNNING.value, TaskState.SCHEDULED.value, TaskState.WAITING.value
 
 
 class Figures:
@@ -30,17 +36,18 @@ class Figures:
             for name, q in st.queues.items():
                 oldest = q.oldest()
                 queues[name] = {
-                    "pending": q.pending, "in_flight": q.in_flight, "done": q.done, "failed": q.failed,
+                    "waiting": q.waiting, "running": q.running, "done": q.done, "failed": q.failed,
                     "dead": q.dead, "scheduled": q.scheduled, "blocked": q.blocked, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
                     "consumers": sum(1 for _ in st.peers.serving(name)),
+                    "pending": q.waiting, "in_flight": q.running,
                 }
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
                 {"name": c.name, "host": c.host, "python": c.python, "processes": c.processes,
                  "concurrency": c.concurrency,
                  "alive": c.alive,
-                 "in_flight": c.in_flight(), "done": c.done, "failed": c.failed, "lost": c.lost,
+                 "running": (running := c.running()), "in_flight": running, "done": c.done, "failed": c.failed, "lost": c.lost,
                  "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
                                        if s.since), default=0.0),
                  "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
@@ -55,11 +62,12 @@ class Figures:
             stats: Stats = {
                 "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
-                "handed_out": counts["handed_out"], "retried": counts["retried"], "pending": st.pending,
+                "handed_out": counts["handed_out"], "retried": counts["retried"], "waiting": st.waiting,
                 "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
                 "dead_kept": len(st.dead), "cancelled": counts["cancelled"],
                 "scheduled": sum(q.scheduled for q in st.queues.values()), "blocked": st.blocked,
-                "in_flight": sum(q.in_flight for q in st.queues.values()), "capacity": st.capacity,
+                "running": (running := sum(q.running for q in st.queues.values())), "capacity": st.capacity,
+                "pending": st.waiting, "in_flight": running,
                 "oldest_waiting_s": oldest_all, "uptime_s": now - st.started,
                 "consumers_alive": st.peers.alive(), "connections": 0, "refused": 0,
                 "consumers": consumers, "producers": producers, "queues": queues,
@@ -82,12 +90,12 @@ class Figures:
         with st.lock:
             d = st.dead.get(tid)
             if d is not None:
-                return {"id": tid, "state": "dead", "queue": d.queue, "task": d.task, "attempts": d.attempts,
+                return {"id": tid, "state": DEAD, "queue": d.queue, "task": d.task, "attempts": d.attempts,
                         "reason": d.reason}
             b = st.batch_of(producer, seq)
             if b is None:
                 if seq <= st.upto.get(producer, 0):
-                    return {"id": tid, "state": "done"}
+                    return {"id": tid, "state": DONE}
                 raise ValueError(f"god knows no task {tid}: none of {producer}'s tasks up to {seq} came here, "
                                  f"or they finished more than --dedupe-window ago")
             i = seq - b.first
@@ -97,17 +105,17 @@ class Figures:
             if b.after is not None:
                 out["after"] = list(b.after)
             if b.done[i]:
-                return {**out, "state": "done"}
+                return {**out, "state": DONE}
             if b.missing:
-                return {**out, "state": "blocked", "on": st.graph.blocked_on(b)}
+                return {**out, "state": BLOCKED, "on": st.graph.blocked_on(b)}
             s = next((s for s in b.out if s.lo <= i < s.hi), None)
             if s is not None:
-                return {**out, "state": "running", "attempts": s.tries,
+                return {**out, "state": RUNNING, "attempts": s.tries,
                         "consumer": s.owner.top.name if s.owner is not None else None}
             s = next((s for s in b.later if s.lo <= i < s.hi), None)
             if s is not None:
                 due = next((at for at, _, t in st.scheduled if t is s), st.now())
-                return {**out, "state": "scheduled", "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
+                return {**out, "state": SCHEDULED, "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
             s = next((s for level in st.queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
                      None)
-            return {**out, "state": "waiting", "attempts": s.tries if s is not None else 0}
+            return {**out, "state": WAITING, "attempts": s.tries if s is not None else 0}

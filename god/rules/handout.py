@@ -34,7 +34,7 @@ class HandOut:
         st = self.state
         with st.lock:
             q = st.queues.get(queue)
-            if q is None or q.pending <= 0 or q.paused:
+            if q is None or q.waiting <= 0 or q.paused:
                 return None
             # A stand-in consumer, not among the peers: the task is settled at once.
             s, _ = self.leases.lease_now(ConsumerState(TUTORIAL, st.now()), (queue,), 1)[0]
@@ -73,4 +73,4 @@ class HandOut:
         st = self.state
         with st.lock:
             q = st.queues.get(queue)
-            return q.pending if q is not None else 0
+            return q.waiting if q is not None else 0

@@ -45,7 +45,7 @@ class Intake:
     def has_room(self) -> bool:
         """Whether a put would find room: a hint, read without the lock."""
         st = self.state
-        return st.pending + st.blocked < st.capacity
+        return st.waiting + st.blocked < st.capacity
 
     def out_of_turn(self, producer: str, put: Put, after: int) -> bool:
         """Whether a new batch sent behind the one that ends at seq ``after`` would be refused

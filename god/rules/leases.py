@@ -56,7 +56,7 @@ class Leases:
     def has_waiting(self, queues: tuple[str, ...]) -> bool:
         """Whether tasks wait on any of these queues: a hint, read without the lock."""
         qs = self.state.queues
-        return any(name in qs and qs[name].pending > 0 and not qs[name].paused for name in queues)
+        return any(name in qs and qs[name].waiting > 0 and not qs[name].paused for name in queues)
 
     def try_lease(self, consumer: str, queues: tuple[str, ...], max_n: int, seq: int | None) -> list[Grant] | None:
         """Lease up to max_n tasks from the queues, in their order; None (nothing recorded, so
@@ -71,7 +71,7 @@ class Leases:
             c.queues = queues
             if seq is not None and seq == c.lease_seq:
                 return [g for s, g in c.last_grants if s in c.leased]
-            if not any(q.pending > 0 and not q.paused for q in map(st.queues.get, queues) if q is not None):
+            if not any(q.waiting > 0 and not q.paused for q in map(st.queues.get, queues) if q is not None):
                 return None
             leased = self.lease_now(c, queues, max_n)
             if not leased:
@@ -98,7 +98,7 @@ class Leases:
         mixed = len(self.pythons) > 1  # consumers of several Pythons: calls by value are routed
         for name in queues:
             q = st.queues.get(name)
-            if q is None or q.pending <= 0 or q.paused:
+            if q is None or q.waiting <= 0 or q.paused:
                 continue
             others: bool | None = None  # whether another consumer alive serves q (asked when needed)
             able: set[str] | None = None  # the Pythons of the consumers alive that serve q (the same)
@@ -147,9 +147,9 @@ class Leases:
                         room -= n
                         if q.limit is not None:
                             q.limit.tokens -= n
-                        q.pending -= n
-                        q.in_flight += n
-                        st.pending -= n
+                        q.waiting -= n
+                        q.running += n
+                        st.waiting -= n
                 if want <= 0:
                     return out
         return out

@@ -52,7 +52,7 @@ class Redelivery:
         total = sum(hi - lo for lo, hi in runs)
         if not total:
             return 0
-        st.queues[b.queue].in_flight -= total
+        st.queues[b.queue].running -= total
         tries = s.tries if counted else s.tries - 1
         until = st.now() + st.lease_s if avoid is not None else 0.0
         for lo, hi in reversed(runs):

@@ -53,7 +53,7 @@ class Retries:
                 continue  # waiting, or leased to another since: it runs there, this failure is not final
             t = st.carve(held, i, i + 1)
             st.unlease(t)
-            st.queues[b.queue].in_flight -= 1
+            st.queues[b.queue].running -= 1
             due = time.time() + delay
             st.place(Slice(b, i, i + 1, t.tries, retried=t.retried + 1), due, first=True)
             st.counts["retried"] += 1

@@ -99,7 +99,7 @@ class State:
         self.upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)
         self.heard: dict[str, float] = {}  # producers in upto by when they last put, oldest first
         self.finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
-        self.pending = 0  # tasks waiting, all queues
+        self.waiting = 0  # tasks waiting, all queues
         self.blocked = 0  # tasks waiting for other tasks' results, all queues
         self.graph = Graph(self, journal)
         self.outbox: list[Outgoing] = []
@@ -124,7 +124,7 @@ class State:
                   origin: list[str] | None = None) -> int:
         """Queue a batch if there is room (or, when it waits for other tasks, block it): its
         ticket (0 without a journal), or -1 if full."""
-        if self.pending + self.blocked >= self.capacity:
+        if self.waiting + self.blocked >= self.capacity:
             return -1
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
@@ -151,8 +151,8 @@ class State:
             return
         level = q.levels[b.priority]
         level.appendleft(s) if first else level.append(s)
-        q.pending += n
-        self.pending += n
+        q.waiting += n
+        self.waiting += n
 
     def settle(self, b: Batch, lo: int, hi: int) -> None:
         """Offsets [lo, hi) of b, none done before, are done now: count them off where they were."""
@@ -171,15 +171,15 @@ class State:
         for s in b.later:
             later += max(0, min(s.hi, hi) - max(s.lo, lo))
         q = self.queues[b.queue]
-        q.in_flight -= held
+        q.running -= held
         q.scheduled -= later
         waiting = hi - lo - held - later  # a late result for a task that waited to be served again
         if b.missing:  # or that waited for other tasks (cancelled, or failed by what it waited for)
             q.blocked -= waiting
             self.blocked -= waiting
         else:
-            q.pending -= waiting
-            self.pending -= waiting
+            q.waiting -= waiting
+            self.waiting -= waiting
         if b.left == 0:
             del self.batches[b.key]
             if self.journal is not None:

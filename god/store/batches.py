@@ -167,8 +167,8 @@ class Queue:
 
     name: str
     levels: list[deque[Slice]] = field(default_factory=lambda: [deque() for _ in PRIORITIES])
-    pending: int = 0
-    in_flight: int = 0
+    waiting: int = 0  # on its levels, to be handed out
+    running: int = 0  # leased to consumers
     scheduled: int = 0  # waiting for a retry's time
     blocked: int = 0  # waiting for other tasks' results (god/rules/graph.py)
     limit: Bucket | None = None  # its rate limit, if it has one
@@ -179,7 +179,7 @@ class Queue:
 
     def oldest(self) -> float | None:
         """When the oldest waiting batch came (its clock); None when nothing waits."""
-        if self.pending <= 0:
+        if self.waiting <= 0:
             return None
         return min((level[0].batch.at for level in self.levels if level), default=None)
 

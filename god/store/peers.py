@@ -41,7 +41,7 @@ class ConsumerState:
         """The consumer this is, or whose worker it is: what status shows and counts."""
         return self.parent or self
 
-    def in_flight(self) -> int:
+    def running(self) -> int:
         """Tasks leased to it and to its workers, not done yet."""
         return sum(s.batch.done.count(0, s.lo, s.hi) for c in (self, *self.workers.values()) for s in c.leased)
 

@@ -32,8 +32,8 @@ def test_a_reply_that_comes_too_late_is_never_read_as_the_next_calls(
         after = client.stats()
     finally:
         client.close()
-    assert isinstance(after, dict) and {"pending", "in_flight", "done"} <= after.keys()
-    assert after["pending"] == before["pending"] == 0
+    assert isinstance(after, dict) and {"waiting", "running", "done"} <= after.keys()
+    assert after["waiting"] == before["waiting"] == 0
 
 
 def test_puts_in_flight_when_the_connection_drops_are_each_taken_once_in_order(
@@ -63,7 +63,7 @@ def test_puts_in_flight_when_the_connection_drops_are_each_taken_once_in_order(
         # Then each gets its answer in order, and god holds every task once
         assert [c.reply() for _ in range(4)] == [2] * 4
         stats = c.stats()
-        assert (stats["accepted"], stats["pending"]) == (10, 10)
+        assert (stats["accepted"], stats["waiting"]) == (10, 10)
     finally:
         c.close()
         relay.close()

@@ -50,7 +50,7 @@ def test_the_overview_shows_gods_figures_and_charts_them(
 
     def same() -> bool:
         s = web.api("GET", "/api/status")
-        shown = {k: text(browser, f"#{k}") for k in ("done", "failed", "dead", "pending", "in_flight", "blocked")}
+        shown = {k: text(browser, f"#{k}") for k in ("done", "failed", "dead", "waiting", "running", "blocked")}
         return shown == {k: f"{s[k]:,}" for k in shown}
 
     wait_until(same, 10, "the overview to match /api/status")
@@ -83,7 +83,7 @@ def test_pausing_a_queue_from_the_page_stops_its_work(
     assert spawn("producer", "--queue", "other", "--from", str(write_tasks(tmp_path / "c.jsonl", [4])),
                  env_extra=e).wait() == 0
     assert [r["payload"] for r in wait_for_results(g.results, 2)] == [1, 4]
-    assert web.api("GET", "/api/status")["queues"]["default"]["pending"] == 2
+    assert web.api("GET", "/api/status")["queues"]["default"]["waiting"] == 2
     browser.click('tr[data-queue="default"] button.resume')
     assert sorted(r["payload"] for r in wait_for_results(g.results, 4)) == [1, 2, 3, 4]
 

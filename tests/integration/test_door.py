@@ -69,7 +69,7 @@ def test_an_idle_connection_is_closed_and_our_client_reconnects_unnoticed(
     try:
         assert client.stats()["connections"] == 1  # its own
         wait_until(lambda: open_connections() == 0, 10, "god to close the idle connection")
-        assert client.stats()["pending"] == 0  # a new connection, made without a word
+        assert client.stats()["waiting"] == 0  # a new connection, made without a word
     finally:
         client.close()
 

@@ -153,4 +153,4 @@ def test_a_producer_that_finished_leaves_the_status(god: God, spawn: Callable[..
     assert spawn("producer", "--rounds", "1", "--per-round", "3", env_extra=addr_env(god)).wait() == 0
     # Then god no longer lists it among its producers (it stayed 5 minutes), and holds its tasks
     s = god_stats(god, env)
-    assert (s["producers"], s["pending"]) == ([], 3)
+    assert (s["producers"], s["waiting"]) == ([], 3)

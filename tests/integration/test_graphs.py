@@ -219,7 +219,7 @@ def test_blocked_tasks_are_counted_per_queue(executor: Executor, god: God) -> No
     with connect(god.address, give_up_after=10) as other:
         stats = wait_until(lambda: (s := other.client.stats())["blocked"] == 4 and s, 20)
     assert stats["queues"]["default"]["blocked"] == 3 and stats["queues"][IDLE]["blocked"] == 1
-    assert stats["queues"][IDLE]["pending"] == 1
+    assert stats["queues"][IDLE]["waiting"] == 1
 
 
 def test_producer_after_puts_tasks_that_wait_for_those_ids(

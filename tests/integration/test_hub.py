@@ -75,7 +75,7 @@ def test_a_peer_stalled_in_the_middle_of_a_request_holds_up_no_one(god: God, env
         # Given a peer that sent the header and half of a request, then stopped
         peer._send(struct.pack("!i", len(body)) + body[: len(body) // 2])  # type: ignore[attr-defined]
         # When another client calls, it is answered
-        assert call_with_deadline(settings, "stats")["pending"] == 0  # type: ignore[index]
+        assert call_with_deadline(settings, "stats")["waiting"] == 0  # type: ignore[index]
         # Then the stalled peer, once it sends the rest, gets its own answer
         peer._send(body[len(body) // 2 :])  # type: ignore[attr-defined]
         assert peer.recv() == ("#RETURN", None)
@@ -93,7 +93,7 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
             peer.send((BROKER, "lease", ("raw", ("default",), 24, 0.0, 1), {}))
             # Then god still answers everyone else
             stats = call_with_deadline(settings, "stats")
-            assert stats["in_flight"] == 24 and stats["pending"] == 0  # type: ignore[index]
+            assert stats["running"] == 24 and stats["waiting"] == 0  # type: ignore[index]
             # and the slow peer gets the whole reply when it reads at last
             kind, grants = peer.recv()
             assert kind == "#RETURN" and [(g[G_PRODUCER], g[G_LO], g[G_HI]) for g in grants] == [("p", 1, 25)]
@@ -112,7 +112,7 @@ def test_a_peer_that_sends_garbage_is_closed_and_god_goes_on(god: God, env: dict
             peer.recv()
         god.proc.wait_for(r"closing 127\.0\.0\.1:\d+: ", stream="err")
     # and everyone else is served as before
-    assert call_with_deadline(settings, "stats")["pending"] == 0  # type: ignore[index]
+    assert call_with_deadline(settings, "stats")["waiting"] == 0  # type: ignore[index]
 
 
 def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God, env: dict[str, str]) -> None:
@@ -130,7 +130,7 @@ def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God
         assert c.reply() == 2
         assert c.reply()["accepted"] == 2
         # And a connection keeps working as before
-        assert c.stats()["pending"] == 2
+        assert c.stats()["waiting"] == 2
     finally:
         c.close()
 

@@ -22,13 +22,13 @@ def test_metrics_count_tasks_by_state(start_god: Callable[..., God], spawn: Call
     env = addr_env(g)
     assert spawn("producer", "--rounds", "1", "--per-round", "6", env_extra=env).wait() == 0
     before = scrape(url)
-    assert before['god_tasks{state="pending"}'] == 6 and before["god_tasks_accepted_total"] == 6
+    assert before['god_tasks{state="waiting"}'] == 6 and before["god_tasks_accepted_total"] == 6
     assert before["god_oldest_waiting_task_age_seconds"] >= 0 and before["god_consumers_alive"] == 0
     spawn("consumer", "--task", "tests.support.tasks:fail_on_13", "--processes", "1", env_extra=env)
     wait_for_results(g.results, 6)
     after = scrape(url)
     assert after['god_tasks{state="done"}'] + after['god_tasks{state="failed"}'] == 6
-    assert after['god_tasks{state="pending"}'] == 0 and after["god_queue_depth"] == 0
+    assert after['god_tasks{state="waiting"}'] == 0 and after["god_queue_depth"] == 0
     assert {"god_duplicates_total", "god_redeliveries_total", "god_dead_letters_total",
             "god_results_per_second"} <= after.keys()
     assert after["god_connections"] >= 2  # the consumer's lease and ack connections (and its heartbeat, once it beats)

@@ -104,7 +104,7 @@ def test_a_paused_queue_stays_paused_across_a_restart_until_resumed(
     (r,) = wait_for_results(g.results, 1)
     assert r["queue"] == "other"
     status = json.loads(ask(spawn, env, "status", "--json").out[0])["queues"]["default"]
-    assert (status["paused"], status["pending"], status["in_flight"]) == (True, 3, 0)
+    assert (status["paused"], status["waiting"], status["running"]) == (True, 3, 0)
     assert "paused" in ask(spawn, env, "status").text()
     assert ask(spawn, env, "resume", "default").out == ["queue default resumed"]
     assert sorted(r["payload"] for r in wait_for_results(g.results, 4) if r["queue"] == "default") == [1, 2, 3]
@@ -134,8 +134,8 @@ def test_drain_makes_a_consumer_finish_what_it_runs_hand_back_the_rest_and_exit_
     assert "god knows no consumer nobody:1" in refused.text()
 
 
-def in_flight(spawn: Callable[..., Proc], env: dict[str, str], queue: str) -> int:
-    return int(json.loads(ask(spawn, env, "status", "--json").out[0])["queues"].get(queue, {}).get("in_flight", 0))
+def running(spawn: Callable[..., Proc], env: dict[str, str], queue: str) -> int:
+    return int(json.loads(ask(spawn, env, "status", "--json").out[0])["queues"].get(queue, {}).get("running", 0))
 
 
 @pytest.mark.parametrize("task, concurrency, stopped", [
@@ -150,7 +150,7 @@ def test_cancel_stops_a_running_task_and_the_consumer_goes_on(
                  env_extra=env).wait() == 0
     c = spawn("consumer", "--queues", "q,default", "--task", task, "--processes", "1", "--concurrency", concurrency,
               env_extra=env)
-    wait_until(lambda: in_flight(spawn, env, "q") == 1, 15, "task 13 running")
+    wait_until(lambda: running(spawn, env, "q") == 1, 15, "task 13 running")
     assert ask(spawn, env, "cancel", "--queue", "q").out == [
         "cancelled 1 task: 0 waiting, 0 scheduled, 1 running (their consumers are told to stop them)"]
     (r,) = wait_for_results(god.results, 1)
@@ -186,7 +186,7 @@ def test_a_stuck_task_is_seen_in_status_and_god_warns_once(
     g.proc.wait_for(r"task \S+/1 has been held by consumer \S+ for \ds \(over --warn-after 1\): running that long, "
                     r"or stuck; 'python -m god cancel \S+/1' stops it", stream="err")
     (c,) = json.loads(ask(spawn, env, "status", "--json").out[0])["consumers"]
-    assert c["oldest_held_s"] >= 1 and c["in_flight"] == 1
+    assert c["oldest_held_s"] >= 1 and c["running"] == 1
     assert "oldest task held" in ask(spawn, env, "status").text()
     assert sum("has been held by" in line for line in g.proc.err) == 1
     ask(spawn, env, "cancel", "--queue", "default")  # so the consumer stops at once at the end

@@ -129,4 +129,4 @@ def test_a_poison_task_kept_from_its_consumer_does_not_wait_behind_another_consu
 
     dead = wait_until(dead_letters, 30, "the four poison tasks' dead letters")
     assert all(r["ok"] is False and r["attempts"] == 3 for r in dead), dead
-    assert god_stats(god, env)["queues"]["pages"]["pending"] > 0  # A never got to images
+    assert god_stats(god, env)["queues"]["pages"]["waiting"] > 0  # A never got to images

@@ -133,12 +133,12 @@ def test_status_and_metrics_show_each_queue(start_god: Callable[..., God], spawn
     status = spawn("god", "status", "--json", env_extra=env)
     assert status.wait() == 0, status.text()
     queues = json.loads(status.out[0])["queues"]
-    assert {k: (v["pending"], v["done"]) for k, v in queues.items()} == {"images": (3, 0), "pages": (0, 3)}
+    assert {k: (v["waiting"], v["done"]) for k, v in queues.items()} == {"images": (3, 0), "pages": (0, 3)}
     text = spawn("god", "status", env_extra=env)
     assert text.wait() == 0
-    assert any(line.strip().startswith("queue images: pending 3, in flight 0, scheduled 0, blocked 0, done 0") for line in text.out), \
+    assert any(line.strip().startswith("queue images: waiting 3, running 0, scheduled 0, blocked 0, done 0") for line in text.out), \
         text.out
     samples = scrape(url)
-    assert samples['god_queue_tasks{queue="images",state="pending"}'] == 3
+    assert samples['god_queue_tasks{queue="images",state="waiting"}'] == 3
     assert samples['god_queue_tasks{queue="pages",state="done"}'] == 3
     assert 'god_queue_oldest_waiting_task_age_seconds{queue="images"}' in samples

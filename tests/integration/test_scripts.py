@@ -44,14 +44,14 @@ def test_status_prints_gods_counts_and_json(god: God, spawn: Callable[..., Proc]
     producer.wait_for(r"round 1/2: put 4 tasks", stream="err")
     text = spawn("god", "status", env_extra=env)
     assert text.wait() == 0, text.text()
-    assert f"god at {god.address}" in text.text() and "pending 4" in text.text()
+    assert f"god at {god.address}" in text.text() and "waiting 4" in text.text()
     assert "producer " in text.text() and "put 4" in text.text()
     producer.signal(signal.SIGINT)
     assert producer.wait() == exitcodes.INTERRUPTED
     as_json = spawn("god", "status", "--json", env_extra=env)
     assert as_json.wait() == 0
     stats = json.loads("\n".join(as_json.out))
-    assert (stats["pending"], stats["in_flight"], stats["done"]) == (4, 0, 0)
+    assert (stats["waiting"], stats["running"], stats["done"]) == (4, 0, 0)
     spawn("consumer", "--burst", "--processes", "1", env_extra=env).wait()
     wait_for_results(god.results, 4)
 
@@ -67,7 +67,7 @@ def test_status_watch_refreshes_until_ctrl_c(god: God, spawn: Callable[..., Proc
     w = spawn("god", "status", "--watch", "--interval", "0.2", env_extra=env)
     w.wait_for(rf"god at {god.address}, up")
     assert spawn("producer", "--rounds", "1", "--per-round", "7", env_extra=env).wait() == 0
-    w.wait_for(r"pending 7 ")  # a later refresh shows the new tasks
+    w.wait_for(r"waiting 7 ")  # a later refresh shows the new tasks
     w.signal(signal.SIGINT)
     assert w.wait() == 0, w.text()
 

@@ -46,7 +46,7 @@ def test_consumers_as_a_job_array_run_the_tasks_and_a_scancel_mid_task_loses_not
         # the job script execs the consumer, so that the time limit's --signal=B:TERM reaches it
         script = slurm.run("scontrol", "write", "batch_script", f"{array}_0", "-")
         assert script.splitlines()[-1].startswith(f"exec {sys.executable} -m consumer --processes 1 "), script
-        wait_until(lambda: god_stats(god, env)["in_flight"] == 2, 60, "a task running in each job")
+        wait_until(lambda: god_stats(god, env)["running"] == 2, 60, "a task running in each job")
         # a scancel of one, mid-task: SIGTERM to all of its processes, SIGKILL a KillWait later
         slurm.run("scancel", f"{array}_0")
         results = wait_for_results(god.results, 6, timeout=60)

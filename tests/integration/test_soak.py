@@ -96,7 +96,7 @@ def test_millions_of_tasks_leave_god_and_its_journal_flat_and_dedupe_exact(
 
     def at_rest() -> bool:
         s = observer.stats()
-        return s["pending"] == 0 and s["in_flight"] == 0
+        return s["waiting"] == 0 and s["running"] == 0
 
     try:
         base = 0
@@ -135,7 +135,7 @@ def test_millions_of_tasks_leave_god_and_its_journal_flat_and_dedupe_exact(
         finally:
             resend.close()
         s = observer.stats()
-        assert (s["accepted"], s["pending"], s["done"], s["duplicates"]) == (total, 0, total, 1)
+        assert (s["accepted"], s["waiting"], s["done"], s["duplicates"]) == (total, 0, total, 1)
     finally:
         observer.close()
     with capsys.disabled():

@@ -90,13 +90,13 @@ def test_god_and_consumers_run_as_their_units_start_them_and_a_stop_drains(
                  env_extra={"GOD_ADDRESS": address})
     assert slow.wait() == 0
     observed = God(god, address, state / "results.jsonl")
-    wait_until(lambda: god_stats(observed, env)["in_flight"] == 2, 20, "both slow tasks running")
+    wait_until(lambda: god_stats(observed, env)["running"] == 2, 20, "both slow tasks running")
     os.kill(consumer.pid, signal.SIGTERM)
     assert consumer.wait(60) == exitcodes.OK, consumer.text()
     # what ran finished; what a worker held unstarted (prefetched) went back to wait, unlost
     done = [r for r in wait_for_results(state / "results.jsonl", 7) if r["payload"] == 1.5]
     assert all(r["ok"] for r in done), done
-    assert god_stats(observed, env)["pending"] == 2 - len(done), done
+    assert god_stats(observed, env)["waiting"] == 2 - len(done), done
     os.kill(god.pid, signal.SIGTERM)
     assert god.wait(30) == exitcodes.OK, god.text()
 

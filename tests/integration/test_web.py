@@ -66,7 +66,7 @@ def test_the_api_gives_what_status_gives_and_its_actions_act(
     # the figures are god's own
     status = web.api("GET", "/api/status")
     cli = god_stats(g, env)
-    assert {k: status[k] for k in ("done", "dead", "pending")} == {k: cli[k] for k in ("done", "dead", "pending")}
+    assert {k: status[k] for k in ("done", "dead", "waiting")} == {k: cli[k] for k in ("done", "dead", "waiting")}
     assert "rate" in status
     assert wait_until(lambda: web.api("GET", "/api/history"), 10, "a sample of history")[-1]["done"] >= 0
     assert "god_queue_tasks{queue=\"default\"" in web.request("GET", "/metrics", bearer=web.token)[2].decode()

@@ -37,7 +37,7 @@ def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> Non
     core.lost("c/0", ("p", 1, 1, 2), timed_out=why)
     # Then it waits for its retry (TimeoutError is one to retry), and the other goes back unstarted
     s = core.broker.figures.stats()
-    assert (s["retried"], s["scheduled"], s["pending"], s["in_flight"]) == (1, 1, 1, 0)
+    assert (s["retried"], s["scheduled"], s["waiting"], s["running"]) == (1, 1, 1, 0)
     core.clock.t += 2
     core.broker.reap()
     core.hello("c/0", parent="c")  # its replacement

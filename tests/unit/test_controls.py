@@ -52,7 +52,7 @@ def test_a_paused_queue_starts_nothing_until_resumed_and_others_go_on(core: Core
     core.step()
     assert not waiting.done
     s = core.broker.figures.stats()["queues"]["q1"]
-    assert (s["paused"], s["pending"]) == (True, 1)
+    assert (s["paused"], s["waiting"]) == (True, 1)
     assert core.call("pause", "q1", False).result() is True
     core.step()
     assert seqs(waiting.result()) == [2]
@@ -103,7 +103,7 @@ def test_cancel_a_queue_or_a_producer(core: Core) -> None:
     core.put("r", [4], queue="q1")
     assert core.call("cancel", None, "q1", None).result() == {"waiting": 3, "scheduled": 0, "running": 0}
     assert core.call("cancel", None, None, "r").result() == {"waiting": 1, "scheduled": 0, "running": 0}
-    assert core.broker.figures.stats()["pending"] == 0 and core.lease("c", 5, queues=("q1", "q2")) == []
+    assert core.broker.figures.stats()["waiting"] == 0 and core.lease("c", 5, queues=("q1", "q2")) == []
     assert len(lines(core)) == 4
     with pytest.raises(ValueError, match="god knows no queue nope"):
         core.call("cancel", None, "nope", None).result()

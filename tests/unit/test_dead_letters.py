@@ -43,7 +43,7 @@ def test_requeue_of_an_id_god_does_not_keep_is_refused_and_changes_nothing(core:
     with pytest.raises(ValueError, match=r"1 id god keeps no dead letter of: p/9"):
         core.call("requeue", ["p/1", "p/9"]).result()
     assert [d["id"] for d in core.call("dead", None).result()] == ["p/1"]
-    assert core.broker.figures.stats()["pending"] == 0
+    assert core.broker.figures.stats()["waiting"] == 0
 
 
 def test_requeue_of_a_queue_and_purge_by_queue_and_age(core: Core) -> None:
@@ -54,7 +54,7 @@ def test_requeue_of_a_queue_and_purge_by_queue_and_age(core: Core) -> None:
     assert [d["id"] for d in core.call("dead", None).result()] == ["p/1", "p/2", "p/3"]
     assert core.call("purge", "q1", 3600.0).result() == 0  # given up just now
     assert [new for _, new in core.call("requeue", None, "q2").result()] != []
-    assert core.broker.figures.stats()["pending"] == 2
+    assert core.broker.figures.stats()["waiting"] == 2
     assert core.call("purge", None, None).result() == 1
     assert core.call("dead", None).result() == []
 

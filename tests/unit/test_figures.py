@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.states import OLD_KEYS, TaskState
 from tests.support.core import Core
 
 
@@ -23,6 +24,23 @@ def test_the_oldest_waiting_tasks_age(core: Core) -> None:
     assert b.figures.stats()["oldest_waiting_s"] == 8.0
     core.lease("c", 10)
     assert b.figures.stats()["oldest_waiting_s"] == 0.0
+
+
+def test_tasks_are_counted_under_their_states_names_and_the_old_names_still_come(core: Core) -> None:
+    # Given three tasks, one of them running
+    core.hello("c")
+    core.put("p", [1, 2, 3])
+    core.lease("c", 1)
+    s = core.broker.figures.stats()
+    q, c = s["queues"]["default"], s["consumers"][0]
+    # Then god, each queue and each consumer count them by the states' one word each
+    states = {st.value for st in TaskState}
+    assert states <= s.keys() and states <= q.keys()
+    assert (s["waiting"], s["running"], q["waiting"], q["running"], c["running"]) == (2, 1, 2, 1, 1)
+    # And the old keys say the same, for one release
+    for old, new in OLD_KEYS.items():
+        assert s[old] == s[new.value] and q[old] == q[new.value]  # type: ignore[literal-required]
+    assert c["in_flight"] == c["running"]
 
 
 def test_a_task_is_found_waiting_running_scheduled_done_and_dead(core: Core) -> None:

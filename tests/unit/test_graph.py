@@ -109,7 +109,7 @@ def test_a_failure_fails_what_waits_transitively_naming_it(core: Core) -> None:
     assert got["p/4"]["error"] == "dependency p/3 failed: dependency p/1 failed: ZeroDivisionError: division by zero"
     assert got["p/4"]["consumer"] == "god" and not got["p/4"]["ok"]
     stats = core.broker.figures.stats()
-    assert (stats["failed"], stats["queues"]["default"]["blocked"], stats["pending"]) == (4, 0, 0)
+    assert (stats["failed"], stats["queues"]["default"]["blocked"], stats["waiting"]) == (4, 0, 0)
     # the program gets the exception itself, and its traceback
     (mail,) = core.broker.intake.results_for("p", core.broker.state.run, 0, 100)[0][-1:]
     v = pickle.loads(mail[1][2])[0]

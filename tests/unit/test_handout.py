@@ -30,7 +30,7 @@ def test_tutorial_views_hand_tasks_out_at_most_once_and_route_results(core: Core
     core.ack("c", [g], "6 * 6 = 36")
     assert cq.get(False) == "6 * 6 = 36"
     s = core.broker.figures.stats()
-    assert (s["handed_out"], s["done"], s["pending"]) == (1, 2, 0)
+    assert (s["handed_out"], s["done"], s["waiting"]) == (1, 2, 0)
 
 
 def test_a_tutorial_get_blocks_until_a_put_and_the_waits_answer_it(core: Core) -> None:

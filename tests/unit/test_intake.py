@@ -18,7 +18,7 @@ def test_a_resent_put_is_not_queued_twice(core: Core) -> None:
     core.put("p", [1, 2, 3], first=1)
     assert core.put("p", [1, 2, 3], first=1).result() == 3  # taken care of ...
     s = core.broker.figures.stats()
-    assert s["pending"] == 3 and s["producers"][0]["duplicates"] == 3  # ... but only once
+    assert s["waiting"] == 3 and s["producers"][0]["duplicates"] == 3  # ... but only once
 
 
 def test_a_batch_sent_behind_another_is_taken_only_after_it(core: Core) -> None:
@@ -62,7 +62,7 @@ def test_a_put_waits_for_room_and_goes_in_when_a_lease_makes_some(core: Core) ->
     core.lease("c", 1)  # room: the lease wakes the parked put
     core.step()
     assert waiting.result() == 2
-    assert core.broker.figures.stats()["pending"] == 4
+    assert core.broker.figures.stats()["waiting"] == 4
 
 
 def test_a_put_that_finds_no_room_in_time_is_answered_0(core: Core) -> None:
@@ -71,7 +71,7 @@ def test_a_put_that_finds_no_room_in_time_is_answered_0(core: Core) -> None:
     waiting = core.put("p", [2], timeout=2.0)
     core.clock.t += 2.1
     core.step()
-    assert waiting.result() == 0 and core.broker.figures.stats()["pending"] == 1
+    assert waiting.result() == 0 and core.broker.figures.stats()["waiting"] == 1
 
 
 def test_a_producer_that_says_goodbye_is_no_longer_shown_and_its_results_not_kept(core: Core) -> None:
@@ -132,7 +132,7 @@ def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_c
         core.clock.t += 99
         core.broker.reap()
         assert core.put("p", [1, 2], first=1).result() == 2  # re-sent within the window: a duplicate
-        assert core.broker.figures.stats()["pending"] == 0
+        assert core.broker.figures.stats()["waiting"] == 0
         core.clock.t += 51
         core.put("q", [7]).result()
         core.ack("c", core.lease("c", 1))
@@ -143,12 +143,12 @@ def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_c
         # Then: a put p sends again is taken as new, and counted as such
         assert core.put("p", [1, 2], first=1).result() == 2
         s = core.broker.figures.stats()
-        assert (s["pending"], s["unknown_puts"]) == (2, 0)  # from seq 1: new
+        assert (s["waiting"], s["unknown_puts"]) == (2, 0)  # from seq 1: new
         core.clock.t += 101
         core.broker.reap()
         core.put("p", [3], first=3).result()
         s = core.broker.figures.stats()
-        assert (s["producers_forgotten"], s["unknown_puts"], s["pending"]) == (3, 1, 3)
+        assert (s["producers_forgotten"], s["unknown_puts"], s["waiting"]) == (3, 1, 3)
     finally:
         core.close()
 
@@ -160,7 +160,7 @@ def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> N
         core.put("p", [1], priority=10).result()
     with pytest.raises(ValueError, match="queue name"):
         core.lease("c", 1, queues=("x" * 65,))
-    assert core.broker.figures.stats()["pending"] == 0
+    assert core.broker.figures.stats()["waiting"] == 0
 
 
 def test_hello_records_each_peers_python_and_god_answers_with_its_own_versions(core: Core) -> None:

@@ -33,7 +33,7 @@ def test_confirmed_tasks_come_back_in_order_and_done_ones_do_not(journal: Journa
         assert seqs(got) == [1, 3, 5] and [payloads_of(g) for g in got] == [[0], [2], [4]]
         assert {(g[G_QUEUE], g[G_TASK]) for g in got} == {("q", "m:f")}  # queue, task and priority kept
         assert core2.settle(core2.put("p", [0, 1, 2, 3, 4], first=1)) == 5  # a re-sent put: not again
-        assert core2.broker.figures.stats()["pending"] == 0
+        assert core2.broker.figures.stats()["waiting"] == 0
         assert core2.ack("c", [g for g in grants], only=(2, 3)) == 0  # a late result of a done task
     finally:
         again.close()
@@ -54,7 +54,7 @@ def test_a_producers_finished_batches_are_not_taken_again_after_a_restart(
     again, r, core2 = restarted(journal)
     try:
         assert r.upto == {"p": 2}
-        assert core2.settle(core2.put("p", [1, 2], first=1)) == 2 and core2.broker.figures.stats()["pending"] == 0
+        assert core2.settle(core2.put("p", [1, 2], first=1)) == 2 and core2.broker.figures.stats()["waiting"] == 0
     finally:
         again.close()
 
@@ -253,13 +253,13 @@ def test_a_retry_waiting_for_its_time_survives_a_restart(journal: Journal) -> No
     core.settle(core.put("p", ["now"], retry=(2, 0.001, 0.001, None)))
     core.ack("c", core.lease("c", 2), fail={1, 2})
     s = core.broker.figures.stats()
-    assert s["scheduled"] >= 1 and s["scheduled"] + s["pending"] == 2
+    assert s["scheduled"] >= 1 and s["scheduled"] + s["waiting"] == 2
     # When god restarts on its journal
     again, r, core2 = restarted(journal)
     try:
         # Then the one whose time has come is served at once, its attempts counted; the other waits
         s = core2.broker.figures.stats()
-        assert (s["pending"], s["scheduled"]) == (1, 1)
+        assert (s["waiting"], s["scheduled"]) == (1, 1)
         (g,) = core2.lease("c", 10)
         assert (payloads_of(g), g[G_ATTEMPT]) == (["now"], 2)
     finally:
@@ -273,7 +273,7 @@ def test_a_delayed_batch_waits_across_a_restart(journal: Journal) -> None:
     again, r, core2 = restarted(journal)
     try:
         s = core2.broker.figures.stats()
-        assert (s["scheduled"], s["pending"]) == (1, 1)
+        assert (s["scheduled"], s["waiting"]) == (1, 1)
         assert [payloads_of(g) for g in core2.lease("c", 10)] == [["past"]]
     finally:
         again.close()

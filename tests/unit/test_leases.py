@@ -20,7 +20,7 @@ def test_tasks_are_leased_in_order_and_acked_once(core: Core) -> None:
     assert payloads_of(got[0]) == [10, 11, 12]
     assert core.ack("c", got) == 3
     s = core.broker.figures.stats()
-    assert (s["done"], s["pending"], s["in_flight"]) == (3, 0, 0)
+    assert (s["done"], s["waiting"], s["running"]) == (3, 0, 0)
     assert [(r["id"], r["payload"], r["value"], r["queue"]) for r in lines(core)] == [
         ("p/1", 10, 10, "default"), ("p/2", 11, 11, "default"), ("p/3", 12, 12, "default")]
 
@@ -32,11 +32,11 @@ def test_a_batch_is_leased_in_slices_and_acked_in_parts(core: Core) -> None:
     assert payloads_of(a[0]) == [0, 1, 2, 3] and payloads_of(b[0]) == list(range(4, 10))
     assert core.ack("b", b, only=(7, 9)) == 2  # a worker's flush: part of a grant
     s = core.broker.figures.stats()
-    assert (s["done"], s["in_flight"]) == (2, 8)
+    assert (s["done"], s["running"]) == (2, 8)
     assert core.ack("b", b) == 4  # the rest of it; 7 and 8 again are duplicates
     assert core.ack("a", a, fail={2}) == 4
     s = core.broker.figures.stats()
-    assert (s["done"], s["failed"], s["duplicates"], s["in_flight"], s["pending"]) == (9, 1, 2, 0, 0)
+    assert (s["done"], s["failed"], s["duplicates"], s["running"], s["waiting"]) == (9, 1, 2, 0, 0)
     assert sorted(str(r["id"]) for r in lines(core)) == sorted(f"p/{i}" for i in range(1, 11))
 
 
@@ -97,15 +97,15 @@ def test_a_workers_leases_live_while_its_consumer_beats_and_count_as_its_consume
         assert core.broker.reap() == []
     # Then its workers keep their tasks, and status shows one consumer holding three
     s = core.broker.figures.stats()
-    assert [(c["name"], c["in_flight"], c["queues"]) for c in s["consumers"]] == [("c", 3, ["default", "other"])]
+    assert [(c["name"], c["running"], c["queues"]) for c in s["consumers"]] == [("c", 3, ["default", "other"])]
     assert (s["consumers_alive"], s["queues"]["default"]["consumers"]) == (1, 1)
     # And its workers' results count as its own
     core.ack("c/0", held)
-    assert [(c["name"], c["done"], c["in_flight"]) for c in core.broker.figures.stats()["consumers"]] == [("c", 1, 2)]
+    assert [(c["name"], c["done"], c["running"]) for c in core.broker.figures.stats()["consumers"]] == [("c", 1, 2)]
     # When the consumer goes silent too, its workers' tasks are served again
     core.clock.t += 6
     assert sorted(core.broker.reap()) == [("c", 0), ("c/0", 0), ("c/1", 2)]
-    assert core.broker.figures.stats()["pending"] == 3
+    assert core.broker.figures.stats()["waiting"] == 3
 
 
 def test_priorities_are_exact_and_first_in_first_out_within_a_level(core: Core) -> None:
@@ -128,8 +128,8 @@ def test_queues_are_served_in_the_consumers_order_and_keep_task_and_queue(core: 
     assert [(g[G_QUEUE], payloads_of(g)) for g in got] == [("pages", ["page"])]
     core.ack("c", got)
     s = core.broker.figures.stats()
-    assert s["queues"]["other"]["pending"] == 1 and s["queues"]["pages"]["done"] == 1
-    assert s["queues"]["images"]["in_flight"] == 1 and s["queues"]["images"]["consumers"] == 1
+    assert s["queues"]["other"]["waiting"] == 1 and s["queues"]["pages"]["done"] == 1
+    assert s["queues"]["images"]["running"] == 1 and s["queues"]["images"]["consumers"] == 1
     assert [(r["queue"], r["task"]) for r in lines(core)] == [("pages", "crawl:page")]
 
 
@@ -141,7 +141,7 @@ def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None
         assert core.call("heartbeat", "c").result()[0] is True
         assert core.broker.reap() == []
     assert core.lease("other", 1) == []
-    assert core.broker.figures.stats()["in_flight"] == 1
+    assert core.broker.figures.stats()["running"] == 1
 
 
 def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None:

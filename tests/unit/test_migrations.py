@@ -28,7 +28,7 @@ def test_a_journal_of_the_previous_version_is_migrated(path: Path) -> None:
         assert [(g[0], seqs([g]), payloads_of(g), g[G_ATTEMPT]) for g in got] == [
             ("p", [1], ["a"], 1), ("p", [3], ["c"], 3), ("tutorial:abc", [1], [7], 1), ("p", [4], ["d"], 1)]
         assert core.settle(core.put("p", ["again"], first=2)) == 1  # p/2 was done: a re-sent put
-        assert core.broker.figures.stats()["pending"] == 0
+        assert core.broker.figures.stats()["waiting"] == 0
     finally:
         j.close()
     db = sqlite3.connect(path)
@@ -72,7 +72,7 @@ def test_a_journal_of_version_3_is_migrated(path: Path) -> None:
         assert [(seqs([g]), payloads_of(g), g[G_ATTEMPT], g[G_TASK]) for g in got] == [
             ([1], ["a"], 1, "m:f"), ([3], ["c"], 3, "m:f")]
         assert core.settle(core.put("old", ["again"], first=5)) == 1  # a re-sent put, still known
-        assert core.broker.figures.stats()["pending"] == 0
+        assert core.broker.figures.stats()["waiting"] == 0
     finally:
         j.close()
     db = sqlite3.connect(path)

@@ -27,7 +27,7 @@ def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_count
     assert core.call("heartbeat", "c").result()[0] is False  # it had been given up
     assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
     assert core.lease("other", 1) == []
-    assert core.broker.figures.stats()["pending"] == 0
+    assert core.broker.figures.stats()["waiting"] == 0
 
 
 def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> None:
@@ -38,7 +38,7 @@ def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> 
         core.broker.reap()
     assert core.lease("c", 1) == []
     s = core.broker.figures.stats()
-    assert (s["dead"], s["pending"], s["in_flight"]) == (1, 0, 0)
+    assert (s["dead"], s["waiting"], s["running"]) == (1, 0, 0)
     (r,) = lines(core)
     assert r["ok"] is False and "dead letter" in str(r["error"]) and r["attempts"] == 3 and r["payload"] == "poison"
     assert [(d["id"], d["payload"], d["attempts"]) for d in core.broker.dead.listing()] == [("p/1", "poison", 3)]
@@ -53,7 +53,7 @@ def test_a_crash_uses_an_attempt_of_that_task_only(core: Core) -> None:
     core.lost("c/0", ("p", 1, 2, 3))
     got = core.lease("c2", 10)
     assert sorted((g[G_LO], g[G_HI], g[G_ATTEMPT]) for g in got) == [(1, 2, 1), (2, 3, 2), (3, 4, 1)]
-    assert core.broker.figures.stats()["in_flight"] == 4  # 4 is still c/1's
+    assert core.broker.figures.stats()["running"] == 4  # 4 is still c/1's
 
 
 def test_tasks_that_ran_together_in_a_worker_that_died_each_run_alone_next(core: Core) -> None:
@@ -85,7 +85,7 @@ def test_a_consumers_bye_hands_back_what_its_workers_hold(core: Core) -> None:
     core.lease("c/0", 2)
     core.call("bye", "c").result()
     s = core.broker.figures.stats()
-    assert (s["pending"], s["in_flight"], s["consumers"]) == (3, 0, [])
+    assert (s["waiting"], s["running"], s["consumers"]) == (3, 0, [])
 
 
 def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core) -> None:
@@ -96,7 +96,7 @@ def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core)
     core.lease("b", 1)
     core.lost("a", ("p", 1, 1, 2))
     s = core.broker.figures.stats()
-    assert (s["in_flight"], s["pending"], s["redelivered"]) == (1, 0, 1)
+    assert (s["running"], s["waiting"], s["redelivered"]) == (1, 0, 1)
 
 
 def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
@@ -104,7 +104,7 @@ def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
     core.lease("c", 2)
     core.call("bye", "c").result()
     s = core.broker.figures.stats()
-    assert (s["pending"], s["in_flight"], s["consumers"]) == (2, 0, [])
+    assert (s["waiting"], s["running"], s["consumers"]) == (2, 0, [])
 
 
 def test_a_redelivered_task_keeps_its_priority_and_goes_first_within_its_level(core: Core) -> None:
@@ -161,4 +161,4 @@ def test_a_task_kept_from_the_consumer_it_killed_goes_back_to_it_after_a_lease_p
         for consumer in ("c", "other"):
             core.call("heartbeat", consumer).result()
         assert [payloads_of(g) for g in core.lease("c/1", 10)] == expected
-    assert core.broker.figures.stats()["in_flight"] == 1
+    assert core.broker.figures.stats()["running"] == 1

@@ -17,7 +17,7 @@ def test_a_failure_with_retries_left_waits_its_backoff_then_runs_again(core: Cor
     # When it fails, it has no result yet and waits off the queue
     assert core.ack("c", core.lease("c", 1), fail={1}) == 0
     s = core.broker.figures.stats()
-    assert (s["failed"], s["scheduled"], s["pending"], s["in_flight"], s["retried"]) == (0, 1, 0, 0, 1)
+    assert (s["failed"], s["scheduled"], s["waiting"], s["running"], s["retried"]) == (0, 1, 0, 0, 1)
     assert lines(core) == [] and core.lease("c", 1) == []
     core.clock.t += 7.9  # 10 s less 20% jitter at most: not yet
     core.broker.reap()
@@ -94,7 +94,7 @@ def test_a_delayed_batch_is_served_when_its_time_comes(core: Core) -> None:
     assert [payloads_of(g) for g in got] == [["now"]]
     core.ack("c", got)
     s = core.broker.figures.stats()
-    assert (s["scheduled"], s["pending"], s["queues"]["default"]["scheduled"]) == (1, 0, 1)
+    assert (s["scheduled"], s["waiting"], s["queues"]["default"]["scheduled"]) == (1, 0, 1)
     core.clock.t += 59
     core.broker.reap()
     assert core.lease("c", 10) == []

@@ -16,7 +16,7 @@ def test_a_schedule_puts_its_task_once_a_period_and_once_for_periods_missed(core
     assert (s["next"], s["runs"]) == (t0 + 10, 0)
     core.clock.t = t0 + 9.9
     core.broker.reap()
-    assert core.broker.figures.stats()["pending"] == 0
+    assert core.broker.figures.stats()["waiting"] == 0
     core.clock.t = t0 + 10
     core.broker.reap()
     (g,) = core.lease("c", 5, queues=("q",))
@@ -46,7 +46,7 @@ def test_a_schedule_run_put_before_a_crash_is_not_put_again(core: Core) -> None:
     core.put(s.producer, [7], first=1)  # run 1 was put; the schedule's own row did not say so yet
     core.clock.t = s.next
     core.broker.reap()
-    assert core.broker.figures.stats()["pending"] == 1 and s.runs == 1  # the run counted, not put twice
+    assert core.broker.figures.stats()["waiting"] == 1 and s.runs == 1  # the run counted, not put twice
 
 
 def test_bad_schedules_are_refused(core: Core) -> None:
