@@ -3,7 +3,8 @@
 ``state`` holds the queues, batches, per-producer marks and counts, and the operations several
 rule sets share; ``broker`` puts the rule sets together: taking puts (``intake``), handing tasks
 out (``leases``), results (``acks``), failures tried again and tasks served at their time
-(``retries``), what a lost consumer held (``redelivery``), tasks given up on
+(``retries``), peers coming, beating, leaving, lost and forgotten (``peers``), what a peer that
+left or was lost held (``redelivery``), tasks given up on
 (``dead_letters``), operator controls (``controls``), periodic tasks (``schedules``), tasks that
 wait for others (``graph``), the tutorial's hand-out (``handout``) and every count
 (``figures``). No sockets, no threads, no waiting: calls return at once, the clock is

@@ -33,6 +33,7 @@ from god.rules.figures import Figures
 from god.rules.handout import HandOut
 from god.rules.intake import Intake
 from god.rules.leases import Leases
+from god.rules.peers import PeerRules
 from god.rules.redelivery import Redelivery
 from god.rules.retries import Retries
 from god.rules.schedules import Schedules
@@ -83,7 +84,8 @@ class Broker:
         self.retries = Retries(st)
         self.acks = Acks(st, retries=self.retries)
         self.dead = DeadLetterRules(st)
-        self.redelivery = Redelivery(st, acks=self.acks, dead=self.dead, max_attempts=max_attempts)
+        self.redelivery = Redelivery(st, dead=self.dead, max_attempts=max_attempts)
+        self.peers = PeerRules(st, redelivery=self.redelivery, acks=self.acks, dedupe_window_s=dedupe_window_s)
         self.controls = Controls(st)
         self.schedules = Schedules(st)
         self.tutorial = HandOut(st, leases=self.leases)
@@ -102,12 +104,10 @@ class Broker:
         with st.lock:
             now = st.now()
             due = self.retries.tick(now)
-            self.intake.forget(now)
             self.leases.warn_stuck(now)
             due += self.schedules.run_due(st.wall())
-            lost = self.redelivery.give_up_silent(now)
-            for name in st.peers.forget(now):
-                st.mailboxes.close(name)
+            lost = self.peers.give_up_silent(now)
+            self.peers.forget(now)
         if lost:
             st.results_ready.set()
         # A rate-limited queue's budget grows with time, which changes nothing else: look again.

@@ -2,12 +2,11 @@
 
 A producer's batches are taken in order, so "all up to N" per producer is all god must
 remember to tell a re-sent batch from a new one; a producer not heard from for the dedupe
-window is forgotten. Producers that wait for their results get them from here too.
+window is forgotten (god/rules/peers.py). Producers that wait for their results get them from
+here too.
 """
 
 from __future__ import annotations
-
-import time
 
 from god.defaults import DEDUPE_WINDOW_S, MAX_PAYLOAD
 from god.rules.handout import TUTORIAL
@@ -15,8 +14,6 @@ from god.rules.state import State
 from god.store.mailboxes import Posted
 from shared.log import logger
 from shared.records import PUT_FIRST, PUT_N, PUT_PAYLOADS, Put, split_id
-
-FORGET_JOURNAL_EVERY_S = 60.0  # seconds between forgetting such producers in the journal too
 
 
 class Intake:
@@ -31,16 +28,6 @@ class Intake:
         self.state = state
         self.max_payload = max_payload
         self.dedupe_window_s = dedupe_window_s
-        self._forgot_at = state.now()  # when the journal last forgot producers
-
-    def hello_producer(self, name: str, host: str, results: bool, python: str = "") -> None:
-        """A producer says who it is (on which Python), and whether god should keep its results for it."""
-        st = self.state
-        with st.lock:
-            p = st.peers.producer(name, st.now())
-            p.host, p.python = host, python
-        if results:
-            st.mailboxes.open(name, durable=True)
 
     def has_room(self) -> bool:
         """Whether a put would find room: a hint, read without the lock."""
@@ -93,21 +80,6 @@ class Intake:
         logger.warning("producer {} puts tasks from {} on but god does not remember it (not heard from for "
                        "over {:.0f}s, or god lost its journal): a put it sent before would run again",
                        producer, first, self.dedupe_window_s)
-
-    def forget(self, now: float) -> None:
-        """Forget producers not heard from for the dedupe window (lock held)."""
-        st = self.state
-        heard, horizon = st.heard, now - self.dedupe_window_s
-        while heard:
-            name, at = next(iter(heard.items()))
-            if at > horizon:
-                break
-            del heard[name]
-            st.upto.pop(name, None)
-            st.counts["forgotten"] += 1
-        if st.journal is not None and now - self._forgot_at >= FORGET_JOURNAL_EVERY_S:
-            self._forgot_at = now
-            st.journal.forget_producers(time.time() - self.dedupe_window_s)
 
     def results_for(self, producer: str, run: str, confirmed: int, max_n: int,
                     check: list[str] | None = None) -> tuple[list[Posted], list[str]]:

@@ -2,13 +2,12 @@
 
 A lease hands out slices of batches and records what it granted under the consumer's
 sequence number, so a retried lease (its reply was lost) gets the same grants and no task
-stays leased to a consumer that never saw it. Heartbeats keep a consumer's leases alive;
-what becomes of them when it goes silent, leaves or loses a worker is god/rules/redelivery.py's.
+stays leased to a consumer that never saw it. Heartbeats keep a consumer's leases alive
+(god/rules/peers.py); what becomes of them when it goes silent, leaves or loses a worker is
+god/rules/redelivery.py's.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from god.defaults import WARN_AFTER_S
 from god.rules.state import State
@@ -35,23 +34,6 @@ class Leases:
         """
         self.state = state
         self.warn_after_s = warn_after_s
-        #: The Pythons (minor versions) consumers have said they run since god started: while
-        #: there is one, calls need no routing by Python (lease_now skips the question).
-        self.pythons: set[str] = set()
-
-    def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
-                       parent: str | None = None, concurrency: int = 1, python: str = "") -> None:
-        """A consumer says who it is (on which Python); or a worker process of consumer ``parent`` does."""
-        st = self.state
-        with st.lock:
-            if parent is not None:
-                st.peers.worker(name, parent, st.now())
-                return
-            c = st.peers.consumer(name, st.now())
-            c.host, c.processes, c.concurrency, c.python = host, processes, concurrency, python
-            self.pythons.add(minor(python))
-            if queues is not None:
-                c.queues = queues
 
     def has_waiting(self, queues: tuple[str, ...]) -> bool:
         """Whether tasks wait on any of these queues: a hint, read without the lock."""
@@ -95,7 +77,7 @@ class Leases:
         st = self.state
         out: list[tuple[Slice, Grant]] = []
         want = max_n
-        mixed = len(self.pythons) > 1  # consumers of several Pythons: calls by value are routed
+        mixed = len(st.peers.pythons) > 1  # consumers of several Pythons: calls by value are routed
         for name in queues:
             q = st.queues.get(name)
             if q is None or q.waiting <= 0 or q.paused:
@@ -161,23 +143,6 @@ class Leases:
         c.leased[s] = None
         return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
                    b.queue, b.keep, w.alone)
-
-    def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
-        """Keep a consumer's leases alive.
-
-        Returns:
-            (False if it had been given up (its tasks requeued), what operators asked of it:
-            "drain" (bool), "stop" (the (producer, seq) of cancelled tasks it runs)).
-        """
-        st = self.state
-        with st.lock:
-            c = st.peers.consumers.get(consumer)
-            was_alive = c is not None and c.alive
-            now = st.now()
-            c = st.peers.consumer(consumer, now)
-            if c.stop:  # told for a while (a lost reply is no matter), then forgotten
-                c.stop = {key: until for key, until in c.stop.items() if until > now}
-            return was_alive, {"drain": c.drain, "stop": list(c.stop)}
 
     def warn_stuck(self, now: float) -> None:
         """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""

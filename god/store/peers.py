@@ -64,6 +64,9 @@ class Peers:
     def __init__(self) -> None:
         self.consumers: dict[str, ConsumerState] = {}
         self.producers: dict[str, ProducerState] = {}
+        #: The Pythons (minor versions) consumers have said they run since god started: while
+        #: there is one, calls need no routing by Python (Leases.lease_now skips the question).
+        self.pythons: set[str] = set()
 
     def consumer(self, name: str, now: float) -> ConsumerState:
         """The consumer, heard from now (made if new; alive again if it had been given up)."""

@@ -162,11 +162,11 @@ class Api:
         host, python = str(info.get("host", "")), str(info.get("python", ""))
         if role == "consumer":
             queues, parent = info.get("queues"), info.get("parent")
-            b.leases.hello_consumer(name, host, int(info.get("processes", 0)),
+            b.peers.hello_consumer(name, host, int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
                              str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python)
         elif role == "producer":
-            b.intake.hello_producer(name, host, bool(info.get("results")), python)
+            b.peers.hello_producer(name, host, bool(info.get("results")), python)
         note = other_version(f"{role} {name} on {host}", info.get("version"))
         if note is not None and info.get("parent") is None:  # (its workers say the same)
             logger.bind(role="god").warning(note)
@@ -212,15 +212,15 @@ class Api:
 
     def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
         """Keep a consumer's leases alive: (False if god had given it up, what operators asked of it)."""
-        return self.broker.leases.heartbeat(consumer)
+        return self.broker.peers.heartbeat(consumer)
 
     def bye(self, consumer: str) -> None:
         """A consumer leaves (what it still holds goes back), or a producer."""
-        self.broker.redelivery.bye(consumer)
+        self.broker.peers.bye(consumer)
 
     def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
         """A consumer's worker process died or was stopped, with the tasks it was running."""
-        self.broker.redelivery.worker_lost(worker, list(running), timed_out)
+        self.broker.peers.worker_lost(worker, list(running), timed_out)
 
     def ack_lease(self, consumer: str, acks: list[Ack], queues: tuple[str, ...], max_n: int, timeout: float = 0.0,
                   seq: int | None = None) -> list[Grant] | Wait:

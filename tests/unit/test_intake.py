@@ -8,9 +8,7 @@ import pickle
 
 import pytest
 
-from god.operator.lines import status_text
 from shared.records import G_KEEP, G_PRODUCER
-from shared.version import PYTHON, VERSION
 from tests.support.core import Call, Core, seqs
 
 
@@ -74,17 +72,6 @@ def test_a_put_that_finds_no_room_in_time_is_answered_0(core: Core) -> None:
     assert waiting.result() == 0 and core.broker.figures.stats()["waiting"] == 1
 
 
-def test_a_producer_that_says_goodbye_is_no_longer_shown_and_its_results_not_kept(core: Core) -> None:
-    core.call("hello", "p", "producer", {"results": True}).result()
-    core.put("p", [1])
-    core.ack("c", core.lease("c", 1))
-    core.call("bye", "p").result()
-    assert core.broker.figures.stats()["producers"] == []
-    assert core.call("results_for", "p", core.broker.state.run, 0, 10, 0.0, None).result() == ([], [])
-    assert core.settle(core.put("p", [1], first=1)) == 1  # and a re-sent put of it is still a duplicate
-    assert core.broker.figures.stats()["accepted"] == 1
-
-
 def test_a_producer_that_asked_gets_its_own_results_until_it_confirms_them(core: Core) -> None:
     core.call("hello", "p", "producer", {"results": True}).result()
     core.put("p", [1, 2])
@@ -124,35 +111,6 @@ def test_results_numbered_by_an_earlier_god_do_not_drop_this_ones(core: Core) ->
     assert gone == ["p/4"]  # p/6's result is here; p/9 god never saw
 
 
-def test_a_producer_is_remembered_for_the_dedupe_window_and_then_forgotten_and_counted() -> None:
-    core = Core(dedupe_window_s=100.0)
-    try:
-        core.put("p", [1, 2]).result()
-        core.ack("c", core.lease("c", 2))
-        core.clock.t += 99
-        core.broker.reap()
-        assert core.put("p", [1, 2], first=1).result() == 2  # re-sent within the window: a duplicate
-        assert core.broker.figures.stats()["waiting"] == 0
-        core.clock.t += 51
-        core.put("q", [7]).result()
-        core.ack("c", core.lease("c", 1))
-        core.clock.t += 50  # p silent for longer than the window; q heard from since
-        core.broker.reap()
-        s = core.broker.figures.stats()
-        assert (s["producers_forgotten"], s["unknown_puts"]) == (1, 0)
-        # Then: a put p sends again is taken as new, and counted as such
-        assert core.put("p", [1, 2], first=1).result() == 2
-        s = core.broker.figures.stats()
-        assert (s["waiting"], s["unknown_puts"]) == (2, 0)  # from seq 1: new
-        core.clock.t += 101
-        core.broker.reap()
-        core.put("p", [3], first=3).result()
-        s = core.broker.figures.stats()
-        assert (s["producers_forgotten"], s["unknown_puts"], s["waiting"]) == (3, 1, 3)
-    finally:
-        core.close()
-
-
 def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> None:
     with pytest.raises(ValueError, match="queue name 'a b' is not allowed"):
         core.put("p", [1], queue="a b").result()
@@ -162,14 +120,3 @@ def test_a_bad_queue_name_or_priority_is_an_error_for_that_call(core: Core) -> N
         core.lease("c", 1, queues=("x" * 65,))
     assert core.broker.figures.stats()["waiting"] == 0
 
-
-def test_hello_records_each_peers_python_and_god_answers_with_its_own_versions(core: Core) -> None:
-    reply = core.call("hello", "p", "producer", {"host": "h", "python": "3.10.13", "version": VERSION}).result()
-    assert (reply["version"], reply["python"]) == (VERSION, PYTHON)
-    core.call("hello", "c", "consumer", {"host": "h", "python": "3.13.0", "queues": ["default"]}).result()
-    core.call("hello", "c/0", "consumer", {"parent": "c", "python": "3.13.0"}).result()
-    stats = core.broker.figures.stats()
-    assert [(c["name"], c["python"]) for c in stats["consumers"]] == [("c", "3.13.0")]
-    assert [(p["name"], p["python"]) for p in stats["producers"]] == [("p", "3.10.13")]
-    text = status_text("here", stats)
-    assert "consumer c on h (Python 3.13.0): " in text and "producer p on h (Python 3.10.13): " in text

@@ -133,17 +133,6 @@ def test_queues_are_served_in_the_consumers_order_and_keep_task_and_queue(core: 
     assert [(r["queue"], r["task"]) for r in lines(core)] == [("pages", "crawl:page")]
 
 
-def test_heartbeats_keep_a_long_task_from_being_served_twice(core: Core) -> None:
-    core.put("p", [1])
-    core.lease("c", 1)
-    for _ in range(10):
-        core.clock.t += 4
-        assert core.call("heartbeat", "c").result()[0] is True
-        assert core.broker.reap() == []
-    assert core.lease("other", 1) == []
-    assert core.broker.figures.stats()["running"] == 1
-
-
 def test_a_task_held_longer_than_warn_after_is_reported_once_and_shown() -> None:
     core = Core(lease_s=5.0, warn_after_s=10.0)
     said: list[str] = []

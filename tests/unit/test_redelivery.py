@@ -19,17 +19,6 @@ def test_a_silent_consumer_loses_its_leases_to_the_front_of_the_queue(core: Core
     assert core.broker.figures.stats()["redelivered"] == 2
 
 
-def test_a_lost_consumer_that_comes_back_is_told_and_its_late_result_still_counts(core: Core) -> None:
-    core.put("p", [1])
-    got = core.lease("c", 1)
-    core.clock.t += 6
-    core.broker.reap()
-    assert core.call("heartbeat", "c").result()[0] is False  # it had been given up
-    assert core.ack("c", got, "late") == 1  # the requeued copy is settled too
-    assert core.lease("other", 1) == []
-    assert core.broker.figures.stats()["waiting"] == 0
-
-
 def test_a_task_that_keeps_killing_its_consumer_is_dead_lettered(core: Core) -> None:
     core.put("p", ["poison"])
     for attempt in range(3):
@@ -78,16 +67,6 @@ def test_tasks_that_ran_together_in_a_worker_that_died_each_run_alone_next(core:
     assert (seqs([g]), g[G_ATTEMPT], g[G_ALONE]) == ([5], 2, False)
 
 
-def test_a_consumers_bye_hands_back_what_its_workers_hold(core: Core) -> None:
-    core.put("p", [1, 2, 3])
-    core.hello("c")
-    core.hello("c/0", parent="c")
-    core.lease("c/0", 2)
-    core.call("bye", "c").result()
-    s = core.broker.figures.stats()
-    assert (s["waiting"], s["running"], s["consumers"]) == (3, 0, [])
-
-
 def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core) -> None:
     core.put("p", [1])
     core.lease("a", 1)
@@ -97,14 +76,6 @@ def test_a_lost_worker_does_not_take_back_a_task_now_held_by_another(core: Core)
     core.lost("a", ("p", 1, 1, 2))
     s = core.broker.figures.stats()
     assert (s["running"], s["waiting"], s["redelivered"]) == (1, 0, 1)
-
-
-def test_bye_hands_back_what_is_still_leased(core: Core) -> None:
-    core.put("p", [1, 2])
-    core.lease("c", 2)
-    core.call("bye", "c").result()
-    s = core.broker.figures.stats()
-    assert (s["waiting"], s["running"], s["consumers"]) == (2, 0, [])
 
 
 def test_a_redelivered_task_keeps_its_priority_and_goes_first_within_its_level(core: Core) -> None:
