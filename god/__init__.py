@@ -8,13 +8,13 @@ future, with the module that does each step (god's own under ``god/``)::
     ex.submit(fn, x)
      producer/sender.py          pickles the call, seqs it
      producer/producer.py        batches puts, 16 in flight
-     shared/client.py  ── put ──▶ transport/door.py   handshake: key, TLS, limits
+     shared/caller.py  ── put ──▶ transport/door.py   handshake: key, TLS, limits
                                   transport/hub.py    one thread reads every frame
                                   transport/api.py    put_many: arguments checked
                                   rules/intake.py     dedupe, room on the queue
                                   rules/state.py      the batch on its queue, or
                                   rules/graph.py        blocked on its futures
-                                  journal/writer.py   the batch committed
+                                  journal/journal.py  the batch committed
      ◀──────── confirmed ──────── transport/waits.py  the put answered after it
                                   rules/leases.py     slices to a worker ── lease ──▶ consumer/loop.py
                                                                                        consumer/callers.py

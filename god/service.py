@@ -17,7 +17,7 @@ from god.defaults import (
     RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
 from god.journal.recorder import Recorder
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from god.operator.history import History
 from god.operator.metrics import MetricsServer
 from god.operator.monitor import Monitor

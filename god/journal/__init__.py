@@ -1,7 +1,8 @@
 """The journal: what god keeps on disk, so a restarted god loses nothing it confirmed.
 
-The writer (``writer``: accepted batches, settled runs, attempts, dead letters, mailboxes,
-outcomes, schedules and controls, committed by a thread of its own), its tables (``schema``),
+What god tells it (``journal``: accepted batches, settled runs, attempts, dead letters,
+mailboxes, outcomes, schedules and controls), the thread that commits them in groups
+(``writer``), its tables (``schema``),
 opening a journal an earlier god wrote (``migrations``), what a journal holds when god starts
 (``recovery``), the results file (``results_file``), and the recorder that writes results lines
 to that file first and then the runs they settle to the journal (``recorder``).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from god.journal.results_file import ResultsFile
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from god.store.outbox import Outgoing
 from shared.records import Run
 

@@ -1,6 +1,6 @@
 """The journal's tables in SQLite: its version, its schema, the statements its writes use, and
-how rows of runs are pickled; god/journal/writer.py writes and reads them, god/journal/migrations.py brings
-an older journal up to this version."""
+how rows of runs are pickled; god/journal/journal.py writes and reads them,
+god/journal/migrations.py brings an older journal up to this version."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ class GraphState(Protocol):
 
 
 class GraphJournal(Protocol):
-    """What the graph tells the journal (god/journal/writer.py)."""
+    """What the graph tells the journal (god/journal/journal.py)."""
 
     def keep_outcome(self, tid: str, value: bytes) -> int: ...
 

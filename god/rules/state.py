@@ -38,7 +38,7 @@ _ONE = b"\x01"
 
 
 class JournalLike(DeadJournal, MailJournal, GraphJournal, Protocol):
-    """What the rules tell the journal, under the state's lock (god/journal/writer.py)."""
+    """What the rules tell the journal, under the state's lock (god/journal/journal.py)."""
 
     @property
     def ticket(self) -> int: ...

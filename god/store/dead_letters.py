@@ -62,7 +62,7 @@ def payload_figures(text: str) -> dict[str, Any]:
 
 
 class DeadJournal(Protocol):
-    """What the dead letters need of the journal (god/journal/writer.py)."""
+    """What the dead letters need of the journal (god/journal/journal.py)."""
 
     def add_dead(self, letters: list[DeadLetter]) -> int: ...
 

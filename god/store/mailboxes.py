@@ -26,7 +26,7 @@ Posted = tuple[int, Item]
 
 
 class MailJournal(Protocol):
-    """What mailboxes need of the journal (god/journal/writer.py)."""
+    """What mailboxes need of the journal (god/journal/journal.py)."""
 
     def open_mailbox(self, producer: str) -> int: ...
 

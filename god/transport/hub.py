@@ -26,7 +26,7 @@ from multiprocessing import connection
 from traceback import format_exc
 from typing import Any
 
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from god.transport.api import Api
 from god.transport.door import Door, peer_of
 from god.transport.waits import Wait, Waits

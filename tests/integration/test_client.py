@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-import shared.client
+import shared.caller
 from shared.client import GodClient
 from shared.config import Settings
 from tests.support.gods import God, settings_for
@@ -20,7 +20,7 @@ def test_a_reply_that_comes_too_late_is_never_read_as_the_next_calls(
     god: God, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a client that waits 0.3 s for a reply, and a lease that god holds for 1 s (empty queue)
-    monkeypatch.setattr(shared.client, "REPLY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(shared.caller, "REPLY_TIMEOUT_S", 0.3)
     host, port = god.address.rsplit(":", 1)
     settings = Settings((host, int(port)), env["GOD_AUTHKEY"].encode(), "test", give_up_after=20)
     client = GodClient(settings, name="late-reader", role="consumer")

@@ -28,7 +28,7 @@ pytestmark = [
 SCRIPT = r'''
 import json, pickle, sys, threading, time
 from pathlib import Path
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from god.rules.broker import Broker
 from shared.log import logger
 

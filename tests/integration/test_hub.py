@@ -10,7 +10,7 @@ from multiprocessing import connection
 
 import pytest
 
-import shared.client
+import shared.caller
 from shared import transport
 from shared.client import GodClient
 from shared.config import Settings
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(autouse=True)
 def short_replies(monkeypatch: pytest.MonkeyPatch) -> None:
     """A god that stops answering shows as a failed call within seconds, not a hung test."""
-    monkeypatch.setattr(shared.client, "REPLY_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(shared.caller, "REPLY_TIMEOUT_S", 3.0)
 
 
 def call_with_deadline(settings: Settings, method: str, *args: object) -> object:

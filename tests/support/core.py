@@ -16,7 +16,7 @@ from consumer.functions import Functions
 from consumer.tasks import DEFAULT_TASK
 from god.journal.recovery import Recovered
 from god.journal.results_file import ResultsFile
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from god.rules.broker import Broker
 from god.rules.state import JournalLike
 from god.transport.api import Api

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from tests.support.core import Core
 
 

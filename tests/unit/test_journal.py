@@ -12,7 +12,7 @@ import pytest
 
 from god.journal.recorder import Recorder
 from god.journal.results_file import ResultsFile
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_FIRST, G_LO, G_PRODUCER, G_QUEUE, G_TASK
 from tests.support.core import Core, payloads_of, restarted, seqs

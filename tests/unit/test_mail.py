@@ -8,7 +8,7 @@ from typing import Any
 
 
 from god.journal.recorder import Recorder
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from shared.records import G_KEEP, V_VALUE
 from tests.support.core import Core, restarted, seqs
 

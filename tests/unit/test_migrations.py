@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from god.journal.schema import SCHEMA_VERSION
-from god.journal.writer import Journal
+from god.journal.journal import Journal
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_TASK
 from tests.support.core import opened, payloads_of, seqs
