@@ -20,7 +20,7 @@ from shared import records
 from shared.calls import is_call
 from shared.records import (
     G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK, Ack, Failed,
-    Grant, Value, failure, json_line, ok_lines, task_id,
+    Grant, Value, failure, grant_origin, json_line, ok_lines, payload_json, task_id,
 )
 
 PLAIN = (str, int, float, bool, type(None))  # values that always pickle
@@ -79,6 +79,7 @@ class Acks:
         self._lo = 0
         self._failed: list[Failed] = []
         self._values: list[Value] = []
+        self.origin: Callable[[int], str | None] | None = None  # the open run's ids as dead letters (requeued)
 
     def begin(self, g: Grant, seq: int) -> None:
         """Results of grant g follow, from seq on, in order (a gap starts a new run)."""
@@ -92,7 +93,9 @@ class Acks:
         self.check = never if self.caller is not None else unpicklable
         self._shown_max = payload_max = self.payload_max()
         shown = functools.partial(self.caller.json, payload_max=payload_max) if self.caller is not None else None
-        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task, shown, payload_max)
+        self.origin = grant_origin(g)
+        self.ok_line = ok_lines(g[G_PRODUCER], self.consumer, g[G_ATTEMPT], g[G_QUEUE], task, shown, payload_max,
+                                self.origin)
 
     def add(self, g: Grant, seq: int, payload: Any, v: Value, exc: BaseException | None = None) -> None:
         """The result of task seq of grant g; exc: the exception a failed task raised, if any."""
@@ -103,12 +106,14 @@ class Acks:
         if v[V_OK]:
             self.lines.append(self.ok_line(seq, payload, value, self.stamp))
         else:
-            shown = self.caller.json(payload, self._shown_max) if self.caller is not None else None
+            shown = (self.caller.json(payload, self._shown_max) if self.caller is not None
+                     else payload_json(payload, self._shown_max))
             self.lines.append(json_line(task_id(g[G_PRODUCER], seq), payload, False, None, v[V_ERROR],
                                         v[V_TRACEBACK], self.consumer, g[G_ATTEMPT], float(self.stamp), g[G_QUEUE],
-                                        g[G_TASK], self._shown_max, shown=shown))
+                                        g[G_TASK], shown=shown,
+                                        requeued_from=self.origin(seq) if self.origin is not None else None))
             self._failed.append((seq, type(exc).__name__ if exc is not None else "Error",
-                                 exc.after if isinstance(exc, Retry) else None))
+                                 exc.after if isinstance(exc, Retry) else None, v[V_ERROR], v[V_TRACEBACK], shown))
         if g[G_KEEP]:
             self._values.append(v)
 

@@ -53,11 +53,13 @@ PUT_AFTER: Final = 8
 MAX_AFTER = 100_000  # task ids one put may wait for
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
-#: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep, alone).
-#: ``keep``: someone waits for the values (a producer's results(), a tutorial reader), so
-#: the ack carries them. ``alone``: its tasks were running, among others, in a worker that
+#: payloads of [lo, hi) as a pickled list or a list, task function or None, queue, keep, alone,
+#: origin). ``keep``: someone waits for the values (a producer's results(), a tutorial reader),
+#: so the ack carries them. ``alone``: its tasks were running, among others, in a worker that
 #: died; each is to run with no other beside it, so that a second death names its cause.
-Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool, bool]
+#: ``origin``: when the tasks are dead letters served again, the ids they had, one per task
+#: (their results lines say ``requeued_from``), else None; a god before 0.2 sent no origin.
+Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool, bool, "list[str] | None"]
 G_PRODUCER: Final = 0
 G_FIRST: Final = 1
 G_LO: Final = 2
@@ -68,13 +70,20 @@ G_TASK: Final = 6
 G_QUEUE: Final = 7
 G_KEEP: Final = 8
 G_ALONE: Final = 9
+G_ORIGIN: Final = 10
 
-#: A task that failed, in an ack: (seq, the exception's class name, seconds after which it
-#: asked to be tried again (it raised consumer.Retry) or None).
-Failed = tuple[int, str, "float | None"]
+#: A task that failed, in an ack, as data: (seq, the exception's class name, seconds after
+#: which it asked to be tried again (it raised consumer.Retry) or None, the error and the
+#: traceback as its results line has them, its payload's JSON as its line shows it). God
+#: reads a failure from these fields, never from its line. (A consumer before 0.2 sent the
+#: first three only: ``failure_fields`` gives the rest as None.)
+Failed = tuple[int, str, "float | None", "str | None", "str | None", "str | None"]
 F_SEQ: Final = 0
 F_NAME: Final = 1
 F_AFTER: Final = 2
+F_ERROR: Final = 3
+F_TRACEBACK: Final = 4
+F_PAYLOAD: Final = 5
 
 #: Results of a run of tasks of one grant: (producer, batch's first seq, lo, hi, their JSON
 #: lines joined by newlines (with a final one), those that failed, values or None).
@@ -87,6 +96,22 @@ A_HI: Final = 3
 A_LINES: Final = 4
 A_FAILED: Final = 5
 A_VALUES: Final = 6
+
+def grant_origin(g: Grant) -> Callable[[int], str | None] | None:
+    """The ids a grant's tasks had as dead letters, by seq, when they are ones served again."""
+    origin = g[G_ORIGIN] if len(g) > G_ORIGIN else None
+    if origin is None:
+        return None
+    lo = g[G_LO]
+    return lambda seq: origin[seq - lo]
+
+
+def failure_fields(f: Failed) -> tuple[str | None, str | None, str | None]:
+    """A failure's error (its class name if the consumer sent no more), traceback and payload JSON."""
+    if len(f) > F_PAYLOAD:
+        return f[F_ERROR], f[F_TRACEBACK], f[F_PAYLOAD]
+    return f[F_NAME], None, None
+
 
 #: A run of tasks of one batch, handed back: (producer, batch's first seq, lo, hi).
 Run = tuple[str, int, int, int]
@@ -231,10 +256,11 @@ def check_priority(priority: int) -> int:
 
 def json_line(tid: str | None, payload: Any, ok: bool, value: Any, error: str | None, tb: str | None,
               consumer: str, attempts: int, at: float, queue: str = DEFAULT_QUEUE, task: str | None = None,
-              payload_max: int | None = None, *, shown: str | None = None) -> str:
+              payload_max: int | None = None, *, shown: str | None = None, requeued_from: str | None = None) -> str:
     """A result as god records it, one JSON line (no newline); what ``Result.to_json`` gives.
     ``payload_max``: as ``payload_json``; ``shown``: the payload's JSON when the line shows
-    other than the payload itself (a call's, shared/calls.py).
+    other than the payload itself (a call's, shared/calls.py); ``requeued_from``: the id the
+    task had as a dead letter, when it is one served again.
 
     Every result goes through here, so fields are formatted one by one, strings and
     integers without the general encoder (0.8 us a result against 2 us for json.dumps of a
@@ -245,16 +271,25 @@ def json_line(tid: str | None, payload: Any, ok: bool, value: Any, error: str | 
     return (f'{{"id": {_string(tid)}, "payload": {shown}, "ok": {"true" if ok else "false"}, '
             f'"value": {json_value(value)}, "error": {_string(error)}, "traceback": {_string(tb)}, '
             f'"consumer": {_string(consumer)}, "attempts": {attempts}, "time": {at!r}, '
-            f'"queue": {_string(queue)}, "task": {_string(task)}}}')
+            f'"queue": {_string(queue)}, "task": {_string(task)}'
+            + (f', "requeued_from": {_string(requeued_from)}}}' if requeued_from is not None else "}"))
 
 
 def ok_lines(producer: str, consumer: str, attempts: int, queue: str, task: str | None,
-             shown: Callable[[Any], str] | None = None, payload_max: int | None = None
-             ) -> Callable[[int, Any, Any, str], str]:
+             shown: Callable[[Any], str] | None = None, payload_max: int | None = None,
+             origin: Callable[[int], str | None] | None = None) -> Callable[[int, Any, Any, str], str]:
     """``json_line`` for the successes of one grant, the time given as its repr: what is the
     same for all of them is formatted once (0.5 us a result against 1.3 us). ``shown``: the
     JSON a line shows of a payload, when not the payload itself (a call's, shared/calls.py);
-    ``payload_max``: as ``payload_json``."""
+    ``payload_max``: as ``payload_json``; ``origin``: the id a task of a requeued dead letter
+    had, by seq (``grant_origin``)."""
+    if origin is not None:  # dead letters served again: rare, each line made whole
+        def requeued_line(seq: int, payload: Any, v: Any, at: str) -> str:
+            return json_line(f"{producer}/{seq}", payload, True, v, None, None, consumer, attempts, float(at), queue,
+                             task, payload_max, shown=shown(payload) if shown is not None else None,
+                             requeued_from=origin(seq))
+
+        return requeued_line
     head = '{"id": ' + _quote(f"{producer}/")[:-1]
     tail = (f'"error": null, "traceback": null, "consumer": {_string(consumer)}, "attempts": {attempts}, "time": ')
     end = f', "queue": {_string(queue)}, "task": {_string(task)}}}'

@@ -1,24 +1,26 @@
 """Acks: a consumer's results settle runs of a batch; the first result for a task wins.
 
-An ack carries a run's result lines (the worker formats them), its failures, and the values
-when its producer waits for them. A failure with retries left is not a result yet
+An ack carries a run's result lines (the worker formats them), its failures as fields (what
+god knows of a failure it reads from those, never from a line), and the values when its
+producer waits for them. A failure with retries left is not a result yet
 (god/rules/retries.py takes it); the last failures are kept for ``python -m god failed``.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
+import time
 from typing import Any
 
 from god.rules.handout import TUTORIAL
 from god.rules.retries import Retries
 from god.rules.state import State
 from god.store.batches import Batch, runs_of
-from god.store.dead_letters import payload_figures, shown
+from god.store.dead_letters import payload_figures, shown_text
 from god.store.peers import ConsumerState
 from shared.records import (
     A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_SEQ, Ack, Failed,
+    failure_fields, task_id,
 )
 
 TRACEBACK_CHARS = 4_000  # of a failure's traceback kept for ``failed``
@@ -71,10 +73,10 @@ class Acks:
             if values is not None:
                 values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
             runs = runs_of(sorted(keep))
-        if failed:
-            self._keep_failures(a[A_LO], a[A_LINES], failed)
         n = sum(rhi - rlo for rlo, rhi in runs)
         attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
+        if failed:
+            self._keep_failures(b, c.top.name, failed, attempt)
         if len(runs) == 1:
             st.record(b, runs[0][0], runs[0][1], lines, values, c.top.name, attempt, failed=failed)
         else:
@@ -84,19 +86,16 @@ class Acks:
         st.count_results(c, st.queues[b.queue], n, len(failed))
         return n
 
-    def _keep_failures(self, lo: int, lines: str, failed: tuple[Failed, ...]) -> None:
-        """Keep the last failed results (their lines, from seq lo on, read back) for ``failed``."""
-        parts = lines.split("\n")
+    def _keep_failures(self, b: Batch, consumer: str, failed: tuple[Failed, ...], attempt: int) -> None:
+        """Keep the last failed results for ``failed``, from the failures' fields."""
+        at = time.time()
         for f in failed:
-            try:
-                d = json.loads(parts[f[F_SEQ] - lo])
-            except (IndexError, ValueError):
-                continue
-            tb = d.get("traceback")
+            error, tb, payload = failure_fields(f)
             self.state.failed.append({
-                "id": d.get("id"), "queue": d.get("queue"), "task": d.get("task"), **payload_figures(shown(d.get("payload"))),
-                "error": d.get("error"), "traceback": tb[-TRACEBACK_CHARS:] if isinstance(tb, str) else None,
-                "attempts": d.get("attempts"), "consumer": d.get("consumer"), "time": d.get("time"),
+                "id": task_id(b.producer, f[F_SEQ]), "queue": b.queue, "task": b.task,
+                **payload_figures(shown_text(payload)), "error": error,
+                "traceback": tb[-TRACEBACK_CHARS:] if tb is not None else None,
+                "attempts": attempt, "consumer": consumer, "time": at,
             })
 
     def _record_runs(self, b: Batch, runs: list[tuple[int, int]], lines: str, values: bytes | None,

@@ -13,7 +13,6 @@ names it, and so on down the graph (a loop of events, not recursion: a chain of 
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ from typing import Protocol
 from god.store.batches import Batch, Queue, Slice
 from god.store.mailboxes import Mailboxes
 from shared.calls import is_call
-from shared.records import F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, split_id, task_id
+from shared.records import (
+    F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, failure_fields, split_id, task_id,
+)
 
 DEPENDENCY = "dependency "  # how the error of a task failed by what it waited for begins
 _OK: Value = (True, None, None, None)  # what a task gave when no one uses its value
@@ -191,12 +192,12 @@ class Graph:
         """Whether a batch waits for a task of that producer's."""
         return producer in self.waiters
 
-    def resolved(self, b: Batch, lo: int, hi: int, lines: str, values: list[Value] | bytes | None,
+    def resolved(self, b: Batch, lo: int, hi: int, values: list[Value] | bytes | None,
                  outcome: Value | None, failed: tuple[Failed, ...]) -> None:
         """Offsets [lo, hi) of b have their results (State.record): what waits for them goes on.
 
         ``outcome``: what all of them gave (a result god gave them itself), else ``values`` (a
-        call's, sent back because someone waits) or ``failed`` with their ``lines``.
+        call's, sent back because someone waits) or the ``failed`` among them, as fields.
         """
         waiters = self.waiters
         w = waiters.get(b.producer)
@@ -207,8 +208,7 @@ class Graph:
         if not seqs:
             return
         loaded: list[Value] | None = None
-        failures = {f[F_SEQ] for f in failed}
-        parts: list[str] | None = None
+        failures = {f[F_SEQ]: f for f in failed}
         for seq in seqs:
             v = outcome
             if v is None and values is not None and is_call(b.task):
@@ -216,9 +216,10 @@ class Graph:
                     loaded = pickle.loads(values) if isinstance(values, bytes) else values
                 v = loaded[seq - start]
             if v is None:
-                if seq in failures:
-                    parts = lines.split("\n") if parts is None else parts
-                    v = (False, None, _error_in(parts[seq - start]), None)
+                f = failures.get(seq)
+                if f is not None:
+                    error, tb, _ = failure_fields(f)
+                    v = (False, None, error, tb)
                 else:
                     v = _OK
             self._events.append(((b.producer, seq), v, w.pop(seq)))
@@ -323,11 +324,3 @@ class Graph:
         if keys and self.journal is not None:
             self.journal.drop_outcomes([task_id(*key) for key in keys])
 
-
-def _error_in(line: str) -> str | None:
-    """The error a results line gives."""
-    try:
-        error = json.loads(line).get("error")
-    except (ValueError, AttributeError):
-        return None
-    return error if isinstance(error, str) else None

@@ -142,7 +142,7 @@ class Leases:
         b.out.append(s)
         c.leased[s] = None
         return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
-                   b.queue, b.keep, w.alone)
+                   b.queue, b.keep, w.alone, b.origin[lo:hi] if b.origin is not None else None)
 
     def warn_stuck(self, now: float) -> None:
         """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""

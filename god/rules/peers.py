@@ -115,13 +115,15 @@ class PeerRules:
                 i = r[R_LO] - b.first
                 if 0 <= i < b.n and not b.done[i]:
                     held = next((s for s in b.out if s.lo <= i < s.hi), None)
+                    shown = b.shown_json(i, st.results_payload_max)
                     line = json_line(task_id(b.producer, b.first + i), None, False, None, timed_out,
                                      None, c.top.name, held.tries if held is not None else 1, time.time(),
-                                     b.queue, b.task, shown=b.shown_json(i, st.results_payload_max))
+                                     b.queue, b.task, shown=shown,
+                                     requeued_from=b.origin[i] if b.origin is not None else None)
                     failure: Value = (False, None, timed_out, None)
                     values = pickle.dumps([failure]) if b.keep else None
                     self.acks.ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",
-                                      ((b.first + i, "TimeoutError", None),), values))
+                                      ((b.first + i, "TimeoutError", None, timed_out, None, shown),), values))
         st.results_ready.set()
         self.bye(worker)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import pickle
 import secrets
 import threading
@@ -215,23 +214,22 @@ class State:
         and to the tasks that wait for them (``outcome``: what all of them gave, when god gave it;
         ``failed``: those that failed, of a consumer's results)."""
         first = b.first
-        if b.origin is not None:  # served again from dead letters: each line says which
-            lines = "".join(f'{line[:-1]}, "requeued_from": {json.dumps(tid)}}}\n'
-                            for line, tid in zip(lines.splitlines(), b.origin[lo:hi]))
         self.outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
         if values is not None and b.keep:
             blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
             self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
         if self.graph.waits_for(b.producer):  # after: what they fail or start comes after them
-            self.graph.resolved(b, lo, hi, lines, values, outcome, failed)
+            self.graph.resolved(b, lo, hi, values, outcome, failed)
 
     def conclude(self, b: Batch, lo: int, hi: int, v: Value, attempts: int) -> None:
         """God gives offsets [lo, hi) of b, none done, the failed result v itself (a cancel, a
         dead letter, a failed dependency): their lines, recorded and settled (counts are the
         caller's)."""
         at = time.time()
+        origin = b.origin
         lines = "".join(json_line(task_id(b.producer, b.first + i), None, False, None, v[V_ERROR], v[V_TRACEBACK],
-                                  "god", attempts, at, b.queue, b.task, shown=b.shown_json(i, self.results_payload_max))
+                                  "god", attempts, at, b.queue, b.task, shown=b.shown_json(i, self.results_payload_max),
+                                  requeued_from=origin[i] if origin is not None else None)
                         + "\n" for i in range(lo, hi))
         self.record(b, lo, hi, lines, [v] * (hi - lo) if b.keep else None, "god", attempts, outcome=v)
         self.settle(b, lo, hi)

@@ -51,6 +51,14 @@ def shown(payload: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
+def shown_text(text: str | None) -> str:
+    """A payload's JSON, as its results line has it, as a list shows it: cut short (None: the
+    consumer did not say, "null")."""
+    if text is None:
+        return "null"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
 def payload_figures(text: str) -> dict[str, Any]:
     """What a JSON listing says of a payload shown as text: "payload", its JSON value when the
     text is one whole (not cut short, not a repr), else the text; and "shown", the text."""

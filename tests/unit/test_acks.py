@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from shared.records import G_ATTEMPT
+from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PRODUCER
 from tests.support.core import Core, lines, payloads_of
 
 
@@ -26,6 +26,31 @@ def test_failed_lists_the_last_failures_not_those_tried_again(core: Core) -> Non
     (f,) = core.call("failed", None).result()
     assert (f["id"], f["payload"], f["shown"], f["queue"]) == ("p/2", 2, "2", "default")
     assert "KeyError" in f["error"] and "k" in f["traceback"]
+
+
+def test_god_reads_a_failure_from_its_fields_never_from_its_line(core: Core) -> None:
+    # Given a failure whose fields say what happened, and a line that says something else
+    core.put("p", [{"n": 7}])
+    (g,) = core.lease("c", 1)
+    line = '{"id": "p/1", "error": "what the line says", "traceback": "line tb", "payload": 0}\n'
+    failed = ((g[G_LO], "KeyError", None, "KeyError: 'k'", "Traceback: fields", '{"n": 7}'),)
+    ack = (g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI], line, failed, None)
+    # When god records it
+    assert core.call("ack_many", "c", [ack]).result() == 1
+    # Then ``failed`` shows the fields, and the results file has the consumer's line as it came
+    (f,) = core.call("failed", None).result()
+    assert (f["id"], f["error"], f["traceback"], f["payload"], f["consumer"]) == (
+        "p/1", "KeyError: 'k'", "Traceback: fields", {"n": 7}, "c")
+    assert lines(core) == [{"id": "p/1", "error": "what the line says", "traceback": "line tb", "payload": 0}]
+
+
+def test_a_failure_from_a_consumer_that_sends_three_fields_is_listed_by_its_class(core: Core) -> None:
+    core.put("p", [1])
+    (g,) = core.lease("c", 1)
+    ack = (g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI], '{"id": "p/1"}\n', ((g[G_LO], "KeyError", None),), None)
+    assert core.call("ack_many", "c", [ack]).result() == 1
+    (f,) = core.call("failed", None).result()
+    assert (f["id"], f["error"], f["traceback"], f["payload"]) == ("p/1", "KeyError", None, None)
 
 
 def test_a_task_over_its_timeout_fails_with_a_line_god_writes(core: Core) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.records import G_QUEUE, G_TASK
+from shared.records import G_LO, G_ORIGIN, G_QUEUE, G_TASK
 from tests.support.core import Core, lines, payloads_of
 
 
@@ -35,6 +35,20 @@ def test_a_dead_letter_is_listed_served_again_under_a_new_id_that_says_where_it_
     core.ack("c", [g])
     (r,) = lines(core)
     assert (r["id"], r["ok"], r["requeued_from"]) == (new, True, "p/1")
+
+
+def test_dead_letters_served_again_say_which_they_were_in_success_and_failure_lines(core: Core) -> None:
+    # Given two dead letters served again
+    core.put("p", ["a", "b"])
+    kill_three_times(core, 2)
+    moved = dict(core.call("requeue", None).result())
+    # When a consumer runs them, one failing (the grant says what they were; the consumer writes it)
+    (g,) = core.lease("c", 5)
+    assert g[G_ORIGIN] == ["p/1", "p/2"]
+    core.ack("c", [g], fail={g[G_LO] + 1})
+    # Then each line names the dead letter it was
+    assert {r["requeued_from"]: (r["id"], r["ok"]) for r in lines(core) if r["id"] in moved.values()} == {
+        "p/1": (moved["p/1"], True), "p/2": (moved["p/2"], False)}
 
 
 def test_requeue_of_an_id_god_does_not_keep_is_refused_and_changes_nothing(core: Core) -> None:

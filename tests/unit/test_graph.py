@@ -14,7 +14,7 @@ from shared.calls import Awaited, Packed
 from god.journal.recorder import Recorder
 from god.operator.lines import status_text
 from god.operator.metrics import render
-from shared.records import CANCELLED, Grant
+from shared.records import CANCELLED, G_FIRST, G_HI, G_LO, G_PRODUCER, Grant
 from tests.support.core import Core, lines, opened, payloads_of, restarted, seqs
 
 F = "tests.support.tasks:add()"  # a call's task name; its payloads below are (fn, blob) as the executor sends them
@@ -116,6 +116,19 @@ def test_a_failure_fails_what_waits_transitively_naming_it(core: Core) -> None:
     assert v[2].startswith("dependency p/3 failed") and isinstance(pickle.loads(v[1]), ZeroDivisionError)
     core.ack("c", [g5])
     empty(core)
+
+
+def test_what_waits_fails_with_the_error_in_its_dependencys_failure_fields(core: Core) -> None:
+    # Given a task that waits for p/1, and p/1's failure whose line says another error
+    waiter(core)
+    core.put("p", [call(1)], task=F)
+    core.put("p", [call(Awaited(0))], task=F, after=("p/1",))
+    (g,) = core.lease("c", 10)
+    failed = ((1, "OSError", None, "OSError: from the fields", "tb", "[]"),)
+    ack = (g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI], '{"id": "p/1", "error": "from the line"}\n', failed, None)
+    core.call("ack_many", "c", [ack]).result()
+    # Then the task that waited fails naming the error of the fields
+    assert {d["id"]: d["error"] for d in lines(core)}["p/2"] == "dependency p/1 failed: OSError: from the fields"
 
 
 def test_a_retried_failure_that_then_succeeds_fails_nothing(core: Core) -> None:
