@@ -1,9 +1,12 @@
 """``python -m god``, and the installed ``god`` command (pyproject.toml's scripts)."""
 
-from god.cli import app
-
 
 def main() -> None:
+    # The CLI (typer, every command) is imported when the command runs, not above: a process
+    # that only imports this module (a consumer's workers: multiprocessing's spawn imports the
+    # parent's main module again) needs none of it.
+    from god.cli import app
+
     app(prog_name="god")
 
 

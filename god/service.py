@@ -19,9 +19,7 @@ from god.defaults import (
 from god.journal.recorder import Recorder
 from god.journal.journal import Journal
 from god.operator.history import History
-from god.operator.metrics import MetricsServer
 from god.operator.monitor import Monitor
-from god.operator.web import Web, login_url, web_context
 from god.rules.broker import Broker
 from god.transport.api import Api
 from god.transport.door import Door
@@ -144,9 +142,14 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     server = GodServer(broker, api, waits, settings, door)
     address = server.start()
     metrics = web = None  # bound before god says it listens: scripts wait for that line as "god is up"
+    # the HTTP servers' modules (http.server, email, ...) only when asked for: a third of god's start
     if options.metrics_port is not None:
+        from god.operator.metrics import MetricsServer
+
         metrics = MetricsServer(address[0], options.metrics_port, lambda: (broker.figures.stats(), monitor.rate))
     if options.http is not None:
+        from god.operator.web import Web, web_context
+
         web = Web(*options.http, api=api, waits=waits, authkey=settings.authkey,
                   figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
                   tls=web_context(settings.tls) if settings.tls is not None else None)
@@ -164,6 +167,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     if metrics is not None:
         log.info("metrics on http://{}/metrics", format_address((address[0], metrics.port)))
     if web is not None:
+        from god.operator.web import login_url
+
         out.write(f"dashboard: {login_url(web.base, settings.authkey)}\n")
         out.flush()
         if not web.tls and not _loopback(web.address[0]):

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from god.operator.history import History
 from god.operator.lines import summary_line
-from god.operator.live import render
 from god.rules.figures import Figures
 from god.store.outbox import Outgoing
 from shared.log import redirect_logging
 from shared.records import Result
+from shared.stats import Stats
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 PRINT_PER_S = 20  # result lines a second a person can follow; above that, a summary line
 SUMMARY_EVERY_S = 1.0  # seconds between summary lines while results come fast
@@ -57,7 +56,7 @@ class Monitor:
             if self.history is not None:
                 self.history.add(stats, self.rate)
             if self._live is not None:
-                self._live.update(render(stats, self.rate, self._where))
+                self._refresh(stats)
             elif self._window_count > PRINT_PER_S and not self.quiet:
                 self._print(summary_line(stats, self.rate))
             self._summarising = self._window_count > PRINT_PER_S
@@ -80,6 +79,13 @@ class Monitor:
 
     def start_live(self, where: str) -> None:
         """Show the live view at the bottom of the terminal; results scroll above it."""
+        # rich only here: god without a terminal (a service, a test) starts without it
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        from god.operator.live import render
+
         self._where = where
         console = Console(file=self.out)
         self._live = Live(render(self.figures.stats(), 0.0, where), console=console, refresh_per_second=4,
@@ -88,8 +94,16 @@ class Monitor:
         live = self._live
         redirect_logging(lambda line: live.console.print(Text(line.rstrip("\n")), soft_wrap=True))
 
+    def _refresh(self, stats: Stats) -> None:
+        from god.operator.live import render
+
+        assert self._live is not None
+        self._live.update(render(stats, self.rate, self._where))
+
     def _print(self, text: str) -> None:
         if self._live is not None:
+            from rich.text import Text
+
             self._live.console.print(Text(text))
             return
         self.out.write(text + "\n")
@@ -102,7 +116,7 @@ class Monitor:
         stats = self.figures.stats()
         total = stats["done"] + stats["failed"] + stats["dead"]
         if self._live is not None:
-            self._live.update(render(stats, self.rate, self._where))
+            self._refresh(stats)
             self._live.stop()
             self._live = None
             redirect_logging(None)
