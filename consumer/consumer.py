@@ -27,6 +27,7 @@ from shared.config import Settings, format_address, hostname
 from shared.errors import GodError, Interrupted
 from shared.log import count, logger
 from shared.records import DEFAULT_QUEUE
+from shared.wakeup import Wakeup
 
 WATCH_S = 0.2  # seconds the main thread waits for a worker to end between other chores
 DRAIN_RETRY_S = 10.0  # seconds a draining consumer keeps trying to tell god of a lost worker
@@ -81,6 +82,7 @@ class Consumer:
         self._fatal: GodError | None = None
         self._threads_stopped = threading.Event()  # set: the heartbeat thread ends
         self._beater: threading.Thread | None = None
+        self._wakeup: Wakeup | None = None
         self._log = logger.bind(role="consumer")
         self.concurrency = concurrency
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "concurrency": concurrency,
@@ -112,6 +114,7 @@ class Consumer:
         """Run until drained; returns the exit code."""
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        self._wakeup = Wakeup()  # a signal ends the wait for the workers at once: a stop begins now
         self._heartbeat_s = 1.0
         code = exitcodes.OK
         try:
@@ -162,7 +165,7 @@ class Consumer:
         pool.stop_tasks(self._stop)
         pool.stop_overdue()
         pool.respawn_due()
-        events = pool.watch(WATCH_S)
+        events = pool.watch(WATCH_S, self._wakeup)
         for w in events.ended:
             why = w.ended or ("drained",)
             if why[0] == "error" and self._fatal is None:
@@ -202,6 +205,9 @@ class Consumer:
                 pass
 
     def _teardown(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
         self._threads_stopped.set()
         self.pool.terminate()
         for c in (self._client, self._beat_client):

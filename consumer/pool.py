@@ -21,6 +21,7 @@ from consumer.worker import worker_main
 from shared.config import Settings
 from shared.log import logger
 from shared.records import R_LO, R_PRODUCER, Run
+from shared.wakeup import Wakeup
 
 JOIN_S = 3.0  # seconds a worker gets at each step of a forced stop
 RESPAWN_FIRST_S = 0.5  # wait before replacing a worker after the second fast death in a row
@@ -137,10 +138,14 @@ class WorkerPool:
             except OSError:
                 pass  # dead: its end is seen by watch()
 
-    def watch(self, timeout: float) -> Events:
-        """Wait up to timeout for workers to end or die; replaces the dead (see ``Lost``)."""
+    def watch(self, timeout: float, wakeup: Wakeup | None = None) -> Events:
+        """Wait up to timeout for workers to end or die, or for a signal (``wakeup``); replaces
+        the dead (see ``Lost``)."""
         out = Events()
-        ready = set(wait([x for w in self.workers for x in (w.control, w.process.sentinel)], timeout))
+        ready = set(wait([x for w in self.workers for x in (w.control, w.process.sentinel)]
+                         + ([wakeup.readable] if wakeup is not None else []), timeout))
+        if wakeup is not None and wakeup.readable in ready:
+            wakeup.drain()
         for w in list(self.workers):
             if w.control not in ready and w.process.sentinel not in ready:
                 continue

@@ -29,6 +29,7 @@ from god.trim import Trimmer
 from shared import exitcodes
 from shared.config import Settings, client_address, format_address
 from shared.log import count, logger
+from shared.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from loguru import Logger  # only in loguru's type stubs
@@ -183,6 +184,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    wakeup = Wakeup()
+    wakeup.call_on_signal(broker.results_ready.set)  # the loop below sees a stop at once, not at its tick
     trimmer = Trimmer()
     reaped_at = 0.0
     while not stop.requested:
@@ -196,6 +199,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         monitor.step(kept)
         door.close_idle()
         trimmer.step()
+    wakeup.close()
     log.info("stopping on {}", stop.signal_name)
     if metrics is not None:
         metrics.close()
