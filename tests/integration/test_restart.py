@@ -46,6 +46,9 @@ def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
 
     # Then the consumer carries on against the new god and every task has one result line
     results = wait_for_results(again.results, 60, timeout=60)
+    assert consumer.popen.poll() is None  # it waited for god instead of giving up
+    consumer.signal(signal.SIGTERM)  # before god: its goodbye is heard, not tried for seconds
+    assert consumer.wait() == 0, consumer.text()
     again.proc.signal(signal.SIGTERM)
     assert again.proc.wait() == 0, again.proc.text()
     results = read_results(again.results)
@@ -53,7 +56,6 @@ def test_a_god_restarted_on_its_journal_loses_and_repeats_nothing(
     assert len(lines_per_id) == 60 and max(lines_per_id.values()) == 1, lines_per_id.most_common(3)
     assert sorted(r["payload"]["n"] for r in results) == list(range(60))
     assert all(r["ok"] and r["value"] == square(r["payload"]["n"]) for r in results)
-    assert consumer.popen.poll() is None  # it waited for god instead of giving up
 
 
 def test_a_producer_that_waits_gets_every_result_across_a_restart_of_god(

@@ -119,18 +119,21 @@ def test_god_shows_the_live_view_on_a_terminal(env: dict[str, str], spawn: Calla
             pass
         return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.decode(errors="replace"))
 
+    consumer = None
     try:
         os.set_blocking(leader, False)
         address = wait_until(lambda: re.search(r"listening on (\S+:\d+)", screen()), 15, "god to listen").group(1)
         env_god = {"GOD_ADDRESS": address}
         assert spawn("producer", "--rounds", "1", "--per-round", "5", env_extra=env_god).wait() == 0
-        spawn("consumer", "--processes", "1", env_extra=env_god)
+        consumer = spawn("consumer", "--processes", "1", env_extra=env_god)
         # Then the view shows the totals, a row for the consumer, and results scroll above it
         # (all of it polled for: a refresh read in the middle has only part of a frame)
         shown = (f"god {address}", "done 5", "consumers (1 alive)", "producers")
         text = wait_until(lambda: all(s in (t := screen()) for s in shown) and t, 20, "the live view to show the work")
         assert re.search(r"\d+ \* \d+ = \d+", text)  # a result, printed the tutorial's way
     finally:
+        if consumer is not None:  # before god: its goodbye is heard, not tried for seconds
+            consumer.stop()
         g.terminate()
         try:
             g.wait(15)
