@@ -75,37 +75,61 @@ def _page(name: str) -> bytes:
 
 
 class Sessions:
-    """Browser sessions: id -> (CSRF token, when last used); thread-safe, bounded, expiring."""
+    """Browser sessions: id -> (CSRF token, when last used); thread-safe, bounded, expiring.
+
+    Kept by the SHA-256 of their id: looking a cookie up takes no time that depends on how much
+    of a real id it shares (a dict compares the strings it finds), and memory holds no id."""
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._by_id: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
 
     def start(self) -> tuple[str, str]:
         """A new session: (its id, its CSRF token)."""
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self._lock:
-            self._by_id[sid] = (csrf, self._now())
+            self._by_id[_key(sid)] = (csrf, self._now())
             while len(self._by_id) > MAX_SESSIONS:
                 self._by_id.popitem(last=False)
         return sid, csrf
 
     def csrf(self, sid: str) -> str | None:
         """The CSRF token of a live session (used now), or None."""
+        key = _key(sid)
         with self._lock:
-            found = self._by_id.get(sid)
+            found = self._by_id.get(key)
             now = self._now()
             if found is None or now - found[1] > SESSION_S:
-                self._by_id.pop(sid, None)
+                self._by_id.pop(key, None)
                 return None
-            self._by_id[sid] = (found[0], now)
-            self._by_id.move_to_end(sid)
+            self._by_id[key] = (found[0], now)
+            self._by_id.move_to_end(key)
             return found[0]
 
     def end(self, sid: str) -> None:
         with self._lock:
-            self._by_id.pop(sid, None)
+            self._by_id.pop(_key(sid), None)
+
+
+def _key(sid: str) -> bytes:
+    return hashlib.sha256(sid.encode(errors="surrogateescape")).digest()
+
+
+def _length(h: BaseHTTPRequestHandler) -> int:
+    """A request's Content-Length, checked before a byte of its body is read: digits only (a
+    negative length read to the end of the stream), at most MAX_BODY. A refused body is never
+    read, so the connection closes after the answer."""
+    given = h.headers.get("Content-Length")
+    if given is None:
+        return 0
+    if not (given.isascii() and given.isdigit()):
+        h.close_connection = True
+        raise Denied(400, f"Content-Length {given[:20]!r} is not a length in bytes")
+    if int(given) > MAX_BODY:
+        h.close_connection = True
+        raise Denied(413, f"a body of {int(given)} bytes is more than {MAX_BODY}")
+    return int(given)
 
 
 class Denied(Exception):
@@ -219,9 +243,7 @@ class Web:
         self._json(h, 200, {"csrf": csrf}, {"Set-Cookie": cookie + ("; Secure" if self.tls else "")})
 
     def _body(self, h: BaseHTTPRequestHandler) -> dict[str, Any]:
-        n = int(h.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise Denied(413, f"a body of {n} bytes is more than {MAX_BODY}")
+        n = _length(h)
         raw = h.rfile.read(n) if n else b"{}"
         try:
             body = json.loads(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -112,3 +113,25 @@ def test_a_tls_god_serves_its_dashboard_over_https(start_god: Callable[..., God]
         r.read()
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("length, status, said", [
+    ("-1", 400, "Content-Length '-1' is not a length in bytes"),  # was read to the end of the stream
+    ("12abc", 400, "Content-Length '12abc' is not a length in bytes"),
+    ("1000000000", 413, "a body of 1000000000 bytes is more than 65536"),
+])
+def test_a_body_length_is_checked_before_any_byte_is_read(start_god: Callable[..., God], length: str, status: int,
+                                                         said: str) -> None:
+    # Given the dashboard, and a client that says a bad length before the login's body and
+    # then keeps its end open (as an attacker streaming megabytes would)
+    _, web = start_dashboard(start_god)
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as s:
+        s.sendall(f"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n".encode()
+                  + b'{"token": "' + b"x" * 4096)
+        # Then god answers at once, without waiting for a body, and closes the connection
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.0 {status} ".encode()), answer[:200]
+    assert json.loads(body) == {"error": said}
