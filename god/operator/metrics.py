@@ -18,6 +18,8 @@ from shared.states import TaskState
 from shared.stats import Stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HTTP_CONNECTIONS = 64  # connections the dashboard and /metrics serve at once (a thread each)
+PER_ADDRESS = 16  # of which from one address (a browser opens 6)
 #: The states god_tasks and god_queue_tasks count, in a task's order.
 STATES = tuple(s.value for s in TaskState)
 
@@ -87,23 +89,63 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+class _CappedServer(ThreadingHTTPServer):
+    """Serves each connection in a thread, at most HTTP_CONNECTIONS at once and PER_ADDRESS from
+    one address: a connection over either is closed at once, before it costs a thread (a
+    thread each, uncapped, let anyone who reached the port grow god by the hundred)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._open: dict[str, int] = {}  # address -> connections served now
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        who = str(client_address[0])
+        with self._open_lock:
+            if sum(self._open.values()) >= HTTP_CONNECTIONS or self._open.get(who, 0) >= PER_ADDRESS:
+                self.shutdown_request(request)
+                return
+            self._open[who] = self._open.get(who, 0) + 1
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._done(who)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(str(client_address[0]))
+
+    def _done(self, who: str) -> None:
+        with self._open_lock:
+            left = self._open.get(who, 0) - 1
+            if left > 0:
+                self._open[who] = left
+            else:
+                self._open.pop(who, None)
+
+
 def serve_http(host: str, port: int, handler: type[BaseHTTPRequestHandler], flag: str,
                wrap: Callable[[socket.socket], socket.socket] | None = None) -> ThreadingHTTPServer:
-    """An HTTP server on host:port, serving in daemon threads; ``wrap`` wraps its socket (TLS).
+    """An HTTP server on host:port, serving in daemon threads (capped: ``_CappedServer``);
+    ``wrap`` wraps its socket (TLS).
 
     Raises:
         AddressInUseError, ConfigError: it cannot listen there (``flag`` names the option).
     """
     where = f"{host}:{port}"
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = _CappedServer((host, port), handler)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise AddressInUseError(f"{flag}: cannot listen on {where}: the port is already in use") from None
         raise ConfigError(f"{flag}: cannot listen on {where}: {e.strerror or e}") from None
     if wrap is not None:
         server.socket = wrap(server.socket)
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name=f"god-http-{server.server_address[1]}", daemon=True).start()
     return server
 

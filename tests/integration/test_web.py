@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from god.operator.metrics import PER_ADDRESS
 from tests.support.certs import make_certs
 from tests.support.gods import God, addr_env, god_stats
-from tests.support.helpers import Proc, wait_for_results, wait_until, write_tasks
+from tests.support.helpers import Proc, proc_status, wait_for_results, wait_until, write_tasks
 from tests.support.web import start_dashboard
 
 pytestmark = pytest.mark.timeout(90)
@@ -135,3 +136,38 @@ def test_a_body_length_is_checked_before_any_byte_is_read(start_god: Callable[..
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(f"HTTP/1.0 {status} ".encode()), answer[:200]
     assert json.loads(body) == {"error": said}
+
+
+def test_connections_past_the_cap_are_closed_at_once_and_cost_no_thread(start_god: Callable[..., God]) -> None:
+    # Given the dashboard, and one address opening far more connections than a browser does,
+    # sending nothing (each held a thread of god's, without a cap)
+    g, web = start_dashboard(start_god)
+    idle_threads = proc_status(g.proc.pid)["threads"]
+    extra = 24
+    socks = [socket.create_connection(("127.0.0.1", web.port), timeout=10) for _ in range(PER_ADDRESS + extra)]
+    ended: set[int] = set()
+
+    def closed_by_god() -> int:
+        for i, s in enumerate(socks):
+            if i not in ended:
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        ended.add(i)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    ended.add(i)
+        return len(ended)
+
+    try:
+        # Then god closes those over the cap at once, keeps the rest, and holds a thread for
+        # each it keeps, not for the others
+        wait_until(lambda: closed_by_god() >= extra, 15, f"god to close {extra} connections")
+        assert closed_by_god() == extra
+        assert proc_status(g.proc.pid)["threads"] <= idle_threads + PER_ADDRESS + 1
+    finally:
+        for s in socks:
+            s.close()
+    # and once they are gone, the dashboard serves again
+    wait_until(lambda: web.request("GET", "/login")[0] == 200, 15, "the login page")
