@@ -2,7 +2,8 @@
 
 Every new connection gets a thread for its handshakes; after them the hub serves it (or,
 for a tutorial client's proxy, that thread goes on serving it). A bounded number are let
-in; one that has not finished the TLS and authkey handshakes within HANDSHAKE_S is closed,
+in; one that has not finished the TLS and authkey handshakes within HANDSHAKE_S of its
+connecting is closed (each read is bounded by it too, and god's loop closes the late ones),
 and so is one that waits idle for a request longer than the idle timeout (our clients
 reconnect without a word). Peers
 refused for a wrong key, and connections turned away at the limit, are logged at most once
@@ -37,6 +38,7 @@ def peer_of(conn: connection.Connection) -> str:
 class _Entry:
     conn: connection.Connection
     waiting_since: float | None = None  # reading, with no request in hand, since then
+    shake_by: float | None = None  # the handshakes (TLS, the key's) must be done by then
 
 
 class RateLimitedLog:
@@ -89,7 +91,7 @@ class Door:
                 full = True
             else:
                 full = False
-                self._open[id(conn)] = entry = _Entry(conn)
+                self._open[id(conn)] = entry = _Entry(conn, shake_by=time.monotonic() + self.handshake_s)
         if full:
             self.refused += 1
             self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
@@ -106,6 +108,13 @@ class Door:
 
         conn.recv = recv  # type: ignore[method-assign]
         return True
+
+    def shaken(self, conn: connection.Connection) -> None:
+        """The connection's handshakes are done: its deadline is lifted."""
+        with self._lock:
+            entry = self._open.get(id(conn))
+            if entry is not None:
+                entry.shake_by = None
 
     def waiting(self, conn: connection.Connection, idle: bool) -> None:
         """The hub says whether a connection it serves now waits for a request (idle time counts)."""
@@ -125,12 +134,19 @@ class Door:
         self.log.warning("key", "refused {}: {}", peer_of(conn), why)
 
     def close_idle(self) -> int:
-        """Close connections idle for longer than the idle timeout; returns how many."""
+        """Close connections idle for longer than the idle timeout, and those whose handshakes
+        ran past their deadline (a peer sending a byte now and then had each read's timeout
+        anew); returns how many."""
         now = time.monotonic()
         with self._lock:
             idle = [e.conn for e in self._open.values()
                     if e.waiting_since is not None and now - e.waiting_since > self.idle_s]
+            late = [e.conn for e in self._open.values() if e.shake_by is not None and now > e.shake_by]
         for conn in idle:
             logger.bind(role="god").debug("closing {}: idle for over {:.0f}s", peer_of(conn), self.idle_s)
             transport.shutdown(conn)
-        return len(idle)
+        for conn in late:
+            self.log.warning("handshake", "dropped {}: handshakes not done within {:g}s (see --handshake-timeout)",
+                             peer_of(conn), self.handshake_s)
+            transport.shutdown(conn)
+        return len(idle) + len(late)

@@ -123,6 +123,7 @@ class DoorServer(managers.Server):
             connection.deliver_challenge(c, self.authkey)
             connection.answer_challenge(c, self.authkey)
             transport.set_timeout(c, None)
+            self.door.shaken(c)
         except AuthenticationError as e:
             self.door.wrong_key(c, f"wrong authkey ({e})")
             return False

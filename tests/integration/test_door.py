@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,6 +52,39 @@ def test_silent_connections_are_dropped_and_a_flood_is_bounded(
     finally:
         for s in flood:
             s.close()
+
+
+def test_a_handshake_has_one_deadline_however_slowly_bytes_trickle_in(
+    start_god: Callable[..., God], spawn: Callable[..., Proc]
+) -> None:
+    # Given a god that gives a connection 1 s for its handshakes
+    g = start_god("--handshake-timeout", "1")
+    host, port = g.address.rsplit(":", 1)
+    # When a peer answers its challenge a byte at a time, each well within a read's timeout (an
+    # answer announced as 200 bytes long, at most what god reads of one: it would take a minute)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.recv(4096)  # the challenge
+        s.sendall(struct.pack("!i", 200))
+        started = time.monotonic()
+
+        def dropped() -> bool:
+            try:
+                s.sendall(b"x")
+                s.setblocking(False)
+                try:
+                    return s.recv(4096) == b""
+                except BlockingIOError:
+                    return False
+                finally:
+                    s.setblocking(True)
+            except OSError:  # reset: god closed it
+                return True
+
+        # Then god drops it when the handshake's time is up, not at the peer's pace
+        wait_until(lambda: dropped() or time.sleep(0.3), 10, "god to drop the trickling peer")
+        assert time.monotonic() - started < 5
+    g.proc.wait_for(r"dropped 127\.0\.0\.1:\d+: handshakes not done within 1s", stream="err")
+    assert spawn("producer", "--rounds", "1", env_extra=addr_env(g)).wait() == 0  # and god serves on
 
 
 def test_an_idle_connection_is_closed_and_our_client_reconnects_unnoticed(
