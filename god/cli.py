@@ -73,7 +73,7 @@ def main(
         min=1, help="Connections god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
     handshake_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds a new connection has to finish the TLS and authkey handshakes.",
+        min=0.1, help="Seconds a new connection has, from connecting, to finish the TLS and authkey handshakes.",
     )] = HANDSHAKE_S,
     idle_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds a connection may wait without a request before god closes it.",
