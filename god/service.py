@@ -197,7 +197,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                 log.warning("consumer {} lost (no heartbeat for {:.0f}s); {} served again", name, options.lease_s,
                             count(n, "task"))
         monitor.step(kept)
-        door.close_idle()
+        door.close_overdue()
         trimmer.step()
     wakeup.close()
     log.info("stopping on {}", stop.signal_name)

@@ -123,13 +123,13 @@ def _length(h: BaseHTTPRequestHandler) -> int:
     given = h.headers.get("Content-Length")
     if given is None:
         return 0
-    if not (given.isascii() and given.isdigit()):
-        h.close_connection = True
+    n = int(given) if given.isascii() and given.isdigit() else -1
+    if 0 <= n <= MAX_BODY:
+        return n
+    h.close_connection = True
+    if n < 0:
         raise Denied(400, f"Content-Length {given[:20]!r} is not a length in bytes")
-    if int(given) > MAX_BODY:
-        h.close_connection = True
-        raise Denied(413, f"a body of {int(given)} bytes is more than {MAX_BODY}")
-    return int(given)
+    raise Denied(413, f"a body of {n} bytes is more than {MAX_BODY}")
 
 
 class Denied(Exception):

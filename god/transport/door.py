@@ -133,7 +133,7 @@ class Door:
         self.refused += 1
         self.log.warning("key", "refused {}: {}", peer_of(conn), why)
 
-    def close_idle(self) -> int:
+    def close_overdue(self) -> int:
         """Close connections idle for longer than the idle timeout, and those whose handshakes
         ran past their deadline (a peer sending a byte now and then had each read's timeout
         anew); returns how many."""
