@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import Address, Tls
+from shared.data import load_data
 from shared.errors import ConfigError
 
 SERIALIZER = "god"
@@ -158,7 +159,11 @@ def frame(msg: Any) -> list[bytes]:
 
 def unframe(buf: bytearray) -> tuple[bool, Any]:
     """Take the first whole message off the front of buf: (True, message), or (False, None)
-    while it has not all come."""
+    while it has not all come. God's: the message is loaded as data only (shared/data.py).
+
+    Raises:
+        NotData, or what unpickling raises: the message is not data (it is taken off all the same).
+    """
     if len(buf) < 4:
         return False, None
     (n,) = _HEADER.unpack_from(buf)
@@ -170,9 +175,11 @@ def unframe(buf: bytearray) -> tuple[bool, Any]:
         start = 12
     if len(buf) < start + n:
         return False, None
-    with memoryview(buf) as view, view[start : start + n] as body:
-        msg = pickle.loads(body)
-    del buf[: start + n]
+    try:
+        with memoryview(buf) as view, view[start : start + n] as body:
+            msg = load_data(body)
+    finally:
+        del buf[: start + n]
     return True, msg
 
 

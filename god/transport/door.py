@@ -5,7 +5,8 @@ for a tutorial client's proxy, that thread goes on serving it). A bounded number
 in; one that has not finished the TLS and authkey handshakes within HANDSHAKE_S of its
 connecting is closed (each read is bounded by it too, and god's loop closes the late ones),
 and so is one that waits idle for a request longer than the idle timeout (our clients
-reconnect without a word). Peers
+reconnect without a word). Requests are loaded as data only (shared/data.py): one that is not
+gets an error reply and its connection is closed. Peers
 refused for a wrong key, and connections turned away at the limit, are logged at most once
 per LOG_EVERY_S per kind, with how many were not logged in between.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from god.defaults import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
 from shared import transport
+from shared.data import NotData, load_data
 from shared.log import logger
 
 LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
@@ -97,14 +99,22 @@ class Door:
             self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
                              self.max_connections, peer_of(conn))
             return False
-        original = conn.recv
+        read = conn.recv_bytes
 
         def recv() -> Any:  # serve_client reads requests through this: idle time is time spent here
             entry.waiting_since = time.monotonic()
             try:
-                return original()
+                body = read()
             finally:
                 entry.waiting_since = None
+            try:
+                return load_data(body)
+            except Exception as e:
+                try:
+                    conn.send(self.not_data(conn, e))
+                except Exception:
+                    pass  # the peer went away
+                raise EOFError from None  # the thread serving it ends, and closes it
 
         conn.recv = recv  # type: ignore[method-assign]
         return True
@@ -127,6 +137,13 @@ class Door:
         """A connection is closed (by its thread, or by the hub)."""
         with self._lock:
             self._open.pop(id(conn), None)
+
+    def not_data(self, conn: connection.Connection, e: Exception) -> tuple[str, Exception]:
+        """A request god would not load (it names a class or function, or is no pickle): said in
+        the log; returns the reply that tells the peer, before its connection is closed."""
+        why = str(e) if isinstance(e, NotData) else f"it is not a whole pickle ({type(e).__name__}: {e})"
+        self.log.warning("data", "closing {}: a request god does not load: {}", peer_of(conn), why)
+        return "#ERROR", ValueError(f"god refused a request and closed the connection: {why}")
 
     def wrong_key(self, conn: connection.Connection, why: str) -> None:
         """A peer failed the authkey handshake."""

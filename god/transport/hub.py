@@ -220,7 +220,11 @@ class Hub:
         """Take the requests that came, in order, while none waits behind a parked call (a
         parked call that yields to the next one is answered now)."""
         while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
-            whole, request = unframe(peer.inbox)
+            try:
+                whole, request = unframe(peer.inbox)
+            except Exception as e:
+                self._refuse(peer, e)
+                return
             if not whole:
                 return
             self._request(peer, request)
@@ -275,6 +279,13 @@ class Hub:
         if events != peer.events:
             peer.events = events
             self._sel.modify(peer.sock, events, peer)
+
+    def _refuse(self, peer: Peer, e: Exception) -> None:
+        """A request god does not load: say so to the peer, as far as its socket takes it now,
+        and close its connection (what was in flight on it is answered no more)."""
+        peer.out.append(b"".join(frame(self.door.not_data(peer.conn, e))))
+        self._flush(peer)
+        self._close(peer)
 
     def _drop(self, peer: Peer, why: str) -> None:
         """Close a connection that broke the protocol (or made the hub fail), saying why."""

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import pickle
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
-from multiprocessing import connection
 
 import pytest
 
 import shared.caller
-from shared import transport
 from shared.client import GodClient
-from shared.config import Settings
 from shared.records import G_HI, G_LO, G_PAYLOADS, G_PRODUCER
-from shared.manager import ACCEPT_BROKER, BROKER
+from shared.manager import BROKER
 from tests.support.gods import God, settings_for
+from tests.support.peers import call_with_deadline, raw_peer
 from tests.support.helpers import wait_until
 from tests.support.helpers import proc_status
 
@@ -27,28 +23,6 @@ pytestmark = pytest.mark.timeout(60)
 def short_replies(monkeypatch: pytest.MonkeyPatch) -> None:
     """A god that stops answering shows as a failed call within seconds, not a hung test."""
     monkeypatch.setattr(shared.caller, "REPLY_TIMEOUT_S", 3.0)
-
-
-def call_with_deadline(settings: Settings, method: str, *args: object) -> object:
-    """One call on a fresh connection that gives up after 5 s instead of retrying."""
-    quick = Settings(settings.address, settings.authkey, settings.authkey_source, give_up_after=5)
-    c = GodClient(quick, name="bystander", role="status")
-    try:
-        return c.call(method, *args)
-    finally:
-        c.close()
-
-
-@contextmanager
-def raw_peer(settings: Settings) -> Iterator[connection.Connection]:
-    """An authenticated connection handed to the hub, for sending bytes by hand."""
-    conn = transport.connect(settings.address, settings.authkey, recv_timeout=10)
-    try:
-        conn.send((None, ACCEPT_BROKER, ("raw",), {}))
-        assert conn.recv() == ("#RETURN", None)
-        yield conn
-    finally:
-        conn.close()
 
 
 def test_connections_do_not_cost_god_a_thread_each(god: God, env: dict[str, str]) -> None:
@@ -100,19 +74,6 @@ def test_a_peer_that_does_not_read_its_reply_holds_up_no_one(god: God, env: dict
             assert pickle.loads(grants[0][G_PAYLOADS]) == payloads
     finally:
         producer.close()
-
-
-def test_a_peer_that_sends_garbage_is_closed_and_god_goes_on(god: God, env: dict[str, str]) -> None:
-    settings = settings_for(god, env)
-    with raw_peer(settings) as peer:
-        # When a peer sends a frame that is not a pickled request
-        peer._send(struct.pack("!i", 5) + b"hello")  # type: ignore[attr-defined]
-        # Then god closes that connection and says so
-        with pytest.raises((EOFError, OSError)):
-            peer.recv()
-        god.proc.wait_for(r"closing 127\.0\.0\.1:\d+: ", stream="err")
-    # and everyone else is served as before
-    assert call_with_deadline(settings, "stats")["waiting"] == 0  # type: ignore[index]
 
 
 def test_calls_sent_before_their_replies_are_read_are_answered_in_order(god: God, env: dict[str, str]) -> None:
