@@ -16,7 +16,7 @@ from typing import Any
 from consumer.callers import Caller
 from consumer.functions import Functions
 from consumer.tasks import Retry
-from shared import records
+from shared import items, records
 from shared.calls import is_call
 from shared.records import (
     G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK, Ack, Failed,
@@ -123,7 +123,7 @@ class Acks:
         if g is None or not self.lines:
             return
         n = len(self.lines)
-        values = pickle.dumps(self._values, pickle.HIGHEST_PROTOCOL) if g[G_KEEP] else None
+        values = items.pack(self._values) if g[G_KEEP] else None
         self.done.append((g[G_PRODUCER], g[G_FIRST], self._lo, self._lo + n, "\n".join(self.lines) + "\n",
                           tuple(self._failed), values))
         self.count += n

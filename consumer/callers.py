@@ -16,10 +16,10 @@ from typing import Any
 
 from consumer.calls import is_async
 from shared.calls import (
-    PYTHON_MINOR, Awaited, CallPickler, OtherPython, Packed, RemoteError, call_json, function_name, is_plain,
-    load_function, plain, replaced,
+    PYTHON_MINOR, Awaited, CallPickler, OtherPython, RemoteError, call_json, function_name, is_plain,
+    load_function, packed, plain, replaced, value_of,
 )
-from shared.records import V_OK, V_VALUE, Value, describe, failure
+from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, describe, failure
 
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
 
@@ -103,23 +103,22 @@ class Caller:
 
     def pack(self, v: Value, exc: BaseException | None) -> tuple[Value, BaseException | None]:
         """What a call gave, for the program that waits for it: a value of other than builtin
-        types, and an exception, as Packed; a value that cannot be pickled fails the call."""
+        types, and an exception, packed; a value that cannot be pickled fails the call."""
         if v[V_OK]:
             value = v[V_VALUE]
             if plain(value):
                 return v, exc
             try:
-                return (True, Packed(self._dumps(value)), None, None), None
+                return packed(True, self._dumps(value)), None
             except Exception as e:
                 err = TypeError(f"the call's return value cannot be pickled: {describe(e)}")
                 return failure(err), err
         if exc is None:
             return v, exc
         try:
-            blob: Packed | None = Packed(self._dumps(exc))
+            return packed(False, self._dumps(exc), v[V_ERROR], v[V_TRACEBACK]), exc
         except Exception:
-            blob = None  # the program gets a RemoteError with the exception's text
-        return (False, blob, *v[2:]), exc
+            return v, exc  # the program gets a RemoteError with the exception's text
 
     def _dumps(self, obj: Any) -> bytes:
         if self._pickler is None:
@@ -157,7 +156,7 @@ class Caller:
                               f"{describe(e)}") from None
         if len(payload) == 3:
             try:
-                values = [pickle.loads(v) if type(v) is Packed else v for v in payload[2]]
+                values = [value_of(v) for v in payload[2]]
             except Exception as e:
                 raise RemoteError(f"a value {self.name} waited for cannot be loaded on consumer {self.consumer}: "
                                   f"{describe(e)}") from None

@@ -10,7 +10,6 @@ at once (consumer/concurrent.py), calls it.
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from consumer.calls import Calls
 from consumer.functions import Functions
 from consumer.places import Shared
 from consumer.recycle import Recycle
+from shared import items
 from shared.client import GodClient
 from shared.config import Settings, hostname
 from shared.log import logger
@@ -70,11 +70,13 @@ Finished = tuple[Grant, int, Any, Value, "BaseException | None"]
 
 
 def _listed(g: Grant) -> Grant:
-    """The grant with its payloads as a list (god sends a whole batch as the producer's pickle)."""
+    """The grant with its payloads as a list (god sends a whole batch as the producer's blob,
+    shared/items.py, and a part of one as it holds it loaded)."""
     payloads = g[G_PAYLOADS]
-    if isinstance(payloads, bytes):
-        return (*g[:G_PAYLOADS], pickle.loads(payloads), *g[G_PAYLOADS + 1 :])
-    return g
+    if type(payloads) is list:
+        return g
+    listed: Any = items.unpack(payloads)
+    return (*g[:G_PAYLOADS], listed, *g[G_PAYLOADS + 1 :])
 
 
 class Worker:

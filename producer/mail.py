@@ -7,18 +7,23 @@ executor's results thread (a connection of its own, so that puts never wait behi
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shared import items
 from shared.client import GodClient
-from shared.records import Value, task_id
+from shared.records import Value, describe, task_id
 
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
 RESULTS_BATCH = 1000  # runs of results fetched per call
 
 #: A run of results: (seq of the first, their values, the consumer that gave them, attempt).
 Run = tuple[int, list[Value], str, int]
+
+
+def _unloadable(e: Exception) -> Value:
+    """What a task gave, when it does not load here (a class this program does not have)."""
+    return False, None, f"the task's value cannot be loaded here: {describe(e)}", None
 
 
 class Mail:
@@ -56,7 +61,7 @@ class Mail:
         runs: list[Run] = []
         for number, (lo, _, blob, consumer, attempts) in posted:
             self._confirmed = number
-            runs.append((lo, pickle.loads(blob), consumer, attempts))
+            runs.append((lo, items.unpack(blob, _unloadable), consumer, attempts))
         return runs, list(gone)
 
     def _ask(self, outstanding: Callable[[], Iterable[int]], wait_s: float) -> tuple[Any, ...]:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from producer.mail import Mail, Run
+from shared import items
 from shared.calls import CALL
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
@@ -56,14 +57,14 @@ def check_payloads(payloads: list[Any], where: Callable[[int], str], max_payload
     batch that fails or is over the limit as a whole is looked at payload by payload.
 
     Returns:
-        The batch's payloads, pickled.
+        The batch's payloads as one blob (shared/items.py).
 
     Raises:
         PayloadError: naming where the first bad payload came from.
     """
     blob = None
     try:
-        blob = pickle.dumps(payloads, pickle.HIGHEST_PROTOCOL)
+        blob = items.pack(payloads)
         if len(blob) <= max_payload:
             return blob
     except Exception:  # pickle raises many kinds: PicklingError, TypeError, RecursionError, ...

@@ -15,7 +15,7 @@ from typing import Any
 
 from producer.futures import Targets, TaskFuture, Window
 from producer.producer import Producer, PutOptions
-from shared.calls import Awaited, CallPickler, Packed, arguments_of, call_task, replaced
+from shared.calls import Awaited, CallPickler, arguments_of, call_task, packed, replaced
 from shared.records import CANCELLED_BY_PROGRAM, Value, describe, task_id
 
 
@@ -145,10 +145,9 @@ class Sender:
         exc = cf.CancelledError() if f.cancelled() else f.exception()
         assert exc is not None
         try:
-            packed = Packed(self._pickler.dumps(exc))
+            return packed(False, self._pickler.dumps(exc), describe(exc))
         except Exception:
             return False, None, describe(exc), None
-        return False, packed, describe(exc), None
 
     def _arguments(self, name: str, ref: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         try:

@@ -8,19 +8,19 @@ A call is an ordinary task whose task name is the function's name with ``()`` af
 - ``(fn, blob)``: any other arguments, ``(args, kwargs)`` pickled with cloudpickle;
 - ``(fn, blob, values)``: as consumers get a call that waited for other tasks' results
   (god/rules/graph.py): each future among its arguments is an ``Awaited(k)`` in the blob, and
-  ``values[k]`` is the value of the k-th task it waited for, put in its place before the call.
+  ``values[k]`` is what the k-th task it waited for gave (a ``Value``), whose value is put in
+  its place before the call.
 
 ``fn`` is ``"module:qualname"`` for a function consumers import by name, or the function
 pickled by value with cloudpickle, wrapped with the Python that pickled it (bytes:
 ``CallPickler.function``): such a function loads only on the same Python minor version, and a
-consumer on another one says so instead of failing inside the unpickling. God unpickles a
-batch's payloads to cut it into
-leases, so what it sees of a call is builtins and bytes, never the program's own objects:
-it needs neither the program's modules nor its classes.
+consumer on another one says so instead of failing inside the unpickling. A call is builtin
+data all through (strings, bytes, tuples), so god cuts a batch of calls into leases and reads
+the Python one needs loading data only (shared/data.py).
 
 What a call gave comes back as a ``Value`` whose value is the returned object as it is when
-it is of a builtin type, else a ``Packed`` (its cloudpickle); a call that raised gives its
-exception the same way, so the program raises it as itself.
+it is of a builtin type, else packed (``packed``: its cloudpickle, and a field that says so);
+a call that raised gives its exception the same way, so the program raises it as itself.
 """
 
 from __future__ import annotations
@@ -33,19 +33,14 @@ import types
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, json_value, payload_json
+from shared.data import load_data
+from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, is_packed, json_value, payload_json
 from shared.version import PYTHON, minor
 
 CALL = "()"  # what ends the task name of a call
 BY_VALUE = "by-value"  # the first field of a function by value: (BY_VALUE, its Python, its cloudpickle)
 PYTHON_MINOR = minor(PYTHON)  # the Python a function by value needs ("3.12")
 ATOMS = frozenset((int, float, str, bytes, bool, type(None)))  # need no pickling but pickle's own
-
-
-class Packed(bytes):
-    """A value or exception pickled with cloudpickle: bytes to god, loaded only where it is used."""
-
-    __slots__ = ()
 
 
 class Awaited:
@@ -268,7 +263,7 @@ def needs_python(payload: Any) -> str | None:
     if type(ref) is not bytes:
         return None
     try:
-        return _made_on(pickle.loads(ref))
+        return _made_on(load_data(ref))  # (the function itself stays bytes: a field of the tuple)
     except Exception:
         return None
 
@@ -345,18 +340,29 @@ def arguments_of(pickler: CallPickler, fn: str | bytes, args: tuple[Any, ...], k
     return fn, pickler.dumps((args, kwargs))
 
 
+def packed(ok: bool, blob: bytes, error: str | None = None, tb: str | None = None) -> Value:
+    """What a call gave, its value (or exception) as its cloudpickle."""
+    return ok, blob, error, tb, True
+
+
+def value_of(v: Value) -> Any:
+    """The value of what a call gave, loaded if it is packed.
+
+    Raises:
+        Exception: what unpickling a packed one raises (a module it needs is not here, say).
+    """
+    return pickle.loads(v[V_VALUE]) if is_packed(v) else v[V_VALUE]
+
+
 def outcome(v: Value, consumer: str) -> tuple[bool, Any]:
     """(True, the value) or (False, the exception to raise) of what a call gave."""
     if v[V_OK]:
-        value = v[V_VALUE]
-        if type(value) is not Packed:
-            return True, value
         try:
-            return True, pickle.loads(value)
+            return True, value_of(v)
         except Exception as e:
             return False, RemoteError(f"the call's value cannot be loaded here: {type(e).__name__}: {e}")
     exc: BaseException | None = None
-    if type(v[V_VALUE]) is Packed:
+    if is_packed(v):
         try:
             exc = pickle.loads(v[V_VALUE])
         except Exception:

@@ -120,12 +120,20 @@ R_FIRST: Final = 1
 R_LO: Final = 2
 R_HI: Final = 3
 
-#: What a task gave: (ok, value, error, traceback).
-Value = tuple[bool, Any, "str | None", "str | None"]
+#: What a task gave: (ok, value, error, traceback[, packed]). ``packed`` (a call's, when
+#: True): the value is the returned object's, or the raised exception's, cloudpickle
+#: (shared/calls.py): bytes to god, loaded only by the program and the calls that use it.
+Value = tuple[Any, ...]
 V_OK: Final = 0
 V_VALUE: Final = 1
 V_ERROR: Final = 2
 V_TRACEBACK: Final = 3
+V_PACKED: Final = 4
+
+
+def is_packed(v: Value) -> bool:
+    """Whether a Value's value is a pickle to load where it is used (a call's)."""
+    return len(v) > V_PACKED and bool(v[V_PACKED])
 
 _dumps = json.JSONEncoder(default=repr, ensure_ascii=False).encode
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # C, as json.dumps uses

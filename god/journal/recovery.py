@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import pickle
 import sqlite3
 import time
 from collections import defaultdict
@@ -22,6 +21,9 @@ from god.store.batches import Tries, runs_of
 from god.store.dead_letters import DeadLetter
 from god.store.mailboxes import Item
 from god.store.schedules import Schedule
+from shared import items
+from shared.data import load_data
+from shared.log import logger
 from shared.records import PUT_FIRST, PUT_N, R_FIRST, R_HI, R_LO, R_PRODUCER, Put, RetryPolicy, Run, split_id
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
@@ -65,6 +67,12 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     origins: dict[tuple[str, int], list[str]] = {}
     firsts: dict[str, list[int]] = defaultdict(list)
     for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after in rows:
+        try:
+            items.check(payloads, n, "its payloads")
+        except ValueError as e:  # (not a blob this god wrote: nothing of it is loaded, or kept)
+            logger.bind(role="god").error("journal: left out the batch of {} from {} ({} tasks): {}",
+                                          producer, first, n, e)
+            continue
         put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due,
                     tuple(json.loads(after)) if after is not None else None)
         held[producer, first] = (seq, put, bytearray(n))
@@ -89,7 +97,7 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
                 h[2][a:z] = b"\x01" * (z - a)
 
     for (blob,) in db.execute("SELECT runs FROM done"):
-        for run in pickle.loads(blob):
+        for run in load_data(blob):
             mark(run[R_PRODUCER], run[R_LO], run[R_HI], run[R_FIRST])
     if results is not None and meta.get("results_path") == str(results.path):
         found = results.ids_after(int(meta.get("results_offset", 0)))
@@ -102,7 +110,7 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
             mark(producer, seq, seq + 1)
     tries: dict[tuple[str, int], list[Tries]] = defaultdict(list)
     for (blob,) in db.execute("SELECT rows FROM attempts ORDER BY seq"):
-        for producer, first, lo, hi, n, retried, due in pickle.loads(blob):
+        for producer, first, lo, hi, n, retried, due in load_data(blob):
             tries[producer, first].append((lo - first, hi - first, n, retried, due))
     if forget_before is not None:
         db.execute(sql.FORGET, (forget_before,))
@@ -138,9 +146,9 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
         if len(done_seqs) == hi - lo:
             box.append((lo, hi, blob, consumer, attempt))
             continue
-        values = pickle.loads(blob) if done_seqs else []
+        values = items.load(blob) if done_seqs else []
         for a, z in runs_of(done_seqs):
-            box.append((a, z, pickle.dumps(values[a - lo : z - lo], pickle.HIGHEST_PROTOCOL), consumer, attempt))
+            box.append((a, z, items.dump(items.cut(values, a - lo, z - lo)), consumer, attempt))
     for (producer, first), (_, put, done) in held.items():
         left = done.count(0)
         if left:

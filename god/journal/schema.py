@@ -8,9 +8,10 @@ import pickle
 from typing import Any
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 6  # 1: a row per task (never released); 2: rows of (id, payload) lists;
+SCHEMA_VERSION = 7  # 1: a row per task (never released); 2: rows of (id, payload) lists;
 # 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes;
-# 5: no tasks that wait for tasks (batches without after, no outcomes)
+# 5: no tasks that wait for tasks (batches without after, no outcomes); 6: blobs that god
+# loaded whole (a call's values as shared.calls.Packed, a dead letter's payload on its own)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,

@@ -8,7 +8,6 @@ producer waits for them. A failure with retries left is not a result yet
 
 from __future__ import annotations
 
-import pickle
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from god.rules.state import State
 from god.store.batches import Batch, runs_of
 from god.store.dead_letters import payload_figures, shown_text
 from god.store.peers import ConsumerState
+from shared import items
 from shared.records import (
     A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_SEQ, Ack, Failed,
     failure_fields, task_id,
@@ -71,7 +71,7 @@ class Acks:
             lines = "".join(line + "\n" for i, line in zip(range(lo, hi), lines.split("\n")) if i in keep)
             failed = tuple(f for f in failed if f[F_SEQ] - b.first in keep)
             if values is not None:
-                values = pickle.dumps([v for i, v in zip(range(lo, hi), pickle.loads(values)) if i in keep])
+                values = items.dump(items.pick(items.load(values), [i - lo for i in range(lo, hi) if i in keep]))
             runs = runs_of(sorted(keep))
         n = sum(rhi - rlo for rlo, rhi in runs)
         attempt = max((s.tries for s in b.out if s.lo <= runs[0][0] < s.hi), default=1)
@@ -102,12 +102,13 @@ class Acks:
                      consumer: str, attempt: int, failed: tuple[Failed, ...]) -> None:
         """Record results that are several runs of b (some in between had results already)."""
         parts = lines.split("\n")
-        vals = pickle.loads(values) if values is not None else None
+        vals = items.load(values) if values is not None else None
         i = 0
         for lo, hi in runs:
             k = hi - lo
             self.state.record(b, lo, hi, "".join(p + "\n" for p in parts[i : i + k]),
-                              vals[i : i + k] if vals is not None else None, consumer, attempt, failed=failed)
+                              items.dump(items.cut(vals, i, i + k)) if vals is not None else None, consumer, attempt,
+                              failed=failed)
             i += k
 
     def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:

@@ -6,7 +6,7 @@ What a kept letter holds, and where its payload lives, is god/store/dead_letters
 
 from __future__ import annotations
 
-import pickle
+
 import secrets
 import time
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from god.rules.state import State
 from god.store.batches import Batch
 from god.store.dead_letters import DeadLetter, shown
+from shared import items
 from shared.log import count
 from shared.records import task_id
 
@@ -33,8 +34,7 @@ class DeadLetterRules:
         for lo, hi in runs:
             for i in range(lo, hi):
                 letters.append(DeadLetter(task_id(b.producer, b.first + i), b.queue, b.task, b.priority, b.retry,
-                                          shown(b.shown(i)), reason, attempts, at,
-                                          pickle.dumps(b.payload(i), pickle.HIGHEST_PROTOCOL)))
+                                          shown(b.shown(i)), reason, attempts, at, b.payload(i)))
             st.conclude(b, lo, hi, (False, None, error, None), attempts)
             n = hi - lo
             st.counts["dead"] += n
@@ -78,10 +78,9 @@ class DeadLetterRules:
                 groups.setdefault((d.queue, d.task, d.priority, d.retry), []).append((d, blob))
             producer, seq, out = f"requeue-{secrets.token_hex(4)}", 1, []
             for (q, task, priority, retry), letters in groups.items():
-                blob = pickle.dumps([pickle.loads(b) for _, b in letters], pickle.HIGHEST_PROTOCOL)
+                blob = items.dump(items.join(items.load(b) for _, b in letters))
                 origin = [d.id for d, _ in letters]
-                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None), False, blob, None,
-                             origin)
+                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None), False, origin)
                 out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
                 seq += len(letters)
             st.dead.remove(ids)  # after the batches: a crash between keeps both, never neither

@@ -13,16 +13,16 @@ names it, and so on down the graph (a loop of events, not recursion: a chain of 
 
 from __future__ import annotations
 
-import pickle
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from god.store.batches import Batch, Queue, Slice
 from god.store.mailboxes import Mailboxes
+from shared import items
 from shared.calls import is_call
 from shared.records import (
-    F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, failure_fields, split_id, task_id,
+    F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, failure_fields, is_packed, split_id, task_id,
 )
 
 DEPENDENCY = "dependency "  # how the error of a task failed by what it waited for begins
@@ -67,6 +67,14 @@ class Outcome:
 
     value: Value  # its value when it is a call's (others' values stay unread at god: None)
     users: int = 0
+
+
+def _value(data: bool, v: Any) -> Value:
+    """What a call gave, as an ack's values hold it (shared/items.py): a Value is data; anything
+    else came from a consumer that does not follow the protocol, and fails what waits for it."""
+    if data and type(v) is tuple and len(v) >= 4 and type(v[V_OK]) is bool:
+        return v
+    return False, None, "its value did not come as a call's value (a tuple of builtin data)", None
 
 
 def because(tid: str, error: str | None) -> str:
@@ -207,14 +215,14 @@ class Graph:
         seqs = [s for s in range(start, end) if s in w] if end - start <= len(w) else [s for s in w if start <= s < end]
         if not seqs:
             return
-        loaded: list[Value] | None = None
+        loaded: Any = None
         failures = {f[F_SEQ]: f for f in failed}
         for seq in seqs:
             v = outcome
             if v is None and values is not None and is_call(b.task):
                 if loaded is None:
-                    loaded = pickle.loads(values) if isinstance(values, bytes) else values
-                v = loaded[seq - start]
+                    loaded = items.load(values) if isinstance(values, bytes) else values
+                v = _value(*items.item(loaded, seq - start))
             if v is None:
                 f = failures.get(seq)
                 if f is not None:
@@ -263,13 +271,15 @@ class Graph:
 
     def _values(self, b: Batch) -> None:
         if is_call(b.task):
-            b.values = tuple(self.outcomes[split_id(tid)].value[V_VALUE] for tid in b.after or ())
+            b.values = tuple(self.outcomes[split_id(tid)].value for tid in b.after or ())
 
     def _fail(self, b: Batch, error: str, root: Value | None) -> None:
         """Every task of b not done fails with error (what failed gave: root, if known)."""
         st = self.state
-        packed = root[V_VALUE] if root is not None and is_call(b.task) else None  # the exception, for the program
-        v: Value = (False, packed, error, root[V_TRACEBACK] if root is not None else None)
+        tb = root[V_TRACEBACK] if root is not None else None
+        v: Value = (False, None, error, tb)
+        if root is not None and is_call(b.task) and is_packed(root):  # the exception, for the program
+            v = (False, root[V_VALUE], error, tb, True)
         q = st.queue(b.queue)
         cancel = root_error(error).startswith("cancelled")
         for lo, hi in b.undone(0, b.n):
@@ -303,7 +313,7 @@ class Graph:
         if o is None:
             o = self.outcomes[key] = Outcome(v)
             if self.journal is not None:
-                self.ticket = self.journal.keep_outcome(task_id(*key), pickle.dumps(v, pickle.HIGHEST_PROTOCOL))
+                self.ticket = self.journal.keep_outcome(task_id(*key), items.dump([v]))  # (a Value: data)
         return o
 
     # -- a restart ----------------------------------------------------------------------------
@@ -311,7 +321,7 @@ class Graph:
     def restore(self, outcomes: dict[str, bytes]) -> None:
         """Outcomes a journal kept (before the batches that use them are linked again)."""
         for tid, blob in outcomes.items():
-            self.outcomes[split_id(tid)] = Outcome(pickle.loads(blob))
+            self.outcomes[split_id(tid)] = Outcome(_value(*items.item(items.load(blob), 0)))
 
     def forget_unused(self) -> None:
         """Drop the outcomes restored that no batch uses (after linking the batches again)."""

@@ -13,7 +13,7 @@ from god.rules.handout import TUTORIAL
 from god.rules.state import State
 from god.store.mailboxes import Posted
 from shared.log import logger
-from shared.records import PUT_FIRST, PUT_N, PUT_PAYLOADS, Put, split_id
+from shared.records import PUT_FIRST, PUT_N, Put, split_id
 
 
 class Intake:
@@ -65,7 +65,7 @@ class Intake:
                 return True, st.journal.ticket if st.journal is not None else 0
             if after is not None and after != upto:
                 return False, -1
-            ticket = st.add_batch(producer, put, producer in st.mailboxes, put[PUT_PAYLOADS], None)
+            ticket = st.add_batch(producer, put, producer in st.mailboxes)
             if ticket < 0:
                 return False, 0
             p.put += put[PUT_N]

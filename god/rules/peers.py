@@ -7,7 +7,6 @@ god knows of each peer is kept in god/store/peers.py.
 
 from __future__ import annotations
 
-import pickle
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ from god.defaults import DEDUPE_WINDOW_S
 from god.rules.acks import Acks
 from god.rules.redelivery import Redelivery
 from god.rules.state import State
+from shared import items
 from shared.records import R_FIRST, R_LO, R_PRODUCER, Run, Value, json_line, task_id
 from shared.version import minor
 
@@ -121,7 +121,7 @@ class PeerRules:
                                      b.queue, b.task, shown=shown,
                                      requeued_from=b.origin[i] if b.origin is not None else None)
                     failure: Value = (False, None, timed_out, None)
-                    values = pickle.dumps([failure]) if b.keep else None
+                    values = items.dump([failure]) if b.keep else None
                     self.acks.ack(c, (b.producer, b.first, b.first + i, b.first + i + 1, line + "\n",
                                       ((b.first + i, "TimeoutError", None, timed_out, None, shown),), values))
         st.results_ready.set()

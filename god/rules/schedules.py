@@ -10,11 +10,12 @@ The record and the crontab parser are god/store/schedules.py's.
 from __future__ import annotations
 
 import math
-import pickle
+
 from typing import Any
 
 from god.rules.state import State
 from god.store.schedules import Schedule, check_name, parse_cron
+from shared import items
 from shared.records import Put
 
 
@@ -36,7 +37,7 @@ class Schedules:
             raise ValueError("a schedule runs every N seconds or at the times of a crontab line: one of them")
         if every is not None and not (isinstance(every, (int, float)) and math.isfinite(every) and every >= 1):
             raise ValueError(f"every {every!r}: expected seconds, 1 or more")
-        blob = pickle.dumps([payload], pickle.HIGHEST_PROTOCOL)
+        blob = items.dump([payload])  # (it came as data)
         st = self.state
         with st.lock:
             if name in st.schedules:
@@ -53,7 +54,7 @@ class Schedules:
         """Every schedule, by name."""
         st = self.state
         with st.lock:
-            return [s.figures(pickle.loads(s.payload)[0]) for _, s in sorted(st.schedules.items())]
+            return [s.figures(s.shown()) for _, s in sorted(st.schedules.items())]
 
     def remove(self, name: str) -> dict[str, Any]:
         """Stop a schedule (tasks it put already stay); returns what it was.
@@ -68,7 +69,7 @@ class Schedules:
                 raise ValueError(f"god knows no schedule {name} (schedules: {', '.join(sorted(st.schedules)) or 'none'})")
             if st.journal is not None:
                 st.journal.drop_schedule(name)
-            return s.figures(pickle.loads(s.payload)[0])
+            return s.figures(s.shown())
 
     def run_due(self, now: float) -> int:
         """Put the task of each schedule due at Unix time now; a schedule missed for several
@@ -81,7 +82,7 @@ class Schedules:
             first = s.runs + 1
             if first > st.upto.get(s.producer, 0):  # (else put already, before a crash: not again)
                 put: Put = (first, 1, s.payload, s.queue, s.task, 0, None, None, None)
-                if st.add_batch(s.producer, put, False, s.payload, None) < 0:
+                if st.add_batch(s.producer, put, False) < 0:
                     continue  # god is full: tried again at the next look
                 n += 1
             s.runs, s.next = first, s.after(now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import pickle
+
 import secrets
 import threading
 import time
@@ -26,8 +26,10 @@ from god.store.mailboxes import MailJournal, Mailboxes
 from god.store.outbox import Outgoing
 from god.store.peers import ConsumerState, Peers
 from god.store.schedules import Schedule
+from shared import items
 from shared.records import (
-    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, V_ERROR, V_TRACEBACK, Failed,
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, V_ERROR,
+    V_TRACEBACK, Failed,
     Put, Run, Value, json_line, task_id,
 )
 
@@ -119,15 +121,14 @@ class State:
             q = self.queues[name] = Queue(name)
         return q
 
-    def add_batch(self, producer: str, put: Put, keep: bool, blob: bytes | None, payloads: list[Any] | None,
-                  origin: list[str] | None = None) -> int:
+    def add_batch(self, producer: str, put: Put, keep: bool, origin: list[str] | None = None) -> int:
         """Queue a batch if there is room (or, when it waits for other tasks, block it): its
         ticket (0 without a journal), or -1 if full."""
         if self.waiting + self.blocked >= self.capacity:
             return -1
         n = put[PUT_N]
-        b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], blob, keep,
-                  self.now(), put[PUT_RETRY], payloads, origin, put[PUT_AFTER], put[PUT_DUE])
+        b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], put[PUT_PAYLOADS],
+                  keep, self.now(), put[PUT_RETRY], origin=origin, after=put[PUT_AFTER], due=put[PUT_DUE])
         self.batches[b.key] = b
         self.upto[producer] = put[PUT_FIRST] + n - 1
         self.counts["accepted"] += n
@@ -216,7 +217,7 @@ class State:
         first = b.first
         self.outbox.append((lines, [(b.producer, first, first + lo, first + hi)]))
         if values is not None and b.keep:
-            blob = values if isinstance(values, bytes) else pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+            blob = values if isinstance(values, bytes) else items.dump(values)  # (god's own: data)
             self.mailboxes.post(b.producer, (first + lo, first + hi, blob, consumer, attempt))
         if self.graph.waits_for(b.producer):  # after: what they fail or start comes after them
             self.graph.resolved(b, lo, hi, values, outcome, failed)

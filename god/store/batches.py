@@ -7,11 +7,11 @@ puts together (god/rules/leases.py, god/rules/acks.py, god/rules/redelivery.py a
 
 from __future__ import annotations
 
-import pickle
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared import items
 from shared.calls import call_view, is_call, needs_python, shown_json, with_values
 from shared.records import PRIORITIES, RetryPolicy
 
@@ -44,11 +44,11 @@ class Batch:
     queue: str
     task: str | None
     priority: int
-    blob: bytes | None  # the payloads as the producer pickled them (None: made here from a list)
+    blob: bytes  # the payloads as the producer packed them (shared/items.py)
     keep: bool  # someone waits for the values: the ack carries them
     at: float  # when god took it (its clock)
     retry: RetryPolicy | None = None  # how its failed tasks are tried again
-    payloads: list[Any] | None = None  # unpickled once the batch is leased in parts
+    loaded: Any = None  # the blob loaded as data (shared.items.load), once it is cut or shown
     origin: list[str] | None = None  # the dead letters its tasks were, when it serves them again
     after: tuple[str, ...] | None = None  # ids of the tasks whose results its tasks wait for (god/rules/graph.py)
     due: float | None = None  # the Unix time before which it is not served (placed when it stops waiting)
@@ -69,16 +69,19 @@ class Batch:
     def key(self) -> tuple[str, int]:
         return self.producer, self.first
 
-    def payload_list(self) -> list[Any]:
-        if self.payloads is None:
-            assert self.blob is not None
-            self.payloads = pickle.loads(self.blob)
-        return self.payloads
+    def items(self) -> Any:
+        """Its payloads loaded as data: a list of them, or each one's pickle (shared/items.py)."""
+        if self.loaded is None:
+            self.loaded = items.load(self.blob)
+        return self.loaded
 
     def shown(self, i: int) -> Any:
-        """What results lines and listings show of the payload at offset i: a call's as
-        ``{"fn", "args", "kwargs"}`` (shared/calls.py), any other as it is."""
-        payload = self.payload_list()[i]
+        """What listings show of the payload at offset i: a call's as ``{"fn", "args", "kwargs"}``
+        (shared/calls.py), one god does not load as its pickle's size and digest, any other as
+        it is."""
+        data, payload = items.item(self.items(), i)
+        if not data:
+            return items.opaque_view(payload)
         return call_view(self.task, payload) if self.task is not None and is_call(self.task) else payload
 
     def python(self) -> str | None:
@@ -86,29 +89,37 @@ class Batch:
         its first payload: a program's calls are all pickled on its one Python."""
         if self._python is False:
             first = None
-            if self.task is not None and is_call(self.task):
-                payloads = self.payloads if self.payloads is not None else pickle.loads(self.blob) if self.blob else []
-                first = payloads[0] if payloads else None
+            if self.task is not None and is_call(self.task) and self.n:
+                data, payload = items.item(self.items(), 0)
+                first = payload if data else None
             self._python = needs_python(first)
         return self._python if isinstance(self._python, str) else None
 
     def shown_json(self, i: int, payload_max: int | None) -> str:
         """The same as a results line has it, a payload over payload_max in brief (shared/calls.py)."""
-        return shown_json(self.task, self.payload_list()[i], payload_max)
+        data, payload = items.item(self.items(), i)
+        return shown_json(self.task, payload, payload_max) if data else items.opaque_json(payload)
 
-    def payloads_of(self, lo: int, hi: int) -> bytes | list[Any]:
+    def payloads_of(self, lo: int, hi: int) -> bytes | Any:
         """Payloads of offsets [lo, hi) as consumers get them: the producer's blob as it came when
-        that is all of them; a call's with the values it waited for (shared.calls.with_values)."""
+        that is all of them, else a part of it loaded (shared.items.cut); a call's with the
+        values it waited for (shared.calls.with_values)."""
         if self.values is not None:
-            return [with_values(p, self.values) for p in self.payload_list()[lo:hi]]
-        if lo == 0 and hi == self.n and self.blob is not None:
+            return self._with_values(items.cut(self.items(), lo, hi))
+        if lo == 0 and hi == self.n:
             return self.blob
-        return self.payload_list()[lo:hi]
+        return items.cut(self.items(), lo, hi)
 
-    def payload(self, i: int) -> Any:
-        """The payload at offset i as consumers get it (a dead letter keeps it so)."""
-        p = self.payload_list()[i]
-        return with_values(p, self.values) if self.values is not None else p
+    def payload(self, i: int) -> bytes:
+        """The payload at offset i as consumers get it, as a blob of one (a dead letter keeps it so)."""
+        one = items.cut(self.items(), i, i + 1)
+        return items.dump(self._with_values(one) if self.values is not None else one)
+
+    def _with_values(self, part: Any) -> Any:
+        values = self.values
+        if values is None or type(part) is not list:
+            return part
+        return [with_values(p, values) for p in part]
 
     def undone(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """The runs of offsets in [lo, hi) without a result."""

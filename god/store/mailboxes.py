@@ -12,11 +12,11 @@ each run is journaled as it is posted, and dropped from the journal once confirm
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections import deque
 from typing import Protocol
 
+from shared import items
 from shared.records import Value
 
 #: A run of results: (lo, hi, pickled list of Value for seqs [lo, hi), consumer, attempt).
@@ -106,10 +106,10 @@ class Mailboxes:
         if found is None:
             return None
         try:
-            v: Value = pickle.loads(found[2])[seq - found[0]]  # a call's: builtins and Packed bytes only
+            data, v = items.item(items.load(found[2]), seq - found[0])  # (a call's: data)
         except Exception:
             return None
-        return v
+        return v if data else None
 
     def holds(self, producer: str) -> set[int]:
         """Seqs of the tasks whose results wait in the producer's mailbox."""

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared import items
+
 PRODUCER_PREFIX = "schedule-"  # a schedule's tasks come from producer schedule-NAME
 _NAME_RX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
@@ -126,7 +128,7 @@ class Schedule:
     cron: str | None  # a crontab line's five fields
     queue: str
     task: str | None
-    payload: bytes  # pickled
+    payload: bytes  # a blob of one (shared/items.py)
     next: float  # Unix time it is next due
     runs: int = 0  # runs so far: the next one's task is schedule-NAME/runs+1
 
@@ -141,6 +143,11 @@ class Schedule:
             return parse_cron(self.cron).next_after(now)
         assert self.every is not None
         return self.next + self.every * max(1, math.floor((now - self.next) / self.every) + 1)
+
+    def shown(self) -> Any:
+        """Its payload as listings show it (it came as data: as it is)."""
+        data, payload = items.item(items.load(self.payload), 0)
+        return payload if data else items.opaque_view(payload)
 
     def figures(self, payload: Any) -> dict[str, Any]:
         """What ``schedule list`` shows of it."""

@@ -19,8 +19,9 @@ from god.rules.leases import BEATS_PER_LEASE
 from god.rules.state import JournalLike
 from god.store.mailboxes import Posted
 from god.transport.waits import Wait, Waits
+from shared import items
 from shared.records import (
-    CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    A_HI, A_LO, A_VALUES, CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
 from shared.log import logger
@@ -208,7 +209,7 @@ class Api:
 
     def ack_many(self, consumer: str, acks: list[Ack]) -> int:
         """Record results; returns how many were new."""
-        return self.broker.acks.ack_many(consumer, acks)
+        return self.broker.acks.ack_many(consumer, _check_acks(acks))
 
     def heartbeat(self, consumer: str) -> tuple[bool, dict[str, Any]]:
         """Keep a consumer's leases alive: (False if god had given it up, what operators asked of it)."""
@@ -227,7 +228,7 @@ class Api:
         """Record results, then lease up to max_n tasks (none: max_n 0) like ``lease``: a worker's
         one round trip for both."""
         if acks:
-            self.broker.acks.ack_many(consumer, acks)
+            self.broker.acks.ack_many(consumer, _check_acks(acks))
         if max_n <= 0:
             return []
         return self.lease(consumer, queues, max_n, timeout, seq)
@@ -328,6 +329,16 @@ def _queue_or_all(queue: str | None) -> str | None:
     return None if queue is None else check_queue(queue)
 
 
+def _check_acks(acks: list[Ack]) -> list[Ack]:
+    """The acks, if the values they carry are blobs god can load, one value per task (nothing
+    of a malformed one is recorded)."""
+    for a in acks:
+        values = a[A_VALUES] if len(a) > A_VALUES else None
+        if values is not None:
+            items.check(values, a[A_HI] - a[A_LO], "an ack's values")
+    return acks
+
+
 def _check_put(producer: str, put: Put) -> Put:
     """The put, if god can take it; one of 8 fields (before tasks could wait for tasks) gets
     the 9th, None."""
@@ -339,8 +350,7 @@ def _check_put(producer: str, put: Put) -> Put:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
         raise ValueError("a put's first seq and count are whole numbers from 1")
-    if not isinstance(put[PUT_PAYLOADS], bytes):
-        raise ValueError("a put's payloads are one pickled list")
+    items.check(put[PUT_PAYLOADS], put[PUT_N], "a put's payloads")
     check_queue(put[PUT_QUEUE])
     check_priority(put[PUT_PRIORITY])
     check_retry(put[PUT_RETRY])

@@ -11,7 +11,7 @@ them for tasks of the last run, which its journal knows are done).
 from __future__ import annotations
 
 import math
-import pickle
+
 import queue
 import threading
 from collections import deque
@@ -23,7 +23,8 @@ from god.rules.handout import TUTORIAL
 from god.store.batches import Batch
 from god.transport.api import Api
 from god.transport.waits import Wait, Waits
-from shared.records import DEFAULT_QUEUE, V_ERROR, V_OK, V_VALUE, Put, Value
+from shared import items
+from shared.records import DEFAULT_QUEUE, V_ERROR, V_OK, V_VALUE, Put
 
 KEEP = 100_000  # values kept for readers of the result queue, and tasks handed out waiting for one
 FETCH = 1000  # runs of results taken from the mailbox at a time
@@ -74,7 +75,7 @@ class Tutorial:
     def put(self, payload: Any, deadline: float) -> bool:
         """Put one task, as a producer would; False if god stayed full until the deadline."""
         with self._put_lock:
-            put: Put = (self._seq + 1, 1, pickle.dumps([payload], pickle.HIGHEST_PROTOCOL), DEFAULT_QUEUE, None, 0, None, None, None)
+            put: Put = (self._seq + 1, 1, items.dump([payload]), DEFAULT_QUEUE, None, 0, None, None, None)  # (data)
             reply = self.api.put_many(self.name, put, max(0.0, deadline - self.waits.now()))
             taken = bool(self.waits.call(reply) if isinstance(reply, Wait) else reply)
             if taken:
@@ -115,8 +116,10 @@ class Tutorial:
         """Results of the tutorial's tasks that consumers ran, from its mailbox (lock held)."""
         for number, item in self.broker.state.mailboxes.take(self.name, self._confirmed, FETCH):
             self._confirmed = number
-            values: list[Value] = pickle.loads(item[2])
-            self._values.extend(v[V_VALUE] if v[V_OK] else v[V_ERROR] for v in values)
+            loaded = items.load(item[2])
+            for i in range(items.count(loaded)):
+                data, v = items.item(loaded, i)  # (one god does not load: its pickle, bytes)
+                self._values.append(v if not data else v[V_VALUE] if v[V_OK] else v[V_ERROR])
 
 
 class TaskQueueView:

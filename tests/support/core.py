@@ -5,7 +5,6 @@ and answer it on a later round) is what ``Core.call`` and ``Core.step`` do here.
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from god.rules.broker import Broker
 from god.rules.state import JournalLike
 from god.transport.api import Api
 from god.transport.waits import Wait, Waits
+from shared import items
 from shared.records import DEFAULT_QUEUE, G_HI, G_LO, G_PAYLOADS, Ack, Grant, RetryPolicy, Run, failure, task_id
 
 
@@ -53,8 +53,7 @@ class Call:
 
 
 def payloads_of(g: Grant) -> list[Any]:
-    p = g[G_PAYLOADS]
-    return pickle.loads(p) if isinstance(p, bytes) else list(p)
+    return items.unpack(g[G_PAYLOADS])
 
 
 class Core:
@@ -109,7 +108,7 @@ class Core:
         if first is None:
             first = self.next_seq[producer]
         self.next_seq[producer] = max(self.next_seq[producer], first + len(payloads))
-        put = (first, len(payloads), pickle.dumps(payloads), queue, task, priority, retry, due, after)
+        put = (first, len(payloads), items.pack(payloads), queue, task, priority, retry, due, after)
         return self.call("put_many", producer, put, timeout)
 
     def lease(self, consumer: str, n: int, *, queues: tuple[str, ...] = (DEFAULT_QUEUE,), timeout: float = 0.0,

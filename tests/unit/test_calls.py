@@ -15,7 +15,7 @@ from consumer.callers import Caller
 from consumer.functions import Functions
 from consumer.tasks import DEFAULT_TASK, square
 from shared.calls import (
-    BY_VALUE, PYTHON_MINOR, Awaited, CallPickler, Packed, RemoteError, RemoteTraceback, arguments_of, by_name,
+    BY_VALUE, PYTHON_MINOR, Awaited, CallPickler, RemoteError, RemoteTraceback, arguments_of, by_name, packed,
     call_json, call_task, call_view, outcome, with_values,
 )
 from shared.records import json_value
@@ -80,21 +80,20 @@ def test_a_calls_argument_over_the_limit_shows_in_brief_and_the_rest_whole() -> 
 
 
 def test_an_exception_comes_back_as_itself_with_the_traceback_as_its_cause() -> None:
-    packed = Packed(CallPickler().dumps(KeyError("k")))
-    ok, exc = outcome((False, packed, "KeyError: 'k'", "Traceback ...\n"), "host:1")
+    ok, exc = outcome(packed(False, CallPickler().dumps(KeyError("k")), "KeyError: 'k'", "Traceback ...\n"), "host:1")
     assert not ok and isinstance(exc, KeyError) and exc.args == ("k",)
     assert isinstance(exc.__cause__, RemoteTraceback) and "host:1" in str(exc.__cause__)
     # one that could not be pickled, or loaded here: a RemoteError with its text
     ok, exc = outcome((False, None, "Weird: no", "tb"), "host:1")
     assert isinstance(exc, RemoteError) and str(exc) == "Weird: no"
-    ok, exc = outcome((False, Packed(b"not a pickle"), "Weird: no", None), "host:1")
+    ok, exc = outcome(packed(False, b"not a pickle", "Weird: no"), "host:1")
     assert isinstance(exc, RemoteError)
 
 
 def test_a_value_of_the_programs_own_class_comes_back_and_one_that_cannot_load_fails() -> None:
-    ok, value = outcome((True, Packed(CallPickler().dumps(Point(4))), None, None), "c")
+    ok, value = outcome(packed(True, CallPickler().dumps(Point(4))), "c")
     assert ok and value.x == 4
-    ok, value = outcome((True, Packed(b"\x80\x05junk"), None, None), "c")
+    ok, value = outcome(packed(True, b"\x80\x05junk"), "c")
     assert not ok and isinstance(value, RemoteError) and "cannot be loaded here" in str(value)
     assert outcome((True, [1, 2], None, None), "c") == (True, [1, 2])
 
@@ -103,7 +102,7 @@ def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> No
     caller = Functions(DEFAULT_TASK, "c").get(f"{__name__}:both()")
     assert isinstance(caller, Caller)
     blob = CallPickler().dumps(((Awaited(0), [1, Awaited(1)], {"k": Awaited(0)}), {"kw": (Awaited(1),)}))
-    payload = with_values((f"{__name__}:both", blob), (5, Packed(pickle.dumps({7}))))
+    payload = with_values((f"{__name__}:both", blob), ((True, 5, None, None), packed(True, pickle.dumps({7}))))
     fn, args, kwargs = caller.target(payload)
     assert fn is both and args == (5, [1, {7}], {"k": 5}) and kwargs == {"kw": ({7},)}
     assert caller(payload) == (args, kwargs)
@@ -112,7 +111,7 @@ def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> No
                                                "kwargs": {"kw": ({7},)}})
     assert call_view("m:f()", payload)["args"] == f"({len(blob):,} bytes, pickled)"  # god's own lines
     with pytest.raises(RemoteError, match=f"a value {__name__}:both waited for cannot be loaded on consumer c"):
-        caller.target(with_values((f"{__name__}:both", blob), (Packed(b"not a pickle"), 1)))
+        caller.target(with_values((f"{__name__}:both", blob), (packed(True, b"not a pickle"), (True, 1, None, None))))
 
 
 def test_a_function_by_value_from_another_python_fails_saying_which_pythons() -> None:

@@ -10,11 +10,11 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from shared.calls import Awaited, Packed
+from shared.calls import Awaited, value_of
 from god.journal.recorder import Recorder
 from god.operator.lines import status_text
 from god.operator.metrics import render
-from shared.records import CANCELLED, G_FIRST, G_HI, G_LO, G_PRODUCER, Grant
+from shared.records import CANCELLED, G_FIRST, G_HI, G_LO, G_PRODUCER, V_VALUE, Grant, is_packed
 from tests.support.core import Core, lines, opened, payloads_of, restarted, seqs
 
 F = "tests.support.tasks:add()"  # a call's task name; its payloads below are (fn, blob) as the executor sends them
@@ -30,8 +30,9 @@ def waiter(core: Core, producer: str = "p") -> None:
 
 
 def values_of(g: Grant) -> list[Any]:
-    """The values a call's grant carries for what it waited for (one tuple per task)."""
-    return [p[2] for p in payloads_of(g)]
+    """The values a call's grant carries for what it waited for (one tuple per task): each as
+    it is, a packed one as the Value that holds it."""
+    return [tuple(v if is_packed(v) else v[V_VALUE] for v in p[2]) for p in payloads_of(g)]
 
 
 def empty(core: Core) -> None:
@@ -82,7 +83,7 @@ def test_a_diamond_and_values_that_are_packed(core: Core) -> None:
     core.ack("c", [g], value={1, 2})  # not a builtin one level deep: it comes back packed
     g2, g3 = core.lease("c", 10)
     (v,) = values_of(g2)[0]
-    assert type(v) is Packed and pickle.loads(v) == {1, 2}
+    assert is_packed(v) and value_of(v) == {1, 2}
     core.ack("c", [g2], value="two")
     assert core.lease("c", 10) == []  # p/4 waits for p/3 still
     core.ack("c", [g3], value="three")

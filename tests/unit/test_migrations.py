@@ -11,6 +11,7 @@ import pytest
 
 from god.journal.schema import SCHEMA_VERSION
 from god.journal.journal import Journal
+from shared import items
 from shared.errors import ConfigError
 from shared.records import G_ATTEMPT, G_TASK
 from tests.support.core import opened, payloads_of, seqs
@@ -124,3 +125,63 @@ def test_a_journal_of_version_5_is_migrated_and_its_batches_may_be_waited_for(pa
         assert db.execute("SELECT after FROM batches ORDER BY seq").fetchall() == [(None,), ('["p/1"]',)]
     finally:
         db.close()
+
+
+def _packed(blob: bytes) -> bytes:
+    """The opcodes of ``shared.calls.Packed(blob)`` as a god before version 7 pickled it
+    (protocol 4): the class by name, then bytes' own constructor (NEWOBJ)."""
+    assert len(blob) < 256
+    return b"\x8c\x0cshared.calls\x8c\x06Packed\x93C" + bytes([len(blob)]) + blob + b"\x85\x81"
+
+
+def _legacy_value(ok: bool, value: bytes) -> bytes:
+    """The opcodes of the Value (ok, value, None, None)."""
+    return b"(" + (b"\x88" if ok else b"\x89") + value + b"NNt"
+
+
+def test_a_journal_of_version_6_has_its_packed_values_migrated_and_objects_kept_unread(path: Path) -> None:
+    # Given a version 6 journal: a producer's mail and an outcome holding calls' packed values,
+    # a dead letter whose payload is an object of the program's classes
+    j, _, core = opened(path)
+    j.close()
+    core.close()
+    value = pickle.dumps({"packed": True})
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO mailboxes (producer) VALUES ('p')")
+        db.execute("INSERT INTO mail (producer, lo, hi, consumer, attempt, vals) VALUES ('p', 1, 3, 'c', 1, ?)",
+                   (b"\x80\x04](" + _legacy_value(True, _packed(value)) + _legacy_value(True, b"K\x07") + b"e.",))
+        db.execute("INSERT INTO outcomes (id, value) VALUES ('p/1', ?)",
+                   (b"\x80\x04" + _legacy_value(True, _packed(value)) + b".",))
+        db.execute("INSERT INTO dead (id, queue, task, priority, retry, shown, reason, attempts, at, payload) "
+                   "VALUES ('p/9', 'default', NULL, 0, NULL, '{}', 'r', 1, 0, ?)",
+                   (pickle.dumps(Path("/x")),))
+        db.execute("PRAGMA user_version=6")
+    # When god opens it
+    j = Journal(path)
+    try:
+        db = sqlite3.connect(path)
+        # Then each blob loads as data: packed values say so in a field, the object is its own pickle
+        (vals,) = db.execute("SELECT vals FROM mail").fetchone()
+        assert items.load(vals) == [(True, value, None, None, True), (True, 7, None, None)]
+        (outcome,) = db.execute("SELECT value FROM outcomes").fetchone()
+        assert items.load(outcome) == [(True, value, None, None, True)]
+        (payload,) = db.execute("SELECT payload FROM dead").fetchone()
+        assert items.load(payload) == (items.OPAQUE, [pickle.dumps(Path("/x"))])
+        assert items.unpack(payload) == [Path("/x")]
+        db.close()
+    finally:
+        j.close()
+
+
+def test_a_journal_of_version_6_with_objects_waiting_to_run_is_refused_and_left_alone(path: Path) -> None:
+    j, _, core = opened(path)
+    assert core.settle(core.put("p", [1])) == 1
+    j.close()
+    core.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE batches SET payloads = ?", (pickle.dumps([Path("/x")]),))
+        db.execute("PRAGMA user_version=6")
+    with pytest.raises(ConfigError, match="holds tasks whose payloads or values are objects of the program's classes"):
+        Journal(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6  # not touched
