@@ -8,6 +8,7 @@ when the task's producer waits for them.
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 import time
 from collections.abc import Callable
@@ -19,9 +20,11 @@ from consumer.tasks import Retry
 from shared import items, records
 from shared.calls import is_call
 from shared.records import (
-    G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, V_ERROR, V_OK, V_TRACEBACK, Ack, Failed,
-    Grant, Value, failure, grant_origin, json_line, ok_lines, payload_json, task_id,
+    A_LINES, A_VALUES, F_SEQ, G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, MAX_PAYLOAD, V_ERROR, V_OK,
+    V_TRACEBACK, Ack, Failed, Grant, Value, failure, grant_origin, json_line, ok_lines, payload_json, task_id,
 )
+
+FRAME_SLACK = 1 << 20  # characters of lines past which their UTF-8 is measured, not guessed at 4 a character
 
 PLAIN = (str, int, float, bool, type(None))  # values that always pickle
 CANCELLED: Value = (False, None, records.CANCELLED, None)
@@ -34,6 +37,28 @@ def unpicklable(value: Any) -> str | None:
         return None
     except Exception as e:
         return f"the task's return value cannot be pickled: {e}"
+
+
+def ack_size(lines: str, values: bytes | None) -> int:
+    """The bytes an ack's lines and values take in a request, at most (4 a character: UTF-8)."""
+    n = len(lines)
+    if n * 4 > FRAME_SLACK:
+        n = len(lines.encode("utf-8", "surrogatepass"))
+    return n + (len(values) if values is not None else 0)
+
+
+def in_frames(acks: list[Ack], limit: int) -> list[list[Ack]]:
+    """Acks in groups whose sizes add up to at most limit each (one ack over it alone)."""
+    groups: list[list[Ack]] = [[]]
+    room = limit
+    for a in acks:
+        size = ack_size(a[A_LINES], a[A_VALUES])
+        if groups[-1] and size > room:
+            groups.append([])
+            room = limit
+        groups[-1].append(a)
+        room -= size
+    return groups
 
 
 def never(value: Any) -> None:
@@ -62,11 +87,14 @@ class Acks:
     """
 
     def __init__(self, consumer: str, functions: Functions,
-                 payload_max: Callable[[], int | None] = lambda: None) -> None:
-        """``payload_max``: god's --results-payload-max (it says so when the worker connects)."""
+                 payload_max: Callable[[], int | None] = lambda: None,
+                 frame_max: Callable[[], int] = lambda: MAX_PAYLOAD) -> None:
+        """``payload_max``: god's --results-payload-max; ``frame_max``: its --max-payload, the
+        most an ack's lines and values may take (god says both when the worker connects)."""
         self.consumer = consumer
         self.functions = functions
         self.payload_max = payload_max
+        self.frame_max = frame_max
         self.caller: Caller | None = None  # the open run's, when its tasks are calls
         self.check: Callable[[Any], str | None] = unpicklable  # why a value cannot go back (None: it can)
         self.done: list[Ack] = []  # closed runs
@@ -118,17 +146,39 @@ class Acks:
             self._values.append(v)
 
     def close(self) -> None:
-        """End the open run: it becomes an ack."""
+        """End the open run: it becomes an ack (several, if it is over what one request to god
+        may hold: ``frame_max``)."""
         g = self.grant
         if g is None or not self.lines:
             return
         n = len(self.lines)
-        values = items.pack(self._values) if g[G_KEEP] else None
-        self.done.append((g[G_PRODUCER], g[G_FIRST], self._lo, self._lo + n, "\n".join(self.lines) + "\n",
-                          tuple(self._failed), values))
+        self._emit(g, self._lo, self.lines, self._failed, self._values if g[G_KEEP] else None)
         self.count += n
         self._lo += n
         self.lines, self._failed, self._values = [], [], []
+
+    def _emit(self, g: Grant, lo: int, lines: list[str], failed: list[Failed], values: list[Value] | None) -> None:
+        """Results of tasks lo.. of grant g as acks of at most ``frame_max`` bytes: halved until
+        they fit; a task whose result alone is over fails, saying so."""
+        text = "\n".join(lines) + "\n"
+        blob = items.pack(values) if values is not None else None
+        limit = self.frame_max()
+        size = ack_size(text, blob)
+        if size > limit and len(lines) > 1:
+            k, cut = len(lines) // 2, lo + len(lines) // 2
+            self._emit(g, lo, lines[:k], [f for f in failed if f[F_SEQ] < cut], values[:k] if values is not None else None)
+            self._emit(g, cut, lines[k:], [f for f in failed if f[F_SEQ] >= cut], values[k:] if values is not None else None)
+            return
+        if size > limit:
+            error = (f"ValueError: its result is {size:,} bytes, over god's --max-payload of {limit:,}: return "
+                     "a path to the data instead")
+            line = json.loads(text)
+            shown = json.dumps(line.get("payload"), ensure_ascii=False)
+            line.update(ok=False, value=None, error=error, traceback=None)
+            text = json.dumps(line, ensure_ascii=False) + "\n"
+            failed = [(lo, "ValueError", None, error, None, shown)]
+            blob = items.pack([(False, None, error, None)]) if values is not None else None
+        self.done.append((g[G_PRODUCER], g[G_FIRST], lo, lo + len(lines), text, tuple(failed), blob))
 
     def take(self) -> tuple[list[Ack], int]:
         """The acks so far, and how many tasks they hold."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from consumer.acks import CANCELLED, Acks
+from consumer.acks import CANCELLED, Acks, in_frames
 from consumer.calls import Calls
 from consumer.functions import Functions
 from consumer.places import Shared
@@ -25,7 +25,9 @@ from shared import items
 from shared.client import GodClient
 from shared.config import Settings, hostname
 from shared.log import logger
-from shared.records import A_FAILED, A_HI, A_LO, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, Grant, Value
+from shared.records import (
+    A_FAILED, A_HI, A_LO, G_FIRST, G_HI, G_LO, G_PAYLOADS, G_PRODUCER, MAX_PAYLOAD, Ack, Grant, Value,
+)
 from shared.transport import Readable
 
 FLUSH_S = 0.02  # seconds a finished result may wait to be sent with the next ones
@@ -97,7 +99,8 @@ class Worker:
         self.held = 0  # tasks in todo not started yet
         self.busy: dict[int, Started] = {}  # place -> the task running there (--concurrency over 1)
         self.finished: list[Finished] = []  # results of those, not in acks yet
-        self.acks = Acks(spec.consumer, self.fns, lambda: self.client.server_info.get("results_payload_max"))
+        self.acks = Acks(spec.consumer, self.fns, lambda: self.client.server_info.get("results_payload_max"),
+                         self._frame_max)
         self.draining = False
         self.gone = False  # the consumer's pipe closed
         self.avg_task_s: float | None = None
@@ -170,10 +173,20 @@ class Worker:
         if self.spec.recycle.tasks is not None:  # never hold more than it may still run
             want = min(want, max(0, self.spec.recycle.tasks - self.shared.tasks - self.held))
         wait = (BURST_WAIT_S if self.spec.burst else LEASE_WAIT_S) if self._free() and want > 0 else 0.0
+        frames = in_frames(out, self._frame_max()) if len(out) > 1 else [out]
+        for part in frames[:-1]:  # (acks over what one request may hold: each part its own call)
+            self._ack_lease(part, 0, 0.0)
+        self._ack_lease(frames[-1], want, wait)
+        self.last_send = time.monotonic()
+
+    def _ack_lease(self, acks: list[Ack], want: int, wait: float) -> None:
         self.lease_seq += 1
         self.asked.append((want, wait > 0))
-        self.client.send("ack_lease", self.spec.name, out, self.spec.queues, want, wait, self.lease_seq)
-        self.last_send = time.monotonic()
+        self.client.send("ack_lease", self.spec.name, acks, self.spec.queues, want, wait, self.lease_seq)
+
+    def _frame_max(self) -> int:
+        """The most a request's acks may take: god's --max-payload (it says so on connecting)."""
+        return int(self.client.server_info.get("max_payload") or MAX_PAYLOAD)
 
     def _read_reply(self) -> list[Grant]:
         """Read the reply to the oldest call in flight: the tasks it leased, now held."""

@@ -3,8 +3,11 @@ the command line (which must start without loading the server) and the rooms tha
 
 from __future__ import annotations
 
+from shared import records
+
 CAPACITY = 1_000_000  # tasks waiting, all queues together, before producers are made to wait
-MAX_PAYLOAD = 16 * 2**20  # bytes of one pickled payload; producers check before sending
+MAX_PAYLOAD = records.MAX_PAYLOAD  # bytes of a put's payloads, as one blob (--max-payload)
+FRAME_OVERHEAD = records.FRAME_OVERHEAD  # bytes a request may hold beyond that: its record
 #: Characters of a payload's JSON a results line holds; a longer one is shown by its size and
 #: digest (shared.records.payload_json): lines a person and a JSON reader take in one go.
 RESULTS_PAYLOAD_MAX = 64 * 1024

@@ -13,8 +13,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from god.defaults import (
-    CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
-    RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
+    CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, FRAME_OVERHEAD, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS,
+    MAX_PAYLOAD, RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
 from god.journal.recorder import Recorder
 from god.journal.journal import Journal
@@ -101,7 +101,8 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
 
 def _serve(settings: Settings, options: GodOptions, journal: Journal | None, waits: Waits, out: TextIO,
            log: Logger) -> int:
-    door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s)
+    door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s,
+                max_frame=options.max_payload + FRAME_OVERHEAD)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
                     max_payload=options.max_payload, results_payload_max=options.results_payload_max,
                     journal=journal, on_change=waits.changed, figures=door.figures,

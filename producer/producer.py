@@ -32,14 +32,13 @@ from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import count, logger
 from shared.records import (
-    DEFAULT_QUEUE, MAX_BACKOFF_S, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, MAX_PAYLOAD, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
     describe, task_id,
 )
 
 PUT_WAIT_S = 2.0  # seconds one put call may wait at god for room in a full queue
 IN_FLIGHT = 16  # batches sent (put_many(wait=False)) before the oldest one's confirmation is read
 _GONE = object()  # not waited for (any more)
-MAX_PAYLOAD = 16 * 2**20  # bytes, until god says its own limit
 
 
 class PayloadError(ConfigError):
@@ -191,14 +190,20 @@ class Producer:
         """``put_many`` with its options checked already (the executor's calls come this way)."""
         if not payloads:
             return TaskIds(self.name, self._seq, 0)
+        where = where or (lambda i: f"payload {i + 1} of the batch")
+        limit = int(self.client.server_info.get("max_payload", MAX_PAYLOAD))
         try:
-            blob = check_payloads(payloads, where or (lambda i: f"payload {i + 1} of the batch"),
-                                  int(self.client.server_info.get("max_payload", MAX_PAYLOAD)))
+            blob = check_payloads(payloads, where, limit)
         except PayloadError as e:
             if e.index:
                 self.send(payloads[: e.index], o)
             raise
         first, n = self._seq, len(payloads)
+        if len(blob) > limit:  # each payload fits, not all of them in one put: in parts
+            half = n // 2
+            self.send(payloads[:half], o, where, wait=wait)
+            self.send(payloads[half:], o, lambda i: where(i + half), wait=wait)
+            return TaskIds(self.name, first, n)
         put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after)
         kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self._tracks else []
         # A put that waits, of a producer that reads its results: the fetch for them goes

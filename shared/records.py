@@ -23,6 +23,13 @@ from dataclasses import dataclass
 from typing import Any, Final, overload
 
 DEFAULT_QUEUE = "default"
+#: Bytes of a put's payloads, as one blob, god takes at most (god --max-payload); also the most
+#: an ack's lines and values may take. Until god says its own limit, clients use this one.
+MAX_PAYLOAD = 16 * 2**20
+#: Bytes a request may hold beyond --max-payload: the record around a put's payloads or an
+#: ack's results (ids a put waits for: up to MAX_AFTER of them). God closes a connection that
+#: announces a bigger request, before reading it.
+FRAME_OVERHEAD = 4 * 2**20
 QUEUE_RULE = "[A-Za-z0-9_.-], 1 to 64 characters"
 _QUEUE_RX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PRIORITIES = range(10)  # 0..9, higher first

@@ -157,11 +157,16 @@ def frame(msg: Any) -> list[bytes]:
     return [header, data] if n > SPLIT_AT else [header + data]
 
 
-def unframe(buf: bytearray) -> tuple[bool, Any]:
+class TooLarge(ValueError):
+    """A request that says it is bigger than god takes (its header says so: it is not read)."""
+
+
+def unframe(buf: bytearray, limit: int) -> tuple[bool, Any]:
     """Take the first whole message off the front of buf: (True, message), or (False, None)
     while it has not all come. God's: the message is loaded as data only (shared/data.py).
 
     Raises:
+        TooLarge: its header says it is over limit bytes.
         NotData, or what unpickling raises: the message is not data (it is taken off all the same).
     """
     if len(buf) < 4:
@@ -173,6 +178,8 @@ def unframe(buf: bytearray) -> tuple[bool, Any]:
             return False, None
         (n,) = _LONG.unpack_from(buf, 4)
         start = 12
+    if n > limit:
+        raise TooLarge(too_large(n, limit))
     if len(buf) < start + n:
         return False, None
     try:
@@ -181,6 +188,10 @@ def unframe(buf: bytearray) -> tuple[bool, Any]:
     finally:
         del buf[: start + n]
     return True, msg
+
+
+def too_large(n: int, limit: int) -> str:
+    return f"it is {n:,} bytes, over god's limit of {limit:,} (--max-payload and the record around it)"
 
 
 def set_timeout(conn: connection.Connection, seconds: float | None) -> None:

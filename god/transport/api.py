@@ -192,7 +192,7 @@ class Api:
             The batch's size once god holds it (now or from before), or 0 if god stayed full
             (or the batch before it was not taken).
         """
-        put = _check_put(producer, put)
+        put = _check_put(producer, put, self.broker.intake.max_payload)
         if after is not None and type(after) is not int:
             raise ValueError(f"after {after!r} is not a seq")
         wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after)
@@ -339,7 +339,7 @@ def _check_acks(acks: list[Ack]) -> list[Ack]:
     return acks
 
 
-def _check_put(producer: str, put: Put) -> Put:
+def _check_put(producer: str, put: Put, max_payload: int) -> Put:
     """The put, if god can take it; one of 8 fields (before tasks could wait for tasks) gets
     the 9th, None."""
     if not isinstance(put, tuple) or len(put) not in (8, 9):
@@ -350,7 +350,11 @@ def _check_put(producer: str, put: Put) -> Put:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
         raise ValueError("a put's first seq and count are whole numbers from 1")
-    items.check(put[PUT_PAYLOADS], put[PUT_N], "a put's payloads")
+    blob = put[PUT_PAYLOADS]
+    if isinstance(blob, bytes) and len(blob) > max_payload:
+        raise ValueError(f"a put's payloads are {len(blob):,} bytes, over god's --max-payload of {max_payload:,}: "
+                         "put fewer at a time")
+    items.check(blob, put[PUT_N], "a put's payloads")
     check_queue(put[PUT_QUEUE])
     check_priority(put[PUT_PRIORITY])
     check_retry(put[PUT_RETRY])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
 
-from god.defaults import HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS
+from god.defaults import FRAME_OVERHEAD, HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, MAX_PAYLOAD
 from shared import transport
 from shared.data import NotData, load_data
 from shared.log import logger
@@ -72,8 +72,11 @@ class Door:
     """Counts, times and, when needed, closes god's connections; thread-safe."""
 
     def __init__(self, *, max_connections: int = MAX_CONNECTIONS, handshake_s: float = HANDSHAKE_S,
-                 idle_s: float = IDLE_S) -> None:
+                 idle_s: float = IDLE_S, max_frame: int = MAX_PAYLOAD + FRAME_OVERHEAD) -> None:
+        """``max_frame``: the most bytes a request may take (god --max-payload and the record
+        around it); a peer that announces more is closed before it is read."""
         self.max_connections = max_connections
+        self.max_frame = max_frame
         self.handshake_s = handshake_s
         self.idle_s = idle_s
         self.refused = 0
@@ -99,12 +102,18 @@ class Door:
             self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
                              self.max_connections, peer_of(conn))
             return False
-        read = conn.recv_bytes
+        read, limit = conn.recv_bytes, self.max_frame
 
         def recv() -> Any:  # serve_client reads requests through this: idle time is time spent here
             entry.waiting_since = time.monotonic()
             try:
-                body = read()
+                body = read(limit)
+            except OSError as e:
+                if "bad message length" not in str(e):
+                    raise
+                self.log.warning("size", "closed {}: a request that says {}", peer_of(conn), "it is over god's limit "
+                                 f"of {limit:,} bytes (--max-payload and the record around it)")
+                raise EOFError from None  # (the stock Connection closed it already)
             finally:
                 entry.waiting_since = None
             try:
@@ -141,7 +150,8 @@ class Door:
     def not_data(self, conn: connection.Connection, e: Exception) -> tuple[str, Exception]:
         """A request god would not load (it names a class or function, or is no pickle): said in
         the log; returns the reply that tells the peer, before its connection is closed."""
-        why = str(e) if isinstance(e, NotData) else f"it is not a whole pickle ({type(e).__name__}: {e})"
+        why = str(e) if isinstance(e, (NotData, transport.TooLarge)) else \
+            f"it is not a whole pickle ({type(e).__name__}: {e})"
         self.log.warning("data", "closing {}: a request god does not load: {}", peer_of(conn), why)
         return "#ERROR", ValueError(f"god refused a request and closed the connection: {why}")
 

@@ -214,6 +214,8 @@ class Hub:
             peer.inbox += view[:n]
             if n < READ_CHUNK and not peer.tls:
                 break  # the socket is empty; TLS may hold decrypted bytes the selector cannot see
+            if len(peer.inbox) > self.door.max_frame:
+                break  # served (or refused: a header says how big) before reading more
         self._serve(peer)
 
     def _serve(self, peer: Peer) -> None:
@@ -221,7 +223,7 @@ class Hub:
         parked call that yields to the next one is answered now)."""
         while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
             try:
-                whole, request = unframe(peer.inbox)
+                whole, request = unframe(peer.inbox, self.door.max_frame)
             except Exception as e:
                 self._refuse(peer, e)
                 return

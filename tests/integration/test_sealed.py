@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import pickle
 import struct
+from collections.abc import Callable
 from multiprocessing import connection
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,12 @@ from typing import Any
 import pytest
 
 from god.transport.api import Api
+from producer import Executor
+from shared import items
 from shared.manager import BROKER, BROKER_METHODS
-from tests.support.gods import God, settings_for
+from shared.records import FRAME_OVERHEAD
+from tests.support.gods import God, addr_env, god_stats, settings_for
+from tests.support.helpers import Proc
 from tests.support.peers import call_with_deadline, raw_peer, stock_peer
 
 pytestmark = pytest.mark.timeout(90)
@@ -101,3 +106,46 @@ def test_a_frame_that_is_not_a_pickle_is_refused_and_god_goes_on(god: God, env: 
     god.proc.wait_for(r"closing 127\.0\.0\.1:\d+: a request god does not load: it is not a whole pickle", stream="err")
     # and everyone else is served as before
     assert call_with_deadline(settings, "stats")["waiting"] == 0  # type: ignore[index]
+
+
+def test_a_request_over_the_limit_is_refused_before_it_is_read(start_god: Callable[..., God],
+                                                              env: dict[str, str]) -> None:
+    g = start_god("--max-payload", "1000")
+    settings = settings_for(g, env)
+    limit = 1000 + FRAME_OVERHEAD
+    # When a peer announces a request one byte over god's limit, and sends nothing of it
+    with raw_peer(settings) as peer:
+        peer._send(struct.pack("!i", limit + 1))  # type: ignore[attr-defined]
+        # Then it is told at once, and closed
+        assert f"it is {limit + 1:,} bytes, over god's limit of {limit:,}" in refused(peer)
+    with stock_peer(settings) as peer:  # (a tutorial client's path: closed, logged)
+        peer.send((None, "accept_connection", ("big",), {}))
+        assert peer.recv() == ("#RETURN", None)
+        peer._send(struct.pack("!i", limit + 1))  # type: ignore[attr-defined]
+        with pytest.raises((EOFError, OSError)):
+            peer.recv()
+    g.proc.wait_for(r"closed 127\.0\.0\.1:\d+: a request that says it is over god's limit", stream="err")
+    # and a put over --max-payload is refused, whoever sent it
+    put = (1, 1, items.pack(["x" * 2000]), "default", None, 0, None, None, None)
+    with raw_peer(settings) as peer:
+        peer.send((BROKER, "put_many", ("p", put, 0.0), {}))
+        kind, error = peer.recv()
+    assert kind == "#ERROR" and "a put's payloads are 2,0" in str(error) and "over god's --max-payload of 1,000" in str(error)
+    assert god_stats(g, env)["accepted"] == 0
+
+
+def test_batches_and_results_over_max_payload_travel_in_parts(start_god: Callable[..., God], spawn: Callable[..., Proc],
+                                                              env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given god taking 20,000 bytes a put, and a consumer
+    g = start_god("--max-payload", "20000")
+    spawn("consumer", "--processes", "1", env_extra=addr_env(g))
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    with Executor(g.address, give_up_after=10) as ex:
+        # When a map's calls and their values take 60 times that together
+        got = list(ex.map(str.zfill, ["7"] * 300, [4000] * 300))
+        # Then every one comes back: the puts and the acks went in parts
+        assert got == ["0" * 3999 + "7"] * 300
+        # and one value over the limit alone fails, saying so
+        with pytest.raises(Exception, match="over god's --max-payload of 20,000: return a path to the data instead"):
+            ex.submit(str.zfill, "7", 30000).result(timeout=30)
+    assert god_stats(g, env)["accepted"] == 301
