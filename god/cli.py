@@ -88,6 +88,10 @@ def main(
         help="Serve the dashboard, its JSON API and /metrics at [HOST:]PORT (HOST: 127.0.0.1 unless given). "
         "God prints the login address; 'python -m god url' prints it again.",
     )] = None,
+    http_name: Annotated[Optional[list[str]], typer.Option(
+        help="A host name the dashboard is reached by besides god's own (a proxy's, a DNS alias); "
+        "requests for any other name get 421. Repeatable.",
+    )] = None,
     rate_limit: Annotated[Optional[list[str]], typer.Option(
         help="QUEUE=N: start at most N tasks a second from QUEUE, across all consumers. Repeatable; "
         "'python -m god limit' changes it while god runs.",
@@ -122,6 +126,7 @@ def main(
                              dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
                              http=http_address(http) if http is not None else None,
+                             http_names=tuple(http_name or ()),
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,

@@ -57,6 +57,7 @@ class GodOptions:
     warn_after_s: float | None = WARN_AFTER_S
     sync_full: bool = False  # every commit and every results write synced to disk (survives a power loss)
     http: tuple[str, int] | None = None  # serve the dashboard, its API and /metrics here
+    http_names: tuple[str, ...] = ()  # host names the dashboard answers to besides god's own
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -154,7 +155,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
 
         web = Web(*options.http, api=api, waits=waits, authkey=settings.authkey,
                   figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
-                  tls=web_context(settings.tls) if settings.tls is not None else None)
+                  tls=web_context(settings.tls) if settings.tls is not None else None, names=options.http_names)
         api.dashboard = web.base
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()

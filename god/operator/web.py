@@ -6,7 +6,10 @@ never reaches a server's log), and ``python -m god url`` prints it again from th
 login page trades the token for a session: an HttpOnly, SameSite=Strict cookie, and a CSRF
 token the page sends with every action. Scripts send ``Authorization: Bearer TOKEN`` instead.
 Without either, every page and call but the login page is refused with 401; a wrong token is
-logged like a wrong authkey (rate-limited).
+logged like a wrong authkey (rate-limited). A request for a host name that is not god's gets
+421 before anything else (DNS rebinding: a page of another site whose name points at god's
+address): god answers to IP addresses, ``localhost``, this host's names and those given with
+``--http-name``.
 
 The API calls god/transport/api.py, as the command line does: one implementation of every action.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import ssl
@@ -32,7 +36,7 @@ from god.operator.metrics import CONTENT_TYPE, render, serve_http
 from god.transport.api import Api
 from god.transport.door import RateLimitedLog
 from god.transport.waits import Wait, Waits
-from shared.config import Tls, client_address
+from shared.config import Tls, client_address, hostname
 from shared.log import logger
 from shared.transport import server_context
 from shared.stats import Stats
@@ -51,6 +55,35 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
 }
+
+
+def host_names(host: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """The names the dashboard answers to, besides IP addresses: localhost, this host's, the
+    one it listens on, and extra."""
+    import socket
+
+    names = {"localhost", hostname(), socket.gethostname(), *extra}  # (no getfqdn: a DNS lookup at start)
+    if host not in ("", "0.0.0.0", "::"):
+        names.add(host)
+    return frozenset(n.lower().rstrip(".") for n in names if n)
+
+
+def host_allowed(header: str | None, names: frozenset[str]) -> bool:
+    """Whether a request's Host (NAME[:PORT], an IP address, [IPv6][:PORT]) is god's."""
+    if not header:
+        return False  # (HTTP/1.1 requires one; a browser always sends it)
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+        return True  # an address is no name another site can point elsewhere
+    except ValueError:
+        pass
+    host = host.rstrip(".")
+    return host in names or host.endswith(".localhost")
 
 
 def dashboard_token(authkey: bytes) -> str:
@@ -145,8 +178,10 @@ class Web:
 
     def __init__(self, host: str, port: int, *, api: Api, waits: Waits, authkey: bytes,
                  figures: Callable[[], tuple[Stats, float]], history: History,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, names: tuple[str, ...] = ()) -> None:
+        """``names``: host names god is reached by besides its own (a proxy's, a DNS alias)."""
         self.api, self.waits, self.figures, self.history = api, waits, figures, history
+        self.names = host_names(host, names)
         self.token = dashboard_token(authkey)
         self.sessions = Sessions()
         self.pages = {name: _page(name) for name in ("login.html", "dashboard.html")}  # read once
@@ -187,6 +222,11 @@ class Web:
         url = urlsplit(h.path)
         path, query = url.path, parse_qs(url.query)
         try:
+            host = h.headers.get("Host")
+            if not host_allowed(host, self.names):
+                self._refused(h, f"Host {host!r}")
+                raise Denied(421, f"this is not the dashboard of {host!r}: god answers to its IP addresses and "
+                                  f"{', '.join(sorted(self.names))} (god --http-name NAME adds a name)")
             if method == "GET" and path == "/login":
                 return self._send(h, 200, self.pages["login.html"], "text/html; charset=utf-8")
             if method == "POST" and path == "/api/login":

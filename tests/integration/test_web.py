@@ -171,3 +171,29 @@ def test_connections_past_the_cap_are_closed_at_once_and_cost_no_thread(start_go
             s.close()
     # and once they are gone, the dashboard serves again
     wait_until(lambda: web.request("GET", "/login")[0] == 200, 15, "the login page")
+
+
+def _status_for(port: int, host: str) -> tuple[int, bytes]:
+    """The status of GET / with that Host header (what a browser sends for the name it was given)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", "/", skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_a_request_for_another_host_name_gets_421(start_god: Callable[..., God]) -> None:
+    # Given the dashboard, told one more name it is reached by
+    _, web = start_dashboard(start_god, "--http-name", "god.example")
+    # When a page of another site, whose name points at god's address, asks (DNS rebinding)
+    status, body = _status_for(web.port, f"evil.example:{web.port}")
+    # Then it gets 421 and nothing else, naming the names god answers to
+    assert status == 421 and "god --http-name NAME adds a name" in json.loads(body)["error"]
+    # while its addresses and its names are served (401: no session yet, the login page)
+    for host in (f"127.0.0.1:{web.port}", "127.0.0.1", f"[::1]:{web.port}", f"localhost:{web.port}",
+                 f"{socket.gethostname()}:{web.port}", f"GOD.example:{web.port}"):
+        assert _status_for(web.port, host)[0] == 401, host
