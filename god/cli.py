@@ -70,7 +70,7 @@ def main(
         "or stuck. 0: never.",
     )] = WARN_AFTER_S,
     max_connections: Annotated[int, typer.Option(
-        min=1, help="Connections god serves at once; more are turned away.",
+        min=1, help="Clients (connections through their handshakes) god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
     handshake_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds a new connection has, from connecting, to finish the TLS and authkey handshakes.",

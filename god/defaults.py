@@ -19,6 +19,6 @@ LEASE_S = 5.0  # seconds without a heartbeat before a consumer's tasks are serve
 WARN_AFTER_S = 600.0  # seconds a consumer may hold a task before god warns (once) that it is stuck
 MAX_ATTEMPTS = 3  # leases of one task whose consumer dies before it is dead-lettered
 DEAD_KEEP = 10_000  # dead letters kept (--dead-keep)
-MAX_CONNECTIONS = 1000  # connections god serves at once
+MAX_CONNECTIONS = 1000  # clients (connections through their handshakes) god serves at once
 HANDSHAKE_S = 10.0  # seconds a new connection has for the TLS and authkey handshakes
 IDLE_S = 300.0  # seconds an authenticated connection may wait without a request

@@ -1,14 +1,15 @@
 """God's door: which connections god serves, for how long, and what god says about the rest.
 
-Every new connection gets a thread for its handshakes; after them the hub serves it (or,
-for a tutorial client's proxy, that thread goes on serving it). A bounded number are let
-in; one that has not finished the TLS and authkey handshakes within HANDSHAKE_S of its
-connecting is closed (each read is bounded by it too, and god's loop closes the late ones),
-and so is one that waits idle for a request longer than the idle timeout (our clients
-reconnect without a word). Requests are loaded as data only (shared/data.py): one that is not
-gets an error reply and its connection is closed. Peers
-refused for a wrong key, and connections turned away at the limit, are logged at most once
-per LOG_EVERY_S per kind, with how many were not logged in between.
+A new connection shakes hands on the handshakes' thread (god/transport/handshakes.py), with
+one deadline for all of it (HANDSHAKE_S from its connecting) and no thread of its own; after
+them the hub serves it (or, for a tutorial client's proxy, a thread). Connections that shake
+hands have a budget of their own, never a client's place: at most SHAKING_PER_ADDRESS from
+one address, SHAKING in all (the oldest makes room for a new one). Clients are at most
+--max-connections. One that waits idle for a request longer than the idle timeout is closed
+(our clients reconnect without a word). Requests are loaded as data only (shared/data.py):
+one that is not gets an error reply and its connection is closed. Peers refused for a wrong
+key, and connections turned away, are logged at most once per LOG_EVERY_S per kind, with how
+many were not logged in between.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from shared.data import NotData, load_data
 from shared.log import logger
 
 LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
+SHAKING = 256  # connections shaking hands at once (none is a client yet), all addresses together
+SHAKING_PER_ADDRESS = 16  # of those, from one address
+
+
+def _host_of(conn: connection.Connection) -> str:
+    peer = getattr(conn, "peer", None)
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
 
 def peer_of(conn: connection.Connection) -> str:
@@ -39,8 +47,10 @@ def peer_of(conn: connection.Connection) -> str:
 @dataclass(slots=True)
 class _Entry:
     conn: connection.Connection
+    address: str  # the peer's host
+    since: float  # when it connected
+    shaken: bool = False  # its handshakes are done: a client (else it has the handshakes' budget)
     waiting_since: float | None = None  # reading, with no request in hand, since then
-    shake_by: float | None = None  # the handshakes (TLS, the key's) must be done by then
 
 
 class RateLimitedLog:
@@ -72,10 +82,13 @@ class Door:
     """Counts, times and, when needed, closes god's connections; thread-safe."""
 
     def __init__(self, *, max_connections: int = MAX_CONNECTIONS, handshake_s: float = HANDSHAKE_S,
-                 idle_s: float = IDLE_S, max_frame: int = MAX_PAYLOAD + FRAME_OVERHEAD) -> None:
+                 idle_s: float = IDLE_S, max_frame: int = MAX_PAYLOAD + FRAME_OVERHEAD,
+                 shaking: int = SHAKING, shaking_per_address: int = SHAKING_PER_ADDRESS) -> None:
         """``max_frame``: the most bytes a request may take (god --max-payload and the record
-        around it); a peer that announces more is closed before it is read."""
+        around it); a peer that announces more is closed before it is read. ``shaking``,
+        ``shaking_per_address``: the handshakes' budget (``admit``)."""
         self.max_connections = max_connections
+        self.shaking, self.shaking_per_address = shaking, shaking_per_address
         self.max_frame = max_frame
         self.handshake_s = handshake_s
         self.idle_s = idle_s
@@ -90,17 +103,30 @@ class Door:
             return {"connections": len(self._open), "refused": self.refused}
 
     def admit(self, conn: connection.Connection) -> bool:
-        """A new connection: True if it may be served; at the limit it is refused."""
+        """A new connection, not authenticated yet: True if it may shake hands. Connections that
+        shake hands have a budget of their own, never a client's place: at most
+        SHAKING_PER_ADDRESS from one address (more are turned away), SHAKING in all (the
+        oldest then makes room: a real client's handshakes take milliseconds)."""
+        address = _host_of(conn)
+        evicted = None
         with self._lock:
-            if len(self._open) >= self.max_connections:
+            shaking = [e for e in self._open.values() if not e.shaken]
+            if sum(e.address == address for e in shaking) >= self.shaking_per_address:
                 full = True
             else:
                 full = False
-                self._open[id(conn)] = entry = _Entry(conn, shake_by=time.monotonic() + self.handshake_s)
+                if len(shaking) >= self.shaking:
+                    evicted = min(shaking, key=lambda e: e.since)
+                    del self._open[id(evicted.conn)]
+                self._open[id(conn)] = entry = _Entry(conn, address, time.monotonic())
+        if evicted is not None:
+            self.log.warning("budget", "dropped {}: {} connections shaking hands at once, it the oldest",
+                             peer_of(evicted.conn), self.shaking)
+            transport.shutdown(evicted.conn)
         if full:
             self.refused += 1
-            self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
-                             self.max_connections, peer_of(conn))
+            self.log.warning("budget", "turned away {}: {} connections from {} shake hands already",
+                             peer_of(conn), self.shaking_per_address, address)
             return False
         read, limit = conn.recv_bytes, self.max_frame
 
@@ -128,12 +154,20 @@ class Door:
         conn.recv = recv  # type: ignore[method-assign]
         return True
 
-    def shaken(self, conn: connection.Connection) -> None:
-        """The connection's handshakes are done: its deadline is lifted."""
+    def shaken(self, conn: connection.Connection) -> bool:
+        """The connection's handshakes are done: True if it may be served as a client, False
+        at the limit of clients (--max-connections) or if it was dropped meanwhile."""
         with self._lock:
             entry = self._open.get(id(conn))
-            if entry is not None:
-                entry.shake_by = None
+            clients = sum(e.shaken for e in self._open.values())
+            full = entry is not None and clients >= self.max_connections
+            if entry is not None and not full:
+                entry.shaken = True
+        if full:
+            self.refused += 1
+            self.log.warning("limit", "connection limit of {} reached: turned away {} (see --max-connections)",
+                             self.max_connections, peer_of(conn))
+        return entry is not None and not full
 
     def waiting(self, conn: connection.Connection, idle: bool) -> None:
         """The hub says whether a connection it serves now waits for a request (idle time counts)."""
@@ -161,19 +195,13 @@ class Door:
         self.log.warning("key", "refused {}: {}", peer_of(conn), why)
 
     def close_overdue(self) -> int:
-        """Close connections idle for longer than the idle timeout, and those whose handshakes
-        ran past their deadline (a peer sending a byte now and then had each read's timeout
-        anew); returns how many."""
+        """Close connections idle for longer than the idle timeout (a handshake's deadline is
+        the handshakes' own: god/transport/handshakes.py); returns how many."""
         now = time.monotonic()
         with self._lock:
             idle = [e.conn for e in self._open.values()
                     if e.waiting_since is not None and now - e.waiting_since > self.idle_s]
-            late = [e.conn for e in self._open.values() if e.shake_by is not None and now > e.shake_by]
         for conn in idle:
             logger.bind(role="god").debug("closing {}: idle for over {:.0f}s", peer_of(conn), self.idle_s)
             transport.shutdown(conn)
-        for conn in late:
-            self.log.warning("handshake", "dropped {}: handshakes not done within {:g}s (see --handshake-timeout)",
-                             peer_of(conn), self.handshake_s)
-            transport.shutdown(conn)
-        return len(idle) + len(late)
+        return len(idle)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import socket
 import threading
-from multiprocessing import AuthenticationError, connection, managers
+from multiprocessing import connection, managers
 from traceback import format_exc
 from typing import Any, cast
 
 from god.rules.broker import Broker
 from god.transport.api import Api
-from god.transport.door import Door, peer_of
+from god.transport.door import Door
+from god.transport.handshakes import Handshakes
 from god.transport.hub import Hub
 from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
 from god.transport.waits import Wait, Waits
@@ -19,7 +20,7 @@ from shared import transport
 from shared.config import Address, Settings, format_address
 from shared.errors import AddressInUseError, ConfigError
 from shared.manager import (
-    ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS, RESULT_QUEUES, TASK_QUEUES, GodManager,
+    BROKER, BROKER_METHODS, QUEUE_METHODS, RESULT_QUEUES, TASK_QUEUES, GodManager,
 )
 
 # The registered callables run in server threads and must reach god's one broker; they are
@@ -83,11 +84,12 @@ class DoorServer(managers.Server):
 
     door: Door
     hub: Hub
+    handshakes: Handshakes
     listener: connection.Listener
     authkey: bytes
 
     def accepter(self) -> None:
-        """Accept connections; each admitted one gets a thread of its own."""
+        """Accept connections; each admitted one shakes hands on the handshakes' thread."""
         while True:
             try:
                 c = self.listener.accept()
@@ -96,53 +98,25 @@ class DoorServer(managers.Server):
             if not self.door.admit(c):
                 c.close()
                 continue
-            threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
+            self.handshakes.add(c)
 
-    def handle_request(self, conn: connection.Connection) -> None:
-        """One connection: the handshakes within the door's time, then its requests (or the
-        hub serves them, for our clients)."""
-        adopted = False
+    def serve_first(self, conn: connection.Connection, request: Any) -> None:
+        """A connection through its handshakes whose first request is not our clients' (a
+        tutorial client's): served as the stock server serves it, on this thread."""
         try:
-            adopted = self._handle_request(conn)
+            self._serve_first(conn, request)
         except SystemExit:
             pass  # serve_client() calls sys.exit(0) on EOF
         finally:
-            if not adopted:
-                conn.close()
-                self.door.left(conn)
+            conn.close()
+            self.door.left(conn)
 
-    def _handle_request(self, c: connection.Connection) -> bool:
-        """Returns True if the hub took the connection over."""
-        # The stock method, with the handshake bounded in time and its failures logged
-        # (the stock one sends a traceback to a peer that failed to authenticate).
-        if not transport.tls_spoken(c):
-            self.door.log.warning("handshake", "dropped {}: it does not speak TLS (told it so)", peer_of(c))
-            return False
+    def _serve_first(self, c: connection.Connection, request: Any) -> None:
+        # The stock handle_request, after handshakes done elsewhere (god/transport/handshakes.py).
         try:
-            transport.set_timeout(c, self.door.handshake_s)
-            connection.deliver_challenge(c, self.authkey)
-            connection.answer_challenge(c, self.authkey)
-            transport.set_timeout(c, None)
-            self.door.shaken(c)
-        except AuthenticationError as e:
-            self.door.wrong_key(c, f"wrong authkey ({e})")
-            return False
-        except (OSError, EOFError, AssertionError) as e:
-            # Timed out, went away, not TLS, or not the manager protocol: nothing to answer.
-            self.door.log.warning("handshake", "dropped {}: no handshake ({})", peer_of(c), _why(e))
-            return False
-        request = None
-        try:
-            request = c.recv()
             ignore, funcname, args, kwds = request
-            if funcname == ACCEPT_BROKER:  # our client: the hub serves it from now on
-                c.send(("#RETURN", None))
-                self.hub.adopt(c)
-                return True
             assert funcname in self.public, f"{funcname!r} unrecognized"
             func = getattr(self, funcname)
-        except (EOFError, OSError):
-            return False
         except Exception:
             msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
         else:
@@ -154,15 +128,6 @@ class DoorServer(managers.Server):
             c.send(msg)
         except Exception:
             pass  # the peer went away
-        return False
-
-
-def _why(e: BaseException) -> str:
-    if isinstance(e, EOFError):
-        return "closed"
-    if isinstance(e, (TimeoutError, BlockingIOError)):
-        return "timed out"
-    return str(e) or type(e).__name__
 
 
 class GodServer:
@@ -205,6 +170,9 @@ class GodServer:
         server.door = self.door
         server.hub = Hub(self.api, self.waits, self.door)
         server.hub.start()
+        server.handshakes = Handshakes(self.door, self.settings.authkey, adopt=server.hub.adopt,
+                                       serve=server.serve_first)
+        server.handshakes.start()
         self.address = cast(Address, server.address)
         self._thread = threading.Thread(target=server.serve_forever, name="god-server", daemon=True)
         self._thread.start()
