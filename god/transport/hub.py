@@ -38,6 +38,10 @@ from shared.transport import TlsConnection, frame, unframe
 READ_CHUNK = 256 * 1024  # bytes asked of a socket per read
 MAX_PIPELINE = 64  # requests of one connection in hand at once; more wait in its socket
 MAX_WAIT_S = 1.0  # longest select() with no deadline due: a safety net for missed wake-ups
+#: Bytes of replies a peer has not read past which god reads no more of its requests until it
+#: does (and, in its inbox, a whole request of the largest size that waits: the same): what a
+#: client that sends without reading costs god is bounded.
+OUT_CAP = 8 * 2**20
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -51,7 +55,8 @@ class Peer:
     name: str
     inbox: bytearray = field(default_factory=bytearray)
     out: deque[bytes | memoryview] = field(default_factory=deque)
-    events: int = selectors.EVENT_READ
+    out_bytes: int = 0  # in out, not sent yet
+    events: int = selectors.EVENT_READ  # what the selector watches it for (0: not registered)
     # Requests in hand, oldest first, each a box for its reply: replies go out in the order
     # the requests came, so a client may send several before reading (a producer's puts).
     pending: deque[list[Any]] = field(default_factory=deque)
@@ -74,6 +79,7 @@ class Hub:
         self._urgent: deque[Peer] = deque()  # peers with replies to calls that waited
         self._replies: deque[Peer] = deque()  # peers with other replies to send
         self._resume: set[Peer] = set()  # peers with requests that wait (behind a parked call, or for room)
+        self._reread: set[Peer] = set()  # TLS peers read from again once their back-pressure ended
         self._retrying = False
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
@@ -105,6 +111,13 @@ class Hub:
 
     def step(self) -> None:
         """One round: read what came, answer or park it, retry parked calls, send replies."""
+        while self._reread:
+            peer = self._reread.pop()
+            if not peer.closed and peer.events & selectors.EVENT_READ:
+                try:
+                    self._read(peer)
+                except Exception as e:
+                    self._drop(peer, str(e))
         for key, mask in self._sel.select(0 if self._ready() else self.waits.timeout(MAX_WAIT_S)):
             peer = key.data
             if peer is None:
@@ -200,6 +213,7 @@ class Hub:
         # Into one buffer of the hub's: recv(256 KiB) allocates that much for every call, even
         # one that finds nothing (16 us each here, against 3 for recv_into).
         buf, view = self._buf, self._view
+        full = False
         while True:
             try:
                 n = peer.sock.recv_into(buf)
@@ -215,19 +229,24 @@ class Hub:
             if n < READ_CHUNK and not peer.tls:
                 break  # the socket is empty; TLS may hold decrypted bytes the selector cannot see
             if len(peer.inbox) > self.door.max_frame:
+                full = True
                 break  # served (or refused: a header says how big) before reading more
         self._serve(peer)
+        if full and peer.tls and not peer.closed and peer.events & selectors.EVENT_READ:
+            self._reread.add(peer)
 
     def _serve(self, peer: Peer) -> None:
         """Take the requests that came, in order, while none waits behind a parked call (a
         parked call that yields to the next one is answered now)."""
-        while not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE:
+        while (not peer.closed and peer.held is None and len(peer.pending) < MAX_PIPELINE
+               and peer.out_bytes <= OUT_CAP):
             try:
                 whole, request = unframe(peer.inbox, self.door.max_frame)
             except Exception as e:
                 self._refuse(peer, e)
                 return
             if not whole:
+                self._watch(peer)
                 return
             self._request(peer, request)
             if self.waits.dirty:  # it may let parked calls go on (a put, a lease that waits for
@@ -239,6 +258,8 @@ class Hub:
         held = peer.held
         if held is not None and held.yields and peer.inbox:
             self.waits.hurry(held)
+        if not peer.closed:
+            self._watch(peer)
 
     def _send(self, peer: Peer, box: list[Any], msg: tuple[str, Any]) -> None:
         """The reply to the request of box; it goes out after those of the requests before it."""
@@ -251,7 +272,9 @@ class Hub:
         if peer.pending[0] is not box:
             return  # an earlier call still waits
         while peer.pending and peer.pending[0]:
-            peer.out += peer.pending.popleft()[0]
+            for piece in peer.pending.popleft()[0]:
+                peer.out.append(piece)
+                peer.out_bytes += len(piece)
         if not peer.pending:
             self.door.waiting(peer.conn, True)
         (self._urgent if self._retrying else self._replies).append(peer)
@@ -271,21 +294,42 @@ class Hub:
             except OSError:
                 self._close(peer)
                 return
+            peer.out_bytes -= sent
             if sent < len(buf):
                 out[0] = memoryview(buf)[sent:]
                 break
             out.popleft()
-        if peer.closed:
+        if not peer.closed:
+            self._watch(peer)
+
+    def _watch(self, peer: Peer) -> None:
+        """Watch a peer for what god wants of it now: its requests, unless what it sent and god
+        has not served, or god's replies it has not read, are past their bounds (back-pressure:
+        its socket then fills, and its sends wait); room to write, while replies wait."""
+        reading = len(peer.inbox) <= self.door.max_frame + 12 and peer.out_bytes <= OUT_CAP
+        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if peer.out else 0)
+        if events == peer.events:
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
-        if events != peer.events:
-            peer.events = events
+        if not events:
+            self._sel.unregister(peer.sock)
+        elif not peer.events:
+            self._sel.register(peer.sock, events, peer)
+        else:
             self._sel.modify(peer.sock, events, peer)
+        resumed = reading and not peer.events & selectors.EVENT_READ
+        peer.events = events
+        if resumed:
+            if peer.inbox:
+                self._resume.add(peer)  # requests it sent while god read no more: served now
+            if peer.tls:
+                self._reread.add(peer)  # TLS may hold decrypted bytes the selector cannot see
 
     def _refuse(self, peer: Peer, e: Exception) -> None:
         """A request god does not load: say so to the peer, as far as its socket takes it now,
         and close its connection (what was in flight on it is answered no more)."""
-        peer.out.append(b"".join(frame(self.door.not_data(peer.conn, e))))
+        data = b"".join(frame(self.door.not_data(peer.conn, e)))
+        peer.out.append(data)
+        peer.out_bytes += len(data)
         self._flush(peer)
         self._close(peer)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pickle
 import struct
+import threading
 
 import pytest
 
 import shared.caller
+import shared.transport
 from shared.client import GodClient
 from shared.records import G_HI, G_LO, G_PAYLOADS, G_PRODUCER
 from shared.manager import BROKER
@@ -109,3 +111,27 @@ def test_a_call_in_the_same_read_as_a_waiting_lease_ends_its_wait(god: God, env:
         assert c.reply() == 0
     finally:
         c.close()
+
+
+def test_a_client_that_sends_without_reading_costs_god_a_bounded_amount(god: God, env: dict[str, str]) -> None:
+    # Given a client that sends status calls whose replies come to 100 MiB, and reads none of
+    # them while it sends
+    settings = settings_for(god, env)
+    request = b"".join(shared.transport.frame((BROKER, "stats", (), {})))
+    reply = len(b"".join(shared.transport.frame(("#RETURN", call_with_deadline(settings, "stats")))))
+    n = 100 * 2**20 // reply
+    base = proc_status(god.proc.pid)["rss_kb"]
+    peak = [base]
+    with raw_peer(settings) as peer:
+        sender = threading.Thread(target=lambda: peer._send(request * n), daemon=True)  # type: ignore[attr-defined]
+        sender.start()
+        # When it is slow to read, god's memory stays bounded while it waits (god reads no more of it)
+        wait_until(lambda: peak.append(proc_status(god.proc.pid)["rss_kb"]) or len(peak) > 20, 20, "samples")
+        # Then, reading at last, it gets every reply, in order
+        for i in range(n):
+            kind, stats = peer.recv()
+            assert kind == "#RETURN" and "waiting" in stats
+            if i % 1000 == 0:
+                peak.append(proc_status(god.proc.pid)["rss_kb"])
+        sender.join(10)
+    assert (max(peak) - base) * 1024 < 40 * 2**20, (base, max(peak))  # against 100 MiB of replies
