@@ -109,8 +109,8 @@ def load(blob: bytes) -> Any:
     return loaded
 
 
-def check(blob: Any, n: int, what: str) -> None:
-    """That blob is a blob of n items, as god loads it.
+def check(blob: Any, n: int, what: str) -> Any:
+    """That blob is a blob of n items, as god loads it; returns it loaded.
 
     Raises:
         ValueError: it is not, naming what (``what``: "a put's payloads", say) and why.
@@ -118,11 +118,12 @@ def check(blob: Any, n: int, what: str) -> None:
     if not isinstance(blob, bytes):
         raise ValueError(f"{what} are not a blob (bytes) but a {type(blob).__name__}")
     try:
-        got = count(load(blob))
+        loaded = load(blob)
     except Exception as e:
         raise ValueError(f"{what} do not load as data: {e}") from None
-    if got != n:
-        raise ValueError(f"{what} hold {got} items for {n} tasks")
+    if count(loaded) != n:
+        raise ValueError(f"{what} hold {count(loaded)} items for {n} tasks")
+    return loaded
 
 
 def count(loaded: Any) -> int:

@@ -8,6 +8,8 @@ here too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from god.defaults import DEDUPE_WINDOW_S, MAX_PAYLOAD
 from god.rules.handout import TUTORIAL
 from god.rules.state import State
@@ -40,7 +42,7 @@ class Intake:
         upto = self.state.upto.get(producer, 0)
         return put[PUT_FIRST] > upto and after != upto
 
-    def offer(self, producer: str, put: Put, after: int | None = None) -> tuple[bool, int]:
+    def offer(self, producer: str, put: Put, after: int | None = None, loaded: Any = None) -> tuple[bool, int]:
         """Take a batch whole if there is room (a re-sent one is taken care of already).
 
         ``after``: the batch was sent behind others not confirmed yet, and follows the one
@@ -65,7 +67,7 @@ class Intake:
                 return True, st.journal.ticket if st.journal is not None else 0
             if after is not None and after != upto:
                 return False, -1
-            ticket = st.add_batch(producer, put, producer in st.mailboxes)
+            ticket = st.add_batch(producer, put, producer in st.mailboxes, loaded=loaded)
             if ticket < 0:
                 return False, 0
             p.put += put[PUT_N]

@@ -34,6 +34,9 @@ from shared.records import (
 )
 
 FAILED_KEEP = 1_000  # recent failed results kept for ``failed``
+#: Tasks waiting past which a new batch's payloads are kept only as sent, not also loaded
+#: (loaded, they take several times the bytes): 100,000 small calls loaded are some 20 MB.
+KEEP_LOADED = 100_000
 
 _ONE = b"\x01"
 
@@ -121,14 +124,18 @@ class State:
             q = self.queues[name] = Queue(name)
         return q
 
-    def add_batch(self, producer: str, put: Put, keep: bool, origin: list[str] | None = None) -> int:
+    def add_batch(self, producer: str, put: Put, keep: bool, origin: list[str] | None = None,
+                  loaded: Any = None) -> int:
         """Queue a batch if there is room (or, when it waits for other tasks, block it): its
-        ticket (0 without a journal), or -1 if full."""
+        ticket (0 without a journal), or -1 if full. ``loaded``: its payloads loaded already
+        (the door checked them so), kept while few tasks wait (KEEP_LOADED): a batch is most
+        often leased in parts, each of which would load them again."""
         if self.waiting + self.blocked >= self.capacity:
             return -1
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], put[PUT_PAYLOADS],
-                  keep, self.now(), put[PUT_RETRY], origin=origin, after=put[PUT_AFTER], due=put[PUT_DUE])
+                  keep, self.now(), put[PUT_RETRY], origin=origin, after=put[PUT_AFTER], due=put[PUT_DUE],
+                  loaded=loaded if self.waiting + self.blocked < KEEP_LOADED else None)
         self.batches[b.key] = b
         self.upto[producer] = put[PUT_FIRST] + n - 1
         self.counts["accepted"] += n

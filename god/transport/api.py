@@ -56,8 +56,9 @@ class _Put(Wait):
     """A put waits for room, then (without a deadline) for its journal commit."""
 
     def __init__(self, broker: Broker, journal: JournalLike | None, producer: str, put: Put,
-                 deadline: float, after: int | None) -> None:
+                 deadline: float, after: int | None, loaded: Any = None) -> None:
         self.broker, self.journal, self.producer, self.put, self.after = broker, journal, producer, put, after
+        self.loaded = loaded  # its payloads as the door's check loaded them (shared.items.check)
         self.taken, self.ticket = False, 0
         self.deadline = deadline
 
@@ -70,7 +71,8 @@ class _Put(Wait):
         if not self.taken and self.after is not None and intake.out_of_turn(self.producer, self.put, self.after):
             return True, 0  # the batch before it was not taken: no use waiting for room, it is sent again
         if not self.taken and intake.has_room():
-            self.taken, self.ticket = intake.offer(self.producer, self.put, self.after)
+            self.taken, self.ticket = intake.offer(self.producer, self.put, self.after, self.loaded)
+            self.loaded = None
             if self.ticket < 0:
                 return True, 0  # out of order: the producer sends it again
         if not self.taken:
@@ -192,10 +194,10 @@ class Api:
             The batch's size once god holds it (now or from before), or 0 if god stayed full
             (or the batch before it was not taken).
         """
-        put = _check_put(producer, put, self.broker.intake.max_payload)
+        put, loaded = _check_put(producer, put, self.broker.intake.max_payload)
         if after is not None and type(after) is not int:
             raise ValueError(f"after {after!r} is not a seq")
-        wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after)
+        wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after, loaded)
         answered, reply = wait.attempt(timeout <= 0)
         return reply if answered else wait
 
@@ -339,9 +341,9 @@ def _check_acks(acks: list[Ack]) -> list[Ack]:
     return acks
 
 
-def _check_put(producer: str, put: Put, max_payload: int) -> Put:
-    """The put, if god can take it; one of 8 fields (before tasks could wait for tasks) gets
-    the 9th, None."""
+def _check_put(producer: str, put: Put, max_payload: int) -> tuple[Put, Any]:
+    """The put, if god can take it (one of 8 fields, from before tasks could wait for tasks,
+    gets the 9th, None), and its payloads loaded as data."""
     if not isinstance(put, tuple) or len(put) not in (8, 9):
         raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after)")
     if len(put) == 8:
@@ -354,7 +356,7 @@ def _check_put(producer: str, put: Put, max_payload: int) -> Put:
     if isinstance(blob, bytes) and len(blob) > max_payload:
         raise ValueError(f"a put's payloads are {len(blob):,} bytes, over god's --max-payload of {max_payload:,}: "
                          "put fewer at a time")
-    items.check(blob, put[PUT_N], "a put's payloads")
+    loaded = items.check(blob, put[PUT_N], "a put's payloads")
     check_queue(put[PUT_QUEUE])
     check_priority(put[PUT_PRIORITY])
     check_retry(put[PUT_RETRY])
@@ -365,4 +367,4 @@ def _check_put(producer: str, put: Put, max_payload: int) -> Put:
     if task is not None and (not isinstance(task, str) or ":" not in task):
         raise ValueError(f"task {task!r} is not module:function")
     check_after(put[PUT_AFTER])
-    return put
+    return put, loaded
