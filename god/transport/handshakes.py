@@ -174,11 +174,9 @@ class Handshakes:
         """Handshakes done and the first request read: to the hub, or to a thread of its own."""
         self._forget(s)
         conn, first = s.conn, s.first
-        if s.sock is not getattr(conn, "tls_socket", None):
-            s.sock.setblocking(True)  # (the descriptor's mode is shared with the connection's)
-            s.sock.close()
-        else:
-            s.sock.setblocking(True)
+        s.sock.setblocking(True)  # (a plain descriptor's mode is shared with the connection's)
+        if not isinstance(conn, transport.TlsConnection):
+            s.sock.close()  # (our duplicate of it)
         try:
             if first[1] == ACCEPT_BROKER:
                 self._adopt(conn)

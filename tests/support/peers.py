@@ -23,18 +23,6 @@ def call_with_deadline(settings: Settings, method: str, *args: object) -> object
 
 
 @contextmanager
-def raw_peer(settings: Settings) -> Iterator[connection.Connection]:
-    """An authenticated connection handed to the hub, for sending bytes by hand."""
-    conn = transport.connect(settings.address, settings.authkey, recv_timeout=10)
-    try:
-        conn.send((None, ACCEPT_BROKER, ("raw",), {}))
-        assert conn.recv() == ("#RETURN", None)
-        yield conn
-    finally:
-        conn.close()
-
-
-@contextmanager
 def stock_peer(settings: Settings) -> Iterator[connection.Connection]:
     """An authenticated connection that a stock server thread serves (a tutorial client's)."""
     conn = transport.connect(settings.address, settings.authkey, recv_timeout=10)
@@ -42,3 +30,12 @@ def stock_peer(settings: Settings) -> Iterator[connection.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def raw_peer(settings: Settings) -> Iterator[connection.Connection]:
+    """An authenticated connection handed to the hub, for sending bytes by hand."""
+    with stock_peer(settings) as conn:
+        conn.send((None, ACCEPT_BROKER, ("raw",), {}))
+        assert conn.recv() == ("#RETURN", None)
+        yield conn
