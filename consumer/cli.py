@@ -11,8 +11,8 @@ from consumer.recycle import Recycle
 from consumer.consumer import Consumer
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption,
-    TlsKeyOption, VersionOption, new_app, run_role,
+    AddressOption, AuthkeyFileOption, ConnectionOption, GiveUpOption, LogJsonOption, LogLevelOption, PlainOption,
+    TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption, new_app, run_role,
 )
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError
@@ -75,6 +75,8 @@ def main(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_ca: TlsCaOption = None,
+    connection: ConnectionOption = None,
+    insecure_plain_tcp: PlainOption = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
     version: VersionOption = False,
@@ -84,7 +86,8 @@ def main(
 
     def body() -> int:
         settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
-                                   tls_key=tls_key, tls_ca=tls_ca)
+                                   tls_key=tls_key, tls_ca=tls_ca, connection=connection,
+                                   insecure_plain_tcp=insecure_plain_tcp)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,

@@ -15,8 +15,8 @@ from god.defaults import (
 )
 from god.operator.commands import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
-    AuthkeyFileOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption,
-    run_role,
+    AuthkeyFileOption, LogJsonOption, LogLevelOption, PlainOption, TlsCaOption, TlsCertOption, TlsKeyOption,
+    VersionOption, run_role,
 )
 from shared.config import default_journal_path, god_settings, parse_address
 from shared.errors import ConfigError, UsageError
@@ -81,6 +81,7 @@ def main(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_ca: TlsCaOption = None,
+    insecure_plain_tcp: PlainOption = False,
     metrics_port: Annotated[Optional[int], typer.Option(
         min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: god's own).",
     )] = None,
@@ -119,7 +120,8 @@ def main(
             raise UsageError(f"--sync {sync!r}: expected normal or full")
         if sync == "full" and no_journal:
             raise UsageError("--sync full keeps the journal on disk; it cannot go with --no-journal")
-        settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
+        settings = god_settings(address, authkey_file, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+                                insecure_plain_tcp=insecure_plain_tcp)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
                              max_attempts=max_attempts, max_payload=max_payload, results_payload_max=results_payload_max,

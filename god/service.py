@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import faulthandler
-import ipaddress
 import signal
 import sys
 import time
@@ -23,11 +22,12 @@ from god.operator.monitor import Monitor
 from god.rules.broker import Broker
 from god.transport.api import Api
 from god.transport.door import Door
+from god.transport.identity import connection_path, write_connection
 from god.transport.server import GodServer
 from god.transport.waits import Waits
 from god.trim import Trimmer
 from shared import exitcodes
-from shared.config import Settings, client_address, format_address
+from shared.config import Settings, Tls, client_address, format_address, loopback
 from shared.log import count, logger
 from shared.wakeup import Wakeup
 
@@ -79,11 +79,12 @@ class _StopFlag:
         self.signal_name = signal.Signals(signum).name
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def _tls_said(settings: Settings, own: Tls | None) -> str:
+    if settings.tls is not None:
+        return " with TLS"
+    if own is not None:
+        return f" with TLS beyond this machine (god's own certificate, {own.cert})"
+    return ""
 
 
 def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout) -> int:
@@ -157,11 +158,19 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                   figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
                   tls=web_context(settings.tls) if settings.tls is not None else None, names=options.http_names)
         api.dashboard = web.base
+    if server.own_tls is not None and server.own_tls.cert is not None:
+        # Said before 'listening on' (what scripts wait for), so that it is there when they look.
+        path = connection_path(address[1])
+        write_connection(path, client_address(address), settings.authkey, server.own_tls.cert)
+        out.write(f"connection file: {path} (other hosts: copy it there, mode 600, and set GOD_CONNECTION to it)\n")
     out.write(f"listening on {format_address(address)} (clients use GOD_ADDRESS={client_address(address)})\n")
     out.flush()
-    log.info("listening on {}{}; authkey from {}", format_address(address), " with TLS" if settings.tls else "",
+    log.info("listening on {}{}; authkey from {}", format_address(address), _tls_said(settings, server.own_tls),
              settings.authkey_source)
-    if len(settings.authkey) < SHORT_KEY and not _loopback(address[0]):
+    if settings.plain and not loopback(address[0]):
+        log.warning("--insecure-plain-tcp: god speaks plain TCP beyond this machine: whoever is on the path can "
+                    "read every task and result, and whoever a client reaches in god's place can run code on god")
+    if len(settings.authkey) < SHORT_KEY and not loopback(address[0]):
         log.warning("the authkey is only {} bytes and god listens beyond this machine: a short key can be "
                     "guessed; use 32 random bytes (python3 -c 'import secrets; print(secrets.token_hex(32))')",
                     len(settings.authkey))
@@ -174,7 +183,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
 
         out.write(f"dashboard: {login_url(web.base, settings.authkey)}\n")
         out.flush()
-        if not web.tls and not _loopback(web.address[0]):
+        if not web.tls and not loopback(web.address[0]):
             log.warning("the dashboard at {} is plain HTTP beyond this machine: its login token and session cookie "
                         "cross the network readable, and whoever has them can pause, cancel and requeue; give god "
                         "--tls-cert (the dashboard then speaks HTTPS), or bind --http to 127.0.0.1 and tunnel",

@@ -18,8 +18,8 @@ from producer.progress import PutProgress
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption, TlsCertOption,
-    TlsKeyOption, VersionOption, new_app,
+    AddressOption, AuthkeyFileOption, ConnectionOption, GiveUpOption, LogJsonOption, LogLevelOption, PlainOption,
+    TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption, new_app,
 )
 from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError, GodError, Interrupted, UsageError
@@ -122,6 +122,8 @@ def main(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_ca: TlsCaOption = None,
+    connection: ConnectionOption = None,
+    insecure_plain_tcp: PlainOption = False,
     log_level: LogLevelOption = "INFO",
     log_json: LogJsonOption = False,
     version: VersionOption = False,
@@ -138,7 +140,8 @@ def main(
         nonlocal producer
         try:
             settings = client_settings(address, authkey_file, give_up_after=give_up_after, tls_cert=tls_cert,
-                                       tls_key=tls_key, tls_ca=tls_ca)
+                                       tls_key=tls_key, tls_ca=tls_ca, connection=connection,
+                                       insecure_plain_tcp=insecure_plain_tcp)
             batches, unit = _batches(from_, rounds, per_round)
             if results is not None and not wait:
                 raise UsageError("--results needs --wait (god's own --results records every result)")

@@ -325,7 +325,8 @@ def connect(
     settings: Settings | None = None, **options: Any,
 ) -> Producer:
     """A connected producer: god's address, key and TLS files from the environment, as the CLI
-    finds them (GOD_ADDRESS, GOD_AUTHKEY or GOD_AUTHKEY_FILE, GOD_TLS_CA, GOD_TLS_CERT, GOD_TLS_KEY).
+    finds them (GOD_CONNECTION, GOD_ADDRESS, GOD_AUTHKEY or GOD_AUTHKEY_FILE, GOD_TLS_CA,
+    GOD_TLS_CERT, GOD_TLS_KEY, GOD_INSECURE_PLAIN_TCP).
 
     Args:
         address: god's HOST:PORT; default GOD_ADDRESS, else 127.0.0.1:5678.

@@ -9,14 +9,22 @@
 # The repository must be at the same path there, or at GOD_REMOTE_DIR.
 #
 # The authkey never goes on a command line (it would show in ps): it is sent on the remote
-# command's stdin, read from GOD_AUTHKEY or the file GOD_AUTHKEY_FILE names. GOD_ADDRESS and
-# the GOD_TLS_* paths are passed along. With GOD_SHOW_PID set, the role's side (here or there)
+# command's stdin, within god's connection (GOD_CONNECTION: a file, or the value) if given,
+# else read from GOD_AUTHKEY or the file GOD_AUTHKEY_FILE names. GOD_ADDRESS, the GOD_TLS_*
+# paths and GOD_INSECURE_PLAIN_TCP are passed along. With GOD_SHOW_PID set, the role's side (here or there)
 # prints 'remote pid N' to stderr first, so cluster.sh can stop the process it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-_authkey_line() {
-    if [ -n "${GOD_AUTHKEY:-}" ]; then
+# What a remote role gets on stdin: god's connection (one line of JSON) from GOD_CONNECTION (a
+# file, or the value itself), else the authkey from GOD_AUTHKEY or the file GOD_AUTHKEY_FILE.
+_secret_line() {
+    if [ -n "${GOD_CONNECTION:-}" ]; then
+        case "$GOD_CONNECTION" in
+            "{"*) printf '%s\n' "$GOD_CONNECTION" ;;
+            *) tr -d '\n' < "$GOD_CONNECTION"; echo ;;
+        esac
+    elif [ -n "${GOD_AUTHKEY:-}" ]; then
         printf '%s\n' "$GOD_AUTHKEY"
     elif [ -n "${GOD_AUTHKEY_FILE:-}" ]; then
         tr -d '\n' < "$GOD_AUTHKEY_FILE"; echo
@@ -54,13 +62,14 @@ run_role() {
     local dir="${GOD_REMOTE_DIR:-$REPO}" cmd var arg
     cmd=''
     if [ -n "${GOD_SHOW_PID:-}" ]; then cmd='echo "remote pid $$" >&2; '; fi
-    cmd+='IFS= read -r GOD_AUTHKEY || true; if [ -n "$GOD_AUTHKEY" ]; then export GOD_AUTHKEY; else unset GOD_AUTHKEY; fi;'
-    for var in GOD_ADDRESS GOD_TLS_CERT GOD_TLS_KEY GOD_TLS_CA; do
+    cmd+='IFS= read -r GOD_SECRET || true; unset GOD_AUTHKEY GOD_CONNECTION; case "$GOD_SECRET" in'
+    cmd+=' "{"*) export GOD_CONNECTION="$GOD_SECRET" ;; ?*) export GOD_AUTHKEY="$GOD_SECRET" ;; esac; unset GOD_SECRET;'
+    for var in GOD_ADDRESS GOD_TLS_CERT GOD_TLS_KEY GOD_TLS_CA GOD_INSECURE_PLAIN_TCP; do
         if [ -n "${!var:-}" ]; then cmd+=" export $var=$(printf %q "${!var}");"; fi
     done
     cmd+=" cd $(printf %q "$dir") && exec scripts/$role.sh"
     for arg in "$@"; do cmd+=" $(printf %q "$arg")"; done
     # exec, with the key on a pipe (not a file, not an argument): signals reach the remote-exec command.
     remote_prefix "$host"
-    exec "${REMOTE_PREFIX[@]}" "$cmd" < <(_authkey_line)
+    exec "${REMOTE_PREFIX[@]}" "$cmd" < <(_secret_line)
 }

@@ -17,7 +17,9 @@
 #   consumer  compute2   --processes 8
 #
 # Remote hosts are reached through GOD_REMOTE (see _role.sh; default ssh). The authkey comes
-# from GOD_AUTHKEY or GOD_AUTHKEY_FILE and travels on stdin. State and logs: GOD_CLUSTER_DIR
+# from GOD_AUTHKEY or GOD_AUTHKEY_FILE and travels to god on stdin; producers and consumers get
+# god's connection file (its address, key and certificate: god speaks TLS beyond its machine)
+# the same way, fetched from god's host once it listens. State and logs: GOD_CLUSTER_DIR
 # (default .cluster in the repository).
 set -euo pipefail
 SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
@@ -87,6 +89,17 @@ up() {
     echo "$address" > "$STATE/address"
     echo "god listens; clients use GOD_ADDRESS=$address"
     export GOD_ADDRESS="$address"
+    # God beyond its machine speaks TLS with a certificate of its own: the clients get its
+    # connection file (address, key, certificate) on stdin, as they would get the key.
+    local conn
+    conn="$(sed -n 's/^connection file: \([^ ]*\) .*/\1/p' "$log" | tail -1)"
+    if [ -n "$conn" ]; then
+        ( umask 077
+          if [ "$god_host" = "local" ]; then cat "$conn"; else remote_command "$god_host" "cat $(printf %q "$conn")"; fi \
+              > "$STATE/connection" ) || { down; die "cannot fetch god's connection file $conn from $god_host"; }
+        export GOD_CONNECTION="$STATE/connection"
+        echo "clients get god's connection file ($conn, kept as $STATE/connection)"
+    fi
     while read -r role host rest; do
         case "$role" in producer|consumer) ;; *) continue ;; esac
         n=$((n + 1))
@@ -113,6 +126,7 @@ status() {
         [ "$role" = god ] && god_host="$host"
     done < "$PIDS"
     echo
+    if [ -s "$STATE/connection" ]; then export GOD_CONNECTION="$STATE/connection"; fi
     GOD_ADDRESS="$(cat "$STATE/address")" "$SCRIPTS/god.sh" --host "$god_host" status || true
     return "$failed"  # non-zero: a process ended with a code other than 0 (or one unknown)
 }
@@ -133,7 +147,7 @@ down() {
         fi
         kill "$launcher" 2>/dev/null || true  # an ssh whose remote command ended goes too
     done < <(tac "$PIDS")
-    rm -f "$PIDS"
+    rm -f "$PIDS" "$STATE/connection"  # (it holds the key)
 }
 
 case "${1:-}" in

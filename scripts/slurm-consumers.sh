@@ -7,9 +7,11 @@
 # Each job runs `consumer` with the consumer options: long-running (it serves until its time
 # limit, or a scancel), or with --burst (it exits 0 once the queues are empty, and its slot is
 # free). God's address and key come from the environment at submit time, as sbatch passes it
-# on: GOD_ADDRESS, and GOD_AUTHKEY_FILE (a 0600 file the jobs can read, on a shared file
-# system) or GOD_AUTHKEY (then it is in the job's stored environment, which slurmctld keeps
-# for root and you). Never put the key in the options: they show in squeue and sacct.
+# on: GOD_CONNECTION, god's connection file (a 0600 file the jobs can read, on a shared file
+# system: god's address, key and certificate; what a god beyond its machine needs, as it
+# speaks TLS), or GOD_ADDRESS and GOD_AUTHKEY_FILE or GOD_AUTHKEY (then the key is in the
+# job's stored environment, which slurmctld keeps for root and you). Never put the key in the
+# options: they show in squeue and sacct.
 #
 # Stopping: a job gets SIGTERM at `--signal` before its time limit (default here: B:TERM@120,
 # two minutes ahead, to the consumer itself), and from a scancel; the consumer then finishes
@@ -40,13 +42,20 @@ if ! command -v sbatch > /dev/null; then
     echo "$me: sbatch is not on PATH: run this where Slurm's commands are" >&2
     exit 3
 fi
-if [ -z "${GOD_ADDRESS:-}" ]; then
-    echo "$me: GOD_ADDRESS is not set: the jobs must be told where god listens (HOST:PORT, reachable from the compute nodes)" >&2
-    exit 3
-fi
-if [ -z "${GOD_AUTHKEY_FILE:-}" ] && [ -z "${GOD_AUTHKEY:-}" ]; then
-    echo "$me: neither GOD_AUTHKEY_FILE nor GOD_AUTHKEY is set: the jobs need god's key" >&2
-    exit 3
+if [ -n "${GOD_CONNECTION:-}" ]; then
+    case "$GOD_CONNECTION" in
+        "{"*) ;;  # the connection itself: it sits in the job's stored environment, as GOD_AUTHKEY would
+        *) [ -r "$GOD_CONNECTION" ] || { echo "$me: GOD_CONNECTION $GOD_CONNECTION is not a readable file" >&2; exit 3; } ;;
+    esac
+else
+    if [ -z "${GOD_ADDRESS:-}" ]; then
+        echo "$me: neither GOD_CONNECTION nor GOD_ADDRESS is set: the jobs must be told where god listens (god's connection file, or HOST:PORT reachable from the compute nodes)" >&2
+        exit 3
+    fi
+    if [ -z "${GOD_AUTHKEY_FILE:-}" ] && [ -z "${GOD_AUTHKEY:-}" ]; then
+        echo "$me: neither GOD_CONNECTION, GOD_AUTHKEY_FILE nor GOD_AUTHKEY is set: the jobs need god's key" >&2
+        exit 3
+    fi
 fi
 if [ -n "${GOD_CONSUMER:-}" ]; then
     read -r -a consumer <<< "$GOD_CONSUMER"

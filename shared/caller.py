@@ -25,7 +25,7 @@ from multiprocessing.managers import convert_to_error  # type: ignore[attr-defin
 from typing import Any
 
 from shared import hops, transport
-from shared.config import Settings, format_address
+from shared.config import ENV_CONNECTION, Settings, format_address
 from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
 from shared.log import logger
 from shared.manager import ACCEPT_BROKER, BROKER
@@ -68,14 +68,14 @@ class Caller:
         self._held = b""  # frames of calls sent with hold=True, not written yet
         self.round_trip_s: float | None = None  # the last call that went through at once, on an open connection
         self._where = format_address(settings.address)
-        self._tls = transport.client_context(settings.tls) if settings.tls is not None else None
+        self._route = transport.Route.of(settings)
         self._log = logger.bind(role=role)
 
     # -- connection management ------------------------------------------------------------
 
     def _open(self) -> connection.Connection:
         conn = transport.connect(self.settings.address, self.settings.authkey, recv_timeout=REPLY_TIMEOUT_S,
-                                 tls=self._tls)
+                                 route=self._route)
         try:
             self._exchange(conn, None, ACCEPT_BROKER, (self.name,))
             self.server_info = self._exchange(conn, BROKER, "hello", (self.name, self.role, self.info))
@@ -145,8 +145,9 @@ class Caller:
                     raise
             except AuthenticationError as e:
                 if transport.tls_required(e):
-                    raise ConfigError(f"god at {self._where} requires TLS: give --tls-ca (or GOD_TLS_CA), the "
-                                      "certificate of the CA that signed god's") from None
+                    raise ConfigError(f"god at {self._where} requires TLS: give {ENV_CONNECTION} (or --connection) "
+                                      "god's connection file, or --tls-ca (GOD_TLS_CA) the certificate of the CA "
+                                      "that signed god's") from None
                 raise AuthError(
                     f"god at {self._where} refused our authkey ({self.settings.authkey_source}); "
                     f"check that every role uses the same key, and that god runs there ({e})"
@@ -291,7 +292,8 @@ def _tls_problem(where: str, e: ssl.SSLError) -> str:
     """One line on a TLS failure that a retry will not cure."""
     reason = getattr(e, "reason", None) or str(e)
     if isinstance(e, ssl.SSLCertVerificationError):
-        return (f"god at {where}: its TLS certificate does not check out against --tls-ca "
+        return (f"god at {where}: its TLS certificate is not the one we trust (the connection file's, or one "
+                f"signed by --tls-ca): an impostor at that address, or god's certificate was made anew since "
                 f"({e.verify_message or reason})")
     if reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
         return (f"god at {where} does not speak TLS ({reason}): start god with --tls-cert/--tls-key, "

@@ -32,6 +32,15 @@ TlsCaOption = Annotated[Optional[Path], typer.Option(
     help="CA certificate (PEM) that checks the peer: god's certificate for a client; "
     "for god, client certificates become required. Default: GOD_TLS_CA.",
 )]
+ConnectionOption = Annotated[Optional[str], typer.Option(
+    help="God's connection file (it writes one as it starts, when it listens beyond its machine): its "
+    "address, key and certificate. Default: GOD_CONNECTION.", show_default=False,
+)]
+PlainOption = Annotated[bool, typer.Option(
+    "--insecure-plain-tcp",
+    help="Plain TCP beyond this machine, no TLS: whoever is on the path reads everything, and whoever "
+    "answers in god's place can run code on god. Default: GOD_INSECURE_PLAIN_TCP=1.",
+)]
 LogLevelOption = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
 LogJsonOption = Annotated[bool, typer.Option(help="Write logs as JSON lines.")]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import json
 import os
 import re
 import secrets
@@ -20,6 +23,8 @@ ENV_AUTHKEY_FILE = "GOD_AUTHKEY_FILE"
 ENV_TLS_CERT = "GOD_TLS_CERT"
 ENV_TLS_KEY = "GOD_TLS_KEY"
 ENV_TLS_CA = "GOD_TLS_CA"
+ENV_CONNECTION = "GOD_CONNECTION"
+ENV_PLAIN = "GOD_INSECURE_PLAIN_TCP"
 GIVE_UP_AFTER_S = 180.0  # seconds a client keeps retrying an unreachable god
 KEY_BYTES = 32  # entropy of a generated authkey
 
@@ -44,6 +49,55 @@ class Settings:
     authkey_source: str
     give_up_after: float = GIVE_UP_AFTER_S
     tls: Tls | None = None
+    #: God's certificate (PEM) from a connection file: trusted alone, beyond this machine.
+    pin: str | None = None
+    #: Plain TCP beyond this machine allowed (--insecure-plain-tcp): for god, to peers elsewhere.
+    plain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A connection file's content: what a host needs to reach god (god/transport/identity.py)."""
+
+    address: str | None
+    authkey: bytes = field(repr=False)
+    certificate: str
+    source: str  # where it came from, for messages
+
+
+def read_connection(given: str) -> Connection:
+    """A connection file (a path), or its content (JSON, as GOD_CONNECTION may hold it).
+
+    Raises:
+        ConfigError: naming the file and what is wrong with it.
+    """
+    if given.lstrip().startswith("{"):
+        source, text = f"the connection in {ENV_CONNECTION}", given
+    else:
+        source = f"connection file {given}"
+        raw = read_private(Path(given), "connection file", harm="can run code on god and pose as it")
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source} is not text: give the file god wrote (connection-PORT.json)") from None
+    try:
+        content = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{source} is not JSON ({e}): give the file god wrote (connection-PORT.json)") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{source} is not a JSON object: give the file god wrote (connection-PORT.json)")
+    cert, key, address = content.get("certificate"), content.get("authkey_base64"), content.get("address")
+    if not isinstance(cert, str) or "-----BEGIN CERTIFICATE-----" not in cert:
+        raise ConfigError(f"{source} holds no certificate (PEM, under 'certificate')")
+    try:
+        authkey = base64.b64decode(key, validate=True) if isinstance(key, str) else b""
+    except ValueError:
+        authkey = b""
+    if not authkey:
+        raise ConfigError(f"{source} holds no authkey (base64, under 'authkey_base64')")
+    if address is not None and not isinstance(address, str):
+        raise ConfigError(f"{source}: 'address' is not HOST:PORT text")
+    return Connection(address=address, authkey=authkey, certificate=cert, source=source)
 
 
 #: A host name (labels of letters, digits, '-' and '_', dot-separated) or an IPv4 address.
@@ -102,6 +156,18 @@ def format_address(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def loopback(host: str) -> bool:
+    """Whether an address (or 'localhost') is this machine's loopback: 127.0.0.0/8, ::1, or
+    IPv4's loopback mapped into IPv6. What travels there never leaves the machine."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host == "localhost"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 def hostname() -> str:
     """This machine's short name, used in ids and log lines."""
     return socket.gethostname().split(".")[0] or "localhost"
@@ -123,42 +189,71 @@ def default_journal_path(port: int) -> Path:
     return state_dir() / f"journal-{port}.sqlite3"
 
 
-def read_authkey_file(path: Path) -> bytes:
-    """Read a key file; surrounding whitespace (a trailing newline) is not part of the key. A
-    file that others than its owner may read or write is refused, as ssh refuses such a
-    private key: whoever can read the key can run code on god."""
+def read_private(path: Path, what: str, harm: str = "can run code on god") -> bytes:
+    """Read a file of secrets (the authkey, god's TLS key, a connection file); surrounding
+    whitespace (a trailing newline) is not part of it. A file that others than its owner may
+    read or write is refused, as ssh refuses such a private key.
+
+    Raises:
+        ConfigError: naming the file and what is wrong with it.
+    """
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
-            key = f.read().strip()
+            data = f.read().strip()
     except FileNotFoundError:
-        raise ConfigError(f"authkey file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"authkey file {path} is a directory") from None
+        raise ConfigError(f"{what} {path} is a directory") from None
     except PermissionError:
-        raise ConfigError(f"authkey file {path} is not readable (permission denied)") from None
+        raise ConfigError(f"{what} {path} is not readable (permission denied)") from None
     except OSError as e:
-        raise ConfigError(f"authkey file {path} cannot be read: {e.strerror}") from None
+        raise ConfigError(f"{what} {path} cannot be read: {e.strerror}") from None
     if mode & 0o077:
-        raise ConfigError(f"authkey file {path} is open to others (mode {mode & 0o777:04o}): anyone who can read "
-                          f"it can run code on god; chmod 600 {path}")
-    if not key:
-        raise ConfigError(f"authkey file {path} is empty")
-    return key
+        raise ConfigError(f"{what} {path} is open to others (mode {mode & 0o777:04o}): anyone who can read "
+                          f"it {harm}; chmod 600 {path}")
+    if not data:
+        raise ConfigError(f"{what} {path} is empty")
+    return data
+
+
+def read_authkey_file(path: Path) -> bytes:
+    """Read a key file (see ``read_private``)."""
+    return read_private(path, "authkey file")
+
+
+def write_private(path: Path, data: bytes, *, what: str, replace: bool = False) -> bool:
+    """Write a file only its owner may read, in a directory only its owner may enter if new.
+
+    Without ``replace`` an existing file is kept (O_EXCL: two gods starting at once must not
+    overwrite each other's) and False returned; with it, the file is replaced whole (a reader
+    never sees half of it).
+
+    Raises:
+        ConfigError: it cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp") if replace else path
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise ConfigError(f"cannot write {what} to {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if replace:
+            os.replace(tmp, path)
+    except OSError as e:
+        raise ConfigError(f"cannot write {what} to {path}: {e.strerror}") from None
+    return True
 
 
 def _generate_authkey(path: Path) -> bytes:
     key = secrets.token_hex(KEY_BYTES).encode()
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # O_EXCL: two gods starting at once must not overwrite each other's key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if not write_private(path, key + b"\n", what="a generated authkey"):
         return read_authkey_file(path)
-    except OSError as e:
-        raise ConfigError(f"cannot write a generated authkey to {path}: {e.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(key + b"\n")
     return key
 
 
@@ -217,19 +312,36 @@ def tls_files(cert: Path | None, key: Path | None, ca: Path | None, *, server: b
 
 def load_settings(
     address: str, authkey_file: Path | None, *, default_host: str, generate_key: bool = False,
-    give_up_after: float = GIVE_UP_AFTER_S, tls: Tls | None = None,
+    give_up_after: float = GIVE_UP_AFTER_S, tls: Tls | None = None, connection: Connection | None = None,
+    plain: bool = False,
 ) -> Settings:
-    """Validate everything a role needs before it binds, connects or forks."""
+    """Validate everything a role needs before it binds, connects or forks; a key given (a file,
+    GOD_AUTHKEY) wins over a connection file's."""
     if give_up_after <= 0:
         raise ConfigError(f"--give-up-after must be positive, got {give_up_after}")
     addr = parse_address(address, default_host=default_host)
-    key, source = resolve_authkey(authkey_file, generate=generate_key)
-    return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after, tls=tls)
+    if connection is not None and authkey_file is None and os.environ.get(ENV_AUTHKEY) is None:
+        key, source = connection.authkey, connection.source
+    else:
+        key, source = resolve_authkey(authkey_file, generate=generate_key)
+    return Settings(address=addr, authkey=key, authkey_source=source, give_up_after=give_up_after, tls=tls,
+                    pin=connection.certificate if connection is not None else None, plain=plain)
 
 
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
+
+
+def _plain(given: bool) -> bool:
+    if given:
+        return True
+    value = os.environ.get(ENV_PLAIN, "").strip().lower()
+    if value in ("", "0", "no", "false"):
+        return False
+    if value in ("1", "yes", "true"):
+        return True
+    raise ConfigError(f"{ENV_PLAIN}={value!r}: give 1 (plain TCP beyond this machine, unprotected) or 0")
 
 
 def _address(given: str | None, default: str) -> str:
@@ -242,33 +354,41 @@ def _address(given: str | None, default: str) -> str:
 def client_settings(
     address: str | None = None, authkey_file: Path | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
     tls_cert: Path | None = None, tls_key: Path | None = None, tls_ca: Path | None = None,
+    connection: str | None = None, insecure_plain_tcp: bool = False,
 ) -> Settings:
     """A producer's, consumer's or status client's settings: what is given, else the environment
-    (GOD_ADDRESS, GOD_AUTHKEY_FILE or GOD_AUTHKEY, GOD_TLS_CERT, GOD_TLS_KEY, GOD_TLS_CA), else
-    the defaults. The command line and the Python API both come here.
+    (GOD_ADDRESS, GOD_AUTHKEY_FILE or GOD_AUTHKEY, GOD_CONNECTION, GOD_INSECURE_PLAIN_TCP,
+    GOD_TLS_CERT, GOD_TLS_KEY, GOD_TLS_CA), else a connection file's address and key, else the
+    defaults. The command line and the Python API both come here.
 
     Raises:
         ConfigError: naming the setting that cannot be used.
     """
-    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=False, give_up_after=give_up_after)
+    given = connection or os.environ.get(ENV_CONNECTION) or None
+    conn = read_connection(given) if given else None
+    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=False, give_up_after=give_up_after,
+                     connection=conn, plain=_plain(insecure_plain_tcp))
 
 
 def god_settings(
     address: str | None = None, authkey_file: Path | None = None, *,
     tls_cert: Path | None = None, tls_key: Path | None = None, tls_ca: Path | None = None,
+    insecure_plain_tcp: bool = False,
 ) -> Settings:
     """God's settings, the same way; a god with no key anywhere makes one.
 
     Raises:
         ConfigError: naming the setting that cannot be used.
     """
-    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=True)
+    return _settings(address, authkey_file, (tls_cert, tls_key, tls_ca), god=True, plain=_plain(insecure_plain_tcp))
 
 
 def _settings(address: str | None, authkey_file: Path | None, tls: tuple[Path | None, Path | None, Path | None], *,
-              god: bool, give_up_after: float = GIVE_UP_AFTER_S) -> Settings:
+              god: bool, give_up_after: float = GIVE_UP_AFTER_S, connection: Connection | None = None,
+              plain: bool = False) -> Settings:
     cert, key, ca = (given or _env_path(name) for given, name in zip(tls, (ENV_TLS_CERT, ENV_TLS_KEY, ENV_TLS_CA)))
     host = GOD_BIND_HOST if god else CLIENT_HOST
-    return load_settings(_address(address, f"{host}:{DEFAULT_PORT}"), authkey_file or _env_path(ENV_AUTHKEY_FILE),
+    default = connection.address if connection is not None and connection.address else f"{host}:{DEFAULT_PORT}"
+    return load_settings(_address(address, default), authkey_file or _env_path(ENV_AUTHKEY_FILE),
                          default_host=host, generate_key=god, give_up_after=give_up_after,
-                         tls=tls_files(cert, key, ca, server=god))
+                         tls=tls_files(cert, key, ca, server=god), connection=connection, plain=plain)

@@ -18,11 +18,12 @@ import select
 import socket
 import ssl
 import struct
+from dataclasses import dataclass
 from multiprocessing import AuthenticationError, connection, managers
 from pathlib import Path
 from typing import Any
 
-from shared.config import Address, Tls
+from shared.config import ENV_CONNECTION, ENV_PLAIN, Address, Settings, Tls, format_address, loopback
 from shared.data import load_data
 from shared.errors import ConfigError
 
@@ -232,6 +233,61 @@ def client_context(tls: Tls) -> ssl.SSLContext:
     return ctx
 
 
+def pinned_context(pem: str) -> ssl.SSLContext:
+    """A client's TLS context that trusts god's own certificate (from a connection file) and
+    nothing else. God's name is not checked: whoever finishes the handshake holds that
+    certificate's key, and only god does; the name a client reaches it by may be any.
+
+    Raises:
+        ConfigError: the certificate is not one.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"the connection file's certificate cannot be used ({e})") from None
+    return ctx
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a client reaches god: the TLS it speaks, where, and whether plain may leave this machine.
+
+    ``everywhere``: TLS on loopback too (god was given a certificate, --tls-ca here); False,
+    beyond this machine only (god's own certificate, from a connection file: god speaks plain
+    on loopback, as it does without one). Whether a connection is on loopback is read from the
+    connected socket, the address god has, as god reads it from the socket it accepted.
+    """
+
+    tls: ssl.SSLContext | None = None
+    everywhere: bool = True
+    plain_ok: bool = False  # --insecure-plain-tcp
+
+    @classmethod
+    def of(cls, settings: Settings) -> Route:
+        """The route a client's settings give (ConfigError: TLS files that cannot be used)."""
+        if settings.tls is not None:
+            return cls(client_context(settings.tls), everywhere=True, plain_ok=settings.plain)
+        if settings.pin is not None:
+            return cls(pinned_context(settings.pin), everywhere=False, plain_ok=settings.plain)
+        return cls(plain_ok=settings.plain)
+
+
+class NotProtected(ConfigError):
+    """A connection would cross the network in plain, and nobody said it may."""
+
+
+def _unprotected(address: Address) -> NotProtected:
+    return NotProtected(
+        f"god at {format_address(address)} is beyond this machine and we have no certificate of god's to check "
+        f"it by: set {ENV_CONNECTION} (or --connection) to god's connection file (god says where it wrote it as "
+        f"it starts), or, to send in plain, --insecure-plain-tcp ({ENV_PLAIN}=1): then whoever is on the path "
+        "can read everything, and whoever answers in god's place can run code on god")
+
+
 def _load(ctx: ssl.SSLContext, tls: Tls, *, server: bool) -> None:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.cert is not None:
@@ -275,32 +331,17 @@ def _cert_problem(cert: Path, key: Path | None, e: OSError) -> str:
 
 
 #: God's TLS context while it serves over TLS; the Listener reads it (the stock Server
-#: builds the Listener itself, from the serializer name only).
+#: makes the Listener itself, so it cannot be handed over).
 server_tls: ssl.SSLContext | None = None
+#: Whether god speaks TLS to peers on this machine too (False: its own certificate, which it
+#: speaks beyond this machine only; loopback is plain, as without TLS).
+tls_on_loopback: bool = True
 
 
 #: What a TLS god says, in plain, to a client that does not speak TLS: framed as the authkey
 #: challenge would be, so such a client reads it where it waits for the challenge.
 TLS_REQUIRED = b"#TLS-REQUIRED#"
 PLAIN_WAIT_S = 1.0  # seconds a TLS god waits for a client's first bytes before taking it for a plain one
-
-
-def tls_spoken(c: connection.Connection) -> bool:
-    """On god's side of a TLS connection not handshaken yet: whether the peer speaks TLS. A TLS
-    client speaks first (its ClientHello, a record of type 22); a plain one waits for the
-    authkey challenge. If it does not, tell it so, in plain, and return False."""
-    if not isinstance(c, TlsConnection) or c._handshaken:
-        return True
-    sock = c.tls_socket
-    readable, _, _ = select.select([sock], [], [], PLAIN_WAIT_S)
-    try:
-        first = socket.socket.recv(sock, 1, socket.MSG_PEEK) if readable else b""
-        if first == b"\x16":
-            return True
-        socket.socket.sendall(sock, _HEADER.pack(len(TLS_REQUIRED)) + TLS_REQUIRED)
-    except OSError:
-        pass
-    return False
 
 
 def tls_required(e: BaseException) -> bool:
@@ -323,7 +364,7 @@ class GodListener(connection.Listener):
         """
         c = super().accept()
         peer = self.last_accepted
-        if server_tls is not None:
+        if server_tls is not None and (tls_on_loopback or not (peer and loopback(str(peer[0])))):
             sock = socket.socket(fileno=c.fileno())
             c._handle = None  # type: ignore[attr-defined]  # the socket owns the descriptor now
             tune_socket(sock)
@@ -338,24 +379,29 @@ class GodListener(connection.Listener):
 
 def connect(
     address: Address, authkey: bytes | None = None, *, recv_timeout: float | None = None,
-    tls: ssl.SSLContext | None = None,
+    route: Route = Route(),
 ) -> connection.Connection:
-    """Open a tuned connection to god (over TLS with a context) and do the authkey handshake.
+    """Open a tuned connection to god (over TLS where the route says) and do the authkey handshake.
 
     Args:
         address: (host, port) of god.
         authkey: the shared key; None skips the handshake (the stock Client's behaviour).
         recv_timeout: bound on every later read, so a god that stops answering is noticed.
-        tls: a client context (``client_context``): god's certificate must check out.
+        route: TLS and where; by default plain, to this machine only.
 
     Raises:
         OSError: the connection could not be made (refused, unreachable, timed out);
             HandshakeTimeout if god sent no challenge in time; ssl.SSLError if TLS failed.
+        NotProtected: god is beyond this machine and the route has neither TLS nor plain for it.
         multiprocessing.AuthenticationError: the peer rejected our key, or we rejected its.
     """
     sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
     try:
         tune_socket(sock)
+        here = loopback(str(sock.getpeername()[0]))
+        tls = route.tls if route.everywhere or not here else None
+        if tls is None and not here and not route.plain_ok:
+            raise _unprotected(address)
         if tls is not None:
             tls_sock = tls.wrap_socket(sock, server_hostname=address[0])  # handshakes, bounded by the timeout
             conn: connection.Connection = TlsConnection(tls_sock, handshaken=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,14 +34,20 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., Proc]]:
     procs: list[Proc] = []
 
     def start(role: str, *args: str, env_extra: dict[str, str] | None = None, script: bool = False,
-              installed: Path | None = None, environment: dict[str, str] | None = None, **kw: object) -> Proc:
+              installed: Path | None = None, environment: dict[str, str] | None = None, netns: str | None = None,
+              **kw: object) -> Proc:
         # script=True runs scripts/ROLE.sh instead of python -m ROLE; installed=BIN runs the
         # installed command BIN/ROLE; a ROLE ending in .py is a Python script in the repository,
-        # run with this Python. environment: exactly this one, not the test's (no key in it)
+        # run with this Python. environment: exactly this one, not the test's (no key in it).
+        # netns: on that host (tests/support/netns.py; 'ip netns exec' becomes the process)
         program = str(REPO / "scripts" / f"{role}.sh") if script else str(installed / role) if installed else None
         argv = [*args] if program else [str(REPO / role), *args] if role.endswith(".py") else ["-m", role, *args]
+        if netns is not None:
+            argv, program = ["netns", "exec", netns, program or sys.executable, *argv], "ip"
         p = Proc(argv, environment if environment is not None else {**env, **(env_extra or {})}, program=program,
                  **kw)  # type: ignore[arg-type]
+        if netns is not None:
+            p.name = role
         procs.append(p)
         return p
 

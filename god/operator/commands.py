@@ -22,8 +22,8 @@ import typer
 from god.operator.lines import status_text
 from god.store.schedules import check_name, parse_cron
 from shared.cli import (
-    AddressOption, AuthkeyFileOption, GiveUpOption, LogJsonOption, LogLevelOption, TlsCaOption,
-    TlsCertOption, TlsKeyOption, new_app, run_role,
+    AddressOption, AuthkeyFileOption, ConnectionOption, GiveUpOption, LogJsonOption, LogLevelOption, PlainOption,
+    TlsCaOption, TlsCertOption, TlsKeyOption, new_app, run_role,
 )
 from shared.client import GodClient
 from shared.config import client_settings, format_address, hostname
@@ -46,6 +46,8 @@ def _reaching_god(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_ca: TlsCaOption = None,
+    connection: ConnectionOption = None,
+    insecure_plain_tcp: PlainOption = False,
     log_level: LogLevelOption = "ERROR",
     log_json: LogJsonOption = False,
 ) -> None:

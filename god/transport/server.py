@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import threading
 from multiprocessing import connection, managers
 from traceback import format_exc
@@ -14,10 +15,11 @@ from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.handshakes import Handshakes
 from god.transport.hub import Hub
+from god.transport.identity import identity
 from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
 from god.transport.waits import Wait, Waits
 from shared import transport
-from shared.config import Address, Settings, format_address
+from shared.config import Address, Settings, Tls, format_address, loopback
 from shared.errors import AddressInUseError, ConfigError
 from shared.manager import (
     BROKER, BROKER_METHODS, QUEUE_METHODS, RESULT_QUEUES, TASK_QUEUES, GodManager,
@@ -141,6 +143,18 @@ class GodServer:
         self.door = door
         self.address: Address = settings.address
         self._thread: threading.Thread | None = None
+        self.own_tls: Tls | None = None  # god's own certificate, when it serves one
+
+    def _tls(self) -> tuple[ssl.SSLContext | None, bool]:
+        """God's TLS, and whether it speaks it on loopback too. A certificate given: to every
+        peer. None, listening beyond this machine: its own (made once, ``identity``), to peers
+        elsewhere, unless plain was asked for by name (--insecure-plain-tcp). Else none."""
+        if self.settings.tls is not None:
+            return transport.server_context(self.settings.tls), True
+        if self.settings.plain or loopback(self.settings.address[0]):
+            return None, True
+        self.own_tls = identity()
+        return transport.server_context(self.own_tls), False
 
     def start(self) -> Address:
         """Bind and start serving; returns the real address (port 0 becomes a free port).
@@ -152,8 +166,7 @@ class GodServer:
         global _served
         _served = (Tutorial(self.broker, self.api, self.waits), self.waits, self.api)
         where = format_address(self.settings.address)
-        tls = self.settings.tls
-        transport.server_tls = transport.server_context(tls) if tls is not None else None
+        transport.server_tls, transport.tls_on_loopback = self._tls()
         try:
             server = DoorServer(getattr(GodServerManager, "_registry"), self.settings.address,
                                 self.settings.authkey, transport.SERIALIZER)

@@ -11,6 +11,7 @@ import pytest
 from producer import Executor
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc
+from tests.support.netns import Network
 
 
 @pytest.fixture
@@ -22,6 +23,16 @@ def executor(god: God, spawn: Callable[..., Proc], env: dict[str, str],
     ex = Executor(god.address, give_up_after=10)
     yield ex
     ex.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def net() -> Iterator[Network]:
+    """Hosts of the test's own (network namespaces), removed with every process in them after it."""
+    n = Network()
+    try:
+        yield n
+    finally:
+        n.remove()
 
 
 @pytest.fixture(scope="session")

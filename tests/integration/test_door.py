@@ -219,7 +219,8 @@ def test_a_plain_client_against_a_tls_god_is_told_why(
         p = spawn(role, *args, env_extra=addr_env(g))
         # Then god tells each at once, and each says so in one line (before, the producer gave
         # up after --give-up-after, saying "if god serves TLS, give --tls-ca")
-        assert_clean_failure(p, exitcodes.CONFIG, f"god at {g.address} requires TLS: give --tls-ca")
+        assert_clean_failure(p, exitcodes.CONFIG, f"god at {g.address} requires TLS: give GOD_CONNECTION (or "
+                                                  "--connection) god's connection file, or --tls-ca")
 
 
 def test_a_tls_client_against_a_plain_god_is_told_why(god: God, spawn: Callable[..., Proc], certs: Certs) -> None:
@@ -232,7 +233,7 @@ def test_a_god_certificate_from_another_ca_is_refused(
 ) -> None:
     g = tls_god(start_god, certs)
     p = spawn("producer", "--rounds", "1", env_extra={**addr_env(g), "GOD_TLS_CA": str(certs.other_ca)})
-    assert_clean_failure(p, exitcodes.CONFIG, "its TLS certificate does not check out against --tls-ca")
+    assert_clean_failure(p, exitcodes.CONFIG, "its TLS certificate is not the one we trust")
 
 
 def test_mutual_tls_lets_in_only_clients_with_a_certificate(

@@ -9,82 +9,25 @@ removes everything it made, also when it fails. It needs root and iproute2.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.helpers import REPO, read_results, wait_until, write_tasks
+from tests.support.netns import Network, needs_namespaces
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                       reason="needs root and iproute2 (ip) to make network namespaces"),
+    needs_namespaces,
 ]
 
 N_TASKS = 2000
 TASK_S = 0.01  # seconds per task: long enough that the link is cut while work is under way
-SUBNET = "198.18.0"  # from 198.18.0.0/15, the range set aside for tests like this
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Network:
-    """Hosts (network namespaces) on one switch (a bridge in a namespace of its own)."""
-
-    def __init__(self) -> None:
-        self.tag = f"gt{os.getpid() % 100000}"
-        self.switch = f"{self.tag}-sw"
-        self.hosts: dict[str, int] = {}  # namespace -> host number (its switch port and address)
-        ip("netns", "add", self.switch)
-        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-        ip("-n", self.switch, "link", "set", "br0", "up")
-
-    def add_host(self, name: str) -> tuple[str, str]:
-        """A new host on the switch; returns (namespace, address)."""
-        n = len(self.hosts) + 1
-        ns = f"{self.tag}-{name}"
-        ip("netns", "add", ns)
-        self.hosts[ns] = n
-        ip("-n", ns, "link", "set", "lo", "up")
-        ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"port{n}", "netns", self.switch)
-        ip("-n", self.switch, "link", "set", f"port{n}", "master", "br0", "up")
-        ip("-n", ns, "addr", "add", f"{SUBNET}.{n}/24", "dev", "eth0")
-        ip("-n", ns, "link", "set", "eth0", "up")
-        return ns, f"{SUBNET}.{n}"
-
-    def link(self, ns: str, up: bool) -> None:
-        """Plug a host's cable in or pull it out (its port on the switch)."""
-        ip("-n", self.switch, "link", "set", f"port{self.hosts[ns]}", "up" if up else "down")
-
-    def remove(self) -> None:
-        """End every process left in our namespaces, then delete them."""
-        for ns in [*self.hosts, self.switch]:
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-@pytest.fixture
-def net() -> Iterator[Network]:
-    n = Network()
-    try:
-        yield n
-    finally:
-        n.remove()
 
 
 def test_roles_on_four_hosts_survive_a_consumer_host_cut_off(

@@ -56,16 +56,24 @@ def test_systemd_finds_nothing_to_say_of_each_unit(venv: Path, tmp_path: Path, n
 def test_god_and_consumers_run_as_their_units_start_them_and_a_stop_drains(
         venv: Path, tmp_path: Path, env: dict[str, str], spawn: Callable[..., Proc]) -> None:
     root = _root(tmp_path, env["GOD_AUTHKEY"])
-    (root / "etc" / "god" / "god.env").write_text("GOD_ADDRESS=127.0.0.1:0\nGOD_OPTS=--lease-timeout 5\n")
+    # god listening beyond its machine, as on a real coordinator (clients here reach it on loopback)
+    (root / "etc" / "god" / "god.env").write_text("GOD_ADDRESS=0.0.0.0:0\nGOD_OPTS=--lease-timeout 5\n")
     g = start("god.service", root, installed=venv)
     assert "GOD_AUTHKEY" not in g.env and g.env["GOD_AUTHKEY_FILE"].endswith("/credentials/god.service/authkey")
     god = spawn(Path(g.argv[0]).name, *g.argv[1:], installed=Path(g.argv[0]).parent, environment=g.env, cwd=g.cwd)
-    address = god.wait_for(r"listening on (\S+:\d+)").group(1)
+    port = god.wait_for(r"listening on \S+:(\d+)").group(1)
+    address = f"127.0.0.1:{port}"
     state = root / "var" / "lib" / "god"
     assert [p.name for p in state.glob("journal-*.sqlite3")] == ["journal-0.sqlite3"]  # under StateDirectory=
+    # its connection file, under StateDirectory= too, is what a compute host is given: the one file copied
+    written = state / f"connection-{port}.json"
+    assert god.wait_for(r"^connection file: (\S+)").group(1) == str(written)
+    shutil.copy(written, root / "etc" / "god" / "connection")
     (root / "etc" / "god" / "consumer.env").write_text(f"GOD_ADDRESS={address}\n")
     (root / "etc" / "god" / "consumer-images.env").write_text('CONSUMER_OPTS="--processes 2 --task time:sleep"\n')
     c = start("consumer@images.service", root, installed=venv)
+    assert "GOD_AUTHKEY" not in c.env and "GOD_AUTHKEY_FILE" not in c.env
+    assert c.env["GOD_CONNECTION"].endswith("/credentials/consumer@images.service/connection")
     assert c.argv[1:] == ["--queues", "images", "--log-json", "--processes", "2", "--task", "time:sleep"]
     consumer = spawn("consumer", *c.argv[1:], installed=venv / "bin", environment=c.env, cwd=c.cwd)
     # a second instance, of two queues (its name escaped as systemd-escape does)
@@ -103,12 +111,15 @@ def test_god_and_consumers_run_as_their_units_start_them_and_a_stop_drains(
 
 @pytest.mark.parametrize("unit", ["god.service", "consumer@images.service"])
 @pytest.mark.parametrize("fault", ["missing", "open to others"])
-def test_a_unit_whose_key_is_missing_or_open_to_others_fails_in_one_line_and_is_not_restarted(
+def test_a_units_key_or_connection_missing_or_open_to_others_fails_in_one_line_not_restarted(
         venv: Path, tmp_path: Path, spawn: Callable[..., Proc], unit: str, fault: str) -> None:
     root = _root(tmp_path, "k" * 64)
-    (root / "etc" / "god" / "consumer.env").write_text("GOD_ADDRESS=127.0.0.1:1\n")
+    connection = root / "etc" / "god" / "connection"
+    connection.write_text('{"address": "127.0.0.1:1", "authkey_base64": "aw==", "certificate": '
+                          '"-----BEGIN CERTIFICATE-----"}\n')
+    connection.chmod(0o600)
     u = start(unit, root, installed=venv)
-    key = Path(u.env["GOD_AUTHKEY_FILE"])
+    key = Path(u.env["GOD_AUTHKEY_FILE"] if unit == "god.service" else u.env["GOD_CONNECTION"])
     if fault == "missing":
         key.unlink()  # as with a key kept in an EnvironmentFile's GOD_AUTHKEY_FILE that is not there
     else:

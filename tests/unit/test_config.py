@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import stat
 from pathlib import Path
 
@@ -137,3 +139,66 @@ def test_processpoolexecutors_own_arguments_and_unknown_options_are_named_before
         Executor("127.0.0.1:1", max_workers=4)
     with pytest.raises(ConfigError, match=r"^not a put option: max_worker \(they are queue, task, priority, "):
         Executor("127.0.0.1:1", max_worker=4)
+
+
+def _connection(tmp_path: Path, **fields: object) -> Path:
+    f = tmp_path / "god.conn"
+    f.write_text(json.dumps({"address": "coord:7000", "authkey_base64": base64.b64encode(b"k3y").decode(),
+                             "certificate": "-----BEGIN CERTIFICATE-----\nx\n", **fields}))
+    f.chmod(0o600)
+    return f
+
+
+def test_a_connection_file_gives_address_key_and_certificate_and_what_is_given_wins(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = _connection(tmp_path)
+    monkeypatch.setenv("GOD_CONNECTION", str(f))
+    s = config.client_settings()
+    assert (s.address, s.authkey, s.authkey_source) == (("coord", 7000), b"k3y", f"connection file {f}")
+    assert s.pin is not None and s.pin.startswith("-----BEGIN CERTIFICATE-----") and not s.plain
+    assert "k3y" not in repr(s)
+    # the same content as a value (it travels so on a pipe, in cluster.sh)
+    monkeypatch.setenv("GOD_CONNECTION", f.read_text())
+    assert config.client_settings().authkey == b"k3y"
+    # an address or a key given wins over the file's
+    monkeypatch.setenv("GOD_ADDRESS", "other:1")
+    monkeypatch.setenv("GOD_AUTHKEY", "given")
+    s = config.client_settings()
+    assert (s.address, s.authkey) == (("other", 1), b"given")
+
+
+@pytest.mark.parametrize("text, mode, says", [
+    ('{"address": "a:1"', 0o600, r"is not JSON"),
+    ("[]", 0o600, "is not a JSON object"),
+    ('{"authkey_base64": "azN5"}', 0o600, r"holds no certificate \(PEM, under 'certificate'\)"),
+    ('{"certificate": "-----BEGIN CERTIFICATE-----", "authkey_base64": "!!"}', 0o600, "holds no authkey"),
+    ('{"certificate": "-----BEGIN CERTIFICATE-----", "authkey_base64": "azN5", "address": 5}', 0o600,
+     "'address' is not HOST:PORT"),
+    ("{}", 0o644, r"is open to others \(mode 0644\): anyone who can read it can run code on god and pose as it"),
+])
+def test_bad_connection_files_are_named(tmp_path: Path, text: str, mode: int, says: str, state: Path) -> None:
+    f = tmp_path / "god.conn"
+    f.write_text(text)
+    f.chmod(mode)
+    with pytest.raises(ConfigError, match=f"connection file {f} {says}" if "open" in says else says):
+        config.client_settings(connection=str(f))
+
+
+def test_plain_beyond_this_machine_is_asked_for_by_name(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOD_AUTHKEY", "k")
+    assert not config.client_settings().plain
+    assert config.client_settings(insecure_plain_tcp=True).plain
+    monkeypatch.setenv("GOD_INSECURE_PLAIN_TCP", "1")
+    assert config.client_settings().plain and config.god_settings().plain
+    monkeypatch.setenv("GOD_INSECURE_PLAIN_TCP", "maybe")
+    with pytest.raises(ConfigError, match="GOD_INSECURE_PLAIN_TCP='maybe': give 1"):
+        config.client_settings()
+
+
+@pytest.mark.parametrize("host, here", [
+    ("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("::ffff:127.0.0.1", True), ("localhost", True),
+    ("198.18.0.1", False), ("0.0.0.0", False), ("::", False), ("::ffff:10.0.0.1", False), ("coord", False),
+])
+def test_loopback_is_this_machine_only(host: str, here: bool) -> None:
+    assert config.loopback(host) is here
