@@ -56,6 +56,7 @@ class Peer:
     inbox: bytearray = field(default_factory=bytearray)
     out: deque[bytes | memoryview] = field(default_factory=deque)
     out_bytes: int = 0  # in out, not sent yet
+    stuck: bool = False  # its socket took less than out at the last flush: it waits for room
     events: int = selectors.EVENT_READ  # what the selector watches it for (0: not registered)
     # Requests in hand, oldest first, each a box for its reply: replies go out in the order
     # the requests came, so a client may send several before reading (a producer's puts).
@@ -299,6 +300,7 @@ class Hub:
                 out[0] = memoryview(buf)[sent:]
                 break
             out.popleft()
+        peer.stuck = bool(out)
         if not peer.closed:
             self._watch(peer)
 
@@ -307,7 +309,9 @@ class Hub:
         has not served, or god's replies it has not read, are past their bounds (back-pressure:
         its socket then fills, and its sends wait); room to write, while replies wait."""
         reading = len(peer.inbox) <= self.door.max_frame + 12 and peer.out_bytes <= OUT_CAP
-        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if peer.out else 0)
+        # Room to write only when a flush found none: replies of this round go out at its end
+        # (watching for room meanwhile would cost two more system calls a request).
+        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if peer.stuck else 0)
         if events == peer.events:
             return
         if not events:
