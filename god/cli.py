@@ -89,6 +89,11 @@ def main(
         help="Serve the dashboard, its JSON API and /metrics at [HOST:]PORT (HOST: 127.0.0.1 unless given). "
         "God prints the login address; 'python -m god url' prints it again.",
     )] = None,
+    keys: Annotated[Optional[Path], typer.Option(
+        help="A table of principals (JSON, 0600): each a name, its key, its roles (producer, consumer, "
+        "operator, viewer) and queues; a client is who its key says, and may call what its roles allow. "
+        "Default: the one key is every role.",
+    )] = None,
     http_name: Annotated[Optional[list[str]], typer.Option(
         help="A host name the dashboard is reached by besides god's own (a proxy's, a DNS alias); "
         "requests for any other name get 421. Repeatable.",
@@ -128,7 +133,7 @@ def main(
                              dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
                              http=http_address(http) if http is not None else None,
-                             http_names=tuple(http_name or ()),
+                             http_names=tuple(http_name or ()), keys_path=keys,
                              quiet=quiet,
                              max_connections=max_connections, handshake_s=handshake_timeout, idle_s=idle_timeout,
                              metrics_port=metrics_port, live=sys.stdout.isatty() and not plain,

@@ -23,6 +23,7 @@ from god.rules.broker import Broker
 from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.identity import connection_path, write_connection
+from god.transport.principals import read_table
 from god.transport.server import GodServer
 from god.transport.waits import Waits
 from god.trim import Trimmer
@@ -58,6 +59,7 @@ class GodOptions:
     sync_full: bool = False  # every commit and every results write synced to disk (survives a power loss)
     http: tuple[str, int] | None = None  # serve the dashboard, its API and /metrics here
     http_names: tuple[str, ...] = ()  # host names the dashboard answers to besides god's own
+    keys_path: Path | None = None  # the table of principals (god --keys); None: the one key, every role
     quiet: bool = False
     max_connections: int = MAX_CONNECTIONS
     handshake_s: float = HANDSHAKE_S
@@ -143,7 +145,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.controls.set_limit(queue, rate, journal=False)
     api = Api(broker, waits, journal=journal, results=options.results_path)
-    server = GodServer(broker, api, waits, settings, door)
+    table = read_table(options.keys_path) if options.keys_path is not None else None
+    server = GodServer(broker, api, waits, settings, door, principals=(lambda: table) if table is not None else None)
     address = server.start()
     metrics = web = None  # bound before god says it listens: scripts wait for that line as "god is up"
     # the HTTP servers' modules (http.server, email, ...) only when asked for: a third of god's start

@@ -194,6 +194,10 @@ class Door:
         self.refused += 1
         self.log.warning("key", "refused {}: {}", peer_of(conn), why)
 
+    def refused_call(self, conn: connection.Connection, e: Exception) -> None:
+        """A call its principal has no right to make (god/transport/rights.py): said, rate-limited."""
+        self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
+
     def close_overdue(self) -> int:
         """Close connections idle for longer than the idle timeout (a handshake's deadline is
         the handshakes' own: god/transport/handshakes.py); returns how many."""

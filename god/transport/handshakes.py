@@ -25,12 +25,13 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from multiprocessing import AuthenticationError, connection
 from typing import Any
 
 from god.transport.door import Door, peer_of
+from god.transport.rights import Principal
 from shared import transport
 from shared.data import load_data
 from shared.log import logger
@@ -64,12 +65,14 @@ class _Shake:
 class Handshakes:
     """Every connection's handshakes, on one thread; thread-safe ``add``."""
 
-    def __init__(self, door: Door, authkey: bytes, *, adopt: Callable[[connection.Connection], None],
+    def __init__(self, door: Door, principals: Callable[[], Sequence[Principal]], *,
+                 adopt: Callable[[connection.Connection], None],
                  serve: Callable[[connection.Connection, Any], None]) -> None:
-        """``adopt``: a connection whose first request asks the hub to serve it; ``serve``: any
+        """``principals``: who may connect, each with its key (the table as it is now);
+        ``adopt``: a connection whose first request asks the hub to serve it; ``serve``: any
         other, with that request (it is given a thread)."""
         self.door = door
-        self.authkey = authkey
+        self.principals = principals
         self._adopt, self._serve = adopt, serve
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -248,15 +251,17 @@ class Handshakes:
             message = os.urandom(connection.MESSAGE_LENGTH)  # type: ignore[attr-defined]
         yield from _send_frame(sock, _CHALLENGE + message)
         response = yield from _recv_frame(sock, MAX_HANDSHAKE_FRAME)
-        if not _verified(self.authkey, message, response):
+        principal = next((p for p in self.principals() if _verified(p.key, message, response)), None)
+        if principal is None:
             yield from _send_frame(sock, _FAILURE)
             raise AuthenticationError("digest received was wrong")
+        conn.principal = principal  # type: ignore[attr-defined]  # what it may call (god/transport/rights.py)
         yield from _send_frame(sock, _WELCOME)
         # answer_challenge
         challenge = yield from _recv_frame(sock, MAX_HANDSHAKE_FRAME)
         if challenge[: len(_CHALLENGE)] != _CHALLENGE:
             raise AssertionError(f"message = {challenge[:40]!r}")
-        yield from _send_frame(sock, _response(self.authkey, challenge[len(_CHALLENGE):]))
+        yield from _send_frame(sock, _response(principal.key, challenge[len(_CHALLENGE):]))
         if (yield from _recv_frame(sock, MAX_HANDSHAKE_FRAME)) != _WELCOME:
             raise AuthenticationError("digest sent was rejected")
         if not self.door.shaken(conn):

@@ -28,7 +28,9 @@ from typing import Any
 
 from god.journal.journal import Journal
 from god.transport.api import Api
+from god.transport import rights
 from god.transport.door import Door, peer_of
+from god.transport.rights import NOBODY, Principal
 from god.transport.waits import Wait, Waits
 from shared import hops
 from shared.log import logger
@@ -64,6 +66,7 @@ class Peer:
     held: Wait | None = None  # a parked call that later requests wait behind (holds_line)
     closed: bool = False
     tls: bool = False
+    principal: Principal = NOBODY  # who it is (its key): what it may call
 
 
 class Hub:
@@ -200,7 +203,8 @@ class Hub:
         else:  # the Connection keeps its descriptor; the hub reads and writes a duplicate
             sock = socket.socket(fileno=os.dup(conn.fileno()))
         sock.setblocking(False)
-        peer = Peer(conn, sock, peer_of(conn), tls=isinstance(conn, TlsConnection))
+        peer = Peer(conn, sock, peer_of(conn), tls=isinstance(conn, TlsConnection),
+                    principal=getattr(conn, "principal", NOBODY))
         self._sel.register(sock, selectors.EVENT_READ, peer)
         self.door.waiting(conn, True)
         try:
@@ -372,6 +376,12 @@ class Hub:
         self.door.waiting(peer.conn, False)
         if ident != BROKER or method not in BROKER_METHODS:
             self._send(peer, box, ("#TRACEBACK", f"method {method!r} of {ident!r} is not served here"))
+            return
+        try:
+            rights.check(peer.principal, method, args, kwds)
+        except rights.Refused as e:
+            self.door.refused_call(peer.conn, e)
+            self._send(peer, box, ("#ERROR", PermissionError(str(e))))  # (a builtin: any client loads it)
             return
         try:
             reply = getattr(self.api, method)(*args, **kwds)

@@ -8,6 +8,7 @@ import ssl
 import threading
 from multiprocessing import connection, managers
 from traceback import format_exc
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from god.rules.broker import Broker
@@ -15,7 +16,9 @@ from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.handshakes import Handshakes
 from god.transport.hub import Hub
+from god.transport import rights
 from god.transport.identity import identity
+from god.transport.rights import Principal, everyone
 from god.transport.views import ResultQueueView, TaskQueueView, Tutorial
 from god.transport.waits import Wait, Waits
 from shared import transport
@@ -90,6 +93,22 @@ class DoorServer(managers.Server):
     listener: connection.Listener
     authkey: bytes
 
+    def _call_name(self, ident: Any, method: Any) -> str:
+        """A request's row in the rights table: the broker's method, or a view's."""
+        if ident == BROKER:
+            return str(method)
+        obj = self.id_to_obj.get(ident, (None,))[0]
+        kind = "tasks" if isinstance(obj, TaskQueueView) else "results" if isinstance(obj, ResultQueueView) else "server"
+        return f"{kind}.{method}"
+
+    def _check(self, c: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any) -> None:
+        try:
+            rights.check(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
+                         kwds if isinstance(kwds, dict) else {})
+        except rights.Refused as e:
+            self.door.refused_call(c, e)
+            raise
+
     def accepter(self) -> None:
         """Accept connections; each admitted one shakes hands on the handshakes' thread."""
         while True:
@@ -115,9 +134,20 @@ class DoorServer(managers.Server):
 
     def _serve_first(self, c: connection.Connection, request: Any) -> None:
         # The stock handle_request, after handshakes done elsewhere (god/transport/handshakes.py).
+        principal: Principal = c.principal  # type: ignore[attr-defined]
+        recv = c.recv
+
+        def checked() -> Any:  # every later request of the connection (serve_client's), checked
+            later = recv()
+            if type(later) is tuple and len(later) == 4:
+                self._check(c, principal, self._call_name(later[0], later[1]), later[2], later[3])
+            return later
+
+        c.recv = checked  # type: ignore[method-assign]
         try:
             ignore, funcname, args, kwds = request
             assert funcname in self.public, f"{funcname!r} unrecognized"
+            self._check(c, principal, f"server.{funcname}", args, kwds)
             func = getattr(self, funcname)
         except Exception:
             msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
@@ -135,7 +165,11 @@ class DoorServer(managers.Server):
 class GodServer:
     """The manager server bound to god's address, served by a thread of this process."""
 
-    def __init__(self, broker: Broker, api: Api, waits: Waits, settings: Settings, door: Door) -> None:
+    def __init__(self, broker: Broker, api: Api, waits: Waits, settings: Settings, door: Door,
+                 principals: Callable[[], Sequence[Principal]] | None = None) -> None:
+        """``principals``: who may connect (god --keys); by default the one key, every role."""
+        every = [everyone(settings.authkey)]
+        self.principals: Callable[[], Sequence[Principal]] = principals or (lambda: every)
         self.broker = broker
         self.api = api
         self.waits = waits
@@ -183,7 +217,7 @@ class GodServer:
         server.door = self.door
         server.hub = Hub(self.api, self.waits, self.door)
         server.hub.start()
-        server.handshakes = Handshakes(self.door, self.settings.authkey, adopt=server.hub.adopt,
+        server.handshakes = Handshakes(self.door, self.principals, adopt=server.hub.adopt,
                                        serve=server.serve_first)
         server.handshakes.start()
         self.address = cast(Address, server.address)

@@ -1,0 +1,65 @@
+"""God's table of principals (``god --keys PATH``): who may connect, with which key, roles and queues.
+
+The table is a JSON file readable by its owner only (it holds keys), of the form
+
+    {"principals": [{"name": "ingest", "key": "...", "roles": ["producer"], "queues": ["pages*"]}]}
+
+``queues`` is optional (every queue). Names and keys are unique: a key names its principal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from god.transport.rights import ROLES, Principal
+from shared.config import read_private
+from shared.errors import ConfigError
+
+_NAME_RX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MIN_KEY_BYTES = 16
+
+
+def read_table(path: Path) -> list[Principal]:
+    """The principals in a table file.
+
+    Raises:
+        ConfigError: naming the file, the entry and what is wrong with it.
+    """
+    raw = read_private(path, "keys table", harm="can connect as any principal in it")
+    try:
+        content = json.loads(raw)
+    except ValueError as e:
+        raise ConfigError(f"keys table {path} is not JSON ({e})") from None
+    entries = content.get("principals") if isinstance(content, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"keys table {path}: expected {{\"principals\": [...]}}")
+    table: list[Principal] = []
+    names: set[str] = set()
+    keys: set[bytes] = set()
+    for i, entry in enumerate(entries):
+        where = f"keys table {path}, principal {i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: not an object with name, key and roles")
+        name, key, roles, queues = (entry.get("name"), entry.get("key"), entry.get("roles"),
+                                    entry.get("queues", ["*"]))
+        if not isinstance(name, str) or not _NAME_RX.fullmatch(name):
+            raise ConfigError(f"{where}: name {name!r} is not 1 to 64 letters, digits, '_', '.' or '-'")
+        where = f"keys table {path}, principal {name}"
+        if name in names:
+            raise ConfigError(f"{where}: the name is there twice")
+        if not isinstance(key, str) or len(key.strip()) < MIN_KEY_BYTES:
+            raise ConfigError(f"{where}: its key is missing or shorter than {MIN_KEY_BYTES} characters")
+        if key.strip().encode() in keys:
+            raise ConfigError(f"{where}: its key is another principal's too (a key names one principal)")
+        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+            raise ConfigError(f"{where}: roles {roles!r}: expected a list of {', '.join(ROLES)}")
+        if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
+            raise ConfigError(f"{where}: queues {queues!r}: expected a list of queue names or globs")
+        names.add(name)
+        keys.add(key.strip().encode())
+        table.append(Principal(name, key.strip().encode(), frozenset(roles), tuple(queues)))
+    if not table:
+        raise ConfigError(f"keys table {path} has no principal: nobody could connect")
+    return table

@@ -1,0 +1,153 @@
+"""Principals and one rights table: every call a client may make, by every role, over the wire.
+
+God is started with a table of principals (god --keys): one per role, and a producer whose
+queues leave out the one the calls name. Each makes every call; god refuses exactly what the
+rights table (god/transport/rights.py) does not give its roles and queues.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import connection
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from god.transport.rights import RIGHTS, Principal, Refused, check
+from shared import items, transport
+from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS
+from tests.support.gods import God
+
+pytestmark = pytest.mark.timeout(60)
+
+Q = "pages"  # the queue every call names
+TABLE = {  # name: (roles, queues)
+    "ingest": (["producer"], ["pag*"]),
+    "worker": (["consumer"], ["pages"]),
+    "ops": (["operator"], ["*"]),
+    "watch": (["viewer"], ["*"]),
+    "outsider": (["producer", "consumer", "operator", "viewer"], ["other"]),
+    "tutor": (["producer", "consumer"], ["default"]),  # the tutorial's views are of the default queue
+}
+
+#: Arguments for each broker method that god takes (or refuses on their merits, not the caller's).
+CALLS: dict[str, tuple[Any, ...]] = {
+    "ping": (),
+    "hello": ("someone", "producer", {}),
+    "bye": ("nobody-here",),
+    "put_many": ("someone", (1, 1, items.pack([1]), Q, None, 0, None, None, None)),
+    "results_for": ("someone", "run", 0, 1),
+    "task": ("someone/1",),
+    "lease": ("someone", (Q,), 1),
+    "ack_lease": ("someone", [], (Q,), 0),
+    "ack_many": ("someone", []),
+    "heartbeat": ("someone",),
+    "worker_lost": ("someone.w1", []),
+    "stats": (),
+    "dead": (Q,),
+    "failed": (Q,),
+    "schedule_list": (),
+    "dashboard_address": (),
+    "cancel": (None, Q),
+    "requeue": (None, Q),
+    "purge": (Q,),
+    "pause": (Q, False),
+    "drain": ("nobody-here",),
+    "set_limit": (Q, None),
+    "schedule_add": ("s1", 60.0, None, Q, None, 1),
+    "schedule_remove": ("no-such-schedule",),
+}
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, bytes]:
+    return {name: secrets.token_hex(32).encode() for name in TABLE}
+
+
+@pytest.fixture
+def table_god(start_god: Callable[..., God], tmp_path: Path, keys: dict[str, bytes]) -> God:
+    table = tmp_path / "keys.json"
+    table.write_text(json.dumps({"principals": [
+        {"name": name, "key": keys[name].decode(), "roles": roles, "queues": queues}
+        for name, (roles, queues) in TABLE.items()]}))
+    table.chmod(0o600)
+    return start_god("--keys", str(table))
+
+
+@contextmanager
+def _as(god: God, key: bytes) -> Iterator[connection.Connection]:
+    host, port = god.address.rsplit(":", 1)
+    conn = transport.connect((host, int(port)), key, recv_timeout=10)
+    try:
+        conn.send((None, ACCEPT_BROKER, ("rights-test",), {}))
+        assert conn.recv() == ("#RETURN", None)
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_every_method_has_a_row_and_what_has_none_is_refused() -> None:
+    assert set(BROKER_METHODS) <= set(RIGHTS), f"no row for {set(BROKER_METHODS) - set(RIGHTS)}"
+    assert set(CALLS) == set(BROKER_METHODS)  # (this test's own list goes with the broker's)
+    everyone = Principal("all", b"k", frozenset({"producer", "consumer", "operator", "viewer"}))
+    with pytest.raises(Refused, match="all may not call server.shutdown: no client may"):
+        check(everyone, "server.shutdown")
+    with pytest.raises(Refused, match="all may not call a_new_method: no client may"):
+        check(everyone, "a_new_method")
+
+
+def test_each_principal_may_make_exactly_the_calls_its_roles_and_queues_allow(
+    table_god: God, keys: dict[str, bytes]
+) -> None:
+    for name, (roles, queues) in TABLE.items():
+        principal = Principal(name, keys[name], frozenset(roles), tuple(queues))
+        with _as(table_god, keys[name]) as conn:
+            for method, args in CALLS.items():
+                try:
+                    check(principal, method, args, {})
+                    allowed = True
+                except Refused:
+                    allowed = False
+                conn.send((BROKER, method, args, {}))
+                kind, reply = conn.recv()
+                refused = kind == "#ERROR" and isinstance(reply, PermissionError)
+                assert refused is not allowed, f"{name} calling {method}: {kind} {reply!r}"
+                if refused:
+                    assert str(reply).startswith(f"{name} may not call {method}"), reply
+    # and god said so, in its log
+    assert "may not call" in table_god.proc.text()
+
+
+def test_a_key_outside_the_table_gets_no_session(table_god: God, env: dict[str, str]) -> None:
+    with pytest.raises(Exception, match="digest"):
+        with _as(table_god, env["GOD_AUTHKEY"].encode()):
+            pass
+
+
+def test_a_tutorial_client_is_held_to_its_principals_rights_too(table_god: God, keys: dict[str, bytes]) -> None:
+    from multiprocessing.managers import BaseManager, RemoteError
+
+    class Tutorial(BaseManager):
+        pass
+
+    Tutorial.register("get_task_queue")
+    host, port = table_god.address.rsplit(":", 1)
+    # an operator's key makes no queue view (it is not a producer's or consumer's)
+    m = Tutorial(address=(host, int(port)), authkey=keys["ops"])
+    m.connect()
+    with pytest.raises(RemoteError, match="ops may not call server.create: it needs the role consumer or producer"):
+        m.get_task_queue()
+    worker = Tutorial(address=(host, int(port)), authkey=keys["worker"])
+    worker.connect()
+    with pytest.raises(RemoteError, match="worker may not call server.create on queue 'default'"):
+        worker.get_task_queue()
+    # and one whose roles and queues allow it puts and takes as the tutorial does
+    tutor = Tutorial(address=(host, int(port)), authkey=keys["tutor"])
+    tutor.connect()
+    q = tutor.get_task_queue()
+    q.put(7)
+    assert q.get(timeout=5) == 7
