@@ -141,23 +141,21 @@ RIGHTS: dict[str, Row] = {
     "server.debug_info": _row(OPERATOR),
     "server.number_of_objects": _row(OPERATOR),
     # (server.shutdown has no row: no client stops god)
-    # the tutorial's task queue view: a master puts, a worker takes
-    "tasks.put": _row(PRODUCER, queues=_DEFAULT),
-    "tasks.put_nowait": _row(PRODUCER, queues=_DEFAULT),
-    "tasks.get": _row(CONSUMER, queues=_DEFAULT),
-    "tasks.get_nowait": _row(CONSUMER, queues=_DEFAULT),
-    "tasks.empty": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
-    "tasks.qsize": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
-    "tasks.full": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
-    # and its result queue view: a worker puts, a master takes
-    "results.put": _row(CONSUMER, queues=_DEFAULT),
-    "results.put_nowait": _row(CONSUMER, queues=_DEFAULT),
-    "results.get": _row(PRODUCER, queues=_DEFAULT),
-    "results.get_nowait": _row(PRODUCER, queues=_DEFAULT),
-    "results.empty": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
-    "results.qsize": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
-    "results.full": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT),
+    # the tutorial's queue views (below)
 }
+
+
+def _view(view: str, putter: str, taker: str) -> dict[str, Row]:
+    """The rows of a tutorial queue view: who puts on it, who takes from it, and who looks."""
+    return {
+        **{f"{view}.{m}": _row(putter, queues=_DEFAULT) for m in ("put", "put_nowait")},
+        **{f"{view}.{m}": _row(taker, queues=_DEFAULT) for m in ("get", "get_nowait")},
+        **{f"{view}.{m}": _row(PRODUCER, CONSUMER, *STAFF, queues=_DEFAULT) for m in ("empty", "qsize", "full")},
+    }
+
+
+RIGHTS.update(_view("tasks", PRODUCER, CONSUMER))  # a master puts tasks, a worker takes them
+RIGHTS.update(_view("results", CONSUMER, PRODUCER))  # a worker puts results, a master takes them
 
 
 def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> None:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import connection
+from multiprocessing.managers import Server
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from god.transport.rights import RIGHTS, Principal, Refused, check
 from shared import items, transport
-from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS
+from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS
 from tests.support.gods import God
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,6 +93,8 @@ def _as(god: God, key: bytes) -> Iterator[connection.Connection]:
 
 def test_every_method_has_a_row_and_what_has_none_is_refused() -> None:
     assert set(BROKER_METHODS) <= set(RIGHTS), f"no row for {set(BROKER_METHODS) - set(RIGHTS)}"
+    assert {f"{view}.{m}" for view in ("tasks", "results") for m in QUEUE_METHODS} <= set(RIGHTS)
+    assert {f"server.{m}" for m in Server.public} - set(RIGHTS) == {"server.shutdown"}
     assert set(CALLS) == set(BROKER_METHODS)  # (this test's own list goes with the broker's)
     everyone = Principal("all", b"k", frozenset({"producer", "consumer", "operator", "viewer"}))
     with pytest.raises(Refused, match="all may not call server.shutdown: no client may"):
