@@ -16,6 +16,7 @@ has a row (tests/integration/test_rights.py).
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,13 @@ class Principal:
     queues: tuple[str, ...] = ("*",)
 
     def may_use(self, queue: str) -> bool:
-        return any(fnmatch.fnmatchcase(queue, glob) for glob in self.queues)
+        return _may_use(self.queues, queue)
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_use(globs: tuple[str, ...], queue: str) -> bool:
+    """Whether a queue matches one of these globs (asked per call: kept, as queues are few)."""
+    return any(fnmatch.fnmatchcase(queue, glob) for glob in globs)
 
 
 def everyone(key: bytes) -> Principal:
