@@ -26,7 +26,7 @@ from typing import Any
 
 from shared import hops, transport
 from shared.config import ENV_CONNECTION, Settings, format_address
-from shared.errors import AuthError, ConfigError, Interrupted, UnreachableError
+from shared.errors import AuthError, ConfigError, Interrupted, NotAllowed, UnreachableError
 from shared.log import logger
 from shared.manager import ACCEPT_BROKER, BROKER
 from shared.records import describe
@@ -109,7 +109,7 @@ class Caller:
         kind, result = conn.recv()
         if kind == "#RETURN":
             return result
-        raise convert_to_error(kind, result)
+        raise _error(kind, result)
 
     def call(self, method: str, *args: Any) -> Any:
         """Call a broker method, reconnecting and re-sending until god answers or we give up.
@@ -181,7 +181,7 @@ class Caller:
                 self._log.info("god at {} answers again", self._where)
             if kind == "#RETURN":
                 return result
-            raise convert_to_error(kind, result)
+            raise _error(kind, result)
 
     # -- a call whose reply is read later ---------------------------------------------------
 
@@ -258,7 +258,7 @@ class Caller:
                     hops.hop(f"got {method}")
                 if kind == "#RETURN":
                     return result
-                raise convert_to_error(kind, result)
+                raise _error(kind, result)
         return self.call(method, *args)
 
     def _sleep(self, seconds: float) -> None:
@@ -302,6 +302,14 @@ def _tls_problem(where: str, e: ssl.SSLError) -> str:
         return (f"god at {where} refused our TLS certificate ({reason}): god asks for client certificates "
                 "signed by its --tls-ca; give --tls-cert/--tls-key")
     return f"TLS with god at {where} failed: {reason}"
+
+
+def _error(kind: str, result: Any) -> BaseException:
+    """The exception god's error reply stands for; a call god's rights table refused is ours
+    (one line, exit code 5: a right a wait will not give)."""
+    if kind == "#ERROR" and isinstance(result, PermissionError):
+        return NotAllowed(f"god refused: {result}")
+    return convert_to_error(kind, result)  # type: ignore[no-any-return]
 
 
 def _reason(e: BaseException) -> str:

@@ -42,6 +42,10 @@ class AuthError(GodError):
     exit_code = exitcodes.AUTH
 
 
+class NotAllowed(AuthError):
+    """God's rights table refused a call of our principal (god --keys)."""
+
+
 class AddressInUseError(GodError):
     """God's address is taken by another process."""
 

@@ -72,8 +72,10 @@ class Peer:
 class Hub:
     """Serves broker calls for every adopted connection from one thread."""
 
-    def __init__(self, api: Api, waits: Waits, door: Door) -> None:
+    def __init__(self, api: Api, waits: Waits, door: Door, owners: rights.Owners | None = None) -> None:
+        """``owners``: whose each client name is (god --keys), checked on every call."""
         self.api = api
+        self.owners = owners
         self._journal = api.journal if isinstance(api.journal, Journal) else None
         self.waits = waits
         self.door = door
@@ -378,7 +380,7 @@ class Hub:
             self._send(peer, box, ("#TRACEBACK", f"method {method!r} of {ident!r} is not served here"))
             return
         try:
-            rights.check(peer.principal, method, args, kwds)
+            rights.check(peer.principal, method, args, kwds, self.owners)
         except rights.Refused as e:
             self.door.refused_call(peer.conn, e)
             self._send(peer, box, ("#ERROR", PermissionError(str(e))))  # (a builtin: any client loads it)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,14 +67,56 @@ Queues = Callable[[tuple[Any, ...], dict[str, Any]], Iterable[Any]]
 
 @dataclass(frozen=True)
 class Row:
-    """Who may make a call: these roles; on the queues ``queues`` reads from its arguments."""
+    """Who may make a call: these roles; on the queues ``queues`` reads from its arguments;
+    speaking for the client names ``names`` reads from them, which must be the caller's own
+    (an operator's or viewer's call may name anyone's)."""
 
     roles: frozenset[str]
     queues: Queues | None = None
+    names: Queues | None = None
 
 
-def _row(*roles: str, queues: Queues | None = None) -> Row:
-    return Row(frozenset(roles), queues)
+def _row(*roles: str, queues: Queues | None = None, names: Queues | None = None) -> Row:
+    return Row(frozenset(roles), queues, names)
+
+
+def _name(i: int) -> Queues:
+    """The client name in argument i."""
+    return lambda args, kwds: (args[i],) if len(args) > i else ()
+
+
+def _tid_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
+    """The producer of the task id in argument 0 (PRODUCER/SEQ)."""
+    tid = args[0] if args else kwds.get("tid")
+    return (tid.rpartition("/")[0],) if isinstance(tid, str) else ()
+
+
+def _cancel_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
+    """The producers whose tasks a cancel names: of its ids, or the one it names."""
+    ids, _, producer = (list(args) + [None] * 3)[:3]
+    ids, producer = kwds.get("ids", ids), kwds.get("producer", producer)
+    names = [i.rpartition("/")[0] for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+    return names + ([producer] if producer is not None else [])
+
+
+class Owners:
+    """Which principal each client name is: the first to use it, while this god runs. A client
+    cannot speak for a name another principal uses (its results, leases, tasks, goodbye).
+    The names used longest ago are forgotten past ``cap`` (a name in use is always fresh)."""
+
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
+        self._of: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, name: str, principal: str) -> str:
+        """The principal that name belongs to (this one, if it was nobody's)."""
+        with self._lock:
+            owner = self._of.setdefault(name, principal)
+            self._of.move_to_end(name)
+            if len(self._of) > self.cap:
+                self._of.popitem(last=False)
+            return owner
 
 
 EVERY_QUEUE = "*"  # what a call touches whose queue is None: every queue
@@ -105,24 +149,25 @@ def _cancel_queues(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]
 _DEFAULT: Queues = lambda args, kwds: (DEFAULT_QUEUE,)  # noqa: E731
 EVERY_ROLE = ROLES
 STAFF = (OPERATOR, VIEWER)
+_ANYONES = frozenset(STAFF)  # roles whose calls may name any client
 
 #: method -> who may call it. The broker's methods (shared.manager.BROKER_METHODS) by name;
 #: the stock server's as "server.NAME"; the tutorial views' as "tasks.NAME" and "results.NAME".
 RIGHTS: dict[str, Row] = {
     # every client
     "ping": _row(*EVERY_ROLE),
-    "hello": _row(*EVERY_ROLE),
-    "bye": _row(PRODUCER, CONSUMER),
+    "hello": _row(*EVERY_ROLE, names=_name(0)),
+    "bye": _row(PRODUCER, CONSUMER, names=_name(0)),
     # producers
-    "put_many": _row(PRODUCER, queues=_put_queue),
-    "results_for": _row(PRODUCER),
-    "task": _row(PRODUCER, *STAFF),
+    "put_many": _row(PRODUCER, queues=_put_queue, names=_name(0)),
+    "results_for": _row(PRODUCER, names=_name(0)),
+    "task": _row(PRODUCER, *STAFF, names=_tid_names),
     # consumers
-    "lease": _row(CONSUMER, queues=_arg(1, "queues")),
-    "ack_lease": _row(CONSUMER, queues=_arg(2, "queues")),
-    "ack_many": _row(CONSUMER),
-    "heartbeat": _row(CONSUMER),
-    "worker_lost": _row(CONSUMER),
+    "lease": _row(CONSUMER, queues=_arg(1, "queues"), names=_name(0)),
+    "ack_lease": _row(CONSUMER, queues=_arg(2, "queues"), names=_name(0)),
+    "ack_many": _row(CONSUMER, names=_name(0)),
+    "heartbeat": _row(CONSUMER, names=_name(0)),
+    "worker_lost": _row(CONSUMER, names=_name(0)),
     # what operators and viewers see
     "stats": _row(*STAFF),
     "dead": _row(*STAFF, queues=_arg(0, "queue")),
@@ -130,7 +175,7 @@ RIGHTS: dict[str, Row] = {
     "schedule_list": _row(*STAFF),
     "dashboard_address": _row(*STAFF),
     # what operators do
-    "cancel": _row(OPERATOR, PRODUCER, queues=_cancel_queues),
+    "cancel": _row(OPERATOR, PRODUCER, queues=_cancel_queues, names=_cancel_names),
     "requeue": _row(OPERATOR, queues=_arg(1, "queue")),
     "purge": _row(OPERATOR, queues=_arg(0, "queue")),
     "pause": _row(OPERATOR, queues=_arg(0, "queue")),
@@ -165,8 +210,10 @@ RIGHTS.update(_view("tasks", PRODUCER, CONSUMER))  # a master puts tasks, a work
 RIGHTS.update(_view("results", CONSUMER, PRODUCER))  # a worker puts results, a master takes them
 
 
-def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> None:
-    """Let a call through, or refuse it.
+def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None,
+          owners: Owners | None = None) -> None:
+    """Let a call through, or refuse it. ``owners``: whose each client name is (without it,
+    names are not checked).
 
     Raises:
         Refused: naming the principal, the call and the right it lacks.
@@ -187,3 +234,12 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
                 where = "every queue" if queue == EVERY_QUEUE else f"queue {queue!r}"
                 raise Refused(f"{principal.name} may not call {call} on {where}: its queues are "
                               f"{', '.join(principal.queues)}")
+    if row.names is not None and owners is not None and not principal.roles & row.roles & _ANYONES:
+        try:
+            named = list(row.names(args, kwds or {}))
+        except Exception:
+            named = []
+        for name in named:
+            owner = owners.claim(name, principal.name) if isinstance(name, str) else principal.name
+            if owner != principal.name:
+                raise Refused(f"{principal.name} may not call {call} for {name!r}: that name is {owner}'s")

@@ -90,6 +90,7 @@ class DoorServer(managers.Server):
     door: Door
     hub: Hub
     handshakes: Handshakes
+    owners: rights.Owners | None
     listener: connection.Listener
     authkey: bytes
 
@@ -104,7 +105,7 @@ class DoorServer(managers.Server):
     def _check(self, c: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any) -> None:
         try:
             rights.check(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
-                         kwds if isinstance(kwds, dict) else {})
+                         kwds if isinstance(kwds, dict) else {}, self.owners)
         except rights.Refused as e:
             self.door.refused_call(c, e)
             raise
@@ -170,6 +171,8 @@ class GodServer:
         """``principals``: who may connect (god --keys); by default the one key, every role."""
         every = [everyone(settings.authkey)]
         self.principals: Callable[[], Sequence[Principal]] = principals or (lambda: every)
+        # whose each client name is, when principals differ (with the one key, all are one's)
+        self.owners = rights.Owners() if principals is not None else None
         self.broker = broker
         self.api = api
         self.waits = waits
@@ -215,7 +218,8 @@ class GodServer:
         server.id_to_obj[BROKER] = (ThreadApi(self.api, self.waits), frozenset(BROKER_METHODS), None)  # type: ignore[assignment]
         server.id_to_refcount[BROKER] = 1  # type: ignore[attr-defined]
         server.door = self.door
-        server.hub = Hub(self.api, self.waits, self.door)
+        server.hub = Hub(self.api, self.waits, self.door, self.owners)
+        server.owners = self.owners
         server.hub.start()
         server.handshakes = Handshakes(self.door, self.principals, adopt=server.hub.adopt,
                                        serve=server.serve_first)

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from god.transport.rights import RIGHTS, Principal, Refused, check
-from shared import items, transport
+from shared import exitcodes, items, transport
 from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS
 from tests.support.gods import God
+from tests.support.helpers import Proc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +40,7 @@ TABLE = {  # name: (roles, queues)
 CALLS: dict[str, tuple[Any, ...]] = {
     "ping": (),
     "hello": ("someone", "producer", {}),
-    "bye": ("nobody-here",),
+    "bye": ("someone",),
     "put_many": ("someone", (1, 1, items.pack([1]), Q, None, 0, None, None, None)),
     "results_for": ("someone", "run", 0, 1),
     "task": ("someone/1",),
@@ -62,6 +63,11 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "schedule_add": ("s1", 60.0, None, Q, None, 1),
     "schedule_remove": ("no-such-schedule",),
 }
+
+
+def _for(args: tuple[Any, ...], who: str) -> tuple[Any, ...]:
+    """The call's arguments with the client name "someone" made who."""
+    return tuple(a.replace("someone", who) if isinstance(a, str) else a for a in args)
 
 
 @pytest.fixture
@@ -109,7 +115,8 @@ def test_each_principal_may_make_exactly_the_calls_its_roles_and_queues_allow(
     for name, (roles, queues) in TABLE.items():
         principal = Principal(name, keys[name], frozenset(roles), tuple(queues))
         with _as(table_god, keys[name]) as conn:
-            for method, args in CALLS.items():
+            for method, template in CALLS.items():
+                args = _for(template, f"{name}-client")  # its own client names (others' are the next test's)
                 try:
                     check(principal, method, args, {})
                     allowed = True
@@ -154,3 +161,61 @@ def test_a_tutorial_client_is_held_to_its_principals_rights_too(table_god: God, 
     q = tutor.get_task_queue()
     q.put(7)
     assert q.get(timeout=5) == 7
+
+
+def test_a_principal_speaks_for_its_own_client_names_only(start_god: Callable[..., God], tmp_path: Path) -> None:
+    keys = {name: secrets.token_hex(32).encode() for name in ("a", "b", "c1", "c2", "ops")}
+    roles = {"a": "producer", "b": "producer", "c1": "consumer", "c2": "consumer", "ops": "operator"}
+    table = tmp_path / "keys.json"
+    table.write_text(json.dumps({"principals": [
+        {"name": n, "key": keys[n].decode(), "roles": [roles[n]]} for n in keys]}))
+    table.chmod(0o600)
+    god = start_god("--keys", str(table))
+
+    def call(conn: connection.Connection, method: str, *args: Any) -> tuple[str, Any]:
+        conn.send((BROKER, method, args, {}))
+        return conn.recv()  # type: ignore[no-any-return]
+
+    with _as(god, keys["a"]) as a, _as(god, keys["b"]) as b, _as(god, keys["c1"]) as c1, \
+            _as(god, keys["c2"]) as c2, _as(god, keys["ops"]) as ops:
+        # Given a producer and a consumer that use their names
+        assert call(a, "hello", "prod-a", "producer", {})[0] == "#RETURN"
+        assert call(a, "put_many", "prod-a", (1, 1, items.pack([1]), "q", None, 0, None, None, None)) == ("#RETURN", 1)
+        assert call(c1, "hello", "cons-1", "consumer", {})[0] == "#RETURN"
+        # Then another producer can neither read their results, nor look at or cancel their tasks
+        for method, args in (("results_for", ("prod-a", "run", 0, 1)), ("task", ("prod-a/1",)),
+                             ("cancel", (["prod-a/1"],)), ("cancel", (None, None, "prod-a")),
+                             ("hello", ("prod-a", "producer", {}))):
+            kind, reply = call(b, method, *args)
+            assert kind == "#ERROR" and str(reply) == f"b may not call {method} for 'prod-a': that name is a's", reply
+        # and another consumer can neither ack, beat nor say goodbye for the first
+        for method, args in (("ack_many", ("cons-1", [])), ("heartbeat", ("cons-1",)), ("bye", ("cons-1",)),
+                             ("lease", ("cons-1", ("q",), 1))):
+            kind, reply = call(c2, method, *args)
+            assert kind == "#ERROR" and "that name is c1's" in str(reply), (method, reply)
+        # while the owner still can, and an operator may name anyone's
+        assert call(a, "task", "prod-a/1")[0] == "#RETURN"
+        assert call(ops, "task", "prod-a/1")[0] == "#RETURN"
+        assert call(ops, "cancel", ["prod-a/1"]) == ("#RETURN", {"waiting": 1, "scheduled": 0, "running": 0})
+
+
+def test_real_clients_with_keys_of_their_own_roles_do_their_work(
+    table_god: God, keys: dict[str, bytes], spawn: Callable[..., Proc], env: dict[str, str]
+) -> None:
+    # Given god with a table, a consumer with a consumer's key and a producer with a producer's
+    def as_(name: str) -> dict[str, str]:
+        return {**env, "GOD_AUTHKEY": keys[name].decode(), "GOD_ADDRESS": table_god.address}
+
+    spawn("consumer", "--processes", "2", "--queues", Q, environment=as_("worker"))
+    producer = spawn("producer", "--rounds", "2", "--queue", Q, "--wait", environment=as_("ingest"))
+    # Then the work is done, and the producer gets its results
+    assert producer.wait(60) == 0, producer.text()
+    assert sum(" = " in line or "ok" in line for line in producer.out) >= 1, producer.text()
+    # And status is for operators and viewers: a producer's key is told so in one line
+    status = spawn("god", "status", environment=as_("watch"))
+    assert status.wait(30) == 0, status.text()
+    refused = spawn("god", "status", environment=as_("ingest"))
+    assert refused.wait(30) == exitcodes.AUTH
+    (line,) = refused.err
+    assert line.endswith("god refused: ingest may not call stats: it needs the role operator or viewer, and ingest "
+                         "has producer"), line
