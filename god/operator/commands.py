@@ -19,6 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from god.operator.keys import keys_app
 from god.operator.lines import status_text
 from god.store.schedules import check_name, parse_cron
 from shared.cli import (
@@ -426,3 +427,4 @@ def schedule_remove(ask: Ask, name: Annotated[str, typer.Argument(help="The sche
 
 for _fn, _name in ((schedule_add, "add"), (schedule_list, "list"), (schedule_remove, "remove")):
     _register(_fn, schedule_app, _name)
+app.add_typer(keys_app, name="keys")  # (commands on a file, not asking god: god/operator/keys.py)

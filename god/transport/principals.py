@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from god.transport.rights import ROLES, Principal
 from shared.config import read_private
@@ -36,30 +37,34 @@ def read_table(path: Path) -> list[Principal]:
     if not isinstance(entries, list):
         raise ConfigError(f"keys table {path}: expected {{\"principals\": [...]}}")
     table: list[Principal] = []
-    names: set[str] = set()
-    keys: set[bytes] = set()
     for i, entry in enumerate(entries):
-        where = f"keys table {path}, principal {i + 1}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: not an object with name, key and roles")
-        name, key, roles, queues = (entry.get("name"), entry.get("key"), entry.get("roles"),
-                                    entry.get("queues", ["*"]))
-        if not isinstance(name, str) or not _NAME_RX.fullmatch(name):
-            raise ConfigError(f"{where}: name {name!r} is not 1 to 64 letters, digits, '_', '.' or '-'")
-        where = f"keys table {path}, principal {name}"
-        if name in names:
-            raise ConfigError(f"{where}: the name is there twice")
-        if not isinstance(key, str) or len(key.strip()) < MIN_KEY_BYTES:
-            raise ConfigError(f"{where}: its key is missing or shorter than {MIN_KEY_BYTES} characters")
-        if key.strip().encode() in keys:
-            raise ConfigError(f"{where}: its key is another principal's too (a key names one principal)")
-        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
-            raise ConfigError(f"{where}: roles {roles!r}: expected a list of {', '.join(ROLES)}")
-        if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
-            raise ConfigError(f"{where}: queues {queues!r}: expected a list of queue names or globs")
-        names.add(name)
-        keys.add(key.strip().encode())
-        table.append(Principal(name, key.strip().encode(), frozenset(roles), tuple(queues)))
+        table.append(principal_of(entry, f"keys table {path}", i, table))
     if not table:
         raise ConfigError(f"keys table {path} has no principal: nobody could connect")
     return table
+
+
+def principal_of(entry: Any, where: str, i: int, others: list[Principal]) -> Principal:
+    """A table's entry i as a principal, beside the others before it.
+
+    Raises:
+        ConfigError: naming where, the entry and what is wrong with it.
+    """
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}, principal {i + 1}: not an object with name, key and roles")
+    name, key, roles, queues = (entry.get("name"), entry.get("key"), entry.get("roles"),
+                                entry.get("queues", ["*"]))
+    if not isinstance(name, str) or not _NAME_RX.fullmatch(name):
+        raise ConfigError(f"{where}, principal {i + 1}: name {name!r} is not 1 to 64 letters, digits, '_', '.' or '-'")
+    where = f"{where}, principal {name}"
+    if any(p.name == name for p in others):
+        raise ConfigError(f"{where}: the name is there twice")
+    if not isinstance(key, str) or len(key.strip()) < MIN_KEY_BYTES:
+        raise ConfigError(f"{where}: its key is missing or shorter than {MIN_KEY_BYTES} characters")
+    if any(p.key == key.strip().encode() for p in others):
+        raise ConfigError(f"{where}: its key is another principal's too (a key names one principal)")
+    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+        raise ConfigError(f"{where}: roles {roles!r}: expected a list of {', '.join(ROLES)}")
+    if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
+        raise ConfigError(f"{where}: queues {queues!r}: expected a list of queue names or globs")
+    return Principal(name, key.strip().encode(), frozenset(roles), tuple(queues))

@@ -219,3 +219,30 @@ def test_real_clients_with_keys_of_their_own_roles_do_their_work(
     (line,) = refused.err
     assert line.endswith("god refused: ingest may not call stats: it needs the role operator or viewer, and ingest "
                          "has producer"), line
+
+
+def test_god_keys_keeps_the_table_and_its_keys_let_their_hosts_in(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path
+) -> None:
+    table, ingest, worker = tmp_path / "keys.json", tmp_path / "ingest.key", tmp_path / "worker.key"
+    # Given principals added by the command, each with a key file of its own
+    for name, role, key in (("ingest", "producer", ingest), ("worker", "consumer", worker)):
+        added = spawn("god", "keys", "add", name, "--role", role, "--queues", "pag*", "--keys", str(table),
+                      "--key-file", str(key))
+        assert added.wait(30) == 0, added.text()
+        assert key.stat().st_mode & 0o777 == 0o600 and table.stat().st_mode & 0o777 == 0o600
+    listed = spawn("god", "keys", "list", "--keys", str(table))
+    assert listed.wait(30) == 0 and listed.out == ["ingest\tproducer\tpag*", "worker\tconsumer\tpag*"]
+    assert all(k.read_text().strip() not in listed.text() for k in (ingest, worker))  # never shown
+    # When god reads the table, its hosts get in with their key files
+    god = start_god("--keys", str(table))
+    keyless = {k: v for k, v in env.items() if k != "GOD_AUTHKEY"}
+    spawn("consumer", "--processes", "1", "--queues", Q,
+          environment={**keyless, "GOD_AUTHKEY_FILE": str(worker), "GOD_ADDRESS": god.address})
+    producer = spawn("producer", "--rounds", "1", "--queue", Q, "--wait",
+                     environment={**keyless, "GOD_AUTHKEY_FILE": str(ingest), "GOD_ADDRESS": god.address})
+    assert producer.wait(60) == 0, producer.text()
+    # And a principal removed is gone from the table
+    removed = spawn("god", "keys", "remove", "worker", "--keys", str(table))
+    assert removed.wait(30) == 0
+    assert [p["name"] for p in json.loads(table.read_text())["principals"]] == ["ingest"]
