@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, FRAME_OVERHEAD, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS,
@@ -23,12 +23,13 @@ from god.rules.broker import Broker
 from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.identity import connection_path, write_connection
-from god.transport.principals import read_table
+from god.transport.principals import Table
 from god.transport.server import GodServer
 from god.transport.waits import Waits
 from god.trim import Trimmer
 from shared import exitcodes
 from shared.config import Settings, Tls, client_address, format_address, loopback
+from shared.errors import ConfigError
 from shared.log import count, logger
 from shared.wakeup import Wakeup
 
@@ -79,6 +80,20 @@ class _StopFlag:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
+
+
+def _reload(table: Table, door: Door, log: Logger) -> dict[str, Any]:
+    """Read the table of principals again; the connections of those removed or changed end.
+
+    Raises:
+        ConfigError: the file is not a table god can use (the one in force stays).
+    """
+    changed = table.reload()
+    closed = door.close_principals(changed)
+    log.info("keys table {} read again: {} principals; {} removed or changed ({} closed)",
+             table.path, len(table.principals), ", ".join(sorted(changed)) or "none",
+             f"{closed} connection" + ("" if closed == 1 else "s"))
+    return {"principals": len(table.principals), "changed": sorted(changed), "closed": closed}
 
 
 def _tls_said(settings: Settings, own: Tls | None) -> str:
@@ -145,8 +160,10 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.controls.set_limit(queue, rate, journal=False)
     api = Api(broker, waits, journal=journal, results=options.results_path)
-    table = read_table(options.keys_path) if options.keys_path is not None else None
-    server = GodServer(broker, api, waits, settings, door, principals=(lambda: table) if table is not None else None)
+    table = Table(options.keys_path) if options.keys_path is not None else None
+    server = GodServer(broker, api, waits, settings, door, principals=table)
+    if table is not None:
+        api.reload_keys_here = lambda: _reload(table, door, log)
     address = server.start()
     metrics = web = None  # bound before god says it listens: scripts wait for that line as "god is up"
     # the HTTP servers' modules (http.server, email, ...) only when asked for: a third of god's start
@@ -198,6 +215,9 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    hup = [False]  # SIGHUP: read the table of principals again (the handler only flips it)
+    if table is not None:
+        signal.signal(signal.SIGHUP, lambda signum, frame: hup.__setitem__(0, True))
     wakeup = Wakeup()
     wakeup.call_on_signal(broker.results_ready.set)  # the loop below sees a stop at once, not at its tick
     trimmer = Trimmer()
@@ -213,6 +233,12 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
         monitor.step(kept)
         door.close_overdue()
         trimmer.step()
+        if hup[0] and table is not None:
+            hup[0] = False
+            try:
+                _reload(table, door, log)
+            except ConfigError as e:
+                log.error("SIGHUP: {}; the table in force stays", e)
     wakeup.close()
     log.info("stopping on {}", stop.signal_name)
     if metrics is not None:

@@ -428,3 +428,17 @@ def schedule_remove(ask: Ask, name: Annotated[str, typer.Argument(help="The sche
 for _fn, _name in ((schedule_add, "add"), (schedule_list, "list"), (schedule_remove, "remove")):
     _register(_fn, schedule_app, _name)
 app.add_typer(keys_app, name="keys")  # (commands on a file, not asking god: god/operator/keys.py)
+
+
+def keys_reload(ask: Ask) -> int:
+    """Have a running god read its table of principals again (as SIGHUP does); the connections of
+    principals removed or changed end."""
+    with ask() as (client, where):
+        r = client.call("reload_keys")
+    changed = ", ".join(r["changed"]) or "none"
+    typer.echo(f"god at {where} read its table again: {r['principals']} principals; removed or changed: {changed} "
+               f"({r['closed']} connection{'' if r['closed'] == 1 else 's'} closed)")
+    return 0
+
+
+_register(keys_reload, keys_app, "reload")

@@ -4,10 +4,12 @@ Redis's ``ACL SETUSER`` keep theirs), so that nobody edits keys into JSON by han
     god keys add NAME --role ROLE[,ROLE] [--queues GLOB[,GLOB]] --keys TABLE --key-file PATH
     god keys list --keys TABLE
     god keys remove NAME --keys TABLE
+    god keys reload                    (god/operator/commands.py: it asks a running god)
 
 ``add`` makes a new key and writes it to PATH (0600; an existing file is left alone), which
 is what the principal's hosts get (``GOD_AUTHKEY_FILE``); the table (0600) is replaced
-whole, never half written. A running god reads the table at its start.
+whole, never half written. God reads the table at its start, and again on ``god keys
+reload`` or SIGHUP.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def add(
     role: Annotated[str, typer.Option(help=f"Its roles, comma-separated, of: {', '.join(ROLES)}.")],
     keys: TableOption,
     key_file: Annotated[Path, typer.Option(help="Where its new key is written (0600): what its hosts get.")],
-    queues: Annotated[Optional[str], typer.Option(help="Queues it may use, comma-separated globs. Default: all.")] = None,
+    queues: Annotated[Optional[str], typer.Option(
+        help="Queues it may use, comma-separated globs. Default: all.")] = None,
 ) -> None:
     """Add a principal with a new key."""
     setup_logging("god", level="ERROR")
@@ -75,8 +78,9 @@ def add(
         if not write_private(key_file, key + b"\n", what=f"{name}'s key"):
             raise ConfigError(f"--key-file {key_file} exists: give a path for the new key that is not there yet")
         _write(keys, [*table, principal])
-        typer.echo(f"added {name} ({', '.join(sorted(roles))}; queues {', '.join(principal.queues)}); its key is in "
-                   f"{key_file}: give it to its hosts (GOD_AUTHKEY_FILE), and restart god to read the table")
+        typer.echo(f"added {name} ({', '.join(sorted(roles))}; queues {', '.join(principal.queues)}); its key is "
+                   f"in {key_file}: give it to its hosts (GOD_AUTHKEY_FILE), and 'god keys reload' to have god "
+                   "read the table")
         return 0
 
     run_role("god", body)
@@ -108,7 +112,7 @@ def remove(name: Annotated[str, typer.Argument(help="The principal's name.")], k
         if not kept:
             raise ConfigError(f"{name} is the last principal in {keys}: a god with an empty table lets nobody in")
         _write(keys, kept)
-        typer.echo(f"removed {name}; restart god to read the table")
+        typer.echo(f"removed {name}; 'god keys reload' has god read the table (and end its connections)")
         return 0
 
     run_role("god", body)

@@ -12,6 +12,7 @@ import json
 import math
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from god.rules.broker import Broker
@@ -24,6 +25,7 @@ from shared.records import (
     A_HI, A_LO, A_VALUES, CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
+from shared.errors import ConfigError
 from shared.log import logger
 from shared.version import PYTHON, VERSION, other_version
 
@@ -152,6 +154,7 @@ class Api:
         self.journal = journal
         self.results = results  # the results file, where ``task`` finds a task's line
         self.dashboard: str | None = None  # the dashboard's address (god --http), once it listens
+        self.reload_keys_here: Callable[[], dict[str, Any]] | None = None  # with god --keys (god/service.py)
 
     def _deadline(self, timeout: float) -> float:
         return self.waits.now() + max(0.0, float(timeout))
@@ -247,6 +250,16 @@ class Api:
         """Start at most rate tasks a second from the queue, across all consumers (None: no
         limit); returns the limit it had."""
         return self.broker.controls.set_limit(check_queue(queue), check_rate(rate))
+
+    def reload_keys(self) -> dict[str, Any]:
+        """Read the table of principals again (god --keys); the connections of principals
+        removed or changed end. Returns how many principals, which changed, how many closed."""
+        if self.reload_keys_here is None:
+            raise ValueError("god was started without --keys: it has no table of principals to read again")
+        try:
+            return self.reload_keys_here()
+        except ConfigError as e:
+            raise ValueError(f"{e}; the table in force stays") from None
 
     def dashboard_address(self) -> str | None:
         """The dashboard's address (god --http), or None; ``python -m god url`` adds the token."""

@@ -198,6 +198,16 @@ class Door:
         """A call its principal has no right to make (god/transport/rights.py): said, rate-limited."""
         self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
 
+    def close_principals(self, names: set[str]) -> int:
+        """End the connections of these principals (removed or changed in god's table); their
+        threads and the hub see them close. Returns how many."""
+        with self._lock:
+            theirs = [e.conn for e in self._open.values()
+                      if getattr(getattr(e.conn, "principal", None), "name", None) in names]
+        for conn in theirs:
+            transport.shutdown(conn)
+        return len(theirs)
+
     def close_overdue(self) -> int:
         """Close connections idle for longer than the idle timeout (a handshake's deadline is
         the handshakes' own: god/transport/handshakes.py); returns how many."""

@@ -55,7 +55,8 @@ def principal_of(entry: Any, where: str, i: int, others: list[Principal]) -> Pri
     name, key, roles, queues = (entry.get("name"), entry.get("key"), entry.get("roles"),
                                 entry.get("queues", ["*"]))
     if not isinstance(name, str) or not _NAME_RX.fullmatch(name):
-        raise ConfigError(f"{where}, principal {i + 1}: name {name!r} is not 1 to 64 letters, digits, '_', '.' or '-'")
+        raise ConfigError(f"{where}, principal {i + 1}: name {name!r} is not 1 to 64 letters, digits, '_', '.' "
+                          "or '-'")
     where = f"{where}, principal {name}"
     if any(p.name == name for p in others):
         raise ConfigError(f"{where}: the name is there twice")
@@ -68,3 +69,27 @@ def principal_of(entry: Any, where: str, i: int, others: list[Principal]) -> Pri
     if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
         raise ConfigError(f"{where}: queues {queues!r}: expected a list of queue names or globs")
     return Principal(name, key.strip().encode(), frozenset(roles), tuple(queues))
+
+
+class Table:
+    """God's table as it is now (call it for the principals); ``reload`` reads the file again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.principals = read_table(path)
+
+    def __call__(self) -> list[Principal]:
+        return self.principals
+
+    def reload(self) -> set[str]:
+        """Read the file again; returns the names of the principals removed or changed (key,
+        roles or queues), whose connections must end.
+
+        Raises:
+            ConfigError: the file is not a table god can use (the table in force stays).
+        """
+        new = read_table(self.path)
+        now = {p.name: p for p in new}
+        changed = {p.name for p in self.principals if now.get(p.name) != p}
+        self.principals = new
+        return changed

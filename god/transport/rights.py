@@ -183,6 +183,7 @@ RIGHTS: dict[str, Row] = {
     "set_limit": _row(OPERATOR, queues=_arg(0, "queue")),
     "schedule_add": _row(OPERATOR, queues=_arg(3, "queue")),
     "schedule_remove": _row(OPERATOR),
+    "reload_keys": _row(OPERATOR),
     # the stock manager server: a connection's first request, and a tutorial proxy's housekeeping
     "server.accept_connection": _row(*EVERY_ROLE),
     "server.create": _row(PRODUCER, CONSUMER, queues=_DEFAULT),

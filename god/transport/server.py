@@ -99,7 +99,8 @@ class DoorServer(managers.Server):
         if ident == BROKER:
             return str(method)
         obj = self.id_to_obj.get(ident, (None,))[0]
-        kind = "tasks" if isinstance(obj, TaskQueueView) else "results" if isinstance(obj, ResultQueueView) else "server"
+        kind = ("tasks" if isinstance(obj, TaskQueueView) else "results" if isinstance(obj, ResultQueueView)
+                else "server")
         return f"{kind}.{method}"
 
     def _check(self, c: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import connection
@@ -22,7 +23,7 @@ from god.transport.rights import RIGHTS, Principal, Refused, check
 from shared import exitcodes, items, transport
 from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS
 from tests.support.gods import God
-from tests.support.helpers import Proc
+from tests.support.helpers import Proc, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,6 +63,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "set_limit": (Q, None),
     "schedule_add": ("s1", 60.0, None, Q, None, 1),
     "schedule_remove": ("no-such-schedule",),
+    "reload_keys": (),
 }
 
 
@@ -246,3 +248,47 @@ def test_god_keys_keeps_the_table_and_its_keys_let_their_hosts_in(
     removed = spawn("god", "keys", "remove", "worker", "--keys", str(table))
     assert removed.wait(30) == 0
     assert [p["name"] for p in json.loads(table.read_text())["principals"]] == ["ingest"]
+
+
+def test_a_principal_removed_is_cut_off_at_once_and_nothing_it_put_is_lost(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str], tmp_path: Path
+) -> None:
+    keys = {name: secrets.token_hex(32).encode() for name in ("ingest", "ops")}
+    roles = {"ingest": "producer", "ops": "operator"}
+    table = tmp_path / "keys.json"
+
+    def write(names: tuple[str, ...]) -> None:
+        table.write_text(json.dumps({"principals": [
+            {"name": n, "key": keys[n].decode(), "roles": [roles[n]]} for n in names]}))
+        table.chmod(0o600)
+
+    write(("ingest", "ops"))
+    god = start_god("--keys", str(table))
+    ops_env = {**env, "GOD_AUTHKEY": keys["ops"].decode(), "GOD_ADDRESS": god.address}
+    with _as(god, keys["ingest"]) as conn:
+        conn.send((BROKER, "put_many", ("prod-a", (1, 1, items.pack([1]), Q, None, 0, None, None, None)), {}))
+        assert conn.recv() == ("#RETURN", 1)
+        # When it is removed from the table and god reads it again
+        write(("ops",))
+        reload = spawn("god", "keys", "reload", environment=ops_env)
+        assert reload.wait(30) == 0, reload.text()
+        assert "read its table again: 1 principals; removed or changed: ingest (1 connection closed)" in reload.text()
+        # Then its live connection is closed
+        with pytest.raises((EOFError, OSError)):
+            conn.send((BROKER, "ping", (), {}))
+            conn.recv()
+    # and its key opens god no more, while what it put waits to be served
+    with pytest.raises(Exception, match="digest"):
+        with _as(god, keys["ingest"]):
+            pass
+    with _as(god, keys["ops"]) as conn:
+        conn.send((BROKER, "stats", (), {}))
+        kind, stats = conn.recv()
+        assert kind == "#RETURN" and stats["waiting"] == 1, stats
+    # And SIGHUP reads it too: put back, its key opens god again
+    write(("ingest", "ops"))
+    god.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "read again: 2 principals" in god.proc.text(), 10, "god to read the table on SIGHUP")
+    with _as(god, keys["ingest"]) as conn:
+        conn.send((BROKER, "ping", (), {}))
+        assert conn.recv() == ("#RETURN", None)
