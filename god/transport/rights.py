@@ -85,6 +85,11 @@ def _name(i: int) -> Queues:
     return lambda args, kwds: (args[i],) if len(args) > i else ()
 
 
+def _hello_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
+    """A producer's or consumer's name as it says hello (a status client's is any command's)."""
+    return (args[0],) if len(args) > 1 and args[1] in (PRODUCER, CONSUMER) else ()
+
+
 def _tid_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     """The producer of the task id in argument 0 (PRODUCER/SEQ)."""
     tid = args[0] if args else kwds.get("tid")
@@ -156,7 +161,7 @@ _ANYONES = frozenset(STAFF)  # roles whose calls may name any client
 RIGHTS: dict[str, Row] = {
     # every client
     "ping": _row(*EVERY_ROLE),
-    "hello": _row(*EVERY_ROLE, names=_name(0)),
+    "hello": _row(*EVERY_ROLE, names=_hello_names),
     "bye": _row(PRODUCER, CONSUMER, names=_name(0)),
     # producers
     "put_many": _row(PRODUCER, queues=_put_queue, names=_name(0)),
@@ -235,6 +240,9 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
                 where = "every queue" if queue == EVERY_QUEUE else f"queue {queue!r}"
                 raise Refused(f"{principal.name} may not call {call} on {where}: its queues are "
                               f"{', '.join(principal.queues)}")
+    if call == "hello" and len(args) > 1 and args[1] in (PRODUCER, CONSUMER) and args[1] not in principal.roles:
+        raise Refused(f"{principal.name} may not call hello as a {args[1]}: it has "
+                      f"{', '.join(sorted(principal.roles))}")
     if row.names is not None and owners is not None and not principal.roles & row.roles & _ANYONES:
         try:
             named = list(row.names(args, kwds or {}))

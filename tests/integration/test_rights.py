@@ -195,6 +195,11 @@ def test_a_principal_speaks_for_its_own_client_names_only(start_god: Callable[..
                              ("lease", ("cons-1", ("q",), 1))):
             kind, reply = call(c2, method, *args)
             assert kind == "#ERROR" and "that name is c1's" in str(reply), (method, reply)
+        # and nobody says hello as a role it does not have, while status clients share names
+        kind, reply = call(b, "hello", "prod-b", "consumer", {})
+        assert kind == "#ERROR" and str(reply) == "b may not call hello as a consumer: it has producer", reply
+        assert call(a, "hello", "task@host", "status", {})[0] == call(b, "hello", "task@host", "status", {})[0] == \
+            "#RETURN"
         # while the owner still can, and an operator may name anyone's
         assert call(a, "task", "prod-a/1")[0] == "#RETURN"
         assert call(ops, "task", "prod-a/1")[0] == "#RETURN"
