@@ -178,6 +178,16 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                   figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
                   tls=web_context(settings.tls) if settings.tls is not None else None, names=options.http_names)
         api.dashboard = web.base
+    # Every thread god runs is up before it says it listens (what scripts and tests wait for).
+    stop = _StopFlag()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    hup = [False]  # SIGHUP: read the table of principals again (the handler only flips it)
+    if table is not None:
+        signal.signal(signal.SIGHUP, lambda signum, frame: hup.__setitem__(0, True))
+    wakeup = Wakeup()
+    wakeup.call_on_signal(broker.results_ready.set)  # the loop below sees a stop at once, not at its tick
     if server.own_tls is not None and server.own_tls.cert is not None:
         # Said before 'listening on' (what scripts wait for), so that it is there when they look.
         path = connection_path(address[1])
@@ -211,15 +221,6 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
 
     if options.live:
         monitor.start_live(format_address(address))
-    stop = _StopFlag()
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack, to stderr
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    hup = [False]  # SIGHUP: read the table of principals again (the handler only flips it)
-    if table is not None:
-        signal.signal(signal.SIGHUP, lambda signum, frame: hup.__setitem__(0, True))
-    wakeup = Wakeup()
-    wakeup.call_on_signal(broker.results_ready.set)  # the loop below sees a stop at once, not at its tick
     trimmer = Trimmer()
     reaped_at = 0.0
     while not stop.requested:
