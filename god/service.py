@@ -120,6 +120,7 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
 
 def _serve(settings: Settings, options: GodOptions, journal: Journal | None, waits: Waits, out: TextIO,
            log: Logger) -> int:
+    table = Table(options.keys_path) if options.keys_path is not None else None  # (a bad one: before anything)
     door = Door(max_connections=options.max_connections, handshake_s=options.handshake_s, idle_s=options.idle_s,
                 max_frame=options.max_payload + FRAME_OVERHEAD)
     broker = Broker(capacity=options.capacity, lease_s=options.lease_s, max_attempts=options.max_attempts,
@@ -160,7 +161,6 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     for queue, rate in options.limits.items():  # configuration, not journaled: it is given at each start
         broker.controls.set_limit(queue, rate, journal=False)
     api = Api(broker, waits, journal=journal, results=options.results_path)
-    table = Table(options.keys_path) if options.keys_path is not None else None
     server = GodServer(broker, api, waits, settings, door, principals=table)
     if table is not None:
         api.reload_keys_here = lambda: _reload(table, door, log)

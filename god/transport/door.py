@@ -22,6 +22,8 @@ from multiprocessing import connection
 from typing import Any
 
 from god.defaults import FRAME_OVERHEAD, HANDSHAKE_S, IDLE_S, MAX_CONNECTIONS, MAX_PAYLOAD
+from god.transport import rights
+from god.transport.rights import Principal
 from shared import transport
 from shared.data import NotData, load_data
 from shared.log import logger
@@ -194,9 +196,21 @@ class Door:
         self.refused += 1
         self.log.warning("key", "refused {}: {}", peer_of(conn), why)
 
-    def refused_call(self, conn: connection.Connection, e: Exception) -> None:
-        """A call its principal has no right to make (god/transport/rights.py): said, rate-limited."""
-        self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
+    def check_call(self, conn: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any,
+                   owners: rights.Owners | None) -> None:
+        """Let a call of a connection through, or refuse it as the rights table says
+        (god/transport/rights.py), with a line at god (rate-limited). The hub's path and a
+        stock thread's both ask here.
+
+        Raises:
+            rights.Refused: naming the principal, the call and the right it lacks.
+        """
+        try:
+            rights.check(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
+                         kwds if isinstance(kwds, dict) else {}, owners)
+        except rights.Refused as e:
+            self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
+            raise
 
     def close_principals(self, names: set[str]) -> int:
         """End the connections of these principals (removed or changed in god's table); their

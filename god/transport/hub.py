@@ -27,8 +27,8 @@ from traceback import format_exc
 from typing import Any
 
 from god.journal.journal import Journal
-from god.transport.api import Api
 from god.transport import rights
+from god.transport.api import Api
 from god.transport.door import Door, peer_of
 from god.transport.rights import NOBODY, Principal
 from god.transport.waits import Wait, Waits
@@ -380,9 +380,8 @@ class Hub:
             self._send(peer, box, ("#TRACEBACK", f"method {method!r} of {ident!r} is not served here"))
             return
         try:
-            rights.check(peer.principal, method, args, kwds, self.owners)
+            self.door.check_call(peer.conn, peer.principal, method, args, kwds, self.owners)
         except rights.Refused as e:
-            self.door.refused_call(peer.conn, e)
             self._send(peer, box, ("#ERROR", PermissionError(str(e))))  # (a builtin: any client loads it)
             return
         try:

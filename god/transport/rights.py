@@ -74,10 +74,12 @@ class Row:
     roles: frozenset[str]
     queues: Queues | None = None
     names: Queues | None = None
+    claims: Queues | None = None  # roles the call says its caller has: they must be its principal's
 
 
-def _row(*roles: str, queues: Queues | None = None, names: Queues | None = None) -> Row:
-    return Row(frozenset(roles), queues, names)
+def _row(*roles: str, queues: Queues | None = None, names: Queues | None = None,
+         claims: Queues | None = None) -> Row:
+    return Row(frozenset(roles), queues, names, claims)
 
 
 def _name(i: int) -> Queues:
@@ -90,16 +92,26 @@ def _hello_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     return (args[0],) if len(args) > 1 and args[1] in (PRODUCER, CONSUMER) else ()
 
 
+def _hello_role(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
+    """The role a client says hello as, when it is a producer's or consumer's."""
+    return (args[1],) if len(args) > 1 and args[1] in (PRODUCER, CONSUMER) else ()
+
+
 def _tid_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     """The producer of the task id in argument 0 (PRODUCER/SEQ)."""
     tid = args[0] if args else kwds.get("tid")
     return (tid.rpartition("/")[0],) if isinstance(tid, str) else ()
 
 
+def _cancel_args(args: tuple[Any, ...], kwds: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A cancel's (ids, queue, producer), given by position or by name."""
+    ids, queue, producer = (list(args) + [None] * 3)[:3]
+    return kwds.get("ids", ids), kwds.get("queue", queue), kwds.get("producer", producer)
+
+
 def _cancel_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     """The producers whose tasks a cancel names: of its ids, or the one it names."""
-    ids, _, producer = (list(args) + [None] * 3)[:3]
-    ids, producer = kwds.get("ids", ids), kwds.get("producer", producer)
+    ids, _, producer = _cancel_args(args, kwds)
     names = [i.rpartition("/")[0] for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
     return names + ([producer] if producer is not None else [])
 
@@ -144,8 +156,7 @@ def _put_queue(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
 
 def _cancel_queues(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     """A cancel's queue: the one named, every queue for a producer's tasks, none for ids."""
-    ids, queue, producer = (list(args) + [None] * 3)[:3]
-    ids, queue, producer = kwds.get("ids", ids), kwds.get("queue", queue), kwds.get("producer", producer)
+    _, queue, producer = _cancel_args(args, kwds)
     if queue is not None:
         return (queue,)
     return (EVERY_QUEUE,) if producer is not None else ()
@@ -161,7 +172,7 @@ _ANYONES = frozenset(STAFF)  # roles whose calls may name any client
 RIGHTS: dict[str, Row] = {
     # every client
     "ping": _row(*EVERY_ROLE),
-    "hello": _row(*EVERY_ROLE, names=_hello_names),
+    "hello": _row(*EVERY_ROLE, names=_hello_names, claims=_hello_role),
     "bye": _row(PRODUCER, CONSUMER, names=_name(0)),
     # producers
     "put_many": _row(PRODUCER, queues=_put_queue, names=_name(0)),
@@ -240,9 +251,10 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
                 where = "every queue" if queue == EVERY_QUEUE else f"queue {queue!r}"
                 raise Refused(f"{principal.name} may not call {call} on {where}: its queues are "
                               f"{', '.join(principal.queues)}")
-    if call == "hello" and len(args) > 1 and args[1] in (PRODUCER, CONSUMER) and args[1] not in principal.roles:
-        raise Refused(f"{principal.name} may not call hello as a {args[1]}: it has "
-                      f"{', '.join(sorted(principal.roles))}")
+    for role in row.claims(args, kwds or {}) if row.claims is not None else ():
+        if role not in principal.roles:
+            raise Refused(f"{principal.name} may not call {call} as a {role}: it has "
+                          f"{', '.join(sorted(principal.roles))}")
     if row.names is not None and owners is not None and not principal.roles & row.roles & _ANYONES:
         try:
             named = list(row.names(args, kwds or {}))

@@ -7,8 +7,8 @@ import socket
 import ssl
 import threading
 from multiprocessing import connection, managers
-from traceback import format_exc
 from collections.abc import Callable, Sequence
+from traceback import format_exc
 from typing import Any, cast
 
 from god.rules.broker import Broker
@@ -103,14 +103,6 @@ class DoorServer(managers.Server):
                 else "server")
         return f"{kind}.{method}"
 
-    def _check(self, c: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any) -> None:
-        try:
-            rights.check(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
-                         kwds if isinstance(kwds, dict) else {}, self.owners)
-        except rights.Refused as e:
-            self.door.refused_call(c, e)
-            raise
-
     def accepter(self) -> None:
         """Accept connections; each admitted one shakes hands on the handshakes' thread."""
         while True:
@@ -142,14 +134,14 @@ class DoorServer(managers.Server):
         def checked() -> Any:  # every later request of the connection (serve_client's), checked
             later = recv()
             if type(later) is tuple and len(later) == 4:
-                self._check(c, principal, self._call_name(later[0], later[1]), later[2], later[3])
+                self.door.check_call(c, principal, self._call_name(later[0], later[1]), later[2], later[3], self.owners)
             return later
 
         c.recv = checked  # type: ignore[method-assign]
         try:
             ignore, funcname, args, kwds = request
             assert funcname in self.public, f"{funcname!r} unrecognized"
-            self._check(c, principal, f"server.{funcname}", args, kwds)
+            self.door.check_call(c, principal, f"server.{funcname}", args, kwds, self.owners)
             func = getattr(self, funcname)
         except Exception:
             msg: tuple[str, Any] = ("#TRACEBACK", format_exc())
