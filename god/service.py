@@ -127,7 +127,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     max_payload=options.max_payload, results_payload_max=options.results_payload_max,
                     journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
-                    warn_after_s=options.warn_after_s)
+                    warn_after_s=options.warn_after_s, leased_only=table is not None)
     recorder = Recorder(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
     history = History()
     monitor = Monitor(broker.figures, out=out, quiet=options.quiet, history=history)

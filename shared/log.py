@@ -11,6 +11,7 @@ from __future__ import annotations
 import json as jsonlib
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -65,6 +66,33 @@ def _import() -> Logger:
 
 
 logger = cast("Logger", _Deferred())
+
+LOG_EVERY_S = 10.0  # seconds between lines of one kind, by default (RateLimitedLog)
+
+
+class RateLimitedLog:
+    """Log a kind of line at most once per period, saying how many were held back."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S, now: Callable[[], float] = time.monotonic, role: str = "god") -> None:
+        self.every_s = every_s
+        self._now = now
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._log = logger.bind(role=role)
+
+    def warning(self, kind: str, message: str, *args: Any) -> bool:
+        """Log now unless this kind was logged within the period; True if it was logged."""
+        with self._lock:
+            now = self._now()
+            if now - self._last.get(kind, -self.every_s - 1) < self.every_s:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return False
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        suffix = f" ({held} more like it in the last {self.every_s:.0f}s not logged)" if held else ""
+        self._log.warning(message + suffix, *args)
+        return True
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:

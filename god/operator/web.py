@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from god.operator.history import History
 from god.operator.metrics import CONTENT_TYPE, render, serve_http
 from god.transport.api import Api
-from god.transport.door import RateLimitedLog
+from shared.log import RateLimitedLog
 from god.transport.waits import Wait, Waits
 from shared.config import Tls, client_address, hostname
 from shared.log import logger

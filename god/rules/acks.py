@@ -4,10 +4,21 @@ An ack carries a run's result lines (the worker formats them), its failures as f
 god knows of a failure it reads from those, never from a line), and the values when its
 producer waits for them. A failure with retries left is not a result yet
 (god/rules/retries.py takes it); the last failures are kept for ``python -m god failed``.
+
+With a table of principals (god --keys), consumers are held to what they were given:
+``leased_only``. An ack's tasks count only where they are leased to the consumer that acks
+them now (a late result, after its lease ran out or god restarted, is dropped and counted
+``unleased``: the task runs again, at least once as always), and every line of an ack must
+be the line of its own task: one JSON object, no key twice, whose id, consumer, queue, task
+and origin are what god knows of them. A consumer that writes another task's line, or
+another consumer's, is refused whole (PermissionError), before anything of it is kept.
+Without a table every key holder may do everything, and god keeps a late result too: it
+saves running the task again.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,6 +29,7 @@ from god.store.batches import Batch, runs_of
 from god.store.dead_letters import payload_figures, shown_text
 from god.store.peers import ConsumerState
 from shared import items
+from shared.log import RateLimitedLog
 from shared.records import (
     A_FAILED, A_FIRST, A_HI, A_LINES, A_LO, A_PRODUCER, A_VALUES, DEFAULT_QUEUE, F_AFTER, F_SEQ, Ack, Failed,
     failure_fields, task_id,
@@ -26,41 +38,80 @@ from shared.records import (
 TRACEBACK_CHARS = 4_000  # of a failure's traceback kept for ``failed``
 
 
+def held_by(b: Batch, c: ConsumerState, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of runs of b's offsets (sorted) that are in slices leased to c now."""
+    mine = sorted((s.lo, s.hi) for s in b.out if s.owner is c)
+    return [(max(lo, slo), min(hi, shi)) for lo, hi in runs for slo, shi in mine if max(lo, slo) < min(hi, shi)]
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ValueError("a key twice")
+    return d
+
+
+def _fields(line: str) -> dict[str, Any] | None:
+    """A results line's fields, if it is one JSON object with no key twice at any depth."""
+    try:
+        said = json.loads(line, object_pairs_hook=_unique)
+    except ValueError:
+        return None
+    return said if isinstance(said, dict) else None
+
+
 class Acks:
     """Recording results."""
 
-    def __init__(self, state: State, *, retries: Retries) -> None:
+    def __init__(self, state: State, *, retries: Retries, leased_only: bool = False) -> None:
+        """``leased_only``: hold consumers to the tasks leased to them (god --keys; above)."""
         self.state = state
         self.retries = retries
+        self.leased_only = leased_only
+        self.log = RateLimitedLog()
 
     def ack_many(self, consumer: str, acks: list[Ack]) -> int:
         """Record results; the first result for a task wins, later ones are counted duplicates.
 
         Returns:
             How many results were new.
+
+        Raises:
+            PermissionError: ``leased_only``, and a line is not its own task's (none recorded).
         """
         st = self.state
         with st.lock:
             c = st.peers.consumer(consumer, st.now())
-            new = sum(self.ack(c, a) for a in acks)
+            if self.leased_only:
+                for a in acks:
+                    self._check_lines(c, a)
+            new = sum(self.ack(c, a, self.leased_only) for a in acks)
         if new:
             st.results_ready.set()
             st.on_change()
         return new
 
-    def ack(self, c: ConsumerState, a: Ack) -> int:
-        """Record the results of one ack from c (lock held); returns how many were new."""
+    def ack(self, c: ConsumerState, a: Ack, leased_only: bool = False) -> int:
+        """Record the results of one ack from c (lock held); returns how many were new.
+        ``leased_only``: only of the tasks leased to c now."""
         st = self.state
         b = st.batches.get((a[A_PRODUCER], a[A_FIRST]))
         lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
         if b is None or not 0 <= lo < hi <= b.n:
-            return self._ack_unknown(c, a)
+            return self._ack_unknown(c, a, leased_only)
         lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
         runs = b.undone(lo, hi)
+        unleased = 0
+        if leased_only:
+            undone = sum(rhi - rlo for rlo, rhi in runs)
+            runs = held_by(b, c, runs)
+            unleased = undone - sum(rhi - rlo for rlo, rhi in runs)
+            if unleased:
+                self._unleased(c, a, unleased)
         keep: set[int] | None = None  # the offsets to record, when not all of [lo, hi)
         if len(runs) != 1 or runs[0] != (lo, hi):  # some had a result already: keep the rest
             keep = {i for rlo, rhi in runs for i in range(rlo, rhi)}
-            st.counts["duplicates"] += hi - lo - len(keep)
+            st.counts["duplicates"] += hi - lo - len(keep) - unleased
         if failed and (b.retry is not None or any(f[F_AFTER] is not None for f in failed)):
             again = self.retries.retry_failures(c, b, failed, keep, lo, hi)
             if again:  # tried again later: no result for them now
@@ -111,19 +162,59 @@ class Acks:
                               failed=failed)
             i += k
 
-    def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:
+    def _ack_unknown(self, c: ConsumerState, a: Ack, leased_only: bool) -> int:
         """Results for a batch god does not hold: done before (duplicates), or put to a god that
-        restarted without a journal (kept: nobody else will run them)."""
+        restarted without a journal (kept: nobody else will run them; ``leased_only``: dropped,
+        god leased them to nobody)."""
         st = self.state
         producer, n = a[A_PRODUCER], a[A_HI] - a[A_LO]
         if a[A_HI] - 1 <= st.upto.get(producer, 0) or producer.startswith(TUTORIAL):
             st.counts["duplicates"] += n
+            return 0
+        if leased_only:
+            self._unleased(c, a, n)
             return 0
         st.outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))
         st.upto[producer] = max(st.upto.get(producer, 0), a[A_HI] - 1)
         st.heard.setdefault(producer, st.now())
         st.count_results(c, st.queue(DEFAULT_QUEUE), n, len(a[A_FAILED]))
         return n
+
+    def _unleased(self, c: ConsumerState, a: Ack, n: int) -> None:
+        """Results of tasks not leased to c, dropped: counted, and said now and then."""
+        self.state.counts["unleased"] += n
+        self.log.warning("unleased", "{} sent results for {} of {}/{}..{} that are not leased to it (late, or "
+                         "not its own): dropped", c.name, n, a[A_PRODUCER], a[A_LO], a[A_HI] - 1)
+
+    def _check_lines(self, c: ConsumerState, a: Ack) -> None:
+        """An ack's failures and lines are its own tasks', and each line is its task's (lock held).
+
+        Raises:
+            PermissionError: naming the consumer, the task and what is wrong.
+        """
+        producer, first, lo, hi, lines = a[A_PRODUCER], a[A_FIRST], a[A_LO], a[A_HI], a[A_LINES]
+        who = f"consumer {c.top.name}"
+        for f in a[A_FAILED]:
+            if not (isinstance(f[F_SEQ], int) and lo <= f[F_SEQ] < hi):
+                raise PermissionError(f"{who} may not report a failure of {producer}/{f[F_SEQ]} in an ack of "
+                                      f"{producer}/{lo}..{hi - 1}")
+        parts = lines.split("\n")
+        if len(parts) != hi - lo + 1 or parts[-1]:
+            raise PermissionError(f"{who} sent {len(parts) - 1} results lines for the {hi - lo} tasks "
+                                  f"{producer}/{lo}..{hi - 1}")
+        b = self.state.batches.get((producer, first))
+        if b is None:
+            return  # its tasks are done or unknown: nothing of it is recorded (_ack_unknown)
+        for seq, line in zip(range(lo, hi), parts):
+            said = _fields(line)
+            i = seq - first
+            want = {"id": task_id(producer, seq), "consumer": c.top.name, "queue": b.queue, "task": b.task,
+                    "requeued_from": b.origin[i] if b.origin is not None and 0 <= i < b.n else None}
+            wrong = [k for k, v in want.items() if said is None or said.get(k) != v]
+            if wrong:
+                raise PermissionError(f"{who} may not write that results line for {want['id']}: "
+                                      + ("it is not one JSON object with each key once" if said is None else
+                                         f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not the task's"))
 
     def failures(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The last failed results (not dead letters), oldest first, of one queue or all."""

@@ -65,6 +65,7 @@ class Broker:
         dead_keep: int = DEAD_KEEP,
         warn_after_s: float | None = WARN_AFTER_S,
         wall: Callable[[], float] = time.time,
+        leased_only: bool = False,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -76,13 +77,15 @@ class Broker:
             warn_after_s: a task held by a consumer longer than this is reported once by ``reap``.
             wall: the Unix time, for schedules (injected too, for tests).
             results_payload_max: characters of a payload's JSON a results line holds (None: all).
+            leased_only: consumers' results count only for tasks leased to them, in lines of
+                their own tasks (god --keys: god/rules/acks.py).
         """
         self.state = st = State(capacity=capacity, lease_s=lease_s, dead_keep=dead_keep, now=now, wall=wall,
                                 journal=journal, on_change=on_change, results_payload_max=results_payload_max)
         self.intake = Intake(st, max_payload=max_payload, dedupe_window_s=dedupe_window_s)
         self.leases = Leases(st, warn_after_s=warn_after_s)
         self.retries = Retries(st)
-        self.acks = Acks(st, retries=self.retries)
+        self.acks = Acks(st, retries=self.retries, leased_only=leased_only)
         self.dead = DeadLetterRules(st)
         self.redelivery = Redelivery(st, dead=self.dead, max_attempts=max_attempts)
         self.peers = PeerRules(st, redelivery=self.redelivery, acks=self.acks, dedupe_window_s=dedupe_window_s)

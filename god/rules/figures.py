@@ -64,7 +64,7 @@ class Figures:
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
                 "handed_out": counts["handed_out"], "retried": counts["retried"], "waiting": st.waiting,
                 "producers_forgotten": counts["forgotten"], "unknown_puts": counts["unknown_puts"],
-                "dead_kept": len(st.dead), "cancelled": counts["cancelled"],
+                "dead_kept": len(st.dead), "cancelled": counts["cancelled"], "unleased": counts["unleased"],
                 "scheduled": sum(q.scheduled for q in st.queues.values()), "blocked": st.blocked,
                 "running": (running := sum(q.running for q in st.queues.values())), "capacity": st.capacity,
                 "pending": st.waiting, "in_flight": running,

@@ -113,11 +113,11 @@ class PeerRules:
                                               alone=len(running) > 1)
                     continue
                 i = r[R_LO] - b.first
-                if 0 <= i < b.n and not b.done[i]:
-                    held = next((s for s in b.out if s.lo <= i < s.hi), None)
+                held = next((s for s in b.out if s.lo <= i < s.hi and s.owner is c), None) if 0 <= i < b.n else None
+                if held is not None and not b.done[i]:  # (a task it does not hold is not its to fail)
                     shown = b.shown_json(i, st.results_payload_max)
                     line = json_line(task_id(b.producer, b.first + i), None, False, None, timed_out,
-                                     None, c.top.name, held.tries if held is not None else 1, time.time(),
+                                     None, c.top.name, held.tries, time.time(),
                                      b.queue, b.task, shown=shown,
                                      requeued_from=b.origin[i] if b.origin is not None else None)
                     failure: Value = (False, None, timed_out, None)

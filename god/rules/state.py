@@ -113,7 +113,8 @@ class State:
         self.dead = DeadLetters(dead_keep, journal)
         self.failed: deque[dict[str, Any]] = deque(maxlen=FAILED_KEEP)  # recent failed results, oldest first
         self.counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
-                                     "handed_out", "retried", "forgotten", "unknown_puts", "cancelled"), 0)
+                                     "handed_out", "retried", "forgotten", "unknown_puts", "cancelled",
+                                     "unleased"), 0)
 
     # Everything below runs with the lock held.
 

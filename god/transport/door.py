@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
@@ -26,9 +25,8 @@ from god.transport import rights
 from god.transport.rights import Principal
 from shared import transport
 from shared.data import NotData, load_data
-from shared.log import logger
+from shared.log import RateLimitedLog, logger
 
-LOG_EVERY_S = 10.0  # seconds between log lines of one kind about refused peers
 SHAKING = 256  # connections shaking hands at once (none is a client yet), all addresses together
 SHAKING_PER_ADDRESS = 16  # of those, from one address
 
@@ -53,31 +51,6 @@ class _Entry:
     since: float  # when it connected
     shaken: bool = False  # its handshakes are done: a client (else it has the handshakes' budget)
     waiting_since: float | None = None  # reading, with no request in hand, since then
-
-
-class RateLimitedLog:
-    """Log a kind of line at most once per period, saying how many were held back."""
-
-    def __init__(self, every_s: float = LOG_EVERY_S, now: Callable[[], float] = time.monotonic) -> None:
-        self.every_s = every_s
-        self._now = now
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._log = logger.bind(role="god")
-
-    def warning(self, kind: str, message: str, *args: Any) -> bool:
-        """Log now unless this kind was logged within the period; True if it was logged."""
-        with self._lock:
-            now = self._now()
-            if now - self._last.get(kind, -self.every_s - 1) < self.every_s:
-                self._held[kind] = self._held.get(kind, 0) + 1
-                return False
-            self._last[kind] = now
-            held = self._held.pop(kind, 0)
-        suffix = f" ({held} more like it in the last {self.every_s:.0f}s not logged)" if held else ""
-        self._log.warning(message + suffix, *args)
-        return True
 
 
 class Door:

@@ -88,8 +88,12 @@ def _name(i: int) -> Queues:
 
 
 def _hello_names(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
-    """A producer's or consumer's name as it says hello (a status client's is any command's)."""
-    return (args[0],) if len(args) > 1 and args[1] in (PRODUCER, CONSUMER) else ()
+    """A producer's or consumer's name as it says hello (a status client's is any command's),
+    and the consumer a worker says it belongs to."""
+    if len(args) < 2 or args[1] not in (PRODUCER, CONSUMER):
+        return ()
+    info = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+    return (args[0],) if info.get("parent") is None else (args[0], info["parent"])
 
 
 def _hello_role(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:

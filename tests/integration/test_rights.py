@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from multiprocessing import connection
+from collections.abc import Callable
 from multiprocessing.managers import Server
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,11 @@ from typing import Any
 import pytest
 
 from god.transport.rights import RIGHTS, Principal, Refused, check
-from shared import exitcodes, items, transport
-from shared.manager import ACCEPT_BROKER, BROKER, BROKER_METHODS, QUEUE_METHODS
+from shared import exitcodes, items
+from shared.manager import BROKER, BROKER_METHODS, QUEUE_METHODS
 from tests.support.gods import God
 from tests.support.helpers import Proc, wait_until
+from tests.support.principals import call, session
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,18 +86,6 @@ def table_god(start_god: Callable[..., God], tmp_path: Path, keys: dict[str, byt
     return start_god("--keys", str(table))
 
 
-@contextmanager
-def _as(god: God, key: bytes) -> Iterator[connection.Connection]:
-    host, port = god.address.rsplit(":", 1)
-    conn = transport.connect((host, int(port)), key, recv_timeout=10)
-    try:
-        conn.send((None, ACCEPT_BROKER, ("rights-test",), {}))
-        assert conn.recv() == ("#RETURN", None)
-        yield conn
-    finally:
-        conn.close()
-
-
 def test_every_method_has_a_row_and_what_has_none_is_refused() -> None:
     assert set(BROKER_METHODS) <= set(RIGHTS), f"no row for {set(BROKER_METHODS) - set(RIGHTS)}"
     assert {f"{view}.{m}" for view in ("tasks", "results") for m in QUEUE_METHODS} <= set(RIGHTS)
@@ -116,7 +103,7 @@ def test_each_principal_may_make_exactly_the_calls_its_roles_and_queues_allow(
 ) -> None:
     for name, (roles, queues) in TABLE.items():
         principal = Principal(name, keys[name], frozenset(roles), tuple(queues))
-        with _as(table_god, keys[name]) as conn:
+        with session(table_god, keys[name]) as conn:
             for method, template in CALLS.items():
                 args = _for(template, f"{name}-client")  # its own client names (others' are the next test's)
                 try:
@@ -136,7 +123,7 @@ def test_each_principal_may_make_exactly_the_calls_its_roles_and_queues_allow(
 
 def test_a_key_outside_the_table_gets_no_session(table_god: God, env: dict[str, str]) -> None:
     with pytest.raises(Exception, match="digest"):
-        with _as(table_god, env["GOD_AUTHKEY"].encode()):
+        with session(table_god, env["GOD_AUTHKEY"].encode()):
             pass
 
 
@@ -174,12 +161,8 @@ def test_a_principal_speaks_for_its_own_client_names_only(start_god: Callable[..
     table.chmod(0o600)
     god = start_god("--keys", str(table))
 
-    def call(conn: connection.Connection, method: str, *args: Any) -> tuple[str, Any]:
-        conn.send((BROKER, method, args, {}))
-        return conn.recv()  # type: ignore[no-any-return]
-
-    with _as(god, keys["a"]) as a, _as(god, keys["b"]) as b, _as(god, keys["c1"]) as c1, \
-            _as(god, keys["c2"]) as c2, _as(god, keys["ops"]) as ops:
+    with session(god, keys["a"]) as a, session(god, keys["b"]) as b, session(god, keys["c1"]) as c1, \
+            session(god, keys["c2"]) as c2, session(god, keys["ops"]) as ops:
         # Given a producer and a consumer that use their names
         assert call(a, "hello", "prod-a", "producer", {})[0] == "#RETURN"
         assert call(a, "put_many", "prod-a", (1, 1, items.pack([1]), "q", None, 0, None, None, None)) == ("#RETURN", 1)
@@ -270,7 +253,7 @@ def test_a_principal_removed_is_cut_off_at_once_and_nothing_it_put_is_lost(
     write(("ingest", "ops"))
     god = start_god("--keys", str(table))
     ops_env = {**env, "GOD_AUTHKEY": keys["ops"].decode(), "GOD_ADDRESS": god.address}
-    with _as(god, keys["ingest"]) as conn:
+    with session(god, keys["ingest"]) as conn:
         conn.send((BROKER, "put_many", ("prod-a", (1, 1, items.pack([1]), Q, None, 0, None, None, None)), {}))
         assert conn.recv() == ("#RETURN", 1)
         # When it is removed from the table and god reads it again
@@ -284,9 +267,9 @@ def test_a_principal_removed_is_cut_off_at_once_and_nothing_it_put_is_lost(
             conn.recv()
     # and its key opens god no more, while what it put waits to be served
     with pytest.raises(Exception, match="digest"):
-        with _as(god, keys["ingest"]):
+        with session(god, keys["ingest"]):
             pass
-    with _as(god, keys["ops"]) as conn:
+    with session(god, keys["ops"]) as conn:
         conn.send((BROKER, "stats", (), {}))
         kind, stats = conn.recv()
         assert kind == "#RETURN" and stats["waiting"] == 1, stats
@@ -294,6 +277,6 @@ def test_a_principal_removed_is_cut_off_at_once_and_nothing_it_put_is_lost(
     write(("ingest", "ops"))
     god.proc.signal(signal.SIGHUP)
     wait_until(lambda: "read again: 2 principals" in god.proc.text(), 10, "god to read the table on SIGHUP")
-    with _as(god, keys["ingest"]) as conn:
+    with session(god, keys["ingest"]) as conn:
         conn.send((BROKER, "ping", (), {}))
         assert conn.recv() == ("#RETURN", None)

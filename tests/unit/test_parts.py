@@ -11,7 +11,7 @@ import pytest
 
 from consumer.tasks import resolve_task, square
 from god.transport.api import last_line_with
-from god.transport.door import RateLimitedLog
+from shared.log import RateLimitedLog
 from god.transport.server import GodServerManager
 from producer.sources import json_lines, parse_line, random_rounds
 from shared.errors import ConfigError
