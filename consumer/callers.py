@@ -9,12 +9,12 @@ that task alone, with a message naming the function and this consumer; the worke
 
 from __future__ import annotations
 
-import pickle
 import types
 from collections.abc import Callable
 from typing import Any
 
 from consumer.calls import is_async
+from consumer.policy import Policy, Unloadable
 from shared.calls import (
     PYTHON_MINOR, Awaited, CallPickler, OtherPython, RemoteError, call_json, function_name, is_plain,
     load_function, packed, plain, replaced, value_of,
@@ -36,8 +36,9 @@ class Caller:
     by name (consumer/functions.py), ``loaded`` keeps what was loaded."""
 
     def __init__(self, task: str, *, functions: Callable[[str], Callable[..., Any] | str], loaded: Loaded,
-                 consumer: str) -> None:
+                 consumer: str, policy: Policy) -> None:
         self.task = task
+        self.policy = policy
         self.name = function_name(task)
         self._by_name = functions
         self.consumer = consumer
@@ -51,6 +52,8 @@ class Caller:
 
     def __call__(self, payload: Any) -> Any:
         """Make the call (a TaskFunction)."""
+        if type(payload) is Unloadable:
+            raise payload
         fn = self._fns.get(payload[0])
         if fn is None or isinstance(fn, str) or len(payload) != 3 or type(payload[1]) is not tuple:
             fn, args, kwargs = self.target(payload)
@@ -96,7 +99,7 @@ class Caller:
         if last is not None and last[0] is payload:
             return last[1]
         try:
-            args, kwargs = pickle.loads(payload[1])
+            args, kwargs = self.policy.loads(payload[1])
         except Exception:
             return None
         return args, kwargs
@@ -130,6 +133,8 @@ class Caller:
             self._fns.clear()
         if isinstance(ref, str):
             fn = self._by_name(ref)  # (or why not: the message names it and this consumer)
+        elif not self.policy.by_value:
+            fn = self.policy.by_value_refused(f"function {self.name}", self.consumer) or ""
         else:
             try:
                 fn = load_function(ref)
@@ -150,13 +155,13 @@ class Caller:
         """The arguments pickled in a payload, with the values of the tasks it waited for in
         their places (``(fn, blob, values)``)."""
         try:
-            args, kwargs = pickle.loads(payload[1])
+            args, kwargs = self.policy.loads(payload[1])
         except Exception as e:
             raise RemoteError(f"the arguments of {self.name} cannot be loaded on consumer {self.consumer}: "
                               f"{describe(e)}") from None
         if len(payload) == 3:
             try:
-                values = [value_of(v) for v in payload[2]]
+                values = [value_of(v, self.policy.loads) for v in payload[2]]
             except Exception as e:
                 raise RemoteError(f"a value {self.name} waited for cannot be loaded on consumer {self.consumer}: "
                                   f"{describe(e)}") from None

@@ -9,6 +9,7 @@ import typer
 
 from consumer.recycle import Recycle
 from consumer.consumer import Consumer
+from consumer.policy import Policy, parse_allow
 from consumer.tasks import DEFAULT_TASK, resolve_task
 from shared.cli import (
     AddressOption, AuthkeyFileOption, ConnectionOption, GiveUpOption, LogJsonOption, LogLevelOption, PlainOption,
@@ -58,6 +59,14 @@ def main(
         min=1, help="Tasks each worker process runs at once: plain functions on threads, async def functions "
         "as coroutines on the process's event loop. For tasks that wait (the network, a disk).",
     )] = 1,
+    allow: Annotated[Optional[list[str]], typer.Option(
+        help="Task functions by name (module:function globs, comma-separated or repeated) that puts and "
+        "calls may name: this consumer runs its --task and these. Default: any it can import.",
+    )] = None,
+    by_value: Annotated[bool, typer.Option(
+        help="Take code from producers: functions by value, and payloads and arguments of any pickled type. "
+        "--no-by-value: no function by value, and payloads and arguments load as data only (builtin types).",
+    )] = True,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -89,7 +98,8 @@ def main(
                                    tls_key=tls_key, tls_ca=tls_ca, connection=connection,
                                    insecure_plain_tcp=insecure_plain_tcp)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
-        return Consumer(settings, task_spec=task, queues=parse_queues(queues), processes=processes,
+        policy = Policy(task, parse_allow(allow), by_value)
+        return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),
                         log_level=log_level, log_json=log_json).run()

@@ -19,6 +19,7 @@ import time
 from enum import Enum, auto
 from types import FrameType
 
+from consumer.policy import Policy
 from consumer.pool import Lost, WorkerPool
 from consumer.recycle import NO_RECYCLE, Recycle
 from shared import exitcodes
@@ -54,7 +55,7 @@ class Consumer:
         self,
         settings: Settings,
         *,
-        task_spec: str,
+        policy: Policy,
         processes: int,
         prefetch: int,
         concurrency: int = 1,
@@ -66,14 +67,14 @@ class Consumer:
         log_json: bool = False,
     ) -> None:
         self.settings = settings
-        self.task_spec = task_spec
+        self.policy = policy
         self.processes = processes
         self.queues = queues
         self.burst = burst
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
-        self.pool = WorkerPool(mp.get_context("spawn"), settings, task_spec=task_spec, consumer=self.name,
+        self.pool = WorkerPool(mp.get_context("spawn"), settings, policy=policy, consumer=self.name,
                                queues=queues, processes=processes, prefetch=prefetch, concurrency=concurrency, burst=burst,
                                task_timeout=task_timeout, recycle=recycle, log_args=(log_level, log_json))
         self._signals = 0
@@ -127,8 +128,8 @@ class Consumer:
             self._beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
             self._beater.start()
             self.state = State.RUNNING
-            self._log.info("consumer {} running {} in {}{} on queues {}, god at {}", self.name,
-                           self.task_spec, count(self.processes, "process", "processes"),
+            self._log.info("consumer {} running {}{} in {}{} on queues {}, god at {}", self.name,
+                           self.policy.task, self.policy.shown(), count(self.processes, "process", "processes"),
                            f" of {self.concurrency} tasks at once" if self.concurrency > 1 else "",
                            ",".join(self.queues), format_address(self.settings.address))
             while self.state is not State.STOPPED:

@@ -1,10 +1,14 @@
 """The worker's task functions: found by name (``module:function``) on first use and kept,
 the consumer's own ``--task`` for tasks that name none, and a Caller for the calls of each
-function an Executor sent (consumer/callers.py)."""
+function an Executor sent (consumer/callers.py); only those the consumer's policy allows
+(consumer/policy.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from consumer.callers import Caller, Loaded
+from consumer.policy import Policy, Unloadable
 from consumer.tasks import TaskFunction, resolve_task
 from shared.calls import is_call
 from shared.errors import ConfigError
@@ -13,9 +17,10 @@ from shared.errors import ConfigError
 class Functions:
     """Task functions by name, imported on first use and kept; the consumer's own for None."""
 
-    def __init__(self, default: str, consumer: str) -> None:
+    def __init__(self, policy: Policy, consumer: str) -> None:
         self.consumer = consumer
-        self._fns: dict[str | None, TaskFunction | str] = {None: resolve_task(default)}
+        self.policy = policy
+        self._fns: dict[str | None, TaskFunction | str] = {None: self._guarded(resolve_task(policy.task))}
         self._loaded: Loaded = {}  # the functions of calls, by name or content
 
     def get(self, name: str | None) -> TaskFunction | str:
@@ -24,12 +29,27 @@ class Functions:
         if fn is None:
             assert name is not None
             if is_call(name):
-                fn = Caller(name, functions=self.get, loaded=self._loaded, consumer=self.consumer)
+                fn = Caller(name, functions=self.get, loaded=self._loaded, consumer=self.consumer, policy=self.policy)
             else:
-                try:
-                    fn = resolve_task(name)
-                except ConfigError as e:
-                    fn = f"task function {name!r} cannot be used on consumer {self.consumer}: " \
-                         f"{str(e).removeprefix(f'--task {name!r}: ')}"
+                fn = self.policy.refuses(name, self.consumer) or self._resolve(name)
             self._fns[name] = fn
         return fn
+
+    def _resolve(self, name: str) -> TaskFunction | str:
+        try:
+            return self._guarded(resolve_task(name))
+        except ConfigError as e:
+            return f"task function {name!r} cannot be used on consumer {self.consumer}: " \
+                   f"{str(e).removeprefix(f'--task {name!r}: ')}"
+
+    def _guarded(self, fn: TaskFunction) -> TaskFunction:
+        """fn, failing a task whose payload did not load as data (--no-by-value) with why."""
+        if self.policy.by_value:
+            return fn
+
+        def guarded(payload: Any, /) -> Any:
+            if type(payload) is Unloadable:
+                raise payload
+            return fn(payload)
+
+        return guarded

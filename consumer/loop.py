@@ -20,6 +20,7 @@ from consumer.acks import CANCELLED, Acks, in_frames
 from consumer.calls import Calls
 from consumer.functions import Functions
 from consumer.places import Shared
+from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
 from shared import items
 from shared.client import GodClient
@@ -54,7 +55,7 @@ class WorkerSpec:
     settings: Settings
     name: str  # its name at god: its consumer's, a slash, its index
     consumer: str
-    task_spec: str
+    policy: Policy
     queues: tuple[str, ...]
     prefetch: int
     burst: bool
@@ -71,13 +72,15 @@ Started = tuple[Grant, int, Any, float, int, bool]
 Finished = tuple[Grant, int, Any, Value, "BaseException | None"]
 
 
-def _listed(g: Grant) -> Grant:
+def _listed(g: Grant, policy: Policy, consumer: str) -> Grant:
     """The grant with its payloads as a list (god sends a whole batch as the producer's blob,
-    shared/items.py, and a part of one as it holds it loaded)."""
+    shared/items.py, and a part of one as it holds it loaded), loaded as the policy allows
+    (with --no-by-value, a payload that is not data is an ``Unloadable``, its task's failure)."""
     payloads = g[G_PAYLOADS]
     if type(payloads) is list:
         return g
-    listed: Any = items.unpack(payloads)
+    fail = None if policy.by_value else unloadable(consumer, by_value=False)
+    listed: Any = items.unpack(payloads, fail, policy.loads)
     return (*g[:G_PAYLOADS], listed, *g[G_PAYLOADS + 1 :])
 
 
@@ -90,7 +93,7 @@ class Worker:
         self._control_readable = Readable(control)  # (Connection.poll makes a selector each time: 8 us)
         self.shared = shared
         self.running = running  # Running[concurrency], in memory the consumer reads
-        self.fns = Functions(spec.task_spec, spec.consumer)
+        self.fns = Functions(spec.policy, spec.consumer)
         self.client = GodClient(spec.settings, name=spec.name, role="consumer",
                                 info={"host": hostname(), "pid": os.getpid(), "parent": spec.consumer},
                                 should_stop=self._told)
@@ -209,7 +212,7 @@ class Worker:
         for g in grants:
             if not self.todo:
                 self.at = g[G_LO]
-            self.todo.append(_listed(g))
+            self.todo.append(_listed(g, self.spec.policy, self.spec.consumer))
             self.held += g[G_HI] - g[G_LO]
 
     def look(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from consumer.loop import WorkerSpec
 from consumer.places import KILL_GRACE_S, Running, Shared, running_task
+from consumer.policy import Policy
 from consumer.recycle import NO_RECYCLE, Recycle
 from consumer.worker import worker_main
 from shared.config import Settings
@@ -65,12 +66,12 @@ class WorkerPool:
     consumer's main thread owns it, and the heartbeat thread only reads ``workers``)."""
 
     def __init__(
-        self, ctx: SpawnContext, settings: Settings, *, task_spec: str, consumer: str, queues: tuple[str, ...],
+        self, ctx: SpawnContext, settings: Settings, *, policy: Policy, consumer: str, queues: tuple[str, ...],
         processes: int, prefetch: int, concurrency: int = 1, burst: bool = False, task_timeout: float | None = None,
         recycle: Recycle = NO_RECYCLE, log_args: tuple[str, bool] = ("INFO", False),
     ) -> None:
         self.settings = settings
-        self.task_spec = task_spec
+        self.policy = policy
         self.consumer = consumer
         self.queues = queues
         self.processes = processes
@@ -103,7 +104,7 @@ class WorkerPool:
         for place in running:
             place.seq = -1
         name = f"{self.consumer}/{index}"
-        spec = WorkerSpec(self.settings, name, self.consumer, self.task_spec, self.queues, self.prefetch, self.burst,
+        spec = WorkerSpec(self.settings, name, self.consumer, self.policy, self.queues, self.prefetch, self.burst,
                           self.concurrency, self.task_timeout, self.recycle, *self._log_args)
         p = self._ctx.Process(target=worker_main, name=f"worker-{index}", daemon=True,
                               args=(spec, theirs, shared, running))

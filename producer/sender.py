@@ -15,7 +15,8 @@ from typing import Any
 
 from producer.futures import Targets, TaskFuture, Window
 from producer.producer import Producer, PutOptions
-from shared.calls import Awaited, CallPickler, arguments_of, call_task, packed, replaced
+from shared.calls import Awaited, CallPickler, arguments_of, call_task, code_of, code_refused, packed, replaced
+from shared.errors import NotAllowed
 from shared.records import CANCELLED_BY_PROGRAM, Value, describe, task_id
 
 
@@ -150,10 +151,22 @@ class Sender:
             return False, None, describe(exc), None
 
     def _arguments(self, name: str, ref: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """A call's payload.
+
+        Raises:
+            TypeError: the arguments cannot be pickled.
+            NotAllowed: it sends code, and god said this program's principal may not.
+        """
         try:
-            return arguments_of(self._pickler, ref, args, kwargs)
+            payload = arguments_of(self._pickler, ref, args, kwargs)
         except Exception as e:
             raise TypeError(f"the arguments of {name} cannot be pickled to travel to consumers: {describe(e)}") from None
+        principal = self.producer.client.server_info.get("principal")
+        if principal is not None and not principal.get("by_value", True):
+            sent = code_of(payload)
+            if sent is not None:
+                raise NotAllowed(f"god would refuse the call of {name}: {code_refused(principal['name'], sent)}")
+        return payload
 
     # -- cancels, flushes, the end ----------------------------------------------------------
 

@@ -109,6 +109,22 @@ def is_plain(payload: Any) -> bool:
     return type(payload) is tuple and len(payload) == 3 and type(payload[1]) is tuple
 
 
+def code_of(payload: Any) -> str | None:
+    """What code a call's payload sends consumers, if any: its function by value, or its
+    arguments pickled (loading either runs code). None: its function goes by name and its
+    arguments as they are (data)."""
+    if type(payload) is not tuple or not payload or type(payload[0]) is not str:
+        return "a function by value"
+    return None if is_plain(payload) else "pickled arguments"
+
+
+def code_refused(who: str, sent: str) -> str:
+    """Why a principal may not put code (god's rights, and the program's Executor before it
+    sends): ``sent`` as ``code_of`` says."""
+    return (f"{who} may not call put_many with {sent}: it may send data and functions by name only "
+            "(by_value in god's table of principals)")
+
+
 def with_values(payload: Any, values: tuple[Any, ...]) -> tuple[Any, ...]:
     """A call's payload as consumers get it once the tasks it waited for have their values."""
     return payload[0], payload[1], values
@@ -345,13 +361,13 @@ def packed(ok: bool, blob: bytes, error: str | None = None, tb: str | None = Non
     return ok, blob, error, tb, True
 
 
-def value_of(v: Value) -> Any:
-    """The value of what a call gave, loaded if it is packed.
+def value_of(v: Value, loads: Callable[[bytes], Any] = pickle.loads) -> Any:
+    """The value of what a call gave, loaded (with ``loads``) if it is packed.
 
     Raises:
         Exception: what unpickling a packed one raises (a module it needs is not here, say).
     """
-    return pickle.loads(v[V_VALUE]) if is_packed(v) else v[V_VALUE]
+    return loads(v[V_VALUE]) if is_packed(v) else v[V_VALUE]
 
 
 def outcome(v: Value, consumer: str) -> tuple[bool, Any]:

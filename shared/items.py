@@ -69,21 +69,23 @@ def _dumps(x: Any) -> bytes:
     return pickle.dumps(x, PROTOCOL)
 
 
-def unpack(blob: bytes | Any, fail: Callable[[Exception], Any] | None = None) -> list[Any]:
+def unpack(blob: bytes | Any, fail: Callable[[Exception], Any] | None = None,
+           loads: Callable[[Any], Any] = pickle.loads) -> list[Any]:
     """The items of a blob (or of the blob god sent loaded: a list, or the OPAQUE form), each
-    loaded with the stock unpickler. ``fail``: an item that does not load is what it gives
-    for the exception (else the exception is raised)."""
-    loaded = pickle.loads(blob) if isinstance(blob, (bytes, bytearray, memoryview)) else blob
+    loaded with ``loads`` (the stock unpickler; a consumer that takes no code: data only).
+    ``fail``: an item that does not load is what it gives for the exception (else the
+    exception is raised)."""
+    loaded = loads(blob) if isinstance(blob, (bytes, bytearray, memoryview)) else blob
     if type(loaded) is list:
         return loaded
     if not opaque(loaded):
         raise ValueError("not a blob of items")
     if fail is None:
-        return [pickle.loads(b) for b in loaded[1]]
+        return [loads(b) for b in loaded[1]]
     out = []
     for b in loaded[1]:
         try:
-            out.append(pickle.loads(b))
+            out.append(loads(b))
         except Exception as e:
             out.append(fail(e))
     return out

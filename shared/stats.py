@@ -69,6 +69,7 @@ class Stats(TypedDict):
     retried: int  # failures tried again
     producers_forgotten: int  # producers not heard from for the dedupe window, no longer remembered
     cancelled: int  # tasks cancelled by an operator (counted among the failed too)
+    unleased: int  # results dropped: their tasks were not leased to the consumer that sent them (god --keys)
     dead_kept: int  # dead letters kept to be looked at, served again or purged (--dead-keep)
     unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
     waiting: int  # tasks on their queues, to be handed out

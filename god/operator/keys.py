@@ -40,7 +40,8 @@ def _table(path: Path) -> list[Principal]:
 
 def _write(path: Path, table: list[Principal]) -> None:
     content = {"principals": [{"name": p.name, "key": p.key.decode(), "roles": sorted(p.roles),
-                               "queues": list(p.queues)} for p in table]}
+                               "queues": list(p.queues), **({"by_value": True} if p.by_value else {})}
+                              for p in table]}
     write_private(path, (json.dumps(content, indent=1) + "\n").encode(), what="the keys table", replace=True)
 
 
@@ -59,6 +60,9 @@ def add(
     key_file: Annotated[Path, typer.Option(help="Where its new key is written (0600): what its hosts get.")],
     queues: Annotated[Optional[str], typer.Option(
         help="Queues it may use, comma-separated globs. Default: all.")] = None,
+    by_value: Annotated[bool, typer.Option(
+        help="It may send code: functions by value, and payloads or arguments of other than builtin types "
+        "(the Executor's functions defined in a program). Default: data and functions by name only.")] = False,
 ) -> None:
     """Add a principal with a new key."""
     setup_logging("god", level="ERROR")
@@ -72,13 +76,14 @@ def add(
         if any(p.name == name for p in table):
             raise ConfigError(f"keys table {keys} has {name} already: remove it first to give it a new key")
         entry = {"name": name, "key": secrets.token_hex(KEY_BYTES), "roles": roles,
-                 "queues": _words(queues, "--queues") if queues else ["*"]}
+                 "queues": _words(queues, "--queues") if queues else ["*"], "by_value": by_value}
         principal = principal_of(entry, f"god keys add {name}", len(table), table)  # as god would read it
         key = principal.key
         if not write_private(key_file, key + b"\n", what=f"{name}'s key"):
             raise ConfigError(f"--key-file {key_file} exists: give a path for the new key that is not there yet")
         _write(keys, [*table, principal])
-        typer.echo(f"added {name} ({', '.join(sorted(roles))}; queues {', '.join(principal.queues)}); its key is "
+        typer.echo(f"added {name} ({', '.join(sorted(roles))}; queues {', '.join(principal.queues)}"
+                   f"{'; code by value' if by_value else ''}); its key is "
                    f"in {key_file}: give it to its hosts (GOD_AUTHKEY_FILE), and 'god keys reload' to have god "
                    "read the table")
         return 0
@@ -93,7 +98,8 @@ def list_(keys: TableOption) -> None:
 
     def body() -> int:
         for p in read_table(keys):
-            typer.echo(f"{p.name}\t{','.join(sorted(p.roles))}\t{','.join(p.queues)}")
+            typer.echo(f"{p.name}\t{','.join(sorted(p.roles))}\t{','.join(p.queues)}"
+                       + ("\tby-value" if p.by_value else ""))
         return 0
 
     run_role("god", body)

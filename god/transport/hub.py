@@ -389,6 +389,8 @@ class Hub:
         except Exception as e:
             self._send(peer, box, ("#ERROR", e))
             return
+        if method == "hello":  # a client is told what its principal may do (its Executor says so before sending)
+            reply = {**reply, "principal": peer.principal.described()}
         if isinstance(reply, Wait):
             def answer(value: Any, error: BaseException | None, wait: Wait = reply) -> None:
                 if peer.held is wait:

@@ -4,7 +4,10 @@ The table is a JSON file readable by its owner only (it holds keys), of the form
 
     {"principals": [{"name": "ingest", "key": "...", "roles": ["producer"], "queues": ["pages*"]}]}
 
-``queues`` is optional (every queue). Names and keys are unique: a key names its principal.
+``queues`` is optional (every queue). ``"by_value": true`` lets a producer send code: functions
+by value, and payloads or arguments of other than builtin types (pickles, whose loading runs
+code on the consumers); without it, its puts are data and functions by name only. Names and
+keys are unique: a key names its principal.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ def principal_of(entry: Any, where: str, i: int, others: list[Principal]) -> Pri
     """
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}, principal {i + 1}: not an object with name, key and roles")
-    name, key, roles, queues = (entry.get("name"), entry.get("key"), entry.get("roles"),
-                                entry.get("queues", ["*"]))
+    name, key, roles, queues, by_value = (entry.get("name"), entry.get("key"), entry.get("roles"),
+                                          entry.get("queues", ["*"]), entry.get("by_value", False))
     if not isinstance(name, str) or not _NAME_RX.fullmatch(name):
         raise ConfigError(f"{where}, principal {i + 1}: name {name!r} is not 1 to 64 letters, digits, '_', '.' "
                           "or '-'")
@@ -68,7 +71,9 @@ def principal_of(entry: Any, where: str, i: int, others: list[Principal]) -> Pri
         raise ConfigError(f"{where}: roles {roles!r}: expected a list of {', '.join(ROLES)}")
     if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
         raise ConfigError(f"{where}: queues {queues!r}: expected a list of queue names or globs")
-    return Principal(name, key.strip().encode(), frozenset(roles), tuple(queues))
+    if not isinstance(by_value, bool):
+        raise ConfigError(f"{where}: by_value {by_value!r}: expected true or false")
+    return Principal(name, key.strip().encode(), frozenset(roles), tuple(queues), by_value)
 
 
 class Table:
@@ -83,7 +88,7 @@ class Table:
 
     def reload(self) -> set[str]:
         """Read the file again; returns the names of the principals removed or changed (key,
-        roles or queues), whose connections must end.
+        roles, queues or by_value), whose connections must end.
 
         Raises:
             ConfigError: the file is not a table god can use (the table in force stays).

@@ -23,7 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.records import PUT_QUEUE
+from shared import items
+from shared.calls import code_of, code_refused, is_call
+from shared.records import PUT_PAYLOADS, PUT_QUEUE, PUT_TASK
 
 PRODUCER, CONSUMER, OPERATOR, VIEWER = "producer", "consumer", "operator", "viewer"
 ROLES = (PRODUCER, CONSUMER, OPERATOR, VIEWER)
@@ -42,9 +44,14 @@ class Principal:
     key: bytes = field(repr=False)
     roles: frozenset[str]
     queues: tuple[str, ...] = ("*",)
+    by_value: bool = True  # it may send code (god --keys: only where its entry says so)
 
     def may_use(self, queue: str) -> bool:
         return _may_use(self.queues, queue)
+
+    def described(self) -> dict[str, Any]:
+        """What a client is told of its principal as it says hello (never the key)."""
+        return {"name": self.name, "roles": sorted(self.roles), "queues": list(self.queues), "by_value": self.by_value}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -75,11 +82,13 @@ class Row:
     queues: Queues | None = None
     names: Queues | None = None
     claims: Queues | None = None  # roles the call says its caller has: they must be its principal's
+    code: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None  # what code the call sends, if any
 
 
 def _row(*roles: str, queues: Queues | None = None, names: Queues | None = None,
-         claims: Queues | None = None) -> Row:
-    return Row(frozenset(roles), queues, names, claims)
+         claims: Queues | None = None, code: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None
+         ) -> Row:
+    return Row(frozenset(roles), queues, names, claims, code)
 
 
 def _name(i: int) -> Queues:
@@ -153,6 +162,23 @@ def _arg(i: int, name: str) -> Queues:
     return read
 
 
+def _put_code(args: tuple[Any, ...], kwds: dict[str, Any]) -> str | None:
+    """What code a put sends consumers, if any: a payload of other than builtin types, a call's
+    function by value, or a call's arguments pickled (loading any of them runs code)."""
+    put = args[1] if len(args) > 1 else kwds.get("put")
+    if not isinstance(put, tuple) or len(put) <= PUT_TASK:
+        return None  # (malformed: the method says what is wrong with it)
+    try:
+        loaded = items.load(put[PUT_PAYLOADS])
+    except Exception:
+        return None
+    if items.opaque(loaded):
+        return "payloads of other than builtin types"
+    if is_call(put[PUT_TASK]):
+        return next((sent for sent in map(code_of, loaded) if sent is not None), None)
+    return None
+
+
 def _put_queue(args: tuple[Any, ...], kwds: dict[str, Any]) -> Iterable[Any]:
     put = args[1] if len(args) > 1 else kwds.get("put")
     return (put[PUT_QUEUE],) if isinstance(put, tuple) and len(put) > PUT_QUEUE else ()
@@ -179,7 +205,7 @@ RIGHTS: dict[str, Row] = {
     "hello": _row(*EVERY_ROLE, names=_hello_names, claims=_hello_role),
     "bye": _row(PRODUCER, CONSUMER, names=_name(0)),
     # producers
-    "put_many": _row(PRODUCER, queues=_put_queue, names=_name(0)),
+    "put_many": _row(PRODUCER, queues=_put_queue, names=_name(0), code=_put_code),
     "results_for": _row(PRODUCER, names=_name(0)),
     "task": _row(PRODUCER, *STAFF, names=_tid_names),
     # consumers
@@ -255,6 +281,10 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
                 where = "every queue" if queue == EVERY_QUEUE else f"queue {queue!r}"
                 raise Refused(f"{principal.name} may not call {call} on {where}: its queues are "
                               f"{', '.join(principal.queues)}")
+    if row.code is not None and not principal.by_value:
+        sent = row.code(args, kwds or {})
+        if sent is not None:
+            raise Refused(code_refused(principal.name, sent))
     for role in row.claims(args, kwds or {}) if row.claims is not None else ():
         if role not in principal.roles:
             raise Refused(f"{principal.name} may not call {call} as a {role}: it has "

@@ -216,13 +216,13 @@ def test_god_keys_keeps_the_table_and_its_keys_let_their_hosts_in(
 ) -> None:
     table, ingest, worker = tmp_path / "keys.json", tmp_path / "ingest.key", tmp_path / "worker.key"
     # Given principals added by the command, each with a key file of its own
-    for name, role, key in (("ingest", "producer", ingest), ("worker", "consumer", worker)):
+    for name, role, key, more in (("ingest", "producer", ingest, ["--by-value"]), ("worker", "consumer", worker, [])):
         added = spawn("god", "keys", "add", name, "--role", role, "--queues", "pag*", "--keys", str(table),
-                      "--key-file", str(key))
+                      "--key-file", str(key), *more)
         assert added.wait(30) == 0, added.text()
         assert key.stat().st_mode & 0o777 == 0o600 and table.stat().st_mode & 0o777 == 0o600
     listed = spawn("god", "keys", "list", "--keys", str(table))
-    assert listed.wait(30) == 0 and listed.out == ["ingest\tproducer\tpag*", "worker\tconsumer\tpag*"]
+    assert listed.wait(30) == 0 and listed.out == ["ingest\tproducer\tpag*\tby-value", "worker\tconsumer\tpag*"]
     assert all(k.read_text().strip() not in listed.text() for k in (ingest, worker))  # never shown
     # When god reads the table, its hosts get in with their key files
     god = start_god("--keys", str(table))

@@ -74,7 +74,8 @@ def test_god_and_consumers_run_as_their_units_start_them_and_a_stop_drains(
     c = start("consumer@images.service", root, installed=venv)
     assert "GOD_AUTHKEY" not in c.env and "GOD_AUTHKEY_FILE" not in c.env
     assert c.env["GOD_CONNECTION"].endswith("/credentials/consumer@images.service/connection")
-    assert c.argv[1:] == ["--queues", "images", "--log-json", "--processes", "2", "--task", "time:sleep"]
+    assert c.argv[1:] == ["--queues", "images", "--log-json", "--no-by-value", "--allow", "consumer.tasks:*", "--processes",
+                          "2", "--task", "time:sleep"]
     consumer = spawn("consumer", *c.argv[1:], installed=venv / "bin", environment=c.env, cwd=c.cwd)
     # a second instance, of two queues (its name escaped as systemd-escape does)
     c2 = start(r"consumer@pages\x2cimages.service", root, installed=venv)

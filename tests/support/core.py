@@ -12,6 +12,7 @@ from typing import Any
 
 from consumer.acks import Acks
 from consumer.functions import Functions
+from consumer.policy import Policy
 from consumer.tasks import DEFAULT_TASK
 from god.journal.recovery import Recovered
 from god.journal.results_file import ResultsFile
@@ -123,7 +124,7 @@ class Core:
             raised: BaseException | None = None) -> int:
         """Ack the tasks of grants as a worker does (each one's value is its payload, or value);
         fail: seqs that raised (raised, else a ValueError); only: ack just the seqs in [lo, hi)."""
-        acks = Acks(consumer, Functions(DEFAULT_TASK, consumer))
+        acks = Acks(consumer, Functions(Policy(DEFAULT_TASK), consumer))
         for g in grants:
             for seq, payload in zip(range(g[G_LO], g[G_HI]), payloads_of(g)):
                 if only is not None and not only[0] <= seq < only[1]:

@@ -13,6 +13,7 @@ import pytest
 
 from consumer.callers import Caller
 from consumer.functions import Functions
+from consumer.policy import Policy
 from consumer.tasks import DEFAULT_TASK, square
 from shared.calls import (
     BY_VALUE, PYTHON_MINOR, Awaited, CallPickler, RemoteError, RemoteTraceback, arguments_of, by_name, packed,
@@ -99,7 +100,7 @@ def test_a_value_of_the_programs_own_class_comes_back_and_one_that_cannot_load_f
 
 
 def test_a_call_that_waited_gets_the_values_in_the_places_of_its_futures() -> None:
-    caller = Functions(DEFAULT_TASK, "c").get(f"{__name__}:both()")
+    caller = Functions(Policy(DEFAULT_TASK), "c").get(f"{__name__}:both()")
     assert isinstance(caller, Caller)
     blob = CallPickler().dumps(((Awaited(0), [1, Awaited(1)], {"k": Awaited(0)}), {"kw": (Awaited(1),)}))
     payload = with_values((f"{__name__}:both", blob), ((True, 5, None, None), packed(True, pickle.dumps({7}))))
@@ -118,7 +119,7 @@ def test_a_function_by_value_from_another_python_fails_saying_which_pythons() ->
     pickler = CallPickler()
     name, ref = pickler.function(lambda x: x + 1)
     assert isinstance(ref, bytes) and pickle.loads(ref)[:2] == (BY_VALUE, PYTHON_MINOR)
-    caller = Functions(DEFAULT_TASK, "c").get(call_task(name))
+    caller = Functions(Policy(DEFAULT_TASK), "c").get(call_task(name))
     assert isinstance(caller, Caller)
     assert caller((ref, (1,), {})) == 2  # made on this Python: it runs
     inner = pickle.loads(ref)[2]
