@@ -174,7 +174,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     if options.http is not None:
         from god.operator.web import Web, web_context
 
-        web = Web(*options.http, api=api, waits=waits, authkey=settings.authkey,
+        web = Web(*options.http, api=api, waits=waits, principals=server.principals,
                   figures=lambda: (broker.figures.stats(), monitor.rate), history=history,
                   tls=web_context(settings.tls) if settings.tls is not None else None, names=options.http_names)
         api.dashboard = web.base
@@ -211,7 +211,13 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
     if web is not None:
         from god.operator.web import login_url
 
-        out.write(f"dashboard: {login_url(web.base, settings.authkey)}\n")
+        # The login address (its token opens the dashboard) only to a person at a terminal: a
+        # log keeps what it is given (journald), and with a table each operator has their own.
+        if table is None and out.isatty():
+            out.write(f"dashboard: {login_url(web.base, settings.authkey)}\n")
+        else:
+            whose = "an operator's or viewer's key" if table is not None else "the key"
+            out.write(f"dashboard: {web.base} (its login address: python -m god url, with {whose})\n")
         out.flush()
         if not web.tls and not loopback(web.address[0]):
             log.warning("the dashboard at {} is plain HTTP beyond this machine: its login token and session cookie "

@@ -1,12 +1,17 @@
 """God's dashboard over HTTP (god --http HOST:PORT): the page, its JSON API and /metrics, on one port.
 
-Access. The key to it is a token derived from the authkey (an HMAC of a fixed label), never
-the authkey itself: god prints the login address with it (``/login#token=...``; a fragment
-never reaches a server's log), and ``python -m god url`` prints it again from the key. The
-login page trades the token for a session: an HttpOnly, SameSite=Strict cookie, and a CSRF
-token the page sends with every action. Scripts send ``Authorization: Bearer TOKEN`` instead.
-Without either, every page and call but the login page is refused with 401; a wrong token is
-logged like a wrong authkey (rate-limited). A request for a host name that is not god's gets
+Access. Each operator and viewer has a token of their own, derived from their key in god's
+table of principals (god --keys; an HMAC of a fixed label), never the key itself; a
+producer's or consumer's key makes none that god takes. Without a table the one key is
+every role, and its token opens the dashboard. ``python -m god url`` prints the login address
+(``/login#token=...``; a fragment never reaches a server's log) from the key it is given, and
+god prints it as it starts only to a terminal, never to a log. The login page trades the
+token for a session: an HttpOnly, SameSite=Strict cookie, and a CSRF token the page sends with
+every action. Scripts send ``Authorization: Bearer TOKEN`` instead. Without either, every page
+and call but the login page is refused with 401; a wrong token is logged like a wrong authkey
+(rate-limited). Every request is checked against god's rights table as the principal's calls
+are (a viewer's page has no actions, and god refuses them), and each action writes an audit
+line (who, what, from where). A request for a host name that is not god's gets
 421 before anything else (DNS rebinding: a page of another site whose name points at god's
 address): god answers to IP addresses, ``localhost``, this host's names and those given with
 ``--http-name``.
@@ -25,7 +30,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
@@ -33,11 +38,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from god.operator.history import History
 from god.operator.metrics import CONTENT_TYPE, render, serve_http
+from god.transport import rights
 from god.transport.api import Api
-from shared.log import RateLimitedLog
+from god.transport.rights import OPERATOR, VIEWER, Principal
 from god.transport.waits import Wait, Waits
 from shared.config import Tls, client_address, hostname
-from shared.log import logger
+from shared.log import RateLimitedLog, logger
 from shared.transport import server_context
 from shared.stats import Stats
 
@@ -108,7 +114,8 @@ def _page(name: str) -> bytes:
 
 
 class Sessions:
-    """Browser sessions: id -> (CSRF token, when last used); thread-safe, bounded, expiring.
+    """Browser sessions: id -> (CSRF token, when last used, the principal's name); thread-safe,
+    bounded, expiring.
 
     Kept by the SHA-256 of their id: looking a cookie up takes no time that depends on how much
     of a real id it shares (a dict compares the strings it finds), and memory holds no id."""
@@ -116,19 +123,19 @@ class Sessions:
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._by_id: OrderedDict[bytes, tuple[str, float, str]] = OrderedDict()
 
-    def start(self) -> tuple[str, str]:
-        """A new session: (its id, its CSRF token)."""
+    def start(self, principal: str) -> tuple[str, str]:
+        """A new session of a principal: (its id, its CSRF token)."""
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self._lock:
-            self._by_id[_key(sid)] = (csrf, self._now())
+            self._by_id[_key(sid)] = (csrf, self._now(), principal)
             while len(self._by_id) > MAX_SESSIONS:
                 self._by_id.popitem(last=False)
         return sid, csrf
 
-    def csrf(self, sid: str) -> str | None:
-        """The CSRF token of a live session (used now), or None."""
+    def find(self, sid: str) -> tuple[str, str] | None:
+        """(CSRF token, principal's name) of a live session (used now), or None."""
         key = _key(sid)
         with self._lock:
             found = self._by_id.get(key)
@@ -136,9 +143,9 @@ class Sessions:
             if found is None or now - found[1] > SESSION_S:
                 self._by_id.pop(key, None)
                 return None
-            self._by_id[key] = (found[0], now)
+            self._by_id[key] = (found[0], now, found[2])
             self._by_id.move_to_end(key)
-            return found[0]
+            return found[0], found[2]
 
     def end(self, sid: str) -> None:
         with self._lock:
@@ -176,13 +183,15 @@ class Denied(Exception):
 class Web:
     """The dashboard's HTTP server, in daemon threads."""
 
-    def __init__(self, host: str, port: int, *, api: Api, waits: Waits, authkey: bytes,
+    def __init__(self, host: str, port: int, *, api: Api, waits: Waits, principals: Callable[[], Sequence[Principal]],
                  figures: Callable[[], tuple[Stats, float]], history: History,
                  tls: ssl.SSLContext | None = None, names: tuple[str, ...] = ()) -> None:
-        """``names``: host names god is reached by besides its own (a proxy's, a DNS alias)."""
+        """``principals``: god's table as it is now (without one, ``rights.everyone(key)``);
+        ``names``: host names god is reached by besides its own (a proxy's, a DNS alias)."""
         self.api, self.waits, self.figures, self.history = api, waits, figures, history
         self.names = host_names(host, names)
-        self.token = dashboard_token(authkey)
+        self.principals = principals
+        self._tokens: tuple[object, dict[bytes, Principal]] = (None, {})
         self.sessions = Sessions()
         self.pages = {name: _page(name) for name in ("login.html", "dashboard.html")}  # read once
         self.tls = tls is not None
@@ -235,13 +244,14 @@ class Web:
             if method == "GET" and path == "/":
                 return self._send(h, 200, self.pages["dashboard.html"], "text/html; charset=utf-8")
             if method == "GET" and path == "/metrics":
+                self._allowed(h, who, "stats")
                 return self._send(h, 200, render(*self.figures()).encode(), CONTENT_TYPE)
             if method == "GET" and path.startswith("/api/"):
-                return self._json(h, 200, self._get(path[5:], query, csrf))
+                return self._json(h, 200, self._get(path[5:], query, who, csrf, h))
             if method == "POST" and path.startswith("/api/"):
-                if who == "session" and not hmac.compare_digest(h.headers.get("X-CSRF-Token", ""), csrf or ""):
+                if csrf is not None and not hmac.compare_digest(h.headers.get("X-CSRF-Token", ""), csrf):
                     raise Denied(403, "an action needs the session's CSRF token (X-CSRF-Token)")
-                return self._json(h, 200, self._post(path[5:], self._body(h), h))
+                return self._json(h, 200, self._post(path[5:], self._body(h), who, h))
             raise Denied(404, f"no {method} {path} here")
         except Denied as e:
             if e.status == 401 and path == "/":
@@ -253,32 +263,56 @@ class Web:
             logger.bind(role="god").exception("dashboard: {} {} failed", method, path)
             return self._json(h, 500, {"error": f"god failed to answer: {e}"})
 
-    def _who(self, h: BaseHTTPRequestHandler) -> tuple[str, str | None]:
-        """("bearer", None) or ("session", its CSRF token); raises Denied(401) otherwise."""
+    def _by_token(self, given: Any) -> Principal | None:
+        """The operator or viewer whose token this is, in god's table as it is now."""
+        table = self.principals()
+        if self._tokens[0] is not table:  # (read again: made anew)
+            self._tokens = (table, {_key(dashboard_token(p.key)): p for p in table if p.roles & {OPERATOR, VIEWER}})
+        return self._tokens[1].get(_key(given)) if isinstance(given, str) else None
+
+    def _who(self, h: BaseHTTPRequestHandler) -> tuple[Principal, str | None]:
+        """(the principal, None) for a bearer, (the principal, its CSRF token) for a session;
+        raises Denied(401) otherwise."""
         auth = h.headers.get("Authorization", "")
         if auth:
             scheme, _, given = auth.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token):
-                return "bearer", None
+            principal = self._by_token(given.strip()) if scheme.lower() == "bearer" else None
+            if principal is not None:
+                return principal, None
             self._refused(h, "a wrong token")
-            raise Denied(401, "wrong token: use the one 'python -m god url' prints")
+            raise Denied(401, "wrong token: use the one 'python -m god url' prints with an operator's or viewer's key")
         for part in h.headers.get("Cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == COOKIE:
-                csrf = self.sessions.csrf(value)
-                if csrf is not None:
-                    return "session", csrf
-        raise Denied(401, "no session: open the login address god printed ('python -m god url' prints it again)")
+                found = self.sessions.find(value)
+                principal = next((p for p in self.principals() if found is not None and p.name == found[1]), None)
+                if principal is not None and principal.roles & {OPERATOR, VIEWER}:
+                    return principal, found[0] if found is not None else None
+        raise Denied(401, "no session: open the login address 'python -m god url' prints")
+
+    def _allowed(self, h: BaseHTTPRequestHandler, who: Principal, call: str, *args: Any) -> None:
+        """A request's call, checked as the principal's calls to god are; an action is audited.
+
+        Raises:
+            Denied: 403, saying what the principal may not do.
+        """
+        try:
+            row = rights.check(who, call, args)
+        except rights.Refused as e:
+            raise Denied(403, str(e)) from None
+        if row.audit:
+            rights.audit(who, call, args, {}, f"{h.client_address[0]} (dashboard)")
 
     def _refused(self, h: BaseHTTPRequestHandler, what: str) -> None:
         self._refusals.warning("web", "dashboard: refused a request from {} with {}", h.client_address[0], what)
 
     def _login(self, h: BaseHTTPRequestHandler) -> None:
-        given = self._body(h).get("token")
-        if not isinstance(given, str) or not hmac.compare_digest(given, self.token):
+        principal = self._by_token(self._body(h).get("token"))
+        if principal is None:
             self._refused(h, "a wrong token")
-            raise Denied(401, "wrong token: use the login address god printed ('python -m god url')")
-        sid, csrf = self.sessions.start()
+            raise Denied(401, "wrong token: use the login address 'python -m god url' prints with an operator's or "
+                              "viewer's key")
+        sid, csrf = self.sessions.start(principal.name)
         cookie = f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={int(SESSION_S)}"
         self._json(h, 200, {"csrf": csrf}, {"Set-Cookie": cookie + ("; Secure" if self.tls else "")})
 
@@ -296,26 +330,30 @@ class Web:
     def _call(self, reply: Any) -> Any:
         return self.waits.call(reply) if isinstance(reply, Wait) else reply
 
-    def _get(self, what: str, query: dict[str, list[str]], csrf: str | None) -> Any:
+    def _get(self, what: str, query: dict[str, list[str]], who: Principal, csrf: str | None,
+             h: BaseHTTPRequestHandler) -> Any:
         queue = query.get("queue", [None])[0]
-        if what == "session":
-            return {"csrf": csrf}
-        if what == "status":
+        if what == "session":  # (what the page shows and offers: a viewer's has no actions)
+            return {"csrf": csrf, "principal": who.name, "actions": OPERATOR in who.roles}
+        if what in ("status", "history"):
+            self._allowed(h, who, "stats")
+            if what == "history":
+                return self.history.since(float(query.get("since", ["0"])[0]))
             stats, rate = self.figures()
             return {**stats, "rate": rate}
-        if what == "history":
-            return self.history.since(float(query.get("since", ["0"])[0]))
-        if what == "dead":
-            return self.api.dead(queue)
-        if what == "failed":
-            return self.api.failed(queue)
+        if what in ("dead", "failed"):
+            self._allowed(h, who, what, queue)
+            return self.api.dead(queue) if what == "dead" else self.api.failed(queue)
         if what == "schedules":
+            self._allowed(h, who, "schedule_list")
             return self.api.schedule_list()
         if what.startswith("task/"):
-            return self._call(self.api.task(unquote(what[5:])))
+            tid = unquote(what[5:])
+            self._allowed(h, who, "task", tid)
+            return self._call(self.api.task(tid))
         raise Denied(404, f"no GET /api/{what} here")
 
-    def _post(self, what: str, body: dict[str, Any], h: BaseHTTPRequestHandler) -> Any:
+    def _post(self, what: str, body: dict[str, Any], who: Principal, h: BaseHTTPRequestHandler) -> Any:
         if what == "logout":
             for part in h.headers.get("Cookie", "").split(";"):
                 name, _, value = part.strip().partition("=")
@@ -323,15 +361,25 @@ class Web:
                     self.sessions.end(value)
             return {}
         if what in ("pause", "resume"):
-            return {"was_paused": self.api.pause(_text(body, "queue"), what == "pause")}
+            args: tuple[Any, ...] = (_text(body, "queue"), what == "pause")
+            self._allowed(h, who, "pause", *args)
+            return {"was_paused": self.api.pause(*args)}
         if what == "requeue":
-            return {"moved": self.api.requeue(body.get("ids"), body.get("queue"))}
+            args = (body.get("ids"), body.get("queue"))
+            self._allowed(h, who, "requeue", *args)
+            return {"moved": self.api.requeue(*args)}
         if what == "purge":
-            return {"dropped": self.api.purge(body.get("queue"), body.get("older_than_s"))}
+            args = (body.get("queue"), body.get("older_than_s"))
+            self._allowed(h, who, "purge", *args)
+            return {"dropped": self.api.purge(*args)}
         if what == "cancel":
-            return self.api.cancel(body.get("ids"), body.get("queue"), body.get("producer"))
+            args = (body.get("ids"), body.get("queue"), body.get("producer"))
+            self._allowed(h, who, "cancel", *args)
+            return self.api.cancel(*args)
         if what == "drain":
-            return {"held": self.api.drain(_text(body, "consumer"))}
+            args = (_text(body, "consumer"),)
+            self._allowed(h, who, "drain", *args)
+            return {"held": self.api.drain(*args)}
         raise Denied(404, f"no POST /api/{what} here")
 
     def _json(self, h: BaseHTTPRequestHandler, status: int, value: Any, extra: dict[str, str] | None = None) -> None:

@@ -172,18 +172,21 @@ class Door:
     def check_call(self, conn: connection.Connection, principal: Principal, call: str, args: Any, kwds: Any,
                    owners: rights.Owners | None) -> None:
         """Let a call of a connection through, or refuse it as the rights table says
-        (god/transport/rights.py), with a line at god (rate-limited). The hub's path and a
-        stock thread's both ask here.
+        (god/transport/rights.py), with a line at god (rate-limited); an operator's action
+        allowed gets an audit line. The hub's path and a stock thread's both ask here.
 
         Raises:
             rights.Refused: naming the principal, the call and the right it lacks.
         """
+        args = tuple(args) if isinstance(args, (tuple, list)) else ()
+        kwds = kwds if isinstance(kwds, dict) else {}
         try:
-            rights.check(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
-                         kwds if isinstance(kwds, dict) else {}, owners)
+            row = rights.check(principal, call, args, kwds, owners)
         except rights.Refused as e:
             self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
             raise
+        if row.audit:
+            rights.audit(principal, call, args, kwds, peer_of(conn))
 
     def close_principals(self, names: set[str]) -> int:
         """End the connections of these principals (removed or changed in god's table); their

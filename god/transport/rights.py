@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import items
+from shared.log import logger
 from shared.calls import code_of, code_refused, is_call
 from shared.records import PUT_PAYLOADS, PUT_QUEUE, PUT_TASK
 
@@ -83,12 +84,13 @@ class Row:
     names: Queues | None = None
     claims: Queues | None = None  # roles the call says its caller has: they must be its principal's
     code: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None  # what code the call sends, if any
+    audit: bool = False  # an operator's action: god writes an audit line of each one made (who, what, from where)
 
 
 def _row(*roles: str, queues: Queues | None = None, names: Queues | None = None,
-         claims: Queues | None = None, code: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None
-         ) -> Row:
-    return Row(frozenset(roles), queues, names, claims, code)
+         claims: Queues | None = None, code: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None = None,
+         audit: bool = False) -> Row:
+    return Row(frozenset(roles), queues, names, claims, code, audit)
 
 
 def _name(i: int) -> Queues:
@@ -221,15 +223,15 @@ RIGHTS: dict[str, Row] = {
     "schedule_list": _row(*STAFF),
     "dashboard_address": _row(*STAFF),
     # what operators do
-    "cancel": _row(OPERATOR, PRODUCER, queues=_cancel_queues, names=_cancel_names),
-    "requeue": _row(OPERATOR, queues=_arg(1, "queue")),
-    "purge": _row(OPERATOR, queues=_arg(0, "queue")),
-    "pause": _row(OPERATOR, queues=_arg(0, "queue")),
-    "drain": _row(OPERATOR),
-    "set_limit": _row(OPERATOR, queues=_arg(0, "queue")),
-    "schedule_add": _row(OPERATOR, queues=_arg(3, "queue")),
-    "schedule_remove": _row(OPERATOR),
-    "reload_keys": _row(OPERATOR),
+    "cancel": _row(OPERATOR, PRODUCER, queues=_cancel_queues, names=_cancel_names, audit=True),
+    "requeue": _row(OPERATOR, queues=_arg(1, "queue"), audit=True),
+    "purge": _row(OPERATOR, queues=_arg(0, "queue"), audit=True),
+    "pause": _row(OPERATOR, queues=_arg(0, "queue"), audit=True),
+    "drain": _row(OPERATOR, audit=True),
+    "set_limit": _row(OPERATOR, queues=_arg(0, "queue"), audit=True),
+    "schedule_add": _row(OPERATOR, queues=_arg(3, "queue"), audit=True),
+    "schedule_remove": _row(OPERATOR, audit=True),
+    "reload_keys": _row(OPERATOR, audit=True),
     # the stock manager server: a connection's first request, and a tutorial proxy's housekeeping
     "server.accept_connection": _row(*EVERY_ROLE),
     "server.create": _row(PRODUCER, CONSUMER, queues=_DEFAULT),
@@ -258,9 +260,9 @@ RIGHTS.update(_view("results", CONSUMER, PRODUCER))  # a worker puts results, a 
 
 
 def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None,
-          owners: Owners | None = None) -> None:
-    """Let a call through, or refuse it. ``owners``: whose each client name is (without it,
-    names are not checked).
+          owners: Owners | None = None) -> Row:
+    """Let a call through (returns its row), or refuse it. ``owners``: whose each client name
+    is (without it, names are not checked).
 
     Raises:
         Refused: naming the principal, the call and the right it lacks.
@@ -298,3 +300,17 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
             owner = owners.claim(name, principal.name) if isinstance(name, str) else principal.name
             if owner != principal.name:
                 raise Refused(f"{principal.name} may not call {call} for {name!r}: that name is {owner}'s")
+    return row
+
+
+AUDIT_ARGS = 300  # characters of an audited call's arguments its audit line shows
+
+
+def audit(principal: Principal, call: str, args: Any, kwds: Any, where: str) -> None:
+    """An audit line of an operator's action: who (the principal; "*" is the one key), what,
+    from where; its time is the line's. In god's log (journald keeps it), marked ``audit``."""
+    shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwds or {}).items()])
+    if len(shown) > AUDIT_ARGS:
+        shown = shown[:AUDIT_ARGS] + "..."
+    who = "the key's holder" if principal.name == "*" else principal.name
+    logger.bind(role="god", audit=True).info("audit: {} from {}: {}({})", who, where, call, shown)

@@ -12,7 +12,8 @@ import pytest
 from tests.support.browser import Browser, available
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc, wait_for_results, wait_until, write_tasks
-from tests.support.web import start_dashboard
+from tests.support.principals import new_keys, write_table
+from tests.support.web import login_address, start_dashboard
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not available(), reason="no chromium and chromedriver (.ci/run installs them)")]
@@ -159,3 +160,26 @@ def test_each_line_of_a_chart_is_named_in_its_colour_in_both_themes(
                     ["legend-failures", "failed", warn, warn, True], ["legend-failures", "dead", bad, bad, True]]
         wait_until(lambda: browser.run(keys) == expected, 20, f"the charts' legends in the {scheme} theme")
     assert browser.run("return document.querySelector('#legend-rate')") is None  # one line: its heading names it
+
+
+def test_a_viewers_page_has_no_actions_and_an_operators_has(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], browser: Browser, env: dict[str, str], tmp_path: Path
+) -> None:
+    keys = new_keys("ops", "watch", "ingest")
+    table = write_table(tmp_path / "keys.json", keys, {"ops": ["operator"], "watch": ["viewer"], "ingest": ["producer"]})
+    g = start_god("--keys", str(table), "--http", "0")
+    put = spawn("producer", "--rounds", "1", environment={**env, "GOD_AUTHKEY": keys["ingest"].decode(),
+                                                          "GOD_ADDRESS": g.address})
+    assert put.wait(30) == 0, put.text()  # tasks wait in the default queue: its row has a pause button
+
+    def buttons() -> int:
+        wait_until(lambda: browser.run("return document.querySelectorAll('#queues tbody tr').length") == 1, 10,
+                   "the queue's row")
+        return int(browser.run("return document.querySelectorAll('#queues button, .actions:not([hidden]) button')"
+                               ".length"))
+
+    logged_in(browser, login_address(g, keys["watch"]))
+    assert buttons() == 0 and "watch (viewer)" in text(browser, "#where")
+    browser.run("document.cookie = ''")
+    logged_in(browser, login_address(g, keys["ops"]))
+    assert buttons() == 3  # pause, requeue all, purge all

@@ -17,7 +17,7 @@ from god.operator.metrics import PER_ADDRESS
 from tests.support.certs import make_certs
 from tests.support.gods import God, addr_env, god_stats
 from tests.support.helpers import Proc, proc_status, wait_for_results, wait_until, write_tasks
-from tests.support.web import start_dashboard
+from tests.support.web import login_address, start_dashboard
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -103,7 +103,7 @@ def test_a_bad_http_address_is_one_line(spawn: Callable[..., Proc]) -> None:
 def test_a_tls_god_serves_its_dashboard_over_https(start_god: Callable[..., God], tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
     g = start_god("--tls-cert", str(certs.god_cert), "--tls-key", str(certs.god_key), "--http", "0")
-    url = g.proc.wait_for(r"^dashboard: (https://\S+)$").group(1)
+    url = login_address(g)
     parts = urlsplit(url)
     ctx = ssl.create_default_context(cafile=str(certs.ca))
     conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=ctx, timeout=10)

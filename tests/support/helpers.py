@@ -38,6 +38,7 @@ class Proc:
         """Run ``python ARGS`` (a role: ``["-m", "god", ...]``), or ``program ARGS``; in the
         repository, or in cwd."""
         self.args = args
+        self.env = env
         self.name = Path(program).name if program else args[1] if args[0] == "-m" else Path(args[0]).name
         self.new_session = new_session
         self.popen = subprocess.Popen(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from god.operator.web import dashboard_token
 from tests.support.gods import God
 
 
@@ -52,10 +53,16 @@ class Dashboard:
         self.csrf = json.loads(data)["csrf"]
 
 
+def login_address(g: God, key: bytes | None = None) -> str:
+    """The dashboard's login address (god says where it is; a log is never given its token),
+    with the token of key (the god's own key unless given), as 'python -m god url' prints it."""
+    base = g.proc.wait_for(r"^dashboard: (https?://\S+) \(its login address: python -m god url").group(1)
+    return f"{base}/login#token={dashboard_token(key or g.proc.env['GOD_AUTHKEY'].encode())}"
+
+
 def start_dashboard(start_god: Callable[..., God], *args: str) -> tuple[God, Dashboard]:
     g = start_god("--http", "0", *args)
-    url = g.proc.wait_for(r"^dashboard: (http://\S+)$").group(1)
-    return g, Dashboard(url)
+    return g, Dashboard(login_address(g))
 
 
 def scrape(url: str) -> dict[str, float]:
