@@ -21,6 +21,7 @@ def executor(god: God, spawn: Callable[..., Proc], env: dict[str, str],
     spawn("consumer", "--processes", "1", "--concurrency", "8", env_extra=addr_env(god))
     monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
     ex = Executor(god.address, give_up_after=10)
+    ex.submit(abs, 0).result(timeout=30)  # a worker is up: tests that time calls do not time its start
     yield ex
     ex.shutdown(wait=True, cancel_futures=True)
 
