@@ -160,10 +160,11 @@ def tutorial_connect(n: int) -> dict[str, float]:
 
 
 def ours_throughput(work: Path, n: int, *, journal: bool, consumers: int = 2, processes: int = 1,
-                    god_args: tuple[str, ...] = ()) -> dict[str, Any]:
-    """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each process."""
+                    god_args: tuple[str, ...] = (), principals: bool = False) -> dict[str, Any]:
+    """n tiny tasks from a file, through god, to consumers: tasks/s, and CPU per task of each
+    process. ``principals``: god has a table, producer and consumer keys of their own roles."""
     src = _numbers(work, n)
-    with god(work, *(() if journal else ("--no-journal",)), *god_args) as g:
+    with god(work, *(() if journal else ("--no-journal",)), *god_args, principals=principals) as g:
         cons = [g.spawn("consumer", "--processes", str(processes)) for _ in range(consumers)]
         g.wait_consumers(consumers)
         cons_pids = [p.pid for p in cons] + [c for p in cons for c in _children(p.pid)]
@@ -314,8 +315,8 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             base = tutorial_throughput(n if not quick else 5_000)
             out["throughput"] = {"tutorial": base}
             for key, journal, args in (("journal", True, ()), ("no_journal", False, ()),
-                                       ("sync_full", True, ("--sync", "full"))):
-                r = ours_throughput(work, n, journal=journal, god_args=args)
+                                       ("sync_full", True, ("--sync", "full")), ("keys", True, ())):
+                r = ours_throughput(work, n, journal=journal, god_args=args, principals=key == "keys")
                 r["ratio"] = r["tasks_per_s"] / base["tasks_per_s"]
                 out["throughput"][key] = r
         if "latency" in sections:
@@ -397,7 +398,8 @@ def table(r: dict[str, Any]) -> str:
     if "throughput" in r:
         t = r["throughput"]
         row(f"throughput, tutorial pattern ({t['tutorial']['tasks']:,} tasks)", t["tutorial"]["tasks_per_s"], ratio=1.0)
-        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal"), ("sync_full", "--sync full")):
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal"), ("sync_full", "--sync full"),
+                          ("keys", "--keys (principals)")):
             x = t[key]
             row(f"throughput, god, {name} ({x['tasks']:,} tasks)", x["tasks_per_s"], mb=x["god_peak_kb"] / 1024,
                 ratio=x["ratio"])
@@ -405,7 +407,7 @@ def table(r: dict[str, Any]) -> str:
             x = t[key]
             row(f"  {name}, from the first result ({x['first_result_s']:.2f}s in)", x["steady_tasks_per_s"],
                 ratio=x["steady_tasks_per_s"] / t["tutorial"]["tasks_per_s"])
-        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal")):
+        for key, name in (("journal", "journal on"), ("no_journal", "--no-journal"), ("keys", "--keys")):
             c = t[key]["cpu_us_per_task"]
             rows.append(f"  {name}, CPU per task: god {c['god']:.2f} us, consumers {c['consumers']:.2f} us, "
                         f"producer {c['producer']:.2f} us")

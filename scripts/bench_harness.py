@@ -4,6 +4,7 @@ percentiles."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import statistics
@@ -30,12 +31,23 @@ PY = sys.executable
 class God:
     """God, started with this run's key on a free loopback port; its consumers and producers."""
 
-    def __init__(self, work: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, work: Path, *args: str, env: dict[str, str] | None = None, principals: bool = False) -> None:
+        """``principals``: god has a table of principals (god --keys): producers and consumers
+        are started with keys of their own roles (this run's key is an operator's)."""
         self.work = work
         self.results = work / f"results-{secrets.token_hex(3)}.jsonl"
         self.env = {**os.environ, "GOD_AUTHKEY": KEY, "XDG_STATE_HOME": str(work / "state"), "PYTHONPATH": str(REPO),
                     **(env or {})}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.keys: dict[str, str] = {}  # role -> its key, with a table
+        if principals:
+            self.keys = {"producer": secrets.token_hex(16), "consumer": secrets.token_hex(16)}
+            table = self.results.with_suffix(".keys.json")
+            table.write_text(json.dumps({"principals": [
+                {"name": "bench", "key": KEY, "roles": ["operator", "viewer"]},
+                *({"name": f"bench-{role}", "key": key, "roles": [role]} for role, key in self.keys.items())]}))
+            table.chmod(0o600)
+            args = ("--keys", str(table), *args)
         if "--no-journal" not in args and "--journal" not in args:
             # Its own: on port 0 every god of the run would take the same default journal, and
             # recover what the god before it left (the far rows' puts, say, into the io rows)
@@ -50,7 +62,8 @@ class God:
         self.settings = Settings((host, int(port)), KEY.encode(), "bench", give_up_after=30)
 
     def spawn(self, role: str, *args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen([PY, "-m", role, *args], cwd=REPO, env=self.env, stdout=stdout,
+        env = {**self.env, "GOD_AUTHKEY": self.keys[role]} if role in self.keys else self.env
+        p = subprocess.Popen([PY, "-m", role, *args], cwd=REPO, env=env, stdout=stdout,
                              stderr=subprocess.DEVNULL)
         self.procs.append(p)
         return p
@@ -92,9 +105,10 @@ class God:
 
 
 @contextmanager
-def god(work: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[God]:
-    """God with args (and env, for it and every role it spawns), stopped afterwards."""
-    g = God(work, *args, env=env)
+def god(work: Path, *args: str, env: dict[str, str] | None = None, principals: bool = False) -> Iterator[God]:
+    """God with args (and env, for it and every role it spawns; ``principals``: as God's),
+    stopped afterwards."""
+    g = God(work, *args, env=env, principals=principals)
     try:
         yield g
     finally:

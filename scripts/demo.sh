@@ -41,6 +41,8 @@ $py -m god --results "$work/results.jsonl" --journal "$work/journal.sqlite3" --h
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$work/god.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/god.out" || { echo "god did not start:"; cat "$work/god.log"; exit 1; }
+# God writes its dashboard's login address only to a terminal (here its output goes to a file too): asked with the key.
+echo "== dashboard: $($py -m god url)"
 
 for i in 1 2; do
     $py -m consumer --processes 1 2>"$work/consumer$i.log" &

@@ -158,7 +158,7 @@ def test_the_demo_runs_everything_and_leaves_nothing_behind(env: dict[str, str])
     # Then it shows 15 results, stops what it started, and removes its folder
     assert demo.returncode == 0, out + err
     assert "== done: 15 results" in out, out
-    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/login#token=[0-9a-f]{40}$", out, re.M), out
+    assert re.search(r"^== dashboard: http://127\.0\.0\.1:\d+/login#token=[0-9a-f]{40}$", out, re.M), out
     work = re.search(r"results: (\S+)/results\.jsonl", out)
     assert work is not None, out
     assert not Path(work.group(1)).exists()
