@@ -9,20 +9,19 @@ With a table of principals (god --keys), consumers are held to what they were gi
 ``leased_only``. An ack's tasks count only where they are leased to the consumer that acks
 them now (a late result, after its lease ran out or god restarted, is dropped and counted
 ``unleased``: the task runs again, at least once as always), and every line of an ack must
-be the line of its own task: one JSON object, no key twice, whose id, consumer, queue, task
-and origin are what god knows of them. A consumer that writes another task's line, or
-another consumer's, is refused whole (PermissionError), before anything of it is kept.
+be the line of its own task (god/rules/own_lines.py). A consumer that writes another task's
+line, or another consumer's, is refused whole (PermissionError), before anything of it is kept.
 Without a table every key holder may do everything, and god keeps a late result too: it
 saves running the task again.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from god.rules.handout import TUTORIAL
+from god.rules.own_lines import checked
 from god.rules.retries import Retries
 from god.rules.state import State
 from god.store.batches import Batch, runs_of
@@ -42,22 +41,6 @@ def held_by(b: Batch, c: ConsumerState, runs: list[tuple[int, int]]) -> list[tup
     """The parts of runs of b's offsets (sorted) that are in slices leased to c now."""
     mine = sorted((s.lo, s.hi) for s in b.out if s.owner is c)
     return [(max(lo, slo), min(hi, shi)) for lo, hi in runs for slo, shi in mine if max(lo, slo) < min(hi, shi)]
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        raise ValueError("a key twice")
-    return d
-
-
-def _fields(line: str) -> dict[str, Any] | None:
-    """A results line's fields, if it is one JSON object with no key twice at any depth."""
-    try:
-        said = json.loads(line, object_pairs_hook=_unique)
-    except ValueError:
-        return None
-    return said if isinstance(said, dict) else None
 
 
 class Acks:
@@ -83,8 +66,7 @@ class Acks:
         with st.lock:
             c = st.peers.consumer(consumer, st.now())
             if self.leased_only:
-                for a in acks:
-                    self._check_lines(c, a)
+                acks = [self._own_lines(c, a) for a in acks]
             new = sum(self.ack(c, a, self.leased_only) for a in acks)
         if new:
             st.results_ready.set()
@@ -186,35 +168,27 @@ class Acks:
         self.log.warning("unleased", "{} sent results for {} of {}/{}..{} that are not leased to it (late, or "
                          "not its own): dropped", c.name, n, a[A_PRODUCER], a[A_LO], a[A_HI] - 1)
 
-    def _check_lines(self, c: ConsumerState, a: Ack) -> None:
-        """An ack's failures and lines are its own tasks', and each line is its task's (lock held).
+    def _own_lines(self, c: ConsumerState, a: Ack) -> Ack:
+        """The ack, if its failures and lines are its own tasks' (god/rules/own_lines.py; lock
+        held), as god keeps it.
 
         Raises:
-            PermissionError: naming the consumer, the task and what is wrong.
+            PermissionError: naming the consumer, the tasks and what is wrong.
         """
-        producer, first, lo, hi, lines = a[A_PRODUCER], a[A_FIRST], a[A_LO], a[A_HI], a[A_LINES]
+        producer, first, lo, hi = a[A_PRODUCER], a[A_FIRST], a[A_LO], a[A_HI]
         who = f"consumer {c.top.name}"
         for f in a[A_FAILED]:
             if not (isinstance(f[F_SEQ], int) and lo <= f[F_SEQ] < hi):
                 raise PermissionError(f"{who} may not report a failure of {producer}/{f[F_SEQ]} in an ack of "
                                       f"{producer}/{lo}..{hi - 1}")
-        parts = lines.split("\n")
-        if len(parts) != hi - lo + 1 or parts[-1]:
-            raise PermissionError(f"{who} sent {len(parts) - 1} results lines for the {hi - lo} tasks "
-                                  f"{producer}/{lo}..{hi - 1}")
         b = self.state.batches.get((producer, first))
         if b is None:
-            return  # its tasks are done or unknown: nothing of it is recorded (_ack_unknown)
-        for seq, line in zip(range(lo, hi), parts):
-            said = _fields(line)
-            i = seq - first
-            want = {"id": task_id(producer, seq), "consumer": c.top.name, "queue": b.queue, "task": b.task,
-                    "requeued_from": b.origin[i] if b.origin is not None and 0 <= i < b.n else None}
-            wrong = [k for k, v in want.items() if said is None or said.get(k) != v]
-            if wrong:
-                raise PermissionError(f"{who} may not write that results line for {want['id']}: "
-                                      + ("it is not one JSON object with each key once" if said is None else
-                                         f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not the task's"))
+            return a  # its tasks are done or unknown: nothing of it is recorded (_ack_unknown)
+        text, why = checked(a[A_LINES], producer, lo, hi, consumer=c.top.name, queue=b.queue, task=b.task,
+                            origin=b.origin, first=first)
+        if why is not None:
+            raise PermissionError(f"{who} may not write those results lines for {producer}/{lo}..{hi - 1}: {why}")
+        return a if text is a[A_LINES] else (producer, first, lo, hi, text, a[A_FAILED], a[A_VALUES])
 
     def failures(self, queue: str | None = None) -> list[dict[str, Any]]:
         """The last failed results (not dead letters), oldest first, of one queue or all."""

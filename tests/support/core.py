@@ -147,6 +147,15 @@ class Core:
         self.call("worker_lost", worker, [running] if running is not None else [], timed_out).result()
 
 
+def kill_three_times(core: Core, n: int = 1, queue: str = "default") -> None:
+    """Lease the first n waiting tasks of a queue to consumers that are lost (the clock past
+    their lease each time), until they are dead letters (god's default of 3 attempts)."""
+    for attempt in range(3):
+        core.lease(f"doomed{attempt}", n, queues=(queue,))
+        core.clock.t += 6
+        core.broker.reap()
+
+
 def seqs(grants: list[Grant]) -> list[int]:
     """The seqs the grants hold, in order."""
     return [s for g in grants for s in range(g[G_LO], g[G_HI])]

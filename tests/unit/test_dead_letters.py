@@ -7,15 +7,8 @@ from __future__ import annotations
 import pytest
 
 from shared.records import G_LO, G_ORIGIN, G_QUEUE, G_TASK
-from tests.support.core import Core, lines, payloads_of
+from tests.support.core import Core, kill_three_times, lines, payloads_of
 
-
-def kill_three_times(core: Core, n: int = 1, queue: str = "default") -> None:
-    """Lease the first n waiting tasks of a queue to consumers that are lost, until they are dead letters."""
-    for attempt in range(3):
-        core.lease(f"doomed{attempt}", n, queues=(queue,))
-        core.clock.t += 6
-        core.broker.reap()
 
 
 def test_a_dead_letter_is_listed_served_again_under_a_new_id_that_says_where_it_came_from(core: Core) -> None:

@@ -6,12 +6,13 @@ its own task's: its id, consumer, queue and task what god knows. On the path pro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from shared.records import G_ATTEMPT, G_FIRST, G_HI, G_LO, G_PRODUCER, Grant, json_line
-from tests.support.core import Core, lines
+from tests.support.core import Core, kill_three_times, lines
 
 
 @pytest.fixture
@@ -95,6 +96,10 @@ def test_results_for_tasks_god_never_leased_are_dropped(held: Core) -> None:
     ("no line", lambda g: ""),
     ("not JSON", lambda g: "{\"id\": \"p/1\", oops}\n"),
     ("a list", lambda g: "[1]\n"),
+    ("an id spelled with escapes", lambda g: line_of(g, 1, "a")[:-2] + ', "\\u0069d": "victim/7"}\n'),
+    ("a consumer spelled with escapes", lambda g: line_of(g, 1, "a")[:-2] + ', "\\u0063onsumer": "x"}\n'),
+    ("a raw carriage return", lambda g: line_of(g, 1, "a")[:-2] + ',\r"x": 1}\n'),
+    ("an id without spaces", lambda g: line_of(g, 1, "a")[:-2] + ',"id":"victim/7"}\n'),
 ])
 def test_a_line_that_is_not_its_own_tasks_is_refused_whole(held: Core, what: str, line) -> None:
     held.put("p", [1])
@@ -133,3 +138,61 @@ def test_the_lines_a_real_worker_writes_pass(held: Core) -> None:
     got = held.lease("a", 3, queues=("jobs",))
     assert held.ack("a", got, {"nested": {"id": "x"}}, fail={2}) == 3
     assert [(r["id"], r["ok"]) for r in lines(held)] == [("p/1", True), ("p/2", False), ("p/3", True)]
+
+
+def test_a_line_break_splitlines_sees_is_kept_escaped(held: Core) -> None:
+    # Given a value with U+2028 in it (JSON allows it raw in a string; str.splitlines breaks there)
+    held.put("p", [1])
+    (g,) = held.lease("a", 1)
+    text = line_of(g, 1, "a").replace('"forged"', '"one\u2028{\\"id\\": \\"victim/7\\"}"')
+    assert "\u2028" in text
+    assert held.call("ack_many", "a", [forged(g, text)]).result() == 1
+    out, _ = held.broker.take_results()
+    (kept,) = [t for t, _ in out]
+    assert "\u2028" not in kept and kept.count("\n") == 1 and "\\u2028" in kept
+    assert [r["value"] for r in map(json.loads, kept.splitlines())] == ['one\u2028{"id": "victim/7"}']
+
+
+@pytest.mark.parametrize("payload, value", [
+    ({"task": "mine", "id": 3, "queue": "q"}, {"consumer": "me"}),  # the words, nested: read line by line
+    ("plain", "café ✓"),
+])
+def test_lines_a_worker_writes_with_any_payload_pass(held: Core, payload: object, value: object) -> None:
+    held.put("p", [payload, payload])
+    got = held.lease("a", 2)
+    assert held.ack("a", got, value) == 2
+    assert [(r["id"], r["payload"], r["value"]) for r in lines(held)] == [("p/1", payload, value), ("p/2", payload, value)]
+
+
+def test_a_workers_lines_are_taken_at_once_and_anything_else_is_read_line_by_line() -> None:
+    from consumer.acks import Acks as WorkerAcks
+    from consumer.functions import Functions
+    from consumer.policy import Policy
+    from god.rules.own_lines import _at_once
+
+    acks = WorkerAcks("c", Functions(Policy("consumer.tasks:square"), "c"))
+    g = ("p", 1, 1, 5, 1, b"", None, "q", False, False, None)
+    for seq in range(1, 4):
+        acks.add(g, seq, seq, (True, f"{seq}", None, None))  # type: ignore[arg-type]
+    acks.add(g, 4, 4, (False, None, "KeyError: 'k'", "Traceback"), KeyError("k"))  # type: ignore[arg-type]
+    ((*_, text, _, _),) = acks.take()[0]
+    assert _at_once(text, "p", 1, 5, "c", "q", None)
+    lines = text.split("\n")
+    for forged in (text.replace('"p/2"', '"p/7"'), text.replace('"consumer": "c"', '"consumer": "x"', 1),
+                   text.replace('"queue": "q"', '"queue": "r"', 1), text.replace('"value": "1"', '"value": "1", "id": 1'),
+                   "\n".join([lines[1], lines[0], *lines[2:]]), text.replace('"value": "1"', '"value": "\\u0031"')):
+        assert not _at_once(forged, "p", 1, 5, "c", "q", None), forged
+
+
+def test_a_dead_letter_served_again_is_acked_with_its_origin_and_not_another(held: Core) -> None:
+    held.put("p", [1], queue="mail")
+    kill_three_times(held, queue="mail")
+    lines(held)
+    ((_, new),) = held.call("requeue", ["p/1"]).result()
+    (g,) = held.lease("c", 5, queues=("mail",))
+    ok = json_line(new, 1, True, 1, None, None, "c", 1, 1.0, "mail", requeued_from="p/1") + "\n"
+    with pytest.raises(PermissionError, match="says another requeued_from"):
+        held.call("ack_many", "c", [forged(g, ok.replace("\"p/1\"", "\"victim/9\""))]).result()
+    assert held.call("ack_many", "c", [forged(g, ok)]).result() == 1
+    (r,) = lines(held)
+    assert (r["id"], r["requeued_from"]) == (new, "p/1")
