@@ -56,11 +56,7 @@ class Map:
                     self.targets.take_ready(window, ready, self.end, self._late)
                 if not window.exhausted and self.size - len(window.order) >= self.batch:
                     self._fill(self.size - len(window.order))
-                v, consumer = ready.popleft()
-                ok, value = outcome(v, consumer)
-                if not ok:
-                    raise value
-                yield value
+                yield _next(ready)  # (made in the yield, not kept in a local: the program owns it)
         finally:
             window.closed = True
             if window.order:
@@ -90,3 +86,11 @@ class Map:
             self.sender.cancel_ids(ids)
         except (GodError, ValueError) as e:  # its tasks run on: their results are dropped
             logger.bind(role="producer").warning("could not cancel the {} tasks left of a map: {}", len(ids), e)
+
+
+def _next(ready: deque[tuple[Value, str]]) -> Any:
+    """The next result's value, taken from ready; its exception raised."""
+    ok, value = outcome(*ready.popleft())
+    if not ok:
+        raise value
+    return value

@@ -238,9 +238,11 @@ class CallPickler:
         buf = self._buf
         buf.seek(0)
         buf.truncate()
-        self._pickler.clear_memo()
-        self._pickler.dump(obj)
-        return buf.getvalue()
+        try:
+            self._pickler.dump(obj)
+            return buf.getvalue()
+        finally:  # (its memo holds what it pickled: a call's function and arguments, kept alive)
+            self._pickler.clear_memo()
 
     def function(self, fn: Callable[..., Any]) -> tuple[str, str | bytes]:
         """(the name results show, what travels): a function consumers can import goes by name,

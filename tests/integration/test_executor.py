@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import gc
 import hashlib
 import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from producer import Executor, RemoteError, TaskFuture, connect
 from shared.calls import RemoteTraceback
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc, read_results, wait_for_results, wait_until
+from tests.support.tasks import Held, held_size, make_held
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -377,3 +380,28 @@ def test_shutdown_without_waiting_leaves_the_calls_to_run_to_their_end(
     wait_until(lambda: len(read_results(god.results)) >= 20, 30, "20 results")
     results = read_results(god.results)
     assert sorted(r["value"] for r in results) == list(range(20)) and all(r["ok"] for r in results)
+
+
+def test_the_executor_lets_go_of_calls_arguments_and_results(executor: Executor) -> None:
+    # As the standard library's executors promise (their tests check both): once a call is done
+    # and the program drops what it gave, nothing of it stays alive in the executor
+    held, argument = Held(3), Held(2)
+    refs = [weakref.ref(held), weakref.ref(argument)]
+
+    def by_value(x: int) -> int:  # a closure, by value: it holds `held`
+        return x + len(held.items)
+
+    refs.append(weakref.ref(by_value))
+    assert executor.submit(by_value, 1).result(timeout=30) == 4
+    assert executor.submit(held_size, argument).result(timeout=30) == 2
+    del held, argument, by_value
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    # and a map keeps no result the program took and dropped, while it goes on
+    results = executor.map(make_held, range(3))
+    first = next(results)
+    taken = weakref.ref(first)
+    del first
+    gc.collect()
+    assert taken() is None
+    assert [len(h.items) for h in results] == [1, 2]

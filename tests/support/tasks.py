@@ -159,3 +159,18 @@ def leak(n: int) -> int:
     """Keep 20 MB for good (task code that leaks), and say which worker process ran task n."""
     _LEAKED.append(b"x" * (20 * 2**20))  # pages written, so resident
     return os.getpid()
+
+
+class Held:
+    """An object a test holds a weak reference to: what a call, its arguments or its result keep."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.items = list(range(n))
+
+
+def held_size(h: Held) -> int:
+    return len(h.items)
+
+
+def make_held(n: int) -> Held:
+    return Held(n)
