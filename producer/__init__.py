@@ -5,7 +5,7 @@ from typing import Any
 
 from producer.producer import Producer, connect
 
-__all__ = ["Executor", "Producer", "RemoteError", "TaskFuture", "connect"]
+__all__ = ["Executor", "Producer", "RemoteError", "TaskFuture", "completed", "connect"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,6 +15,10 @@ def __getattr__(name: str) -> Any:
         from producer import executor
 
         return getattr(executor, name)
+    if name == "completed":
+        from producer.aio import completed
+
+        return completed
     if name == "RemoteError":
         from shared.calls import RemoteError
 

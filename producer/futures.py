@@ -12,7 +12,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 from shared.calls import RemoteError, outcome
 from shared.records import CANCELLED_BY_PROGRAM, V_ERROR, V_OK, V_VALUE, Value
@@ -41,6 +42,13 @@ class TaskFuture(cf.Future):  # type: ignore[type-arg]
         if self.done() or self.task_id is None:
             return self.cancelled()
         return self._cancel_at_god(self)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await future`` in a coroutine: its result (or its exception raised), on the loop
+        that awaits (asyncio.wrap_future: the loop is not blocked meanwhile)."""
+        import asyncio  # (programs that never await do not load it)
+
+        return asyncio.wrap_future(self).__await__()
 
 
 class Window:

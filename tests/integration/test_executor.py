@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from producer import Executor, RemoteError, TaskFuture, connect
+from producer import Executor, RemoteError, TaskFuture, completed, connect
 from shared.calls import RemoteTraceback
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc, read_results, wait_for_results, wait_until
@@ -405,3 +405,28 @@ def test_the_executor_lets_go_of_calls_arguments_and_results(executor: Executor)
     gc.collect()
     assert taken() is None
     assert [len(h.items) for h in results] == [1, 2]
+
+
+def test_an_async_program_awaits_futures_and_iterates_completions(executor: Executor) -> None:
+    async def main() -> int:
+        ticks = 0
+
+        async def tick() -> None:  # the loop goes on while a future is awaited
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.ensure_future(tick())
+        slow, quick = executor.submit(nap, 1.0), executor.submit(nap, 0)
+        assert await quick == 0
+        assert [f async for f in completed([slow, quick, quick], timeout=30)] == [quick, slow]
+        with pytest.raises(ZeroDivisionError):
+            await executor.submit(divmod, 1, 0)
+        with pytest.raises(TimeoutError, match=r"1 \(of 1\) futures unfinished"):
+            async for _ in completed([executor.submit(nap, 5)], timeout=0.2):
+                pass
+        ticker.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 20  # a second of awaiting at least: the loop was never blocked
