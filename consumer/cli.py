@@ -67,6 +67,11 @@ def main(
         help="Take code from producers: functions by value, and payloads and arguments of any pickled type. "
         "--no-by-value: no function by value, and payloads and arguments load as data only (builtin types).",
     )] = True,
+    init: Annotated[Optional[str], typer.Option(
+        help="A function (module:function) run once in each worker process before its first task, and again "
+        "in a worker that replaces it: to load a model or open a connection once. If it raises, that worker's "
+        "tasks fail saying so.",
+    )] = None,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -98,7 +103,9 @@ def main(
                                    tls_key=tls_key, tls_ca=tls_ca, connection=connection,
                                    insecure_plain_tcp=insecure_plain_tcp)
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
-        policy = Policy(task, parse_allow(allow), by_value)
+        if init is not None:
+            resolve_task(init)
+        policy = Policy(task, parse_allow(allow), by_value, init)
         return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),

@@ -10,6 +10,7 @@ from typing import Any
 from consumer.callers import Caller, Loaded
 from consumer.policy import Policy, Unloadable
 from consumer.tasks import TaskFunction, resolve_task
+from shared.initializer import initialized
 from shared.calls import is_call
 from shared.errors import ConfigError
 
@@ -20,6 +21,7 @@ class Functions:
     def __init__(self, policy: Policy, consumer: str) -> None:
         self.consumer = consumer
         self.policy = policy
+        self._init = resolve_task(policy.init) if policy.init is not None else None
         self._fns: dict[str | None, TaskFunction | str] = {None: self._guarded(resolve_task(policy.task))}
         self._loaded: Loaded = {}  # the functions of calls, by name or content
 
@@ -43,7 +45,10 @@ class Functions:
                    f"{str(e).removeprefix(f'--task {name!r}: ')}"
 
     def _guarded(self, fn: TaskFunction) -> TaskFunction:
-        """fn, failing a task whose payload did not load as data (--no-by-value) with why."""
+        """fn, after the consumer's --init in this worker (shared/initializer.py), failing a
+        task whose payload did not load as data (--no-by-value) with why."""
+        if self._init is not None:
+            fn = initialized(fn, self._init, (), "consumer --init", "--init")
         if self.policy.by_value:
             return fn
 

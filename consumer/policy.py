@@ -32,6 +32,7 @@ class Policy:
     task: str
     allow: tuple[str, ...] = EVERYTHING
     by_value: bool = True
+    init: str | None = None  # consumer --init: run once in each worker before its first task (module:function)
 
     def shown(self) -> str:
         """What it runs besides its task, for its log (nothing when it is the default)."""

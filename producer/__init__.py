@@ -5,7 +5,8 @@ from typing import Any
 
 from producer.producer import Producer, connect
 
-__all__ = ["Executor", "Producer", "RemoteError", "TaskFuture", "completed", "connect"]
+__all__ = ["Executor", "InitializerFailed", "Producer", "RemoteError", "TaskFuture", "completed", "connect",
+           "worker_state"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,6 +16,10 @@ def __getattr__(name: str) -> Any:
         from producer import executor
 
         return getattr(executor, name)
+    if name in ("worker_state", "InitializerFailed"):
+        from shared import initializer
+
+        return initializer.state if name == "worker_state" else initializer.InitializerFailed
     if name == "completed":
         from producer.aio import completed
 

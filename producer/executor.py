@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import secrets
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -41,8 +42,8 @@ from shared.records import Value, describe, split_id
 
 __all__ = ["Executor", "Options", "TaskFuture"]
 
-#: ProcessPoolExecutor's own arguments: code written for it may pass them.
-POOL_ARGUMENTS = ("max_workers", "mp_context", "initializer", "initargs", "max_tasks_per_child")
+#: ProcessPoolExecutor's own arguments that do not apply here: code written for it may pass them.
+POOL_ARGUMENTS = ("max_workers", "mp_context", "max_tasks_per_child")
 
 
 class Executor(cf.Executor):
@@ -50,7 +51,9 @@ class Executor(cf.Executor):
 
     Options are the put options (``queue``, ``priority``, ``retries``, ``retry_backoff``,
     ``retry_max_backoff``, ``retry_on``, ``delay``, ``at``); ``options(...)`` gives a view
-    of the executor whose calls differ.
+    of the executor whose calls differ. ``initializer`` and ``initargs`` are
+    ProcessPoolExecutor's: ``initializer(*initargs)`` runs once in each worker process before
+    its first call of this executor there (shared/initializer.py).
     """
 
     def __init__(self, address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
@@ -66,6 +69,11 @@ class Executor(cf.Executor):
                               "as many at once as their --processes and --concurrency say: leave it out")
         for k in POOL_ARGUMENTS:
             options.pop(k, None)  # None: as ProcessPoolExecutor's own default, nothing asked
+        initializer, initargs = options.pop("initializer", None), options.pop("initargs", ())
+        if initializer is not None and not callable(initializer):
+            raise ConfigError(f"Executor(initializer={initializer!r}): not a function")
+        if not isinstance(initargs, tuple):
+            raise ConfigError(f"Executor(initargs={initargs!r}): a tuple of the initializer's arguments")
         PutOptions().given(options)  # a wrong option is named before the key and god are looked for
         if settings is None:
             settings = client_settings(address, give_up_after=give_up_after)
@@ -76,7 +84,8 @@ class Executor(cf.Executor):
         self._results = GodClient(settings, name=self.name, role="producer",
                                   info={"host": producer.client.info.get("host", ""), "results": True})
         self._targets = Targets()
-        self._sender = Sender(producer, self._targets)
+        self._sender = Sender(producer, self._targets,
+                              (initializer, initargs, secrets.token_hex(8)) if initializer is not None else None)
         self._log = logger.bind(role="producer")
         self._thread = threading.Thread(target=self._read_results, name=f"executor-results-{self.name}", daemon=True)
         self._thread.start()

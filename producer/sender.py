@@ -17,14 +17,19 @@ from producer.futures import Targets, TaskFuture, Window
 from producer.producer import Producer, PutOptions
 from shared.calls import Awaited, CallPickler, arguments_of, call_task, code_of, code_refused, packed, replaced
 from shared.errors import NotAllowed
+from shared.initializer import initialized
 from shared.records import CANCELLED_BY_PROGRAM, Value, describe, task_id
 
 
 class Sender:
     """Puts an executor's calls on god and cancels them there (thread-safe)."""
 
-    def __init__(self, producer: Producer, targets: Targets) -> None:
+    def __init__(self, producer: Producer, targets: Targets,
+                 initializer: tuple[Callable[..., Any], tuple[Any, ...], str] | None = None) -> None:
+        """``initializer``: the executor's (function, its arguments, the executor's token):
+        each function travels with it (shared/initializer.py)."""
         self.producer = producer
+        self.initializer = initializer
         self.name = producer.name
         self.targets = targets
         self._lock = threading.Lock()  # puts and cancels, on the producer's connection
@@ -42,14 +47,14 @@ class Sender:
         """
         with self._lock:
             self._open()
-            return self._pickler.function(fn)
+            return self._function(fn)
 
     def submit(self, o: PutOptions, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> TaskFuture:
         """One call, put now (pipelined): its future."""
         with self._lock:
             self._open()
-            name, ref = self._pickler.function(fn)
+            name, ref = self._function(fn)
             args, kwargs, after, failed = self._awaited(args, kwargs)
             if failed is not None:
                 return self._failed_at_once(failed)
@@ -83,6 +88,13 @@ class Sender:
         if payloads:
             window.order.extend(self._put(payloads, o, (), window,
                                           lambda i: f"the call of {name} on item {i + 1} of a batch"))
+
+    def _function(self, fn: Callable[..., Any]) -> tuple[str, str | bytes]:
+        """(fn's name, how it travels): with the executor's initializer, by value, wrapped in it."""
+        if self.initializer is None:
+            return self._pickler.function(fn)
+        name, _ = self._pickler.function(fn)  # (its name, and a function that cannot travel said so)
+        return name, self._pickler.function(initialized(fn, *self.initializer))[1]
 
     def _open(self) -> None:
         if self.shut:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import producer
 from consumer.tasks import Retry, square
 
 
@@ -174,3 +175,40 @@ def held_size(h: Held) -> int:
 
 def make_held(n: int) -> Held:
     return Held(n)
+
+
+def load_model(name: str, log: str) -> None:
+    """An executor's initializer: "loads a model" for the worker's calls, and says so in the file log."""
+    producer.worker_state.model = name
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def broken_model(log: str) -> None:
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    raise ValueError("no model here")
+
+
+def model_of(x: int) -> tuple[int, str | None]:
+    """(this worker's pid, the model its initializer loaded)."""
+    return os.getpid(), getattr(producer.worker_state, "model", None)
+
+
+async def model_of_async(x: int) -> tuple[int, str | None]:
+    await asyncio.sleep(0)
+    return os.getpid(), getattr(producer.worker_state, "model", None)
+
+
+def setup_worker() -> None:
+    """A consumer's --init: sets up what its tasks use."""
+    producer.worker_state.model = "from --init"
+
+
+def broken_setup() -> None:
+    raise OSError("the database is down")
+
+
+def with_model(x: int) -> str:
+    """A queue task that uses what --init set up."""
+    return f"{x} with {getattr(producer.worker_state, 'model', None)}"
