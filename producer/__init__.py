@@ -6,7 +6,7 @@ from typing import Any
 from producer.producer import Producer, connect
 
 __all__ = ["Executor", "InitializerFailed", "Producer", "RemoteError", "TaskFuture", "completed", "connect",
-           "worker_state"]
+           "progress", "worker_state"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from shared import initializer
 
         return initializer.state if name == "worker_state" else initializer.InitializerFailed
+    if name == "progress":
+        from producer.progress_line import progress
+
+        return progress
     if name == "completed":
         from producer.aio import completed
 

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from producer.producer import Producer
-from producer.progress import PutProgress
+from producer.put_progress import PutProgress
 from producer.sources import Batch, json_lines, random_rounds
 from shared import exitcodes
 from shared.cli import (

@@ -27,7 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from producer.futures import Targets, TaskFuture
 from producer.mail import Mail
@@ -103,8 +103,10 @@ class Executor(cf.Executor):
         return self._sender.submit(self._options, fn, args, kwargs)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+            chunksize: int = 1, buffersize: int | None = None, progress: bool | IO[str] = False) -> Iterator[Any]:
         """``fn`` over the items of the iterables (zipped), its results in their order, lazily.
+        ``progress``: a line of done, failed, in flight and not sent, the rate and the time left
+        (True: on stderr in a terminal, as text in a notebook; or an output of your own).
 
         At most ``buffersize`` tasks are in flight (default producer.mapping.MAP_WINDOW), so
         the iterables may be endless; ``chunksize`` is taken for compatibility: each item is a
@@ -112,7 +114,7 @@ class Executor(cf.Executor):
         ``TimeoutError`` at the first result not there by then, and a call's exception at its
         item, after yielding those before it.
         """
-        return self._map(self._options, fn, iterables, timeout, chunksize, buffersize)
+        return self._map(self._options, fn, iterables, timeout, chunksize, buffersize, progress)
 
     def options(self, **options: Any) -> Options:
         """A view of this executor whose calls use these put options instead (``priority=9``).
@@ -142,9 +144,10 @@ class Executor(cf.Executor):
         self.shutdown(wait=True)
 
     def _map(self, o: PutOptions, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...],
-             timeout: float | None, chunksize: int, buffersize: int | None) -> Iterator[Any]:
+             timeout: float | None, chunksize: int, buffersize: int | None,
+             progress: bool | IO[str] = False) -> Iterator[Any]:
         return Map(self._sender, self._targets, o, fn, iterables, timeout=timeout, chunksize=chunksize,
-                   buffersize=buffersize).results()
+                   buffersize=buffersize, progress=progress).results()
 
     # -- results --------------------------------------------------------------------------
 
@@ -181,9 +184,9 @@ class Options:
         return self._executor._sender.submit(self._options, fn, args, kwargs)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+            chunksize: int = 1, buffersize: int | None = None, progress: bool | IO[str] = False) -> Iterator[Any]:
         """As ``Executor.map``, with these options."""
-        return self._executor._map(self._options, fn, iterables, timeout, chunksize, buffersize)
+        return self._executor._map(self._options, fn, iterables, timeout, chunksize, buffersize, progress)
 
 
 def _leave_at_exit(ref: weakref.ref[Executor]) -> None:

@@ -13,9 +13,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import IO, Any
 
 from producer.futures import Targets, Window
+from producer.progress_line import ProgressLine
 from producer.producer import PutOptions
 from producer.sender import Sender
 from shared.calls import call_task, outcome
@@ -32,7 +33,9 @@ class Map:
 
     def __init__(self, sender: Sender, targets: Targets, o: PutOptions, fn: Callable[..., Any],
                  iterables: tuple[Iterable[Any], ...], *, timeout: float | None, chunksize: int,
-                 buffersize: int | None) -> None:
+                 buffersize: int | None, progress: bool | IO[str] = False) -> None:
+        """``progress``: draw a progress line (producer/progress_line.py): True where it
+        shows by itself (a terminal, a notebook), or an output of your own."""
         if type(chunksize) is not int or chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         if buffersize is not None and (type(buffersize) is not int or buffersize < 1):
@@ -45,6 +48,11 @@ class Map:
         self.window = Window()
         self.size = buffersize or MAP_WINDOW
         self.batch = max(1, min(MAP_BATCH, self.size // 4))
+        self.line: ProgressLine | None = None
+        if progress is not False:
+            lengths = [len(i) for i in iterables if hasattr(i, "__len__")]  # type: ignore[arg-type]
+            total = min(lengths) if len(lengths) == len(iterables) else None
+            self.line = ProgressLine(f"map of {self.name}", total, None if progress is True else progress)
         self._fill(self.size)
 
     def results(self) -> Iterator[Any]:
@@ -56,8 +64,10 @@ class Map:
                     self.targets.take_ready(window, ready, self.end, self._late)
                 if not window.exhausted and self.size - len(window.order) >= self.batch:
                     self._fill(self.size - len(window.order))
-                yield _next(ready)  # (made in the yield, not kept in a local: the program owns it)
+                yield self._next(ready)  # (made in the yield, not kept in a local: the program owns it)
         finally:
+            if self.line is not None:
+                self.line.draw(last=True)
             window.closed = True
             if window.order:
                 self._abandon()
@@ -75,6 +85,8 @@ class Map:
                 return
             room -= len(chunk)
             self.sender.put_items(self.o, self.name, self.ref, chunk, window)
+            if self.line is not None:
+                self.line.add(sent=len(chunk))
 
     def _abandon(self) -> None:
         """The iterator ended early (an exception, a timeout, a break): cancel at god what of
@@ -87,10 +99,11 @@ class Map:
         except (GodError, ValueError) as e:  # its tasks run on: their results are dropped
             logger.bind(role="producer").warning("could not cancel the {} tasks left of a map: {}", len(ids), e)
 
-
-def _next(ready: deque[tuple[Value, str]]) -> Any:
-    """The next result's value, taken from ready; its exception raised."""
-    ok, value = outcome(*ready.popleft())
-    if not ok:
-        raise value
-    return value
+    def _next(self, ready: deque[tuple[Value, str]]) -> Any:
+        """The next result's value, taken from ready (and counted); its exception raised."""
+        ok, value = outcome(*ready.popleft())
+        if self.line is not None:
+            self.line.add(done=1) if ok else self.line.add(failed=1)
+        if not ok:
+            raise value
+        return value

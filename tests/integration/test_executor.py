@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures as cf
 import gc
 import hashlib
+import io
 import json
 import os
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from producer import Executor, RemoteError, TaskFuture, completed, connect
+from producer import Executor, RemoteError, TaskFuture, completed, connect, progress
 from shared.calls import RemoteTraceback
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc, read_results, wait_for_results, wait_until
@@ -430,3 +431,18 @@ def test_an_async_program_awaits_futures_and_iterates_completions(executor: Exec
         return ticks
 
     assert asyncio.run(main()) >= 20  # a second of awaiting at least: the loop was never blocked
+
+
+def test_progress_lines_reach_the_end_for_a_map_and_for_futures(executor: Executor) -> None:
+    out = io.StringIO()
+    assert list(executor.map(nap, [0] * 50, progress=out)) == [0] * 50
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("map of tests.integration.test_executor:nap: 50/50, 50 done, 0 failed, 0 in flight, "
+                           "0 not sent, "), last
+    assert last.endswith("\n") and " left, " in last
+    futures = [executor.submit(divmod, 1, n) for n in (1, 0, 2)]
+    out = io.StringIO()
+    got = list(progress(cf.as_completed(futures), total=3, out=out))
+    assert set(got) == set(futures)
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("calls: 3/3, 2 done, 1 failed, 0 in flight, 0 not sent, "), last
