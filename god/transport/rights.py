@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import reprlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -304,12 +305,14 @@ def check(principal: Principal, call: str, args: tuple[Any, ...] = (), kwds: dic
 
 
 AUDIT_ARGS = 300  # characters of an audited call's arguments its audit line shows
+_SHORT = reprlib.Repr()  # (a cancel of a map's 16,384 ids: ten of them shown, not all made into text)
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 100, 100, 10, 10, 10
 
 
 def audit(principal: Principal, call: str, args: Any, kwds: Any, where: str) -> None:
     """An audit line of an operator's action: who (the principal; "*" is the one key), what,
     from where; its time is the line's. In god's log (journald keeps it), marked ``audit``."""
-    shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwds or {}).items()])
+    shown = ", ".join([_SHORT.repr(a) for a in args] + [f"{k}={_SHORT.repr(v)}" for k, v in (kwds or {}).items()])
     if len(shown) > AUDIT_ARGS:
         shown = shown[:AUDIT_ARGS] + "..."
     who = "the key's holder" if principal.name == "*" else principal.name
