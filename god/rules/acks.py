@@ -67,24 +67,24 @@ class Acks:
             c = st.peers.consumer(consumer, st.now())
             if self.leased_only:
                 acks = [self._own_lines(c, a) for a in acks]
-            new = sum(self.ack(c, a, self.leased_only) for a in acks)
+            new = sum(self.ack(c, a) for a in acks)
         if new:
             st.results_ready.set()
             st.on_change()
         return new
 
-    def ack(self, c: ConsumerState, a: Ack, leased_only: bool = False) -> int:
-        """Record the results of one ack from c (lock held); returns how many were new.
-        ``leased_only``: only of the tasks leased to c now."""
+    def ack(self, c: ConsumerState, a: Ack) -> int:
+        """Record the results of one ack from c (lock held); returns how many were new
+        (``leased_only``: of the tasks leased to c now)."""
         st = self.state
         b = st.batches.get((a[A_PRODUCER], a[A_FIRST]))
         lo, hi = a[A_LO] - a[A_FIRST], a[A_HI] - a[A_FIRST]
         if b is None or not 0 <= lo < hi <= b.n:
-            return self._ack_unknown(c, a, leased_only)
+            return self._ack_unknown(c, a)
         lines, failed, values = a[A_LINES], a[A_FAILED], a[A_VALUES]
         runs = b.undone(lo, hi)
         unleased = 0
-        if leased_only:
+        if self.leased_only:
             undone = sum(rhi - rlo for rlo, rhi in runs)
             runs = held_by(b, c, runs)
             unleased = undone - sum(rhi - rlo for rlo, rhi in runs)
@@ -144,7 +144,7 @@ class Acks:
                               failed=failed)
             i += k
 
-    def _ack_unknown(self, c: ConsumerState, a: Ack, leased_only: bool) -> int:
+    def _ack_unknown(self, c: ConsumerState, a: Ack) -> int:
         """Results for a batch god does not hold: done before (duplicates), or put to a god that
         restarted without a journal (kept: nobody else will run them; ``leased_only``: dropped,
         god leased them to nobody)."""
@@ -153,7 +153,7 @@ class Acks:
         if a[A_HI] - 1 <= st.upto.get(producer, 0) or producer.startswith(TUTORIAL):
             st.counts["duplicates"] += n
             return 0
-        if leased_only:
+        if self.leased_only:
             self._unleased(c, a, n)
             return 0
         st.outbox.append((a[A_LINES], [(producer, a[A_FIRST], a[A_LO], a[A_HI])]))

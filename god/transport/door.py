@@ -178,15 +178,12 @@ class Door:
         Raises:
             rights.Refused: naming the principal, the call and the right it lacks.
         """
-        args = tuple(args) if isinstance(args, (tuple, list)) else ()
-        kwds = kwds if isinstance(kwds, dict) else {}
         try:
-            row = rights.check(principal, call, args, kwds, owners)
+            rights.permit(principal, call, tuple(args) if isinstance(args, (tuple, list)) else (),
+                          kwds if isinstance(kwds, dict) else {}, owners, peer_of(conn))
         except rights.Refused as e:
             self.log.warning("rights", "refused a call from {}: {}", peer_of(conn), e)
             raise
-        if row.audit:
-            rights.audit(principal, call, args, kwds, peer_of(conn))
 
     def close_principals(self, names: set[str]) -> int:
         """End the connections of these principals (removed or changed in god's table); their

@@ -309,6 +309,18 @@ _SHORT = reprlib.Repr()  # (a cancel of a map's 16,384 ids: ten of them shown, n
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 100, 100, 10, 10, 10
 
 
+def permit(principal: Principal, call: str, args: tuple[Any, ...], kwds: dict[str, Any], owners: Owners | None,
+           where: str) -> None:
+    """``check``, and an audit line of an operator's action let through (``where``: from where).
+    God's door (every client call) and its dashboard both ask here.
+
+    Raises:
+        Refused: as ``check``.
+    """
+    if check(principal, call, args, kwds, owners).audit:
+        audit(principal, call, args, kwds, where)
+
+
 def audit(principal: Principal, call: str, args: Any, kwds: Any, where: str) -> None:
     """An audit line of an operator's action: who (the principal; "*" is the one key), what,
     from where; its time is the line's. In god's log (journald keeps it), marked ``audit``."""
