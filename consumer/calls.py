@@ -21,6 +21,8 @@ from collections.abc import Callable, Coroutine
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from consumer.output import current_call
+
 if TYPE_CHECKING:
     import asyncio  # imported where a coroutine first runs: 40 ms of a worker's start otherwise
 
@@ -124,12 +126,14 @@ class Calls:
     def _thread(self) -> None:
         while True:
             key, fn, args, kwargs = self._work.get()
+            current_call.set(key)  # what it writes is its own (consumer/output.py)
             try:
                 value = fn(*args, **kwargs)
             except BaseException as e:  # a task that calls sys.exit() fails; the worker goes on
                 self._end(key, None, e)
             else:
                 self._end(key, value, None)
+            current_call.set(None)
 
     def _start_loop(self) -> asyncio.AbstractEventLoop:
         import asyncio
@@ -146,7 +150,7 @@ class Calls:
         except BaseException as e:  # (the call's arguments do not fit the function)
             self._end(key, None, e)
             return
-        task = self._loop.create_task(coroutine)
+        task = self._loop.create_task(_as_call(key, coroutine))
         self._running[task] = key
         task.add_done_callback(self._running.pop)
         waiter = self._loop.create_task(self._await(key, task, timeout))
@@ -163,6 +167,12 @@ class Calls:
             self._end(key, None, _timed_out(e, timeout, t0))
         else:
             self._end(key, value, None)
+
+
+async def _as_call(key: Any, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """A call's coroutine, in a task whose writes are its own (consumer/output.py)."""
+    current_call.set(key)  # (a task's context is its own copy)
+    return await coroutine
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, Any], timeout: float | None, loop: asyncio.AbstractEventLoop) -> Any:

@@ -72,6 +72,11 @@ def main(
         "in a worker that replaces it: to load a model or open a connection once. If it raises, that worker's "
         "tasks fail saying so.",
     )] = None,
+    capture: Annotated[bool, typer.Option(
+        help="Send what a task writes (stdout, stderr, logging, warnings) to god, which keeps its last part "
+        "(god task ID --output) and hands it to the program that put the task. --no-capture: it goes to "
+        "this consumer's log.",
+    )] = True,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -105,7 +110,7 @@ def main(
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         if init is not None:
             resolve_task(init)
-        policy = Policy(task, parse_allow(allow), by_value, init)
+        policy = Policy(task, parse_allow(allow), by_value, init, capture)
         return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),

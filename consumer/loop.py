@@ -19,6 +19,7 @@ from typing import Any
 from consumer.acks import CANCELLED, Acks, in_frames
 from consumer.calls import Calls
 from consumer.functions import Functions
+from consumer.output import Capture, Key, Streamer, current_call, install
 from consumer.places import Shared
 from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
@@ -116,6 +117,59 @@ class Worker:
         self.why = "drained"  # why the loop ended, for the consumer
         self.skip: set[tuple[str, int]] = set()  # (producer, seq) of tasks cancelled at god: not to run
         self.calls: Calls | None = None  # with --concurrency over 1: what runs the tasks (consumer/concurrent.py)
+        self.capture: Capture | None = None  # what tasks write, with --capture (consumer/output.py)
+        self.streamer: Streamer | None = None
+        self._stream_client: GodClient | None = None
+        if spec.policy.capture:
+            self.capture = Capture(self._writer_serial if spec.concurrency == 1 else self._writer_concurrent)
+            install(self.capture)
+            self.streamer = Streamer(self.capture, self._stream)
+
+    # -- output (consumer/output.py) ------------------------------------------------------
+
+    def _writer_serial(self) -> Key | None:
+        """The task a write is for, one task at a time: the one running, whoever writes."""
+        place = self.running[0]
+        seq = place.seq
+        return (place.producer.decode(), seq) if seq >= 0 else None
+
+    def _writer_concurrent(self) -> Key | None:
+        """The task a write is for, with --concurrency: the call of the thread or coroutine that writes."""
+        key = current_call.get()
+        started = self.busy.get(key[0]) if key is not None else None
+        if started is None or started[4] != key[1]:
+            return None
+        return started[0][G_PRODUCER], started[1]
+
+    def _stream(self, items: list[Any]) -> None:
+        """A running task's lines, sent on their own (the streamer's thread, its own connection)."""
+        if self._stream_client is None:
+            self._stream_client = GodClient(self.spec.settings, name=self.spec.name, role="consumer",
+                                            info=self.client.info, should_stop=lambda: self.gone)
+        self._stream_client.call("output", self.spec.name, items)
+
+    def _send_output(self) -> None:
+        """What tasks wrote, ahead of their results, on the worker's connection."""
+        assert self.capture is not None
+        running = None
+        if self.busy:
+            keys = {(started[0][G_PRODUCER], started[1]) for started in self.busy.values()}
+            running = keys.__contains__
+        with self.capture.sending:
+            while True:
+                items = self.capture.take(running)
+                if not items:
+                    return
+                self.asked.append((-1, False))  # (its answer is read as any other's, and skipped)
+                self.client.send("output", self.spec.name, items)
+
+    def close(self) -> None:
+        """End the worker's connections."""
+        if self.streamer is not None:
+            self.streamer.stop()
+        if self._stream_client is not None:
+            self._stream_client.close()
+        self.client.close()
 
     def _told(self) -> bool:
         """Whether the consumer said to drain or went away (reads its pipe)."""
@@ -166,6 +220,8 @@ class Worker:
             self.avg_task_s = per_task if self.avg_task_s is None else 0.8 * self.avg_task_s + 0.2 * per_task
             self.spent, self.ran = 0.0, 0
         self._add_finished()
+        if self.capture is not None and self.capture.pending:
+            self._send_output()
         out, _ = self.acks.take()
         for a in out:
             failed = len(a[A_FAILED])
@@ -195,6 +251,8 @@ class Worker:
         """Read the reply to the oldest call in flight: the tasks it leased, now held."""
         grants: list[Grant] = self.client.reply()
         asked, _ = self.asked.popleft()
+        if asked < 0:  # an output call's: how many items god took
+            return []
         self.more = sum(g[G_HI] - g[G_LO] for g in grants) >= asked > 0
         self._take(grants)
         return grants

@@ -33,6 +33,7 @@ class Policy:
     allow: tuple[str, ...] = EVERYTHING
     by_value: bool = True
     init: str | None = None  # consumer --init: run once in each worker before its first task (module:function)
+    capture: bool = True  # consumer --capture: a task's output goes home (consumer/output.py)
 
     def shown(self) -> str:
         """What it runs besides its task, for its log (nothing when it is the default)."""

@@ -47,7 +47,7 @@ def worker_main(spec: WorkerSpec, control: Connection, shared: Shared, running: 
     except GodError as e:
         end = ("ended", "error", str(e), e.exit_code)
     finally:
-        worker.client.close()
+        worker.close()
     if not worker.gone:
         try:
             control.send(end)

@@ -6,7 +6,7 @@ from typing import Any
 from producer.producer import Producer, connect
 
 __all__ = ["Executor", "InitializerFailed", "Producer", "RemoteError", "TaskFuture", "completed", "connect",
-           "progress", "worker_state"]
+           "progress", "report", "worker_state"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,6 +24,10 @@ def __getattr__(name: str) -> Any:
         from producer.progress_line import progress
 
         return progress
+    if name == "report":
+        from shared.output import report
+
+        return report
     if name == "completed":
         from producer.aio import completed
 

@@ -32,6 +32,7 @@ from typing import IO, Any
 from producer.futures import Targets, TaskFuture
 from producer.mail import Mail
 from producer.mapping import Map
+from producer.output import Show, check_where, wants_output
 from producer.producer import Producer, PutOptions
 from producer.sender import Sender
 from shared.client import GodClient
@@ -53,7 +54,8 @@ class Executor(cf.Executor):
     ``retry_max_backoff``, ``retry_on``, ``delay``, ``at``); ``options(...)`` gives a view
     of the executor whose calls differ. ``initializer`` and ``initargs`` are
     ProcessPoolExecutor's: ``initializer(*initargs)`` runs once in each worker process before
-    its first call of this executor there (shared/initializer.py).
+    its first call of this executor there (shared/initializer.py). ``output``: where the lines
+    its calls write are shown (producer/output.py: stderr by default).
     """
 
     def __init__(self, address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
@@ -70,6 +72,7 @@ class Executor(cf.Executor):
         for k in POOL_ARGUMENTS:
             options.pop(k, None)  # None: as ProcessPoolExecutor's own default, nothing asked
         initializer, initargs = options.pop("initializer", None), options.pop("initargs", ())
+        output = check_where(options.pop("output", True))
         if initializer is not None and not callable(initializer):
             raise ConfigError(f"Executor(initializer={initializer!r}): not a function")
         if not isinstance(initargs, tuple):
@@ -77,13 +80,16 @@ class Executor(cf.Executor):
         PutOptions().given(options)  # a wrong option is named before the key and god are looked for
         if settings is None:
             settings = client_settings(address, give_up_after=give_up_after)
-        producer = Producer(settings, results=True, track=False, **options)
+        producer = Producer(settings, results=True, track=False, output=False, **options)
         producer.connect()
         self._options = producer.options
         self.name = producer.name
         self._results = GodClient(settings, name=self.name, role="producer",
-                                  info={"host": producer.client.info.get("host", ""), "results": True})
+                                  info={"host": producer.client.info.get("host", ""), "results": True,
+                                        "output": wants_output(output)})
         self._targets = Targets()
+        self._show = Show(self.name, output, self._targets.label, self._targets.reported) \
+            if wants_output(output) else None
         self._sender = Sender(producer, self._targets,
                               (initializer, initargs, secrets.token_hex(8)) if initializer is not None else None)
         self._log = logger.bind(role="producer")
@@ -153,7 +159,7 @@ class Executor(cf.Executor):
 
     def _read_results(self) -> None:
         """The executor's thread: fetch results while any is outstanding, resolve what waits."""
-        mail = Mail(self._results, self.name)
+        mail = Mail(self._results, self.name, self._show)
         targets = self._targets
         try:
             while targets.wait_outstanding():

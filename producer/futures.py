@@ -35,6 +35,9 @@ class TaskFuture(cf.Future):  # type: ignore[type-arg]
         self.owner = owner
         self._cancel_at_god = cancel
         self.notified = False  # its waiters were told of its cancel (once only; Targets' lock)
+        self.label = "task"  # its function's name, which marks its lines (producer/output.py)
+        #: What the task last said of how far it is (``producer.report``): (done, total or None).
+        self.progress: tuple[float, float | None] | None = None
 
     def cancel(self) -> bool:
         """Cancel the task at god if it still waits there: True; False once a consumer runs it
@@ -59,6 +62,19 @@ class Window:
         self.values: dict[int, tuple[Value, str]] = {}  # results come, not yielded yet: (value, consumer)
         self.exhausted = False  # the input iterables are used up
         self.closed = False  # its iterator ended: results that come are dropped
+        self.label = "task"  # its function's name, which marks its lines (producer/output.py)
+        self.progress: dict[int, tuple[float, float | None]] = {}  # what its running tasks reported, by seq
+        self.on_report: Callable[[], None] | None = None  # called when one reports
+        self.result_bytes: float | None = None  # a result's size, about (the largest lately): None before the first
+
+    def seen(self, v: Value) -> None:
+        """A result came (Targets' lock held): how large results are, about. Bytes and strings
+        by their length (a call's value comes as its pickle), anything else as small: what a
+        map of large results holds at once follows it (producer/mapping.py)."""
+        value = v[V_VALUE]
+        size = float(len(value)) if type(value) in (bytes, str, bytearray) else 64.0
+        last = self.result_bytes
+        self.result_bytes = size if last is None or size > last else last * 0.99 + size * 0.01
 
 
 class Targets:
@@ -87,6 +103,22 @@ class Targets:
             key = next(self._local)
             window.order.append(key)
             window.values[key] = (v, "")
+
+    def label(self, seq: int) -> str:
+        """The name that marks a task's lines: its function's."""
+        with self.cond:
+            return getattr(self._targets.get(seq), "label", "task")
+
+    def reported(self, seq: int, progress: tuple[float, float | None]) -> None:
+        """A task's progress, as it reported it: on its future, or its map's window."""
+        with self.cond:
+            target = self._targets.get(seq)
+            if type(target) is Window:
+                target.progress[seq] = progress
+            elif target is not None:
+                target.progress = progress
+        if type(target) is Window and target.on_report is not None:
+            target.on_report()
 
     def outstanding(self) -> list[int]:
         """The seqs whose results have not come."""
@@ -133,8 +165,10 @@ class Targets:
                 if target is None:
                     continue  # a result had come already (god restarted), or the call's put failed
                 if type(target) is Window:
+                    target.progress.pop(seq, None)
                     if not target.closed:
                         target.values[seq] = (v, consumer)
+                        target.seen(v)
                 else:
                     futures.append((target, v))  # type: ignore[arg-type]
             self.cond.notify_all()

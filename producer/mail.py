@@ -12,6 +12,7 @@ from typing import Any
 
 from shared import items
 from shared.client import GodClient
+from producer.output import Posted
 from shared.records import Value, describe, task_id
 
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
@@ -29,10 +30,15 @@ def _unloadable(e: Exception) -> Value:
 class Mail:
     """The mailbox of one producer at god, read through one client."""
 
-    def __init__(self, client: GodClient, producer: str) -> None:
+    def __init__(self, client: GodClient, producer: str,
+                 on_output: Callable[[list[Posted]], None] | None = None) -> None:
+        """``on_output``: shows the tasks' lines (producer/output.py), before their results; None:
+        they are not asked for."""
         self.client = client
         self.producer = producer
+        self.on_output = on_output
         self._confirmed = 0  # the last result number taken
+        self._lines: int | None = 0 if on_output is not None else None  # the last number of lines taken
         self._run = ""  # the god run those numbers belong to
         self.started = False  # a fetch was sent whose answer is not read yet (start)
 
@@ -55,9 +61,13 @@ class Mail:
         """
         if self.started:
             self.started = False
-            posted, gone = self.client.reply()
+            answer = self.client.reply()
         else:
-            posted, gone = self.client.call("results_for", *self._ask(outstanding, wait_s))
+            answer = self.client.call("results_for", *self._ask(outstanding, wait_s))
+        posted, gone = answer[0], answer[1]
+        if len(answer) > 2 and answer[2] and self.on_output is not None:
+            self._lines = answer[2][-1][0]
+            self.on_output([item for _, item in answer[2]])
         runs: list[Run] = []
         for number, (lo, _, blob, consumer, attempts) in posted:
             self._confirmed = number
@@ -71,5 +81,7 @@ class Mail:
         if run and self._run and run != self._run:  # god restarted since the last call
             check = [task_id(self.producer, seq) for seq in outstanding()]
         if run != self._run:
+            if self._run and self._lines is not None:  # (lines are numbered anew: not before the first answer)
+                self._lines = 0
             self._run, self._confirmed = run, 0
-        return self.producer, run, self._confirmed, RESULTS_BATCH, wait_s, check
+        return self.producer, run, self._confirmed, RESULTS_BATCH, wait_s, check, self._lines

@@ -26,6 +26,8 @@ from shared.records import Value, task_id
 
 MAP_WINDOW = 16_384  # tasks of a map in flight at most, unless its buffersize says otherwise
 MAP_BATCH = 4_096  # tasks of a map put at a time, at most
+MAP_BYTES = 64 * 2**20  # results of a map in flight or held at once, about, whatever its buffersize
+FIRST_WINDOW = 16  # tasks in flight before the first result says how large results are (then: _room)
 
 
 class Map:
@@ -46,14 +48,17 @@ class Map:
         self.o = replace(o, task=call_task(self.name))
         self.items = zip(*iterables)
         self.window = Window()
+        self.window.label = self.name.rpartition(":")[2]
         self.size = buffersize or MAP_WINDOW
         self.batch = max(1, min(MAP_BATCH, self.size // 4))
         self.line: ProgressLine | None = None
         if progress is not False:
             lengths = [len(i) for i in iterables if hasattr(i, "__len__")]  # type: ignore[arg-type]
             total = min(lengths) if len(lengths) == len(iterables) else None
-            self.line = ProgressLine(f"map of {self.name}", total, None if progress is True else progress)
-        self._fill(self.size)
+            self.line = ProgressLine(f"map of {self.name}", total, None if progress is True else progress,
+                                     reports=lambda: list(self.window.progress.values()))
+            self.window.on_report = self.line.add  # (drawn again, at most ten times a second)
+        self._fill(min(self.size, FIRST_WINDOW))
 
     def results(self) -> Iterator[Any]:
         """The calls' values in input order; a call's exception at its item."""
@@ -62,8 +67,9 @@ class Map:
             while window.order or ready:
                 if not ready:
                     self.targets.take_ready(window, ready, self.end, self._late)
-                if not window.exhausted and self.size - len(window.order) >= self.batch:
-                    self._fill(self.size - len(window.order))
+                room = self._room() - len(ready)
+                if not window.exhausted and room >= min(self.batch, max(1, (room + len(window.order)) // 4)):
+                    self._fill(room)
                 yield self._next(ready)  # (made in the yield, not kept in a local: the program owns it)
         finally:
             if self.line is not None:
@@ -71,6 +77,13 @@ class Map:
             window.closed = True
             if window.order:
                 self._abandon()
+
+    def _room(self) -> int:
+        """How many more tasks may be put: up to buffersize in flight or held, and about
+        MAP_BYTES of their results (a map of 1 MiB results keeps about 64 in hand, not 16,384)."""
+        size = self.window.result_bytes
+        most = min(self.size, FIRST_WINDOW) if size is None else max(1, min(self.size, int(MAP_BYTES / size)))
+        return most - len(self.window.order)
 
     def _late(self, seq: int) -> str:
         return f"a result of the map was not there within its timeout (task {task_id(self.sender.name, seq)})"

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from producer.mail import Mail, Run
+from producer.output import Show, Where, check_where, wants_output
 from shared import items
 from shared.calls import CALL
 from shared.client import GodClient
@@ -88,10 +89,11 @@ class Producer:
 
     def __init__(
         self, settings: Settings, *, should_stop: Callable[[], bool] = lambda: False, results: bool = False,
-        track: bool = True, **options: Any,
+        track: bool = True, output: Where = True, **options: Any,
     ) -> None:
         """A producer; with ``results`` god keeps the results of its tasks for ``results()``
-        (``track`` False: for whoever reads them, not ``results()``; the executor does).
+        (``track`` False: for whoever reads them, not ``results()``; the executor does), and
+        ``results()`` shows what the tasks write where ``output`` says (producer/output.py).
 
         ``options`` (those of ``PutOptions``: queue, task, priority, retries, retry_backoff,
         retry_max_backoff, retry_on) are what its puts use unless they say otherwise.
@@ -102,8 +104,9 @@ class Producer:
         self.options = PutOptions().given(options)
         self.name = f"{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._should_stop = should_stop
+        shows = results and track and wants_output(check_where(output))
         self.client = GodClient(settings, name=self.name, role="producer",
-                                info={"host": hostname(), "results": results}, should_stop=should_stop)
+                                info={"host": hostname(), "results": results, "output": shows}, should_stop=should_stop)
         self._seq = 1  # the next task's number
         # Batches sent whose confirmations are not read yet, oldest first, with what results() needs.
         self._in_flight: deque[tuple[Put, list[tuple[int, tuple[Any, str, str | None]]]]] = deque()
@@ -114,7 +117,7 @@ class Producer:
         # The producer keeps its payloads, so god does not send them back with the results.
         self.waiting: dict[int, tuple[Any, str, str | None]] = {}
         self.lost_in_restart: list[str] = []  # done before god restarted: results only in god's file
-        self.mail = Mail(self.client, self.name)
+        self.mail = Mail(self.client, self.name, Show(self.name, output, self._label) if shows else None)
         self._early: deque[tuple[list[Run], list[str]]] = deque()  # fetched before results() asked
         self._log = logger.bind(role="producer")
 
@@ -283,6 +286,11 @@ class Producer:
                 waiting = self._say_full(n)
         if waiting:
             self._log.info("god has room again; {} put", "the batch's 1 task" if n == 1 else f"all {n} tasks of the batch")
+
+    def _label(self, seq: int) -> str:
+        """The name that marks a task's lines: its task function's (the consumer's own: "task")."""
+        held = self.waiting.get(seq)
+        return (held[2] or "task").rpartition(":")[2] if held is not None else "task"
 
     def results(self, timeout: float | None = None) -> Iterator[Result]:
         """Yield the results of this producer's tasks as they come, until none is outstanding.

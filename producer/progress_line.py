@@ -25,8 +25,10 @@ class ProgressLine:
     future's by whatever thread iterates)."""
 
     def __init__(self, what: str, total: int | None, out: IO[str] | None = None,
-                 now: Callable[[], float] = time.monotonic) -> None:
-        self.what, self.total = what, total
+                 now: Callable[[], float] = time.monotonic,
+                 reports: Callable[[], Iterable[tuple[float, float | None]]] | None = None) -> None:
+        """``reports``: what the calls in flight said of how far they are (``producer.report``)."""
+        self.what, self.total, self.reports = what, total, reports
         self.done = self.failed = self.sent = 0
         self._now = now
         self._start = now()
@@ -55,7 +57,8 @@ class ProgressLine:
         seconds = max(self._now() - self._start, 1e-9)
         rate = finished / seconds
         parts = [f"{self.what}: {finished:,}" + (f"/{self.total:,}" if self.total is not None else ""),
-                 f"{self.done:,} done", f"{self.failed:,} failed", f"{max(0, self.sent - finished):,} in flight"]
+                 f"{self.done:,} done", f"{self.failed:,} failed",
+                 f"{max(0, self.sent - finished):,} in flight{self._reported()}"]
         if self.total is not None:
             parts.append(f"{max(0, self.total - self.sent):,} not sent")
         parts.append(f"{rate:,.0f}/s")
@@ -63,6 +66,13 @@ class ProgressLine:
             parts.append(f"{_clock((self.total - finished) / rate)} left")
         parts.append(f"{_clock(seconds)} in")
         return ", ".join(parts)
+
+    def _reported(self) -> str:
+        """What the calls in flight that report (with a total) say, on average."""
+        shares = [min(1.0, done / total) for done, total in self.reports() if total] if self.reports else []
+        if not shares:
+            return ""
+        return f" ({len(shares):,} {'says' if len(shares) == 1 else 'say'} {100 * sum(shares) / len(shares):.0f}% through)"
 
     def draw(self, *, last: bool = False) -> None:
         self._drawn = self._now()
@@ -80,12 +90,17 @@ def _clock(seconds: float) -> str:
 
 
 def progress(items: Iterable[T], total: int | None = None, *, what: str = "calls",
-             out: IO[str] | None = None) -> Iterator[T]:
+             out: IO[str] | None = None, futures: Iterable[Any] | None = None) -> Iterator[T]:
     """items as they come (``as_completed(futures)``, say), counting each: a future that
-    raised (or was cancelled) as failed, anything else as done; one progress line meanwhile."""
+    raised (or was cancelled) as failed, anything else as done; one progress line meanwhile.
+    ``futures``: those whose reports (``producer.report`` in the task) the line shows while
+    they run."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    line = ProgressLine(what, total, out)
+    watched = list(futures) if futures is not None else None
+    reports = None if watched is None else (
+        lambda: [f.progress for f in watched if getattr(f, "progress", None) is not None and not f.done()])
+    line = ProgressLine(what, total, out, reports=reports)
     line.sent = total or 0
     try:
         for item in items:

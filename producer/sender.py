@@ -60,6 +60,7 @@ class Sender:
                 return self._failed_at_once(failed)
             payload = self._arguments(name, ref, args, kwargs)
             future = TaskFuture(self, task_id(self.name, self.producer.next_seq), self.cancel)
+            future.label = name.rpartition(":")[2]
             self._put([payload], replace(o, task=call_task(name)), after, future, lambda i: f"the call of {name}")
         return future
 

@@ -271,6 +271,9 @@ def task(
     ask: Ask,
     tid: Annotated[str, typer.Argument(metavar="ID", help="The task's id, PRODUCER/SEQ.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    output: Annotated[bool, typer.Option(
+        "--output", help="Print what the task wrote too (stdout, stderr, logging, warnings): the last part god keeps.",
+    )] = False,
 ) -> int:
     """Where one task is (blocked, waiting, scheduled, running on which consumer, done, failed, dead), and its results line."""
     try:
@@ -291,13 +294,30 @@ def task(
     extra = f"; {t['reason']}" if t.get("reason") else ""
     extra += f"; due in {t['due_in_s']:.1f}s" if t.get("due_in_s") is not None else ""
     extra += f"; waits for {', '.join(t['on'])}" if t.get("on") else ""
+    kept = t.get("output")
+    if kept and kept.get("progress"):
+        done, total = kept["progress"]
+        extra += f"; reported {done:g} of {total:g}" if total is not None else f"; reported {done:g}"
     typer.echo(f"{tid}: {'running on ' + t['consumer'] if state == 'running' and t.get('consumer') else state}"
                f"{' (' + where + ')' if where else ''}{extra}")
     if result is not None:
         typer.echo(json.dumps(result))
     elif state == "done":
         typer.echo("its results line is not in god's results file (god has none, or it was moved)")
+    if output:
+        typer.echo(shown_output(kept))
     return 0
+
+
+def shown_output(kept: dict[str, Any] | None) -> str:
+    """What god keeps of a task's output, as ``god task ID --output`` prints it."""
+    lines = kept.get("lines", []) if kept else []
+    if not lines:
+        return "no output: it wrote nothing, ran with consumer --no-capture, or god let it go (or restarted)"
+    cut = f"; {kept['cut']:,} characters before them let go" if kept and kept.get("cut") else ""
+    head = f"output on {kept['consumer']} ({count(len(lines), 'line')}{cut}):" if kept else ""
+    marks = {"out": "", "err": "[stderr] ", "note": "[note] "}
+    return "\n".join([head, *(f"  {marks.get(stream, '')}{line}" for stream, line in lines)])
 
 
 @operator

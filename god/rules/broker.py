@@ -33,6 +33,7 @@ from god.rules.figures import Figures
 from god.rules.handout import HandOut
 from god.rules.intake import Intake
 from god.rules.leases import Leases
+from god.rules.outputs import OutputRules
 from god.rules.peers import PeerRules
 from god.rules.redelivery import Redelivery
 from god.rules.retries import Retries
@@ -86,6 +87,7 @@ class Broker:
         self.leases = Leases(st, warn_after_s=warn_after_s)
         self.retries = Retries(st)
         self.acks = Acks(st, retries=self.retries, leased_only=leased_only)
+        self.output = OutputRules(st, leased_only=leased_only)
         self.dead = DeadLetterRules(st)
         self.redelivery = Redelivery(st, dead=self.dead, max_attempts=max_attempts)
         self.peers = PeerRules(st, redelivery=self.redelivery, acks=self.acks, dedupe_window_s=dedupe_window_s)

@@ -80,42 +80,53 @@ class Figures:
     def task_state(self, tid: str) -> dict[str, Any]:
         """Where a task is: blocked (on which tasks), waiting, scheduled, running (on which
         consumer), dead, or done (its results line tells done from failed); its queue, task and
-        attempts where god holds them.
+        attempts where god holds them; the last part of its output, if it wrote (god/store/outputs.py).
 
         Raises:
             ValueError: not a task id, or a task god does not know.
         """
         producer, seq = split_id(tid)
+        with self.state.lock:
+            tail = self.state.outputs.tail(producer, seq)
+            try:
+                where = self._where(tid, producer, seq)
+            except ValueError:
+                if tail is None:
+                    raise
+                where = {"id": tid, "state": DONE}  # (its batch forgotten, its output kept)
+        return where if tail is None else {**where, "output": tail}
+
+    def _where(self, tid: str, producer: str, seq: int) -> dict[str, Any]:
+        """task_state's answer but the output (lock held)."""
         st = self.state
-        with st.lock:
-            d = st.dead.get(tid)
-            if d is not None:
-                return {"id": tid, "state": DEAD, "queue": d.queue, "task": d.task, "attempts": d.attempts,
-                        "reason": d.reason}
-            b = st.batch_of(producer, seq)
-            if b is None:
-                if seq <= st.upto.get(producer, 0):
-                    return {"id": tid, "state": DONE}
-                raise ValueError(f"god knows no task {tid}: none of {producer}'s tasks up to {seq} came here, "
-                                 f"or they finished more than --dedupe-window ago")
-            i = seq - b.first
-            out: dict[str, Any] = {"id": tid, "queue": b.queue, "task": b.task, "priority": b.priority}
-            if b.origin is not None:
-                out["requeued_from"] = b.origin[i]
-            if b.after is not None:
-                out["after"] = list(b.after)
-            if b.done[i]:
-                return {**out, "state": DONE}
-            if b.missing:
-                return {**out, "state": BLOCKED, "on": st.graph.blocked_on(b)}
-            s = next((s for s in b.out if s.lo <= i < s.hi), None)
-            if s is not None:
-                return {**out, "state": RUNNING, "attempts": s.tries,
-                        "consumer": s.owner.top.name if s.owner is not None else None}
-            s = next((s for s in b.later if s.lo <= i < s.hi), None)
-            if s is not None:
-                due = next((at for at, _, t in st.scheduled if t is s), st.now())
-                return {**out, "state": SCHEDULED, "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
-            s = next((s for level in st.queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
-                     None)
-            return {**out, "state": WAITING, "attempts": s.tries if s is not None else 0}
+        d = st.dead.get(tid)
+        if d is not None:
+            return {"id": tid, "state": DEAD, "queue": d.queue, "task": d.task, "attempts": d.attempts,
+                    "reason": d.reason}
+        b = st.batch_of(producer, seq)
+        if b is None:
+            if seq <= st.upto.get(producer, 0):
+                return {"id": tid, "state": DONE}
+            raise ValueError(f"god knows no task {tid}: none of {producer}'s tasks up to {seq} came here, "
+                             f"or they finished more than --dedupe-window ago")
+        i = seq - b.first
+        out: dict[str, Any] = {"id": tid, "queue": b.queue, "task": b.task, "priority": b.priority}
+        if b.origin is not None:
+            out["requeued_from"] = b.origin[i]
+        if b.after is not None:
+            out["after"] = list(b.after)
+        if b.done[i]:
+            return {**out, "state": DONE}
+        if b.missing:
+            return {**out, "state": BLOCKED, "on": st.graph.blocked_on(b)}
+        s = next((s for s in b.out if s.lo <= i < s.hi), None)
+        if s is not None:
+            return {**out, "state": RUNNING, "attempts": s.tries,
+                    "consumer": s.owner.top.name if s.owner is not None else None}
+        s = next((s for s in b.later if s.lo <= i < s.hi), None)
+        if s is not None:
+            due = next((at for at, _, t in st.scheduled if t is s), st.now())
+            return {**out, "state": SCHEDULED, "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
+        s = next((s for level in st.queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
+                 None)
+        return {**out, "state": WAITING, "attempts": s.tries if s is not None else 0}

@@ -13,7 +13,6 @@ from typing import Any
 from god.defaults import DEDUPE_WINDOW_S, MAX_PAYLOAD
 from god.rules.handout import TUTORIAL
 from god.rules.state import State
-from god.store.mailboxes import Posted
 from shared.log import logger
 from shared.records import PUT_FIRST, PUT_N, Put, split_id
 
@@ -83,23 +82,32 @@ class Intake:
                        "over {:.0f}s, or god lost its journal): a put it sent before would run again",
                        producer, first, self.dedupe_window_s)
 
-    def results_for(self, producer: str, run: str, confirmed: int, max_n: int,
-                    check: list[str] | None = None) -> tuple[list[Posted], list[str]]:
+    def results_for(self, producer: str, run: str, confirmed: int, max_n: int, check: list[str] | None = None,
+                    output: int | None = None) -> tuple[Any, ...]:
         """Results of the producer's own tasks, numbered; those up to ``confirmed`` it has already.
 
         ``run`` is the god run the numbers came from (a restarted god numbers anew).
 
+        ``output``: the last number of its tasks' lines it has (god/store/outputs.py), or None
+        for a producer that takes no lines.
+
         Returns:
             (the results, the ids in ``check`` that are done but whose results this god
-            never had: finished before it restarted).
+            never had: finished before it restarted), and with ``output`` the lines that
+            wait (a task's lines come before its result: while more lines wait than one
+            answer takes, results wait too).
         """
         st = self.state
         with st.lock:
             st.peers.producer(producer, st.now())
             gone = [tid for tid in check or () if st.done_before(*split_id(tid))]
         if run != st.run:
-            confirmed = 0
+            confirmed, output = 0, (None if output is None else 0)
         if gone:  # done, but not if their results wait in the mailbox
             held = st.mailboxes.holds(producer)
             gone = [tid for tid in gone if split_id(tid)[1] not in held]
-        return st.mailboxes.take(producer, confirmed, max_n), gone
+        if output is None:
+            return st.mailboxes.take(producer, confirmed, max_n), gone
+        with st.lock:
+            lines, more = st.outputs.take(producer, output)
+        return (st.mailboxes.take(producer, confirmed, 0 if more else max_n), gone, lines)

@@ -53,12 +53,15 @@ class PeerRules:
             if queues is not None:
                 c.queues = queues
 
-    def hello_producer(self, name: str, host: str, results: bool, python: str = "") -> None:
-        """A producer says who it is (on which Python), and whether god should keep its results for it."""
+    def hello_producer(self, name: str, host: str, results: bool, python: str = "", *, output: bool = False) -> None:
+        """A producer says who it is (on which Python), whether god should keep its results for
+        it, and whether its tasks' lines too (god/store/outputs.py)."""
         st = self.state
         with st.lock:
             p = st.peers.producer(name, st.now())
             p.host, p.python = host, python
+            if output:
+                st.outputs.open(name)
         if results:
             st.mailboxes.open(name, durable=True)
 
@@ -88,6 +91,7 @@ class PeerRules:
         with st.lock:
             if st.peers.producers.pop(name, None) is not None:
                 st.mailboxes.close(name)
+                st.outputs.close(name)
                 return
             c = st.peers.drop(name)
             for w in (c, *c.workers.values()) if c is not None else ():
@@ -154,6 +158,7 @@ class PeerRules:
         st = self.state
         for name in st.peers.forget(now):
             st.mailboxes.close(name)
+            st.outputs.close(name)
         heard, horizon = st.heard, now - self.dedupe_window_s
         while heard:
             name, at = next(iter(heard.items()))

@@ -24,6 +24,7 @@ from god.store.batches import Attempts, Batch, Queue, Slice
 from god.store.dead_letters import DeadJournal, DeadLetters
 from god.store.mailboxes import MailJournal, Mailboxes
 from god.store.outbox import Outgoing
+from god.store.outputs import Outputs
 from god.store.peers import ConsumerState, Peers
 from god.store.schedules import Schedule
 from shared import items
@@ -98,6 +99,7 @@ class State:
         self.results_ready = threading.Event()  # set when results wait for the recorder
         self.peers = Peers()
         self.mailboxes = Mailboxes(journal)  # results kept for producers that wait for theirs
+        self.outputs = Outputs()  # what tasks wrote: the last part of each, and what waits for programs
         self.queues: dict[str, Queue] = {}
         self.batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
         self.upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)

@@ -18,7 +18,6 @@ from typing import Any
 from god.rules.broker import Broker
 from god.rules.leases import BEATS_PER_LEASE
 from god.rules.state import JournalLike
-from god.store.mailboxes import Posted
 from god.transport.waits import Wait, Waits
 from shared import items
 from shared.records import (
@@ -26,6 +25,7 @@ from shared.records import (
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
 from shared.errors import ConfigError
+from shared.output import Item as OutputItem, check_items
 from shared.log import logger
 from shared.version import PYTHON, VERSION, other_version
 
@@ -88,14 +88,16 @@ class _Put(Wait):
 class _Results(Wait):
     yields = True  # a call behind it (a producer that fetched ahead puts again) ends the wait
 
-    def __init__(self, broker: Broker, producer: str, run: str, confirmed: int, max_n: int, deadline: float) -> None:
+    def __init__(self, broker: Broker, producer: str, run: str, confirmed: int, max_n: int, deadline: float,
+                 output: int | None) -> None:
         self.broker, self.producer, self.run, self.confirmed, self.max_n = broker, producer, run, confirmed, max_n
-        self.deadline = deadline
+        self.deadline, self.output = deadline, output
 
     def attempt(self, late: bool) -> tuple[bool, Any]:
-        posted, _ = self.broker.intake.results_for(self.producer, self.run, self.confirmed, self.max_n)
-        if posted or late:
-            return True, (posted, [])
+        answer = self.broker.intake.results_for(self.producer, self.run, self.confirmed, self.max_n, None,
+                                                self.output)
+        if any(answer) or late:
+            return True, answer
         return False, None
 
 
@@ -172,7 +174,7 @@ class Api:
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
                              str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python)
         elif role == "producer":
-            b.peers.hello_producer(name, host, bool(info.get("results")), python)
+            b.peers.hello_producer(name, host, bool(info.get("results")), python, output=bool(info.get("output")))
         note = other_version(f"{role} {name} on {host}", info.get("version"))
         if note is not None and info.get("parent") is None:  # (its workers say the same)
             logger.bind(role="god").warning(note)
@@ -239,12 +241,19 @@ class Api:
         return self.lease(consumer, queues, max_n, timeout, seq)
 
     def results_for(self, producer: str, run: str, confirmed: int, max_n: int, timeout: float = 0.0,
-                    check: list[str] | None = None) -> tuple[list[Posted], list[str]] | Wait:
-        """Results of the producer's own tasks, waiting up to timeout for the first."""
-        posted, gone = self.broker.intake.results_for(producer, run, confirmed, max_n, check)
-        if posted or gone or timeout <= 0:
-            return posted, gone
-        return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout))
+                    check: list[str] | None = None, output: int | None = None) -> tuple[Any, ...] | Wait:
+        """Results of the producer's own tasks, waiting up to timeout for the first; with
+        ``output`` (the last number of lines it has), its tasks' lines too."""
+        if output is not None and type(output) is not int:
+            raise ValueError(f"output {output!r} is not a number")
+        answer = self.broker.intake.results_for(producer, run, confirmed, max_n, check, output)
+        if any(answer) or timeout <= 0:
+            return answer
+        return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout), output)
+
+    def output(self, consumer: str, items: list[OutputItem]) -> int:
+        """What tasks wrote (shared/output.py); how many items were taken."""
+        return self.broker.output.output(consumer, check_items(items))
 
     def set_limit(self, queue: str, rate: float | None) -> float | None:
         """Start at most rate tasks a second from the queue, across all consumers (None: no

@@ -217,6 +217,7 @@ RIGHTS: dict[str, Row] = {
     "ack_many": _row(CONSUMER, names=_name(0)),
     "heartbeat": _row(CONSUMER, names=_name(0)),
     "worker_lost": _row(CONSUMER, names=_name(0)),
+    "output": _row(CONSUMER, names=_name(0)),
     # what operators and viewers see
     "stats": _row(*STAFF),
     "dead": _row(*STAFF, queues=_arg(0, "queue")),

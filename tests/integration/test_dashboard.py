@@ -107,6 +107,22 @@ def test_requeueing_a_dead_letter_from_the_page_gets_it_done(
     assert again["ok"] and again["value"] == "10 * 10 = 100" and again["requeued_from"] == dead["id"]
 
 
+def test_the_task_view_shows_what_the_task_wrote_and_reported(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], browser: Browser, tmp_path: Path
+) -> None:
+    g, web = start_dashboard(start_god)
+    e = addr_env(g)
+    spawn("consumer", "--task", "tests.support.tasks:speak", "--processes", "1", env_extra=e)
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "a.jsonl", [4])), env_extra=e).wait() == 0
+    (done,) = wait_for_results(g.results, 1)
+    logged_in(browser, f"http://{web.host}:{web.port}/login#token={web.token}")
+    browser.run("document.querySelector('#task-id').value = arguments[0]; "
+                "document.querySelector('#lookup').requestSubmit();", done["id"])
+    wait_until(lambda: "output on" in (text(browser, "#task") or ""), 15, "the task's output in its view")
+    shown = text(browser, "#task")
+    assert "\n  out 4 a\n  [stderr] err 4\n" in shown and shown.rstrip().endswith("out 4 b, in two writes")
+
+
 def test_the_browser_is_refused_without_a_session_a_right_token_or_the_csrf_token(
     start_god: Callable[..., God], browser: Browser
 ) -> None:

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 from producer import Executor, RemoteError, TaskFuture, completed, connect, progress
+from producer.mapping import FIRST_WINDOW
 from shared.calls import RemoteTraceback
 from tests.support.gods import God, addr_env
 from tests.support.helpers import Proc, read_results, wait_for_results, wait_until
-from tests.support.tasks import Held, held_size, make_held
+from tests.support.tasks import Held, held_size, make_held, megabyte
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -406,6 +407,18 @@ def test_the_executor_lets_go_of_calls_arguments_and_results(executor: Executor)
     gc.collect()
     assert taken() is None
     assert [len(h.items) for h in results] == [1, 2]
+
+
+def test_a_map_of_large_results_holds_about_map_bytes_of_them_whatever_its_window(executor: Executor) -> None:
+    # A map of 1 MiB results keeps about MAP_BYTES of them in flight or in hand (64), not its
+    # window of 16,384 (16 GiB at god and in the program)
+    producer = executor._sender.producer
+    before = producer.next_seq
+    results = executor.map(megabyte, range(1000))
+    assert producer.next_seq - before == FIRST_WINDOW  # until a result says how large they are
+    assert next(results) == bytes([0]) * (1 << 20)
+    assert FIRST_WINDOW < producer.next_seq - before <= 1 + 64  # the one taken, and 64 MiB
+    results.close()
 
 
 def test_an_async_program_awaits_futures_and_iterates_completions(executor: Executor) -> None:

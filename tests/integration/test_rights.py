@@ -49,6 +49,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "ack_many": ("someone", []),
     "heartbeat": ("someone",),
     "worker_lost": ("someone.w1", []),
+    "output": ("someone", []),
     "stats": (),
     "dead": (Q,),
     "failed": (Q,),
@@ -175,7 +176,7 @@ def test_a_principal_speaks_for_its_own_client_names_only(start_god: Callable[..
             assert kind == "#ERROR" and str(reply) == f"b may not call {method} for 'prod-a': that name is a's", reply
         # and another consumer can neither ack, beat nor say goodbye for the first
         for method, args in (("ack_many", ("cons-1", [])), ("heartbeat", ("cons-1",)), ("bye", ("cons-1",)),
-                             ("lease", ("cons-1", ("q",), 1))):
+                             ("lease", ("cons-1", ("q",), 1)), ("output", ("cons-1", []))):
             kind, reply = call(c2, method, *args)
             assert kind == "#ERROR" and "that name is c1's" in str(reply), (method, reply)
         # and nobody says hello as a role it does not have, while status clients share names

@@ -16,7 +16,7 @@ from consumer.tasks import Retry, square
 
 def slow(payload: dict[str, Any]) -> str:
     """Square payload['n'] after payload['s'] seconds: a task long enough to be caught running."""
-    print(f"slow task {payload['n']} started", file=sys.stderr, flush=True)
+    os.write(2, f"slow task {payload['n']} started\n".encode())  # (file descriptor 2: the consumer's log, not captured)
     time.sleep(payload["s"])
     return square(payload["n"])
 
@@ -143,7 +143,7 @@ async def await_until_cancelled(n: int) -> str:
         try:
             await asyncio.sleep(600)
         except asyncio.CancelledError:
-            print(f"task {n} cancelled", file=sys.stderr, flush=True)
+            os.write(2, f"task {n} cancelled\n".encode())  # (the consumer's log: tests wait for it there)
             raise
     return square(n)
 
@@ -212,3 +212,66 @@ def broken_setup() -> None:
 def with_model(x: int) -> str:
     """A queue task that uses what --init set up."""
     return f"{x} with {getattr(producer.worker_state, 'model', None)}"
+
+
+def speak(n: int) -> int:
+    """Write to stdout and stderr, log a record and warn: every way a task's output comes home."""
+    import logging
+    import warnings
+
+    print(f"out {n} a")
+    print(f"err {n}", file=sys.stderr)
+    logging.getLogger("speaker").warning("log %s", n)
+    warnings.warn(f"warn {n}", stacklevel=1)
+    sys.stdout.write(f"out {n} b, in two")
+    sys.stdout.write(" writes\n")
+    return n
+
+
+def speak_in_turns(n: int) -> int:
+    """Five lines with a pause between: tasks beside it in the worker write in between."""
+    for i in range(5):
+        print(f"{n}:{i}")
+        time.sleep(0.01)
+    return n
+
+
+async def speak_in_turns_async(n: int) -> int:
+    """The same as a coroutine: coroutines beside it write in between."""
+    for i in range(5):
+        print(f"{n}:{i}")
+        await asyncio.sleep(0.01)
+    return n
+
+
+def speak_until(gate: str) -> str:
+    """A line, then wait (up to 30 s) for the file gate, then another: a long task whose first line
+    comes home while it runs."""
+    print("started", flush=True)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print("ended")
+    return gate
+
+
+def chatter(n: int) -> int:
+    """n lines as fast as they go: a flood."""
+    for i in range(n):
+        print(f"line {i}")
+    return n
+
+
+def report_until(gate: str) -> str:
+    """Report 1 of 4, wait (up to 30 s) for the file gate, report 3 of 4 and end."""
+    producer.report(1, 4)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    producer.report(3, 4)
+    return gate
+
+
+def megabyte(i: int) -> bytes:
+    """A large result: 1 MiB."""
+    return bytes([i % 256]) * (1 << 20)

@@ -27,6 +27,17 @@ def test_the_line_says_done_failed_in_flight_not_sent_rate_and_time_left() -> No
     assert out.getvalue().endswith("0:00:02 in\x1b[K\n") and out.getvalue().startswith("\r")
 
 
+def test_what_calls_in_flight_report_is_shown_on_average() -> None:
+    reports: list[tuple[float, float | None]] = [(1, 4), (3, 4), (7, None)]  # a count without a total: not a share
+    line = ProgressLine("map of m:f", 10, io.StringIO(), now=lambda: 1.0, reports=lambda: reports)
+    line.add(sent=3)
+    assert "3 in flight (2 say 50% through)" in line.line()
+    reports[:] = [(9, 10)]
+    assert "3 in flight (1 says 90% through)" in line.line()
+    reports.clear()
+    assert "3 in flight," in line.line()
+
+
 def test_in_a_notebook_it_is_one_text_output_updated_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[Any] = []
 
