@@ -117,13 +117,13 @@ class Capture:
 
     def write(self, stream: str, text: str) -> bool:
         """Text a task wrote; False if no task writes it (it goes to the worker's own stream)."""
-        return self._for_task(lambda lines, now: lines.write(stream, text, now))
+        return self._for_task(_Lines.write, stream, text)
 
     def report(self, done: float, total: float | None) -> bool:
         """A task's progress (``shared.output.report``); False outside a task."""
-        return self._for_task(lambda lines, now: lines.report(done, total, now))
+        return self._for_task(_Lines.report, done, total)
 
-    def _for_task(self, change: Callable[[_Lines, float], None]) -> bool:
+    def _for_task(self, change: Callable[[_Lines, Any, Any, float], None], a: Any, b: Any) -> bool:
         """Change the lines of the task the caller runs for, if it runs for one."""
         key = self._current()
         if key is None:
@@ -133,9 +133,10 @@ class Capture:
             lines = self._tasks.get(key)
             if lines is None:
                 lines = self._tasks[key] = _Lines(now)
-            change(lines, now)
+            change(lines, a, b, now)
             self.pending = True
-        self.written.set()
+        if not self.written.is_set():
+            self.written.set()
         return True
 
     def take(self, running: Callable[[Key], bool] | None = None, older_than: float | None = None) -> list[Item]:

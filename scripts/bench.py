@@ -35,11 +35,14 @@ from bench_harness import (  # noqa: E402
 )
 import bench_executor  # noqa: E402
 import bench_graphs  # noqa: E402
+import bench_output  # noqa: E402
 import bench_hops  # noqa: E402
 import bench_startup  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
 
 READY = "ready"  # a tutorial worker's first result: it is connected
+#: Sections of their own modules: ``section(work, quick)`` figures, ``rows(figures, row, text)``.
+SECTION_MODULES: dict[str, Any] = {"executor": bench_executor, "graphs": bench_graphs, "output": bench_output}
 
 
 # -- the tutorial pattern --------------------------------------------------------------------
@@ -371,10 +374,9 @@ def run(quick: bool, sections: set[str]) -> dict[str, Any]:
             out["growth"] = ours_growth(work, (100_000, 1_000_000) if quick else (100_000, 1_000_000, 10_000_000))
         if "million" in sections:
             out["million"] = ours_million(work, 200_000 if quick else 1_000_000)
-        if "executor" in sections:
-            out["executor"] = bench_executor.section(work, quick)
-        if "graphs" in sections:
-            out["graphs"] = bench_graphs.section(work, quick)
+        for name, module in SECTION_MODULES.items():
+            if name in sections:
+                out[name] = module.section(work, quick)
         if "startup" in sections:
             out["startup"] = bench_startup.startup(work, 3 if quick else 7)
     return out
@@ -472,17 +474,16 @@ def table(r: dict[str, Any]) -> str:
         for mark, x in r["growth"].items():
             rows.append(f"after {int(mark):,} tasks through one god: god RSS {x['god_rss_mb']:.0f} MB, "
                         f"journal {x['journal_mb']:.1f} MB")
-    if "executor" in r:
-        bench_executor.rows(r["executor"], row, rows.append)
-    if "graphs" in r:
-        bench_graphs.rows(r["graphs"], row, rows.append)
+    for name, module in SECTION_MODULES.items():
+        if name in r:
+            module.rows(r[name], row, rows.append)
     if "startup" in r:
         bench_startup.rows(r["startup"], row, rows.append)
     return "\n".join(rows)
 
 
 SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth",
-            "executor", "graphs", "startup")
+            "executor", "graphs", "output", "startup")
 
 
 def main() -> None:
