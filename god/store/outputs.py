@@ -3,10 +3,10 @@ to the program that owns the task.
 
 God keeps, per task, its last TASK_KEEP characters and its last reported progress, for ``god
 task ID --output`` and the dashboard, also after the program is gone; of all tasks together
-ALL_KEEP characters, the tasks written to least recently let go first. A producer that waits
-for its results (it has a mailbox) gets its tasks' lines too, numbered as results are, and
-confirmed by its next fetch; up to BOX_KEEP characters wait for it, and past that lines are
-counted and dropped, and it is told how many. Memory only: a restart of god forgets them.
+ALL_KEEP characters, the tasks written to least recently let go first. A producer that asked
+for its tasks' lines in its hello (``"output": true``) gets them, numbered as results are,
+and confirmed by its next fetch; up to BOX_KEEP characters wait for it, and past that lines
+are counted and dropped, and it is told how many. Memory only: a restart of god forgets them.
 
 The state (god/rules/state.py) holds one ``Outputs`` under its lock; nothing here locks.
 """

@@ -1,4 +1,5 @@
-"""Issue 35's attack list, replayed over the wire with a consumer's and a producer's own keys.
+"""Issue 35's attack list (and issue 36's tasks' output), replayed over the wire with a
+consumer's and a producer's own keys.
 
 God has a table of principals: alice (a producer), honest (a consumer), and mallory, who holds
 a consumer's key and a producer's key of her own. Before the table, one key was every role,
@@ -34,7 +35,7 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
     with session(god, keys["alice"]) as alice, session(god, keys["honest"]) as honest, \
             session(god, keys["mallory-c"]) as mc, session(god, keys["mallory-p"]) as mp:
         # Given alice's two tasks, the first leased to honest, the second to mallory's consumer
-        kind, hello = call(alice, "hello", "alice", "producer", {"results": True})
+        kind, hello = call(alice, "hello", "alice", "producer", {"results": True, "output": True})
         assert kind == "#RETURN"
         assert call(alice, "put_many", "alice", (1, 2, items.pack([1, 2]), "q", None, 0, None, None, None)) == \
             ("#RETURN", 2)
@@ -48,6 +49,8 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
             return (g[G_PRODUCER], g[G_FIRST], g[G_LO], g[G_HI], lines, (), items.pack([(True, value, None, None)]))
 
         refused = {}
+        # When mallory's consumer writes output for the task leased to honest: dropped
+        assert call(mc, "output", "mal", [("alice", 1, [("out", "forged\n")], None)]) == ("#RETURN", 0)
         # When mallory's consumer acks the task leased to honest: dropped, god records nothing
         assert call(mc, "ack_many", "mal", [ack(g1, line("alice", 1, "mal", "forged"))]) == ("#RETURN", 0)
         # or writes another task's line (alice's first, another producer's) in an ack of its own
@@ -58,6 +61,7 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
             refused[forged] = str(reply)
         # or speaks for honest, or makes a worker of honest's, or does an operator's or producer's work
         for method, args in (("ack_many", ("honest", [ack(g1, line("alice", 1, "honest", "forged"))])),
+                             ("output", ("honest", [("alice", 1, [("out", "forged\n")], None)])),
                              ("bye", ("honest",)), ("heartbeat", ("honest",)),
                              ("hello", ("mal/0", "consumer", {"parent": "honest"})),
                              ("results_for", ("alice", hello["run"], 0, 10)),
@@ -70,6 +74,7 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
         # And with mallory's producer key: alice's results, tasks and cancels are alice's alone
         assert call(mp, "hello", "malp", "producer", {"results": True})[0] == "#RETURN"
         for method, args in (("results_for", ("alice", hello["run"], 0, 10)), ("task", ("alice/1",)),
+                             ("results_for", ("alice", hello["run"], 0, 10, 0.0, None, 0)),
                              ("cancel", (["alice/1"],)), ("cancel", (None, None, "alice")),
                              ("hello", ("alice", "producer", {})), ("ack_many", ("malp", [ack(g1, "", None)])),
                              ("lease", ("malp", ("q",), 1)), ("pause", ("q",)), ("purge", ("q",)),
@@ -77,9 +82,11 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
             kind, reply = call(mp, method, *args)
             assert kind == "#ERROR" and isinstance(reply, PermissionError), (method, reply)
             refused[method + " (producer's key)"] = str(reply)
-        # Then honest's result is the one alice gets, and god counted what it dropped
+        # Then honest's lines and result are the ones alice gets, and god counted what it dropped
+        assert call(honest, "output", "honest", [("alice", 1, [("out", "real\n")], None)]) == ("#RETURN", 1)
         assert call(honest, "ack_many", "honest", [ack(g1, line("alice", 1, "honest", 1), 1)]) == ("#RETURN", 1)
-        kind, (posted, gone) = call(alice, "results_for", "alice", hello["run"], 0, 10, 10.0)
+        kind, (posted, gone, lines) = call(alice, "results_for", "alice", hello["run"], 0, 10, 10.0, None, 0)
+        assert [item for _, item in lines] == [(1, "honest", [("out", "real\n")], None)], lines
         assert kind == "#RETURN" and [(lo, hi, items.unpack(values), consumer) for _, (lo, hi, values, consumer, _) in posted
                                       ] == [(1, 2, [(True, 1, None, None)], "honest")], posted
         assert "unleased" in god.proc.text() or "not leased to it" in god.proc.text()
