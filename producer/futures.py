@@ -158,6 +158,7 @@ class Targets:
     def resolve(self, lo: int, values: list[Value], consumer: str) -> None:
         """Results for seqs from lo on: to their futures and windows."""
         futures: list[tuple[TaskFuture, Value]] = []
+        sized: Window | None = None  # (a run's results are alike: the first of each window's tells their size)
         with self.cond:
             pop = self._targets.pop
             for seq, v in enumerate(values, lo):
@@ -165,10 +166,13 @@ class Targets:
                 if target is None:
                     continue  # a result had come already (god restarted), or the call's put failed
                 if type(target) is Window:
-                    target.progress.pop(seq, None)
+                    if target.progress:
+                        target.progress.pop(seq, None)
                     if not target.closed:
                         target.values[seq] = (v, consumer)
-                        target.seen(v)
+                        if target is not sized:
+                            target.seen(v)
+                            sized = target
                 else:
                     futures.append((target, v))  # type: ignore[arg-type]
             self.cond.notify_all()

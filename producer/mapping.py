@@ -64,12 +64,14 @@ class Map:
         """The calls' values in input order; a call's exception at its item."""
         window, ready = self.window, deque[tuple[Value, str]]()
         try:
+            most = need = 0
             while window.order or ready:
                 if not ready:
                     self.targets.take_ready(window, ready, self.end, self._late)
-                room = self._room() - len(ready)
-                if not window.exhausted and room >= min(self.batch, max(1, (room + len(window.order)) // 4)):
-                    self._fill(room)
+                    most = self._most()  # (once a take, not once an item)
+                    need = min(self.batch, max(1, most // 4))
+                if not window.exhausted and most - len(window.order) - len(ready) >= need:
+                    self._fill(most - len(window.order) - len(ready))
                 yield self._next(ready)  # (made in the yield, not kept in a local: the program owns it)
         finally:
             if self.line is not None:
@@ -78,12 +80,11 @@ class Map:
             if window.order:
                 self._abandon()
 
-    def _room(self) -> int:
-        """How many more tasks may be put: up to buffersize in flight or held, and about
-        MAP_BYTES of their results (a map of 1 MiB results keeps about 64 in hand, not 16,384)."""
+    def _most(self) -> int:
+        """How many tasks may be in flight or held: up to buffersize, and about MAP_BYTES of
+        their results (a map of 1 MiB results keeps about 64 in hand, not 16,384)."""
         size = self.window.result_bytes
-        most = min(self.size, FIRST_WINDOW) if size is None else max(1, min(self.size, int(MAP_BYTES / size)))
-        return most - len(self.window.order)
+        return min(self.size, FIRST_WINDOW) if size is None else max(1, min(self.size, int(MAP_BYTES / size)))
 
     def _late(self, seq: int) -> str:
         return f"a result of the map was not there within its timeout (task {task_id(self.sender.name, seq)})"
