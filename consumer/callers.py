@@ -20,6 +20,7 @@ from shared.calls import (
     load_function, packed, plain, replaced, value_of,
 )
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, describe, failure
+from shared.values import names_values
 
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
 
@@ -98,6 +99,8 @@ class Caller:
         last = self._last
         if last is not None and last[0] is payload:
             return last[1]
+        if names_values(payload[1]):
+            return None  # (not fetched to be shown)
         try:
             args, kwargs = self.policy.loads(payload[1])
         except Exception:
@@ -155,7 +158,7 @@ class Caller:
         """The arguments pickled in a payload, with the values of the tasks it waited for in
         their places (``(fn, blob, values)``)."""
         try:
-            args, kwargs = self.policy.loads(payload[1])
+            args, kwargs = self.policy.loads_arguments(payload[1])
         except Exception as e:
             raise RemoteError(f"the arguments of {self.name} cannot be loaded on consumer {self.consumer}: "
                               f"{describe(e)}") from None

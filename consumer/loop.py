@@ -23,6 +23,7 @@ from consumer.output import Capture, Key, Streamer, current_call, install
 from consumer.places import Shared
 from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
+from consumer.values import Fetcher, set_fetcher
 from shared import items
 from shared.client import GodClient
 from shared.config import Settings, hostname
@@ -120,6 +121,8 @@ class Worker:
         self.capture: Capture | None = None  # what tasks write, with --capture (consumer/output.py)
         self.streamer: Streamer | None = None
         self._stream_client: GodClient | None = None
+        self.fetcher = Fetcher(spec.settings, spec.name, self.client.info)  # large values (consumer/values.py)
+        set_fetcher(self.fetcher)
         if spec.policy.capture:
             self.capture = Capture(self._writer_serial if spec.concurrency == 1 else self._writer_concurrent)
             install(self.capture)
@@ -169,6 +172,7 @@ class Worker:
             self.streamer.stop()
         if self._stream_client is not None:
             self._stream_client.close()
+        self.fetcher.close()
         self.client.close()
 
     def _told(self) -> bool:

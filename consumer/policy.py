@@ -17,6 +17,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+from shared import values
 from shared.data import load_data
 from shared.errors import ConfigError
 from shared.records import describe
@@ -62,6 +63,13 @@ class Policy:
                 names a class or function.
         """
         return pickle.loads(blob) if self.by_value else load_data(blob)
+
+    def loads_arguments(self, blob: bytes) -> Any:
+        """A call's pickled arguments, as ``loads``, with the large values they name fetched
+        (shared/values.py: from the host's cache, else god)."""
+        from consumer.values import fetch
+
+        return values.loads(blob, self.by_value, fetch)
 
 
 def parse_allow(values: list[str] | None) -> tuple[str, ...]:

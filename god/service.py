@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ from god.journal.journal import Journal
 from god.operator.history import History
 from god.operator.monitor import Monitor
 from god.rules.broker import Broker
+from god.store.values import ValueStore
 from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.identity import connection_path, write_connection
@@ -118,6 +123,16 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
         waits.close()
 
 
+def _values(journal: Journal | None) -> ValueStore:
+    """Where large values are kept: beside the journal (its restart keeps them), else in a
+    folder of this god's own, emptied at its start and its end."""
+    if journal is not None:
+        return ValueStore(Path(f"{journal.path}.values"))
+    folder = Path(tempfile.gettempdir()) / f"god-values-{os.getpid()}"
+    atexit.register(shutil.rmtree, folder, True)
+    return ValueStore(folder, fresh=True)
+
+
 def _serve(settings: Settings, options: GodOptions, journal: Journal | None, waits: Waits, out: TextIO,
            log: Logger) -> int:
     table = Table(options.keys_path) if options.keys_path is not None else None  # (a bad one: before anything)
@@ -127,7 +142,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     max_payload=options.max_payload, results_payload_max=options.results_payload_max,
                     journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
-                    warn_after_s=options.warn_after_s, leased_only=table is not None)
+                    warn_after_s=options.warn_after_s, leased_only=table is not None, values=_values(journal))
     recorder = Recorder(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
     history = History()
     monitor = Monitor(broker.figures, out=out, quiet=options.quiet, history=history)

@@ -189,8 +189,9 @@ class Producer:
         return self.send(payloads, self.options.given(options), where, wait=wait)
 
     def send(self, payloads: list[Any], o: PutOptions, where: Callable[[int], str] | None = None, *,
-             wait: bool = True) -> TaskIds:
-        """``put_many`` with its options checked already (the executor's calls come this way)."""
+             wait: bool = True, values: tuple[str, ...] | None = None) -> TaskIds:
+        """``put_many`` with its options checked already (the executor's calls come this way);
+        ``values``: the digests of the large values the calls name (shared/values.py), sent to god before."""
         if not payloads:
             return TaskIds(self.name, self._seq, 0)
         where = where or (lambda i: f"payload {i + 1} of the batch")
@@ -204,10 +205,10 @@ class Producer:
         first, n = self._seq, len(payloads)
         if len(blob) > limit:  # each payload fits, not all of them in one put: in parts
             half = n // 2
-            self.send(payloads[:half], o, where, wait=wait)
-            self.send(payloads[half:], o, lambda i: where(i + half), wait=wait)
+            self.send(payloads[:half], o, where, wait=wait, values=values)
+            self.send(payloads[half:], o, lambda i: where(i + half), wait=wait, values=values)
             return TaskIds(self.name, first, n)
-        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after)
+        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after, values)
         kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self._tracks else []
         # A put that waits, of a producer that reads its results: the fetch for them goes
         # right behind it, in the same write, so that it waits at god when the result comes

@@ -15,10 +15,12 @@ from typing import Any
 
 from producer.futures import Targets, TaskFuture, Window
 from producer.producer import Producer, PutOptions
+from producer.values import ValueSender
 from shared.calls import Awaited, CallPickler, arguments_of, call_task, code_of, code_refused, packed, replaced
 from shared.errors import NotAllowed
 from shared.initializer import initialized
 from shared.records import CANCELLED_BY_PROGRAM, Value, describe, task_id
+from shared.values import LARGE, Extractor, has_large
 
 
 class Sender:
@@ -34,6 +36,9 @@ class Sender:
         self.targets = targets
         self._lock = threading.Lock()  # puts and cancels, on the producer's connection
         self._pickler = CallPickler()  # used under the lock
+        self._extractor: Extractor | None = None  # for arguments that hold large values (shared/values.py)
+        self._found: dict[str, bytes] = {}  # large values of the calls not put yet
+        self.values = ValueSender(producer.client.settings, producer.name, str(producer.client.info.get("host", "")))
         self._waiting_puts = 0  # puts of calls that wait for tasks, sent since the results thread last flushed
         self.shut = False
 
@@ -109,8 +114,10 @@ class Sender:
         self.targets.register(seqs, target)
         if after or o.after:
             o = replace(o, after=after + tuple(tid for tid in o.after or () if tid not in after))
+        found, self._found = self._found, {}
         try:
-            self.producer.send(payloads, o, where, wait=False)
+            names = self.values.send(found) if found else None
+            self.producer.send(payloads, o, where, wait=False, values=names)
         except BaseException:
             self.targets.unregister(seqs)
             raise
@@ -172,6 +179,12 @@ class Sender:
         """
         try:
             payload = arguments_of(self._pickler, ref, args, kwargs)
+            if len(payload[1]) >= LARGE if type(payload[1]) is bytes else has_large(args, kwargs):
+                if self._extractor is None:
+                    self._extractor = Extractor()
+                blob, found = self._extractor.dumps((args, kwargs))  # large values apart, each sent once
+                payload = (ref, blob)
+                self._found.update(found)
         except Exception as e:
             raise TypeError(f"the arguments of {name} cannot be pickled to travel to consumers: {describe(e)}") from None
         principal = self.producer.client.server_info.get("principal")
@@ -230,4 +243,5 @@ class Sender:
     def close(self) -> None:
         """Say goodbye to god (it keeps no more results for us) and close the connection."""
         with self._lock:
+            self.values.close()
             self.producer.close()

@@ -179,6 +179,12 @@ def state_dir() -> Path:
     return Path(base) / "god"
 
 
+def cache_dir() -> Path:
+    """Where a consumer host caches what it fetched from god (large values: consumer/values.py)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "god"
+
+
 def default_authkey_path() -> Path:
     """The file a key-less god writes its key to, and key-less clients read it from."""
     return state_dir() / "authkey"

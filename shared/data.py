@@ -22,6 +22,7 @@ loaded only by the consumer that runs it and the program that reads its result.
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import threading
@@ -60,11 +61,18 @@ def load_data(data: bytes | bytearray | memoryview) -> Any:
         NotData: it names a global (a class, a function): nothing of it was called.
         pickle.UnpicklingError, EOFError, ValueError, and the like: it is not a whole pickle.
     """
+    return load_data_with(data, None)
+
+
+def load_data_with(data: bytes | bytearray | memoryview, unpickler: type[pickle.Unpickler] | None) -> Any:
+    """``load_data``, with an unpickler of the caller's (one that has a ``persistent_load``:
+    shared/values.py) in place of the stock ``pickle.loads``; it may load data within."""
     if not _hooked:
         _hook()
     loading = _loading
+    was = getattr(loading, "on", False)
     loading.on = True
     try:
-        return pickle.loads(data)
+        return pickle.loads(data) if unpickler is None else unpickler(io.BytesIO(data)).load()
     finally:
-        loading.on = False
+        loading.on = was

@@ -21,7 +21,8 @@ REGISTERED = (BROKER, *TASK_QUEUES, *RESULT_QUEUES)
 #: The broker methods a client may call; god-internal methods stay unreachable.
 BROKER_METHODS = (
     "ping", "hello", "put_many", "lease", "ack_many", "heartbeat", "bye", "stats", "results_for",
-    "set_limit", "ack_lease", "output", "worker_lost", "dead", "failed", "requeue", "purge", "task", "pause", "drain", "cancel", "schedule_add", "schedule_list", "schedule_remove",
+    "set_limit", "ack_lease", "output", "worker_lost",
+    "value_missing", "value_put", "value_get", "dead", "failed", "requeue", "purge", "task", "pause", "drain", "cancel", "schedule_add", "schedule_list", "schedule_remove",
     "dashboard_address", "reload_keys",
 )
 #: A connection's first request that asks god's hub to serve its broker calls (in place

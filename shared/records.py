@@ -46,8 +46,9 @@ MAX_BACKOFF_S = 300.0  # the default longest wait before a retry
 #: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
 #: task function or None for the consumer's own, priority, retry policy or None, the Unix
 #: time before which it is not served or None, the ids of the tasks whose results its tasks
-#: wait for (god/rules/graph.py) or None).
-Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None", "float | None", "tuple[str, ...] | None"]
+#: wait for (god/rules/graph.py) or None, the digests of the large values its calls name or None).
+Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None", "float | None", "tuple[str, ...] | None",
+            "tuple[str, ...] | None"]
 PUT_FIRST: Final = 0
 PUT_N: Final = 1
 PUT_PAYLOADS: Final = 2
@@ -57,6 +58,9 @@ PUT_PRIORITY: Final = 5
 PUT_RETRY: Final = 6
 PUT_DUE: Final = 7
 PUT_AFTER: Final = 8
+#: A put's 10th field (a god before 0.4 took 9): the digests of the large values its calls
+#: name (shared/values.py), or None; god keeps them while the batch has tasks.
+PUT_VALUES: Final = 9
 MAX_AFTER = 100_000  # task ids one put may wait for
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,

@@ -70,6 +70,10 @@ class Stats(TypedDict):
     producers_forgotten: int  # producers not heard from for the dedupe window, no longer remembered
     cancelled: int  # tasks cancelled by an operator (counted among the failed too)
     unleased: int  # results dropped: their tasks were not leased to the consumer that sent them (god --keys)
+    values: int  # large values god holds (shared/values.py) ...
+    values_bytes: int  # ... their bytes
+    values_in_bytes: int  # bytes of values programs sent, since god started
+    values_out_bytes: int  # bytes of values consumers fetched, since god started
     dead_kept: int  # dead letters kept to be looked at, served again or purged (--dead-keep)
     unknown_puts: int  # puts from seq > 1 of producers god did not remember (past the window)
     waiting: int  # tasks on their queues, to be handed out

@@ -45,7 +45,7 @@ from god.store.schedules import Schedule
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
+    PUT_AFTER, PUT_VALUES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
     R_PRODUCER, Put, Run,
 )
 
@@ -133,10 +133,12 @@ class Journal:
             self._open[producer, first] = (seq, first + n - 1)
             retry = put[PUT_RETRY]
             after = put[PUT_AFTER]
+            values = put[PUT_VALUES] if len(put) > PUT_VALUES else None
             return self._append(sql.PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
                                         put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None,
-                                        json.dumps(after) if after is not None else None)])
+                                        json.dumps(after) if after is not None else None,
+                                        json.dumps(values) if values else None)])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""

@@ -52,6 +52,8 @@ def open_journal(path: Path, sync_full: bool = False) -> sqlite3.Connection:
             for statement in sql.SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            if "vals" not in {row[1] for row in db.execute("PRAGMA table_info(batches)")}:  # (before 8)
+                db.execute("ALTER TABLE batches ADD COLUMN vals TEXT")
             db.execute(f"PRAGMA application_id={sql.APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={sql.SCHEMA_VERSION}")
             db.commit()
@@ -115,7 +117,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
         if statement.strip():
             db.execute(statement)
     db.executemany(sql.PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, sql.dumps(payloads), None,
-                              None)
+                              None, None)
                           for i, (producer, first, payloads) in enumerate(batches, 1)])  # (data: checked)
     db.executemany(sql.UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
     if tries:  # the batch each row belongs to: where its producer and first are

@@ -61,12 +61,12 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     r = Recovered()
     kept: Kept = {}
     meta = dict(db.execute("SELECT key, value FROM meta"))
-    rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after "
-                      "FROM batches ORDER BY seq")
+    rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, "
+                      "vals FROM batches ORDER BY seq")
     held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
     origins: dict[tuple[str, int], list[str]] = {}
     firsts: dict[str, list[int]] = defaultdict(list)
-    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after in rows:
+    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, vals in rows:
         try:
             items.check(payloads, n, "its payloads")
         except ValueError as e:  # (not a blob this god wrote: nothing of it is loaded, or kept)
@@ -74,7 +74,8 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
                                           producer, first, n, e)
             continue
         put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due,
-                    tuple(json.loads(after)) if after is not None else None)
+                    tuple(json.loads(after)) if after is not None else None,
+                    tuple(json.loads(vals)) if vals is not None else None)
         held[producer, first] = (seq, put, bytearray(n))
         if origin is not None:
             origins[producer, first] = json.loads(origin)

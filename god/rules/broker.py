@@ -44,6 +44,7 @@ from god.store.dead_letters import DeadLetter
 from god.store.mailboxes import Item
 from god.store.outbox import Outgoing
 from god.store.schedules import Schedule
+from god.store.values import ValueStore
 from shared.records import PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put
 
 
@@ -67,6 +68,7 @@ class Broker:
         warn_after_s: float | None = WARN_AFTER_S,
         wall: Callable[[], float] = time.time,
         leased_only: bool = False,
+        values: ValueStore | None = None,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -80,9 +82,12 @@ class Broker:
             results_payload_max: characters of a payload's JSON a results line holds (None: all).
             leased_only: consumers' results count only for tasks leased to them, in lines of
                 their own tasks (god --keys: god/rules/acks.py).
+            values: where large values are kept (god/store/values.py); None: puts that name
+                values are refused.
         """
         self.state = st = State(capacity=capacity, lease_s=lease_s, dead_keep=dead_keep, now=now, wall=wall,
-                                journal=journal, on_change=on_change, results_payload_max=results_payload_max)
+                                journal=journal, on_change=on_change, results_payload_max=results_payload_max,
+                                values=values)
         self.intake = Intake(st, max_payload=max_payload, dedupe_window_s=dedupe_window_s)
         self.leases = Leases(st, warn_after_s=warn_after_s)
         self.retries = Retries(st)
@@ -177,6 +182,7 @@ class Broker:
                 if not b.left:
                     continue
                 st.batches[b.key] = b
+                st.keep_values(b.key, put)
                 st.upto[producer] = max(st.upto.get(producer, 0), b.first + b.n - 1)
                 st.heard.setdefault(producer, now)
                 held.append((b, tries))
@@ -196,3 +202,5 @@ class Broker:
                                      due if due is not None else b.due, first=False)
                             start = i
             st.graph.forget_unused()
+            if st.values is not None:
+                st.values.drop_unpinned()  # (what no batch names: its programs send it again if they need it)

@@ -80,7 +80,7 @@ class DeadLetterRules:
             for (q, task, priority, retry), letters in groups.items():
                 blob = items.dump(items.join(items.load(b) for _, b in letters))
                 origin = [d.id for d, _ in letters]
-                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None), False, origin)
+                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None, None), False, origin)
                 out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
                 seq += len(letters)
             st.dead.remove(ids)  # after the batches: a crash between keeps both, never neither

@@ -59,6 +59,7 @@ class Figures:
                 for p in st.peers.producers.values()
             ]
             counts = st.counts
+            held = st.values.figures() if st.values is not None else {}
             stats: Stats = {
                 "accepted": counts["accepted"], "done": counts["done"], "failed": counts["failed"],
                 "dead": counts["dead"], "duplicates": counts["duplicates"], "redelivered": counts["redelivered"],
@@ -71,6 +72,8 @@ class Figures:
                 "oldest_waiting_s": oldest_all, "uptime_s": now - st.started,
                 "consumers_alive": st.peers.alive(), "connections": 0, "refused": 0,
                 "consumers": consumers, "producers": producers, "queues": queues,
+                "values": held.get("values", 0), "values_bytes": held.get("values_bytes", 0),
+                "values_in_bytes": held.get("values_in_bytes", 0), "values_out_bytes": held.get("values_out_bytes", 0),
             }
         more = self.more()
         stats["connections"] = more.get("connections", 0)

@@ -92,6 +92,8 @@ class PeerRules:
             if st.peers.producers.pop(name, None) is not None:
                 st.mailboxes.close(name)
                 st.outputs.close(name)
+                if st.values is not None:
+                    st.values.unpin_all(("program", name))
                 return
             c = st.peers.drop(name)
             for w in (c, *c.workers.values()) if c is not None else ():
@@ -159,6 +161,8 @@ class PeerRules:
         for name in st.peers.forget(now):
             st.mailboxes.close(name)
             st.outputs.close(name)
+            if st.values is not None:
+                st.values.unpin_all(("program", name))
         heard, horizon = st.heard, now - self.dedupe_window_s
         while heard:
             name, at = next(iter(heard.items()))

@@ -27,9 +27,10 @@ from god.store.outbox import Outgoing
 from god.store.outputs import Outputs
 from god.store.peers import ConsumerState, Peers
 from god.store.schedules import Schedule
+from god.store.values import ValueStore
 from shared import items
 from shared.records import (
-    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, V_ERROR,
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, PUT_VALUES, V_ERROR,
     V_TRACEBACK, Failed,
     Put, Run, Value, json_line, task_id,
 )
@@ -76,7 +77,8 @@ class State:
 
     def __init__(self, *, capacity: int, lease_s: float, dead_keep: int, now: Callable[[], float],
                  wall: Callable[[], float], journal: JournalLike | None = None,
-                 on_change: Callable[[], None] = do_nothing, results_payload_max: int | None = None) -> None:
+                 on_change: Callable[[], None] = do_nothing, results_payload_max: int | None = None,
+                 values: ValueStore | None = None) -> None:
         """Args:
             capacity: tasks waiting, all queues together, before puts wait.
             lease_s: seconds without a heartbeat before a consumer's tasks are served again.
@@ -100,6 +102,8 @@ class State:
         self.peers = Peers()
         self.mailboxes = Mailboxes(journal)  # results kept for producers that wait for theirs
         self.outputs = Outputs()  # what tasks wrote: the last part of each, and what waits for programs
+        self.values = values  # large values, kept while batches name them (god/store/values.py)
+        self.batch_values: dict[tuple[str, int], tuple[str, ...]] = {}  # the values each batch names
         self.queues: dict[str, Queue] = {}
         self.batches: dict[tuple[str, int], Batch] = {}  # batches with tasks not done yet
         self.upto: dict[str, int] = {}  # per producer: the last seq taken (re-sent puts are dupes)
@@ -140,12 +144,20 @@ class State:
                   keep, self.now(), put[PUT_RETRY], origin=origin, after=put[PUT_AFTER], due=put[PUT_DUE],
                   loaded=loaded if self.waiting + self.blocked < KEEP_LOADED else None)
         self.batches[b.key] = b
+        self.keep_values(b.key, put)
         self.upto[producer] = put[PUT_FIRST] + n - 1
         self.counts["accepted"] += n
         ticket = self.journal.add_batch(producer, put, origin) if self.journal is not None else 0
         if b.after is None or self.graph.link(b):  # (after the journal: a batch failed at once settles)
             self.place(Slice(b, 0, n, 0), b.due, first=False)
         return ticket
+
+    def keep_values(self, key: tuple[str, int], put: Put) -> None:
+        """Keep the large values a batch names while it has tasks."""
+        names = put[PUT_VALUES] if len(put) > PUT_VALUES else None
+        if names and self.values is not None:
+            self.batch_values[key] = names
+            self.values.pin(("batch", *map(str, key)), names)
 
     def place(self, s: Slice, due: float | None, *, first: bool) -> None:
         """A waiting slice goes on its queue (at the front of its level with first), or, when
@@ -192,6 +204,9 @@ class State:
             self.waiting -= waiting
         if b.left == 0:
             del self.batches[b.key]
+            names = self.batch_values.pop(b.key, None)
+            if names and self.values is not None:
+                self.values.unpin(("batch", *map(str, b.key)), names)
             if self.journal is not None:
                 self.finished.append(b.key)
             if b.after is not None:

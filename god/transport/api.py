@@ -18,14 +18,16 @@ from typing import Any
 from god.rules.broker import Broker
 from god.rules.leases import BEATS_PER_LEASE
 from god.rules.state import JournalLike
+from god.store.values import ValueStore, check_digest
 from god.transport.waits import Wait, Waits
 from shared import items
 from shared.records import (
-    A_HI, A_LO, A_VALUES, CANCELLED, PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    A_HI, A_LO, A_VALUES, CANCELLED, MAX_AFTER, PUT_AFTER, PUT_VALUES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
 from shared.errors import ConfigError
 from shared.output import Item as OutputItem, check_items
+from shared.values import CHUNK
 from shared.log import logger
 from shared.version import PYTHON, VERSION, other_version
 
@@ -199,7 +201,7 @@ class Api:
             The batch's size once god holds it (now or from before), or 0 if god stayed full
             (or the batch before it was not taken).
         """
-        put, loaded = _check_put(producer, put, self.broker.intake.max_payload)
+        put, loaded = _check_put(producer, put, self.broker.intake.max_payload, self.broker.state.values)
         if after is not None and type(after) is not int:
             raise ValueError(f"after {after!r} is not a seq")
         wait = _Put(self.broker, self.journal, producer, put, self._deadline(timeout), after, loaded)
@@ -250,6 +252,35 @@ class Api:
         if any(answer) or timeout <= 0:
             return answer
         return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout), output)
+
+    def value_missing(self, client: str, digests: list[str]) -> list[str]:
+        """Those of the large values (by digest) god does not hold (shared/values.py)."""
+        if type(digests) is not list or len(digests) > MAX_AFTER:
+            raise ValueError("digests are a list")
+        return self._values().missing([check_digest(d) for d in digests])
+
+    def value_put(self, client: str, digest: str, size: int, offset: int, chunk: bytes) -> int:
+        """A chunk of a large value, in order; how many bytes of it god holds. A value sent whole
+        is kept while its program is connected, and while a batch names it."""
+        if type(offset) is not int or type(chunk) is not bytes:
+            raise ValueError("a value's chunk is bytes at an offset")
+        values = self._values()
+        got = values.put(check_digest(digest), size, offset, chunk)
+        if got == size:
+            values.pin(("program", client), [digest])
+        return got
+
+    def value_get(self, client: str, digest: str, offset: int, n: int) -> bytes:
+        """Up to n bytes (at most a chunk) of a large value from offset."""
+        if type(offset) is not int or type(n) is not int or offset < 0 or not 0 < n <= CHUNK:
+            raise ValueError(f"a value's chunk is up to {CHUNK:,} bytes from an offset")
+        return self._values().read(check_digest(digest), offset, n)
+
+    def _values(self) -> ValueStore:
+        values = self.broker.state.values
+        if values is None:
+            raise ValueError("this god keeps no large values")
+        return values
 
     def output(self, consumer: str, items: list[OutputItem]) -> int:
         """What tasks wrote (shared/output.py); how many items were taken."""
@@ -363,13 +394,12 @@ def _check_acks(acks: list[Ack]) -> list[Ack]:
     return acks
 
 
-def _check_put(producer: str, put: Put, max_payload: int) -> tuple[Put, Any]:
+def _check_put(producer: str, put: Put, max_payload: int, values: ValueStore | None) -> tuple[Put, Any]:
     """The put, if god can take it (one of 8 fields, from before tasks could wait for tasks,
     gets the 9th, None), and its payloads loaded as data."""
-    if not isinstance(put, tuple) or len(put) not in (8, 9):
-        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after)")
-    if len(put) == 8:
-        put = (*put, None)
+    if not isinstance(put, tuple) or len(put) not in (8, 9, 10):
+        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after, values)")
+    put = (*put, *(None,) * (10 - len(put)))  # type: ignore[assignment]  # (older clients: no values, no after)
     if "/" in producer:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
@@ -389,4 +419,16 @@ def _check_put(producer: str, put: Put, max_payload: int) -> tuple[Put, Any]:
     if task is not None and (not isinstance(task, str) or ":" not in task):
         raise ValueError(f"task {task!r} is not module:function")
     check_after(put[PUT_AFTER])
+    names = put[PUT_VALUES]
+    if names is not None:
+        if type(names) is not tuple or not 0 < len(names) <= MAX_AFTER:
+            raise ValueError("a put's values are a tuple of digests")
+        for d in names:
+            check_digest(d)
+        if values is None:
+            raise ValueError("this god keeps no large values: send them with the calls")
+        missing = values.missing(list(names))
+        if missing:
+            raise ValueError(f"the put names {len(missing)} values god does not hold ({missing[0][:12]}...): "
+                             "send them first")
     return put, loaded

@@ -218,6 +218,10 @@ RIGHTS: dict[str, Row] = {
     "heartbeat": _row(CONSUMER, names=_name(0)),
     "worker_lost": _row(CONSUMER, names=_name(0)),
     "output": _row(CONSUMER, names=_name(0)),
+    # large values: programs send them, consumers fetch them (shared/values.py)
+    "value_missing": _row(PRODUCER, names=_name(0)),
+    "value_put": _row(PRODUCER, names=_name(0)),
+    "value_get": _row(CONSUMER, PRODUCER, names=_name(0)),
     # what operators and viewers see
     "stats": _row(*STAFF),
     "dead": _row(*STAFF, queues=_arg(0, "queue")),

@@ -275,3 +275,10 @@ def report_until(gate: str) -> str:
 def megabyte(i: int) -> bytes:
     """A large result: 1 MiB."""
     return bytes([i % 256]) * (1 << 20)
+
+
+def digest_of(data: bytes, i: int) -> tuple[str, int]:
+    """The sha256 of a (large) argument, and i: what a call that reads a shared value gives."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest(), i

@@ -1,0 +1,121 @@
+"""Large values on a consumer host (shared/values.py): fetched from god once per host, into a
+cache folder every worker of every consumer there shares, and loaded from there for each call.
+
+One worker fetches a value while the others that need it wait on its lock file; a value is
+written whole under another name and renamed, so none reads half of one. The cache keeps
+CACHE_BYTES at most, the values used least recently let go first (a value in use stays: each
+call reads it whole first).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from shared.client import GodClient
+from shared.config import Settings, cache_dir
+from shared.values import CHUNK
+
+CACHE_BYTES = 16 << 30  # bytes the host's cache of values keeps at most
+
+
+class Fetcher:
+    """A worker's way to the values its calls name: the host's cache, else god (thread-safe)."""
+
+    def __init__(self, settings: Settings, name: str, info: dict[str, Any], folder: Path | None = None,
+                 keep: int = CACHE_BYTES) -> None:
+        self._settings, self._name, self._info = settings, name, info
+        self.folder = folder if folder is not None else cache_dir() / "values"
+        self.keep = keep
+        self._client: GodClient | None = None
+        self._lock = threading.Lock()  # the client, for one call at a time
+        self.fetched = 0  # bytes this worker fetched from god
+
+    def __call__(self, digest: str, size: int) -> bytes:
+        """The value's pickle.
+
+        Raises:
+            GodError, ValueError: god does not hold it, or is away.
+        """
+        path = self.folder / digest
+        data = _read(path, size)
+        if data is not None:
+            return data
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"{digest}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # (another worker of this host may be fetching it)
+            data = _read(path, size)
+            if data is None:
+                data = self._fetch(digest, size)
+                part = self.folder / f"{digest}.{os.getpid()}.part"
+                part.write_bytes(data)
+                os.replace(part, path)
+                self._trim(digest)
+        return data
+
+    def _fetch(self, digest: str, size: int) -> bytes:
+        chunks, offset, h = [], 0, hashlib.sha256()
+        with self._lock:
+            if self._client is None:
+                self._client = GodClient(self._settings, name=self._name, role="consumer", info=self._info)
+            while offset < size:
+                chunk = self._client.call("value_get", self._name, digest, offset, min(CHUNK, size - offset))
+                if not chunk:
+                    raise ValueError(f"value {digest[:12]} ended at {offset:,} of its {size:,} bytes")
+                chunks.append(chunk)
+                h.update(chunk)
+                offset += len(chunk)
+        self.fetched += size
+        if h.hexdigest() != digest:
+            raise ValueError(f"value {digest[:12]} from god does not hash to its name")
+        return b"".join(chunks)
+
+    def _trim(self, keep: str) -> None:
+        """Let go of the values used least recently while the cache holds more than it keeps."""
+        values = []
+        for p in self.folder.iterdir():
+            if len(p.name) == 64:
+                st = p.stat()
+                values.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in values)
+        for _, size, p in sorted(values):
+            if total <= self.keep:
+                break
+            if p.name != keep:
+                p.unlink(missing_ok=True)
+                total -= size
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _read(path: Path, size: int) -> bytes | None:
+    """The cached value, if whole (and marked used now)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) != size:
+        return None
+    os.utime(path)
+    return data
+
+
+_fetcher: Fetcher | None = None
+
+
+def set_fetcher(fetcher: Fetcher | None) -> None:
+    """Where this worker process fetches values from."""
+    global _fetcher
+    _fetcher = fetcher
+
+
+def fetch(digest: str, size: int) -> bytes:
+    if _fetcher is None:
+        raise ValueError("this process fetches no values (not a consumer's worker)")
+    return _fetcher(digest, size)

@@ -1,0 +1,167 @@
+"""Large values (shared/values.py) on god's disk: one file per value, named by its digest, kept
+while something pins it: a batch whose calls name it (journaled with the batch, so a restart
+pins it again), or the program that sent it, while it is connected.
+
+A value comes in chunks into a part file and becomes a value once whole and its digest is
+right (a value is never read half written); god never loads one: it is bytes to god. The
+folder is ``--values DIR``, by default beside the journal (``JOURNAL.values``), or a
+folder of its own for a god without a journal, emptied at its start.
+
+Thread-safe (its own lock, taken inside the state's lock where pins change, never around it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from shared.log import logger
+
+MAX_VALUE = 4 << 30  # bytes of one value god takes at most (god --max-value)
+MAX_VALUES = 16 << 30  # bytes of all values god holds at most (god --max-values)
+_HEX = frozenset("0123456789abcdef")
+
+#: What pins a value: ("batch", producer, first) or ("program", name).
+Pin = tuple[str, ...]
+
+
+def check_digest(digest: object) -> str:
+    if type(digest) is not str or len(digest) != 64 or not set(digest) <= _HEX:
+        raise ValueError(f"{digest!r} is not a value's digest (64 hexadecimal digits)")
+    return digest
+
+
+class ValueStore:
+    """Values by digest in a folder, and what pins each."""
+
+    def __init__(self, folder: Path, *, max_value: int = MAX_VALUE, max_values: int = MAX_VALUES,
+                 fresh: bool = False) -> None:
+        self.folder = folder
+        self.max_value, self.max_values = max_value, max_values
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        (folder / "part").mkdir(parents=True, exist_ok=True)
+        for part in (folder / "part").iterdir():
+            part.unlink()  # (an upload cut by a restart: its program sends it again)
+        self._lock = threading.Lock()
+        self._sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and len(p.name) == 64}
+        self._parts: dict[str, tuple[int, int, hashlib._Hash]] = {}  # digest -> (size, received, hash so far)
+        self._pins: dict[str, set[Pin]] = {}
+        self.held = sum(self._sizes.values())
+        self.bytes_in = self.bytes_out = 0  # counted, for status
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """Those of the digests god does not hold whole."""
+        with self._lock:
+            return [d for d in digests if d not in self._sizes]
+
+    def put(self, digest: str, size: int, offset: int, chunk: bytes) -> int:
+        """A chunk of a value (in order from offset 0); how many bytes of it god has.
+
+        Raises:
+            ValueError: over --max-value or --max-values, out of order, or not the digest's.
+        """
+        with self._lock:
+            if digest in self._sizes:
+                return self._sizes[digest]
+            if type(size) is not int or not 0 < size <= self.max_value:
+                raise ValueError(f"a value of {size:,} bytes is over god's --max-value of {self.max_value:,}")
+            part = self._parts.get(digest)
+            if part is None:
+                if offset != 0:
+                    raise ValueError(f"value {digest[:12]}: a chunk at {offset:,} before any at 0")
+                if self.held + size > self.max_values:
+                    raise ValueError(f"a value of {size:,} bytes would take god's values past --max-values "
+                                     f"({self.held:,} of {self.max_values:,} bytes held): fewer at once")
+                self.held += size  # (reserved from the first chunk)
+                part = (size, 0, hashlib.sha256())
+            psize, received, h = part
+            if psize != size or offset != received or received + len(chunk) > size:
+                raise ValueError(f"value {digest[:12]}: a chunk of {len(chunk):,} bytes at {offset:,} does not follow "
+                                 f"the {received:,} bytes god has of its {psize:,}")
+            with open(self.folder / "part" / digest, "ab") as f:
+                f.write(chunk)
+            h.update(chunk)
+            received += len(chunk)
+            self.bytes_in += len(chunk)
+            if received < size:
+                self._parts[digest] = (size, received, h)
+                return received
+            self._parts.pop(digest, None)
+            if h.hexdigest() != digest:
+                (self.folder / "part" / digest).unlink()
+                self.held -= size
+                raise ValueError(f"value {digest[:12]}: its bytes do not hash to its name")
+            os.replace(self.folder / "part" / digest, self.folder / digest)
+            self._sizes[digest] = size
+            return size
+
+    def read(self, digest: str, offset: int, n: int) -> bytes:
+        """Up to n bytes of a value from offset.
+
+        Raises:
+            ValueError: god does not hold it.
+        """
+        with self._lock:
+            if digest not in self._sizes:
+                raise ValueError(f"god holds no value {digest[:12]} (its tasks are done, or it never came)")
+        with open(self.folder / digest, "rb") as f:
+            f.seek(offset)
+            data = f.read(n)
+        with self._lock:
+            self.bytes_out += len(data)
+        return data
+
+    def size(self, digest: str) -> int | None:
+        with self._lock:
+            return self._sizes.get(digest)
+
+    def pin(self, pin: Pin, digests: tuple[str, ...] | list[str]) -> None:
+        with self._lock:
+            for d in digests:
+                self._pins.setdefault(d, set()).add(pin)
+
+    def unpin(self, pin: Pin, digests: tuple[str, ...] | list[str]) -> None:
+        """Let go of the pin's values; a value no pin holds is dropped."""
+        with self._lock:
+            for d in digests:
+                pins = self._pins.get(d)
+                if pins is not None:
+                    pins.discard(pin)
+                    if not pins:
+                        del self._pins[d]
+                        self._drop(d)
+
+    def unpin_all(self, pin: Pin) -> None:
+        """Let go of every value the pin holds (a program that left)."""
+        with self._lock:
+            held = [d for d, pins in self._pins.items() if pin in pins]
+        self.unpin(pin, held)
+
+    def drop_unpinned(self) -> int:
+        """Drop the values nothing pins (after a restart's recovery pinned what its batches name)."""
+        with self._lock:
+            loose = [d for d in self._sizes if d not in self._pins]
+            for d in loose:
+                self._drop(d)
+        if loose:
+            logger.bind(role="god").info("dropped {} values no task names", len(loose))
+        return len(loose)
+
+    def _drop(self, digest: str) -> None:
+        size = self._sizes.pop(digest, None)
+        if size is None:
+            return
+        self.held -= size
+        try:
+            (self.folder / digest).unlink()
+        except FileNotFoundError:
+            pass
+
+    def figures(self) -> dict[str, int]:
+        with self._lock:
+            return {"values": len(self._sizes), "values_bytes": self.held, "values_in_bytes": self.bytes_in,
+                    "values_out_bytes": self.bytes_out}

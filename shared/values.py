@@ -1,0 +1,114 @@
+"""Large values travel once: what a call's arguments hold past ``LARGE`` bytes goes to god on its
+own, named by its content's hash, and the call carries the name (a pickle persistent id).
+
+In a program, ``Extractor.dumps`` pickles a call's arguments with every large leaf (bytes,
+bytearray, str, a NumPy array) pickled apart: ``(pickle, {digest: value's pickle})``. The
+program sends god the values it does not hold yet (god/rules/values.py), and the put names
+them, so god keeps them while a task uses them. A consumer loads the arguments with
+``loads``, which hands each persistent id to ``fetch`` (its host's cache, consumer/values.py).
+
+A persistent id is data (a tuple of a tag, a hex digest and a size): the pickle that names
+one loads as data too where no class may be loaded (``consumer --no-by-value``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+LARGE = 1 << 20  # bytes past which a value travels on its own
+TAG = "god-value"
+CHUNK = 4 << 20  # bytes of a value one call carries
+#: A persistent id: (TAG, the sha256 of the value's pickle in hex, its size in bytes).
+Pid = tuple[str, str, int]
+
+
+def digest_of(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _size(obj: Any) -> int:
+    """The bytes of obj when it is a leaf that may travel on its own, else 0."""
+    kind = type(obj)
+    if kind is bytes or kind is bytearray or kind is str:
+        return len(obj)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return int(obj.nbytes)
+    return 0
+
+
+def has_large(args: tuple[Any, ...], kwargs: dict[str, Any], large: int = LARGE) -> bool:
+    """Whether plain arguments (as they travel without pickling) hold a leaf past large, at the
+    top or in a list, tuple or dict."""
+    stack: list[Any] = [args, list(kwargs.values())]
+    while stack:
+        obj = stack.pop()
+        if type(obj) in (list, tuple):
+            stack.extend(obj)
+        elif type(obj) is dict:
+            stack.extend(obj.values())
+        elif _size(obj) >= large:
+            return True
+    return False
+
+
+class Extractor:
+    """cloudpickle, with the large leaves of what it pickles set apart (one thread)."""
+
+    def __init__(self, large: int = LARGE) -> None:
+        import cloudpickle
+
+        self.large = max(large, 65)  # (a persistent id's own strings, 64 characters at most, stay in it)
+        self.found: dict[str, bytes] = {}
+        self._ids: dict[int, Pid] = {}  # what this dumps set apart, by object (a value named twice goes once)
+        outer = self
+
+        class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+            def persistent_id(self, obj: Any) -> Pid | None:
+                if _size(obj) < outer.large:
+                    return None
+                pid = outer._ids.get(id(obj))
+                if pid is None:
+                    blob = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+                    digest = digest_of(blob)
+                    outer.found[digest] = blob
+                    pid = outer._ids[id(obj)] = (TAG, digest, len(blob))
+                return pid
+
+        self._pickler_class = _Pickler
+
+    def dumps(self, obj: Any) -> tuple[bytes, dict[str, bytes]]:
+        """obj pickled, and the large values it holds, by digest."""
+        self.found, self._ids = {}, {}
+        buf = io.BytesIO()
+        try:
+            self._pickler_class(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+            return buf.getvalue(), self.found
+        finally:
+            self._ids = {}  # (ids of objects that may be gone after)
+
+
+def names_values(blob: bytes) -> bool:
+    """Whether a pickle may name large values (a cheap look before the slower loader)."""
+    return TAG.encode() in blob
+
+
+def loads(blob: bytes, by_value: bool, fetch: Callable[[str, int], bytes]) -> Any:
+    """A pickle that may name large values, each loaded from what ``fetch(digest, size)`` gives;
+    ``by_value`` False: the pickle and the values load as data only (shared/data.py)."""
+    from shared.data import load_data, load_data_with
+
+    load: Callable[[bytes], Any] = pickle.loads if by_value else load_data
+    if not names_values(blob):
+        return load(blob)
+
+    class _Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if type(pid) is not tuple or len(pid) != 3 or pid[0] != TAG:
+                raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+            return load(fetch(str(pid[1]), int(pid[2])))
+
+    return _Unpickler(io.BytesIO(blob)).load() if by_value else load_data_with(blob, _Unpickler)

@@ -1,0 +1,86 @@
+"""Large values once: an argument past 1 MiB goes to god once per program, named by its hash,
+is fetched once per consumer host into a cache its workers share, is kept by god while a task
+names it (across a kill -9, with a journal) and let go after."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from producer import Executor
+from tests.support.gods import God, addr_env, god_stats
+from tests.support.helpers import Proc, wait_until
+from tests.support.tasks import digest_of
+
+pytestmark = pytest.mark.timeout(90)
+
+MIB = 1 << 20
+
+
+def _executor(god: God, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Executor:
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    return Executor(god.address, give_up_after=10)
+
+
+def _consumer(spawn: Callable[..., Proc], god: God, tmp_path: Path, *args: str) -> Proc:
+    return spawn("consumer", *args, env_extra={**addr_env(god), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+
+
+def test_a_value_many_calls_share_goes_to_god_once_and_to_each_host_once(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _consumer(spawn, god, tmp_path, "--processes", "2")
+    big = os.urandom(8 * MIB)
+    want = hashlib.sha256(big).hexdigest()
+    with _executor(god, env, monkeypatch) as ex, _executor(god, env, monkeypatch) as other:
+        futures = [ex.submit(digest_of, big, i) for i in range(25)]
+        assert sorted(f.result(timeout=60) for f in futures) == [(want, i) for i in range(25)]
+        assert list(ex.map(digest_of, [big] * 5, range(5))) == [(want, i) for i in range(5)]
+        assert other.submit(digest_of, big, 7).result(timeout=60) == (want, 7)  # another program: god has it
+        assert other._sender.values.bytes_sent == 0
+        s = god_stats(god, env)
+        assert 8 * MIB <= s["values_in_bytes"] < 9 * MIB  # one copy from the programs, not 31
+        assert 8 * MIB <= s["values_out_bytes"] < 9 * MIB  # one to this host, whose two workers share it
+        assert s["values"] == 1
+    # Once its tasks are done and its programs gone, god lets it go
+    wait_until(lambda: god_stats(god, env)["values"] == 0, 30, "the value let go")
+
+
+def test_a_value_outlives_a_kill_9_of_god_with_its_tasks(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    journal = ("--journal", str(tmp_path / "journal.sqlite3"))
+    god = start_god("--lease-timeout", "1", *journal)
+    big = os.urandom(2 * MIB)
+    ex = _executor(god, env, monkeypatch)
+    try:
+        futures = [ex.submit(digest_of, big, i) for i in range(3)]
+        wait_until(lambda: god_stats(god, env)["waiting"] == 3, 30, "the calls at god")
+        ids = [f.task_id for f in futures]
+    finally:
+        ex.shutdown(wait=False)
+    god.proc.signal(signal.SIGKILL)
+    assert god.proc.wait() == -9
+    again = start_god("--lease-timeout", "1", *journal, port=int(god.address.rsplit(":", 1)[1]))
+    assert god_stats(again, env)["values"] == 1
+    _consumer(spawn, again, tmp_path, "--processes", "1")
+    wait_until(lambda: god_stats(again, env)["done"] == 3, 60, "the calls done after the restart")
+    results = [line for line in again.results.read_text().splitlines() if any(i in line for i in ids if i)]
+    assert len(results) == 3 and all(hashlib.sha256(big).hexdigest() in line for line in results)
+    wait_until(lambda: god_stats(again, env)["values"] == 0, 30, "the value let go")
+
+
+def test_a_consumer_that_loads_data_only_takes_large_bytes(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _consumer(spawn, god, tmp_path, "--processes", "1", "--no-by-value")
+    big = os.urandom(3 * MIB)
+    with _executor(god, env, monkeypatch) as ex:  # (len travels by name: builtins do)
+        assert ex.submit(len, big).result(timeout=60) == 3 * MIB
+        assert god_stats(god, env)["values_in_bytes"] >= 3 * MIB

@@ -1,0 +1,111 @@
+"""Large values (shared/values.py): set apart in a program's pickles and loaded back, kept at
+god while something pins them (god/store/values.py, through the API with a fake clock), and
+a consumer host's bounded cache (consumer/values.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.values import Fetcher
+from god.store.values import ValueStore
+from shared import items
+from shared.config import Settings
+from shared.data import NotData
+from shared.values import Extractor, has_large, loads
+from tests.support.core import Core
+
+
+def test_large_leaves_are_set_apart_and_loaded_back_as_data_too() -> None:
+    big, other = os.urandom(300), "z" * 400
+    blob, found = Extractor(large=256).dumps(((big, "small", [big]), {"k": other}))
+    assert len(found) == 2 and len(blob) < 300  # the same value once, named twice
+    back = loads(blob, True, lambda d, n: found[d])
+    assert back == ((big, "small", [big]), {"k": other})
+    assert loads(blob, False, lambda d, n: found[d]) == back  # data only, all through
+    assert has_large((1, [b"x" * 300]), {}, 256) and not has_large((b"x" * 10,), {"a": "y"}, 256)
+
+
+def test_a_value_that_names_a_class_does_not_load_as_data() -> None:
+    class Thing:
+        pass
+
+    blob, found = Extractor(large=100).dumps(((Thing(), b"x" * 300), {}))  # a class of the program's, by value
+    assert len(found) == 1
+    with pytest.raises(NotData):
+        loads(blob, False, lambda d, n: found[d])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ValueStore:
+    return ValueStore(tmp_path / "values", max_value=1000, max_values=1500)
+
+
+def _put(store: ValueStore, blob: bytes, chunk: int = 100) -> str:
+    digest = hashlib.sha256(blob).hexdigest()
+    for offset in range(0, len(blob), chunk):
+        store.put(digest, len(blob), offset, blob[offset:offset + chunk])
+    return digest
+
+
+def test_god_keeps_a_value_while_something_pins_it(store: ValueStore) -> None:
+    blob = os.urandom(250)
+    d = _put(store, blob)
+    assert store.missing([d, "0" * 64]) == ["0" * 64]
+    assert store.read(d, 0, 1000) == blob and store.read(d, 200, 100) == blob[200:]
+    store.pin(("program", "p"), [d])
+    store.pin(("batch", "p", "1"), [d])
+    store.unpin_all(("program", "p"))
+    assert store.missing([d]) == []
+    store.unpin(("batch", "p", "1"), [d])
+    assert store.missing([d]) == [d] and not (store.folder / d).exists()
+    assert store.figures()["values_bytes"] == 0
+
+
+def test_values_past_the_limits_or_not_their_digest_are_refused_in_one_line(store: ValueStore) -> None:
+    with pytest.raises(ValueError, match=r"a value of 1,001 bytes is over god's --max-value of 1,000"):
+        store.put("a" * 64, 1001, 0, b"x")
+    _put(store, os.urandom(900))
+    with pytest.raises(ValueError, match=r"would take god's values past --max-values \(900 of 1,500 bytes held\)"):
+        store.put("b" * 64, 700, 0, b"x")
+    with pytest.raises(ValueError, match="its bytes do not hash to its name"):
+        store.put("c" * 64, 3, 0, b"abc")
+    with pytest.raises(ValueError, match="does not follow"):
+        store.put("d" * 64, 10, 0, b"abcdef")
+        store.put("d" * 64, 10, 3, b"def")
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[Core]:
+    c = Core(capacity=100, lease_s=5.0, max_attempts=3, values=ValueStore(tmp_path / "v"))
+    yield c
+    c.close()
+
+
+def test_a_put_naming_values_pins_them_until_its_tasks_are_done(core: Core) -> None:
+    blob = os.urandom(300)
+    d = hashlib.sha256(blob).hexdigest()
+    put = (1, 1, items.pack([1]), "default", None, 0, None, None, None, (d,))
+    with pytest.raises(ValueError, match="names 1 values god does not hold"):
+        core.call("put_many", "p", put).result()
+    assert core.call("value_put", "p", d, 300, 0, blob).result() == 300
+    assert core.call("value_missing", "p", [d]).result() == []
+    assert core.call("put_many", "p", put).result() == 1
+    core.call("bye", "p").result()  # the program left: the batch still pins it
+    assert core.call("value_get", "c", d, 100, 50).result() == blob[100:150]
+    core.ack("c", core.lease("c", 1))
+    assert core.call("value_missing", "p", [d]).result() == [d]
+
+
+def test_a_host_s_cache_keeps_its_bound_least_recently_used_first(tmp_path: Path) -> None:
+    fetcher = Fetcher(Settings(("127.0.0.1", 9), b"k", "test"), "w", {}, folder=tmp_path, keep=250)
+    for i, name in enumerate("abc"):
+        (tmp_path / (name * 64)).write_bytes(b"x" * 100)
+        os.utime(tmp_path / (name * 64), (1000 + i, 1000 + i))
+    assert fetcher("a" * 64, 100) == b"x" * 100  # a used now: b is the oldest
+    fetcher._trim("c" * 64)
+    assert sorted(p.name[0] for p in tmp_path.iterdir()) == ["a", "c"]
