@@ -20,6 +20,7 @@ from shared.calls import (
     load_function, packed, plain, replaced, value_of,
 )
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, describe, failure
+from shared import values
 from shared.values import names_values
 
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
@@ -96,11 +97,15 @@ class Caller:
     def _loaded_arguments(self, payload: Any) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         if is_plain(payload):
             return None
+        if names_values(payload[1]):  # its large values shown by name (not hashed again, nor fetched)
+            try:
+                args, kwargs = values.loads(payload[1], self.policy.by_value, None)
+            except Exception:
+                return None
+            return args, kwargs
         last = self._last
         if last is not None and last[0] is payload:
             return last[1]
-        if names_values(payload[1]):
-            return None  # (not fetched to be shown)
         try:
             args, kwargs = self.policy.loads(payload[1])
         except Exception:

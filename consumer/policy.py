@@ -17,7 +17,6 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-from shared import values
 from shared.data import load_data
 from shared.errors import ConfigError
 from shared.records import describe
@@ -67,9 +66,9 @@ class Policy:
     def loads_arguments(self, blob: bytes) -> Any:
         """A call's pickled arguments, as ``loads``, with the large values they name fetched
         (shared/values.py: from the host's cache, else god)."""
-        from consumer.values import fetch
+        from consumer.values import loads
 
-        return values.loads(blob, self.by_value, fetch)
+        return loads(blob, self.by_value)
 
 
 def parse_allow(values: list[str] | None) -> tuple[str, ...]:

@@ -13,14 +13,17 @@ import fcntl
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from shared import values
 from shared.client import GodClient
 from shared.config import Settings, cache_dir
 from shared.values import CHUNK
 
 CACHE_BYTES = 16 << 30  # bytes the host's cache of values keeps at most
+MEMO = 2  # values a worker keeps loaded for its next calls (bytes and str only: they cannot change)
 
 
 class Fetcher:
@@ -34,6 +37,7 @@ class Fetcher:
         self._client: GodClient | None = None
         self._lock = threading.Lock()  # the client, for one call at a time
         self.fetched = 0  # bytes this worker fetched from god
+        self.memo: OrderedDict[str, Any] = _Last(MEMO)  # the last values loaded that cannot change (shared/values.py)
 
     def __call__(self, digest: str, size: int) -> bytes:
         """The value's pickle.
@@ -106,6 +110,20 @@ def _read(path: Path, size: int) -> bytes | None:
     return data
 
 
+class _Last(OrderedDict[str, Any]):
+    """The last n entries set."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.n:
+            self.popitem(last=False)
+
+
 _fetcher: Fetcher | None = None
 
 
@@ -115,7 +133,12 @@ def set_fetcher(fetcher: Fetcher | None) -> None:
     _fetcher = fetcher
 
 
-def fetch(digest: str, size: int) -> bytes:
+def loads(blob: bytes, by_value: bool) -> Any:
+    """A call's pickled arguments, with the large values they name (shared/values.py)."""
     if _fetcher is None:
-        raise ValueError("this process fetches no values (not a consumer's worker)")
-    return _fetcher(digest, size)
+        return values.loads(blob, by_value, _no_fetcher)
+    return values.loads(blob, by_value, _fetcher, _fetcher.memo)
+
+
+def _no_fetcher(digest: str, size: int) -> bytes:
+    raise ValueError("this process fetches no values (not a consumer's worker)")

@@ -40,6 +40,7 @@ from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
 from shared.errors import ConfigError
 from shared.log import logger
 from shared.records import Value, describe, split_id
+from shared.values import LARGE
 
 __all__ = ["Executor", "Options", "TaskFuture"]
 
@@ -55,7 +56,8 @@ class Executor(cf.Executor):
     of the executor whose calls differ. ``initializer`` and ``initargs`` are
     ProcessPoolExecutor's: ``initializer(*initargs)`` runs once in each worker process before
     its first call of this executor there (shared/initializer.py). ``output``: where the lines
-    its calls write are shown (producer/output.py: stderr by default).
+    its calls write are shown (producer/output.py: stderr by default). ``large_values``: bytes
+    past which an argument travels to god once, on its own (shared/values.py; None: never).
     """
 
     def __init__(self, address: str | None = None, *, give_up_after: float = GIVE_UP_AFTER_S,
@@ -73,6 +75,9 @@ class Executor(cf.Executor):
             options.pop(k, None)  # None: as ProcessPoolExecutor's own default, nothing asked
         initializer, initargs = options.pop("initializer", None), options.pop("initargs", ())
         output = check_where(options.pop("output", True))
+        large = options.pop("large_values", LARGE)
+        if large is not None and (type(large) is not int or large < 1):
+            raise ConfigError(f"Executor(large_values={large!r}): bytes past which a value travels once, or None")
         if initializer is not None and not callable(initializer):
             raise ConfigError(f"Executor(initializer={initializer!r}): not a function")
         if not isinstance(initargs, tuple):
@@ -91,7 +96,8 @@ class Executor(cf.Executor):
         self._show = Show(self.name, output, self._targets.label, self._targets.reported) \
             if wants_output(output) else None
         self._sender = Sender(producer, self._targets,
-                              (initializer, initargs, secrets.token_hex(8)) if initializer is not None else None)
+                              (initializer, initargs, secrets.token_hex(8)) if initializer is not None else None,
+                              large=large)
         self._log = logger.bind(role="producer")
         self._thread = threading.Thread(target=self._read_results, name=f"executor-results-{self.name}", daemon=True)
         self._thread.start()

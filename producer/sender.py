@@ -27,7 +27,8 @@ class Sender:
     """Puts an executor's calls on god and cancels them there (thread-safe)."""
 
     def __init__(self, producer: Producer, targets: Targets,
-                 initializer: tuple[Callable[..., Any], tuple[Any, ...], str] | None = None) -> None:
+                 initializer: tuple[Callable[..., Any], tuple[Any, ...], str] | None = None,
+                 large: int | None = LARGE) -> None:
         """``initializer``: the executor's (function, its arguments, the executor's token):
         each function travels with it (shared/initializer.py)."""
         self.producer = producer
@@ -36,8 +37,9 @@ class Sender:
         self.targets = targets
         self._lock = threading.Lock()  # puts and cancels, on the producer's connection
         self._pickler = CallPickler()  # used under the lock
+        self.large = large  # bytes past which a value travels on its own (None: never)
         self._extractor: Extractor | None = None  # for arguments that hold large values (shared/values.py)
-        self._found: dict[str, bytes] = {}  # large values of the calls not put yet
+        self._found: dict[str, Any] = {}  # large values of the calls not put yet
         self.values = ValueSender(producer.client.settings, producer.name, str(producer.client.info.get("host", "")))
         self._waiting_puts = 0  # puts of calls that wait for tasks, sent since the results thread last flushed
         self.shut = False
@@ -179,9 +181,11 @@ class Sender:
         """
         try:
             payload = arguments_of(self._pickler, ref, args, kwargs)
-            if len(payload[1]) >= LARGE if type(payload[1]) is bytes else has_large(args, kwargs):
+            large = self.large
+            if large is not None and (len(payload[1]) >= large if type(payload[1]) is bytes
+                                      else has_large(args, kwargs, large)):
                 if self._extractor is None:
-                    self._extractor = Extractor()
+                    self._extractor = Extractor(large)
                 blob, found = self._extractor.dumps((args, kwargs))  # large values apart, each sent once
                 payload = (ref, blob)
                 self._found.update(found)

@@ -5,6 +5,9 @@ names it. God keeps what this program sent while it is connected, and while a ta
 
 from __future__ import annotations
 
+from typing import Any
+
+from shared import values
 from shared.client import GodClient
 from shared.config import Settings
 from shared.values import CHUNK
@@ -20,8 +23,9 @@ class ValueSender:
         self._run = ""
         self.bytes_sent = 0
 
-    def send(self, found: dict[str, bytes]) -> tuple[str, ...]:
-        """Make sure god holds these values (digest: pickle); their digests, for the put."""
+    def send(self, found: dict[str, Any]) -> tuple[str, ...]:
+        """Make sure god holds these values (digest: its pickle, or the value: shared.values.blob);
+        their digests, for the put."""
         if self._client is None:
             self._client = GodClient(self._settings, name=self.name, role="producer", info={"host": self._host})
         client = self._client
@@ -33,7 +37,7 @@ class ValueSender:
         todo = [d for d in found if d not in self._sent]
         if todo:
             for digest in client.call("value_missing", self.name, todo):
-                blob = found[digest]
+                blob = values.blob(found[digest])
                 for offset in range(0, len(blob), CHUNK):
                     client.call("value_put", self.name, digest, len(blob), offset, blob[offset:offset + CHUNK])
                     self.bytes_sent += min(CHUNK, len(blob) - offset)

@@ -36,13 +36,15 @@ from bench_harness import (  # noqa: E402
 import bench_executor  # noqa: E402
 import bench_graphs  # noqa: E402
 import bench_output  # noqa: E402
+import bench_values  # noqa: E402
 import bench_hops  # noqa: E402
 import bench_startup  # noqa: E402
 from producer import connect as producer_connect  # noqa: E402
 
 READY = "ready"  # a tutorial worker's first result: it is connected
 #: Sections of their own modules: ``section(work, quick)`` figures, ``rows(figures, row, text)``.
-SECTION_MODULES: dict[str, Any] = {"executor": bench_executor, "graphs": bench_graphs, "output": bench_output}
+SECTION_MODULES: dict[str, Any] = {"executor": bench_executor, "graphs": bench_graphs, "output": bench_output,
+                                   "values": bench_values}
 
 
 # -- the tutorial pattern --------------------------------------------------------------------
@@ -483,7 +485,7 @@ def table(r: dict[str, Any]) -> str:
 
 
 SECTIONS = ("throughput", "latency", "payloads", "connect", "consumers", "queues", "far", "io", "million", "growth",
-            "executor", "graphs", "output", "startup")
+            "executor", "graphs", "output", "values", "startup")
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 LARGE = 1 << 20  # bytes past which a value travels on its own
@@ -56,39 +57,66 @@ def has_large(args: tuple[Any, ...], kwargs: dict[str, Any], large: int = LARGE)
 
 
 class Extractor:
-    """cloudpickle, with the large leaves of what it pickles set apart (one thread)."""
+    """cloudpickle, with the large leaves of what it pickles set apart (one thread).
+
+    The last KNOWN values it set apart are kept, with their names: the same object among the
+    arguments of the next call is named again without being pickled and hashed again (64
+    MiB take a quarter of a second to hash here)."""
+
+    KNOWN = 4
 
     def __init__(self, large: int = LARGE) -> None:
         import cloudpickle
 
         self.large = max(large, 65)  # (a persistent id's own strings, 64 characters at most, stay in it)
-        self.found: dict[str, bytes] = {}
-        self._ids: dict[int, Pid] = {}  # what this dumps set apart, by object (a value named twice goes once)
+        self.found: dict[str, Any] = {}
+        self._known: OrderedDict[int, tuple[Any, Pid]] = OrderedDict()  # id -> (the object, its name)
         outer = self
 
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             def persistent_id(self, obj: Any) -> Pid | None:
                 if _size(obj) < outer.large:
                     return None
-                pid = outer._ids.get(id(obj))
-                if pid is None:
-                    blob = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-                    digest = digest_of(blob)
-                    outer.found[digest] = blob
-                    pid = outer._ids[id(obj)] = (TAG, digest, len(blob))
+                known = outer._known.get(id(obj))
+                if known is not None and known[0] is obj:
+                    outer._known.move_to_end(id(obj))
+                    outer.found.setdefault(known[1][1], Later(obj))  # (pickled again only if god lacks it)
+                    return known[1]
+                blob = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+                pid: Pid = (TAG, digest_of(blob), len(blob))
+                outer.found[pid[1]] = blob
+                outer._known[id(obj)] = (obj, pid)
+                while len(outer._known) > outer.KNOWN:
+                    outer._known.popitem(last=False)
                 return pid
 
         self._pickler_class = _Pickler
 
-    def dumps(self, obj: Any) -> tuple[bytes, dict[str, bytes]]:
-        """obj pickled, and the large values it holds, by digest."""
-        self.found, self._ids = {}, {}
+    def dumps(self, obj: Any) -> tuple[bytes, dict[str, Any]]:
+        """obj pickled, and the large values it holds by digest: each value's pickle (bytes),
+        or the value as ``Later`` when it was pickled for an earlier call (``blob``)."""
+        self.found = {}
         buf = io.BytesIO()
-        try:
-            self._pickler_class(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-            return buf.getvalue(), self.found
-        finally:
-            self._ids = {}  # (ids of objects that may be gone after)
+        self._pickler_class(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return buf.getvalue(), self.found
+
+
+class Later:
+    """A value set apart for an earlier call: pickled again only if god needs it again."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def blob(found: bytes | Later) -> bytes:
+    """A value's pickle, from what ``Extractor.dumps`` found."""
+    if type(found) is bytes:
+        return found
+    import cloudpickle
+
+    return cloudpickle.dumps(found.value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[union-attr,no-any-return]
 
 
 def names_values(blob: bytes) -> bool:
@@ -96,9 +124,13 @@ def names_values(blob: bytes) -> bool:
     return TAG.encode() in blob
 
 
-def loads(blob: bytes, by_value: bool, fetch: Callable[[str, int], bytes]) -> Any:
-    """A pickle that may name large values, each loaded from what ``fetch(digest, size)`` gives;
-    ``by_value`` False: the pickle and the values load as data only (shared/data.py)."""
+def loads(blob: bytes, by_value: bool, fetch: Callable[[str, int], bytes] | None,
+          memo: MutableMapping[str, Any] | None = None) -> Any:
+    """A pickle that may name large values, each loaded from what ``fetch(digest, size)`` gives
+    (None: each is ``{"value": "sha256:...", "bytes": N}`` in its place, as results lines show
+    it, fetched for nothing); ``by_value`` False: the pickle and the values load as data only
+    (shared/data.py). ``memo``: values loaded before, by digest: one that cannot change (bytes,
+    str) is kept there and handed to the next call as it is (no copy of 64 MiB for each)."""
     from shared.data import load_data, load_data_with
 
     load: Callable[[bytes], Any] = pickle.loads if by_value else load_data
@@ -109,6 +141,14 @@ def loads(blob: bytes, by_value: bool, fetch: Callable[[str, int], bytes]) -> An
         def persistent_load(self, pid: Any) -> Any:
             if type(pid) is not tuple or len(pid) != 3 or pid[0] != TAG:
                 raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-            return load(fetch(str(pid[1]), int(pid[2])))
+            if fetch is None:
+                return {"value": f"sha256:{pid[1]}", "bytes": pid[2]}
+            digest = str(pid[1])
+            if memo is not None and digest in memo:
+                return memo[digest]
+            value = load(fetch(digest, int(pid[2])))
+            if memo is not None and type(value) in (bytes, str):
+                memo[digest] = value
+            return value
 
     return _Unpickler(io.BytesIO(blob)).load() if by_value else load_data_with(blob, _Unpickler)

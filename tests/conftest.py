@@ -22,9 +22,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A fresh random authkey, and a state dir of this test's own (no stray key files)."""
+    """A fresh random authkey, and state and cache dirs of this test's own (no stray key files,
+    no values cached for another test)."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("GOD_")}
-    e.update(GOD_AUTHKEY=os.urandom(32).hex(), XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
+    e.update(GOD_AUTHKEY=os.urandom(32).hex(), XDG_STATE_HOME=str(tmp_path / "state"),
+             XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     return e
 
 

@@ -109,3 +109,17 @@ def test_a_host_s_cache_keeps_its_bound_least_recently_used_first(tmp_path: Path
     assert fetcher("a" * 64, 100) == b"x" * 100  # a used now: b is the oldest
     fetcher._trim("c" * 64)
     assert sorted(p.name[0] for p in tmp_path.iterdir()) == ["a", "c"]
+
+
+def test_a_value_that_cannot_change_is_loaded_once_for_the_calls_that_follow() -> None:
+    big = os.urandom(300)
+    blob, found = Extractor(large=256).dumps(((big,), {}))
+    fetched: list[str] = []
+
+    def fetch(digest: str, size: int) -> bytes:
+        fetched.append(digest)
+        return found[digest]
+
+    memo: dict[str, object] = {}
+    first, second = loads(blob, True, fetch, memo), loads(blob, True, fetch, memo)
+    assert first == second == ((big,), {}) and first[0][0] is second[0][0] and len(fetched) == 1
