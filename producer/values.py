@@ -12,6 +12,8 @@ from shared.client import GodClient
 from shared.config import Settings
 from shared.values import CHUNK
 
+PIPELINE = 8  # chunks sent before the first answer is read
+
 
 class ValueSender:
     """Sends the large values a program's calls name, each once (one thread at a time)."""
@@ -36,11 +38,18 @@ class ValueSender:
             self._run = run
         todo = [d for d in found if d not in self._sent]
         if todo:
-            for digest in client.call("value_missing", self.name, todo):
+            sent = 0
+            for digest in client.call("value_missing", self.name, todo):  # (their chunks pipelined, in order)
                 blob = values.blob(found[digest])
                 for offset in range(0, len(blob), CHUNK):
-                    client.call("value_put", self.name, digest, len(blob), offset, blob[offset:offset + CHUNK])
+                    client.send("value_put", self.name, digest, len(blob), offset, blob[offset:offset + CHUNK])
                     self.bytes_sent += min(CHUNK, len(blob) - offset)
+                    sent += 1
+                    if sent >= PIPELINE:
+                        client.reply()
+                        sent -= 1
+            for _ in range(sent):
+                client.reply()
             self._sent.update(todo)
         return tuple(found)
 
