@@ -13,6 +13,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from consumer import values as values_here
 from consumer.calls import is_async
 from consumer.policy import Policy, Unloadable
 from shared.calls import (
@@ -145,7 +146,7 @@ class Caller:
             fn = self.policy.by_value_refused(f"function {self.name}", self.consumer) or ""
         else:
             try:
-                fn = load_function(ref)
+                fn = load_function(ref, lambda blob: values_here.loads(blob, True))
             except OtherPython as e:
                 fn = (f"function {self.name} was pickled by value on Python {e.made_on}, and consumer "
                       f"{self.consumer} runs Python {PYTHON_MINOR}: such a function loads only on the Python that "

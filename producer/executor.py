@@ -40,7 +40,7 @@ from shared.config import GIVE_UP_AFTER_S, Settings, client_settings
 from shared.errors import ConfigError
 from shared.log import logger
 from shared.records import Value, describe, split_id
-from shared.values import LARGE
+from shared.values import LARGE, Handle
 
 __all__ = ["Executor", "Options", "TaskFuture"]
 
@@ -127,6 +127,16 @@ class Executor(cf.Executor):
         item, after yielding those before it.
         """
         return self._map(self._options, fn, iterables, timeout, chunksize, buffersize, progress)
+
+    def put(self, value: Any) -> Handle:
+        """Send value to god now, once; its handle, which a call takes in its place (as an
+        argument, or in a list, tuple or dict of them) and gets the value. God keeps it while
+        this executor is open, and while a task names it (shared/values.py).
+
+        Raises:
+            TypeError: value cannot be pickled.
+        """
+        return self._sender.put_value(value)
 
     def options(self, **options: Any) -> Options:
         """A view of this executor whose calls use these put options instead (``priority=9``).

@@ -16,11 +16,11 @@ from typing import Any
 from producer.futures import Targets, TaskFuture, Window
 from producer.producer import Producer, PutOptions
 from producer.values import ValueSender
-from shared.calls import Awaited, CallPickler, arguments_of, call_task, code_of, code_refused, packed, replaced
+from shared.calls import Awaited, CallPickler, arguments_of, by_value, call_task, code_of, code_refused, packed, replaced
 from shared.errors import NotAllowed
 from shared.initializer import initialized
 from shared.records import CANCELLED_BY_PROGRAM, Value, describe, task_id
-from shared.values import LARGE, Extractor, has_large
+from shared.values import LARGE, Extractor, Handle, has_large
 
 
 class Sender:
@@ -40,6 +40,7 @@ class Sender:
         self.large = large  # bytes past which a value travels on its own (None: never)
         self._extractor: Extractor | None = None  # for arguments that hold large values (shared/values.py)
         self._found: dict[str, Any] = {}  # large values of the calls not put yet
+        self._handles = 0  # values sent with put(): calls' arguments may hold their handles
         self.values = ValueSender(producer.client.settings, producer.name, str(producer.client.info.get("host", "")))
         self._waiting_puts = 0  # puts of calls that wait for tasks, sent since the results thread last flushed
         self.shut = False
@@ -98,11 +99,32 @@ class Sender:
                                           lambda i: f"the call of {name} on item {i + 1} of a batch"))
 
     def _function(self, fn: Callable[..., Any]) -> tuple[str, str | bytes]:
-        """(fn's name, how it travels): with the executor's initializer, by value, wrapped in it."""
-        if self.initializer is None:
-            return self._pickler.function(fn)
-        name, _ = self._pickler.function(fn)  # (its name, and a function that cannot travel said so)
-        return name, self._pickler.function(initialized(fn, *self.initializer))[1]
+        """(fn's name, how it travels): with the executor's initializer, by value, wrapped in it;
+        a function by value that holds large values (a closure over a table), with those apart
+        (shared/values.py: sent once, as arguments are)."""
+        sent = fn if self.initializer is None else initialized(fn, *self.initializer)
+        name, ref = self._pickler.function(fn)  # (its name, and a function that cannot travel said so)
+        if sent is not fn:
+            ref = self._pickler.function(sent)[1]
+        if type(ref) is bytes and self.large is not None and len(ref) >= self.large:
+            inner, found = self._extract().dumps(sent)
+            ref = by_value(inner)
+            self._found.update(found)
+        return name, ref
+
+    def put_value(self, value: Any) -> Handle:
+        """Send a value to god now (``Executor.put``); its handle."""
+        with self._lock:
+            self._open()
+            handle, blob = self._extract().handle(value)
+            self.values.send({handle.digest: blob})
+            self._handles += 1
+            return handle
+
+    def _extract(self) -> Extractor:
+        if self._extractor is None:
+            self._extractor = Extractor(self.large if self.large is not None else LARGE)
+        return self._extractor
 
     def _open(self) -> None:
         if self.shut:
@@ -180,13 +202,11 @@ class Sender:
             NotAllowed: it sends code, and god said this program's principal may not.
         """
         try:
-            payload = arguments_of(self._pickler, ref, args, kwargs)
+            payload = () if self._handles else arguments_of(self._pickler, ref, args, kwargs)
             large = self.large
-            if large is not None and (len(payload[1]) >= large if type(payload[1]) is bytes
-                                      else has_large(args, kwargs, large)):
-                if self._extractor is None:
-                    self._extractor = Extractor(large)
-                blob, found = self._extractor.dumps((args, kwargs))  # large values apart, each sent once
+            if not payload or large is not None and (len(payload[1]) >= large if type(payload[1]) is bytes
+                                                     else has_large(args, kwargs, large)):
+                blob, found = self._extract().dumps((args, kwargs))  # large values apart, each sent once
                 payload = (ref, blob)
                 self._found.update(found)
         except Exception as e:

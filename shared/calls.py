@@ -259,10 +259,15 @@ class CallPickler:
             # a module beside the program (mytasks.py): consumers elsewhere cannot import it
             self._cloudpickle.register_pickle_by_value(module)
         try:
-            return name, pickle.dumps((BY_VALUE, PYTHON_MINOR, self.dumps(fn)), protocol=pickle.HIGHEST_PROTOCOL)
+            return name, by_value(self.dumps(fn))
         except Exception as e:
             raise TypeError(f"function {name} cannot be pickled to travel to consumers: "
                             f"{type(e).__name__}: {e}") from None
+
+
+def by_value(pickled: bytes) -> bytes:
+    """A function's cloudpickle as it travels: with the Python that pickled it."""
+    return pickle.dumps((BY_VALUE, PYTHON_MINOR, pickled), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class OtherPython(Exception):
@@ -294,8 +299,9 @@ def _made_on(packed: Any) -> str | None:
     return None
 
 
-def load_function(ref: bytes) -> Any:
-    """The function a call carries by value (``CallPickler.function``).
+def load_function(ref: bytes, loads: Callable[[bytes], Any] = pickle.loads) -> Any:
+    """The function a call carries by value (``CallPickler.function``), its cloudpickle loaded
+    with ``loads`` (a consumer's fetches the large values it names: shared/values.py).
 
     Raises:
         OtherPython: it was pickled on another Python than this one (cloudpickle's code
@@ -308,7 +314,7 @@ def load_function(ref: bytes) -> Any:
         return packed  # (a call put before functions said their Python: the function itself)
     if made_on != PYTHON_MINOR:
         raise OtherPython(made_on)
-    return pickle.loads(packed[2])
+    return loads(packed[2])
 
 
 def display_name(fn: Any) -> str:

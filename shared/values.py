@@ -56,6 +56,21 @@ def has_large(args: tuple[Any, ...], kwargs: dict[str, Any], large: int = LARGE)
     return False
 
 
+class Handle:
+    """A value sent to god once (``Executor.put``): passed to a call, it is the value there."""
+
+    __slots__ = ("digest", "size", "value", "__weakref__")
+
+    def __init__(self, digest: str, size: int, value: Any) -> None:
+        self.digest, self.size, self.value = digest, size, value
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a value handle travels only among an executor's call arguments")
+
+    def __repr__(self) -> str:
+        return f"<value sha256:{self.digest[:12]}, {self.size:,} bytes>"
+
+
 class Extractor:
     """cloudpickle, with the large leaves of what it pickles set apart (one thread).
 
@@ -75,6 +90,9 @@ class Extractor:
 
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             def persistent_id(self, obj: Any) -> Pid | None:
+                if type(obj) is Handle:
+                    outer.found.setdefault(obj.digest, Later(obj.value))
+                    return TAG, obj.digest, obj.size
                 if _size(obj) < outer.large:
                     return None
                 known = outer._known.get(id(obj))
@@ -91,6 +109,13 @@ class Extractor:
                 return pid
 
         self._pickler_class = _Pickler
+
+    def handle(self, value: Any) -> tuple[Handle, bytes]:
+        """A handle of value, and its pickle (``Executor.put``)."""
+        import cloudpickle
+
+        blob = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return Handle(digest_of(blob), len(blob), value), blob
 
     def dumps(self, obj: Any) -> tuple[bytes, dict[str, Any]]:
         """obj pickled, and the large values it holds by digest: each value's pickle (bytes),

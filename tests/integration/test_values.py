@@ -84,3 +84,35 @@ def test_a_consumer_that_loads_data_only_takes_large_bytes(
     with _executor(god, env, monkeypatch) as ex:  # (len travels by name: builtins do)
         assert ex.submit(len, big).result(timeout=60) == 3 * MIB
         assert god_stats(god, env)["values_in_bytes"] >= 3 * MIB
+
+
+def test_a_closure_over_a_large_table_runs_and_the_table_travels_once(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before: "the payload is 40,000,717 bytes, over god's --max-payload of 16,777,216"
+    _consumer(spawn, god, tmp_path, "--processes", "2")
+    table = os.urandom(40_000_000)
+
+    def lookup(i: int) -> int:  # a closure: by value, with the table it holds
+        return table[i]
+
+    with _executor(god, env, monkeypatch) as ex:
+        assert [ex.submit(lookup, i).result(timeout=60) for i in range(3)] == list(table[:3])
+        assert list(ex.map(lookup, range(3, 6))) == list(table[3:6])
+        s = god_stats(god, env)
+        assert 40_000_000 <= s["values_in_bytes"] < 41_000_000 and 40_000_000 <= s["values_out_bytes"] < 41_000_000
+
+
+def test_put_sends_a_value_once_and_its_handle_is_the_value_in_calls(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _consumer(spawn, god, tmp_path, "--processes", "1")
+    small = b"a table of 11"  # (below the threshold: put says it explicitly)
+    with _executor(god, env, monkeypatch) as ex:
+        handle = ex.put(small)
+        assert god_stats(god, env)["values"] == 1
+        assert ex.submit(len, handle).result(timeout=30) == len(small)
+        assert list(ex.map(digest_of, [handle, handle], [1, 2])) == [(hashlib.sha256(small).hexdigest(), i)
+                                                                    for i in (1, 2)]
+        assert ex.submit(sorted, {"a": handle}).result(timeout=30) == ["a"]
+        assert ex._sender.values.bytes_sent < 100  # once
