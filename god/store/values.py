@@ -43,11 +43,12 @@ class ValueStore:
         self.max_value, self.max_values = max_value, max_values
         if fresh and folder.exists():
             shutil.rmtree(folder)
-        (folder / "part").mkdir(parents=True, exist_ok=True)
-        for part in (folder / "part").iterdir():
-            part.unlink()  # (an upload cut by a restart: its program sends it again)
+        if (folder / "part").exists():
+            for part in (folder / "part").iterdir():
+                part.unlink()  # (an upload cut by a restart: its program sends it again)
         self._lock = threading.Lock()
-        self._sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and len(p.name) == 64}
+        self._sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and len(p.name) == 64
+                       } if folder.exists() else {}  # (the folder is made with the first value)
         self._parts: dict[str, tuple[int, int, hashlib._Hash]] = {}  # digest -> (size, received, hash so far)
         self._pins: dict[str, set[Pin]] = {}
         self.held = sum(self._sizes.values())
@@ -78,6 +79,7 @@ class ValueStore:
                                      f"({self.held:,} of {self.max_values:,} bytes held): fewer at once")
                 self.held += size  # (reserved from the first chunk)
                 part = (size, 0, hashlib.sha256())
+                (self.folder / "part").mkdir(parents=True, exist_ok=True)
             psize, received, h = part
             if psize != size or offset != received or received + len(chunk) > size:
                 raise ValueError(f"value {digest[:12]}: a chunk of {len(chunk):,} bytes at {offset:,} does not follow "
