@@ -128,6 +128,13 @@ def _values(journal: Journal | None) -> ValueStore:
     folder of this god's own, emptied at its start and its end."""
     if journal is not None:
         return ValueStore(Path(f"{journal.path}.values"))
+    for left in Path(tempfile.gettempdir()).glob("god-values-*"):  # of gods killed before they could clean up
+        try:
+            os.kill(int(left.name.rpartition("-")[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(left, ignore_errors=True)
+        except (ValueError, OSError):
+            pass
     folder = Path(tempfile.gettempdir()) / f"god-values-{os.getpid()}"
     atexit.register(shutil.rmtree, folder, True)
     return ValueStore(folder, fresh=True)

@@ -123,3 +123,22 @@ def test_a_value_that_cannot_change_is_loaded_once_for_the_calls_that_follow() -
     memo: dict[str, object] = {}
     first, second = loads(blob, True, fetch, memo), loads(blob, True, fetch, memo)
     assert first == second == ((big,), {}) and first[0][0] is second[0][0] and len(fetched) == 1
+
+
+def test_a_god_without_a_journal_clears_the_values_of_gods_killed_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import tempfile
+
+    from god.service import _values
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / f"god-values-{gone.pid}" / "part").mkdir(parents=True)
+    alive = tmp_path / f"god-values-{os.getppid()}"
+    alive.mkdir()
+    store = _values(None)
+    assert not (tmp_path / f"god-values-{gone.pid}").exists() and alive.exists()
+    assert store.folder == tmp_path / f"god-values-{os.getpid()}"
