@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,6 +12,7 @@ from consumer.recycle import Recycle
 from consumer.consumer import Consumer
 from consumer.policy import Policy, parse_allow
 from consumer.tasks import DEFAULT_TASK, resolve_task
+from consumer.values import CACHE_BYTES
 from shared.cli import (
     AddressOption, AuthkeyFileOption, ConnectionOption, GiveUpOption, LogJsonOption, LogLevelOption, PlainOption,
     TlsCaOption, TlsCertOption, TlsKeyOption, VersionOption, new_app, run_role,
@@ -77,6 +79,13 @@ def main(
         "(god task ID --output) and hands it to the program that put the task. --no-capture: it goes to "
         "this consumer's log.",
     )] = True,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Where this host keeps the large values calls name (arguments past 1 MiB), fetched once for all "
+        "its consumers' workers. Default: $XDG_CACHE_HOME/god/values (~/.cache/god/values).",
+    )] = None,
+    cache_size: Annotated[int, typer.Option(
+        min=1, help="MB of values that cache keeps; past it, the values used least recently are deleted.",
+    )] = CACHE_BYTES >> 20,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -110,7 +119,8 @@ def main(
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         if init is not None:
             resolve_task(init)
-        policy = Policy(task, parse_allow(allow), by_value, init, capture)
+        policy = Policy(task, parse_allow(allow), by_value, init, capture,
+                        str(cache_dir) if cache_dir is not None else None, cache_size)
         return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),

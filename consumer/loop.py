@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -23,7 +24,7 @@ from consumer.output import Capture, Key, Streamer, current_call, install
 from consumer.places import Shared
 from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
-from consumer.values import Fetcher, set_fetcher
+from consumer.values import CACHE_BYTES, Fetcher, set_fetcher
 from shared import items
 from shared.client import GodClient
 from shared.config import Settings, hostname
@@ -121,7 +122,10 @@ class Worker:
         self.capture: Capture | None = None  # what tasks write, with --capture (consumer/output.py)
         self.streamer: Streamer | None = None
         self._stream_client: GodClient | None = None
-        self.fetcher = Fetcher(spec.settings, spec.name, self.client.info)  # large values (consumer/values.py)
+        policy = spec.policy  # large values (consumer/values.py), in the host's cache
+        self.fetcher = Fetcher(spec.settings, spec.name, self.client.info,
+                               Path(policy.cache_dir) if policy.cache_dir is not None else None,
+                               policy.cache_mb << 20 if policy.cache_mb is not None else CACHE_BYTES)
         set_fetcher(self.fetcher)
         if spec.policy.capture:
             self.capture = Capture(self._writer_serial if spec.concurrency == 1 else self._writer_concurrent)

@@ -34,6 +34,8 @@ class Policy:
     by_value: bool = True
     init: str | None = None  # consumer --init: run once in each worker before its first task (module:function)
     capture: bool = True  # consumer --capture: a task's output goes home (consumer/output.py)
+    cache_dir: str | None = None  # consumer --cache-dir: the host's cache of large values (None: the default)
+    cache_mb: int | None = None  # consumer --cache-size, in MB (None: the default)
 
     def shown(self) -> str:
         """What it runs besides its task, for its log (nothing when it is the default)."""

@@ -13,6 +13,7 @@ from god.defaults import (
     CAPACITY, DEAD_KEEP, DEDUPE_WINDOW_S, HANDSHAKE_S, IDLE_S, LEASE_S, MAX_ATTEMPTS, MAX_CONNECTIONS, MAX_PAYLOAD,
     RESULTS_PAYLOAD_MAX, WARN_AFTER_S,
 )
+from god.store.values import MAX_VALUE, MAX_VALUES
 from god.operator.commands import app as app  # the one app: serving, and the commands that ask god
 from shared.cli import (
     AuthkeyFileOption, LogJsonOption, LogLevelOption, PlainOption, TlsCaOption, TlsCertOption, TlsKeyOption,
@@ -54,6 +55,13 @@ def main(
     max_payload: Annotated[int, typer.Option(
         min=1, help="Largest task payload producers may put, in bytes (pickled).",
     )] = MAX_PAYLOAD,
+    max_value: Annotated[int, typer.Option(
+        min=1, help="Largest value a program may send on its own (a call's argument past 1 MiB), in bytes.",
+    )] = MAX_VALUE,
+    max_values: Annotated[int, typer.Option(
+        min=1, help="Bytes of such values god holds at once (on disk, beside its journal); past it a program "
+        "is told to send fewer at once.",
+    )] = MAX_VALUES,
     results_payload_max: Annotated[int, typer.Option(
         min=0, help="Characters of a payload's JSON a results line holds; a longer payload is shown as "
         '{"large": KIND, "bytes": SIZE, "sha256": HEX} instead (its value and the producer\'s results are whole).',
@@ -129,7 +137,8 @@ def main(
                                 insecure_plain_tcp=insecure_plain_tcp)
         journal_path = None if no_journal else journal or default_journal_path(settings.address[1])
         options = GodOptions(results_path=results, journal_path=journal_path, capacity=capacity, lease_s=lease_timeout,
-                             max_attempts=max_attempts, max_payload=max_payload, results_payload_max=results_payload_max,
+                             max_attempts=max_attempts, max_payload=max_payload, max_value=max_value, max_values=max_values,
+                             results_payload_max=results_payload_max,
                              dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
                              http=http_address(http) if http is not None else None,

@@ -24,7 +24,7 @@ from god.journal.journal import Journal
 from god.operator.history import History
 from god.operator.monitor import Monitor
 from god.rules.broker import Broker
-from god.store.values import ValueStore
+from god.store.values import MAX_VALUE, MAX_VALUES, ValueStore
 from god.transport.api import Api
 from god.transport.door import Door
 from god.transport.identity import connection_path, write_connection
@@ -58,6 +58,8 @@ class GodOptions:
     lease_s: float = LEASE_S
     max_attempts: int = MAX_ATTEMPTS
     max_payload: int = MAX_PAYLOAD
+    max_value: int = MAX_VALUE  # bytes of one large value (god/store/values.py) ...
+    max_values: int = MAX_VALUES  # ... and of all it holds
     results_payload_max: int = RESULTS_PAYLOAD_MAX
     dedupe_window_s: float = DEDUPE_WINDOW_S
     dead_keep: int = DEAD_KEEP
@@ -123,11 +125,11 @@ def run_god(settings: Settings, options: GodOptions, *, out: TextIO = sys.stdout
         waits.close()
 
 
-def _values(journal: Journal | None) -> ValueStore:
+def _values(journal: Journal | None, max_value: int = MAX_VALUE, max_values: int = MAX_VALUES) -> ValueStore:
     """Where large values are kept: beside the journal (its restart keeps them), else in a
     folder of this god's own, emptied at its start and its end."""
     if journal is not None:
-        return ValueStore(Path(f"{journal.path}.values"))
+        return ValueStore(Path(f"{journal.path}.values"), max_value=max_value, max_values=max_values)
     for left in Path(tempfile.gettempdir()).glob("god-values-*"):  # of gods killed before they could clean up
         try:
             os.kill(int(left.name.rpartition("-")[2]), 0)
@@ -137,7 +139,7 @@ def _values(journal: Journal | None) -> ValueStore:
             pass
     folder = Path(tempfile.gettempdir()) / f"god-values-{os.getpid()}"
     atexit.register(shutil.rmtree, folder, True)
-    return ValueStore(folder, fresh=True)
+    return ValueStore(folder, fresh=True, max_value=max_value, max_values=max_values)
 
 
 def _serve(settings: Settings, options: GodOptions, journal: Journal | None, waits: Waits, out: TextIO,
@@ -149,7 +151,8 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     max_payload=options.max_payload, results_payload_max=options.results_payload_max,
                     journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
-                    warn_after_s=options.warn_after_s, leased_only=table is not None, values=_values(journal))
+                    warn_after_s=options.warn_after_s, leased_only=table is not None,
+                    values=_values(journal, options.max_value, options.max_values))
     recorder = Recorder(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
     history = History()
     monitor = Monitor(broker.figures, out=out, quiet=options.quiet, history=history)

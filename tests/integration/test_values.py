@@ -116,3 +116,20 @@ def test_put_sends_a_value_once_and_its_handle_is_the_value_in_calls(
                                                                     for i in (1, 2)]
         assert ex.submit(sorted, {"a": handle}).result(timeout=30) == ["a"]
         assert ex._sender.values.bytes_sent < 100  # once
+
+
+def test_the_host_cache_keeps_its_size_and_god_refuses_a_value_over_its_limit_in_one_line(
+    start_god: Callable[..., God], spawn: Callable[..., Proc], env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    god = start_god("--max-value", str(5 * MIB))
+    cache = tmp_path / "host-cache"
+    _consumer(spawn, god, tmp_path, "--processes", "1", "--cache-dir", str(cache), "--cache-size", "6")
+    first, second = os.urandom(4 * MIB), os.urandom(4 * MIB)
+    with _executor(god, env, monkeypatch) as ex:
+        assert ex.submit(len, first).result(timeout=60) == 4 * MIB
+        assert ex.submit(len, second).result(timeout=60) == 4 * MIB
+        kept = [p for p in cache.iterdir() if len(p.name) == 64]
+        assert len(kept) == 1 and kept[0].stat().st_size > 4 * MIB  # the second; the first let go for it
+        with pytest.raises(Exception, match=r"a value of 6,291,\d+ bytes is over god's --max-value of 5,242,880"):
+            ex.submit(len, os.urandom(6 * MIB))
