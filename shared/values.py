@@ -41,9 +41,18 @@ def _size(obj: Any) -> int:
     return 0
 
 
+_SMALL = frozenset((int, float, bool, type(None)))
+
+
 def has_large(args: tuple[Any, ...], kwargs: dict[str, Any], large: int = LARGE) -> bool:
     """Whether plain arguments (as they travel without pickling) hold a leaf past large, at the
-    top or in a list, tuple or dict."""
+    top or in a list, tuple or dict. (Asked for every call: numbers alone cost a look each.)"""
+    if not kwargs:
+        for a in args:
+            if type(a) not in _SMALL:
+                break
+        else:
+            return False
     stack: list[Any] = [args, list(kwargs.values())]
     while stack:
         obj = stack.pop()
