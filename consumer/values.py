@@ -91,6 +91,7 @@ class Fetcher:
                 break
             if p.name != keep:
                 p.unlink(missing_ok=True)
+                p.with_name(f"{p.name}.lock").unlink(missing_ok=True)  # (a worker that waits on it fetches again)
                 total -= size
 
     def close(self) -> None:
