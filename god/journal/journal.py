@@ -223,7 +223,8 @@ class Journal:
     def add_dead(self, letters: list[DeadLetter]) -> int:
         """Keep dead letters, their payloads with them."""
         return self._append(sql.DEAD, [(d.id, d.queue, d.task, d.priority, json.dumps(d.retry) if d.retry else None,
-                                     d.shown, d.reason, d.attempts, d.at, d.payload) for d in letters])
+                                     d.shown, d.reason, d.attempts, d.at, d.payload,
+                                     json.dumps(d.values) if d.values else None) for d in letters])
 
     def drop_dead(self, ids: list[str]) -> int:
         """Let dead letters go (served again, purged, or over --dead-keep)."""

@@ -52,8 +52,9 @@ def open_journal(path: Path, sync_full: bool = False) -> sqlite3.Connection:
             for statement in sql.SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if "vals" not in {row[1] for row in db.execute("PRAGMA table_info(batches)")}:  # (before 8)
-                db.execute("ALTER TABLE batches ADD COLUMN vals TEXT")
+            for table in ("batches", "dead"):  # (before 8)
+                if "vals" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN vals TEXT")
             db.execute(f"PRAGMA application_id={sql.APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={sql.SCHEMA_VERSION}")
             db.commit()

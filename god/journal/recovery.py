@@ -120,9 +120,10 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     r.paused = [queue for (queue,) in db.execute("SELECT queue FROM paused ORDER BY queue")]
     r.schedules = [Schedule(*row) for row in db.execute(
         "SELECT name, every, cron, queue, task, payload, next, runs FROM schedules ORDER BY name")]
-    r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at)
-              for tid, queue, task, priority, retry, shown, reason, attempts, at in db.execute(
-                  "SELECT id, queue, task, priority, retry, shown, reason, attempts, at FROM dead ORDER BY at")]
+    r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at,
+                         values=tuple(json.loads(vals)) if vals is not None else None)
+              for tid, queue, task, priority, retry, shown, reason, attempts, at, vals in db.execute(
+                  "SELECT id, queue, task, priority, retry, shown, reason, attempts, at, vals FROM dead ORDER BY at")]
     for (producer, first), (_, put, done) in held.items():
         r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
 

@@ -12,7 +12,7 @@ SCHEMA_VERSION = 8  # 1: a row per task (never released); 2: rows of (id, payloa
 # 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes;
 # 5: no tasks that wait for tasks (batches without after, no outcomes); 6: blobs that god
 # loaded whole (a call's values as shared.calls.Packed, a dead letter's payload on its own);
-# 7: batches without the large values their calls name
+# 7: batches and dead letters without the large values their calls name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT N
     payloads BLOB NOT NULL, origin TEXT, after TEXT, vals TEXT);
 CREATE TABLE IF NOT EXISTS dead (id TEXT PRIMARY KEY, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL,
     retry TEXT, shown TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
-    payload BLOB NOT NULL);
+    payload BLOB NOT NULL, vals TEXT);
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, runs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS done_batch ON done (batch);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, rows BLOB NOT NULL);
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 Op = tuple[str, list[tuple[Any, ...]]]
 PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, "
        "vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-DEAD = "INSERT OR REPLACE INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+DEAD = ("INSERT OR REPLACE INTO dead (id, queue, task, priority, retry, shown, reason, attempts, at, payload, vals) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 UNDEAD = "DELETE FROM dead WHERE id = ?"
 RELEASE = "DELETE FROM batches WHERE seq = ?"
 RELEASE_DONE = "DELETE FROM done WHERE batch = ?"

@@ -31,10 +31,13 @@ class DeadLetterRules:
         error = f"dead letter: {reason}"
         at = time.time()
         letters = []
+        names = st.batch_values.get(b.key)  # (kept with the letters: the batch lets them go as it settles)
         for lo, hi in runs:
             for i in range(lo, hi):
-                letters.append(DeadLetter(task_id(b.producer, b.first + i), b.queue, b.task, b.priority, b.retry,
-                                          shown(b.shown(i)), reason, attempts, at, b.payload(i)))
+                d = DeadLetter(task_id(b.producer, b.first + i), b.queue, b.task, b.priority, b.retry,
+                               shown(b.shown(i)), reason, attempts, at, b.payload(i), names)
+                st.dead.hold_values(d)
+                letters.append(d)
             st.conclude(b, lo, hi, (False, None, error, None), attempts)
             n = hi - lo
             st.counts["dead"] += n
@@ -80,7 +83,9 @@ class DeadLetterRules:
             for (q, task, priority, retry), letters in groups.items():
                 blob = items.dump(items.join(items.load(b) for _, b in letters))
                 origin = [d.id for d, _ in letters]
-                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None, None), False, origin)
+                names = tuple(sorted({v for d, _ in letters for v in d.values or ()})) or None
+                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None, names), False,
+                             origin)
                 out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
                 seq += len(letters)
             st.dead.remove(ids)  # after the batches: a crash between keeps both, never neither

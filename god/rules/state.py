@@ -116,7 +116,7 @@ class State:
         self.scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
         self.order = itertools.count()  # ties in the heap go first in, first out
         self.schedules: dict[str, Schedule] = {}
-        self.dead = DeadLetters(dead_keep, journal)
+        self.dead = DeadLetters(dead_keep, journal, values)
         self.failed: deque[dict[str, Any]] = deque(maxlen=FAILED_KEEP)  # recent failed results, oldest first
         self.counts = dict.fromkeys(("accepted", "done", "failed", "dead", "duplicates", "redelivered",
                                      "handed_out", "retried", "forgotten", "unknown_puts", "cancelled",

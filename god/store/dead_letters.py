@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from god.defaults import DEAD_KEEP
+from god.store.values import ValueStore
 from shared.records import RetryPolicy
 
 SHOWN_CHARS = 80  # characters of a payload a list shows
@@ -34,6 +35,7 @@ class DeadLetter:
     attempts: int
     at: float  # Unix time it was given up
     payload: bytes | None = None  # pickled; None: in the journal
+    values: tuple[str, ...] | None = None  # the large values its call names (god/store/values.py), kept with it
 
     def figures(self) -> dict[str, Any]:
         """What ``god dead`` shows of it."""
@@ -83,9 +85,11 @@ class DeadLetters:
     """The kept dead letters, oldest first; not thread-safe (the state's lock guards it). The
     rules that give tasks up and serve them again are god/rules/dead_letters.py's."""
 
-    def __init__(self, keep: int = DEAD_KEEP, journal: DeadJournal | None = None) -> None:
+    def __init__(self, keep: int = DEAD_KEEP, journal: DeadJournal | None = None,
+                 values: ValueStore | None = None) -> None:
         self.keep = keep
         self.journal = journal
+        self.values = values  # the large values letters name are kept while they are
         self._letters: dict[str, DeadLetter] = {}
         self.dropped = 0  # letters let go to stay within keep
 
@@ -102,6 +106,7 @@ class DeadLetters:
         """Take over the letters a journal held (their payloads stay there)."""
         for d in letters:
             self._letters[d.id] = d
+            self.hold_values(d)
         self._trim()
 
     def add(self, letters: list[DeadLetter]) -> None:
@@ -113,7 +118,14 @@ class DeadLetters:
         for d in letters:
             self._letters.pop(d.id, None)
             self._letters[d.id] = d
+            self.hold_values(d)
         self._trim()
+
+    def hold_values(self, d: DeadLetter) -> None:
+        """Keep the large values a letter names while it is kept (from before its batch lets
+        them go: god/rules/dead_letters.py)."""
+        if d.values and self.values is not None:
+            self.values.pin(("dead", d.id), d.values)
 
     def _trim(self) -> None:
         """Let the oldest letters go beyond ``keep``."""
@@ -156,6 +168,8 @@ class DeadLetters:
 
     def _remove(self, ids: list[str]) -> None:
         for tid in ids:
-            self._letters.pop(tid, None)
+            d = self._letters.pop(tid, None)
+            if d is not None and d.values and self.values is not None:
+                self.values.unpin(("dead", tid), d.values)
         if ids and self.journal is not None:
             self.journal.drop_dead(ids)

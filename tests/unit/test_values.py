@@ -17,7 +17,7 @@ from shared import items
 from shared.config import Settings
 from shared.data import NotData
 from shared.values import Extractor, has_large, loads
-from tests.support.core import Core
+from tests.support.core import Core, kill_three_times
 
 
 def test_large_leaves_are_set_apart_and_loaded_back_as_data_too() -> None:
@@ -142,3 +142,19 @@ def test_a_god_without_a_journal_clears_the_values_of_gods_killed_before(
     store = _values(None)
     assert not (tmp_path / f"god-values-{gone.pid}").exists() and alive.exists()
     assert store.folder == tmp_path / f"god-values-{os.getpid()}"
+
+
+def test_a_dead_letter_keeps_its_values_and_its_requeue_names_them(core: Core) -> None:
+    blob = os.urandom(300)
+    d = hashlib.sha256(blob).hexdigest()
+    core.call("value_put", "p", d, 300, 0, blob).result()
+    core.call("put_many", "p", (1, 1, items.pack([1]), "default", None, 0, None, None, None, (d,))).result()
+    core.call("bye", "p").result()  # the program is gone: only its task keeps the value
+    kill_three_times(core)
+    assert core.broker.figures.stats()["dead_kept"] == 1
+    assert core.call("value_missing", "x", [d]).result() == []  # the dead letter keeps it
+    ((_, again),) = core.call("requeue", None, None).result()
+    assert core.broker.figures.stats()["dead_kept"] == 0
+    assert core.call("value_missing", "x", [d]).result() == []  # its new task does
+    core.ack("c", core.lease("c", 1))
+    assert core.call("value_missing", "x", [d]).result() == [d]  # and lets it go once done
