@@ -26,7 +26,7 @@ from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
 from consumer.values import CACHE_BYTES, Fetcher, set_fetcher
 from shared import items
-from shared.client import GodClient
+from shared.client import GodClient, SideClient
 from shared.config import Settings, hostname
 from shared.log import logger
 from shared.records import (
@@ -121,9 +121,11 @@ class Worker:
         self.calls: Calls | None = None  # with --concurrency over 1: what runs the tasks (consumer/concurrent.py)
         self.capture: Capture | None = None  # what tasks write, with --capture (consumer/output.py)
         self.streamer: Streamer | None = None
-        self._stream_client: GodClient | None = None
+        # Lines of running tasks and large values go on a connection of their own, made at first need
+        self.side = SideClient(spec.settings, name=spec.name, role="consumer", info=self.client.info,
+                               should_stop=lambda: self.gone)
         policy = spec.policy  # large values (consumer/values.py), in the host's cache
-        self.fetcher = Fetcher(spec.settings, spec.name, self.client.info,
+        self.fetcher = Fetcher(self.side.call, spec.name,
                                Path(policy.cache_dir) if policy.cache_dir is not None else None,
                                policy.cache_mb << 20 if policy.cache_mb is not None else CACHE_BYTES)
         set_fetcher(self.fetcher)
@@ -149,11 +151,8 @@ class Worker:
         return started[0][G_PRODUCER], started[1]
 
     def _stream(self, items: list[Any]) -> None:
-        """A running task's lines, sent on their own (the streamer's thread, its own connection)."""
-        if self._stream_client is None:
-            self._stream_client = GodClient(self.spec.settings, name=self.spec.name, role="consumer",
-                                            info=self.client.info, should_stop=lambda: self.gone)
-        self._stream_client.call("output", self.spec.name, items)
+        """A running task's lines, sent on their own (the streamer's thread, the side connection)."""
+        self.side.call("output", self.spec.name, items)
 
     def _send_output(self) -> None:
         """What tasks wrote, ahead of their results, on the worker's connection."""
@@ -174,9 +173,7 @@ class Worker:
         """End the worker's connections."""
         if self.streamer is not None:
             self.streamer.stop()
-        if self._stream_client is not None:
-            self._stream_client.close()
-        self.fetcher.close()
+        self.side.close()
         self.client.close()
 
     def _told(self) -> bool:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared import values
-from shared.client import GodClient
-from shared.config import Settings, cache_dir
+from shared.config import cache_dir
 from shared.values import CHUNK
 
 CACHE_BYTES = 16 << 30  # bytes the host's cache of values keeps at most
@@ -29,13 +28,12 @@ MEMO = 2  # values a worker keeps loaded for its next calls (bytes and str only:
 class Fetcher:
     """A worker's way to the values its calls name: the host's cache, else god (thread-safe)."""
 
-    def __init__(self, settings: Settings, name: str, info: dict[str, Any], folder: Path | None = None,
+    def __init__(self, call: Callable[..., Any], name: str, folder: Path | None = None,
                  keep: int = CACHE_BYTES) -> None:
-        self._settings, self._name, self._info = settings, name, info
+        """``call``: a broker call on a connection threads share (shared.client.SideClient)."""
+        self._call, self._name = call, name
         self.folder = folder if folder is not None else cache_dir() / "values"
         self.keep = keep
-        self._client: GodClient | None = None
-        self._lock = threading.Lock()  # the client, for one call at a time
         self.fetched = 0  # bytes this worker fetched from god
         self.memo: OrderedDict[str, Any] = _Last(MEMO)  # the last values loaded that cannot change (shared/values.py)
 
@@ -63,16 +61,13 @@ class Fetcher:
 
     def _fetch(self, digest: str, size: int) -> bytes:
         chunks, offset, h = [], 0, hashlib.sha256()
-        with self._lock:
-            if self._client is None:
-                self._client = GodClient(self._settings, name=self._name, role="consumer", info=self._info)
-            while offset < size:
-                chunk = self._client.call("value_get", self._name, digest, offset, min(CHUNK, size - offset))
-                if not chunk:
-                    raise ValueError(f"value {digest[:12]} ended at {offset:,} of its {size:,} bytes")
-                chunks.append(chunk)
-                h.update(chunk)
-                offset += len(chunk)
+        while offset < size:  # (a chunk a call: the side connection's other users wait one chunk at most)
+            chunk = self._call("value_get", self._name, digest, offset, min(CHUNK, size - offset))
+            if not chunk:
+                raise ValueError(f"value {digest[:12]} ended at {offset:,} of its {size:,} bytes")
+            chunks.append(chunk)
+            h.update(chunk)
+            offset += len(chunk)
         self.fetched += size
         if h.hexdigest() != digest:
             raise ValueError(f"value {digest[:12]} from god does not hash to its name")
@@ -94,9 +89,6 @@ class Fetcher:
                 p.with_name(f"{p.name}.lock").unlink(missing_ok=True)  # (a worker that waits on it fetches again)
                 total -= size
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
 
 
 def _read(path: Path, size: int) -> bytes | None:

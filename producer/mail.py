@@ -12,7 +12,7 @@ from typing import Any
 
 from shared import items
 from shared.client import GodClient
-from producer.output import Posted
+from shared.output import Posted
 from shared.records import Value, describe, task_id
 
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result

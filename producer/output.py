@@ -18,10 +18,9 @@ from collections.abc import Callable
 from typing import IO, Any, Union
 
 from shared.errors import ConfigError
+from shared.output import Posted
 from shared.records import task_id
 
-#: Lines of a task as god hands them to its program: (seq, consumer, chunks, progress).
-Posted = tuple[int, str, list[tuple[str, str]], "tuple[float, float | None] | None"]
 #: What ``output=`` takes.
 Where = Union[bool, str, IO[str], None]
 

@@ -6,9 +6,12 @@ retried as it retries.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from shared.caller import Caller
+from shared.config import Settings
 from shared.records import Ack, Grant, Put, Run
 from shared.stats import Stats
 
@@ -123,3 +126,29 @@ class GodClient(Caller):
         """God's counts: waiting, running, done, failed, dead, duplicates, consumers, queues, ..."""
         stats: Stats = self.call("stats")
         return stats
+
+
+class SideClient:
+    """A second connection of a client's, made at its first call and shared by threads, one
+    call at a time: a worker's running tasks' lines and the large values its calls fetch go on
+    it, never behind the lease and ack calls of its main connection."""
+
+    def __init__(self, settings: Settings, *, name: str, role: str, info: dict[str, Any],
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self._settings, self._name, self._role, self._info = settings, name, role, info
+        self._should_stop = should_stop
+        self._client: GodClient | None = None
+        self._lock = threading.Lock()
+
+    def call(self, method: str, *args: Any) -> Any:
+        """A broker method's answer (as ``GodClient.call``)."""
+        with self._lock:
+            if self._client is None:
+                self._client = GodClient(self._settings, name=self._name, role=self._role, info=self._info,
+                                         should_stop=self._should_stop)
+            return self._client.call(method, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()

@@ -20,6 +20,8 @@ O_PRODUCER: Final = 0
 O_SEQ: Final = 1
 O_CHUNKS: Final = 2
 O_PROGRESS: Final = 3
+#: A task's lines as god hands them to the program that owns it: (seq, consumer, chunks, progress).
+Posted = tuple[int, str, list[tuple[str, str]], "tuple[float, float | None] | None"]
 STREAMS = ("out", "err", "note")
 #: Characters of one line kept (the rest is cut, and the line says how much).
 LINE_MAX = 4096

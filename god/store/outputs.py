@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from shared.output import Posted
+
 TASK_KEEP = 64 * 1024  # characters of a task's output kept (its last part)
 ALL_KEEP = 64 * 2**20  # characters kept of all tasks' output
 BOX_KEEP = 16 * 2**20  # characters waiting for one program
 TAKE_MAX = 2**20  # characters one fetch takes (about)
-
-#: Lines on their way to a program: (seq, consumer, chunks, progress).
-Posted = tuple[int, str, list[tuple[str, str]], "tuple[float, float | None] | None"]
 
 
 class _Tail:
