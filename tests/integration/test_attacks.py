@@ -62,6 +62,7 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
         # or speaks for honest, or makes a worker of honest's, or does an operator's or producer's work
         for method, args in (("ack_many", ("honest", [ack(g1, line("alice", 1, "honest", "forged"))])),
                              ("output", ("honest", [("alice", 1, [("out", "forged\n")], None)])),
+                             ("value_put", ("mal", "0" * 64, 1, 0, b"x")), ("value_missing", ("mal", [])),
                              ("bye", ("honest",)), ("heartbeat", ("honest",)),
                              ("hello", ("mal/0", "consumer", {"parent": "honest"})),
                              ("results_for", ("alice", hello["run"], 0, 10)),
@@ -78,10 +79,20 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
                              ("cancel", (["alice/1"],)), ("cancel", (None, None, "alice")),
                              ("hello", ("alice", "producer", {})), ("ack_many", ("malp", [ack(g1, "", None)])),
                              ("lease", ("malp", ("q",), 1)), ("pause", ("q",)), ("purge", ("q",)),
-                             ("schedule_add", ("evil", 60.0, None, "q", "os:system", "id")), ("drain", ("honest",))):
+                             ("schedule_add", ("evil", 60.0, None, "q", "os:system", "id")), ("drain", ("honest",)),
+                             ("value_get", ("honest", "0" * 64, 0, 1)), ("value_put", ("alice", "0" * 64, 1, 0, b"x"))):
             kind, reply = call(mp, method, *args)
             assert kind == "#ERROR" and isinstance(reply, PermissionError), (method, reply)
             refused[method + " (producer's key)"] = str(reply)
+        # and a large value: a put may not name one god does not hold, a chunk may not lie about its
+        # value (its bytes must hash to its name), nor a read ask for more than a chunk
+        digest = "ab" * 32
+        kind, reply = call(mp, "put_many", "malp", (1, 1, items.pack([1]), "q", None, 0, None, None, None, (digest,)))
+        assert kind == "#ERROR" and "values god does not hold" in str(reply), reply
+        kind, reply = call(mp, "value_put", "malp", digest, 3, 0, b"abc")
+        assert kind == "#ERROR" and "do not hash to its name" in str(reply), reply
+        kind, reply = call(honest, "value_get", "honest", digest, 0, 1 << 30)
+        assert kind == "#ERROR" and "up to 4,194,304 bytes" in str(reply), reply
         # Then honest's lines and result are the ones alice gets, and god counted what it dropped
         assert call(honest, "output", "honest", [("alice", 1, [("out", "real\n")], None)]) == ("#RETURN", 1)
         assert call(honest, "ack_many", "honest", [ack(g1, line("alice", 1, "honest", 1), 1)]) == ("#RETURN", 1)
