@@ -22,6 +22,7 @@ from shared.calls import is_call
 from shared.records import (
     A_LINES, A_VALUES, F_SEQ, G_ATTEMPT, G_FIRST, G_KEEP, G_PRODUCER, G_QUEUE, G_TASK, MAX_PAYLOAD, V_ERROR, V_OK,
     V_TRACEBACK, Ack, Failed, Grant, Value, failure, grant_origin, json_line, ok_lines, payload_json, task_id,
+    value_names,
 )
 
 FRAME_SLACK = 1 << 20  # characters of lines past which their UTF-8 is measured, not guessed at 4 a character
@@ -131,6 +132,8 @@ class Acks:
         value = v[1]
         if self.caller is not None and g[G_KEEP]:
             v, exc = self.caller.pack(v, exc)
+            if value_names(v):  # (its line names its large values, as god holds them)
+                value = self.caller.shown(v)
         if v[V_OK]:
             self.lines.append(self.ok_line(seq, payload, value, self.stamp))
         else:

@@ -18,12 +18,14 @@ from consumer.calls import is_async
 from consumer.policy import Policy, Unloadable
 from shared.calls import (
     PYTHON_MINOR, Awaited, CallPickler, OtherPython, RemoteError, call_json, function_name, is_plain,
-    load_function, packed, plain, replaced, value_of,
+    load_function, packed, packed_named, plain, replaced, value_of,
 )
 from shared.records import V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Value, describe, failure
 from shared import values
+from shared.log import logger
 from shared.values import names_values
 
+SKIP_APART = 100  # results not looked at for large values after a look that found none, or god refused them
 KEEP_FUNCTIONS = 1024  # functions kept by content; past that the cache starts again (closures of many values)
 
 #: A call ready to start: the function and its arguments.
@@ -49,6 +51,9 @@ class Caller:
         self._json = call_json(task)
         self._last: tuple[Any, tuple[tuple[Any, ...], dict[str, Any]]] | None = None  # pickled arguments, loaded
         self._pickler: CallPickler | None = None
+        self._extractor: values.Extractor | None = None  # (results with large values: shared/values.py)
+        self._skip = 0  # large pickles not looked at for large values (the last one looked at had none)
+        self._unsent = 0  # results whose large values go in their acks (god did not take the last ones)
         #: Runs a coroutine to its end (a worker that runs one task at a time sets it); None:
         #: the caller of ``target`` runs what it gets.
         self.awaits: Callable[[Any], Any] | None = None
@@ -118,10 +123,24 @@ class Caller:
         types, and an exception, packed; a value that cannot be pickled fails the call."""
         if v[V_OK]:
             value = v[V_VALUE]
-            if plain(value):
+            leaf = values.has_large_leaf(value)
+            if plain(value) and not leaf:
                 return v, exc
             try:
-                return packed(True, self._dumps(value)), None
+                if leaf:
+                    apart = self._apart(value)
+                    if apart is not None:
+                        return apart, None
+                blob = self._dumps(value)
+                if len(blob) >= values.LARGE and not leaf:
+                    if self._skip:
+                        self._skip -= 1
+                    else:
+                        apart = self._apart(value)
+                        if apart is not None:
+                            return apart, None
+                        self._skip = SKIP_APART
+                return packed(True, blob), None
             except Exception as e:
                 err = TypeError(f"the call's return value cannot be pickled: {describe(e)}")
                 return failure(err), err
@@ -131,6 +150,35 @@ class Caller:
             return packed(False, self._dumps(exc), v[V_ERROR], v[V_TRACEBACK]), exc
         except Exception:
             return v, exc  # the program gets a RemoteError with the exception's text
+
+    def _apart(self, value: Any) -> Value | None:
+        """The value packed with its large leaves set apart and sent to god (shared/values.py),
+        or None: it has none, or god cannot take them (they go in the ack, as ever; for the next
+        SKIP_APART results too)."""
+        if self._unsent:
+            self._unsent -= 1
+            return None
+        if self._extractor is None:
+            self._extractor = values.Extractor(known=0)  # (a result is not held here after)
+        blob, found = self._extractor.dumps(value)
+        if not found:
+            return None
+        try:
+            values_here.send(found)
+        except Exception as e:
+            self._unsent = SKIP_APART
+            logger.bind(role="consumer").warning("{}: a result's large values go in its ack: {}", self.name,
+                                                describe(e))
+            return None
+        return packed_named(blob, tuple(found))
+
+    def shown(self, v: Value) -> Any:
+        """What a result's line shows of a value packed with its large values apart: each as
+        ``{"value": "sha256:...", "bytes": N}`` (shared/values.py)."""
+        try:
+            return values.loads(v[V_VALUE], self.policy.by_value, None)
+        except Exception as e:
+            return f"<a value naming large values, not shown: {describe(e)}>"
 
     def _dumps(self, obj: Any) -> bytes:
         if self._pickler is None:
@@ -169,8 +217,8 @@ class Caller:
             raise RemoteError(f"the arguments of {self.name} cannot be loaded on consumer {self.consumer}: "
                               f"{describe(e)}") from None
         if len(payload) == 3:
-            try:
-                values = [value_of(v, self.policy.loads) for v in payload[2]]
+            try:  # (with the large values they name: consumer/values.py)
+                values = [value_of(v, self.policy.loads_arguments) for v in payload[2]]
             except Exception as e:
                 raise RemoteError(f"a value {self.name} waited for cannot be loaded on consumer {self.consumer}: "
                                   f"{describe(e)}") from None

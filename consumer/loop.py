@@ -127,7 +127,7 @@ class Worker:
         policy = spec.policy  # large values (consumer/values.py), in the host's cache
         self.fetcher = Fetcher(self.side.call, spec.name,
                                Path(policy.cache_dir) if policy.cache_dir is not None else None,
-                               policy.cache_mb << 20 if policy.cache_mb is not None else CACHE_BYTES)
+                               policy.cache_mb << 20 if policy.cache_mb is not None else CACHE_BYTES, self.side)
         set_fetcher(self.fetcher)
         if spec.policy.capture:
             self.capture = Capture(self._writer_serial if spec.concurrency == 1 else self._writer_concurrent)

@@ -10,16 +10,14 @@ call reads it whole first).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared import values
+from shared.client import SideClient
 from shared.config import cache_dir
-from shared.values import CHUNK
 
 CACHE_BYTES = 16 << 30  # bytes the host's cache of values keeps at most
 MEMO = 2  # values a worker keeps loaded for its next calls (bytes and str only: they cannot change)
@@ -29,13 +27,15 @@ class Fetcher:
     """A worker's way to the values its calls name: the host's cache, else god (thread-safe)."""
 
     def __init__(self, call: Callable[..., Any], name: str, folder: Path | None = None,
-                 keep: int = CACHE_BYTES) -> None:
-        """``call``: a broker call on a connection threads share (shared.client.SideClient)."""
-        self._call, self._name = call, name
+                 keep: int = CACHE_BYTES, side: SideClient | None = None) -> None:
+        """``call``: a broker call on a connection threads share (``side``'s: shared.client.SideClient,
+        which ``send`` needs)."""
+        self._call, self._name, self._side = call, name, side
         self.folder = folder if folder is not None else cache_dir() / "values"
         self.keep = keep
         self.fetched = 0  # bytes this worker fetched from god
-        self.memo: OrderedDict[str, Any] = _Last(MEMO)  # the last values loaded that cannot change (shared/values.py)
+        self.sent = 0  # bytes of its calls' results it sent god apart
+        self.memo = values.Last(MEMO)  # the last values loaded that cannot change (shared/values.py)
 
     def __call__(self, digest: str, size: int) -> bytes:
         """The value's pickle.
@@ -59,19 +59,23 @@ class Fetcher:
                 self._trim(digest)
         return data
 
+    def send(self, found: dict[str, Any]) -> None:
+        """Send god the large values a call's result names (digest: its pickle), those it lacks;
+        god keeps each for this worker until the ack that names it comes (and no longer than
+        this worker lives).
+
+        Raises:
+            GodError, ValueError: god cannot take them (away, or past its --max-values).
+        """
+        if self._side is None:
+            raise ValueError("this worker sends no values")
+        with self._side.session() as client:
+            self.sent += values.upload(client, self._name, found)
+
     def _fetch(self, digest: str, size: int) -> bytes:
-        chunks, offset, h = [], 0, hashlib.sha256()
-        while offset < size:  # (a chunk a call: the side connection's other users wait one chunk at most)
-            chunk = self._call("value_get", self._name, digest, offset, min(CHUNK, size - offset))
-            if not chunk:
-                raise ValueError(f"value {digest[:12]} ended at {offset:,} of its {size:,} bytes")
-            chunks.append(chunk)
-            h.update(chunk)
-            offset += len(chunk)
+        data = values.fetch(self._call, self._name, digest, size)  # (a chunk a call: others on the side wait one at most)
         self.fetched += size
-        if h.hexdigest() != digest:
-            raise ValueError(f"value {digest[:12]} from god does not hash to its name")
-        return b"".join(chunks)
+        return data
 
     def _trim(self, keep: str) -> None:
         """Let go of the values used least recently while the cache holds more than it keeps."""
@@ -103,20 +107,6 @@ def _read(path: Path, size: int) -> bytes | None:
     return data
 
 
-class _Last(OrderedDict[str, Any]):
-    """The last n entries set."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.n:
-            self.popitem(last=False)
-
-
 _fetcher: Fetcher | None = None
 
 
@@ -124,6 +114,13 @@ def set_fetcher(fetcher: Fetcher | None) -> None:
     """Where this worker process fetches values from."""
     global _fetcher
     _fetcher = fetcher
+
+
+def send(found: dict[str, Any]) -> None:
+    """Send god the large values a result names (``Fetcher.send``)."""
+    if _fetcher is None:
+        raise ValueError("this process sends no values (not a consumer's worker)")
+    _fetcher.send(found)
 
 
 def loads(blob: bytes, by_value: bool) -> Any:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared import items
+from shared import items, values
 from shared.client import GodClient
 from shared.output import Posted
-from shared.records import Value, describe, task_id
+from shared.records import V_VALUE, Value, describe, task_id, value_names
+from shared.values import names_values
 
 RESULTS_WAIT_S = 1.0  # seconds one results call may wait at god for the next result
 RESULTS_BATCH = 1000  # runs of results fetched per call
@@ -41,6 +42,8 @@ class Mail:
         self._lines: int | None = 0 if on_output is not None else None  # the last number of lines taken
         self._run = ""  # the god run those numbers belong to
         self.started = False  # a fetch was sent whose answer is not read yet (start)
+        self.fetched = 0  # bytes of large values fetched
+        self._memo = values.Last(2)  # the last large values loaded that cannot change (bytes, str)
 
     def start(self, outstanding: Callable[[], Iterable[int]], wait_s: float | None = None) -> None:
         """Send the next fetch and return at once; ``fetch`` reads its answer. God answers it
@@ -71,8 +74,23 @@ class Mail:
         runs: list[Run] = []
         for number, (lo, _, blob, consumer, attempts) in posted:
             self._confirmed = number
-            runs.append((lo, items.unpack(blob, _unloadable), consumer, attempts))
+            got = items.unpack(blob, _unloadable)
+            if names_values(blob):  # results with large values apart: fetched now, before god may let go
+                got = [self._loaded(v) if value_names(v) else v for v in got]
+            runs.append((lo, got, consumer, attempts))
         return runs, list(gone)
+
+    def _loaded(self, v: Value) -> Value:
+        """A call's value whose large values god holds apart, loaded with them (shared/values.py)."""
+        try:
+            return True, values.loads(v[V_VALUE], True, self._fetch, self._memo), None, None
+        except Exception as e:
+            return _unloadable(e)
+
+    def _fetch(self, digest: str, size: int) -> bytes:
+        data = values.fetch(self.client.call, self.producer, digest, size)
+        self.fetched += size
+        return data
 
     def _ask(self, outstanding: Callable[[], Iterable[int]], wait_s: float) -> tuple[Any, ...]:
         """The arguments of god's results_for, confirming what was taken so far."""

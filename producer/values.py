@@ -10,9 +10,6 @@ from typing import Any
 from shared import values
 from shared.client import GodClient
 from shared.config import Settings
-from shared.values import CHUNK
-
-PIPELINE = 8  # chunks sent before the first answer is read
 
 
 class ValueSender:
@@ -36,21 +33,7 @@ class ValueSender:
         if run != self._run:  # a god that restarted may have let go of what it had
             self._sent.clear()
             self._run = run
-        todo = [d for d in found if d not in self._sent]
-        if todo:
-            sent = 0
-            for digest in client.call("value_missing", self.name, todo):  # (their chunks pipelined, in order)
-                blob = values.blob(found[digest])
-                for offset in range(0, len(blob), CHUNK):
-                    client.send("value_put", self.name, digest, len(blob), offset, blob[offset:offset + CHUNK])
-                    self.bytes_sent += min(CHUNK, len(blob) - offset)
-                    sent += 1
-                    if sent >= PIPELINE:
-                        client.reply()
-                        sent -= 1
-            for _ in range(sent):
-                client.reply()
-            self._sent.update(todo)
+        self.bytes_sent += values.upload(client, self.name, found, self._sent)
         return tuple(found)
 
     def close(self) -> None:

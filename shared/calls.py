@@ -369,6 +369,11 @@ def packed(ok: bool, blob: bytes, error: str | None = None, tb: str | None = Non
     return ok, blob, error, tb, True
 
 
+def packed_named(blob: bytes, names: tuple[str, ...]) -> Value:
+    """What a call gave, its value's pickle naming the large values (by digest) god holds apart."""
+    return True, blob, None, None, True, names
+
+
 def value_of(v: Value, loads: Callable[[bytes], Any] = pickle.loads) -> Any:
     """The value of what a call gave, loaded (with ``loads``) if it is packed.
 

@@ -7,7 +7,8 @@ retried as it retries.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from shared.caller import Caller
@@ -142,11 +143,17 @@ class SideClient:
 
     def call(self, method: str, *args: Any) -> Any:
         """A broker method's answer (as ``GodClient.call``)."""
+        with self.session() as client:
+            return client.call(method, *args)
+
+    @contextmanager
+    def session(self) -> Iterator[GodClient]:
+        """The connection, for calls of one thread's in a row (pipelined, say) with no other between."""
         with self._lock:
             if self._client is None:
                 self._client = GodClient(self._settings, name=self._name, role=self._role, info=self._info,
                                          should_stop=self._should_stop)
-            return self._client.call(method, *args)
+            yield self._client
 
     def close(self) -> None:
         with self._lock:

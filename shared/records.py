@@ -131,20 +131,30 @@ R_FIRST: Final = 1
 R_LO: Final = 2
 R_HI: Final = 3
 
-#: What a task gave: (ok, value, error, traceback[, packed]). ``packed`` (a call's, when
-#: True): the value is the returned object's, or the raised exception's, cloudpickle
+#: What a task gave: (ok, value, error, traceback[, packed[, names]]). ``packed`` (a call's,
+#: when True): the value is the returned object's, or the raised exception's, cloudpickle
 #: (shared/calls.py): bytes to god, loaded only by the program and the calls that use it.
+#: ``names``: the digests of the large values that pickle names (shared/values.py), which
+#: god holds apart and keeps while the result is kept.
 Value = tuple[Any, ...]
 V_OK: Final = 0
 V_VALUE: Final = 1
 V_ERROR: Final = 2
 V_TRACEBACK: Final = 3
 V_PACKED: Final = 4
+V_NAMES: Final = 5
 
 
 def is_packed(v: Value) -> bool:
     """Whether a Value's value is a pickle to load where it is used (a call's)."""
     return len(v) > V_PACKED and bool(v[V_PACKED])
+
+
+def value_names(v: Value) -> tuple[str, ...]:
+    """The digests of the large values a Value's pickle names (none: an empty tuple)."""
+    if len(v) > V_NAMES and type(v[V_NAMES]) is tuple:
+        return v[V_NAMES]
+    return ()
 
 _dumps = json.JSONEncoder(default=repr, ensure_ascii=False).encode
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # C, as json.dumps uses

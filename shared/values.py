@@ -18,7 +18,7 @@ import io
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 LARGE = 1 << 20  # bytes past which a value travels on its own
 TAG = "god-value"
@@ -65,6 +65,19 @@ def has_large(args: tuple[Any, ...], kwargs: dict[str, Any], large: int = LARGE)
     return False
 
 
+def has_large_leaf(value: Any, large: int = LARGE) -> bool:
+    """Whether a value is a leaf past large, or a list, tuple or dict of up to 1,024 items
+    with one (a quick look at what a call returned: deeper ones are found as it is pickled)."""
+    if _size(value) >= large:
+        return True
+    kind = type(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    return len(value) <= 1024 and any(_size(x) >= large for x in value)
+
+
 class Handle:
     """A value sent to god once (``Executor.put``): passed to a call, it is the value there."""
 
@@ -89,11 +102,13 @@ class Extractor:
 
     KNOWN = 4
 
-    def __init__(self, large: int = LARGE) -> None:
+    def __init__(self, large: int = LARGE, known: int = KNOWN) -> None:
+        """``known``: how many values set apart to keep, with their names (0: none held here)."""
         import cloudpickle
 
         self.large = max(large, 65)  # (a persistent id's own strings, 64 characters at most, stay in it)
         self.found: dict[str, Any] = {}
+        self.known = known
         self._known: OrderedDict[int, tuple[Any, Pid]] = OrderedDict()  # id -> (the object, its name)
         outer = self
 
@@ -113,7 +128,7 @@ class Extractor:
                 pid: Pid = (TAG, digest_of(blob), len(blob))
                 outer.found[pid[1]] = blob
                 outer._known[id(obj)] = (obj, pid)
-                while len(outer._known) > outer.KNOWN:
+                while len(outer._known) > outer.known:
                     outer._known.popitem(last=False)
                 return pid
 
@@ -132,7 +147,8 @@ class Extractor:
         self.found = {}
         buf = io.BytesIO()
         self._pickler_class(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-        return buf.getvalue(), self.found
+        found, self.found = self.found, {}
+        return buf.getvalue(), found
 
 
 class Later:
@@ -153,9 +169,81 @@ def blob(found: bytes | Later) -> bytes:
     return cloudpickle.dumps(found.value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[union-attr,no-any-return]
 
 
+PIPELINE = 8  # chunks of a value sent before the first answer is read
+
+
+class Client(Protocol):
+    """What ``upload`` needs of a connection to god (shared.client.GodClient)."""
+
+    def call(self, method: str, *args: Any) -> Any: ...
+
+    def send(self, method: str, *args: Any) -> None: ...
+
+    def reply(self) -> Any: ...
+
+
+def upload(client: Client, name: str, found: dict[str, Any], held: set[str] | None = None) -> int:
+    """Make sure god holds these values (digest: its pickle, or the value: ``blob``), sending
+    those it lacks in chunks, PIPELINE in flight; ``held``: the digests god said it holds
+    before, not asked about again (updated). God keeps each for the sender from here on (its
+    ``value_missing`` and the last chunk of its ``value_put`` pin it: god/transport/api.py).
+    Returns the bytes sent."""
+    todo = [d for d in found if held is None or d not in held]
+    if not todo:
+        return 0
+    sent = in_flight = 0
+    for digest in client.call("value_missing", name, todo):  # (their chunks pipelined, in order)
+        data = blob(found[digest])
+        for offset in range(0, len(data), CHUNK):
+            client.send("value_put", name, digest, len(data), offset, data[offset:offset + CHUNK])
+            sent += min(CHUNK, len(data) - offset)
+            in_flight += 1
+            if in_flight >= PIPELINE:
+                client.reply()
+                in_flight -= 1
+    for _ in range(in_flight):
+        client.reply()
+    if held is not None:
+        held.update(todo)
+    return sent
+
+
+def fetch(call: Callable[..., Any], name: str, digest: str, size: int) -> bytes:
+    """A value's pickle from god, a chunk a call (``call``: a broker call), its hash checked.
+
+    Raises:
+        GodError, ValueError: god does not hold it, or is away, or sent other bytes.
+    """
+    chunks, offset, h = [], 0, hashlib.sha256()
+    while offset < size:
+        chunk = call("value_get", name, digest, offset, min(CHUNK, size - offset))
+        if not chunk:
+            raise ValueError(f"value {digest[:12]} ended at {offset:,} of its {size:,} bytes")
+        chunks.append(chunk)
+        h.update(chunk)
+        offset += len(chunk)
+    if h.hexdigest() != digest:
+        raise ValueError(f"value {digest[:12]} from god does not hash to its name")
+    return b"".join(chunks)
+
+
 def names_values(blob: bytes) -> bool:
     """Whether a pickle may name large values (a cheap look before the slower loader)."""
     return TAG.encode() in blob
+
+
+class Last(OrderedDict[str, Any]):
+    """The last n entries set (a memo of loaded values: ``loads``)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.n:
+            self.popitem(last=False)
 
 
 def loads(blob: bytes, by_value: bool, fetch: Callable[[str, int], bytes] | None,

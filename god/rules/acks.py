@@ -27,6 +27,7 @@ from god.rules.state import State
 from god.store.batches import Batch, runs_of
 from god.store.dead_letters import payload_figures, shown_text
 from god.store.peers import ConsumerState
+from god.store.values import names_in
 from shared import items
 from shared.log import RateLimitedLog
 from shared.records import (
@@ -67,11 +68,39 @@ class Acks:
             c = st.peers.consumer(consumer, st.now())
             if self.leased_only:
                 acks = [self._own_lines(c, a) for a in acks]
+            named: list[str] = []
+            if st.values is not None:
+                acks = [self._named(a, named) for a in acks]
             new = sum(self.ack(c, a) for a in acks)
+            if named:  # kept by the results that name them now (god/store/mailboxes.py, god/rules/graph.py)
+                st.values.unpin(("program", consumer), named)  # type: ignore[union-attr]
         if new:
             st.results_ready.set()
             st.on_change()
         return new
+
+    def _named(self, a: Ack, named: list[str]) -> Ack:
+        """The ack, its results that name a large value god does not hold failed (a value lost
+        before its result came: a god restarted in between); the names of the others added to
+        ``named``."""
+        values = a[A_VALUES]
+        names = names_in(values)
+        if not names:
+            return a
+        store = self.state.values
+        assert store is not None and values is not None
+        if not store.missing(names):
+            named.extend(names)
+            return a
+        loaded = items.load(values)
+        for i, v in enumerate(loaded):
+            lacks = store.missing(names_in([v]))
+            if lacks:
+                loaded[i] = (False, None, f"its value names a large value god does not hold ({lacks[0][:12]}): it "
+                             f"was lost at god before the result came", None)
+            else:
+                named.extend(names_in([v]))
+        return (*a[:A_VALUES], items.dump(loaded), *a[A_VALUES + 1:])  # type: ignore[return-value]
 
     def ack(self, c: ConsumerState, a: Ack) -> int:
         """Record the results of one ack from c (lock held); returns how many were new

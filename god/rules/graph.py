@@ -19,10 +19,11 @@ from typing import Any, Protocol
 
 from god.store.batches import Batch, Queue, Slice
 from god.store.mailboxes import Mailboxes
+from god.store.values import ValueStore, names_in
 from shared import items
 from shared.calls import is_call
 from shared.records import (
-    F_SEQ, V_ERROR, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, failure_fields, is_packed, split_id, task_id,
+    F_SEQ, V_ERROR, V_NAMES, V_OK, V_TRACEBACK, V_VALUE, Failed, Value, failure_fields, is_packed, split_id, task_id,
 )
 
 DEPENDENCY = "dependency "  # how the error of a task failed by what it waited for begins
@@ -98,9 +99,12 @@ def root_error(error: str) -> str:
 class Graph:
     """Batches that wait for other tasks' results (lock held in every method)."""
 
-    def __init__(self, state: GraphState, journal: GraphJournal | None = None) -> None:
+    def __init__(self, state: GraphState, journal: GraphJournal | None = None,
+                 values: ValueStore | None = None) -> None:
+        """``values``: god's large values, kept while an outcome kept here names them."""
         self.state = state
         self.journal = journal
+        self.values = values
         #: Per producer, per seq: the batches blocked until that task has its result.
         self.waiters: dict[str, dict[int, list[Batch]]] = {}
         self.outcomes: dict[Key, Outcome] = {}
@@ -312,6 +316,7 @@ class Graph:
         o = self.outcomes.get(key)
         if o is None:
             o = self.outcomes[key] = Outcome(v)
+            self._pin(key, v)
             if self.journal is not None:
                 self.ticket = self.journal.keep_outcome(task_id(*key), items.dump([v]))  # (a Value: data)
         return o
@@ -321,7 +326,9 @@ class Graph:
     def restore(self, outcomes: dict[str, bytes]) -> None:
         """Outcomes a journal kept (before the batches that use them are linked again)."""
         for tid, blob in outcomes.items():
-            self.outcomes[split_id(tid)] = Outcome(_value(*items.item(items.load(blob), 0)))
+            key = split_id(tid)
+            o = self.outcomes[key] = Outcome(_value(*items.item(items.load(blob), 0)))
+            self._pin(key, o.value)
 
     def forget_unused(self) -> None:
         """Drop the outcomes restored that no batch uses (after linking the batches again)."""
@@ -330,7 +337,13 @@ class Graph:
     def _drop(self, keys: list[Key]) -> None:
         """No batch uses these outcomes any more: here, and in the journal."""
         for key in keys:
-            del self.outcomes[key]
+            self._pin(key, self.outcomes.pop(key).value, False)
         if keys and self.journal is not None:
             self.journal.drop_outcomes([task_id(*key) for key in keys])
 
+    def _pin(self, key: Key, v: Value, keep: bool = True) -> None:
+        """Keep (or let go of) the large values an outcome names (god/store/values.py)."""
+        if self.values is not None and len(v) > V_NAMES:
+            names = names_in([v])
+            if names:
+                (self.values.pin if keep else self.values.unpin)(("outcome", task_id(*key)), names)

@@ -99,6 +99,8 @@ class PeerRules:
             for w in (c, *c.workers.values()) if c is not None else ():
                 for s in list(w.leased):
                     self.redelivery.requeue(s, counted=False, reason="consumer left")
+                if st.values is not None:  # (a result's values it sent, its ack never came)
+                    st.values.unpin_all(("program", w.name))
         st.on_change()
 
     def worker_lost(self, worker: str, running: list[Run], timed_out: str | None = None) -> None:
@@ -110,6 +112,8 @@ class PeerRules:
             c = st.peers.consumers.get(worker)
             if c is None:
                 return
+            if st.values is not None:  # (its acks will not come: the values its results sent go)
+                st.values.unpin_all(("program", worker))
             for r in running:
                 b = st.batches.get((r[R_PRODUCER], r[R_FIRST]))
                 if b is None:
@@ -158,10 +162,12 @@ class PeerRules:
         idle producers no longer shown (their mailboxes closed), and the last seq of producers
         not heard from for the dedupe window (a batch they send after is taken as new)."""
         st = self.state
-        for name in st.peers.forget(now):
+        producers, consumers = st.peers.forget(now)
+        for name in producers:
             st.mailboxes.close(name)
             st.outputs.close(name)
-            if st.values is not None:
+        if st.values is not None:
+            for name in producers + consumers:
                 st.values.unpin_all(("program", name))
         heard, horizon = st.heard, now - self.dedupe_window_s
         while heard:

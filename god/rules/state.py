@@ -100,7 +100,7 @@ class State:
         self.lock = threading.Lock()
         self.results_ready = threading.Event()  # set when results wait for the recorder
         self.peers = Peers()
-        self.mailboxes = Mailboxes(journal)  # results kept for producers that wait for theirs
+        self.mailboxes = Mailboxes(journal, values)  # results kept for producers that wait for theirs
         self.outputs = Outputs()  # what tasks wrote: the last part of each, and what waits for programs
         self.values = values  # large values, kept while batches name them (god/store/values.py)
         self.batch_values: dict[tuple[str, int], tuple[str, ...]] = {}  # the values each batch names
@@ -111,7 +111,7 @@ class State:
         self.finished: list[tuple[str, int]] = []  # batches done since take_results (journal: to release)
         self.waiting = 0  # tasks waiting, all queues
         self.blocked = 0  # tasks waiting for other tasks' results, all queues
-        self.graph = Graph(self, journal)
+        self.graph = Graph(self, journal, values)
         self.outbox: list[Outgoing] = []
         self.scheduled: list[tuple[float, int, Slice]] = []  # a heap: (due on the clock, order, slice)
         self.order = itertools.count()  # ties in the heap go first in, first out

@@ -110,15 +110,17 @@ class DeadLetters:
         self._trim()
 
     def add(self, letters: list[DeadLetter]) -> None:
-        """Keep new dead letters, letting the oldest go beyond ``keep``."""
+        """Keep new dead letters (their values held already: ``hold_values``), letting the
+        oldest go beyond ``keep``."""
         if self.journal is not None:
             self.journal.add_dead(letters)
             for d in letters:
                 d.payload = None
         for d in letters:
-            self._letters.pop(d.id, None)
+            old = self._letters.pop(d.id, None)
+            if old is not None and old.values and self.values is not None:  # (a letter of that id before)
+                self.values.unpin(("dead", d.id), old.values)
             self._letters[d.id] = d
-            self.hold_values(d)
         self._trim()
 
     def hold_values(self, d: DeadLetter) -> None:

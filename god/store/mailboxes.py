@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from typing import Protocol
 
+from god.store.values import ValueStore, names_in
 from shared import items
 from shared.records import Value
 
@@ -40,7 +41,9 @@ class MailJournal(Protocol):
 class Mailboxes:
     """One mailbox per producer that wants its results; thread-safe, and nothing here waits."""
 
-    def __init__(self, journal: MailJournal | None = None) -> None:
+    def __init__(self, journal: MailJournal | None = None, values: ValueStore | None = None) -> None:
+        """``values``: god's large values, kept while a result waiting here names them."""
+        self._values = values
         self._boxes: dict[str, deque[Posted]] = {}
         self._numbers: dict[str, int] = {}
         self._durable: set[str] = set()  # producers whose mailboxes the journal keeps
@@ -72,6 +75,7 @@ class Mailboxes:
             for item in items:
                 self._numbers[producer] = self._numbers.get(producer, 0) + 1
                 box.append((self._numbers[producer], item))
+                self._keep(producer, item)
             self._numbers.setdefault(producer, 0)
 
     def post(self, producer: str, item: Item) -> None:
@@ -82,6 +86,7 @@ class Mailboxes:
                 return
             self._numbers[producer] += 1
             box.append((self._numbers[producer], item))
+            self._keep(producer, item)
             if producer in self._durable and self._journal is not None:
                 self.ticket = self._journal.add_mail(producer, item)
 
@@ -94,7 +99,9 @@ class Mailboxes:
                 return []
             dropped = []
             while box and box[0][0] <= confirmed:
-                dropped.append(box.popleft()[1][0])
+                item = box.popleft()[1]
+                dropped.append(item[0])
+                self._keep(producer, item, False)
             if dropped and producer in self._durable and self._journal is not None:
                 self._journal.drop_mail(producer, dropped)
             return [box[i] for i in range(min(max_n, len(box)))]
@@ -119,9 +126,18 @@ class Mailboxes:
     def close(self, producer: str) -> None:
         """Forget a producer's mailbox (it is gone for good)."""
         with self._lock:
-            self._boxes.pop(producer, None)
+            for _, item in self._boxes.pop(producer, ()):
+                self._keep(producer, item, False)
             self._numbers.pop(producer, None)
             if producer in self._durable:
                 self._durable.discard(producer)
                 if self._journal is not None:
                     self._journal.close_mailbox(producer)
+
+    def _keep(self, producer: str, item: Item, keep: bool = True) -> None:
+        """Keep (or let go of) the large values a run's results name (god/store/values.py)."""
+        if self._values is not None:
+            names = names_in(item[2])
+            if names:
+                pin = ("mail", producer, str(item[0]))
+                (self._values.pin if keep else self._values.unpin)(pin, names)

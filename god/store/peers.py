@@ -114,15 +114,18 @@ class Peers:
             if c.alive and now - seen > lease_s:
                 yield c
 
-    def forget(self, now: float) -> list[str]:
-        """Drop lost consumers and idle producers not heard from for FORGET_S; returns the producers."""
+    def forget(self, now: float) -> tuple[list[str], list[str]]:
+        """Drop lost consumers and idle producers not heard from for FORGET_S; returns the
+        producers and the consumers (and workers)."""
+        lost = []
         for name, c in list(self.consumers.items()):
             if not c.alive and now - c.last_seen > FORGET_S and not c.workers:
                 self.drop(name)
+                lost.append(name)
         gone = [name for name, p in self.producers.items() if now - p.last_seen > FORGET_S]
         for name in gone:
             del self.producers[name]
-        return gone
+        return gone, lost
 
     def alive(self) -> int:
         """How many consumers god hears (a consumer's worker processes are part of it)."""

@@ -1,6 +1,7 @@
 """Large values (shared/values.py) on god's disk: one file per value, named by its digest, kept
-while something pins it: a batch whose calls name it (journaled with the batch, so a restart
-pins it again), or the program that sent it, while it is connected.
+while something pins it (``Pin``): a batch whose calls name it, a result that names it (both
+journaled, so a restart pins them again), or the program or worker that sent it, while it
+is connected.
 
 A value comes in chunks into a part file and becomes a value once whole and its digest is
 right (a value is never read half written); god never loads one: it is bytes to god. The
@@ -17,21 +18,47 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any, TypeGuard
 
+from shared import items
 from shared.log import logger
+from shared.records import value_names
+from shared.values import TAG
 
 MAX_VALUE = 4 << 30  # bytes of one value god takes at most (god --max-value)
 MAX_VALUES = 16 << 30  # bytes of all values god holds at most (god --max-values)
 _HEX = frozenset("0123456789abcdef")
+_TAG = TAG.encode()
 
-#: What pins a value: ("batch", producer, first) or ("program", name).
+#: What pins a value: ("batch", producer, first), ("dead", id), ("mail", producer, lo): a
+#: result waiting in its program's mailbox, ("outcome", id): a result other tasks use, or
+#: ("program", name): a program or worker that sent it or asked for it, while connected (a
+#: worker's pin on a value its result names is let go when the ack naming it comes).
 Pin = tuple[str, ...]
 
 
 def check_digest(digest: object) -> str:
-    if type(digest) is not str or len(digest) != 64 or not set(digest) <= _HEX:
+    if not _is_digest(digest):
         raise ValueError(f"{digest!r} is not a value's digest (64 hexadecimal digits)")
     return digest
+
+
+def names_in(values: bytes | list[Any] | None) -> list[str]:
+    """The digests of the large values a run's results name (shared.records.value_names), from
+    their blob (or the list it loads to: data only); names that are not digests are left out."""
+    if values is None:
+        return []
+    if isinstance(values, bytes):
+        if _TAG not in values:  # (the usual case: no large value, no load)
+            return []
+        values = items.load(values)
+    if type(values) is not list:
+        return []
+    return [d for v in values if type(v) is tuple for d in value_names(v) if _is_digest(d)]
+
+
+def _is_digest(d: object) -> TypeGuard[str]:
+    return type(d) is str and len(d) == 64 and set(d) <= _HEX
 
 
 class ValueStore:
@@ -50,14 +77,21 @@ class ValueStore:
         self._sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and len(p.name) == 64
                        } if folder.exists() else {}  # (the folder is made with the first value)
         self._parts: dict[str, tuple[int, int, hashlib._Hash]] = {}  # digest -> (size, received, hash so far)
-        self._pins: dict[str, set[Pin]] = {}
+        self._pins: dict[str, dict[Pin, int]] = {}  # digest -> what pins it, how many times
         self.held = sum(self._sizes.values())
         self.bytes_in = self.bytes_out = 0  # counted, for status
 
-    def missing(self, digests: list[str]) -> list[str]:
-        """Those of the digests god does not hold whole."""
+    def missing(self, digests: list[str], pin: Pin | None = None) -> list[str]:
+        """Those of the digests god does not hold whole; ``pin``: the others are kept for it
+        from now (as ``pin`` would, in one step: none is let go in between)."""
         with self._lock:
-            return [d for d in digests if d not in self._sizes]
+            lacks = [d for d in digests if d not in self._sizes]
+            if pin is not None:
+                for d in digests:
+                    if d in self._sizes:
+                        pins = self._pins.setdefault(d, {})
+                        pins[pin] = pins.get(pin, 0) + 1
+            return lacks
 
     def put(self, digest: str, size: int, offset: int, chunk: bytes) -> int:
         """A chunk of a value (in order from offset 0); how many bytes of it god has.
@@ -122,26 +156,34 @@ class ValueStore:
             return self._sizes.get(digest)
 
     def pin(self, pin: Pin, digests: tuple[str, ...] | list[str]) -> None:
+        """Keep these values for the pin (counted: as many ``unpin`` let go of them)."""
         with self._lock:
             for d in digests:
-                self._pins.setdefault(d, set()).add(pin)
+                pins = self._pins.setdefault(d, {})
+                pins[pin] = pins.get(pin, 0) + 1
 
     def unpin(self, pin: Pin, digests: tuple[str, ...] | list[str]) -> None:
-        """Let go of the pin's values; a value no pin holds is dropped."""
+        """Let go of the pin's values (once each); a value no pin holds is dropped."""
         with self._lock:
             for d in digests:
                 pins = self._pins.get(d)
-                if pins is not None:
-                    pins.discard(pin)
+                if pins is None or pin not in pins:
+                    continue
+                pins[pin] -= 1
+                if pins[pin] <= 0:
+                    del pins[pin]
                     if not pins:
                         del self._pins[d]
                         self._drop(d)
 
     def unpin_all(self, pin: Pin) -> None:
-        """Let go of every value the pin holds (a program that left)."""
+        """Let go of every value the pin holds, however many times (a program that left)."""
         with self._lock:
-            held = [d for d, pins in self._pins.items() if pin in pins]
-        self.unpin(pin, held)
+            for d in [d for d, pins in self._pins.items() if pin in pins]:
+                del self._pins[d][pin]
+                if not self._pins[d]:
+                    del self._pins[d]
+                    self._drop(d)
 
     def drop_unpinned(self) -> int:
         """Drop the values nothing pins (after a restart's recovery pinned what its batches name)."""

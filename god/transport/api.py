@@ -254,19 +254,21 @@ class Api:
         return _Results(self.broker, producer, run, confirmed, max_n, self._deadline(timeout), output)
 
     def value_missing(self, client: str, digests: list[str]) -> list[str]:
-        """Those of the large values (by digest) god does not hold (shared/values.py)."""
+        """Those of the large values (by digest) god does not hold (shared/values.py); those it
+        holds it keeps for the client from now, as it keeps those the client sends."""
         if type(digests) is not list or len(digests) > MAX_AFTER:
             raise ValueError("digests are a list")
-        return self._values().missing([check_digest(d) for d in digests])
+        return self._values().missing([check_digest(d) for d in digests], ("program", client))
 
     def value_put(self, client: str, digest: str, size: int, offset: int, chunk: bytes) -> int:
         """A chunk of a large value, in order; how many bytes of it god holds. A value sent whole
-        is kept while its program is connected, and while a batch names it."""
+        is kept while the client is connected (a worker's: until the ack that names it), and
+        while a batch or a result names it."""
         if type(offset) is not int or type(chunk) is not bytes:
             raise ValueError("a value's chunk is bytes at an offset")
         values = self._values()
         got = values.put(check_digest(digest), size, offset, chunk)
-        if got == size:
+        if got == size and offset + len(chunk) == size:  # (its last chunk: pinned once)
             values.pin(("program", client), [digest])
         return got
 

@@ -218,9 +218,9 @@ RIGHTS: dict[str, Row] = {
     "heartbeat": _row(CONSUMER, names=_name(0)),
     "worker_lost": _row(CONSUMER, names=_name(0)),
     "output": _row(CONSUMER, names=_name(0)),
-    # large values: programs send them, consumers fetch them (shared/values.py)
-    "value_missing": _row(PRODUCER, names=_name(0)),
-    "value_put": _row(PRODUCER, names=_name(0)),
+    # large values: programs send them, consumers fetch them and send their calls' results apart (shared/values.py)
+    "value_missing": _row(PRODUCER, CONSUMER, names=_name(0)),
+    "value_put": _row(PRODUCER, CONSUMER, names=_name(0)),
     "value_get": _row(CONSUMER, PRODUCER, names=_name(0)),
     # what operators and viewers see
     "stats": _row(*STAFF),

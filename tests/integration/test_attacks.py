@@ -62,7 +62,7 @@ def test_the_attacks_with_a_consumers_and_a_producers_own_keys_are_refused(
         # or speaks for honest, or makes a worker of honest's, or does an operator's or producer's work
         for method, args in (("ack_many", ("honest", [ack(g1, line("alice", 1, "honest", "forged"))])),
                              ("output", ("honest", [("alice", 1, [("out", "forged\n")], None)])),
-                             ("value_put", ("mal", "0" * 64, 1, 0, b"x")), ("value_missing", ("mal", [])),
+                             ("value_put", ("honest", "0" * 64, 1, 0, b"x")), ("value_missing", ("honest", [])),
                              ("bye", ("honest",)), ("heartbeat", ("honest",)),
                              ("hello", ("mal/0", "consumer", {"parent": "honest"})),
                              ("results_for", ("alice", hello["run"], 0, 10)),

@@ -15,7 +15,7 @@ import pytest
 from producer import Executor
 from tests.support.gods import God, addr_env, god_stats
 from tests.support.helpers import Proc, wait_for_results, wait_until
-from tests.support.tasks import digest_of
+from tests.support.tasks import digest_of, noise, noise_in
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -133,3 +133,33 @@ def test_the_host_cache_keeps_its_size_and_god_refuses_a_value_over_its_limit_in
         assert len(kept) == 1 and kept[0].stat().st_size > 4 * MIB  # the second; the first let go for it
         with pytest.raises(Exception, match=r"a value of 6,291,\d+ bytes is over god's --max-value of 5,242,880"):
             ex.submit(len, os.urandom(6 * MIB))
+
+
+def test_a_large_result_comes_back_apart_fetched_once_and_is_let_go(
+    god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _consumer(spawn, god, tmp_path, "--processes", "1")
+    with _executor(god, env, monkeypatch) as ex:
+        assert ex.submit(noise, 3 * MIB, 1).result(timeout=60) == noise(3 * MIB, 1)
+        assert ex.submit(noise_in, 2 * MIB, 2).result(timeout=60) == noise_in(2 * MIB, 2)  # inside a dict
+        # A large result as another call's argument: from god to the consumer, not through the program
+        made = ex.submit(noise, 2 * MIB, 3)
+        assert ex.submit(digest_of, made, 9).result(timeout=60) == (hashlib.sha256(noise(2 * MIB, 3)).hexdigest(), 9)
+        assert made.result(timeout=60) == noise(2 * MIB, 3)
+        s = god_stats(god, env)
+        assert 7 * MIB <= s["values_in_bytes"] < 7 * MIB + 4096  # each once, from the consumer: not in its acks
+        # Each once to the program, and the third once more to the consumer's host (its cache)
+        assert 9 * MIB <= s["values_out_bytes"] < 9 * MIB + 4096
+        lines = {r["id"].rsplit("/", 1)[1]: r for r in wait_for_results(god.results, 4, 30)}
+        assert lines["1"]["value"] == {"value": "sha256:" + hashlib.sha256(_pickled(noise(3 * MIB, 1))).hexdigest(),
+                                       "bytes": len(_pickled(noise(3 * MIB, 1)))}  # named, not 15 MB of repr
+        assert lines["2"]["value"]["size"] == 2 * MIB and set(lines["2"]["value"]["data"]) == {"value", "bytes"}
+    wait_until(lambda: god_stats(god, env)["values"] == 0, 30, "the results' values let go once taken")
+
+
+def _pickled(value: object) -> bytes:
+    import pickle
+
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

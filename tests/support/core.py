@@ -19,6 +19,7 @@ from god.journal.results_file import ResultsFile
 from god.journal.journal import Journal
 from god.rules.broker import Broker
 from god.rules.state import JournalLike
+from god.store.values import ValueStore
 from god.transport.api import Api
 from god.transport.waits import Wait, Waits
 from shared import items
@@ -171,17 +172,20 @@ def lines(core: Core) -> list[dict[str, object]]:
     return [json.loads(line) for text, _ in out for line in text.splitlines()]
 
 
-def opened(path: Path, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
-    """Open a journal the way god starts on it: recover, a new core that takes it over, start."""
+def opened(path: Path, results: ResultsFile | None = None, values: Path | None = None
+           ) -> tuple[Journal, Recovered, Core]:
+    """Open a journal the way god starts on it: recover, a new core that takes it over, start
+    (``values``: the folder of its large values)."""
     j = Journal(path)
     r = j.recover(results)
-    core = Core(journal=j)
+    core = Core(journal=j, values=ValueStore(values) if values is not None else None)
     core.broker.restore(r.batches, r.upto, r.dead, r.schedules, r.mailboxes, r.outcomes)
     j.start()
     return j, r, core
 
 
-def restarted(j: Journal, results: ResultsFile | None = None) -> tuple[Journal, Recovered, Core]:
+def restarted(j: Journal, results: ResultsFile | None = None, values: Path | None = None
+              ) -> tuple[Journal, Recovered, Core]:
     """Close a journal and open it again, the way a restarted god does: a new core on it."""
     j.close()
-    return opened(j.path, results)
+    return opened(j.path, results, values)

@@ -282,3 +282,15 @@ def digest_of(data: bytes, i: int) -> tuple[str, int]:
     import hashlib
 
     return hashlib.sha256(data).hexdigest(), i
+
+
+def noise(size: int, seed: int) -> bytes:
+    """A large result: size bytes of seed's noise (``random.Random(seed).randbytes``)."""
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def noise_in(size: int, seed: int) -> dict[str, Any]:
+    """A large value inside a result of the program's own shape: a dict with noise and its size."""
+    return {"size": size, "data": noise(size, seed), "seed": seed}

@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from consumer.acks import Acks
+from consumer.functions import Functions
+from consumer.policy import Policy
+from consumer.tasks import DEFAULT_TASK
 from consumer.values import Fetcher
+from god.journal.recorder import Recorder
 from god.store.values import ValueStore
 from shared import items
+from shared.calls import Awaited
 from shared.data import NotData
+from shared.records import G_LO, V_ERROR, V_OK, Grant, value_names
 from shared.values import Extractor, has_large, loads
-from tests.support.core import Core, kill_three_times
+from tests.support.core import Core, kill_three_times, opened, payloads_of, restarted
 
 
 def test_large_leaves_are_set_apart_and_loaded_back_as_data_too() -> None:
@@ -85,6 +94,12 @@ def core(tmp_path: Path) -> Iterator[Core]:
     c.close()
 
 
+def _holds(core: Core, digest: str) -> bool:
+    """Whether god holds the value (asked without pinning it, as value_missing would)."""
+    assert core.broker.state.values is not None
+    return core.broker.state.values.size(digest) is not None
+
+
 def test_a_put_naming_values_pins_them_until_its_tasks_are_done(core: Core) -> None:
     blob = os.urandom(300)
     d = hashlib.sha256(blob).hexdigest()
@@ -151,9 +166,102 @@ def test_a_dead_letter_keeps_its_values_and_its_requeue_names_them(core: Core) -
     core.call("bye", "p").result()  # the program is gone: only its task keeps the value
     kill_three_times(core)
     assert core.broker.figures.stats()["dead_kept"] == 1
-    assert core.call("value_missing", "x", [d]).result() == []  # the dead letter keeps it
+    assert _holds(core, d)  # the dead letter keeps it
     ((_, again),) = core.call("requeue", None, None).result()
     assert core.broker.figures.stats()["dead_kept"] == 0
-    assert core.call("value_missing", "x", [d]).result() == []  # its new task does
+    assert _holds(core, d)  # its new task does
     core.ack("c", core.lease("c", 1))
-    assert core.call("value_missing", "x", [d]).result() == [d]  # and lets it go once done
+    assert not _holds(core, d)  # and lets it go once done
+
+
+# -- a call's large results: sent apart by the worker, kept until the program has them ---------
+
+
+def _sent(core: Core, worker: str) -> tuple[bytes, str]:
+    """A value a worker sent god for a result (whole: pinned for the worker)."""
+    blob = os.urandom(300)
+    d = hashlib.sha256(blob).hexdigest()
+    assert core.call("value_put", worker, d, 300, 0, blob).result() == 300
+    return blob, d
+
+
+def _ack_named(core: Core, worker: str, g: Grant, *digests: str) -> int:
+    """A worker's ack of g's first task, its value's pickle naming these values."""
+    acks = Acks(worker, Functions(Policy(DEFAULT_TASK), worker))
+    acks.add(g, g[G_LO], payloads_of(g)[0], (True, b"a pickle naming them (god-value ...)", None, None, True, digests))
+    return int(core.call("ack_many", worker, acks.take()[0]).result())
+
+
+def _taken(core: Core, producer: str, confirmed: int = 0) -> list[Any]:
+    """The values of the results god hands the producer (confirming those before ``confirmed``)."""
+    posted = core.broker.intake.results_for(producer, core.broker.state.run, confirmed, 100)[0]
+    return [v for _, item in posted for v in items.load(item[2])]
+
+
+def test_a_result_s_values_are_kept_from_its_worker_to_its_program_and_no_longer(core: Core) -> None:
+    core.call("hello", "p", "producer", {"host": "h", "results": True}).result()
+    core.put("p", [1, 2]).result()
+    g = core.lease("w", 1)[0]
+    _, d = _sent(core, "w")
+    assert _ack_named(core, "w", g, d) == 1
+    core.call("bye", "w").result()  # (the worker's own hold is let go with the ack: this changes nothing)
+    (v,) = _taken(core, "p")
+    assert value_names(v) == (d,) and _holds(core, d)
+    assert _taken(core, "p", confirmed=1) == [] and not _holds(core, d)  # the program has it: let go
+    # A result no one keeps (a duplicate): let go with the ack that names it
+    _, d2 = _sent(core, "w2")
+    assert _ack_named(core, "w2", g, d2) == 0 and not _holds(core, d2)
+
+
+def test_a_result_naming_a_value_god_lacks_fails_saying_so(core: Core) -> None:
+    core.call("hello", "p", "producer", {"host": "h", "results": True}).result()
+    core.put("p", [1]).result()
+    _ack_named(core, "w", core.lease("w", 1)[0], "ab" * 32)
+    (v,) = _taken(core, "p")
+    assert not v[V_OK] and "names a large value god does not hold (abababababab)" in v[V_ERROR]
+
+
+def test_a_worker_that_died_or_left_lets_go_of_the_values_its_acks_never_named(core: Core) -> None:
+    core.hello("c")
+    core.hello("c/1", parent="c")
+    _, died = _sent(core, "c/1")
+    core.lost("c/1", None)
+    assert not _holds(core, died)
+    _, left = _sent(core, "c")
+    core.call("bye", "c").result()
+    assert not _holds(core, left)
+
+
+def test_a_result_other_calls_wait_for_keeps_its_values_until_they_ran(core: Core) -> None:
+    call = "tests.support.tasks:add()"
+    core.call("hello", "p", "producer", {"host": "h", "results": True}).result()
+    core.put("p", [("tests.support.tasks:add", pickle.dumps(((1,), {})))], task=call)
+    core.put("p", [("tests.support.tasks:add", pickle.dumps(((Awaited(0),), {})))], task=call, after=("p/1",))
+    _, d = _sent(core, "w")
+    _ack_named(core, "w", core.lease("w", 1)[0], d)
+    _taken(core, "p")
+    _taken(core, "p", confirmed=1)  # the program has it; the call that waits for it has not run
+    (g,) = core.lease("w", 1)
+    assert value_names(payloads_of(g)[0][2][0]) == (d,) and _holds(core, d)
+    core.ack("w", [g], value=5)
+    assert not _holds(core, d)
+
+
+def test_a_result_s_values_waiting_for_its_program_outlive_a_restart(tmp_path: Path) -> None:
+    j, _, core = opened(tmp_path / "j.sqlite3", values=tmp_path / "v")
+    core.call("hello", "p", "producer", {"host": "h", "results": True}).result()
+    core.settle(core.put("p", [1]))
+    _, d = _sent(core, "w")
+    _ack_named(core, "w", core.lease("w", 1)[0], d)
+    Recorder(core.broker, results_path=None, journal=j).take()  # (journals p/1 as done)
+    core.close()
+    j, _, again = restarted(j, values=tmp_path / "v")
+    try:
+        assert _holds(again, d)  # the mailbox's result pins it again (nothing else does)
+        (v,) = _taken(again, "p")
+        assert value_names(v) == (d,)
+        _taken(again, "p", confirmed=1)
+        assert not _holds(again, d)
+    finally:
+        again.close()
+        j.close()
