@@ -20,6 +20,7 @@ from enum import Enum, auto
 from types import FrameType
 
 from consumer.policy import Policy
+from consumer.values import values_cache
 from consumer.pool import Lost, WorkerPool
 from consumer.recycle import NO_RECYCLE, Recycle
 from shared import exitcodes
@@ -87,7 +88,7 @@ class Consumer:
         self._log = logger.bind(role="consumer")
         self.concurrency = concurrency
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "concurrency": concurrency,
-                "queues": queues}
+                "queues": queues, "cache": values_cache(policy.cache_dir)}
         self._drain_started: float | None = None
         self._bye_until = math.inf  # when saying goodbye gives up
         self._asked_to_drain = False  # an operator asked god to drain us (python -m god drain)

@@ -13,7 +13,6 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -24,7 +23,7 @@ from consumer.output import Capture, Key, Streamer, current_call, install
 from consumer.places import Shared
 from consumer.policy import Policy, unloadable
 from consumer.recycle import Recycle
-from consumer.values import CACHE_BYTES, Fetcher, set_fetcher
+from consumer.values import CACHE_BYTES, Fetcher, folder_of, set_fetcher
 from shared import items
 from shared.client import GodClient, SideClient
 from shared.config import Settings, hostname
@@ -125,8 +124,7 @@ class Worker:
         self.side = SideClient(spec.settings, name=spec.name, role="consumer", info=self.client.info,
                                should_stop=lambda: self.gone)
         policy = spec.policy  # large values (consumer/values.py), in the host's cache
-        self.fetcher = Fetcher(self.side.call, spec.name,
-                               Path(policy.cache_dir) if policy.cache_dir is not None else None,
+        self.fetcher = Fetcher(self.side.call, spec.name, folder_of(policy.cache_dir),
                                policy.cache_mb << 20 if policy.cache_mb is not None else CACHE_BYTES, self.side)
         set_fetcher(self.fetcher)
         if spec.policy.capture:

@@ -17,10 +17,20 @@ from typing import Any
 
 from shared import values
 from shared.client import SideClient
-from shared.config import cache_dir
+from shared.config import cache_dir, hostname
 
 CACHE_BYTES = 16 << 30  # bytes the host's cache of values keeps at most
 MEMO = 2  # values a worker keeps loaded for its next calls (bytes and str only: they cannot change)
+
+
+def folder_of(folder: str | None) -> Path:
+    """The folder of the host's cache of values a consumer uses (consumer --cache-dir, or None)."""
+    return Path(folder) if folder is not None else cache_dir() / "values"
+
+
+def values_cache(folder: str | None) -> str:
+    """The cache of values a consumer uses, as god knows it (which calls it prefers: ``host:folder``)."""
+    return f"{hostname()}:{folder_of(folder).resolve()}"
 
 
 class Fetcher:
@@ -31,7 +41,7 @@ class Fetcher:
         """``call``: a broker call on a connection threads share (``side``'s: shared.client.SideClient,
         which ``send`` needs)."""
         self._call, self._name, self._side = call, name, side
-        self.folder = folder if folder is not None else cache_dir() / "values"
+        self.folder = folder if folder is not None else cache_dir() / "values"  # (folder_of)
         self.keep = keep
         self.fetched = 0  # bytes this worker fetched from god
         self.sent = 0  # bytes of its calls' results it sent god apart

@@ -25,6 +25,7 @@ class ConsumerFigures(TypedDict):
     oldest_held_s: float  # how long it has held its oldest task not done (running, or next in a worker)
     last_seen_s: float
     queues: list[str]  # the queues it serves, in its order
+    cache: str  # its host's cache of large values ("host:folder"): calls that name what it fetched go there first
 
 
 class ProducerFigures(TypedDict):

@@ -50,7 +50,7 @@ class Figures:
                  "running": (running := c.running()), "in_flight": running, "done": c.done, "failed": c.failed, "lost": c.lost,
                  "oldest_held_s": max((now - s.since for w in (c, *c.workers.values()) for s in w.leased
                                        if s.since), default=0.0),
-                 "last_seen_s": now - c.last_seen, "queues": list(c.queues)}
+                 "last_seen_s": now - c.last_seen, "queues": list(c.queues), "cache": c.cache}
                 for c in st.peers.consumers.values() if c.parent is None
             ]
             producers: list[ProducerFigures] = [

@@ -53,12 +53,13 @@ class Leases:
             c.queues = queues
             if seq is not None and seq == c.lease_seq:
                 return [g for s, g in c.last_grants if s in c.leased]
+            c.asking = True  # (until it is given something)
             if not any(q.waiting > 0 and not q.paused for q in map(st.queues.get, queues) if q is not None):
                 return None
             leased = self.lease_now(c, queues, max_n)
             if not leased:
-                return None  # what waits is for other consumers (it killed this one's workers)
-            c.lease_seq, c.last_grants = seq, leased
+                return None  # what waits is for other consumers (it killed this one's workers, say)
+            c.lease_seq, c.last_grants, c.asking = seq, leased, False
         st.on_change()  # room for puts
         return [g for _, g in leased]
 
@@ -78,6 +79,8 @@ class Leases:
         out: list[tuple[Slice, Grant]] = []
         want = max_n
         mixed = len(st.peers.pythons) > 1  # consumers of several Pythons: calls by value are routed
+        near = bool(st.batch_values)  # calls that name large values: those a free consumer's cache holds go there
+        elsewhere: dict[tuple[str, int], bool] = {}
         for name in queues:
             q = st.queues.get(name)
             if q is None or q.waiting <= 0 or q.paused:
@@ -113,6 +116,12 @@ class Leases:
                         if len(able) > 1 and (need := b.python()) is not None and need != mine and need in able:
                             i += 1
                             continue
+                    if near and b.key in st.batch_values:
+                        if b.key not in elsewhere:
+                            elsewhere[b.key] = self._held_elsewhere(c, name, st.batch_values[b.key])
+                        if elsewhere[b.key]:
+                            i += 1
+                            continue
                     if s.hi - s.lo > room:  # lease the front of it; the rest waits on
                         lo, hi = s.lo, s.lo + room
                         s.lo = hi
@@ -135,6 +144,19 @@ class Leases:
                 if want <= 0:
                     return out
         return out
+
+    def _held_elsewhere(self, c: ConsumerState, queue: str, names: tuple[str, ...]) -> bool:
+        """Whether another consumer's cache holds these values (and c's does not), and a worker
+        of it that serves the queue is free now: it takes the call (when it asks again, in this
+        round of parked leases or the next), and no value crosses the network for it."""
+        st = self.state
+        if st.peers.consumers.get(c.name) is not c:  # (a stand-in: the tutorial's hand-out)
+            return False
+        caches = st.values.caches(names) if st.values is not None else set()
+        if not caches or c.top.cache in caches:
+            return False
+        return any(o.asking and o is not c and o.top.alive and o.top.cache in caches and queue in o.queues
+                   for o in st.peers.consumers.values())
 
     def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, w: Slice) -> tuple[Slice, Grant]:
         """Lease [lo, hi) of b, out of the waiting slice w, to c."""

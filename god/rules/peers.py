@@ -40,7 +40,7 @@ class PeerRules:
     # -- coming and beating ---------------------------------------------------------------
 
     def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
-                       parent: str | None = None, concurrency: int = 1, python: str = "") -> None:
+                       parent: str | None = None, concurrency: int = 1, python: str = "", cache: str = "") -> None:
         """A consumer says who it is (on which Python); or a worker process of consumer ``parent`` does."""
         st = self.state
         with st.lock:
@@ -48,7 +48,7 @@ class PeerRules:
                 st.peers.worker(name, parent, st.now())
                 return
             c = st.peers.consumer(name, st.now())
-            c.host, c.processes, c.concurrency, c.python = host, processes, concurrency, python
+            c.host, c.processes, c.concurrency, c.python, c.cache = host, processes, concurrency, python, cache
             st.peers.pythons.add(minor(python))
             if queues is not None:
                 c.queues = queues
@@ -81,6 +81,11 @@ class PeerRules:
             if c.stop:  # told for a while (a lost reply is no matter), then forgotten
                 c.stop = {key: until for key, until in c.stop.items() if until > now}
             return was_alive, {"drain": c.drain, "stop": list(c.stop)}
+
+    def cache_of(self, name: str) -> str:
+        """The cache of large values of a consumer or its worker ("": none known)."""
+        c = self.state.peers.consumers.get(name)
+        return c.top.cache if c is not None else ""
 
     # -- leaving and lost -----------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class ConsumerState:
     workers: dict[str, ConsumerState] = field(default_factory=dict)  # a consumer: its worker processes
     drain: bool = False  # an operator asked it to drain (python -m god drain): its heartbeats say so
     stop: dict[tuple[str, int], float] = field(default_factory=dict)  # cancelled tasks it runs: until when to say so
+    cache: str = ""  # its host's cache of large values ("host:folder"; a consumer's, not its workers')
+    asking: bool = False  # its last lease found nothing, and it has been given nothing since: free
 
     @property
     def top(self) -> ConsumerState:

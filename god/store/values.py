@@ -78,6 +78,7 @@ class ValueStore:
                        } if folder.exists() else {}  # (the folder is made with the first value)
         self._parts: dict[str, tuple[int, int, hashlib._Hash]] = {}  # digest -> (size, received, hash so far)
         self._pins: dict[str, dict[Pin, int]] = {}  # digest -> what pins it, how many times
+        self._caches: dict[str, set[str]] = {}  # digest -> the consumers' caches that fetched it
         self.held = sum(self._sizes.values())
         self.bytes_in = self.bytes_out = 0  # counted, for status
 
@@ -151,6 +152,21 @@ class ValueStore:
             self.bytes_out += len(data)
         return data
 
+    def fetched(self, digest: str, cache: str) -> None:
+        """A consumer's cache (``host:folder``) fetched the value: calls that name it go there first."""
+        if cache:
+            with self._lock:
+                if digest in self._sizes:
+                    self._caches.setdefault(digest, set()).add(cache)
+
+    def caches(self, digests: tuple[str, ...]) -> set[str]:
+        """The caches that fetched all of these values (each may have let go of it since)."""
+        with self._lock:
+            held = [self._caches.get(d) for d in digests]
+        if not held or any(not h for h in held):
+            return set()
+        return set.intersection(*held)  # type: ignore[arg-type]
+
     def size(self, digest: str) -> int | None:
         with self._lock:
             return self._sizes.get(digest)
@@ -197,6 +213,7 @@ class ValueStore:
 
     def _drop(self, digest: str) -> None:
         size = self._sizes.pop(digest, None)
+        self._caches.pop(digest, None)
         if size is None:
             return
         self.held -= size

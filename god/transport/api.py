@@ -174,7 +174,8 @@ class Api:
             queues, parent = info.get("queues"), info.get("parent")
             b.peers.hello_consumer(name, host, int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
-                             str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python)
+                             str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python,
+                             str(info.get("cache", "")))
         elif role == "producer":
             b.peers.hello_producer(name, host, bool(info.get("results")), python, output=bool(info.get("output")))
         note = other_version(f"{role} {name} on {host}", info.get("version"))
@@ -276,7 +277,11 @@ class Api:
         """Up to n bytes (at most a chunk) of a large value from offset."""
         if type(offset) is not int or type(n) is not int or offset < 0 or not 0 < n <= CHUNK:
             raise ValueError(f"a value's chunk is up to {CHUNK:,} bytes from an offset")
-        return self._values().read(check_digest(digest), offset, n)
+        values = self._values()
+        data = values.read(check_digest(digest), offset, n)
+        if offset + len(data) == values.size(digest):  # read to its end: its cache holds it now
+            values.fetched(digest, self.broker.peers.cache_of(client))
+        return data
 
     def _values(self) -> ValueStore:
         values = self.broker.state.values

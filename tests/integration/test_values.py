@@ -47,6 +47,8 @@ def test_a_value_many_calls_share_goes_to_god_once_and_to_each_host_once(
         assert 8 * MIB <= s["values_in_bytes"] < 9 * MIB  # one copy from the programs, not 31
         assert 8 * MIB <= s["values_out_bytes"] < 9 * MIB  # one to this host, whose two workers share it
         assert s["values"] == 1
+        (c,) = s["consumers"]  # its cache, which god sends the calls that name what it fetched first
+        assert c["cache"].endswith(":" + str((tmp_path / "cache" / "god" / "values").resolve())), c["cache"]
     # Once its tasks are done and its programs gone, god lets it go
     wait_until(lambda: god_stats(god, env)["values"] == 0, 30, "the value let go")
 
@@ -163,3 +165,4 @@ def _pickled(value: object) -> bytes:
     import cloudpickle
 
     return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+

@@ -265,3 +265,30 @@ def test_a_result_s_values_waiting_for_its_program_outlive_a_restart(tmp_path: P
     finally:
         again.close()
         j.close()
+
+
+def test_a_call_goes_to_a_free_consumer_whose_cache_fetched_its_values(core: Core) -> None:
+    for name, cache in (("near", "h1:/cache"), ("far", "h2:/cache")):
+        core.call("hello", name, "consumer", {"host": name, "queues": ["default"], "cache": cache}).result()
+    blob = os.urandom(300)
+    d = hashlib.sha256(blob).hexdigest()
+    core.call("value_put", "p", d, 300, 0, blob).result()
+    core.call("value_get", "near", d, 0, 300).result()  # read to its end: near's cache holds it
+
+    def put(*names: str) -> None:
+        seq = core.next_seq["p"]
+        core.next_seq["p"] += 1
+        core.call("put_many", "p", (seq, 1, items.pack([seq]), "default", None, 0, None, None, None,
+                                    names or None)).result()
+
+    assert core.lease("near", 1) == [] and core.lease("far", 1) == []  # both free
+    put(d)
+    put()
+    (g,) = core.lease("far", 1)  # far asks first, and takes the call that names nothing
+    assert payloads_of(g) == [2]
+    (g,) = core.lease("near", 1)  # the call near's cache holds the values of waited for near
+    assert payloads_of(g) == [1]
+    # near busy: far takes such a call (a preference, not a wait)
+    put(d)
+    (g,) = core.lease("far", 1)
+    assert payloads_of(g) == [3]
