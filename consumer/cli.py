@@ -21,6 +21,7 @@ from shared.config import GIVE_UP_AFTER_S, client_settings
 from shared.errors import ConfigError
 from shared.log import setup_logging
 from shared.records import DEFAULT_QUEUE, check_queue
+from shared.resources import parse as parse_resources
 
 PREFETCH = 1000  # most tasks queued at one worker; fewer when tasks are slow (TARGET_QUEUED_S)
 
@@ -86,6 +87,11 @@ def main(
     cache_size: Annotated[int, typer.Option(
         min=1, help="MB of values that cache keeps; past it, the values used least recently are deleted.",
     )] = CACHE_BYTES >> 20,
+    resources: Annotated[Optional[str], typer.Option(
+        help="What this consumer has for tasks that say what they need, e.g. gpu=2,mem=64G,licence=1: god "
+        "gives it a task only while that is free, counted across its workers. Default: the GPUs found "
+        "(CUDA_VISIBLE_DEVICES, else nvidia-smi) and the host's memory; a worker sees only its task's GPUs.",
+    )] = None,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
@@ -119,8 +125,12 @@ def main(
         resolve_task(task)  # fail here, before connecting or forking, if it does not import
         if init is not None:
             resolve_task(init)
+        try:
+            have = parse_resources(resources) if resources is not None else {}
+        except ValueError as e:
+            raise ConfigError(f"--resources: {e}") from None
         policy = Policy(task, parse_allow(allow), by_value, init, capture,
-                        str(cache_dir) if cache_dir is not None else None, cache_size)
+                        str(cache_dir) if cache_dir is not None else None, cache_size, tuple(have.items()))
         return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
                         prefetch=prefetch, concurrency=concurrency, burst=burst,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),

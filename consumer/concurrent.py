@@ -16,7 +16,8 @@ from consumer.calls import Calls, is_async
 from consumer.loop import FLUSH_S, Worker
 from consumer.places import KILL_GRACE_S
 from shared.calls import RemoteError, is_call
-from shared.records import G_ALONE, G_FIRST, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure
+from shared.records import G_ALONE, G_FIRST, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure, grant_gpus
+from shared.resources import see_gpus
 
 GRACE_S = 1.0  # seconds past --task-timeout before a coroutine that was not cancelled is given up
 
@@ -62,6 +63,7 @@ def run_concurrently(w: Worker) -> None:
             place.grace = KILL_GRACE_S  # the worker gives up what runs over its time itself
             token += 1
             w.busy[i] = (g, seq, payload, now, token, is_async(call[0]))
+            see_gpus(grant_gpus(g))  # (one environment for the worker's tasks side by side: the last one's)
             calls.submit((i, token), *call, timeout)
         # Wait for a task to end; for god's reply, a look now and then (often while it is due).
         # (a lease waiting at god for a free place: its reply wakes us; no poll every millisecond)

@@ -21,6 +21,7 @@ from types import FrameType
 
 from consumer.policy import Policy
 from consumer.values import values_cache
+from shared.resources import of_host, shown
 from consumer.pool import Lost, WorkerPool
 from consumer.recycle import NO_RECYCLE, Recycle
 from shared import exitcodes
@@ -87,8 +88,10 @@ class Consumer:
         self._wakeup: Wakeup | None = None
         self._log = logger.bind(role="consumer")
         self.concurrency = concurrency
+        self.resources, self.gpus = of_host(dict(policy.resources))
         info = {"host": hostname(), "pid": os.getpid(), "processes": processes, "concurrency": concurrency,
-                "queues": queues, "cache": values_cache(policy.cache_dir)}
+                "queues": queues, "cache": values_cache(policy.cache_dir), "resources": self.resources,
+                "gpus": self.gpus}
         self._drain_started: float | None = None
         self._bye_until = math.inf  # when saying goodbye gives up
         self._asked_to_drain = False  # an operator asked god to drain us (python -m god drain)
@@ -129,10 +132,11 @@ class Consumer:
             self._beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
             self._beater.start()
             self.state = State.RUNNING
-            self._log.info("consumer {} running {}{} in {}{} on queues {}, god at {}", self.name,
+            self._log.info("consumer {} running {}{} in {}{} on queues {}, with {}{}, god at {}", self.name,
                            self.policy.task, self.policy.shown(), count(self.processes, "process", "processes"),
                            f" of {self.concurrency} tasks at once" if self.concurrency > 1 else "",
-                           ",".join(self.queues), format_address(self.settings.address))
+                           ",".join(self.queues), shown(self.resources),
+                           f" (GPUs {','.join(self.gpus)})" if self.gpus else "", format_address(self.settings.address))
             while self.state is not State.STOPPED:
                 self.step()
             self._say_bye()

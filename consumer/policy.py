@@ -36,6 +36,7 @@ class Policy:
     capture: bool = True  # consumer --capture: a task's output goes home (consumer/output.py)
     cache_dir: str | None = None  # consumer --cache-dir: the host's cache of large values (None: the default)
     cache_mb: int | None = None  # consumer --cache-size, in MB (None: the default)
+    resources: tuple[tuple[str, float], ...] = ()  # consumer --resources, as given (shared/resources.py)
 
     def shown(self) -> str:
         """What it runs besides its task, for its log (nothing when it is the default)."""

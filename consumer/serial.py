@@ -16,7 +16,8 @@ from consumer.calls import is_async, run_coroutine
 from consumer.loop import FLUSH_S, Worker
 from consumer.places import KILL_GRACE_S
 from consumer.tasks import TaskFunction
-from shared.records import G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure
+from shared.records import G_FIRST, G_HI, G_KEEP, G_LO, G_PAYLOADS, G_PRODUCER, G_TASK, Value, failure, grant_gpus
+from shared.resources import see_gpus
 
 if TYPE_CHECKING:
     import asyncio
@@ -84,6 +85,7 @@ def run_one_at_a_time(w: Worker) -> None:
         acks.stamp = stamp = repr(time.time())  # a time per round of tasks: at most FLUSH_S off
         add, lines, ok_line, fast, check = acks.add, acks.lines, acks.ok_line, not g[G_KEEP], acks.check
         place.producer, place.first = g[G_PRODUCER].encode(), g[G_FIRST]
+        see_gpus(grant_gpus(g))
         shared.tasks += stop - seq
         last_send = w.last_send
         t0 = begin = monotonic()

@@ -112,6 +112,10 @@ def main(
         help="Task ids, comma-separated (as god task and put print them): god serves these tasks once each of "
         "those has a result, and fails them if one failed. Their payloads are as put.",
     )] = None,
+    resources: Annotated[Optional[str], typer.Option(
+        help="What each task needs of a consumer, e.g. gpu=1,mem=30G (consumer --resources says what it has): "
+        "god gives it only to a consumer with that free.",
+    )] = None,
     wait: Annotated[bool, typer.Option(
         help="Then wait for the results of these tasks and print them; exit 1 if any failed.",
     )] = False,
@@ -149,7 +153,7 @@ def main(
                                 priority=priority, retries=retries, retry_backoff=retry_backoff,
                                 retry_max_backoff=retry_max_backoff,
                                 retry_on=tuple(n.strip() for n in retry_on.split(",")) if retry_on is not None else None,
-                                delay=delay, after=_ids(after))
+                                delay=delay, after=_ids(after), resources=resources)
             producer.connect()
             for tid in producer.options.after or ():  # one that god never had is named now, not in a result
                 try:

@@ -26,14 +26,14 @@ from typing import Any
 
 from producer.mail import Mail, Run
 from producer.output import Show, Where, check_where, wants_output
-from shared import items
+from shared import items, resources
 from shared.calls import CALL
 from shared.client import GodClient
 from shared.config import GIVE_UP_AFTER_S, Settings, client_settings, hostname
 from shared.errors import ConfigError, GodError, Interrupted
 from shared.log import count, logger
 from shared.records import (
-    DEFAULT_QUEUE, MAX_BACKOFF_S, MAX_PAYLOAD, PUT_N, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
+    DEFAULT_QUEUE, MAX_BACKOFF_S, MAX_PAYLOAD, PUT_N, PUT_RESOURCES, Put, Result, RetryPolicy, TaskIds, check_after, check_priority, check_queue, check_retry,
     describe, task_id,
 )
 
@@ -208,7 +208,9 @@ class Producer:
             self.send(payloads[:half], o, where, wait=wait, values=values)
             self.send(payloads[half:], o, lambda i: where(i + half), wait=wait, values=values)
             return TaskIds(self.name, first, n)
-        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after, values)
+        put: Put = (first, n, blob, o.queue, o.task, o.priority, o.policy(), o.due(), o.after, values, o.resources)
+        if o.resources is None:
+            put = put[:PUT_RESOURCES]  # type: ignore[assignment]  # (a god before 0.5 takes 10 fields)
         kept = [(first + i, (p, o.queue, o.task)) for i, p in enumerate(payloads)] if self._tracks else []
         # A put that waits, of a producer that reads its results: the fetch for them goes
         # right behind it, in the same write, so that it waits at god when the result comes
@@ -369,6 +371,9 @@ class PutOptions:
     delay: float | None = None  # seconds from the put before the tasks are served
     at: float | None = None  # or the Unix time from which they are served
     after: tuple[str, ...] | None = None  # ids of tasks whose results they wait for (god serves them after)
+    #: What each task needs of a consumer ({"gpu": 1, "mem": 30 << 30}; shared/resources.py):
+    #: god gives it only to one with that free, and counts it used while the task runs.
+    resources: Any = None
 
     def given(self, options: dict[str, Any]) -> PutOptions:
         """These options, with those given (None: not given) instead, checked.
@@ -389,6 +394,10 @@ class PutOptions:
         elif o.retry_on is not None and not isinstance(o.retry_on, tuple):
             o = replace(o, retry_on=tuple(o.retry_on))
         try:
+            if isinstance(o.resources, str):
+                o = replace(o, resources=resources.parse(o.resources))
+            if o.resources is not None:
+                o = replace(o, resources=resources.check(o.resources) or None)
             check_queue(o.queue)
             check_priority(o.priority)
             check_retry(o.policy())

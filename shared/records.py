@@ -46,9 +46,10 @@ MAX_BACKOFF_S = 300.0  # the default longest wait before a retry
 #: A producer's batch as it puts it: (first seq, count, pickled list of payloads, queue,
 #: task function or None for the consumer's own, priority, retry policy or None, the Unix
 #: time before which it is not served or None, the ids of the tasks whose results its tasks
-#: wait for (god/rules/graph.py) or None, the digests of the large values its calls name or None).
+#: wait for (god/rules/graph.py) or None, the digests of the large values its calls name or None,
+#: what each of its tasks needs of a consumer (shared/resources.py) or None).
 Put = tuple[int, int, bytes, str, "str | None", int, "RetryPolicy | None", "float | None", "tuple[str, ...] | None",
-            "tuple[str, ...] | None"]
+            "tuple[str, ...] | None", "tuple[tuple[str, float], ...] | None"]
 PUT_FIRST: Final = 0
 PUT_N: Final = 1
 PUT_PAYLOADS: Final = 2
@@ -61,6 +62,9 @@ PUT_AFTER: Final = 8
 #: A put's 10th field (a god before 0.4 took 9): the digests of the large values its calls
 #: name (shared/values.py), or None; god keeps them while the batch has tasks.
 PUT_VALUES: Final = 9
+#: A put's 11th field (a god before 0.5 took 10): what each task needs of a consumer's
+#: resources, as (name, amount) pairs (shared/resources.py), or None.
+PUT_RESOURCES: Final = 10
 MAX_AFTER = 100_000  # task ids one put may wait for
 
 #: A run of a batch leased to a consumer: (producer, batch's first seq, lo, hi, attempt,
@@ -70,7 +74,8 @@ MAX_AFTER = 100_000  # task ids one put may wait for
 #: died; each is to run with no other beside it, so that a second death names its cause.
 #: ``origin``: when the tasks are dead letters served again, the ids they had, one per task
 #: (their results lines say ``requeued_from``), else None; a god before 0.2 sent no origin.
-Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool, bool, "list[str] | None"]
+Grant = tuple[str, int, int, int, int, "bytes | list[Any]", "str | None", str, bool, bool, "list[str] | None",
+              "tuple[str, ...] | None"]
 G_PRODUCER: Final = 0
 G_FIRST: Final = 1
 G_LO: Final = 2
@@ -82,6 +87,10 @@ G_QUEUE: Final = 7
 G_KEEP: Final = 8
 G_ALONE: Final = 9
 G_ORIGIN: Final = 10
+#: A grant's 12th field (a god before 0.5 sent 11): on a consumer that has GPUs, the GPU ids
+#: its one task may use (shared/resources.py; () for none), which its worker makes the only
+#: ones the task sees; None on a consumer without GPUs.
+G_GPUS: Final = 11
 
 #: A task that failed, in an ack, as data: (seq, the exception's class name, seconds after
 #: which it asked to be tried again (it raised consumer.Retry) or None, the error and the
@@ -107,6 +116,11 @@ A_HI: Final = 3
 A_LINES: Final = 4
 A_FAILED: Final = 5
 A_VALUES: Final = 6
+
+def grant_gpus(g: Grant) -> tuple[str, ...] | None:
+    """The GPU ids a grant's task may use (``G_GPUS``)."""
+    return g[G_GPUS] if len(g) > G_GPUS else None
+
 
 def grant_origin(g: Grant) -> Callable[[int], str | None] | None:
     """The ids a grant's tasks had as dead letters, by seq, when they are ones served again."""

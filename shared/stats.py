@@ -55,6 +55,8 @@ class QueueFigures(TypedDict):
     consumers: int  # alive consumers that serve it
     pending: int  # old name of waiting, for one release
     in_flight: int  # old name of running, for one release
+    unfit: int  # waiting tasks that need more resources than any consumer serving it has
+    unfit_why: str | None  # what one of those needs, and what the largest has ("fits nowhere: ...")
 
 
 class Stats(TypedDict):

@@ -45,7 +45,7 @@ from god.store.schedules import Schedule
 from shared.config import hostname
 from shared.errors import ConfigError
 from shared.records import (
-    PUT_AFTER, PUT_VALUES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
+    PUT_AFTER, PUT_RESOURCES, PUT_VALUES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, R_FIRST, R_HI,
     R_PRODUCER, Put, Run,
 )
 
@@ -134,11 +134,13 @@ class Journal:
             retry = put[PUT_RETRY]
             after = put[PUT_AFTER]
             values = put[PUT_VALUES] if len(put) > PUT_VALUES else None
+            res = put[PUT_RESOURCES] if len(put) > PUT_RESOURCES else None
             return self._append(sql.PUT, [(seq, producer, first, n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                                         json.dumps(retry) if retry is not None else None, put[PUT_DUE],
                                         put[PUT_PAYLOADS], json.dumps(origin) if origin is not None else None,
                                         json.dumps(after) if after is not None else None,
-                                        json.dumps(values) if values else None)])
+                                        json.dumps(values) if values else None,
+                                        json.dumps(res) if res else None)])
 
     def add_done(self, runs: list[Run]) -> int:
         """Runs done with no result line (handed out at most once, to tutorial clients)."""
@@ -224,7 +226,8 @@ class Journal:
         """Keep dead letters, their payloads with them."""
         return self._append(sql.DEAD, [(d.id, d.queue, d.task, d.priority, json.dumps(d.retry) if d.retry else None,
                                      d.shown, d.reason, d.attempts, d.at, d.payload,
-                                     json.dumps(d.values) if d.values else None) for d in letters])
+                                     json.dumps(d.values) if d.values else None,
+                                     json.dumps(d.resources) if d.resources else None) for d in letters])
 
     def drop_dead(self, ids: list[str]) -> int:
         """Let dead letters go (served again, purged, or over --dead-keep)."""

@@ -52,9 +52,9 @@ def open_journal(path: Path, sync_full: bool = False) -> sqlite3.Connection:
             for statement in sql.SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            for table in ("batches", "dead"):  # (before 8)
-                if "vals" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN vals TEXT")
+            for table, column in (("batches", "vals"), ("dead", "vals"), ("batches", "res"), ("dead", "res")):  # (before 8, 9)
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             db.execute(f"PRAGMA application_id={sql.APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={sql.SCHEMA_VERSION}")
             db.commit()
@@ -118,7 +118,7 @@ def _migrate_2(db: sqlite3.Connection) -> None:
         if statement.strip():
             db.execute(statement)
     db.executemany(sql.PUT, [(i, producer, first, len(payloads), DEFAULT_QUEUE, None, 0, None, None, sql.dumps(payloads), None,
-                              None, None)
+                              None, None, None)
                           for i, (producer, first, payloads) in enumerate(batches, 1)])  # (data: checked)
     db.executemany(sql.UPTO, [(name, seq, time.time()) for name, seq in upto.items()])
     if tries:  # the batch each row belongs to: where its producer and first are

@@ -25,6 +25,7 @@ from shared import items
 from shared.data import load_data
 from shared.log import logger
 from shared.records import PUT_FIRST, PUT_N, R_FIRST, R_HI, R_LO, R_PRODUCER, Put, RetryPolicy, Run, split_id
+from shared.resources import Res
 
 #: A batch as recovered: (producer, put, done byte per task, tries of runs as offsets, the
 #: ids of the dead letters its tasks were or None).
@@ -62,11 +63,11 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     kept: Kept = {}
     meta = dict(db.execute("SELECT key, value FROM meta"))
     rows = db.execute("SELECT seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, "
-                      "vals FROM batches ORDER BY seq")
+                      "vals, res FROM batches ORDER BY seq")
     held: dict[tuple[str, int], tuple[int, Put, bytearray]] = {}
     origins: dict[tuple[str, int], list[str]] = {}
     firsts: dict[str, list[int]] = defaultdict(list)
-    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, vals in rows:
+    for seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, vals, res in rows:
         try:
             items.check(payloads, n, "its payloads")
         except ValueError as e:  # (not a blob this god wrote: nothing of it is loaded, or kept)
@@ -75,7 +76,8 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
             continue
         put: Put = (first, n, payloads, queue, task, priority, _policy(retry), due,
                     tuple(json.loads(after)) if after is not None else None,
-                    tuple(json.loads(vals)) if vals is not None else None)
+                    tuple(json.loads(vals)) if vals is not None else None,
+                    _resources(res))
         held[producer, first] = (seq, put, bytearray(n))
         if origin is not None:
             origins[producer, first] = json.loads(origin)
@@ -121,9 +123,10 @@ def read_back(db: sqlite3.Connection, results: ResultsFile | None = None, *,
     r.schedules = [Schedule(*row) for row in db.execute(
         "SELECT name, every, cron, queue, task, payload, next, runs FROM schedules ORDER BY name")]
     r.dead = [DeadLetter(tid, queue, task, priority, _policy(retry), shown, reason, attempts, at,
-                         values=tuple(json.loads(vals)) if vals is not None else None)
-              for tid, queue, task, priority, retry, shown, reason, attempts, at, vals in db.execute(
-                  "SELECT id, queue, task, priority, retry, shown, reason, attempts, at, vals FROM dead ORDER BY at")]
+                         values=tuple(json.loads(vals)) if vals is not None else None, resources=_resources(res))
+              for tid, queue, task, priority, retry, shown, reason, attempts, at, vals, res in db.execute(
+                  "SELECT id, queue, task, priority, retry, shown, reason, attempts, at, vals, res FROM dead "
+                  "ORDER BY at")]
     for (producer, first), (_, put, done) in held.items():
         r.upto[producer] = max(r.upto.get(producer, 0), first + put[PUT_N] - 1)
 
@@ -194,3 +197,8 @@ def _policy(text: str | None) -> RetryPolicy | None:
         return None
     retries, backoff, longest, on = json.loads(text)
     return retries, backoff, longest, tuple(on) if on is not None else None
+
+
+def _resources(res: str | None) -> Res | None:
+    """What a batch's tasks need, as the journal keeps it (JSON pairs)."""
+    return tuple((str(k), float(v)) for k, v in json.loads(res)) if res is not None else None

@@ -8,19 +8,20 @@ import pickle
 from typing import Any
 
 APPLICATION_ID = 0x476F6421  # "God!": marks a SQLite file as a god journal
-SCHEMA_VERSION = 8  # 1: a row per task (never released); 2: rows of (id, payload) lists;
+SCHEMA_VERSION = 9  # 1: a row per task (never released); 2: rows of (id, payload) lists;
 # 3: rows of done runs and attempts not tied to a batch (kept until a restart); 4: no mailboxes;
 # 5: no tasks that wait for tasks (batches without after, no outcomes); 6: blobs that god
 # loaded whole (a call's values as shared.calls.Packed, a dead letter's payload on its own);
-# 7: batches and dead letters without the large values their calls name
+# 7: batches and dead letters without the large values their calls name; 8: batches without
+# the resources their tasks need, and dead letters without theirs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, producer TEXT NOT NULL, first INTEGER NOT NULL,
     n INTEGER NOT NULL, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL, retry TEXT, due REAL,
-    payloads BLOB NOT NULL, origin TEXT, after TEXT, vals TEXT);
+    payloads BLOB NOT NULL, origin TEXT, after TEXT, vals TEXT, res TEXT);
 CREATE TABLE IF NOT EXISTS dead (id TEXT PRIMARY KEY, queue TEXT NOT NULL, task TEXT, priority INTEGER NOT NULL,
     retry TEXT, shown TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
-    payload BLOB NOT NULL, vals TEXT);
+    payload BLOB NOT NULL, vals TEXT, res TEXT);
 CREATE TABLE IF NOT EXISTS done (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, runs BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS done_batch ON done (batch);
 CREATE TABLE IF NOT EXISTS attempts (seq INTEGER PRIMARY KEY, batch INTEGER NOT NULL, rows BLOB NOT NULL);
@@ -40,9 +41,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 #: What the writer thread applies, in order: a statement and its rows.
 Op = tuple[str, list[tuple[Any, ...]]]
 PUT = ("INSERT INTO batches (seq, producer, first, n, queue, task, priority, retry, due, payloads, origin, after, "
-       "vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-DEAD = ("INSERT OR REPLACE INTO dead (id, queue, task, priority, retry, shown, reason, attempts, at, payload, vals) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+       "vals, res) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+DEAD = ("INSERT OR REPLACE INTO dead (id, queue, task, priority, retry, shown, reason, attempts, at, payload, vals, "
+        "res) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 UNDEAD = "DELETE FROM dead WHERE id = ?"
 RELEASE = "DELETE FROM batches WHERE seq = ?"
 RELEASE_DONE = "DELETE FROM done WHERE batch = ?"

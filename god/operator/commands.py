@@ -294,6 +294,7 @@ def task(
     extra = f"; {t['reason']}" if t.get("reason") else ""
     extra += f"; due in {t['due_in_s']:.1f}s" if t.get("due_in_s") is not None else ""
     extra += f"; waits for {', '.join(t['on'])}" if t.get("on") else ""
+    extra += f"; {t['fits']}" if t.get("fits") else ""
     kept = t.get("output")
     if kept and kept.get("progress"):
         done, total = kept["progress"]

@@ -32,7 +32,8 @@ def status_text(where: str, stats: Stats) -> str:
                      f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
                      f"consumers {q['consumers']}"
                      + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else "")
-                     + (", paused" if q["paused"] else ""))
+                     + (", paused" if q["paused"] else "")
+                     + (f"; {q['unfit']} {q['unfit_why']}" if q.get("unfit") else ""))
     for c in stats["consumers"]:
         lines.append(f"  consumer {c['name']} on {c['host']}{_python(c)}: {count(c['processes'], 'process', 'processes')}, "
                      f"{'alive' if c['alive'] else 'lost'}, done {c['done']}, failed {c['failed']}, "

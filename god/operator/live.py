@@ -42,7 +42,10 @@ def render(stats: Stats, rate: float, where: str = "") -> RenderableType:
         queues.add_column(name, justify=justify)  # type: ignore[arg-type]
     for qname, q in sorted(stats["queues"].items()):
         limit = q["rate_limit"]
-        queues.add_row(Text(f"{qname} (paused)", style="yellow") if q["paused"] else qname, f"{q['waiting']:,}", f"{q['running']:,}", f"{q['scheduled']:,}",
+        name_cell = Text(f"{qname} (paused)", style="yellow") if q["paused"] else Text(qname)
+        if q.get("unfit"):
+            name_cell.append(f" ({q['unfit']:,} {q['unfit_why']})", style="red")
+        queues.add_row(name_cell, f"{q['waiting']:,}", f"{q['running']:,}", f"{q['scheduled']:,}",
                        f"{q['blocked']:,}", f"{q['done']:,}",
                        f"{q['failed']:,}", f"{q['dead']:,}", _age(q["oldest_waiting_s"]), str(q["consumers"]),
                        f"{limit:g}/s" if limit is not None else "")

@@ -45,7 +45,9 @@ from god.store.mailboxes import Item
 from god.store.outbox import Outgoing
 from god.store.schedules import Schedule
 from god.store.values import ValueStore
-from shared.records import PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Put
+from shared.records import (
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RESOURCES, PUT_RETRY, PUT_TASK, Put,
+)
 
 
 class Broker:
@@ -176,7 +178,7 @@ class Broker:
             for producer, put, done, tries, origin in batches:
                 b = Batch(producer, put[PUT_FIRST], put[PUT_N], put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY],
                           put[PUT_PAYLOADS], producer in st.mailboxes, now, put[PUT_RETRY], origin=origin,
-                          after=put[PUT_AFTER], due=put[PUT_DUE])
+                          after=put[PUT_AFTER], due=put[PUT_DUE], resources=put[PUT_RESOURCES])
                 b.done[:] = done
                 b.left = done.count(0)
                 if not b.left:

@@ -35,7 +35,7 @@ class DeadLetterRules:
         for lo, hi in runs:
             for i in range(lo, hi):
                 d = DeadLetter(task_id(b.producer, b.first + i), b.queue, b.task, b.priority, b.retry,
-                               shown(b.shown(i)), reason, attempts, at, b.payload(i), names)
+                               shown(b.shown(i)), reason, attempts, at, b.payload(i), names, b.resources)
                 st.dead.hold_values(d)
                 letters.append(d)
             st.conclude(b, lo, hi, (False, None, error, None), attempts)
@@ -76,16 +76,16 @@ class DeadLetterRules:
             if st.waiting + st.blocked + len(ids) > st.capacity:
                 raise ValueError(f"no room for {count(len(ids), 'task')}: {st.waiting + st.blocked} wait of --capacity "
                                  f"{st.capacity}; try again when fewer wait")
-            groups: dict[tuple[str, str | None, int, Any], list[tuple[DeadLetter, bytes]]] = {}
+            groups: dict[tuple[str, str | None, int, Any, Any], list[tuple[DeadLetter, bytes]]] = {}
             for d, blob in st.dead.payloads(ids):
-                groups.setdefault((d.queue, d.task, d.priority, d.retry), []).append((d, blob))
+                groups.setdefault((d.queue, d.task, d.priority, d.retry, d.resources), []).append((d, blob))
             producer, seq, out = f"requeue-{secrets.token_hex(4)}", 1, []
-            for (q, task, priority, retry), letters in groups.items():
+            for (q, task, priority, retry, res), letters in groups.items():
                 blob = items.dump(items.join(items.load(b) for _, b in letters))
                 origin = [d.id for d, _ in letters]
                 names = tuple(sorted({v for d, _ in letters for v in d.values or ()})) or None
-                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None, names), False,
-                             origin)
+                st.add_batch(producer, (seq, len(letters), blob, q, task, priority, retry, None, None, names, res),
+                             False, origin)
                 out += [(tid, task_id(producer, seq + i)) for i, tid in enumerate(origin)]
                 seq += len(letters)
             st.dead.remove(ids)  # after the batches: a crash between keeps both, never neither

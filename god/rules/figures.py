@@ -7,7 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from god.rules.state import State
+from god.store.batches import Queue
+from god.store.peers import ConsumerState
+from shared import resources
 from shared.records import split_id
+from shared.resources import Res
 from shared.states import TaskState
 from shared.stats import ConsumerFigures, ProducerFigures, QueueFigures, Stats
 
@@ -27,6 +31,24 @@ class Figures:
         self.state = state
         self.more = more
 
+    def _unfit(self, name: str, q: Queue) -> tuple[int, str | None]:
+        """A queue's waiting tasks that fit no consumer serving it (lock held): how many, and why
+        (the first such batch's)."""
+        serving: list[ConsumerState] | None = None
+        n, why = 0, None
+        for level in q.levels:
+            for s in level:
+                need = s.batch.resources
+                if need is None:
+                    continue
+                if serving is None:
+                    serving = list(self.state.peers.serving(name))
+                said = fits_nowhere(need, serving)
+                if said is not None:
+                    n += s.hi - s.lo
+                    why = why or said
+        return n, why
+
     def stats(self) -> Stats:
         """A snapshot of every count."""
         st = self.state
@@ -40,8 +62,9 @@ class Figures:
                     "dead": q.dead, "scheduled": q.scheduled, "blocked": q.blocked, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
                     "consumers": sum(1 for _ in st.peers.serving(name)),
-                    "pending": q.waiting, "in_flight": q.running,
+                    "pending": q.waiting, "in_flight": q.running, "unfit": 0, "unfit_why": None,
                 }
+                queues[name]["unfit"], queues[name]["unfit_why"] = self._unfit(name, q)
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
                 {"name": c.name, "host": c.host, "python": c.python, "processes": c.processes,
@@ -132,4 +155,19 @@ class Figures:
             return {**out, "state": SCHEDULED, "attempts": s.tries, "due_in_s": max(0.0, due - st.now())}
         s = next((s for level in st.queues[b.queue].levels for s in level if s.batch is b and s.lo <= i < s.hi),
                  None)
-        return {**out, "state": WAITING, "attempts": s.tries if s is not None else 0}
+        why = fits_nowhere(b.resources, list(st.peers.serving(b.queue))) if b.resources is not None else None
+        return {**out, "state": WAITING, "attempts": s.tries if s is not None else 0,
+                **({"resources": dict(b.resources)} if b.resources is not None else {}),
+                **({"fits": why} if why is not None else {})}
+
+
+def fits_nowhere(need: Res, serving: list[ConsumerState]) -> str | None:
+    """Why tasks that need ``need`` fit no consumer of those serving their queue, or None (one
+    has it all; or none serves the queue: they wait for consumers, as any task does)."""
+    if not serving or any(not resources.lacking(need, c.resources) for c in serving):
+        return None
+    largest = {name: max(c.resources.get(name, 0.0) for c in serving) for name, _ in need}
+    short = resources.lacking(need, largest)
+    has = ", ".join(f"{name}={resources.shown({name: largest[name]}).partition('=')[2]}" if largest[name] else
+                    f"no {name}" for name, _ in short)
+    return f"fits nowhere: needs {resources.shown(need)}; the largest has {has}"

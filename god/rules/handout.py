@@ -38,7 +38,10 @@ class HandOut:
             if q is None or q.waiting <= 0 or q.paused:
                 return None
             # A stand-in consumer, not among the peers: the task is settled at once.
-            s, _ = self.leases.lease_now(ConsumerState(TUTORIAL, st.now()), (queue,), 1)[0]
+            leased = self.leases.lease_now(ConsumerState(TUTORIAL, st.now()), (queue,), 1)
+            if not leased:
+                return None  # (what waits needs a consumer's resources)
+            s, _ = leased[0]
             b, i = s.batch, s.lo
             data, payload = items.item(b.items(), i)  # (one god does not load: its pickle, bytes)
             st.settle(b, i, i + 1)

@@ -13,9 +13,11 @@ from god.defaults import WARN_AFTER_S
 from god.rules.state import State
 from god.store.batches import Batch, Slice
 from god.store.peers import ConsumerState
+from shared import resources
 from shared.calls import CALL
 from shared.log import logger
 from shared.records import Grant, task_id
+from shared.resources import Res
 from shared.version import minor
 
 BEATS_PER_LEASE = 5  # consumers beat this many times per lease period
@@ -94,8 +96,8 @@ class Leases:
                 if room <= 0:
                     continue
             for level in reversed(q.levels):
-                i = 0
-                while room > 0 and i < len(level) and i < SCAN_PAST:
+                i = passed = 0  # passed: slices kept from c for other reasons than its resources
+                while room > 0 and i < len(level) and passed < SCAN_PAST:
                     s = level[i]
                     if s.avoid is c.top and st.now() < s.avoid_until:
                         # it killed one of this consumer's workers: another's, if any, for a
@@ -104,6 +106,7 @@ class Leases:
                             others = any(o is not c.top for o in st.peers.serving(name))
                         if others:
                             i += 1
+                            passed += 1
                             continue
                     b = s.batch
                     if mixed and b.task is not None and b.task.endswith(CALL):
@@ -115,15 +118,23 @@ class Leases:
                             able, mine = {minor(o.python) for o in st.peers.serving(name)}, minor(c.top.python)
                         if len(able) > 1 and (need := b.python()) is not None and need != mine and need in able:
                             i += 1
+                            passed += 1
                             continue
                     if near and b.key in st.batch_values:
                         if b.key not in elsewhere:
                             elsewhere[b.key] = self._held_elsewhere(c, name, st.batch_values[b.key])
                         if elsewhere[b.key]:
                             i += 1
+                            passed += 1
                             continue
-                    if s.hi - s.lo > room:  # lease the front of it; the rest waits on
-                        lo, hi = s.lo, s.lo + room
+                    take = room
+                    if b.resources is not None:  # as many as c has free, one grant each
+                        take = min(room, self._room_for(c, b.resources))
+                        if take <= 0:
+                            i += 1  # (not counted in passed: what fits c behind it is found however far)
+                            continue
+                    if s.hi - s.lo > take:  # lease the front of it; the rest waits on
+                        lo, hi = s.lo, s.lo + take
                         s.lo = hi
                     else:
                         if i:
@@ -132,7 +143,10 @@ class Leases:
                             level.popleft()
                         lo, hi = s.lo, s.hi
                     for rlo, rhi in b.undone(lo, hi):  # late results may have settled some
-                        out.append(self._grant(c, b, rlo, rhi, s))
+                        if b.resources is None:
+                            out.append(self._grant(c, b, rlo, rhi, s))
+                        else:
+                            out += [self._grant(c, b, k, k + 1, s) for k in range(rlo, rhi)]
                         n = rhi - rlo
                         want -= n
                         room -= n
@@ -158,13 +172,53 @@ class Leases:
         return any(o.asking and o is not c and o.top.alive and o.top.cache in caches and queue in o.queues
                    for o in st.peers.consumers.values())
 
+    def _room_for(self, c: ConsumerState, need: Res) -> int:
+        """How many tasks that each need ``need`` c may take now: what its consumer has free,
+        counting exactly what the tasks leased to it and its workers hold (a task holds its
+        resources from its lease to its end, however it ends), and no more at once than the
+        worker runs at once."""
+        top = c.top
+        if resources.lacking(need, top.resources):
+            return 0
+        used: dict[str, float] = {}
+        mine = 0
+        for w in (top, *top.workers.values()):
+            for s in w.leased:
+                if s.batch.resources is not None and (left := s.batch.done.count(0, s.lo, s.hi)):
+                    for rname, amount in s.batch.resources:
+                        used[rname] = used.get(rname, 0.0) + amount * left
+                    if w is c:
+                        mine += left
+        free = {rname: top.resources.get(rname, 0.0) - used.get(rname, 0.0) for rname, _ in need}
+        return min(resources.how_many(need, free), max(0, top.concurrency - mine))
+
+    def _gpus(self, c: ConsumerState, b: Batch) -> tuple[str, ...] | None:
+        """The GPU ids of c's consumer a task of b gets (those c's last GPU task had first):
+        None on a consumer without GPUs, () for a task that needs none."""
+        top = c.top
+        if not top.gpus:
+            return None
+        n = int(dict(b.resources or ()).get(resources.GPU, 0))
+        if not n:
+            return ()
+        held = {g for w in (top, *top.workers.values()) for s in w.leased if s.gpus
+                and s.batch.done.count(0, s.lo, s.hi) for g in s.gpus}
+        free = [g for g in top.gpus if g not in held]
+        free.sort(key=lambda g: g not in c.last_gpus)  # (a worker whose CUDA started on them keeps them)
+        got = tuple(sorted(free[:n], key=top.gpus.index))
+        c.last_gpus = got
+        return got
+
     def _grant(self, c: ConsumerState, b: Batch, lo: int, hi: int, w: Slice) -> tuple[Slice, Grant]:
-        """Lease [lo, hi) of b, out of the waiting slice w, to c."""
+        """Lease [lo, hi) of b, out of the waiting slice w, to c (a task that needs resources: one)."""
         s = Slice(b, lo, hi, w.tries + 1, c, w.retried, alone=w.alone, since=self.state.now())
+        gpus = self._gpus(c, b)
+        if gpus:
+            s.gpus = gpus
         b.out.append(s)
         c.leased[s] = None
         return s, (b.producer, b.first, b.first + lo, b.first + hi, w.tries + 1, b.payloads_of(lo, hi), b.task,
-                   b.queue, b.keep, w.alone, b.origin[lo:hi] if b.origin is not None else None)
+                   b.queue, b.keep, w.alone, b.origin[lo:hi] if b.origin is not None else None, gpus)
 
     def warn_stuck(self, now: float) -> None:
         """Say once of each task a consumer has held for longer than warn_after_s (lock held)."""

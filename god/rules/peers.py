@@ -16,6 +16,7 @@ from god.rules.redelivery import Redelivery
 from god.rules.state import State
 from shared import items
 from shared.records import R_FIRST, R_LO, R_PRODUCER, Run, Value, json_line, task_id
+from shared.resources import GPU, Res
 from shared.version import minor
 
 FORGET_JOURNAL_EVERY_S = 60.0  # seconds between forgetting silent producers in the journal too
@@ -40,7 +41,8 @@ class PeerRules:
     # -- coming and beating ---------------------------------------------------------------
 
     def hello_consumer(self, name: str, host: str, processes: int, queues: tuple[str, ...] | None = None,
-                       parent: str | None = None, concurrency: int = 1, python: str = "", cache: str = "") -> None:
+                       parent: str | None = None, concurrency: int = 1, python: str = "", cache: str = "",
+                       have: Res = (), gpus: tuple[str, ...] = ()) -> None:
         """A consumer says who it is (on which Python); or a worker process of consumer ``parent`` does."""
         st = self.state
         with st.lock:
@@ -49,6 +51,7 @@ class PeerRules:
                 return
             c = st.peers.consumer(name, st.now())
             c.host, c.processes, c.concurrency, c.python, c.cache = host, processes, concurrency, python, cache
+            c.resources, c.gpus = dict(have), gpus[:int(dict(have).get(GPU, 0))]
             st.peers.pythons.add(minor(python))
             if queues is not None:
                 c.queues = queues

@@ -81,7 +81,7 @@ class Schedules:
                 continue
             first = s.runs + 1
             if first > st.upto.get(s.producer, 0):  # (else put already, before a crash: not again)
-                put: Put = (first, 1, s.payload, s.queue, s.task, 0, None, None, None, None)
+                put: Put = (first, 1, s.payload, s.queue, s.task, 0, None, None, None, None, None)
                 if st.add_batch(s.producer, put, False) < 0:
                     continue  # god is full: tried again at the next look
                 n += 1

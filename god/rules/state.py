@@ -30,7 +30,7 @@ from god.store.schedules import Schedule
 from god.store.values import ValueStore
 from shared import items
 from shared.records import (
-    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, PUT_VALUES, V_ERROR,
+    PUT_AFTER, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RESOURCES, PUT_RETRY, PUT_TASK, PUT_VALUES, V_ERROR,
     V_TRACEBACK, Failed,
     Put, Run, Value, json_line, task_id,
 )
@@ -142,7 +142,8 @@ class State:
         n = put[PUT_N]
         b = Batch(producer, put[PUT_FIRST], n, put[PUT_QUEUE], put[PUT_TASK], put[PUT_PRIORITY], put[PUT_PAYLOADS],
                   keep, self.now(), put[PUT_RETRY], origin=origin, after=put[PUT_AFTER], due=put[PUT_DUE],
-                  loaded=loaded if self.waiting + self.blocked < KEEP_LOADED else None)
+                  loaded=loaded if self.waiting + self.blocked < KEEP_LOADED else None,
+                  resources=put[PUT_RESOURCES] if len(put) > PUT_RESOURCES else None)
         self.batches[b.key] = b
         self.keep_values(b.key, put)
         self.upto[producer] = put[PUT_FIRST] + n - 1
@@ -225,7 +226,7 @@ class State:
         owner, and so does the part returned."""
         self.unlease(s)
         b, c = s.batch, s.owner
-        parts = [Slice(b, a, z, s.tries, c, s.retried, alone=s.alone, since=s.since, warned=s.warned)
+        parts = [Slice(b, a, z, s.tries, c, s.retried, alone=s.alone, since=s.since, warned=s.warned, gpus=s.gpus)
                  for a, z in ((s.lo, lo), (lo, hi), (hi, s.hi))
                  if z > a]
         for part in parts:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from shared import items
 from shared.calls import call_view, is_call, needs_python, shown_json, with_values
 from shared.records import PRIORITIES, RetryPolicy
+from shared.resources import Res
 
 #: Tries of a run of a batch's offsets, as recovered: (lo, hi, tries, retries, due or None).
 Tries = tuple[int, int, int, int, "float | None"]
@@ -55,6 +56,7 @@ class Batch:
     missing: int = 0  # of those, how many have no result yet: it is blocked while some have none
     values: tuple[Any, ...] | None = None  # their values, in after's order, sent with a call's payloads
     uses: list[tuple[str, int]] | None = None  # the outcomes god keeps for it, (producer, seq) each
+    resources: Res | None = None  # what each of its tasks needs of a consumer (shared/resources.py)
     done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices
@@ -154,6 +156,7 @@ class Slice:
     alone: bool = False  # its tasks ran beside others in a worker that died: run each alone
     since: float = 0.0  # leased: when (the broker's clock)
     warned: bool = False  # leased: god warned that it is held for longer than --warn-after
+    gpus: tuple[str, ...] = ()  # leased, a task that needs GPUs: the consumer's GPU ids it holds
 
 
 @dataclass(slots=True)

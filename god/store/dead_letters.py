@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from god.defaults import DEAD_KEEP
 from god.store.values import ValueStore
 from shared.records import RetryPolicy
+from shared.resources import Res
 
 SHOWN_CHARS = 80  # characters of a payload a list shows
 
@@ -36,6 +37,7 @@ class DeadLetter:
     at: float  # Unix time it was given up
     payload: bytes | None = None  # pickled; None: in the journal
     values: tuple[str, ...] | None = None  # the large values its call names (god/store/values.py), kept with it
+    resources: Res | None = None  # what it needs of a consumer (shared/resources.py), when it is served again
 
     def figures(self) -> dict[str, Any]:
         """What ``god dead`` shows of it."""

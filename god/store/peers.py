@@ -37,6 +37,9 @@ class ConsumerState:
     stop: dict[tuple[str, int], float] = field(default_factory=dict)  # cancelled tasks it runs: until when to say so
     cache: str = ""  # its host's cache of large values ("host:folder"; a consumer's, not its workers')
     asking: bool = False  # its last lease found nothing, and it has been given nothing since: free
+    resources: dict[str, float] = field(default_factory=dict)  # what it has (a consumer's: shared/resources.py)
+    gpus: tuple[str, ...] = ()  # its GPU ids (a consumer's)
+    last_gpus: tuple[str, ...] = ()  # a worker's: the GPU ids of its last GPU task (it keeps them while free)
 
     @property
     def top(self) -> ConsumerState:

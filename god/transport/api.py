@@ -20,9 +20,9 @@ from god.rules.leases import BEATS_PER_LEASE
 from god.rules.state import JournalLike
 from god.store.values import ValueStore, check_digest
 from god.transport.waits import Wait, Waits
-from shared import items
+from shared import items, resources
 from shared.records import (
-    A_HI, A_LO, A_VALUES, CANCELLED, MAX_AFTER, PUT_AFTER, PUT_VALUES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
+    A_HI, A_LO, A_VALUES, CANCELLED, MAX_AFTER, PUT_AFTER, PUT_VALUES, PUT_RESOURCES, PUT_DUE, PUT_FIRST, PUT_N, PUT_PAYLOADS, PUT_PRIORITY, PUT_QUEUE, PUT_RETRY, PUT_TASK, Ack, Grant, Put,
     Run, check_after, check_priority, check_queue, check_rate, check_retry,
 )
 from shared.errors import ConfigError
@@ -175,7 +175,8 @@ class Api:
             b.peers.hello_consumer(name, host, int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
                              str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python,
-                             str(info.get("cache", "")))
+                             str(info.get("cache", "")), resources.check(info.get("resources")),
+                             _gpu_ids(info.get("gpus")))
         elif role == "producer":
             b.peers.hello_producer(name, host, bool(info.get("results")), python, output=bool(info.get("output")))
         note = other_version(f"{role} {name} on {host}", info.get("version"))
@@ -404,9 +405,9 @@ def _check_acks(acks: list[Ack]) -> list[Ack]:
 def _check_put(producer: str, put: Put, max_payload: int, values: ValueStore | None) -> tuple[Put, Any]:
     """The put, if god can take it (one of 8 fields, from before tasks could wait for tasks,
     gets the 9th, None), and its payloads loaded as data."""
-    if not isinstance(put, tuple) or len(put) not in (8, 9, 10):
-        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after, values)")
-    put = (*put, *(None,) * (10 - len(put)))  # type: ignore[assignment]  # (older clients: no values, no after)
+    if not isinstance(put, tuple) or len(put) not in (8, 9, 10, 11):
+        raise ValueError("a put is (first, n, payloads, queue, task, priority, retry, due, after, values, resources)")
+    put = (*put, *(None,) * (11 - len(put)))  # type: ignore[assignment]  # (older clients: fewer fields)
     if "/" in producer:
         raise ValueError(f"producer name {producer!r} has a '/'")
     if type(put[PUT_FIRST]) is not int or type(put[PUT_N]) is not int or put[PUT_FIRST] < 1 or put[PUT_N] < 1:
@@ -438,4 +439,15 @@ def _check_put(producer: str, put: Put, max_payload: int, values: ValueStore | N
         if missing:
             raise ValueError(f"the put names {len(missing)} values god does not hold ({missing[0][:12]}...): "
                              "send them first")
+    if put[PUT_RESOURCES] is not None:
+        put = (*put[:PUT_RESOURCES], resources.check(put[PUT_RESOURCES]) or None)
     return put, loaded
+
+
+def _gpu_ids(ids: Any) -> tuple[str, ...]:
+    """A consumer's GPU ids, as its hello says them."""
+    if ids is None:
+        return ()
+    if type(ids) not in (list, tuple) or len(ids) > 1024 or not all(type(i) is str and 0 < len(i) <= 64 for i in ids):
+        raise ValueError("a consumer's GPUs are a list of ids (strings)")
+    return tuple(ids)

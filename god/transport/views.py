@@ -75,7 +75,7 @@ class Tutorial:
     def put(self, payload: Any, deadline: float) -> bool:
         """Put one task, as a producer would; False if god stayed full until the deadline."""
         with self._put_lock:
-            put: Put = (self._seq + 1, 1, items.dump([payload]), DEFAULT_QUEUE, None, 0, None, None, None, None)  # (data)
+            put: Put = (self._seq + 1, 1, items.dump([payload]), DEFAULT_QUEUE, None, 0, None, None, None, None, None)  # (data)
             reply = self.api.put_many(self.name, put, max(0.0, deadline - self.waits.now()))
             taken = bool(self.waits.call(reply) if isinstance(reply, Wait) else reply)
             if taken:

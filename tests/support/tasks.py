@@ -294,3 +294,12 @@ def noise(size: int, seed: int) -> bytes:
 def noise_in(size: int, seed: int) -> dict[str, Any]:
     """A large value inside a result of the program's own shape: a dict with noise and its size."""
     return {"size": size, "data": noise(size, seed), "seed": seed}
+
+
+def gpus_seen(hold: float) -> str | None:
+    """The GPUs this task sees (CUDA_VISIBLE_DEVICES), after running for hold seconds."""
+    import os
+    import time
+
+    time.sleep(hold)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
