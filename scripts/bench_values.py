@@ -4,6 +4,8 @@ sending them with every call (``Executor(large_values=None)``), in the same run.
 - shared: 50 calls sharing one 64 MiB argument, two consumers: seconds, bytes the program
   sent god, bytes god sent the host (both consumers run here: one host).
 - own: 100 calls each with its own 2 MiB argument (values used once must not be taxed).
+- results: 100 calls each returning 2 MiB (sent apart by the worker, fetched once by the
+  program: consumer/callers.py, producer/mail.py).
 - held: god's RSS while it holds 1 GiB of values (they are on disk, not in memory).
 """
 
@@ -26,6 +28,23 @@ def digest(data: bytes, i: int) -> int:
     """A call that takes a large argument and does next to nothing with it (travels by value):
     the figures are the travel's."""
     return len(data) + i
+
+
+def noise(i: int) -> bytes:
+    """A call that returns a large value (2 MiB of noise)."""
+    return os.urandom(2 << 20)
+
+
+def _results(g: Any, n: int) -> dict[str, Any]:
+    before = g.stats()
+    with Executor(settings=g.settings) as ex:
+        ex.submit(abs, 0).result()
+        t0 = time.perf_counter()
+        assert sum(len(v) for v in ex.map(noise, range(n))) == n * 2 * MIB
+        seconds = time.perf_counter() - t0
+    after = g.stats()
+    return {"calls": n, "seconds": seconds, "in_mb": (after["values_in_bytes"] - before["values_in_bytes"]) / MIB,
+            "out_mb": (after["values_out_bytes"] - before["values_out_bytes"]) / MIB}
 
 
 def _run(g: Any, large: int | None, args: list[bytes]) -> dict[str, Any]:
@@ -53,6 +72,7 @@ def section(work: Path, quick: bool) -> dict[str, Any]:
                          "by_value": _run(g, None, [shared] * n)}
         own = [os.urandom(2 * MIB) for _ in range(100)]
         out["own"] = {"calls": len(own), "once": _run(g, 1 * MIB, own), "by_value": _run(g, None, own)}
+        out["results"] = _results(g, 100)
         rss0 = _rss_mb(g.proc.pid)
         held = [os.urandom(64 * MIB) for _ in range(4 if quick else 16)]
         with Executor(settings=g.settings) as ex:  # sent, and held while this program is connected
@@ -71,6 +91,10 @@ def rows(r: dict[str, Any], row: Any, text: Any) -> None:
             row(f"values: {x['calls']} {what}, {how}", x["calls"] / y["seconds"])
             text(f"    {y['seconds']:.2f} s; values the program sent god {y['sent_mb']:.0f} MiB, values the host "
                  f"fetched {y['host_got_mb']:.0f} MiB" + ("" if way == "once" else " (the arguments went in the calls)"))
+    x = r["results"]
+    row(f"values: {x['calls']} calls each returning 2 MiB", x["calls"] / x["seconds"])
+    text(f"    {x['seconds']:.2f} s; the consumers sent god {x['in_mb']:.0f} MiB apart, the program fetched "
+         f"{x['out_mb']:.0f} MiB")
     h = r["held"]
     text(f"values: god holding {h['values_mb']:.0f} MiB of values: RSS {h['god_rss_mb']:.0f} MB "
          f"(from {h['god_rss_mb_before']:.0f})")
