@@ -93,6 +93,10 @@ def main(
         "(CUDA_VISIBLE_DEVICES, else nvidia-smi) and the host's memory; a worker sees only its task's GPUs.",
     )] = None,
     burst: Annotated[bool, typer.Option(help="Exit 0 once the queue is empty.")] = False,
+    idle_exit: Annotated[Optional[float], typer.Option(
+        min=0.1, help="Exit 0 once no task ran for this many seconds (running tasks finish first, and nothing "
+        "held is lost): for consumers started for a backlog (a Slurm job, a systemd unit, by hand).",
+    )] = None,
     task_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="Stop a task running longer than this many seconds (its worker is replaced); "
         "its result is a failure that says it timed out. Default: no limit.",
@@ -132,7 +136,7 @@ def main(
         policy = Policy(task, parse_allow(allow), by_value, init, capture,
                         str(cache_dir) if cache_dir is not None else None, cache_size, tuple(have.items()))
         return Consumer(settings, policy=policy, queues=parse_queues(queues), processes=processes,
-                        prefetch=prefetch, concurrency=concurrency, burst=burst,
+                        prefetch=prefetch, concurrency=concurrency, burst=burst, idle_exit=idle_exit,
                         task_timeout=task_timeout, recycle=Recycle(max_tasks_per_worker, max_worker_memory),
                         log_level=log_level, log_json=log_json).run()
 

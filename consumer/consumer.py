@@ -63,6 +63,7 @@ class Consumer:
         concurrency: int = 1,
         queues: tuple[str, ...] = (DEFAULT_QUEUE,),
         burst: bool = False,
+        idle_exit: float | None = None,
         task_timeout: float | None = None,
         recycle: Recycle = NO_RECYCLE,
         log_level: str = "INFO",
@@ -73,6 +74,8 @@ class Consumer:
         self.processes = processes
         self.queues = queues
         self.burst = burst
+        self.idle_exit = idle_exit  # --idle-exit: drain and exit 0 once no task ran for this long
+        self._active: tuple[tuple[int, ...], float] = ((), time.monotonic())  # the workers' counts, since when
         self.name = f"{hostname()}:{os.getpid()}"
         self.state = State.STARTING
         self.reason = ""
@@ -167,6 +170,8 @@ class Consumer:
             self._begin_drain(str(self._fatal))
         if self._asked_to_drain and self.state is State.RUNNING:
             self._begin_drain("god asked it to drain (python -m god drain)")
+        if self.idle_exit is not None and self.state is State.RUNNING:
+            self._exit_when_idle(self.idle_exit)
         pool = self.pool
         pool.stop_tasks(self._stop)
         pool.stop_overdue()
@@ -182,6 +187,15 @@ class Consumer:
             self._tell(lost)
         if not pool.workers and not pool.waiting_to_respawn():
             self.state = State.STOPPED
+
+    def _exit_when_idle(self, idle_s: float) -> None:
+        """Drain (and so exit 0) once the workers started and finished nothing for idle_s."""
+        counts, running = self.pool.activity()
+        now = time.monotonic()
+        if running or counts != self._active[0]:
+            self._active = counts, now
+        elif now - self._active[1] >= idle_s:
+            self._begin_drain(f"no task for {idle_s:g}s (--idle-exit)")
 
     def _tell(self, lost: Lost) -> None:
         """Tell god a worker died (or was stopped), so what it held is served again now."""

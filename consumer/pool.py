@@ -92,6 +92,12 @@ class WorkerPool:
         self._stopping: dict[tuple[str, int], float] = {}  # cancelled tasks: until when a worker may stop one itself
         self._log = logger.bind(role="consumer")
 
+    def activity(self) -> tuple[tuple[int, ...], bool]:
+        """What the workers have done (their tasks started and results acked, each: a change is
+        work), and whether a task runs now."""
+        counts = tuple(n for w in self.workers for n in (w.shared.tasks, w.shared.done))
+        return counts, any(place.seq >= 0 for w in self.workers for place in w.running)
+
     def start(self) -> None:
         """Start every worker process."""
         self.workers = [self._spawn(i) for i in range(self.processes)]
