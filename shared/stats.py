@@ -57,6 +57,9 @@ class QueueFigures(TypedDict):
     in_flight: int  # old name of running, for one release
     unfit: int  # waiting tasks that need more resources than any consumer serving it has
     unfit_why: str | None  # what one of those needs, and what the largest has ("fits nowhere: ...")
+    task_s: float | None  # seconds a task takes here, as finished ones measured it (None: none yet)
+    wanted_workers: int  # workers its backlog wants now (god/rules/wanted.py): for autoscalers
+    wanted_consumers: int  # consumers that give them, at the workers those serving it have
 
 
 class Stats(TypedDict):

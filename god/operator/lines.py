@@ -31,6 +31,8 @@ def status_text(where: str, stats: Stats) -> str:
                      f"blocked {q['blocked']}, done {q['done']}, "
                      f"failed {q['failed']}, dead {q['dead']}, oldest waiting {q['oldest_waiting_s']:.1f}s, "
                      f"consumers {q['consumers']}"
+                     + (f", wants {count(q['wanted_workers'], 'worker')} ({q['wanted_consumers']} consumers)"
+                        if q.get("wanted_workers") else "")
                      + (f", at most {q['rate_limit']:g} a second" if q["rate_limit"] is not None else "")
                      + (", paused" if q["paused"] else "")
                      + (f"; {q['unfit']} {q['unfit_why']}" if q.get("unfit") else ""))

@@ -70,6 +70,11 @@ def render(stats: Stats, rate: float) -> str:
             "# TYPE god_queue_oldest_waiting_task_age_seconds gauge"]
     out += [f'god_queue_oldest_waiting_task_age_seconds{{queue="{_label(name)}"}} {q["oldest_waiting_s"]:.3f}'
             for name, q in sorted(stats["queues"].items())]
+    for key, text in (("wanted_workers", "Workers each queue's backlog wants now (its tasks times a task's "
+                                             "measured time, over 30 s of work a worker): for autoscalers."),
+                      ("wanted_consumers", "Consumers that give those workers, at the workers each serving it has.")):
+        out += [f"# HELP god_queue_{key} {text}", f"# TYPE god_queue_{key} gauge"]
+        out += [f'god_queue_{key}{{queue="{_label(name)}"}} {q.get(key, 0)}' for name, q in sorted(stats["queues"].items())]
     out += ["# HELP god_queue_paused 1 while a queue is paused (python -m god pause): nothing starts from it.",
             "# TYPE god_queue_paused gauge"]
     out += [f'god_queue_paused{{queue="{_label(name)}"}} {int(q["paused"])}' for name, q in sorted(stats["queues"].items())]

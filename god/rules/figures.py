@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from god.rules.state import State
+from god.rules.wanted import consumers_wanted, workers_wanted
 from god.store.batches import Queue
 from god.store.peers import ConsumerState
 from shared import resources
@@ -62,9 +63,15 @@ class Figures:
                     "dead": q.dead, "scheduled": q.scheduled, "blocked": q.blocked, "oldest_waiting_s": 0.0 if oldest is None else now - oldest,
                     "rate_limit": q.limit.rate if q.limit is not None else None, "paused": q.paused,
                     "consumers": sum(1 for _ in st.peers.serving(name)),
-                    "pending": q.waiting, "in_flight": q.running, "unfit": 0, "unfit_why": None,
+                    "pending": q.waiting, "in_flight": q.running, "unfit": 0, "unfit_why": None, "task_s": None,
+                    "wanted_workers": 0, "wanted_consumers": 0,
                 }
                 queues[name]["unfit"], queues[name]["unfit_why"] = self._unfit(name, q)
+                serving = [c.processes * c.concurrency for c in st.peers.serving(name)]
+                workers = workers_wanted(q.waiting, q.running, q.task_s)
+                f = queues[name]
+                f["task_s"], f["wanted_workers"] = q.task_s, workers
+                f["wanted_consumers"] = consumers_wanted(workers, sum(serving) / len(serving) if serving else 1.0)
             oldest_all = max((f["oldest_waiting_s"] for f in queues.values()), default=0.0)
             consumers: list[ConsumerFigures] = [
                 {"name": c.name, "host": c.host, "python": c.python, "processes": c.processes,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from god.rules.graph import Graph, GraphJournal
+from god.rules.wanted import measured
 from god.store.batches import Attempts, Batch, Queue, Slice
 from god.store.dead_letters import DeadJournal, DeadLetters
 from god.store.mailboxes import MailJournal, Mailboxes
@@ -190,6 +191,8 @@ class State:
                     b.out.remove(s)
                     if s.owner is not None:
                         s.owner.leased.pop(s, None)
+                        q = self.queues[b.queue]
+                        q.task_s = measured(q.task_s, self.now() - s.since, s.hi - s.lo, s.owner.top.concurrency)
         later = 0  # a late result for a task waiting for its retry's time
         for s in b.later:
             later += max(0, min(s.hi, hi) - max(s.lo, lo))

@@ -30,6 +30,7 @@ class Holder(Protocol):
     name: str
     leased: dict[Slice, None]  # an ordered set
     stop: dict[tuple[str, int], float]  # cancelled tasks it runs: until when to say so
+    concurrency: int  # tasks each of its processes runs at once
 
     @property
     def top(self) -> Holder: ...
@@ -190,6 +191,7 @@ class Queue:
     done: int = 0
     failed: int = 0
     dead: int = 0
+    task_s: float | None = None  # seconds a task takes, as its finished slices measured it (god/rules/wanted.py)
 
     def oldest(self) -> float | None:
         """When the oldest waiting batch came (its clock); None when nothing waits."""
