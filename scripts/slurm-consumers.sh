@@ -4,6 +4,11 @@
 #   scripts/slurm-consumers.sh N [SBATCH OPTIONS...] [-- CONSUMER OPTIONS...]
 #   scripts/slurm-consumers.sh 20 --time=4:00:00 --cpus-per-task=8 -- --processes 8 --burst
 #
+# Or follow the backlog: run beside god until Ctrl-C, submitting consumer jobs as god's queues
+# want them (up to MAX; MIN stay up), each exiting once idle (consumer/adapt.py says how):
+#
+#   scripts/slurm-consumers.sh --adapt 0:20 --time=4:00:00 --cpus-per-task=8 -- --processes 8
+#
 # Each job runs `consumer` with the consumer options: long-running (it serves until its time
 # limit, or a scancel), or with --burst (it exits 0 once the queues are empty, and its slot is
 # free). God's address and key come from the environment at submit time, as sbatch passes it
@@ -26,8 +31,23 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 me="slurm-consumers.sh"
 
+# --adapt MIN:MAX: follow the backlog instead (consumer/adapt.py), submitting through this script.
+if [ "${1:-}" = "--adapt" ]; then
+    shift
+    if ! command -v sbatch > /dev/null || ! command -v squeue > /dev/null; then
+        echo "$me: sbatch and squeue are not on PATH: run this where Slurm's commands are" >&2
+        exit 3
+    fi
+    python="${GOD_PYTHON:-}"
+    if [ -z "$python" ]; then
+        if [ -x "$REPO/.venv/bin/python" ]; then python="$REPO/.venv/bin/python"; else python=python3; fi
+    fi
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    exec "$python" -m consumer.adapt "$@"
+fi
+
 if [ $# -lt 1 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
-    echo "$me: the first argument must be how many consumers to submit, a whole number from 1 (got '${1:-}'); usage: $me N [SBATCH OPTIONS] [-- CONSUMER OPTIONS]" >&2
+    echo "$me: the first argument must be how many consumers to submit, a whole number from 1 (got '${1:-}'); usage: $me N [SBATCH OPTIONS] [-- CONSUMER OPTIONS], or $me --adapt MIN:MAX [SBATCH OPTIONS] -- --processes N [CONSUMER OPTIONS]" >&2
     exit 2
 fi
 n="$1"
