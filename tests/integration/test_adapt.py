@@ -75,8 +75,9 @@ def test_jobs_follow_the_backlog_up_to_max_and_end_when_idle(
             results = wait_for_results(god.results, 1100, timeout=120)
             assert all(r["ok"] for r in results) and len({r["id"] for r in results}) == 1100
             assert 1 <= watch.most <= 3, watch.most
-            # Idle, each job ends (--idle-exit), and a second burst brings one back
-            wait_until(lambda: not slurm.jobs(), 60, "the jobs to end once idle")
+            assert "submitted" not in second.text(), second.text()  # it found the job the first one submitted
+            # Idle, each job ends (--idle-exit 2), and a second burst brings one back
+            wait_until(lambda: not slurm.jobs(), 20, "the jobs to end once idle")
             put("again", [{"n": i, "s": 0.1} for i in range(10)])
             wait_for_results(god.results, 1110, timeout=60)
             assert "submitted 1 job" in second.text(), second.text()
