@@ -92,7 +92,7 @@ def _option(args: list[str], name: str) -> str | None:
 def jobs(name: str) -> dict[str, str]:
     """Our jobs in Slurm's queue (array tasks one by one): id -> "pending" or "running"."""
     done = subprocess.run(["squeue", "-h", "-r", "--name", f"{name},{name}-min", "-o", "%i %j %T"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=20)
     if done.returncode != 0:
         raise GodError(f"squeue failed: {done.stderr.strip()}")
     out = {}
@@ -173,12 +173,12 @@ def run(plan: Plan) -> int:
                 elif why not in said:  # (a limit reached: said once)
                     log.info("no job submitted: {}", why)
                     said[:] = [why]
-        except GodError as e:
+        except (GodError, OSError, subprocess.SubprocessError) as e:  # (god or Slurm away a while)
             log.warning("{}; trying again in {:g}s", e, EVERY_S)
         stop.wait(EVERY_S)
     try:
         left = len(jobs(NAME))
-    except GodError:
+    except (GodError, OSError, subprocess.SubprocessError):
         left = 0
     log.info("stopping: {} left to drain (each ends once idle; MIN ones run on: scancel them)", count(left, "job"))
     client.close()
