@@ -77,6 +77,10 @@ def main(
         min=0, help="Warn (once a task) when a consumer has held a task this many seconds: running that long, "
         "or stuck. 0: never.",
     )] = WARN_AFTER_S,
+    fit_timeout: Annotated[Optional[float], typer.Option(
+        min=0, help="Fail a task that fits no consumer serving its queue (it needs more resources than any has: "
+        "'fits nowhere' in god task and status) for this many seconds. Default: it waits for one that fits.",
+    )] = None,
     max_connections: Annotated[int, typer.Option(
         min=1, help="Clients (connections through their handshakes) god serves at once; more are turned away.",
     )] = MAX_CONNECTIONS,
@@ -141,6 +145,7 @@ def main(
                              results_payload_max=results_payload_max,
                              dedupe_window_s=dedupe_window,
                              dead_keep=dead_keep, warn_after_s=warn_after or None, sync_full=sync == "full",
+                             fit_timeout_s=fit_timeout,
                              http=http_address(http) if http is not None else None,
                              http_names=tuple(http_name or ()), keys_path=keys,
                              quiet=quiet,

@@ -64,6 +64,7 @@ class GodOptions:
     dedupe_window_s: float = DEDUPE_WINDOW_S
     dead_keep: int = DEAD_KEEP
     warn_after_s: float | None = WARN_AFTER_S
+    fit_timeout_s: float | None = None  # a task that fits no consumer this long fails (None: it waits)
     sync_full: bool = False  # every commit and every results write synced to disk (survives a power loss)
     http: tuple[str, int] | None = None  # serve the dashboard, its API and /metrics here
     http_names: tuple[str, ...] = ()  # host names the dashboard answers to besides god's own
@@ -151,7 +152,7 @@ def _serve(settings: Settings, options: GodOptions, journal: Journal | None, wai
                     max_payload=options.max_payload, results_payload_max=options.results_payload_max,
                     journal=journal, on_change=waits.changed, figures=door.figures,
                     dedupe_window_s=options.dedupe_window_s, dead_keep=options.dead_keep,
-                    warn_after_s=options.warn_after_s, leased_only=table is not None,
+                    warn_after_s=options.warn_after_s, leased_only=table is not None, fit_timeout_s=options.fit_timeout_s,
                     values=_values(journal, options.max_value, options.max_values))
     recorder = Recorder(broker, results_path=options.results_path, journal=journal, sync_full=options.sync_full)
     history = History()

@@ -71,6 +71,7 @@ class Broker:
         wall: Callable[[], float] = time.time,
         leased_only: bool = False,
         values: ValueStore | None = None,
+        fit_timeout_s: float | None = None,
     ) -> None:
         """Args:
             journal: told of every accepted batch, settled handout and counted attempt.
@@ -86,12 +87,15 @@ class Broker:
                 their own tasks (god --keys: god/rules/acks.py).
             values: where large values are kept (god/store/values.py); None: puts that name
                 values are refused.
+            fit_timeout_s: a task that fits no consumer serving its queue (its resources) this
+                long fails saying so (None: it waits for one).
         """
         self.state = st = State(capacity=capacity, lease_s=lease_s, dead_keep=dead_keep, now=now, wall=wall,
                                 journal=journal, on_change=on_change, results_payload_max=results_payload_max,
                                 values=values)
         self.intake = Intake(st, max_payload=max_payload, dedupe_window_s=dedupe_window_s)
         self.leases = Leases(st, warn_after_s=warn_after_s)
+        self.fit_timeout_s = fit_timeout_s
         self.retries = Retries(st)
         self.acks = Acks(st, retries=self.retries, leased_only=leased_only)
         self.output = OutputRules(st, leased_only=leased_only)
@@ -120,6 +124,9 @@ class Broker:
             due += self.schedules.run_due(st.wall())
             lost = self.peers.give_up_silent(now)
             self.peers.forget(now)
+            if self.fit_timeout_s is not None:
+                for b, lo, hi, why in self.figures.unfit_for(self.fit_timeout_s, now):
+                    self.controls.give_up(b, lo, hi, f"{why}, for over {self.fit_timeout_s:g}s (god --fit-timeout)")
         if lost:
             st.results_ready.set()
         # A rate-limited queue's budget grows with time, which changes nothing else: look again.

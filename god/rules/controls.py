@@ -133,6 +133,14 @@ class Controls:
         st.counts["failed"] += n
         st.counts["cancelled"] += n
 
+    def give_up(self, b: Batch, lo: int, hi: int, why: str) -> None:
+        """Offsets [lo, hi) of b, waiting, fail now with why (lock held): god --fit-timeout."""
+        st = self.state
+        st.conclude(b, lo, hi, (False, None, why, None), 0)
+        n = hi - lo
+        st.queues[b.queue].failed += n
+        st.counts["failed"] += n
+
     def drain(self, name: str) -> int:
         """Ask a consumer to drain (finish what it runs, hand back the rest, exit 0): its next
         heartbeat says so. Returns how many tasks it holds.

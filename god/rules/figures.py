@@ -8,7 +8,7 @@ from typing import Any
 
 from god.rules.state import State
 from god.rules.wanted import consumers_wanted, workers_wanted
-from god.store.batches import Queue
+from god.store.batches import Batch, Queue
 from god.store.peers import ConsumerState
 from shared import resources
 from shared.records import split_id
@@ -31,6 +31,29 @@ class Figures:
         """
         self.state = state
         self.more = more
+
+    def unfit_for(self, timeout_s: float, now: float) -> list[tuple[Batch, int, int, str]]:
+        """The waiting runs of batches that have fit no consumer serving their queue for
+        timeout_s, with why (lock held); a batch that fits one again starts over."""
+        st = self.state
+        out = []
+        for name, q in st.queues.items():
+            serving: list[ConsumerState] | None = None
+            for level in q.levels:
+                for s in level:
+                    b = s.batch
+                    if b.resources is None:
+                        continue
+                    if serving is None:
+                        serving = list(st.peers.serving(name))
+                    why = fits_nowhere(b.resources, serving)
+                    if why is None:
+                        b.unfit_since = None
+                    elif b.unfit_since is None:
+                        b.unfit_since = now
+                    elif now - b.unfit_since >= timeout_s:
+                        out += [(b, lo, hi, why) for lo, hi in b.undone(s.lo, s.hi)]
+        return out
 
     def _unfit(self, name: str, q: Queue) -> tuple[int, str | None]:
         """A queue's waiting tasks that fit no consumer serving it (lock held): how many, and why

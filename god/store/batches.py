@@ -58,6 +58,7 @@ class Batch:
     values: tuple[Any, ...] | None = None  # their values, in after's order, sent with a call's payloads
     uses: list[tuple[str, int]] | None = None  # the outcomes god keeps for it, (producer, seq) each
     resources: Res | None = None  # what each of its tasks needs of a consumer (shared/resources.py)
+    unfit_since: float | None = None  # since when it fits no consumer serving its queue (god --fit-timeout)
     done: bytearray = field(init=False)  # one byte per task: 1 once it has a result
     left: int = field(init=False)  # tasks without a result
     out: list[Slice] = field(default_factory=list)  # its leased slices

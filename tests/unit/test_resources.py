@@ -13,7 +13,7 @@ import pytest
 from god.rules.figures import fits_nowhere
 from shared import resources
 from shared.records import G_GPUS, G_LO
-from tests.support.core import Core, payloads_of
+from tests.support.core import Core, lines, payloads_of
 
 GPU1 = (("gpu", 1.0),)
 
@@ -105,3 +105,24 @@ def test_a_put_with_resources_that_are_not_data_is_refused(core: Core) -> None:
         _put(core, [1], (("os.system", 1),))
     with pytest.raises(ValueError, match="not a number over 0"):
         _put(core, [1], {"gpu": float("nan")})
+
+
+def test_god_fit_timeout_fails_a_task_that_fit_nowhere_that_long_and_only_that() -> None:
+    core = Core(capacity=1000, lease_s=600.0, fit_timeout_s=10.0)
+    try:
+        _consumer(core, "small", {"gpu": 2}, ["0", "1"])
+        _put(core, [1], (("gpu", 4.0),))
+        _put(core, [2], (("gpu", 1.0),))
+        core.broker.reap()
+        core.clock.t += 9.0
+        core.broker.reap()
+        assert core.broker.figures.task_state("p/1")["state"] == "waiting"
+        core.clock.t += 2.0
+        core.broker.reap()
+        (line,) = [d for d in lines(core) if d["id"] == "p/1"]
+        assert not line["ok"] and line["error"] == ("fits nowhere: needs gpu=4; the largest has gpu=2, "
+                                                    "for over 10s (god --fit-timeout)")
+        assert core.broker.figures.task_state("p/2")["state"] == "waiting"  # it fits: it waits on as ever
+        assert core.broker.figures.stats()["failed"] == 1
+    finally:
+        core.close()
