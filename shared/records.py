@@ -89,7 +89,8 @@ G_ALONE: Final = 9
 G_ORIGIN: Final = 10
 #: A grant's 12th field (a god before 0.5 sent 11): on a consumer that has GPUs, the GPU ids
 #: its one task may use (shared/resources.py; () for none), which its worker makes the only
-#: ones the task sees; None on a consumer without GPUs.
+#: ones the task sees; None on a consumer without GPUs, or for tasks that said nothing of
+#: resources (they see what the worker saw as it started).
 G_GPUS: Final = 11
 
 #: A task that failed, in an ack, as data: (seq, the exception's class name, seconds after

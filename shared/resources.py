@@ -70,6 +70,8 @@ def check(given: Any) -> Res:
             raise ValueError(f"resource name {name!r}: lowercase letters, digits and _, starting with a letter")
         if type(amount) not in (int, float) or not 0 < amount < math.inf:
             raise ValueError(f"resource {name}: {amount!r} is not a number over 0")
+        if name == GPU and amount != int(amount):
+            raise ValueError(f"gpu={amount:g}: GPUs are counted whole (a task gets devices of its own)")
         out[name] = float(amount)
     return tuple(sorted(out.items()))
 
@@ -99,12 +101,26 @@ def how_many(need: Res, free: Mapping[str, float]) -> int:
     return min((int((free.get(name, 0.0) + 1e-9) // amount) for name, amount in need), default=0)
 
 
+_UNSET = object()
+_first: Any = _UNSET  # CUDA_VISIBLE_DEVICES as this process started (None: unset)
+
+
 def see_gpus(gpus: tuple[str, ...] | None) -> None:
-    """Make these GPU ids the only ones this process's next task sees (None: leave it as it is;
-    a worker of a consumer without GPUs). CUDA reads it when it starts in a process: god gives
-    a worker the same GPUs again while they are free, so that one that started keeps them."""
+    """Make these GPU ids the only ones this process's next task sees (``()``: none; None: as
+    the process started, for a task that said nothing of resources, or a consumer without
+    GPUs). CUDA reads it when it starts in a process: god gives a worker the same GPUs again
+    while they are free, so that one that started keeps them."""
+    global _first
+    if _first is _UNSET:
+        if gpus is None:
+            return  # (nothing changed yet)
+        _first = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    elif _first is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _first
 
 
 # -- what a host has ----------------------------------------------------------------------------

@@ -194,9 +194,10 @@ class Leases:
 
     def _gpus(self, c: ConsumerState, b: Batch) -> tuple[str, ...] | None:
         """The GPU ids of c's consumer a task of b gets (those c's last GPU task had first):
-        None on a consumer without GPUs, () for a task that needs none."""
+        None on a consumer without GPUs or for a task that says nothing of resources (it sees
+        what the worker saw as it started), () for one that needs others but no GPU."""
         top = c.top
-        if not top.gpus:
+        if not top.gpus or b.resources is None:
             return None
         n = int(dict(b.resources or ()).get(resources.GPU, 0))
         if not n:

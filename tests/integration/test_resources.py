@@ -40,7 +40,8 @@ def _the_rest(spawn: Callable[..., Proc], god: God, ex: Executor, one: Any, too_
     # The calls behind it run: three workers, two GPUs: at most two GPU calls at once, each on its own
     seen = [f.result(timeout=60) for f in [one.submit(gpus_seen, 0.3) for _ in range(4)]]
     assert sorted(set(seen)) == ["0", "1"], seen
-    assert ex.submit(gpus_seen, 0.0).result(timeout=60) == ""  # asked for none: sees none
+    assert ex.options(resources={"mem": 1 << 20}).submit(gpus_seen, 0.0).result(timeout=60) == ""  # no GPU asked: none
+    assert ex.submit(gpus_seen, 0.0).result(timeout=60) is None  # nothing said: as the worker started (unset here)
     assert ex.options(resources={"gpu": 2, "mem": 512 << 20}).submit(gpus_seen, 0.0).result(timeout=60) == "0,1"
     assert not too_big.done()
 

@@ -63,13 +63,17 @@ def test_resources_are_counted_exactly_across_workers_and_freed_however_a_task_e
 
 
 def test_a_gpu_task_s_worker_sees_its_gpus_and_a_task_needing_two_waits_for_both(core: Core) -> None:
-    _consumer(core, "c", {"gpu": 2}, ["4", "7"])
+    _consumer(core, "c", {"gpu": 2, "mem": 8.0}, ["4", "7"])
     _put(core, [1], (("gpu", 2.0),))
-    _put(core, [2])
+    _put(core, [2], (("mem", 1.0),))
+    _put(core, [3])
     (two,) = core.lease("c/1", 1)
     assert payloads_of(two) == [1] and two[G_GPUS] == ("4", "7")
-    (plain,) = core.lease("c/2", 1)
-    assert plain[G_GPUS] == ()  # on a GPU consumer, a task that asked for none sees none
+    (cpu,) = core.lease("c/2", 1)
+    assert cpu[G_GPUS] == ()  # on a GPU consumer, a task that asked for resources but no GPU sees none
+    core.ack("c/1", [two])
+    (plain,) = core.lease("c/1", 1)
+    assert plain[G_GPUS] is None  # one that said nothing of resources sees what its worker saw at its start
 
 
 def test_a_task_that_fits_nowhere_says_so_and_blocks_nothing_behind_it(core: Core) -> None:
@@ -94,7 +98,7 @@ def test_resources_are_parsed_and_checked_in_one_line() -> None:
     assert resources.parse("gpu=2, mem=64G,licence=1") == {"gpu": 2.0, "licence": 1.0, "mem": float(64 << 30)}
     assert resources.shown(resources.check({"mem": 30 << 30, "gpu": 1})) == "gpu=1, mem=30G"
     for bad, said in (("gpu", "not NAME=AMOUNT"), ("gpu=-1", "not NAME=AMOUNT"), ("GPU!=1", "resource name"),
-                      ("gpu=0", "not a number over 0")):
+                      ("gpu=0", "not a number over 0"), ("gpu=0.5", "GPUs are counted whole")):
         with pytest.raises(ValueError, match=said):
             resources.parse(bad)
     assert fits_nowhere(GPU1, []) is None  # no consumer serves it: it waits for one, as any task
