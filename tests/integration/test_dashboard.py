@@ -61,6 +61,12 @@ def test_the_overview_shows_gods_figures_and_charts_them(
         "const p = document.querySelector('#chart-rate path.series'); return p ? p.dataset.points : 0;")) >= 3,
         15, "points on the results chart")
     assert browser.run("return document.querySelectorAll('#consumers tbody tr').length") == 1
+    # a task that needs what no consumer has (producer --resources) says so on its queue's row
+    assert spawn("producer", "--from", str(write_tasks(tmp_path / "big.jsonl", [7])), "--resources", "gpu=4",
+                 env_extra=e).wait() == 0
+    unfit = "const t = document.querySelector('tr[data-queue=\"default\"] .tag.unfit'); return t ? t.textContent + '|' + t.title : ''"
+    wait_until(lambda: browser.run(unfit) == "1 fit nowhere|fits nowhere: needs gpu=4; the largest has no gpu", 10,
+               "the queue's fits-nowhere tag")
     if os.environ.get("GOD_SCREENSHOT"):  # README's picture: GOD_SCREENSHOT=tests/dashboard.png
         Path(os.environ["GOD_SCREENSHOT"]).write_bytes(browser.screenshot())
 
