@@ -227,9 +227,13 @@ def fetch(call: Callable[..., Any], name: str, digest: str, size: int) -> bytes:
     return b"".join(chunks)
 
 
+_TAG = TAG.encode()
+
+
 def names_values(blob: bytes) -> bool:
-    """Whether a pickle may name large values (a cheap look before the slower loader)."""
-    return TAG.encode() in blob
+    """Whether a pickle (or a blob of them) may name large values (a cheap look before the
+    slower loader)."""
+    return _TAG in blob
 
 
 class Last(OrderedDict[str, Any]):

@@ -3,12 +3,12 @@ dashboard) and where one task is (``python -m god task ID``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from god.rules.state import State
 from god.rules.wanted import consumers_wanted, workers_wanted
-from god.store.batches import Batch, Queue
+from god.store.batches import Batch, Queue, Slice
 from god.store.peers import ConsumerState
 from shared import resources
 from shared.records import split_id
@@ -35,43 +35,38 @@ class Figures:
     def unfit_for(self, timeout_s: float, now: float) -> list[tuple[Batch, int, int, str]]:
         """The waiting runs of batches that have fit no consumer serving their queue for
         timeout_s, with why (lock held); a batch that fits one again starts over."""
-        st = self.state
         out = []
-        for name, q in st.queues.items():
-            serving: list[ConsumerState] | None = None
-            for level in q.levels:
-                for s in level:
-                    b = s.batch
-                    if b.resources is None:
-                        continue
-                    if serving is None:
-                        serving = list(st.peers.serving(name))
-                    why = fits_nowhere(b.resources, serving)
-                    if why is None:
-                        b.unfit_since = None
-                    elif b.unfit_since is None:
-                        b.unfit_since = now
-                    elif now - b.unfit_since >= timeout_s:
-                        out += [(b, lo, hi, why) for lo, hi in b.undone(s.lo, s.hi)]
+        for name, q in self.state.queues.items():
+            for s, why in self._needing(name, q):
+                b = s.batch
+                if why is None:
+                    b.unfit_since = None
+                elif b.unfit_since is None:
+                    b.unfit_since = now
+                elif now - b.unfit_since >= timeout_s:
+                    out += [(b, lo, hi, why) for lo, hi in b.undone(s.lo, s.hi)]
         return out
 
     def _unfit(self, name: str, q: Queue) -> tuple[int, str | None]:
         """A queue's waiting tasks that fit no consumer serving it (lock held): how many, and why
         (the first such batch's)."""
+        n, first = 0, None
+        for s, why in self._needing(name, q):
+            if why is not None:
+                n += s.hi - s.lo
+                first = first or why
+        return n, first
+
+    def _needing(self, name: str, q: Queue) -> Iterator[tuple[Slice, str | None]]:
+        """A queue's waiting slices whose tasks need resources, each with why it fits no
+        consumer serving the queue (None: one has room for it, or none serves it)."""
         serving: list[ConsumerState] | None = None
-        n, why = 0, None
         for level in q.levels:
             for s in level:
-                need = s.batch.resources
-                if need is None:
-                    continue
-                if serving is None:
-                    serving = list(self.state.peers.serving(name))
-                said = fits_nowhere(need, serving)
-                if said is not None:
-                    n += s.hi - s.lo
-                    why = why or said
-        return n, why
+                if s.batch.resources is not None:
+                    if serving is None:
+                        serving = list(self.state.peers.serving(name))
+                    yield s, fits_nowhere(s.batch.resources, serving)
 
     def stats(self) -> Stats:
         """A snapshot of every count."""

@@ -9,6 +9,8 @@ god/rules/redelivery.py's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from god.defaults import WARN_AFTER_S
 from god.rules.state import State
 from god.store.batches import Batch, Slice
@@ -182,13 +184,11 @@ class Leases:
             return 0
         used: dict[str, float] = {}
         mine = 0
-        for w in (top, *top.workers.values()):
-            for s in w.leased:
-                if s.batch.resources is not None and (left := s.batch.done.count(0, s.lo, s.hi)):
-                    for rname, amount in s.batch.resources:
-                        used[rname] = used.get(rname, 0.0) + amount * left
-                    if w is c:
-                        mine += left
+        for w, s, left in _holding(top):
+            for rname, amount in s.batch.resources or ():
+                used[rname] = used.get(rname, 0.0) + amount * left
+            if w is c:
+                mine += left
         free = {rname: top.resources.get(rname, 0.0) - used.get(rname, 0.0) for rname, _ in need}
         return min(resources.how_many(need, free), max(0, top.concurrency - mine))
 
@@ -202,8 +202,7 @@ class Leases:
         n = int(dict(b.resources or ()).get(resources.GPU, 0))
         if not n:
             return ()
-        held = {g for w in (top, *top.workers.values()) for s in w.leased if s.gpus
-                and s.batch.done.count(0, s.lo, s.hi) for g in s.gpus}
+        held = {g for _, s, _ in _holding(top) for g in s.gpus}
         free = [g for g in top.gpus if g not in held]
         free.sort(key=lambda g: g not in c.last_gpus)  # (a worker whose CUDA started on them keeps them)
         got = tuple(sorted(free[:n], key=top.gpus.index))
@@ -235,3 +234,12 @@ class Leases:
                                    "running that long, or stuck; 'python -m god cancel {}' stops it",
                                    task_id(s.batch.producer, first), c.top.name, now - s.since, self.warn_after_s,
                                    task_id(s.batch.producer, first))
+
+
+def _holding(top: ConsumerState) -> Iterator[tuple[ConsumerState, Slice, int]]:
+    """The slices of tasks that need resources a consumer and its workers hold, with the
+    holder and how many of the slice's tasks are not done: what holds its resources now."""
+    for w in (top, *top.workers.values()):
+        for s in w.leased:
+            if s.batch.resources is not None and (left := s.batch.done.count(0, s.lo, s.hi)):
+                yield w, s, left

@@ -23,12 +23,11 @@ from typing import Any, TypeGuard
 from shared import items
 from shared.log import logger
 from shared.records import value_names
-from shared.values import TAG
+from shared.values import names_values
 
 MAX_VALUE = 4 << 30  # bytes of one value god takes at most (god --max-value)
 MAX_VALUES = 16 << 30  # bytes of all values god holds at most (god --max-values)
 _HEX = frozenset("0123456789abcdef")
-_TAG = TAG.encode()
 
 #: What pins a value: ("batch", producer, first), ("dead", id), ("mail", producer, lo): a
 #: result waiting in its program's mailbox, ("outcome", id): a result other tasks use, or
@@ -49,7 +48,7 @@ def names_in(values: bytes | list[Any] | None) -> list[str]:
     if values is None:
         return []
     if isinstance(values, bytes):
-        if _TAG not in values:  # (the usual case: no large value, no load)
+        if not names_values(values):  # (the usual case: no large value, no load)
             return []
         values = items.load(values)
     if type(values) is not list:

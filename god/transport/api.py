@@ -175,7 +175,7 @@ class Api:
             b.peers.hello_consumer(name, host, int(info.get("processes", 0)),
                              tuple(check_queue(q) for q in queues) if queues is not None else None,
                              str(parent) if parent is not None else None, int(info.get("concurrency", 1)), python,
-                             str(info.get("cache", "")), resources.check(info.get("resources")),
+                             _cache(info.get("cache", "")), resources.check(info.get("resources")),
                              _gpu_ids(info.get("gpus")))
         elif role == "producer":
             b.peers.hello_producer(name, host, bool(info.get("results")), python, output=bool(info.get("output")))
@@ -451,3 +451,10 @@ def _gpu_ids(ids: Any) -> tuple[str, ...]:
     if type(ids) not in (list, tuple) or len(ids) > 1024 or not all(type(i) is str and 0 < len(i) <= 64 for i in ids):
         raise ValueError("a consumer's GPUs are a list of ids (strings)")
     return tuple(ids)
+
+
+def _cache(cache: Any) -> str:
+    """A consumer's cache of large values, as its hello names it (``host:folder``)."""
+    if type(cache) is not str or len(cache) > 4096:
+        raise ValueError("a consumer's cache is host:folder, a string of up to 4,096 characters")
+    return cache

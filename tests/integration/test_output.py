@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from producer import Executor
-from tests.support.gods import God, addr_env
+from tests.support.gods import God, addr_env, executor_on
 from tests.support.helpers import Proc, wait_until, write_tasks
 from tests.support.tasks import chatter, report_until, speak, speak_in_turns, speak_in_turns_async, speak_until
 
@@ -47,17 +46,12 @@ class Lines(io.StringIO):
         return [text for _, t, _, _, text in self.parsed() if t == tid]
 
 
-def _executor(god: God, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **kw: object) -> Executor:
-    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
-    return Executor(god.address, give_up_after=10, **kw)
-
-
 def test_every_kind_of_output_comes_home_marked_and_in_order(
     god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spawn("consumer", "--processes", "1", env_extra=addr_env(god))
     lines = Lines()
-    with _executor(god, env, monkeypatch, output=lines) as ex:
+    with executor_on(god, env, monkeypatch, output=lines) as ex:
         futures = [ex.submit(speak, n) for n in range(3)]
         assert [f.result(timeout=30) for f in futures] == [0, 1, 2]
         # (a task's lines come before its result: they are there once the result is)
@@ -79,7 +73,7 @@ def test_tasks_side_by_side_in_one_worker_have_their_own_lines(
 ) -> None:
     spawn("consumer", "--processes", "1", "--concurrency", "8", env_extra=addr_env(god))
     lines = Lines()
-    with _executor(god, env, monkeypatch, output=lines) as ex:
+    with executor_on(god, env, monkeypatch, output=lines) as ex:
         futures = [ex.submit(fn, n) for n in range(8)]
         assert sorted(f.result(timeout=30) for f in futures) == list(range(8))
     for n, f in enumerate(futures):
@@ -92,7 +86,7 @@ def test_a_long_task_s_lines_come_while_it_runs(
     spawn("consumer", "--processes", "1", env_extra=addr_env(god))
     lines = Lines()
     gate = tmp_path / "gate"
-    with _executor(god, env, monkeypatch, output=lines) as ex:
+    with executor_on(god, env, monkeypatch, output=lines) as ex:
         f = ex.submit(speak_until, str(gate))
         wait_until(lambda: lines.of(f.task_id or "") == ["started"], 30, "the running task's first line")
         assert not f.done()
@@ -106,7 +100,7 @@ def test_only_the_program_that_owns_a_task_sees_its_lines(
 ) -> None:
     spawn("consumer", "--processes", "2", env_extra=addr_env(god))
     mine, theirs = Lines(), Lines()
-    with _executor(god, env, monkeypatch, output=mine) as a, _executor(god, env, monkeypatch, output=theirs) as b:
+    with executor_on(god, env, monkeypatch, output=mine) as a, executor_on(god, env, monkeypatch, output=theirs) as b:
         fa = [a.submit(speak, n) for n in range(5)]
         fb = [b.submit(speak_in_turns, n) for n in range(5)]
         for f in fa + fb:
@@ -120,7 +114,7 @@ def test_a_flood_is_cut_with_a_note_and_god_keeps_the_last_part_after_the_progra
 ) -> None:
     spawn("consumer", "--processes", "1", env_extra=addr_env(god))
     lines = Lines()
-    with _executor(god, env, monkeypatch, output=lines) as ex:
+    with executor_on(god, env, monkeypatch, output=lines) as ex:
         f = ex.submit(chatter, 20_000)
         assert f.result(timeout=30) == 20_000
     got = [p for p in lines.parsed() if p[1] == f.task_id]
@@ -143,7 +137,7 @@ def test_no_capture_leaves_output_in_the_consumer_s_log(
 ) -> None:
     consumer = spawn("consumer", "--processes", "1", "--no-capture", env_extra=addr_env(god))
     lines = Lines()
-    with _executor(god, env, monkeypatch, output=lines) as ex:
+    with executor_on(god, env, monkeypatch, output=lines) as ex:
         assert ex.submit(speak, 7).result(timeout=30) == 7
     assert lines.parsed() == []
     wait_until(lambda: "out 7 a" in consumer.text(), 30, "the line in the consumer's own output")
@@ -154,7 +148,7 @@ def test_a_task_s_report_reaches_its_future_the_progress_line_and_god(
 ) -> None:
     spawn("consumer", "--processes", "2", env_extra=addr_env(god))
     gate, line = tmp_path / "gate", Lines()
-    with _executor(god, env, monkeypatch) as ex:
+    with executor_on(god, env, monkeypatch) as ex:
         f = ex.submit(report_until, str(gate))
         wait_until(lambda: f.progress == (1.0, 4.0), 30, "the running task's report on its future")
         cli = spawn("god", "task", f.task_id or "", env_extra=addr_env(god))

@@ -12,19 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from producer import Executor
-from tests.support.gods import God, addr_env, god_stats
+from tests.support.gods import God, addr_env, executor_on, god_stats
 from tests.support.helpers import Proc, wait_for_results, wait_until
 from tests.support.tasks import digest_of, noise, noise_in
 
 pytestmark = pytest.mark.timeout(90)
 
 MIB = 1 << 20
-
-
-def _executor(god: God, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Executor:
-    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
-    return Executor(god.address, give_up_after=10)
 
 
 def _consumer(spawn: Callable[..., Proc], god: God, tmp_path: Path, *args: str) -> Proc:
@@ -37,7 +31,7 @@ def test_a_value_many_calls_share_goes_to_god_once_and_to_each_host_once(
     _consumer(spawn, god, tmp_path, "--processes", "2")
     big = os.urandom(8 * MIB)
     want = hashlib.sha256(big).hexdigest()
-    with _executor(god, env, monkeypatch) as ex, _executor(god, env, monkeypatch) as other:
+    with executor_on(god, env, monkeypatch) as ex, executor_on(god, env, monkeypatch) as other:
         futures = [ex.submit(digest_of, big, i) for i in range(25)]
         assert sorted(f.result(timeout=60) for f in futures) == [(want, i) for i in range(25)]
         assert list(ex.map(digest_of, [big] * 5, range(5))) == [(want, i) for i in range(5)]
@@ -60,7 +54,7 @@ def test_a_value_outlives_a_kill_9_of_god_with_its_tasks(
     journal = ("--journal", str(tmp_path / "journal.sqlite3"))
     god = start_god("--lease-timeout", "1", *journal)
     big = os.urandom(2 * MIB)
-    ex = _executor(god, env, monkeypatch)
+    ex = executor_on(god, env, monkeypatch)
     try:
         futures = [ex.submit(digest_of, big, i) for i in range(3)]
         wait_until(lambda: god_stats(god, env)["waiting"] == 3, 30, "the calls at god")
@@ -83,7 +77,7 @@ def test_a_consumer_that_loads_data_only_takes_large_bytes(
 ) -> None:
     _consumer(spawn, god, tmp_path, "--processes", "1", "--no-by-value")
     big = os.urandom(3 * MIB)
-    with _executor(god, env, monkeypatch) as ex:  # (len travels by name: builtins do)
+    with executor_on(god, env, monkeypatch) as ex:  # (len travels by name: builtins do)
         assert ex.submit(len, big).result(timeout=60) == 3 * MIB
         assert god_stats(god, env)["values_in_bytes"] >= 3 * MIB
 
@@ -98,7 +92,7 @@ def test_a_closure_over_a_large_table_runs_and_the_table_travels_once(
     def lookup(i: int) -> int:  # a closure: by value, with the table it holds
         return table[i]
 
-    with _executor(god, env, monkeypatch) as ex:
+    with executor_on(god, env, monkeypatch) as ex:
         assert [ex.submit(lookup, i).result(timeout=60) for i in range(3)] == list(table[:3])
         assert list(ex.map(lookup, range(3, 6))) == list(table[3:6])
         s = god_stats(god, env)
@@ -110,7 +104,7 @@ def test_put_sends_a_value_once_and_its_handle_is_the_value_in_calls(
 ) -> None:
     _consumer(spawn, god, tmp_path, "--processes", "1")
     small = b"a table of 11"  # (below the threshold: put says it explicitly)
-    with _executor(god, env, monkeypatch) as ex:
+    with executor_on(god, env, monkeypatch) as ex:
         handle = ex.put(small)
         assert god_stats(god, env)["values"] == 1
         assert ex.submit(len, handle).result(timeout=30) == len(small)
@@ -128,7 +122,7 @@ def test_the_host_cache_keeps_its_size_and_god_refuses_a_value_over_its_limit_in
     cache = tmp_path / "host-cache"
     _consumer(spawn, god, tmp_path, "--processes", "1", "--cache-dir", str(cache), "--cache-size", "6")
     first, second = os.urandom(4 * MIB), os.urandom(4 * MIB)
-    with _executor(god, env, monkeypatch) as ex:
+    with executor_on(god, env, monkeypatch) as ex:
         assert ex.submit(len, first).result(timeout=60) == 4 * MIB
         assert ex.submit(len, second).result(timeout=60) == 4 * MIB
         kept = [p for p in cache.iterdir() if len(p.name) == 64]
@@ -141,7 +135,7 @@ def test_a_large_result_comes_back_apart_fetched_once_and_is_let_go(
     god: God, spawn: Callable[..., Proc], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _consumer(spawn, god, tmp_path, "--processes", "1")
-    with _executor(god, env, monkeypatch) as ex:
+    with executor_on(god, env, monkeypatch) as ex:
         assert ex.submit(noise, 3 * MIB, 1).result(timeout=60) == noise(3 * MIB, 1)
         assert ex.submit(noise_in, 2 * MIB, 2).result(timeout=60) == noise_in(2 * MIB, 2)  # inside a dict
         # A large result as another call's argument: from god to the consumer, not through the program

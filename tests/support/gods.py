@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from shared.client import GodClient
 from shared.config import Settings
@@ -35,3 +36,10 @@ def god_stats(g: God, env: dict[str, str]) -> Stats:
 def addr_env(g: God) -> dict[str, str]:
     return {"GOD_ADDRESS": g.address}
 
+
+def executor_on(g: God, env: dict[str, str], monkeypatch: Any, **kw: Any) -> Any:
+    """A program's Executor on god with the test's key (``monkeypatch``: pytest's, for the key)."""
+    from producer import Executor
+
+    monkeypatch.setenv("GOD_AUTHKEY", env["GOD_AUTHKEY"])
+    return Executor(g.address, give_up_after=10, **kw)

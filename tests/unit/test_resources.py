@@ -130,3 +130,17 @@ def test_god_fit_timeout_fails_a_task_that_fit_nowhere_that_long_and_only_that()
         assert core.broker.figures.stats()["failed"] == 1
     finally:
         core.close()
+
+
+@pytest.mark.parametrize("info, says", [
+    ({"resources": {"gpu": "all"}}, "not a number over 0"),
+    ({"resources": [("os.system", 1)]}, "resource name"),
+    ({"resources": {f"r{i}": 1 for i in range(17)}}, "at most 16"),
+    ({"gpus": [0, 1]}, "list of ids"),
+    ({"gpus": ["x"] * 2000}, "list of ids"),
+    ({"cache": "h:/" + "x" * 5000}, "up to 4,096 characters"),
+])
+def test_a_consumer_hello_with_what_it_has_not_as_data_is_refused(core: Core, info: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        core.call("hello", "c", "consumer", {"host": "h", "queues": ["default"], **info}).result()
+    assert "c" not in core.broker.state.peers.consumers  # (nothing of it kept)
